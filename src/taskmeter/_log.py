@@ -1,0 +1,60 @@
+"""Logging helpers for the telemetry path: log a problem once, count every one."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+
+logger = logging.getLogger("taskmeter")
+
+_lock = threading.Lock()
+_seen: set[str] = set()
+_last_logged: dict[str, float] = {}
+error_counts: Counter[str] = Counter()
+"""Number of errors swallowed on the telemetry path, by key (for tests and metrics)."""
+
+
+def debug_once(key: str, message: str, *args: object) -> None:
+    """Log ``message`` at debug level the first time ``key`` is seen in this process."""
+    with _lock:
+        if key in _seen:
+            return
+        _seen.add(key)
+    logger.debug(message, *args)
+
+
+def warn_once(key: str, message: str, *args: object) -> None:
+    """Log ``message`` as a warning the first time ``key`` is seen in this process."""
+    with _lock:
+        if key in _seen:
+            return
+        _seen.add(key)
+    logger.warning(message, *args)
+
+
+def swallowed(key: str, exc: BaseException, *, interval: float = 60.0) -> None:
+    """Count an error that the telemetry path absorbed, and log it at most once per interval.
+
+    The traceback is logged at debug level so that a flood of identical errors
+    costs one line per ``interval`` seconds at warning level.
+    """
+    now = time.monotonic()
+    with _lock:
+        error_counts[key] += 1
+        count = error_counts[key]
+        last = _last_logged.get(key)
+        if last is not None and now - last < interval:
+            return
+        _last_logged[key] = now
+    logger.warning("%s: %s: %s (error %d of this kind)", key, type(exc).__name__, exc, count)
+    logger.debug("%s traceback", key, exc_info=exc)
+
+
+def reset_for_tests() -> None:
+    """Forget which messages were logged and every error count."""
+    with _lock:
+        _seen.clear()
+        _last_logged.clear()
+        error_counts.clear()

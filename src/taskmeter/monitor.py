@@ -1,0 +1,163 @@
+"""A background thread that refreshes running tasks and samples probes.
+
+The thread starts on first use and sleeps on a condition variable: with
+nothing registered it waits without a timeout, so an idle monitor costs no
+wake-ups at all.  Each registered job runs at its own interval; a job that
+raises is counted and logged (rate-limited) and keeps its schedule.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import settings
+from ._log import swallowed
+
+
+@dataclass(order=True)
+class _Job:
+    due: float
+    seq: int
+    interval: float = field(compare=False)
+    callback: Callable[[], object] = field(compare=False)
+    name: str = field(compare=False)
+    cancelled: bool = field(default=False, compare=False)
+
+
+class MonitorHandle:
+    """Returned by :meth:`Monitor.add`; pass it to :meth:`Monitor.remove`."""
+
+    __slots__ = ("_job",)
+
+    def __init__(self, job: _Job) -> None:
+        self._job = job
+
+
+class Monitor:
+    """Runs callbacks periodically on one daemon thread."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._jobs: list[_Job] = []
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self.default_interval = settings.monitor_interval()
+        self.wakeups = 0
+        """How many times the thread has woken up (an idle monitor does not)."""
+
+    def add(
+        self,
+        callback: Callable[[], object],
+        interval: float | None = None,
+        *,
+        name: str = "job",
+    ) -> MonitorHandle:
+        """Call ``callback`` every ``interval`` seconds (default: the monitor's interval)."""
+        period = self.default_interval if interval is None else float(interval)
+        if not period > 0:
+            raise ValueError(f"monitor interval must be positive, got {interval!r}")
+        job = _Job(time.monotonic() + period, next(self._seq), period, callback, name)
+        with self._cond:
+            heapq.heappush(self._jobs, job)
+            self._ensure_thread()
+            self._cond.notify()
+        return MonitorHandle(job)
+
+    def remove(self, handle: MonitorHandle) -> None:
+        """Stop calling a job (a no-op if it was already removed)."""
+        with self._cond:
+            handle._job.cancelled = True
+            # Drop cancelled jobs from the head so an empty monitor sleeps untimed.
+            while self._jobs and self._jobs[0].cancelled:
+                heapq.heappop(self._jobs)
+
+    @property
+    def job_count(self) -> int:
+        """Number of live jobs."""
+        with self._cond:
+            return sum(not job.cancelled for job in self._jobs)
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stopping = False
+            self._thread = threading.Thread(target=self._run, name="taskmeter-monitor", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        """Stop the thread (jobs stay registered and resume on the next :meth:`add`)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    self.wakeups += 1
+                    if self._stopping:
+                        return
+                    while self._jobs and self._jobs[0].cancelled:
+                        heapq.heappop(self._jobs)
+                    if not self._jobs:
+                        self._cond.wait()
+                        continue
+                    delay = self._jobs[0].due - time.monotonic()
+                    if delay <= 0:
+                        job = heapq.heappop(self._jobs)
+                        break
+                    self._cond.wait(delay)
+            try:
+                job.callback()
+            except Exception as exc:
+                swallowed(f"monitor.{job.name}", exc)
+            with self._cond:
+                if not job.cancelled:
+                    # Keep the cadence, but never try to catch up on missed ticks.
+                    job.due = max(job.due + job.interval, time.monotonic())
+                    job.seq = next(self._seq)
+                    heapq.heappush(self._jobs, job)
+
+    def _after_fork_in_child(self) -> None:
+        # The thread does not exist in the child, and the jobs refer to the
+        # parent's tasks; a child starts with an empty monitor.
+        self._cond = threading.Condition()
+        self._jobs = []
+        self._thread = None
+        self._stopping = False
+
+
+_monitor: Monitor | None = None
+_monitor_lock = threading.Lock()
+
+
+def get_monitor() -> Monitor:
+    """The process's monitor (created on first use)."""
+    global _monitor
+    monitor = _monitor
+    if monitor is None:
+        with _monitor_lock:
+            if _monitor is None:
+                _monitor = Monitor()
+            monitor = _monitor
+    return monitor
+
+
+def _after_fork_in_child() -> None:
+    global _monitor_lock
+    _monitor_lock = threading.Lock()
+    if _monitor is not None:
+        _monitor._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,248 @@
+"""Peak resident set size (RSS) per task.
+
+On Linux the kernel keeps the process's RSS high-water mark (``VmHWM`` in
+``/proc/<pid>/status``) and resets it when ``5`` is written to
+``/proc/<pid>/clear_refs``.  :class:`LinuxRssHighWater` exposes that register;
+:class:`~taskmeter.probes.peaks.PeakRegister` turns it into a correct peak for
+every open task.
+
+Reading ``VmHWM`` costs a few microseconds (the kernel formats the whole
+status file), so the hot path uses ``getrusage``'s ``ru_maxrss`` instead,
+which is ``max(VmHWM, S)`` where ``S`` is a floor the kernel set when the
+program was exec'ed (the peak of the image it replaced, e.g. a large parent
+that used ``vfork``).  After each reset the source checks ``ru_maxrss``
+against the current RSS: while ``S`` is below it, ``ru_maxrss`` *is* the
+high-water mark; otherwise the source reads ``VmHWM`` until the next reset.
+
+Elsewhere ``ru_maxrss`` cannot be reset: a task's peak is then the peak of the
+process since it started (macOS reports it in bytes, other Unixes in KiB).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import weakref
+from pathlib import Path
+
+from .._log import debug_once
+from ..figures import Figures
+from .base import Probe
+from .peaks import HighWaterSource, PeakRegister, PeakTracker
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - Windows
+    resource = None  # type: ignore[assignment]
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def maxrss_unit(platform: str = sys.platform) -> int:
+    """Bytes per unit of ``ru_maxrss``: bytes on macOS, KiB on Linux and the BSDs."""
+    return 1 if platform == "darwin" else 1024
+
+
+_MAXRSS_UNIT = maxrss_unit()
+
+
+def parse_vm_hwm(status: bytes) -> int | None:
+    """The ``VmHWM`` line of a ``/proc/<pid>/status`` text, in bytes."""
+    start = status.find(b"VmHWM:")
+    if start < 0:
+        return None
+    end = status.find(b"\n", start)
+    fields = status[start + 6 : end if end >= 0 else None].split()
+    if not fields or not fields[0].isdigit():
+        return None
+    unit = fields[1].lower() if len(fields) > 1 else b"kb"
+    scale = {b"kb": 1024, b"mb": 1024**2, b"gb": 1024**3, b"b": 1}.get(unit)
+    if scale is None:
+        return None
+    return int(fields[0]) * scale
+
+
+class LinuxRssHighWater(HighWaterSource):
+    """The kernel's RSS high-water mark of one process, resettable via ``clear_refs``.
+
+    ``procfs`` and ``pid`` can point the source at a directory tree a test
+    built; the ``getrusage`` shortcut is used only for the real ``/proc/self``.
+    """
+
+    def __init__(self, procfs: str | os.PathLike[str] = "/proc", pid: int | str = "self") -> None:
+        self._dir = Path(procfs) / str(pid)
+        self._fast = resource is not None and str(pid) == "self" and Path(procfs) == Path("/proc")
+        self._lock = threading.Lock()
+        self._status_fd: int | None = None
+        self._statm_fd: int | None = None
+        self._clear_fd: int | None = None
+        self._resettable: bool | None = None
+        # True while ru_maxrss equals VmHWM (until the next reset); None: not checked.
+        self._rusage_exact: bool | None = None
+        # An upper bound of the exec-time floor S of ru_maxrss (see reset()).
+        self._floor_bound: int | None = None
+        _fork_safe_sources.add(self)
+
+    @property
+    def resettable(self) -> bool:
+        if self._resettable is None:
+            self._resettable = self._open_clear_refs()
+        return self._resettable
+
+    def high_water(self) -> int | None:
+        if self._rusage_exact:
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        value = self._read_vm_hwm()
+        if value is not None and self._fast and self._rusage_exact is None:
+            maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            self._rusage_exact = maxrss <= value
+            if self._rusage_exact:
+                self._floor_bound = maxrss
+        return value
+
+    def reset(self) -> None:
+        fd = self._clear_fd
+        if fd is None:
+            if not self.resettable:
+                return
+            fd = self._clear_fd
+            assert fd is not None
+        try:
+            os.write(fd, b"5")
+        except OSError as exc:
+            self._resettable = False
+            debug_once(
+                "memory.reset",
+                "cannot reset the RSS high-water mark via %s (%s); task peaks include "
+                "what ran before them",
+                self._dir / "clear_refs",
+                exc,
+            )
+            return
+        if not self._fast:
+            self._rusage_exact = False
+            return
+        # Now ru_maxrss = max(S, H), H the new high-water mark (the current
+        # RSS) and S a floor fixed at exec.  If ru_maxrss reaches a level
+        # already proven to be >= S, it is H; otherwise compare it with the
+        # RSS from statm (a second syscall), which also lowers the bound.
+        # Residual case: S equal, to the page, to the RSS of an earlier
+        # check; a task that peaks below S is then reported at S.
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        bound = self._floor_bound
+        if bound is not None and maxrss >= bound:
+            self._rusage_exact = True
+            return
+        exact = maxrss <= self._current_rss()
+        self._rusage_exact = exact
+        if exact:
+            self._floor_bound = maxrss
+
+    def _open_clear_refs(self) -> bool:
+        try:
+            self._clear_fd = os.open(self._dir / "clear_refs", os.O_WRONLY)
+        except OSError as exc:
+            debug_once(
+                "memory.clear_refs",
+                "cannot open %s (%s); task peaks include what ran before them",
+                self._dir / "clear_refs",
+                exc,
+            )
+            return False
+        return True
+
+    def _read_vm_hwm(self) -> int | None:
+        with self._lock:
+            if self._status_fd is None:
+                try:
+                    self._status_fd = os.open(self._dir / "status", os.O_RDONLY)
+                except OSError as exc:
+                    debug_once("memory.status", "cannot read %s: %s", self._dir / "status", exc)
+                    return None
+            data = os.pread(self._status_fd, 8192, 0)
+        return parse_vm_hwm(data)
+
+    def _current_rss(self) -> int:
+        if self._statm_fd is None:
+            self._statm_fd = os.open(self._dir / "statm", os.O_RDONLY)
+        fields = os.pread(self._statm_fd, 256, 0).split()
+        return int(fields[1]) * _PAGE_SIZE
+
+    def after_fork_in_child(self) -> None:
+        """Reopen ``/proc/self`` files: the inherited ones name the parent."""
+        self._close_files()
+        self._lock = threading.Lock()
+        self._status_fd = self._statm_fd = self._clear_fd = None
+        self._resettable = None
+        self._rusage_exact = None
+        self._floor_bound = None
+
+    def _close_files(self) -> None:
+        for fd in (self._status_fd, self._statm_fd, self._clear_fd):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+    def __del__(self) -> None:
+        self._close_files()
+
+
+class RusageHighWater(HighWaterSource):
+    """``ru_maxrss`` where it cannot be reset: the peak since the process started."""
+
+    resettable = False
+
+    def high_water(self) -> int | None:
+        if resource is None:  # pragma: no cover - Windows
+            return _psutil_peak()
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _MAXRSS_UNIT
+
+    def reset(self) -> None:
+        return None
+
+
+def _psutil_peak() -> int | None:  # pragma: no cover - Windows
+    import psutil
+
+    info = psutil.Process().memory_info()
+    peak = getattr(info, "peak_wset", None)
+    return int(peak) if peak is not None else None
+
+
+def default_high_water_source() -> HighWaterSource:
+    """The best RSS high-water mark this platform offers."""
+    if sys.platform.startswith("linux") and Path("/proc/self/status").exists():
+        return LinuxRssHighWater()
+    return RusageHighWater()
+
+
+class PeakMemoryProbe(Probe):
+    """Peak RSS of this process during each task, in bytes."""
+
+    name = "memory"
+
+    def __init__(self, source: HighWaterSource | None = None) -> None:
+        self.register = PeakRegister(source if source is not None else default_high_water_source())
+
+    def begin(self, *, reset_peak: bool = True) -> PeakTracker:
+        return self.register.open(reset=reset_peak)
+
+    def read(self, state: PeakTracker, figures: Figures) -> None:
+        figures.peak_memory_bytes = self.register.peak(state)
+
+    def end(self, state: PeakTracker) -> None:
+        self.register.close(state)
+
+
+_fork_safe_sources: weakref.WeakSet[LinuxRssHighWater] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for source in list(_fork_safe_sources):
+        source.after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,93 @@
+"""Per-task peaks from one process-wide, resettable high-water mark.
+
+The kernel (``VmHWM``), PyTorch (``max_memory_allocated``) and a sampled GPU
+reading each keep *one* high-water mark for the whole process.  Resetting it
+when a task starts stops a task from being charged for what an earlier sibling
+used, but it would also erase the peak of every task that is still open
+around it.  :class:`PeakRegister` keeps both right: before each reset it folds
+the current high-water mark into every open task's tracker, so a task's peak
+is the larger of what was folded into it and the high-water mark when it is
+read.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Protocol
+
+
+class HighWaterSource(Protocol):
+    """A process-wide high-water mark that may be resettable."""
+
+    @property
+    def resettable(self) -> bool:
+        """Whether :meth:`reset` can start a new high-water mark."""
+
+    def high_water(self) -> int | None:
+        """The high-water mark since the last reset, or ``None`` if unknown."""
+
+    def reset(self) -> None:
+        """Start a new high-water mark at the current level."""
+
+
+class PeakTracker:
+    """The peak of one open task, as far as resets have folded it in."""
+
+    __slots__ = ("folded",)
+
+    def __init__(self) -> None:
+        self.folded: int | None = None
+
+
+class PeakRegister:
+    """Fold-before-reset over every open task of a process, for one source."""
+
+    def __init__(self, source: HighWaterSource) -> None:
+        self.source = source
+        self._lock = threading.Lock()
+        self._open: set[PeakTracker] = set()
+
+    def open(self, *, reset: bool = True) -> PeakTracker:
+        """Start tracking a task; reset the high-water mark if asked and possible."""
+        tracker = PeakTracker()
+        source = self.source
+        with self._lock:
+            if reset and source.resettable:
+                if self._open:
+                    self._fold(source.high_water())
+                source.reset()
+            self._open.add(tracker)
+        return tracker
+
+    def peak(self, tracker: PeakTracker) -> int | None:
+        """The tracked task's peak so far."""
+        with self._lock:
+            current = self.source.high_water()
+            folded = tracker.folded
+        if current is None:
+            return folded
+        if folded is None or current > folded:
+            return current
+        return folded
+
+    def close(self, tracker: PeakTracker) -> None:
+        """Stop tracking a task."""
+        with self._lock:
+            self._open.discard(tracker)
+
+    def forget_all(self) -> None:
+        """Drop every tracker (used in a forked child, whose tasks are copies)."""
+        with self._lock:
+            self._open.clear()
+
+    def _fold(self, value: int | None) -> None:
+        if value is None:
+            return
+        for tracker in self._open:
+            if tracker.folded is None or value > tracker.folded:
+                tracker.folded = value
+
+    @property
+    def open_count(self) -> int:
+        """Number of tasks being tracked."""
+        return len(self._open)

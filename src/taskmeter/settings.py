@@ -1,0 +1,63 @@
+"""Settings read from ``TASKMETER_*`` environment variables.
+
+A malformed value never stops the program being measured: it is reported
+once as a warning naming the variable, and the default is used.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+from ._log import warn_once
+
+T = TypeVar("T")
+
+ENV_MACHINE = "TASKMETER_MACHINE"
+ENV_MONITOR_INTERVAL = "TASKMETER_MONITOR_INTERVAL"
+
+DEFAULT_MONITOR_INTERVAL = 10.0
+"""Seconds between refreshes of the files of running tasks."""
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise ValueError("must be a positive number of seconds")
+    return value
+
+
+def env_value(
+    name: str,
+    parse: Callable[[str], T],
+    default: T,
+    environ: Mapping[str, str] | None = None,
+) -> T:
+    """Parse the environment variable ``name``; on a bad value warn once and return ``default``."""
+    env = os.environ if environ is None else environ
+    text = env.get(name)
+    if text is None or text.strip() == "":
+        return default
+    try:
+        return parse(text.strip())
+    except (ValueError, TypeError) as exc:
+        warn_once(f"env.{name}", "ignoring %s=%r: %s; using %r", name, text, exc, default)
+        return default
+
+
+def machine(environ: Mapping[str, str] | None = None) -> str | None:
+    """The project-meaningful machine label (``TASKMETER_MACHINE``), if set.
+
+    Read on every call (it is on the path of every new task, so it is kept
+    to one dictionary lookup).
+    """
+    text = (os.environ if environ is None else environ).get(ENV_MACHINE)
+    if text is None:
+        return None
+    return text.strip() or None
+
+
+def monitor_interval(environ: Mapping[str, str] | None = None) -> float:
+    """Seconds between task-file refreshes (``TASKMETER_MONITOR_INTERVAL``)."""
+    return env_value(ENV_MONITOR_INTERVAL, _positive_float, DEFAULT_MONITOR_INTERVAL, environ)

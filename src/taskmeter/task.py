@@ -1,0 +1,727 @@
+"""The :class:`Task`: a coarse unit of work, measured, and published as a span.
+
+The model and its field names are LensKit's (``lenskit.logging.tasks.Task``),
+so task files load in either library.  Each running task is also an
+OpenTelemetry span, child of the current span, whose attributes carry the
+task's figures; they are set before the span ends, because the SDK freezes a
+span's attributes before any processor sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import threading
+import time
+from collections.abc import Iterator
+from contextvars import ContextVar
+from enum import Enum
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Annotated, Any
+from uuid import UUID
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+)
+
+from . import _process, settings
+from . import attributes as attr
+from ._log import logger, swallowed
+from .figures import Figures
+from .formats import friendly_duration as _friendly_duration
+from .monitor import MonitorHandle, get_monitor
+from .probes import active_probes
+from .probes.base import Probe
+from .tracing import get_tracer
+
+__all__ = ["Task", "TaskStatus"]
+
+_active_stack: ContextVar[tuple[Task, ...]] = ContextVar("taskmeter_active_tasks", default=())
+"""The tasks active in this thread or asyncio task, innermost last."""
+
+_running: dict[UUID, Task] = {}
+"""Every running task of this process, by id (for parents given by id, and the monitor)."""
+
+
+class TaskStatus(str, Enum):
+    """Statuses of a task record (LensKit's values)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+_id_random = random.Random(os.urandom(32))
+
+
+def _reseed_ids() -> None:
+    _id_random.seed(os.urandom(32))
+
+
+if hasattr(os, "register_at_fork"):
+    # A forked child must not repeat its parent's ids.
+    os.register_at_fork(after_in_child=_reseed_ids)
+
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
+def _new_task_id() -> UUID:
+    """A random (version 4) UUID.
+
+    Drawn from a private generator seeded from ``os.urandom`` (and reseeded in
+    forked children): task ids must be unique, not secret, and ``uuid4`` costs
+    a system call that releases the GIL on every task.
+    """
+    return UUID(int=(_id_random.getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET)
+
+
+def _dict_extract_values(data: object) -> object:
+    # LensKit accepts subtasks as a mapping of id to task as well as a list.
+    if isinstance(data, dict):
+        return list(data.values())
+    return data
+
+
+class _State:
+    """What a task holds besides its fields (kept out of pydantic's private attributes,
+    whose lookups cost a microsecond each on the hot path)."""
+
+    __slots__ = (
+        "ctx_token",
+        "explicit_parent",
+        "final",
+        "lock",
+        "parent",
+        "perf_start",
+        "probe_states",
+        "refresh",
+        "reset_hwm",
+        "save_file",
+        "span",
+        "started",
+        "subtask_index",
+        "tracer",
+    )
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.parent: Task | None = None
+        self.explicit_parent = False
+        self.reset_hwm = True
+        self.save_file: Path | None = None
+        self.tracer: trace.Tracer | None = None
+        self.subtask_index: dict[UUID, int] | None = None
+        self.started = False
+        self.final: Figures | None = None
+        self.span: trace.Span = trace.INVALID_SPAN
+        self.ctx_token: object | None = None
+        self.perf_start = 0.0
+        self.probe_states: list[tuple[Probe, Any]] = []
+        self.refresh: MonitorHandle | None = None
+
+
+class Task(BaseModel):
+    """A task for logging and resource measurement, recorded as an OpenTelemetry span.
+
+    A task may be *top-level* or a *subtask*.  By default a new task's parent
+    is the task active in the current thread or asyncio task; tasks become
+    active when started, which using the task as a context manager does::
+
+        with Task("train model", file="runs/train.json") as task:
+            ...
+        print(task.duration, task.cpu_time, task.peak_memory)
+
+    Args:
+        label: Human-readable label; also the span name.
+        file: A file to save the task to while it runs and when it finishes.
+        parent: The parent task, or its id.  If unspecified, the active task.
+        reset_hwm: Whether to start a new memory high-water mark for this task
+            (default ``True``).  Resetting never loses an enclosing task's
+            peak: the current mark is folded into every open task first.  With
+            ``False`` the task's peak includes whatever ran since the last
+            reset.  Resetting is possible on Linux only.
+        tracer: The tracer for this task's span (default: taskmeter's tracer,
+            see :func:`taskmeter.use_tracer_provider`).
+        data: Values for the task's fields, or extra fields to record.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    task_id: UUID = Field(default_factory=_new_task_id, frozen=True)
+    """The task ID."""
+    parent_id: UUID | None = None
+    """The parent task ID."""
+    subprocess: bool = False
+    """Whether this task ran in a worker process of its parent; its CPU time is
+    *not* included in the parent's ``cpu_time`` but is in ``total_cpu()``."""
+    label: str
+    """Human-readable task label."""
+    hostname: str = Field(default_factory=_process.current_hostname)
+    """The host name on which the task ran."""
+    machine: str | None = Field(default_factory=settings.machine)
+    """Project-meaningful label of the machine (``TASKMETER_MACHINE``)."""
+
+    status: TaskStatus = TaskStatus.PENDING
+    """The task's current status."""
+    start_time: float | None = None
+    """Start time (UNIX timestamp)."""
+    finish_time: float | None = None
+    """Completion time (UNIX timestamp)."""
+
+    duration: float | None = None
+    """Duration in seconds, from :func:`time.perf_counter` (so it may differ
+    slightly from ``finish_time - start_time``)."""
+    cpu_time: float | None = None
+    """CPU time (user + system) consumed by this process during the task, in seconds."""
+    peak_memory: int | None = None
+    """Peak RSS of this process during the task, in bytes (see the README for
+    platforms where the high-water mark cannot be reset)."""
+    peak_gpu_memory: int | None = None
+    """Peak GPU memory of this process during the task, in bytes."""
+
+    system_power: float | None = Field(
+        default=None, validation_alias=AliasChoices("system_power", "chassis_power")
+    )
+    """Energy of the whole system during the task, in joules (LensKit's name)."""
+    cpu_power: float | None = None
+    """Energy of the CPUs during the task, in joules (LensKit's name)."""
+    gpu_power: float | None = None
+    """Energy of the GPUs during the task, in joules (LensKit's name)."""
+
+    subtasks: Annotated[list[SerializeAsAny[Task]], BeforeValidator(_dict_extract_values)] = Field(
+        default_factory=list
+    )
+    """This task's subtasks."""
+
+    # taskmeter's additions: optional, so LensKit reads them as extra fields.
+    cpu_user_time: float | None = None
+    """User CPU time of this process during the task, in seconds."""
+    cpu_system_time: float | None = None
+    """System CPU time of this process during the task, in seconds."""
+    energy_sources: dict[str, str] = Field(default_factory=dict)
+    """How each energy figure was obtained, by domain (``{"cpu": "rapl"}``)."""
+    pid: int | None = Field(default_factory=_process.current_pid)
+    """The id of the process that ran the task."""
+    trace_id: str | None = None
+    """The task span's trace id (32 hex digits), when a span was recorded."""
+    span_id: str | None = None
+    """The task span's id (16 hex digits), when a span was recorded."""
+
+    __slots__ = ("_tm",)
+    if TYPE_CHECKING:
+        _tm: _State
+
+    def __init__(
+        self,
+        label: str,
+        *,
+        file: str | os.PathLike[str] | None = None,
+        parent: Task | UUID | None = None,
+        reset_hwm: bool | None = None,
+        tracer: trace.Tracer | None = None,
+        **data: Any,
+    ) -> None:
+        parent_task: Task | None = None
+        parent_id: UUID | None = None
+        if isinstance(parent, Task):
+            parent_task = parent
+            parent_id = parent.task_id
+        elif isinstance(parent, UUID):
+            parent_task = _running.get(parent)
+            parent_id = parent
+        elif parent is not None:
+            raise TypeError(f"parent must be a Task, a UUID or None, not {type(parent).__name__}")
+        elif "parent_id" not in data:
+            parent_task = Task.current()
+            if parent_task is not None:
+                parent_id = parent_task.task_id
+        if reset_hwm is not None and not isinstance(reset_hwm, bool):
+            raise TypeError(f"reset_hwm must be a bool or None, not {type(reset_hwm).__name__}")
+        if tracer is not None and not isinstance(tracer, trace.Tracer):
+            raise TypeError(f"tracer must be an OpenTelemetry Tracer, not {tracer!r}")
+        if not data and type(label) is str and _FAST_INIT:
+            self._init_defaults(label, parent_id)
+        else:
+            if parent_id is not None:
+                data["parent_id"] = parent_id
+            super().__init__(label=label, **data)
+        state = self._tm
+        state.parent = parent_task
+        state.explicit_parent = parent is not None
+        if reset_hwm is not None:
+            state.reset_hwm = reset_hwm
+        state.tracer = tracer
+        if file is not None:
+            state.save_file = Path(file)
+
+    def _init_defaults(self, label: str, parent_id: UUID | None) -> None:
+        # What validation would produce for a label (and parent) alone,
+        # without its cost (a third of a task's overhead).  The field layout
+        # is checked at import, and the tests compare both paths.
+        values = dict(_FAST_DEFAULTS)
+        values["task_id"] = _new_task_id()
+        values["label"] = label
+        values["hostname"] = _process.hostname
+        values["machine"] = settings.machine()
+        values["subtasks"] = []
+        values["energy_sources"] = {}
+        values["pid"] = _process.pid
+        fields_set = {"label"}
+        if parent_id is not None:
+            values["parent_id"] = parent_id
+            fields_set.add("parent_id")
+        object.__setattr__(self, "__dict__", values)
+        object.__setattr__(self, "__pydantic_fields_set__", fields_set)
+        object.__setattr__(self, "__pydantic_extra__", {})
+        object.__setattr__(self, "__pydantic_private__", None)
+        object.__setattr__(self, "_tm", _State())
+
+    def model_post_init(self, context: Any, /) -> None:
+        # Runs after validation, for __init__ and model_validate alike.
+        object.__setattr__(self, "_tm", _State())
+
+    def __copy__(self) -> Task:
+        copy = super().__copy__()
+        object.__setattr__(copy, "_tm", _State())
+        return copy
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Task:
+        copy = super().__deepcopy__(memo)
+        object.__setattr__(copy, "_tm", _State())
+        return copy
+
+    # ---------------------------------------------------------------- lookup
+
+    @staticmethod
+    def current() -> Task | None:
+        """The innermost running task of this thread or asyncio task."""
+        stack = _active_stack.get()
+        for task in reversed(stack):
+            if task.status is TaskStatus.RUNNING:
+                return task
+        return None
+
+    @staticmethod
+    def root() -> Task | None:
+        """The outermost running task of this thread or asyncio task."""
+        for task in _active_stack.get():
+            if task.status is TaskStatus.RUNNING:
+                return task
+        return None
+
+    # ---------------------------------------------------------------- figures
+
+    def total_cpu(self) -> float | None:
+        """CPU time including worker-process subtasks, in seconds.
+
+        Worker tasks are found at any depth below in-process subtasks, and
+        each counts its own workers.
+        """
+        total = self.cpu_time
+        if total is None:
+            return None
+        return total + sum(_worker_cpu(self.subtasks))
+
+    @property
+    def friendly_duration(self) -> str | None:
+        """The duration in LensKit's short format (``"1m3.25s"``), or ``None``."""
+        if self.duration is None:
+            return None
+        return _friendly_duration(self.duration)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Start the task: open its span, make it active and take the first readings."""
+        state = self._tm
+        if state.started:
+            raise RuntimeError(f"{self} cannot start: it is already {self.status.value}")
+        state.started = True
+        parent = state.parent
+        wall_ns = time.time_ns()
+
+        tracer = state.tracer or get_tracer()
+        span = tracer.start_span(
+            self.label, context=self._span_parent_context(), start_time=wall_ns
+        )
+        state.span = span
+        if span.is_recording():
+            span.set_attributes(self._start_attributes())
+        span_context = span.get_span_context()
+        if span_context.is_valid:
+            values = self.__dict__
+            values["trace_id"] = f"{span_context.trace_id:032x}"
+            values["span_id"] = f"{span_context.span_id:016x}"
+            self.__pydantic_fields_set__.update(("trace_id", "span_id"))
+        state.ctx_token = otel_context.attach(trace.set_span_in_context(span))
+
+        _running[self.task_id] = self
+        _active_stack.set((*_active_stack.get(), self))
+        if parent is not None:
+            parent.add_subtask(self)
+
+        values = self.__dict__
+        values["status"] = TaskStatus.RUNNING
+        values["start_time"] = wall_ns / 1e9
+        self.__pydantic_fields_set__.update(("status", "start_time"))
+        # Readings come last, so the task is not charged for its own set-up.
+        reset = state.reset_hwm
+        states = state.probe_states
+        for probe in active_probes():
+            try:
+                states.append((probe, probe.begin(reset_peak=reset)))
+            except Exception as exc:
+                swallowed(f"probe.{probe.name}.begin", exc)
+        state.perf_start = time.perf_counter()
+
+        if state.save_file is not None:
+            self._save()
+            state.refresh = get_monitor().add(self.monitor_refresh, name="task-file")
+
+    def finish(self, status: TaskStatus = TaskStatus.FINISHED) -> None:
+        """Finish the task with ``status``: take the final readings and end its span."""
+        self._finish(TaskStatus(status), None)
+
+    def _finish(self, status: TaskStatus, error: BaseException | None) -> None:
+        state = self._tm
+        if not state.started:
+            raise RuntimeError(f"{self} cannot finish: it was never started")
+        if state.final is not None:
+            logger.warning("%s already %s; finish() ignored", self, self.status.value)
+            return
+        figures = self._read(state)
+        wall_ns = time.time_ns()
+        for probe, probe_state in state.probe_states:
+            try:
+                probe.end(probe_state)
+            except Exception as exc:
+                swallowed(f"probe.{probe.name}.end", exc)
+        if state.refresh is not None:
+            get_monitor().remove(state.refresh)
+            state.refresh = None
+
+        with state.lock:
+            self._apply(figures)
+            state.final = figures
+            values = self.__dict__
+            values["finish_time"] = wall_ns / 1e9
+            values["status"] = status
+            self.__pydantic_fields_set__.update(("finish_time", "status"))
+        _running.pop(self.task_id, None)
+        self._deactivate()
+
+        span = state.span
+        if span.is_recording():
+            span.set_attributes(self._end_attributes())
+            if status is TaskStatus.FAILED:
+                if error is not None:
+                    span.record_exception(error)
+                    span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+                else:
+                    span.set_status(Status(StatusCode.ERROR, "task failed"))
+            elif status is TaskStatus.CANCELLED:
+                if error is not None:
+                    span.record_exception(error)
+                span.set_status(Status(StatusCode.ERROR, "task cancelled"))
+        span.end(end_time=wall_ns)
+        self._detach(state)
+        # A finished task keeps its ids (trace_id, span_id), not the span:
+        # a root of 100k subtasks must not hold 100k spans.
+        state.span = trace.INVALID_SPAN
+        state.probe_states.clear()
+        if state.save_file is not None:
+            self._save()
+
+    def update(self) -> None:
+        """Refresh the resource figures and save the file (if one is set)."""
+        self.update_resources()
+        if self._tm.save_file is not None:
+            self._save()
+
+    def monitor_refresh(self) -> None:
+        """Called periodically by the monitor thread while the task runs."""
+        if self.status is TaskStatus.RUNNING:
+            self.update()
+
+    def update_resources(self) -> Figures:
+        """Take the current figures, store them in the fields and return them.
+
+        A finished task returns its final figures unchanged.
+        """
+        state = self._tm
+        if not state.started:
+            raise RuntimeError(f"{self} has not started")
+        if state.final is not None:
+            return state.final
+        figures = self._read(state)
+        with state.lock:
+            if state.final is not None:  # finished meanwhile
+                return state.final
+            self._apply(figures)
+        return figures
+
+    def add_subtask(self, task: Task) -> None:
+        """Add a subtask, or replace the record of one with the same id."""
+        if not isinstance(task, Task):
+            raise TypeError(f"expected a Task, got {type(task).__name__}")
+        state = self._tm
+        with state.lock:
+            subtasks = self.subtasks
+            index = state.subtask_index
+            if index is None or len(index) != len(subtasks):
+                index = {t.task_id: i for i, t in enumerate(subtasks)}
+                state.subtask_index = index
+            position = index.get(task.task_id)
+            if (
+                position is not None
+                and position < len(subtasks)
+                and (subtasks[position].task_id == task.task_id)
+            ):
+                subtasks[position] = task
+            else:
+                index[task.task_id] = len(subtasks)
+                subtasks.append(task)
+        if task.parent_id is None:
+            task.parent_id = self.task_id
+
+    def save_to_file(self, path: str | os.PathLike[str], monitor: bool = True) -> None:
+        """Save this task to ``path`` now, and again while it runs and when it finishes.
+
+        With ``monitor`` the monitor thread re-saves a running task every
+        ``TASKMETER_MONITOR_INTERVAL`` seconds (10 by default).
+        """
+        state = self._tm
+        state.save_file = Path(path)
+        self._save()
+        if monitor and state.refresh is None and self.status is TaskStatus.RUNNING:
+            state.refresh = get_monitor().add(self.monitor_refresh, name="task-file")
+
+    # ---------------------------------------------------------------- protocols
+
+    def __enter__(self) -> Task:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._finish(_status_for(exc_value), exc_value)
+
+    def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
+        # Rebuilt by validation, which does not run __init__: no re-parenting.
+        return (type(self).model_validate, (self.model_dump(),))
+
+    def __str__(self) -> str:
+        return f"<Task {self.task_id}: {self.label}>"
+
+    def __repr__(self) -> str:
+        return (
+            f"Task(label={self.label!r}, status={self.status.value!r}, "
+            f"task_id={str(self.task_id)!r}, subtasks={len(self.subtasks)})"
+        )
+
+    def walk(self) -> Iterator[tuple[int, Task]]:
+        """This task and all its subtasks, depth first, with their depth."""
+        stack: list[tuple[int, Task]] = [(0, self)]
+        while stack:
+            depth, task = stack.pop()
+            yield depth, task
+            stack.extend((depth + 1, sub) for sub in reversed(task.subtasks))
+
+    # ---------------------------------------------------------------- internals
+
+    def _read(self, state: _State) -> Figures:
+        figures = Figures(wall_time=time.time())
+        figures.duration_s = time.perf_counter() - state.perf_start
+        for probe, probe_state in state.probe_states:
+            try:
+                probe.read(probe_state, figures)
+            except Exception as exc:
+                swallowed(f"probe.{probe.name}.read", exc)
+        return figures
+
+    def _apply(self, figures: Figures) -> None:
+        # Straight into the field storage: pydantic's __setattr__ costs ~0.2us
+        # a field, and these values are already of the fields' types.
+        values = self.__dict__
+        values["duration"] = figures.duration_s
+        values["cpu_time"] = figures.cpu_time_s
+        values["cpu_user_time"] = figures.cpu_user_s
+        values["cpu_system_time"] = figures.cpu_system_s
+        values["peak_memory"] = figures.peak_memory_bytes
+        values["peak_gpu_memory"] = figures.peak_gpu_memory_bytes
+        energy = figures.energy_j
+        if energy:
+            values["cpu_power"] = energy.get("cpu")
+            values["gpu_power"] = energy.get("gpu")
+            values["system_power"] = energy.get("system")
+            values["energy_sources"] = dict(figures.energy_source)
+        self.__pydantic_fields_set__.update(_MEASURED_FIELDS)
+
+    def _span_parent_context(self) -> otel_context.Context | None:
+        state = self._tm
+        parent = state.parent
+        if not state.explicit_parent or parent is None:
+            return None  # the current context
+        parent_span = parent._tm.span
+        if parent_span.get_span_context().is_valid:
+            return trace.set_span_in_context(parent_span)
+        if parent.trace_id and parent.span_id:
+            remote = SpanContext(
+                trace_id=int(parent.trace_id, 16),
+                span_id=int(parent.span_id, 16),
+                is_remote=True,
+                trace_flags=TraceFlags(TraceFlags.SAMPLED),
+            )
+            return trace.set_span_in_context(NonRecordingSpan(remote))
+        return None
+
+    def _start_attributes(self) -> dict[str, Any]:
+        attributes: dict[str, Any] = {
+            attr.TASK_ID: str(self.task_id),
+            attr.TASK_SUBPROCESS: self.subprocess,
+            attr.HOST_NAME: self.hostname,
+            attr.PROCESS_PID: _process.pid,
+        }
+        if self.parent_id is not None:
+            attributes[attr.TASK_PARENT_ID] = str(self.parent_id)
+        if self.machine is not None:
+            attributes[attr.MACHINE] = self.machine
+        return attributes
+
+    def _end_attributes(self) -> dict[str, Any]:
+        attributes: dict[str, Any] = {attr.TASK_STATUS: self.status.value}
+        if self.duration is not None:
+            attributes[attr.DURATION] = self.duration
+        if self.cpu_time is not None:
+            attributes[attr.CPU_TIME] = self.cpu_time
+            attributes[attr.CPU_USER] = self.cpu_user_time
+            attributes[attr.CPU_SYSTEM] = self.cpu_system_time
+            attributes[attr.CPU_TOTAL] = self.total_cpu()
+        if self.peak_memory is not None:
+            attributes[attr.MEMORY_PEAK] = self.peak_memory
+        if self.peak_gpu_memory is not None:
+            attributes[attr.GPU_MEMORY_PEAK] = self.peak_gpu_memory
+        for domain, value in (
+            ("cpu", self.cpu_power),
+            ("gpu", self.gpu_power),
+            ("system", self.system_power),
+        ):
+            if value is not None:
+                attributes[attr.ENERGY[domain]] = value
+                source = self.energy_sources.get(domain)
+                if source:
+                    attributes[attr.ENERGY_SOURCE[domain]] = source
+        return attributes
+
+    def _deactivate(self) -> None:
+        stack = _active_stack.get()
+        if stack and stack[-1] is self:
+            _active_stack.set(stack[:-1])
+        elif self in stack:
+            logger.debug("%s finished while a subtask was still active", self)
+            _active_stack.set(tuple(t for t in stack if t is not self))
+
+    def _detach(self, state: _State) -> None:
+        token = state.ctx_token
+        state.ctx_token = None
+        if token is None:
+            return
+        # Detaching from another context (the task finished in a different
+        # thread than it started) would fail; the span simply stays current
+        # there, as it would for any span started with attach().
+        if trace.get_current_span() is state.span:
+            otel_context.detach(token)  # type: ignore[arg-type]
+
+    def _save(self) -> None:
+        state = self._tm
+        path = state.save_file
+        if path is None:
+            return
+        try:
+            with state.lock:
+                text = self.model_dump_json()
+            from .taskfile import write_atomic
+
+            write_atomic(path, text + "\n")
+        except Exception as exc:
+            swallowed("taskfile.save", exc)
+
+
+def _worker_cpu(subtasks: list[Task]) -> Iterator[float]:
+    """CPU of the worker-process tasks found below in-process subtasks."""
+    stack = list(subtasks)
+    while stack:
+        task = stack.pop()
+        if task.subprocess:
+            cpu = task.total_cpu()
+            if cpu is not None:
+                yield cpu
+        else:
+            stack.extend(task.subtasks)
+
+
+def _status_for(error: BaseException | None) -> TaskStatus:
+    if error is None:
+        return TaskStatus.FINISHED
+    if isinstance(error, KeyboardInterrupt | asyncio.CancelledError | GeneratorExit):
+        return TaskStatus.CANCELLED
+    if isinstance(error, SystemExit) and error.code in (None, 0):
+        return TaskStatus.FINISHED
+    return TaskStatus.FAILED
+
+
+# Validation (model_validate, task files, unpickling) builds a task from its
+# fields without running __init__, which would resolve a parent from the
+# active task and re-parent a task being loaded.
+Task.__pydantic_custom_init__ = False
+Task.model_rebuild(force=True)
+
+
+def _fast_defaults() -> tuple[dict[str, Any], bool]:
+    """The constant defaults of Task's fields, and whether the fast path applies.
+
+    The fast path fills the fields with default factories itself; if the
+    model ever gains another one, it turns itself off instead of going wrong.
+    """
+    factories = {"task_id", "hostname", "machine", "subtasks", "energy_sources", "pid"}
+    defaults: dict[str, Any] = {}
+    for name, info in Task.model_fields.items():
+        if info.default_factory is not None:
+            if name not in factories:
+                return {}, False
+            defaults[name] = None
+        elif name == "label":
+            defaults[name] = None
+        else:
+            defaults[name] = info.default
+    found = {n for n, i in Task.model_fields.items() if i.default_factory is not None}
+    return defaults, found == factories
+
+
+_FAST_DEFAULTS, _FAST_INIT = _fast_defaults()
+_MEASURED_FIELDS = frozenset(
+    {"duration", "cpu_time", "cpu_user_time", "cpu_system_time", "peak_memory", "peak_gpu_memory"}
+)

@@ -1,0 +1,47 @@
+"""Shared fixtures: captured spans, and isolation of taskmeter's process-wide state."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+import taskmeter
+from taskmeter import _log
+from taskmeter.task import _active_stack, _running
+from taskmeter.testing import SpanCapture, capture_spans
+
+IN_CI = bool(os.environ.get("CI"))
+
+
+def require_executable(name: str, package: str) -> str:
+    """Path of ``name``; skip the test locally if it is missing, fail it in CI."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} not found (Debian package {package}; .ci/run installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture
+def spans() -> Iterator[SpanCapture]:
+    """Capture the spans of taskmeter's tasks for one test."""
+    with capture_spans() as captured:
+        yield captured
+
+
+@pytest.fixture(autouse=True)
+def _isolate_taskmeter_state() -> Iterator[None]:
+    token = _active_stack.set(())
+    probes = taskmeter.active_probes()
+    _log.reset_for_tests()
+    yield
+    leaked = [task.label for task in _running.values()]
+    _running.clear()
+    _active_stack.reset(token)
+    taskmeter.set_probes(probes)
+    assert not leaked, f"tasks left running: {leaked}"

@@ -1,0 +1,51 @@
+"""The README stays true: its commands are CI's, its attribute table is the code's."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from taskmeter.attributes import ATTRIBUTE_UNITS
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def first_screen_commands() -> list[str]:
+    block = re.search(r"```sh\n(.*?)```", README, re.S)
+    assert block, "the README starts with a sh block of commands"
+    return [line for line in block.group(1).splitlines() if line and not line.startswith("#")]
+
+
+def test_first_screen_has_demo_and_test_commands() -> None:
+    demo, tests = first_screen_commands()
+    assert "examples/quickstart.py" in demo
+    assert "pytest" in tests
+    assert README.index("```sh") < 1200, "the commands are on the first screen"
+
+
+def test_ci_runs_the_readme_test_command_exactly() -> None:
+    _, tests = first_screen_commands()
+    lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert lines[-1] == tests
+
+
+def readme_attribute_units() -> dict[str, str]:
+    units: dict[str, str] = {}
+    for row in re.findall(r"^\| (`.*?) \| (.*?) \| .* \|$", README, re.M):
+        names, unit = row
+        for name in re.findall(r"`([^`]+)`", names):
+            units[name] = unit.strip()
+    return units
+
+
+def test_attribute_table_documents_every_attribute_with_its_unit() -> None:
+    documented = readme_attribute_units()
+    for name, unit in ATTRIBUTE_UNITS.items():
+        assert name in documented, f"{name} missing from the README table"
+        assert documented[name] == unit, f"{name}: README says {documented[name]!r}"
+
+
+def test_changelog_has_unreleased_section() -> None:
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert "## [Unreleased]" in changelog

@@ -1,0 +1,122 @@
+"""The monitor thread: refreshes running task files, sleeps untimed when idle."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from taskmeter import Task, _log
+from taskmeter.monitor import Monitor, get_monitor
+from taskmeter.settings import monitor_interval
+
+
+@pytest.fixture
+def fast_monitor() -> Iterator[Monitor]:
+    monitor = get_monitor()
+    previous = monitor.default_interval
+    monitor.default_interval = 0.05
+    yield monitor
+    monitor.default_interval = previous
+
+
+def wait_until(condition: object, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_running_task_file_is_refreshed(tmp_path: Path, fast_monitor: Monitor) -> None:
+    path = tmp_path / "task.json"
+    with Task("long job", file=path):
+        first = json.loads(path.read_text())
+        assert first["duration"] is None
+        assert wait_until(lambda: (json.loads(path.read_text())["duration"] or 0) > 0.1)
+        refreshed = json.loads(path.read_text())
+        assert refreshed["status"] == "running"
+        assert refreshed["cpu_time"] is not None
+    assert fast_monitor.job_count == 0
+
+
+def test_jobs_run_at_their_interval_and_stop_when_removed() -> None:
+    monitor = Monitor()
+    calls: list[float] = []
+    handle = monitor.add(lambda: calls.append(time.monotonic()), 0.02, name="tick")
+    assert wait_until(lambda: len(calls) >= 5)
+    monitor.remove(handle)
+    count = len(calls)
+    time.sleep(0.1)
+    assert len(calls) <= count + 1
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
+    assert min(gaps) >= 0.015
+    monitor.stop()
+
+
+def test_idle_monitor_does_not_wake_up() -> None:
+    monitor = Monitor()
+    handle = monitor.add(lambda: None, 0.01)
+    time.sleep(0.05)
+    monitor.remove(handle)
+    time.sleep(0.05)
+    before = monitor.wakeups
+    time.sleep(0.5)
+    assert monitor.wakeups - before <= 1
+    assert monitor.job_count == 0
+    monitor.stop()
+
+
+def test_failing_job_is_counted_and_keeps_running() -> None:
+    monitor = Monitor()
+    calls = 0
+
+    def flaky() -> None:
+        nonlocal calls
+        calls += 1
+        raise OSError("disk full")
+
+    handle = monitor.add(flaky, 0.01, name="flaky")
+    assert wait_until(lambda: calls >= 3)
+    monitor.remove(handle)
+    monitor.stop()
+    assert _log.error_counts["monitor.flaky"] >= 3
+
+
+def test_bad_interval_raises() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        Monitor().add(lambda: None, 0)
+
+
+def test_interval_from_environment() -> None:
+    assert monitor_interval({"TASKMETER_MONITOR_INTERVAL": "2.5"}) == 2.5
+    assert monitor_interval({}) == 10.0
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "0", "inf", "nan"])
+def test_bad_interval_in_environment_warns_and_uses_default(
+    value: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert monitor_interval({"TASKMETER_MONITOR_INTERVAL": value}) == 10.0
+    assert "TASKMETER_MONITOR_INTERVAL" in caplog.text
+
+
+def test_forked_child_starts_with_an_empty_monitor(fast_monitor: Monitor) -> None:
+    handle = fast_monitor.add(lambda: None, 10)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        ok = get_monitor().job_count == 0 and get_monitor()._thread is None
+        os.write(write, b"1" if ok else b"0")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    fast_monitor.remove(handle)
+    assert os.read(read, 1) == b"1"
+    assert threading.active_count() >= 1

@@ -1,0 +1,337 @@
+"""The Task model: lifecycle, status, nesting across threads and coroutines, pickling."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import pickle
+import threading
+import uuid
+
+import pytest
+from pydantic import ValidationError
+
+from taskmeter import Task, TaskStatus
+from taskmeter.task import _running
+
+
+def test_context_manager_sets_finished_and_timestamps() -> None:
+    with Task("work") as task:
+        assert task.status is TaskStatus.RUNNING
+        assert Task.current() is task
+    assert task.status is TaskStatus.FINISHED
+    assert task.start_time is not None and task.finish_time is not None
+    assert task.finish_time >= task.start_time
+    assert Task.current() is None
+
+
+def test_exception_marks_failed_and_propagates() -> None:
+    with pytest.raises(ValueError, match="boom"), Task("work") as task:
+        raise ValueError("boom")
+    assert task.status is TaskStatus.FAILED
+    assert task.duration is not None
+
+
+def test_keyboard_interrupt_marks_cancelled() -> None:
+    with pytest.raises(KeyboardInterrupt), Task("work") as task:
+        raise KeyboardInterrupt
+    assert task.status is TaskStatus.CANCELLED
+
+
+def test_asyncio_cancellation_marks_cancelled() -> None:
+    async def main() -> Task:
+        started = asyncio.Event()
+        holder: list[Task] = []
+
+        async def job() -> None:
+            with Task("job") as task:
+                holder.append(task)
+                started.set()
+                await asyncio.sleep(10)
+
+        running = asyncio.create_task(job())
+        await started.wait()
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        return holder[0]
+
+    assert asyncio.run(main()).status is TaskStatus.CANCELLED
+
+
+def test_sys_exit_zero_is_finished_nonzero_is_failed() -> None:
+    with pytest.raises(SystemExit), Task("ok") as ok:
+        raise SystemExit(0)
+    with pytest.raises(SystemExit), Task("bad") as bad:
+        raise SystemExit(3)
+    assert ok.status is TaskStatus.FINISHED
+    assert bad.status is TaskStatus.FAILED
+
+
+def test_nesting_sets_parent_and_subtasks() -> None:
+    with Task("root") as root:
+        assert Task.root() is root
+        with Task("child") as child:
+            assert Task.current() is child
+            assert Task.root() is root
+            with Task("grandchild") as grandchild:
+                pass
+        assert Task.current() is root
+    assert child.parent_id == root.task_id
+    assert grandchild.parent_id == child.task_id
+    assert [t.label for t in root.subtasks] == ["child"]
+    assert [t.label for t in child.subtasks] == ["grandchild"]
+    assert [(d, t.label) for d, t in root.walk()] == [
+        (0, "root"),
+        (1, "child"),
+        (2, "grandchild"),
+    ]
+
+
+def test_threads_nest_their_own_tasks() -> None:
+    barrier = threading.Barrier(2)
+    seen: dict[str, tuple[str | None, str | None]] = {}
+    errors: list[BaseException] = []
+
+    def worker(name: str) -> None:
+        try:
+            assert Task.current() is None  # a new thread starts with no task
+            with Task(f"{name} outer") as outer, Task(f"{name} inner"):
+                barrier.wait(timeout=5)  # both threads are inside their tasks now
+                current = Task.current()
+                root = Task.root()
+                seen[name] = (current.label if current else None, root.label if root else None)
+                assert root is outer
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    with Task("main"):
+        threads = [threading.Thread(target=worker, args=(n,)) for n in ("a", "b")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert Task.current() is not None and Task.current().label == "main"
+    assert not errors
+    assert seen == {"a": ("a inner", "a outer"), "b": ("b inner", "b outer")}
+
+
+def test_asyncio_tasks_nest_their_own_tasks() -> None:
+    async def branch(name: str, gate: asyncio.Barrier) -> tuple[str, str, str | None]:
+        with Task(name) as mine:
+            await gate.wait()  # every branch is inside its task now
+            current = Task.current()
+            assert current is mine
+            await asyncio.sleep(0)
+            return name, current.label, str(mine.parent_id)
+
+    async def main() -> tuple[Task, list[tuple[str, str, str | None]]]:
+        with Task("event loop") as root:
+            gate = asyncio.Barrier(3)
+            results = await asyncio.gather(*(branch(n, gate) for n in ("x", "y", "z")))
+        return root, list(results)
+
+    root, results = asyncio.run(main())
+    assert [(name, current) for name, current, _ in results] == [
+        ("x", "x"),
+        ("y", "y"),
+        ("z", "z"),
+    ]
+    assert {parent for _, _, parent in results} == {str(root.task_id)}
+    assert sorted(t.label for t in root.subtasks) == ["x", "y", "z"]
+
+
+def test_explicit_parent_task_is_honoured_across_threads() -> None:
+    with Task("root") as root:
+        result: list[Task] = []
+
+        def worker() -> None:
+            with Task("in thread", parent=root) as task:
+                result.append(task)
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+    assert result[0].parent_id == root.task_id
+    assert root.subtasks == [result[0]]
+
+
+def test_explicit_parent_uuid_of_running_task_links_subtask() -> None:
+    with Task("root") as root, Task("by id", parent=root.task_id) as child:
+        pass
+    assert child.parent_id == root.task_id
+    assert root.subtasks == [child]
+
+
+def test_parent_uuid_unknown_here_is_recorded() -> None:
+    remote = uuid.uuid4()
+    with Task("child of remote", parent=remote) as task:
+        pass
+    assert task.parent_id == remote
+
+
+def test_bad_arguments_raise_clear_errors() -> None:
+    with pytest.raises(TypeError, match="parent must be a Task, a UUID or None"):
+        Task("x", parent="not a task")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="reset_hwm"):
+        Task("x", reset_hwm="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="label"):
+        Task(42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="tracer"):
+        Task("x", tracer=object())  # type: ignore[arg-type]
+
+
+def test_start_twice_and_finish_unstarted_raise() -> None:
+    task = Task("x")
+    with pytest.raises(RuntimeError, match="never started"):
+        task.finish()
+    with task, pytest.raises(RuntimeError, match="already running"):
+        task.start()
+    with pytest.raises(RuntimeError, match="already finished"):
+        task.start()
+
+
+def test_finish_twice_is_ignored(caplog: pytest.LogCaptureFixture) -> None:
+    task = Task("x")
+    task.start()
+    task.finish()
+    first = task.finish_time
+    task.finish(TaskStatus.FAILED)
+    assert task.status is TaskStatus.FINISHED and task.finish_time == first
+    assert "finish() ignored" in caplog.text
+
+
+def test_manual_finish_with_status() -> None:
+    task = Task("x")
+    task.start()
+    task.finish(TaskStatus.CANCELLED)
+    assert task.status is TaskStatus.CANCELLED
+    assert task.task_id not in _running
+
+
+def test_add_subtask_is_idempotent_by_id() -> None:
+    parent = Task("parent")
+    child = Task("child")
+    parent.add_subtask(child)
+    parent.add_subtask(child)
+    updated = child.model_copy(update={"duration": 3.0})
+    parent.add_subtask(updated)
+    assert len(parent.subtasks) == 1
+    assert parent.subtasks[0].duration == 3.0
+    assert child.parent_id == parent.task_id
+    other = Task("other", parent=parent)
+    parent.add_subtask(other)
+    assert [t.label for t in parent.subtasks] == ["child", "other"]
+
+
+def test_add_subtask_survives_reassigned_subtask_list() -> None:
+    parent = Task("parent")
+    a, b = Task("a"), Task("b")
+    parent.add_subtask(a)
+    parent.subtasks = [b]
+    parent.add_subtask(a)
+    parent.add_subtask(b)
+    assert [t.label for t in parent.subtasks] == ["b", "a"]
+
+
+def test_total_cpu_adds_worker_subtasks_at_any_depth() -> None:
+    root = Task("root", cpu_time=1.0)
+    stage = Task("stage", cpu_time=0.5, parent=root)  # in-process: already in root's cpu
+    worker = Task("worker", cpu_time=2.0, subprocess=True, parent=stage)
+    nested_worker = Task("nested", cpu_time=0.25, subprocess=True, parent=worker)
+    worker.add_subtask(nested_worker)
+    stage.add_subtask(worker)
+    root.add_subtask(stage)
+    root.add_subtask(Task("direct worker", cpu_time=4.0, subprocess=True, parent=root))
+    assert worker.total_cpu() == pytest.approx(2.25)
+    assert stage.total_cpu() == pytest.approx(2.75)
+    assert root.total_cpu() == pytest.approx(1.0 + 2.25 + 4.0)
+    assert Task("unmeasured").total_cpu() is None
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.5123, " 512ms"),
+        (0.0, " 0ms"),
+        (1.0, "1.00s"),
+        (59.999, "60.00s"),
+        (63.25, "1m3.25s"),
+        (3600.0, "60m0.00s"),
+        (3723.5, "1h2m3.50s"),
+    ],
+)
+def test_friendly_duration_is_lenskit_format(seconds: float, text: str) -> None:
+    assert Task("x", duration=seconds).friendly_duration == text
+    assert Task("x").friendly_duration is None
+
+
+def test_pickle_keeps_fields_and_does_not_reparent() -> None:
+    with Task("root") as root:
+        with Task("child", note="user data") as child:
+            with Task("grandchild"):
+                pass
+            data = pickle.dumps(child)
+        with Task("elsewhere"):  # the active task must not become the parent
+            restored = pickle.loads(data)
+    assert restored.task_id == child.task_id
+    assert restored.parent_id == root.task_id
+    assert restored.label == "child"
+    assert restored.model_extra == {"note": "user data"}
+    assert [t.label for t in restored.subtasks] == ["grandchild"]
+    assert restored.status is TaskStatus.RUNNING  # pickled while running
+
+
+def test_unpickled_and_copied_tasks_are_usable() -> None:
+    task = Task("x")
+    for clone in (pickle.loads(pickle.dumps(task)), copy.copy(task), copy.deepcopy(task)):
+        clone.add_subtask(Task("sub"))
+        with clone:
+            pass
+        assert clone.status is TaskStatus.FINISHED
+
+
+def test_extra_fields_are_kept() -> None:
+    task = Task("x", dataset="ml-25m", seed=3)
+    assert task.model_extra == {"dataset": "ml-25m", "seed": 3}
+    assert Task.model_validate_json(task.model_dump_json()).model_extra == {
+        "dataset": "ml-25m",
+        "seed": 3,
+    }
+
+
+def test_fast_construction_matches_validation() -> None:
+    """The validation-free path of Task() builds what validation would."""
+    with Task("parent") as parent:
+        fast = Task("child")
+    slow = Task.model_validate({"label": "child", "parent_id": parent.task_id})
+    exclude = {"task_id"}
+    assert fast.model_dump(exclude=exclude) == slow.model_dump(exclude=exclude)
+    assert fast.model_fields_set == slow.model_fields_set
+    assert fast.model_extra == slow.model_extra == {}
+    assert fast.task_id.version == 4
+    assert str(Task("root").model_dump(exclude_unset=True)["label"]) == "root"
+
+
+def test_task_ids_are_unique_and_differ_after_fork() -> None:
+    import os
+
+    ids = {Task("x").task_id for _ in range(10_000)}
+    assert len(ids) == 10_000
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        os.write(write, Task("child").task_id.bytes)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child_id = uuid.UUID(bytes=os.read(read, 16))
+    assert child_id != Task("parent").task_id
+    assert child_id not in ids
+
+
+def test_str_and_repr_are_short() -> None:
+    task = Task("label")
+    for _ in range(1000):
+        task.add_subtask(Task("sub"))
+    assert str(task) == f"<Task {task.task_id}: label>"
+    assert len(repr(task)) < 200

@@ -1,0 +1,172 @@
+"""Each task is a span: naming, nesting with user spans, attributes set before the end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+from taskmeter import Task
+from taskmeter import attributes as attr
+from taskmeter.testing import SpanCapture
+
+
+def test_task_span_named_by_label_with_ids(spans: SpanCapture) -> None:
+    with Task("train model", machine="gpu-box") as task:
+        pass
+    span = spans.one("train model")
+    assert span.attributes is not None
+    assert span.attributes[attr.TASK_ID] == str(task.task_id)
+    assert span.attributes[attr.TASK_STATUS] == "finished"
+    assert span.attributes[attr.TASK_SUBPROCESS] is False
+    assert span.attributes[attr.MACHINE] == "gpu-box"
+    assert span.attributes[attr.HOST_NAME] == task.hostname
+    assert span.attributes[attr.PROCESS_PID] == task.pid
+    assert attr.TASK_PARENT_ID not in span.attributes
+    assert task.trace_id == f"{span.context.trace_id:032x}"
+    assert task.span_id == f"{span.context.span_id:016x}"
+    assert span.status.status_code is StatusCode.UNSET
+
+
+def test_span_times_match_task_times(spans: SpanCapture) -> None:
+    with Task("timed") as task:
+        pass
+    span = spans.one("timed")
+    assert span.start_time is not None and span.end_time is not None
+    assert task.start_time == pytest.approx(span.start_time / 1e9, abs=1e-6)
+    assert task.finish_time == pytest.approx(span.end_time / 1e9, abs=1e-6)
+
+
+def test_measured_attributes_present_with_units(spans: SpanCapture) -> None:
+    with Task("measured") as task:
+        sum(range(100_000))
+    attributes = dict(spans.one("measured").attributes or {})
+    assert attributes[attr.DURATION] == task.duration
+    assert attributes[attr.CPU_TIME] == task.cpu_time
+    assert attributes[attr.CPU_USER] == task.cpu_user_time
+    assert attributes[attr.CPU_SYSTEM] == task.cpu_system_time
+    assert attributes[attr.CPU_TOTAL] == task.total_cpu()
+    assert attributes[attr.MEMORY_PEAK] == task.peak_memory
+    assert isinstance(attributes[attr.MEMORY_PEAK], int)
+    # Not measured here (no GPU, no energy counters): absent, never 0.
+    assert attr.GPU_MEMORY_PEAK not in attributes
+    assert not any(key.startswith("taskmeter.energy") for key in attributes)
+
+
+def test_nested_tasks_are_nested_spans(spans: SpanCapture) -> None:
+    with Task("root") as root, Task("child") as child:
+        pass
+    root_span, child_span = spans.one("root"), spans.one("child")
+    assert child_span.parent is not None
+    assert child_span.parent.span_id == root_span.context.span_id
+    assert child_span.context.trace_id == root_span.context.trace_id
+    assert (child_span.attributes or {})[attr.TASK_PARENT_ID] == str(root.task_id)
+    assert child.trace_id == root.trace_id
+
+
+def test_user_spans_nest_under_tasks_and_tasks_under_user_spans(spans: SpanCapture) -> None:
+    tracer = spans.tracer
+    with (
+        tracer.start_as_current_span("request"),
+        Task("handle"),
+        tracer.start_as_current_span("db query"),
+        Task("parse rows"),
+    ):
+        pass
+    request, handle = spans.one("request"), spans.one("handle")
+    query, parse = spans.one("db query"), spans.one("parse rows")
+    assert handle.parent is not None and handle.parent.span_id == request.context.span_id
+    assert query.parent is not None and query.parent.span_id == handle.context.span_id
+    assert parse.parent is not None and parse.parent.span_id == query.context.span_id
+    assert len({s.context.trace_id for s in spans.spans}) == 1
+
+
+def test_global_tracer_spans_nest_under_tasks(spans: SpanCapture) -> None:
+    """Spans from any provider use the shared context, so they nest under tasks."""
+    other_exporter = InMemorySpanExporter()
+    other = TracerProvider()
+    other.add_span_processor(SimpleSpanProcessor(other_exporter))
+    with Task("task") as task, other.get_tracer("lib").start_as_current_span("library call"):
+        pass
+    (library_span,) = other_exporter.get_finished_spans()
+    assert library_span.parent is not None
+    assert f"{library_span.parent.span_id:016x}" == task.span_id
+
+
+def test_failure_records_exception_and_error_status(spans: SpanCapture) -> None:
+    with pytest.raises(RuntimeError), Task("broken"):
+        raise RuntimeError("disk on fire")
+    span = spans.one("broken")
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description == "RuntimeError: disk on fire"
+    assert (span.attributes or {})[attr.TASK_STATUS] == "failed"
+    (event,) = span.events
+    assert event.name == "exception"
+    assert (event.attributes or {})["exception.type"] == "RuntimeError"
+    assert (event.attributes or {})["exception.message"] == "disk on fire"
+
+
+def test_cancel_records_error_status(spans: SpanCapture) -> None:
+    with pytest.raises(KeyboardInterrupt), Task("interrupted"):
+        raise KeyboardInterrupt
+    span = spans.one("interrupted")
+    assert span.status.status_code is StatusCode.ERROR
+    assert (span.attributes or {})[attr.TASK_STATUS] == "cancelled"
+
+
+class _OnEndRecorder(SpanProcessor):
+    def __init__(self) -> None:
+        self.seen: dict[str, dict[str, Any]] = {}
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.seen[span.name] = dict(span.attributes or {})
+
+
+def test_processors_see_every_figure_on_the_ending_span() -> None:
+    recorder = _OnEndRecorder()
+    from taskmeter.testing import capture_spans
+
+    with capture_spans(recorder), Task("seen by processor"):
+        pass
+    seen = recorder.seen["seen by processor"]
+    for key in (attr.DURATION, attr.CPU_TIME, attr.MEMORY_PEAK, attr.TASK_STATUS):
+        assert key in seen
+
+
+def test_given_tracer_is_used(spans: SpanCapture) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with Task("own tracer", tracer=provider.get_tracer("mine")):
+        pass
+    assert [s.name for s in exporter.get_finished_spans()] == ["own tracer"]
+    assert spans.named("own tracer") == []
+
+
+def test_explicit_parent_links_span_even_when_not_current(spans: SpanCapture) -> None:
+    with Task("root") as root:
+        pass
+    with spans.tracer.start_as_current_span("unrelated"), Task("late child", parent=root):
+        pass
+    late = spans.one("late child")
+    assert late.parent is not None
+    assert f"{late.parent.span_id:016x}" == root.span_id
+    assert f"{late.context.trace_id:032x}" == root.trace_id
+
+
+def test_without_sdk_tasks_still_measure() -> None:
+    from taskmeter import use_tracer_provider
+
+    use_tracer_provider(trace.NoOpTracerProvider())
+    try:
+        with Task("no sdk") as task:
+            pass
+    finally:
+        use_tracer_provider(None)
+    assert task.duration is not None and task.cpu_time is not None
+    assert task.trace_id is None

@@ -1,0 +1,257 @@
+"""Task files: atomic, owner-only, and readable by LensKit in both directions."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from pydantic import AliasChoices, BaseModel, Field
+
+from taskmeter import Task, TaskFileError, TaskStatus, load_task, save_task
+from taskmeter.taskfile import write_atomic
+
+
+class LensKitTaskSchema(BaseModel, extra="allow"):
+    """LensKit's Task fields and types, as documented (used when LensKit is absent)."""
+
+    task_id: UUID
+    parent_id: UUID | None = None
+    subprocess: bool = False
+    label: str
+    hostname: str
+    machine: str | None
+    status: str
+    start_time: float | None = None
+    finish_time: float | None = None
+    duration: float | None = None
+    cpu_time: float | None = None
+    peak_memory: int | None = None
+    peak_gpu_memory: int | None = None
+    system_power: float | None = Field(
+        default=None, validation_alias=AliasChoices("system_power", "chassis_power")
+    )
+    cpu_power: float | None = None
+    gpu_power: float | None = None
+    subtasks: list[LensKitTaskSchema] = Field(default_factory=list)
+
+
+def run_tree(path: Path) -> Task:
+    with Task("pipeline", file=path) as root:
+        with Task("load"):
+            sum(range(10_000))
+        with Task("train"), Task("epoch 1"):
+            pass
+    return root
+
+
+def test_file_is_written_at_start_and_at_finish(tmp_path: Path) -> None:
+    path = tmp_path / "runs" / "task.json"
+    with Task("job", file=path) as task:
+        running = json.loads(path.read_text())
+        assert running["status"] == "running"
+    finished = json.loads(path.read_text())
+    assert finished["status"] == "finished"
+    assert finished["duration"] == task.duration
+
+
+def test_file_is_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "task.json"
+    run_tree(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert list(tmp_path.iterdir()) == [path]  # no temporary files left behind
+
+
+def test_nested_json_matches_lenskit_schema(tmp_path: Path) -> None:
+    path = tmp_path / "task.json"
+    root = run_tree(path)
+    loaded = LensKitTaskSchema.model_validate_json(path.read_text())
+    assert loaded.task_id == root.task_id
+    assert loaded.status == "finished"
+    assert [t.label for t in loaded.subtasks] == ["load", "train"]
+    assert [t.label for t in loaded.subtasks[1].subtasks] == ["epoch 1"]
+    assert loaded.peak_memory == root.peak_memory
+    assert loaded.subtasks[0].parent_id == root.task_id
+
+
+def test_roundtrip_through_load_task(tmp_path: Path) -> None:
+    path = tmp_path / "task.json"
+    root = run_tree(path)
+    loaded = load_task(path)
+    assert loaded.model_dump() == root.model_dump()
+    assert loaded.status is TaskStatus.FINISHED
+
+
+def test_reads_lenskit_variants_chassis_power_and_subtask_mapping(tmp_path: Path) -> None:
+    child = {"task_id": "1d1e3a8a-0d8a-4c0e-9d1a-6a5c1b7b9e01", "label": "child", "hostname": "h"}
+    document = {
+        "task_id": "1d1e3a8a-0d8a-4c0e-9d1a-6a5c1b7b9e00",
+        "label": "root",
+        "hostname": "h",
+        "machine": None,
+        "status": "finished",
+        "chassis_power": 1234.5,
+        "subtasks": {child["task_id"]: child},
+    }
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(document))
+    task = load_task(path)
+    assert task.system_power == 1234.5
+    assert [t.label for t in task.subtasks] == ["child"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "not a valid task file"),
+        ('{"label": "x", "task_id": "not-a-uuid"}', "task_id"),
+        ('{"task_id": "1d1e3a8a-0d8a-4c0e-9d1a-6a5c1b7b9e00"}', "label"),
+        ('{"label": "x", "status": "exploded"}', "status"),
+        ('{"label": "x", "subtasks": [{"label": 5}]}', "subtasks.0.label"),
+        ("[1, 2", "not a valid task file"),
+    ],
+)
+def test_bad_files_name_the_problem(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(TaskFileError, match=message) as raised:
+        load_task(path)
+    assert str(path) in str(raised.value)
+
+
+def test_missing_file_is_a_task_file_error(tmp_path: Path) -> None:
+    with pytest.raises(TaskFileError, match="cannot read task file"):
+        load_task(tmp_path / "absent.json")
+
+
+def test_readers_never_see_a_partial_file(tmp_path: Path) -> None:
+    path = tmp_path / "big.json"
+    root = Task("big")
+    for i in range(3000):
+        root.add_subtask(Task(f"subtask {i}", duration=float(i)))
+    save_task(root, path)
+    stop = threading.Event()
+    errors: list[str] = []
+    reads = 0
+
+    def reader() -> None:
+        nonlocal reads
+        while not stop.is_set():
+            try:
+                json.loads(path.read_text())
+                reads += 1
+            except (json.JSONDecodeError, FileNotFoundError) as exc:
+                errors.append(repr(exc))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    for i in range(40):
+        root.duration = float(i)
+        save_task(root, path)
+    stop.set()
+    thread.join()
+    assert errors == []
+    assert reads > 0
+
+
+def test_failed_write_leaves_old_file_and_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "task.json"
+    write_atomic(path, "old\n")
+
+    def refuse(src: str, dst: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(OSError, match="No space left"):
+        write_atomic(path, "new\n")
+    assert path.read_text() == "old\n"
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_save_failure_does_not_break_the_task(tmp_path: Path) -> None:
+    blocker = tmp_path / "not a directory"
+    blocker.write_text("")
+    with Task("unsaveable", file=blocker / "task.json") as task:
+        pass
+    assert task.status is TaskStatus.FINISHED
+
+
+def test_save_to_file_while_running_and_after(tmp_path: Path) -> None:
+    path = tmp_path / "late.json"
+    with Task("late") as task:
+        task.save_to_file(path)
+        assert json.loads(path.read_text())["status"] == "running"
+    assert json.loads(path.read_text())["status"] == "finished"
+    other = tmp_path / "after.json"
+    task.save_to_file(other)
+    assert json.loads(other.read_text())["status"] == "finished"
+
+
+# --------------------------------------------------------------- LensKit itself
+
+
+def _lenskit_task_class() -> type:
+    if os.environ.get("CI"):
+        from lenskit.logging.tasks import Task as LensKitTask
+    else:
+        lenskit = pytest.importorskip("lenskit.logging.tasks")
+        LensKitTask = lenskit.Task
+    return LensKitTask  # type: ignore[no-any-return]
+
+
+def test_lenskit_loads_our_file(tmp_path: Path) -> None:
+    LensKitTask = _lenskit_task_class()
+    path = tmp_path / "ours.json"
+    root = run_tree(path)
+    theirs = LensKitTask.model_validate_json(path.read_text())
+    assert theirs.task_id == root.task_id
+    assert theirs.status.value == "finished"
+    assert theirs.duration == root.duration
+    assert theirs.cpu_time == root.cpu_time
+    assert theirs.peak_memory == root.peak_memory
+    assert [t.label for t in theirs.subtasks] == ["load", "train"]
+    assert [t.label for t in theirs.subtasks[1].subtasks] == ["epoch 1"]
+    assert theirs.total_cpu() == pytest.approx(root.total_cpu())
+
+
+def test_we_load_a_lenskit_file(tmp_path: Path) -> None:
+    LensKitTask = _lenskit_task_class()
+    path = tmp_path / "lenskit.json"
+    with LensKitTask("lenskit root", file=path) as root, LensKitTask("lenskit child"):
+        sum(range(10_000))
+    task = load_task(path)
+    assert task.task_id == root.task_id
+    assert task.label == "lenskit root"
+    assert task.status is TaskStatus.FINISHED
+    assert task.duration == root.duration
+    assert [t.label for t in task.subtasks] == ["lenskit child"]
+    assert task.subtasks[0].parent_id == root.task_id
+
+
+def test_friendly_duration_agrees_with_lenskit() -> None:
+    _lenskit_task_class()
+    from lenskit.logging.formats import friendly_duration as lenskit_friendly
+
+    from taskmeter import friendly_duration
+
+    for seconds in (
+        0.0,
+        0.0004,
+        0.5,
+        0.9996,
+        1.0,
+        59.9,
+        60.0,
+        61.5,
+        3599.99,
+        3600.0,
+        3601,
+        86400.5,
+    ):
+        assert friendly_duration(seconds) == lenskit_friendly(seconds), seconds
