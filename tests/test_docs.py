@@ -32,10 +32,11 @@ def test_ci_runs_the_readme_test_command_exactly() -> None:
 
 def readme_attribute_units() -> dict[str, str]:
     units: dict[str, str] = {}
-    for row in re.findall(r"^\| (`.*?) \| (.*?) \| .* \|$", README, re.M):
-        names, unit = row
-        for name in re.findall(r"`([^`]+)`", names):
-            units[name] = unit.strip()
+    for line in README.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`"):
+            for name in re.findall(r"`([^`]+)`", cells[0]):
+                units[name] = cells[1]
     return units
 
 

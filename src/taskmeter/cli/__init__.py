@@ -1,0 +1,66 @@
+"""The ``taskmeter`` command line.
+
+Each verb lives in its own module of this package and exposes
+``register(subparsers)``, which adds its parser and sets ``handler`` (a
+function taking the parsed arguments and returning an exit status).  The
+entry point imports only the verb that runs, so ``taskmeter run`` does not
+pay for what ``taskmeter report`` needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+VERBS: dict[str, str] = {
+    "run": "run a command as a task and report what it cost",
+    "show": "show a task file as a table (or JSON)",
+    "report": "write a self-contained HTML report of a task file",
+    "measure": "derive lsst.verify-style Measurements from task metadata",
+}
+"""Verb name -> one-line help; the module ``taskmeter.cli.<verb>`` implements it."""
+
+EXIT_USAGE = 2
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every available verb (or only ``only``, for speed)."""
+    parser = argparse.ArgumentParser(
+        prog="taskmeter",
+        description="Measure what coarse units of work cost, and publish it through OpenTelemetry.",
+    )
+    from ..__about__ import __version__
+
+    parser.add_argument("--version", action="version", version=f"taskmeter {__version__}")
+    subparsers = parser.add_subparsers(dest="verb", metavar="VERB")
+    for verb, summary in VERBS.items():
+        if only is not None and verb != only:
+            subparsers.add_parser(verb, help=summary)
+            continue
+        try:
+            module = importlib.import_module(f"{__name__}.{verb}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{verb}":
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    verb = next((a for a in args_list if not a.startswith("-")), None)
+    parser = build_parser(only=verb if verb in VERBS else None)
+    args = parser.parse_args(args_list)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    return int(handler(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
