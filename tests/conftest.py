@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 import taskmeter
-from taskmeter import _log
+from taskmeter import _log, settings
 from taskmeter.task import _active_stack, _running
 from taskmeter.testing import SpanCapture, capture_spans
 
@@ -39,6 +39,7 @@ def _isolate_taskmeter_state() -> Iterator[None]:
     token = _active_stack.set(())
     probes = taskmeter.active_probes()
     _log.reset_for_tests()
+    settings.reload()
     yield
     leaked = [task.label for task in _running.values()]
     _running.clear()

@@ -335,3 +335,13 @@ def test_str_and_repr_are_short() -> None:
         task.add_subtask(Task("sub"))
     assert str(task) == f"<Task {task.task_id}: label>"
     assert len(repr(task)) < 200
+
+
+def test_update_resources_after_finish_returns_final_figures() -> None:
+    with Task("done") as task:
+        sum(range(1000))
+    figures = task.update_resources()
+    assert figures.duration_s == task.duration
+    assert figures.cpu_time_s == pytest.approx(task.cpu_time)
+    assert figures.peak_memory_bytes == task.peak_memory
+    assert task.update_resources().duration_s == task.duration

@@ -46,16 +46,30 @@ def env_value(
         return default
 
 
+_UNREAD: object = object()
+_machine: object = _UNREAD
+
+
 def machine(environ: Mapping[str, str] | None = None) -> str | None:
     """The project-meaningful machine label (``TASKMETER_MACHINE``), if set.
 
-    Read on every call (it is on the path of every new task, so it is kept
-    to one dictionary lookup).
+    Read from the process environment once, when the first task is created
+    (it is on the path of every new task); :func:`reload` reads it again.
     """
+    global _machine
+    if environ is None and _machine is not _UNREAD:
+        return _machine  # type: ignore[return-value]
     text = (os.environ if environ is None else environ).get(ENV_MACHINE)
-    if text is None:
-        return None
-    return text.strip() or None
+    value = (text.strip() or None) if text is not None else None
+    if environ is None:
+        _machine = value
+    return value
+
+
+def reload() -> None:
+    """Forget cached settings, so the next use reads the environment again."""
+    global _machine
+    _machine = _UNREAD
 
 
 def monitor_interval(environ: Mapping[str, str] | None = None) -> float:

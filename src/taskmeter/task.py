@@ -106,9 +106,10 @@ class _State:
     whose lookups cost a microsecond each on the hot path)."""
 
     __slots__ = (
+        "context",
         "ctx_token",
         "explicit_parent",
-        "final",
+        "finished",
         "lock",
         "parent",
         "perf_start",
@@ -131,11 +132,12 @@ class _State:
         self.tracer: trace.Tracer | None = None
         self.subtask_index: dict[UUID, int] | None = None
         self.started = False
-        self.final: Figures | None = None
+        self.finished = False
         self.span: trace.Span = trace.INVALID_SPAN
         self.ctx_token: object | None = None
+        self.context: otel_context.Context | None = None
         self.perf_start = 0.0
-        self.probe_states: list[tuple[Probe, Any]] = []
+        self.probe_states: tuple[tuple[Probe, Any], ...] = ()
         self.refresh: MonitorHandle | None = None
 
 
@@ -337,8 +339,8 @@ class Task(BaseModel):
         each counts its own workers.
         """
         total = self.cpu_time
-        if total is None:
-            return None
+        if total is None or not self.subtasks:
+            return total
         return total + sum(_worker_cpu(self.subtasks))
 
     @property
@@ -361,36 +363,38 @@ class Task(BaseModel):
 
         tracer = state.tracer or get_tracer()
         span = tracer.start_span(
-            self.label, context=self._span_parent_context(), start_time=wall_ns
+            self.label,
+            context=self._span_parent_context(),
+            attributes=self._start_attributes(),
+            start_time=wall_ns,
         )
         state.span = span
-        if span.is_recording():
-            span.set_attributes(self._start_attributes())
+        values = self.__dict__
         span_context = span.get_span_context()
         if span_context.is_valid:
-            values = self.__dict__
             values["trace_id"] = f"{span_context.trace_id:032x}"
             values["span_id"] = f"{span_context.span_id:016x}"
-            self.__pydantic_fields_set__.update(("trace_id", "span_id"))
-        state.ctx_token = otel_context.attach(trace.set_span_in_context(span))
+        context = trace.set_span_in_context(span)
+        state.ctx_token = otel_context.attach(context)
+        state.context = context
 
         _running[self.task_id] = self
         _active_stack.set((*_active_stack.get(), self))
         if parent is not None:
             parent.add_subtask(self)
 
-        values = self.__dict__
         values["status"] = TaskStatus.RUNNING
         values["start_time"] = wall_ns / 1e9
-        self.__pydantic_fields_set__.update(("status", "start_time"))
+        self.__pydantic_fields_set__.update(_START_FIELDS)
         # Readings come last, so the task is not charged for its own set-up.
         reset = state.reset_hwm
-        states = state.probe_states
+        states = []
         for probe in active_probes():
             try:
                 states.append((probe, probe.begin(reset_peak=reset)))
             except Exception as exc:
                 swallowed(f"probe.{probe.name}.begin", exc)
+        state.probe_states = tuple(states)
         state.perf_start = time.perf_counter()
 
         if state.save_file is not None:
@@ -405,7 +409,7 @@ class Task(BaseModel):
         state = self._tm
         if not state.started:
             raise RuntimeError(f"{self} cannot finish: it was never started")
-        if state.final is not None:
+        if state.finished:
             logger.warning("%s already %s; finish() ignored", self, self.status.value)
             return
         figures = self._read(state)
@@ -421,11 +425,11 @@ class Task(BaseModel):
 
         with state.lock:
             self._apply(figures)
-            state.final = figures
+            state.finished = True
             values = self.__dict__
             values["finish_time"] = wall_ns / 1e9
             values["status"] = status
-            self.__pydantic_fields_set__.update(("finish_time", "status"))
+            self.__pydantic_fields_set__.update(_FINISH_FIELDS)
         _running.pop(self.task_id, None)
         self._deactivate()
 
@@ -447,7 +451,7 @@ class Task(BaseModel):
         # A finished task keeps its ids (trace_id, span_id), not the span:
         # a root of 100k subtasks must not hold 100k spans.
         state.span = trace.INVALID_SPAN
-        state.probe_states.clear()
+        state.probe_states = ()
         if state.save_file is not None:
             self._save()
 
@@ -470,13 +474,14 @@ class Task(BaseModel):
         state = self._tm
         if not state.started:
             raise RuntimeError(f"{self} has not started")
-        if state.final is not None:
-            return state.final
+        if state.finished:
+            return self._final_figures()
         figures = self._read(state)
         with state.lock:
-            if state.final is not None:  # finished meanwhile
-                return state.final
+            if state.finished:  # finished meanwhile
+                return self._final_figures()
             self._apply(figures)
+            self.__pydantic_fields_set__.update(_MEASURED_FIELDS)
         return figures
 
     def add_subtask(self, task: Task) -> None:
@@ -578,7 +583,27 @@ class Task(BaseModel):
             values["gpu_power"] = energy.get("gpu")
             values["system_power"] = energy.get("system")
             values["energy_sources"] = dict(figures.energy_source)
-        self.__pydantic_fields_set__.update(_MEASURED_FIELDS)
+
+    def _final_figures(self) -> Figures:
+        energy = {
+            domain: value
+            for domain, value in (
+                ("cpu", self.cpu_power),
+                ("gpu", self.gpu_power),
+                ("system", self.system_power),
+            )
+            if value is not None
+        }
+        return Figures(
+            wall_time=self.finish_time or 0.0,
+            duration_s=self.duration,
+            cpu_user_s=self.cpu_user_time,
+            cpu_system_s=self.cpu_system_time,
+            peak_memory_bytes=self.peak_memory,
+            peak_gpu_memory_bytes=self.peak_gpu_memory,
+            energy_j=energy,
+            energy_source={d: s for d, s in self.energy_sources.items() if d in energy},
+        )
 
     def _span_parent_context(self) -> otel_context.Context | None:
         state = self._tm
@@ -624,16 +649,21 @@ class Task(BaseModel):
             attributes[attr.MEMORY_PEAK] = self.peak_memory
         if self.peak_gpu_memory is not None:
             attributes[attr.GPU_MEMORY_PEAK] = self.peak_gpu_memory
-        for domain, value in (
-            ("cpu", self.cpu_power),
-            ("gpu", self.gpu_power),
-            ("system", self.system_power),
+        if self.energy_sources or (
+            self.cpu_power is not None
+            or self.gpu_power is not None
+            or self.system_power is not None
         ):
-            if value is not None:
-                attributes[attr.ENERGY[domain]] = value
-                source = self.energy_sources.get(domain)
-                if source:
-                    attributes[attr.ENERGY_SOURCE[domain]] = source
+            for domain, value in (
+                ("cpu", self.cpu_power),
+                ("gpu", self.gpu_power),
+                ("system", self.system_power),
+            ):
+                if value is not None:
+                    attributes[attr.ENERGY[domain]] = value
+                    source = self.energy_sources.get(domain)
+                    if source:
+                        attributes[attr.ENERGY_SOURCE[domain]] = source
         return attributes
 
     def _deactivate(self) -> None:
@@ -652,8 +682,9 @@ class Task(BaseModel):
         # Detaching from another context (the task finished in a different
         # thread than it started) would fail; the span simply stays current
         # there, as it would for any span started with attach().
-        if trace.get_current_span() is state.span:
+        if otel_context.get_current() is state.context:
             otel_context.detach(token)  # type: ignore[arg-type]
+        state.context = None
 
     def _save(self) -> None:
         state = self._tm
@@ -725,3 +756,5 @@ _FAST_DEFAULTS, _FAST_INIT = _fast_defaults()
 _MEASURED_FIELDS = frozenset(
     {"duration", "cpu_time", "cpu_user_time", "cpu_system_time", "peak_memory", "peak_gpu_memory"}
 )
+_START_FIELDS = frozenset({"status", "start_time", "trace_id", "span_id"})
+_FINISH_FIELDS = _MEASURED_FIELDS | {"finish_time", "status"}

@@ -44,5 +44,7 @@ class CpuTimeProbe(Probe):
 
     def read(self, state: tuple[float, float], figures: Figures) -> None:
         user, system = self._clock()
-        figures.cpu_user_s = max(user - state[0], 0.0)
-        figures.cpu_system_s = max(system - state[1], 0.0)
+        user -= state[0]
+        system -= state[1]
+        figures.cpu_user_s = user if user > 0.0 else 0.0
+        figures.cpu_system_s = system if system > 0.0 else 0.0
