@@ -77,6 +77,7 @@ class Nvml:
         self._tried = False
         self._started_pid: int | None = None
         self._devices: tuple[GpuDevice, ...] = ()
+        self._gpus: tuple[GpuDevice, ...] = ()
         self.reason: str | None = None
         """Why NVML cannot be used here (``None`` when it can, or before :meth:`start`)."""
         self._atexit = False
@@ -113,10 +114,9 @@ class Nvml:
 
     def gpus(self) -> tuple[GpuDevice, ...]:
         """One device per physical GPU among :meth:`devices` (for energy and power)."""
-        seen: dict[str, GpuDevice] = {}
-        for device in self.devices():
-            seen.setdefault(device.gpu_uuid, device)
-        return tuple(seen.values())
+        if not self._tried:
+            self.start()
+        return self._gpus
 
     def _start(self) -> None:
         module = self._injected
@@ -146,6 +146,10 @@ class Nvml:
         except module.NVMLError as exc:
             self.reason = f"NVML could not list the GPUs: {exc}"
             return
+        physical: dict[str, GpuDevice] = {}
+        for device in self._devices:
+            physical.setdefault(device.gpu_uuid, device)
+        self._gpus = tuple(physical.values())
         if not self._devices:
             self.reason = (
                 "no GPU visible to this process"
@@ -161,7 +165,7 @@ class Nvml:
             module, pid = self._module, self._started_pid
             self._module = None
             self._started_pid = None
-            self._devices = ()
+            self._devices = self._gpus = ()
             self._tried = False
         if module is not None and pid == os.getpid():
             try:
@@ -174,7 +178,7 @@ class Nvml:
         self._lock = threading.Lock()
         self._module = None
         self._started_pid = None
-        self._devices = ()
+        self._devices = self._gpus = ()
         self._tried = False
         self.reason = None
 

@@ -5,7 +5,8 @@ A task never calls :meth:`~taskmeter.probes.base.Probe.sample` itself.  A
 when the first of its tasks begins and removes it when the last one ends, so
 a process with no open task pays for no sampling at all.  The bookkeeping on
 the task's path is one lock and one counter; the monitor is only touched on
-the transitions between "no task open" and "some task open".
+the transitions between "no task open" and "some task open" (which is what a
+program running one top-level task after another pays for on each task).
 """
 
 from __future__ import annotations
@@ -52,9 +53,10 @@ class SampledProbe(Probe):
             self._open_tasks += 1
             if self._open_tasks == 1 and self.sample_interval is not None:
                 self._sampling_started()
-                self._sampling = get_monitor().add(
-                    self._sample_from_monitor, self.sample_interval, name=f"probe.{self.name}"
-                )
+                if self._sampling is None:
+                    self._sampling = get_monitor().add(
+                        self._sample_from_monitor, self.sample_interval, name=f"probe.{self.name}"
+                    )
             return self._generation
 
     def _task_closed(self, token: int) -> None:
@@ -72,9 +74,11 @@ class SampledProbe(Probe):
                 self._sampling = None
 
     def _sampling_started(self) -> None:
-        """Called (under the sampling lock) just before the sampler is registered."""
+        """Called (under the sampling lock) when the first task opens, before sampling."""
 
     def _sample_from_monitor(self) -> None:
+        if self._open_tasks == 0:
+            return  # the last task ended while this tick was due
         self.sample_count += 1
         self.sample()
 
