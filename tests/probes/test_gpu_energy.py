@@ -197,3 +197,21 @@ def test_power_interval_must_be_positive() -> None:
     _, nvml = nvml_over([FakeGpu(gpu_uuid(0))])
     with pytest.raises(ValueError, match="power_interval_s"):
         NvmlEnergyProbe(nvml, power_interval_s=0)
+
+
+def test_method_sampled_ignores_counters_and_counter_refuses_sampling() -> None:
+    counter_gpu = FakeGpu(gpu_uuid(0), power_mw=80_000)
+    _, nvml = nvml_over([counter_gpu])
+    clock = Clock()
+    probe = use(NvmlEnergyProbe(nvml, method="sampled", clock=clock))
+    with Task("forced sampling") as task:
+        counter_gpu.use_energy(1.0)
+        clock.now += 3.0
+        probe.sample()
+    assert task.gpu_power == pytest.approx(240.0, rel=1e-9)
+    assert task.energy_sources == {"gpu": "nvml-sampled"}
+    _, old = nvml_over([FakeGpu(gpu_uuid(1), energy_mj=None)])
+    with pytest.raises(ProbeUnavailableError, match="no energy counter"):
+        NvmlEnergyProbe(old, method="counter", required=True)
+    with pytest.raises(ValueError, match="method"):
+        NvmlEnergyProbe(old, method="guess")

@@ -72,6 +72,10 @@ class NvmlEnergyProbe(SampledProbe):
             measured, instead of leaving the figure ``None``.
         power_interval_s: Seconds between power samples, for GPUs without an
             energy counter.
+        method: ``"auto"`` (the counter where a GPU has one, else sampled
+            power), ``"counter"`` (counters only: no figure if a GPU lacks
+            one) or ``"sampled"`` (sampled power even where a counter exists,
+            e.g. to compare the two).
         clock: Monotonic clock in seconds (for tests).
     """
 
@@ -83,11 +87,15 @@ class NvmlEnergyProbe(SampledProbe):
         *,
         required: bool = False,
         power_interval_s: float = DEFAULT_POWER_INTERVAL_S,
+        method: str = "auto",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
         if not power_interval_s > 0:
             raise ValueError(f"power_interval_s must be positive, got {power_interval_s!r}")
+        if method not in ("auto", "counter", "sampled"):
+            raise ValueError(f"method must be 'auto', 'counter' or 'sampled', got {method!r}")
+        self.method = method
         self.nvml = nvml if nvml is not None else default_nvml()
         self._clock = clock
         self._lock = threading.Lock()
@@ -118,12 +126,16 @@ class NvmlEnergyProbe(SampledProbe):
         module, error = nvml.module, nvml.error
         counters, sampled = [], []
         for position, gpu in enumerate(nvml.gpus()):
-            try:
-                module.nvmlDeviceGetTotalEnergyConsumption(gpu.gpu_handle)
-                counters.append(position)
-                continue
-            except error as exc:
-                counter_error = exc
+            counter_error: object = "not used: method='sampled'"
+            if self.method != "sampled":
+                try:
+                    module.nvmlDeviceGetTotalEnergyConsumption(gpu.gpu_handle)
+                    counters.append(position)
+                    continue
+                except error as exc:
+                    counter_error = exc
+            if self.method == "counter":
+                return f"GPU {gpu.index} ({gpu.gpu_uuid}) has no energy counter ({counter_error})"
             try:
                 module.nvmlDeviceGetPowerUsage(gpu.gpu_handle)
                 sampled.append(position)
