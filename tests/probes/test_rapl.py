@@ -312,3 +312,14 @@ def test_bad_domains_are_clear_errors(
 ) -> None:
     with pytest.raises(error, match="domains"):
         RaplProbe(powercap.root, domains)  # type: ignore[arg-type]
+
+
+def test_only_dram_subzones_are_ever_added(powercap: FakePowercap) -> None:
+    """A subzone named like a package or psys is a part of its parent, not a second one."""
+    package = powercap.zone("intel-rapl:0", "package-0")
+    odd = powercap.zone("intel-rapl:0:0", "package-0-die-0")
+    use(RaplProbe(powercap.root, ("package", "dram")))
+    with Task("nested names") as task:
+        package.advance(9.0)
+        odd.advance(9.0)
+    assert task.cpu_power == pytest.approx(9.0, abs=1e-6)

@@ -132,7 +132,10 @@ def _read_zone(path: Path, control_type: str, parent: str | None) -> RaplZone | 
         debug_once(f"rapl.zone.{path}", "skipping powercap zone %s: no energy counter", path)
         return None
     key = name if parent is None else f"{parent}/{name}"
-    return RaplZone(path, name, zone_domain(name), key, control_type, range_uj)
+    domain = zone_domain(name)
+    if parent is not None and domain != "dram":
+        domain = ""  # a part of its parent (core, uncore, a die): counted there
+    return RaplZone(path, name, domain, key, control_type, range_uj)
 
 
 def _keep_preferred(found: dict[str, RaplZone], zone: RaplZone) -> None:
