@@ -40,3 +40,87 @@ def test_quickstart_prints_tree_and_writes_task_file(tmp_path: Path) -> None:
     train = document["subtasks"][1]
     assert train["cpu_time"] >= 0.35
     assert document["trace_id"] and len(document["trace_id"]) == 32
+
+
+def run_energy_example(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "energy.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+def test_energy_example_prints_every_figure_or_not_measured() -> None:
+    result = run_energy_example("--seconds", "0.2")
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split(":", 1) for line in result.stdout.splitlines() if ":" in line)
+    for figure in ("cpu energy", "gpu energy", "system energy", "peak GPU memory"):
+        value = lines[figure].strip()
+        assert value == "not measured" or value.endswith(")") or value.endswith("MiB"), value
+    assert "cpu, memory" in lines["probes"]
+
+
+def test_energy_example_require_names_what_is_missing() -> None:
+    from taskmeter.probes import RaplProbe
+
+    result = run_energy_example("--seconds", "0.1", "--require", "rapl")
+    if RaplProbe().available:
+        assert result.returncode == 0
+        assert "(rapl)" in result.stdout
+    else:
+        assert result.returncode == 2
+        assert "energy source 'rapl' asked for but" in result.stderr
+
+
+def test_energy_example_takes_system_energy_from_a_configured_prometheus(
+    tmp_path: Path,
+) -> None:
+    """The TOML file named by TASKMETER_ENERGY_CONFIG, a machine label, a real Prometheus."""
+    import os
+    import time
+
+    from tests.conftest import require_executable
+    from tests.prometheus import MetricsEndpoint, ScrapeTarget, running_prometheus
+
+    binary = require_executable("prometheus", "prometheus")
+    start = time.time()
+
+    def render() -> str:
+        return f"demo_energy_joules_total {50.0 * (time.time() - start):.4f}\n"
+
+    with (
+        MetricsEndpoint(render) as endpoint,
+        running_prometheus(
+            binary,
+            tmp_path,
+            [ScrapeTarget(endpoint.address, {"host": "demo-box"})],
+            scrape_interval_s=0.5,
+        ) as server,
+    ):
+        server.wait_for_samples("demo_energy_joules_total", 4)
+        config = tmp_path / "energy.toml"
+        config.write_text(
+            f'[prometheus]\nurl = "{server.url}"\nmin_duration = 0.5\n\n'
+            "[machines.demo-box.power_queries]\n"
+            'system = \'sum(increase(demo_energy_joules_total{{host="{machine}"}}'
+            "[{elapsed}ms]))'\n"
+        )
+        env = dict(os.environ)
+        env.update(
+            TASKMETER_ENERGY_CONFIG=str(config),
+            TASKMETER_MACHINE="demo-box",
+            no_proxy="127.0.0.1",
+            NO_PROXY="127.0.0.1",
+        )
+        result = run_energy_example("--seconds", "2", env=env)
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith("system energy"))
+    assert line.endswith("J (prometheus)")
+    joules = float(line.split(":")[1].split()[0])
+    task_line = next(line for line in result.stdout.splitlines() if line.startswith("task:"))
+    duration = float(task_line.rsplit(",", 1)[1].split()[0])
+    assert abs(joules - 50.0 * duration) <= 0.05 * 50.0 * duration  # 50 W

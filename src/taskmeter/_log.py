@@ -34,6 +34,19 @@ def warn_once(key: str, message: str, *args: object) -> None:
     logger.warning(message, *args)
 
 
+def error_once(key: str, message: str, *args: object) -> None:
+    """Log ``message`` as an error the first time ``key`` is seen in this process.
+
+    For a source the user asked for by name that cannot work: loud, but the
+    program being measured goes on.
+    """
+    with _lock:
+        if key in _seen:
+            return
+        _seen.add(key)
+    logger.error(message, *args)
+
+
 def swallowed(key: str, exc: BaseException, *, interval: float = 60.0) -> None:
     """Count an error that the telemetry path absorbed, and log it at most once per interval.
 

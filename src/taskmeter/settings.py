@@ -16,6 +16,8 @@ T = TypeVar("T")
 
 ENV_MACHINE = "TASKMETER_MACHINE"
 ENV_MONITOR_INTERVAL = "TASKMETER_MONITOR_INTERVAL"
+ENV_ENERGY = "TASKMETER_ENERGY"
+ENV_ENERGY_CONFIG = "TASKMETER_ENERGY_CONFIG"
 
 DEFAULT_MONITOR_INTERVAL = 10.0
 """Seconds between refreshes of the files of running tasks."""
@@ -75,3 +77,22 @@ def reload() -> None:
 def monitor_interval(environ: Mapping[str, str] | None = None) -> float:
     """Seconds between task-file refreshes (``TASKMETER_MONITOR_INTERVAL``)."""
     return env_value(ENV_MONITOR_INTERVAL, _positive_float, DEFAULT_MONITOR_INTERVAL, environ)
+
+
+def energy_sources(environ: Mapping[str, str] | None = None) -> str | None:
+    """The energy and GPU sources asked for (``TASKMETER_ENERGY``), unparsed; ``None`` if unset.
+
+    Parsed by :func:`taskmeter.probes.selection.parse_energy_selection`.
+    """
+    text = (os.environ if environ is None else environ).get(ENV_ENERGY)
+    if text is None or not text.strip():
+        return None
+    return text.strip()
+
+
+def energy_config_path(environ: Mapping[str, str] | None = None) -> str | None:
+    """The energy configuration file (``TASKMETER_ENERGY_CONFIG``), if set."""
+    text = (os.environ if environ is None else environ).get(ENV_ENERGY_CONFIG)
+    if text is None or not text.strip():
+        return None
+    return text.strip()

@@ -1,9 +1,12 @@
 """Resource probes: one module per source behind the :class:`Probe` interface.
 
 Tasks take their figures from the *active probes* of the process.  By default
-those are every built-in probe whose hardware and permissions are present;
-:func:`set_probes` replaces the set (for instance to add a probe built on a
-test's fake ``/proc`` tree, or to drop one).
+those are the CPU and memory probes plus every energy and GPU source whose
+hardware and permissions are present (``TASKMETER_ENERGY`` narrows or widens
+that; see :mod:`taskmeter.probes.selection`).  Detection runs once, when the
+first task starts.  :func:`set_probes` replaces the set (for instance to add a
+probe built on a test's fake ``/proc`` or ``/sys/class/powercap`` tree, or to
+drop one).
 """
 
 from __future__ import annotations
@@ -13,18 +16,33 @@ from collections.abc import Iterable
 
 from .base import Probe
 from .cpu import CpuTimeProbe
+from .errors import ProbeUnavailableError
+from .gpu_energy import NvmlEnergyProbe
+from .gpu_memory import GpuMemoryProbe
 from .memory import LinuxRssHighWater, PeakMemoryProbe, RusageHighWater
+from .nvml import Nvml
 from .peaks import HighWaterSource, PeakRegister, PeakTracker
+from .prometheus import PrometheusProbe
+from .rapl import RaplProbe
+from .sampling import SampledProbe
+from .selection import energy_probes, parse_energy_selection, selection_from_environment
 
 __all__ = [
     "CpuTimeProbe",
+    "GpuMemoryProbe",
     "HighWaterSource",
     "LinuxRssHighWater",
+    "Nvml",
+    "NvmlEnergyProbe",
     "PeakMemoryProbe",
     "PeakRegister",
     "PeakTracker",
     "Probe",
+    "ProbeUnavailableError",
+    "PrometheusProbe",
+    "RaplProbe",
     "RusageHighWater",
+    "SampledProbe",
     "active_probes",
     "default_probes",
     "set_probes",
@@ -34,9 +52,21 @@ _lock = threading.Lock()
 _active: tuple[Probe, ...] | None = None
 
 
-def default_probes() -> tuple[Probe, ...]:
-    """Build the built-in probes that work on this machine."""
-    return (CpuTimeProbe(), PeakMemoryProbe())
+def default_probes(energy: str | Iterable[str] | None = None) -> tuple[Probe, ...]:
+    """Build the built-in probes that work on this machine.
+
+    Args:
+        energy: The energy and GPU sources: ``"auto"``, ``"none"``, or names
+            such as ``"rapl,nvml"`` (see :mod:`taskmeter.probes.selection`).
+            A source named here that cannot work raises
+            :class:`ProbeUnavailableError`.  ``None`` reads ``TASKMETER_ENERGY``,
+            whose named sources that cannot work are logged as errors instead.
+    """
+    if energy is None:
+        extra = energy_probes(selection_from_environment(), strict=False)
+    else:
+        extra = energy_probes(parse_energy_selection(energy), strict=True)
+    return (CpuTimeProbe(), PeakMemoryProbe(), *extra)
 
 
 def active_probes() -> tuple[Probe, ...]:

@@ -1,0 +1,225 @@
+"""Energy of this process's GPUs during each task, from NVML.
+
+Where a GPU has a total-energy counter (``nvmlDeviceGetTotalEnergyConsumption``,
+millijoules since the driver loaded; Volta and newer) a task's energy is the
+counter's difference, read when the task begins and when it is read: exact to
+the counter's own update rate.  Otherwise the power (``nvmlDeviceGetPowerUsage``,
+milliwatts, itself an average the driver keeps over about a second) is sampled
+on the monitor thread while a task is open and integrated by trapezoids; a
+task's begin and end fall between samples and are extrapolated from the last
+one.  ``taskmeter.energy.gpu.source`` says which: ``nvml-counter``,
+``nvml-sampled``, or ``nvml-counter+sampled`` on a mix.
+
+The figure covers whole GPUs: other processes on them, and every MIG slice of
+a GPU, are included; a GPU shared by two visible MIG devices is counted once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from .._log import debug_once, swallowed
+from ..figures import Figures
+from .errors import ProbeUnavailableError
+from .nvml import Nvml, default_nvml
+from .sampling import SampledProbe
+
+DEFAULT_POWER_INTERVAL_S = 0.1
+"""Seconds between power samples of GPUs without an energy counter."""
+
+
+class PowerIntegral:
+    """Energy integrated from power samples by trapezoids, extrapolated past the last one."""
+
+    __slots__ = ("energy_j", "power_w", "time_s")
+
+    def __init__(self) -> None:
+        self.time_s: float | None = None
+        self.power_w = 0.0
+        self.energy_j = 0.0
+
+    def add(self, time_s: float, power_w: float) -> None:
+        """Record a power sample taken at ``time_s`` (monotonic seconds)."""
+        if self.time_s is not None and time_s > self.time_s:
+            self.energy_j += (power_w + self.power_w) / 2 * (time_s - self.time_s)
+        self.time_s = time_s
+        self.power_w = power_w
+
+    def at(self, time_s: float) -> float | None:
+        """The integral up to ``time_s``; ``None`` before the first sample."""
+        if self.time_s is None:
+            return None
+        return self.energy_j + self.power_w * (time_s - self.time_s)
+
+
+class _GpuEnergyState:
+    __slots__ = ("counters_mj", "sampled_j", "token")
+
+    def __init__(self, token: int, counters_mj: list[int], sampled_j: list[float | None]) -> None:
+        self.token = token
+        self.counters_mj = counters_mj
+        self.sampled_j = sampled_j
+
+
+class NvmlEnergyProbe(SampledProbe):
+    """Energy of the GPUs this process may use, during each task (``taskmeter.energy.gpu``).
+
+    Args:
+        nvml: The NVML library (default: the process's, over ``pynvml``).
+        required: Raise :class:`ProbeUnavailableError` if no GPU energy can be
+            measured, instead of leaving the figure ``None``.
+        power_interval_s: Seconds between power samples, for GPUs without an
+            energy counter.
+        method: ``"auto"`` (the counter where a GPU has one, else sampled
+            power), ``"counter"`` (counters only: no figure if a GPU lacks
+            one) or ``"sampled"`` (sampled power even where a counter exists,
+            e.g. to compare the two).
+        clock: Monotonic clock in seconds (for tests).
+    """
+
+    name = "nvml-energy"
+
+    def __init__(
+        self,
+        nvml: Nvml | None = None,
+        *,
+        required: bool = False,
+        power_interval_s: float = DEFAULT_POWER_INTERVAL_S,
+        method: str = "auto",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        if not power_interval_s > 0:
+            raise ValueError(f"power_interval_s must be positive, got {power_interval_s!r}")
+        if method not in ("auto", "counter", "sampled"):
+            raise ValueError(f"method must be 'auto', 'counter' or 'sampled', got {method!r}")
+        self.method = method
+        self.nvml = nvml if nvml is not None else default_nvml()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.counter_gpus: tuple[int, ...] = ()
+        """Positions in ``nvml.gpus()`` of the GPUs read through their energy counter."""
+        self.sampled_gpus: tuple[int, ...] = ()
+        """Positions in ``nvml.gpus()`` of the GPUs whose power is sampled."""
+        self._integrals: list[PowerIntegral] = []
+        self.source: str | None = None
+        self.reason = self._detect()
+        """Why no GPU energy can be measured here (``None`` when it can)."""
+        if self.reason is not None:
+            if required:
+                raise ProbeUnavailableError(f"GPU energy asked for but unavailable: {self.reason}")
+            debug_once("nvml.energy", "no GPU energy: %s", self.reason)
+        if self.sampled_gpus:
+            self.sample_interval = power_interval_s
+
+    @property
+    def available(self) -> bool:
+        """Whether the GPU energy figure can be taken."""
+        return self.reason is None
+
+    def _detect(self) -> str | None:
+        nvml = self.nvml
+        if not nvml.start():
+            return nvml.reason or "no GPU"
+        module, error = nvml.module, nvml.error
+        counters, sampled = [], []
+        for position, gpu in enumerate(nvml.gpus()):
+            counter_error: object = "not used: method='sampled'"
+            if self.method != "sampled":
+                try:
+                    module.nvmlDeviceGetTotalEnergyConsumption(gpu.gpu_handle)
+                    counters.append(position)
+                    continue
+                except error as exc:
+                    counter_error = exc
+            if self.method == "counter":
+                return f"GPU {gpu.index} ({gpu.gpu_uuid}) has no energy counter ({counter_error})"
+            try:
+                module.nvmlDeviceGetPowerUsage(gpu.gpu_handle)
+                sampled.append(position)
+            except error as exc:
+                # A sum that leaves out a GPU would be wrong: no figure at all.
+                return (
+                    f"GPU {gpu.index} ({gpu.gpu_uuid}) has neither an energy counter "
+                    f"({counter_error}) nor a power reading ({exc})"
+                )
+        self.counter_gpus = tuple(counters)
+        self.sampled_gpus = tuple(sampled)
+        self._integrals = [PowerIntegral() for _ in sampled]
+        if counters and sampled:
+            self.source = "nvml-counter+sampled"
+        elif counters:
+            self.source = "nvml-counter"
+        else:
+            self.source = "nvml-sampled"
+        return None
+
+    def _read_counters(self) -> list[int]:
+        if not self.counter_gpus:
+            return []
+        gpus = self.nvml.gpus()
+        energy = self.nvml.module.nvmlDeviceGetTotalEnergyConsumption
+        return [int(energy(gpus[p].gpu_handle)) for p in self.counter_gpus]
+
+    def _integrals_at(self, now: float) -> list[float | None]:
+        with self._lock:
+            return [integral.at(now) for integral in self._integrals]
+
+    def begin(self, *, reset_peak: bool = True) -> _GpuEnergyState | None:
+        if self.reason is not None:
+            return None
+        token = self._task_opened() if self.sampled_gpus else 0
+        try:
+            counters = self._read_counters()
+        except BaseException:
+            if self.sampled_gpus:
+                self._task_closed(token)
+            raise
+        return _GpuEnergyState(token, counters, self._integrals_at(self._clock()))
+
+    def read(self, state: _GpuEnergyState | None, figures: Figures) -> None:
+        if state is None:
+            return
+        total_j = 0.0
+        if self.counter_gpus:
+            for start, now in zip(state.counters_mj, self._read_counters(), strict=True):
+                if now < start:
+                    debug_once("nvml.counter", "a GPU energy counter went backwards (reset?)")
+                    return
+                total_j += (now - start) / 1000
+        if self.sampled_gpus:
+            for start_j, now_j in zip(
+                state.sampled_j, self._integrals_at(self._clock()), strict=True
+            ):
+                if start_j is None or now_j is None:
+                    return
+                total_j += max(now_j - start_j, 0.0)
+        assert self.source is not None
+        figures.set_energy("gpu", total_j, self.source)
+
+    def end(self, state: _GpuEnergyState | None) -> None:
+        if state is not None and self.sampled_gpus:
+            self._task_closed(state.token)
+
+    def _sampling_started(self) -> None:
+        self.sample()
+
+    def sample(self) -> None:
+        """Take a power sample of every GPU without an energy counter."""
+        nvml = self.nvml
+        gpus = nvml.gpus()
+        if not gpus:
+            return
+        power = nvml.module.nvmlDeviceGetPowerUsage
+        readings: list[tuple[int, float]] = []
+        for slot, position in enumerate(self.sampled_gpus):
+            try:
+                readings.append((slot, power(gpus[position].gpu_handle) / 1000))
+            except nvml.error as exc:
+                swallowed("probe.nvml-energy.sample", exc)
+        now = self._clock()
+        with self._lock:
+            for slot, watts in readings:
+                self._integrals[slot].add(now, watts)

@@ -1,0 +1,61 @@
+"""PyTorch's CUDA high-water mark (``max_memory_allocated``), without importing torch.
+
+PyTorch keeps, per device, the peak of the memory its caching allocator handed
+to tensors; ``reset_peak_memory_stats`` starts a new peak.  Both are
+process-wide, like the kernel's RSS mark, so the GPU memory probe puts this
+source behind a :class:`~taskmeter.probes.peaks.PeakRegister`: a task that
+resets it first folds the current peak into every enclosing task.
+
+taskmeter never imports torch: the source is live only when the program has
+imported torch *and* initialised CUDA (so it never starts CUDA itself, and a
+forked child, where torch refuses CUDA, reads nothing).  With several GPUs the
+figure is the sum of each device's peak, an upper bound of the peak of the
+sum (exact for one GPU).  Code that resets torch's peak itself (as LensKit
+does) makes the enclosing tasks' figures too low.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+
+class TorchCudaHighWater:
+    """``torch.cuda.max_memory_allocated`` summed over devices, resettable.
+
+    Args:
+        torch_module: A stand-in for ``torch`` (for tests); by default the
+            ``torch`` already in ``sys.modules``, looked up on every call.
+    """
+
+    def __init__(self, torch_module: Any | None = None) -> None:
+        self._injected = torch_module
+
+    def _cuda(self) -> Any | None:
+        torch = self._injected if self._injected is not None else sys.modules.get("torch")
+        if torch is None:
+            return None
+        cuda = getattr(torch, "cuda", None)
+        if cuda is None or not cuda.is_initialized():
+            return None
+        return cuda
+
+    @property
+    def resettable(self) -> bool:
+        """True while torch has CUDA initialised in this process."""
+        return self._cuda() is not None
+
+    def high_water(self) -> int | None:
+        """Sum over devices of the peak allocated since the last reset; ``None`` without CUDA."""
+        cuda = self._cuda()
+        if cuda is None:
+            return None
+        return sum(int(cuda.max_memory_allocated(d)) for d in range(cuda.device_count()))
+
+    def reset(self) -> None:
+        """Start a new peak on every device."""
+        cuda = self._cuda()
+        if cuda is None:
+            return
+        for device in range(cuda.device_count()):
+            cuda.reset_peak_memory_stats(device)

@@ -1,0 +1,217 @@
+"""GPU energy from a fake NVML: counters that advance by known joules, power the test sets."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import taskmeter
+from taskmeter import Task, _log
+from taskmeter.monitor import get_monitor
+from taskmeter.probes import CpuTimeProbe, NvmlEnergyProbe, ProbeUnavailableError
+from taskmeter.probes.gpu_energy import PowerIntegral
+from taskmeter.probes.nvml import Nvml
+from taskmeter.testing import SpanCapture
+from tests.fakes import LIBRARY_NOT_FOUND, FakeGpu, FakeNvml, gpu_uuid
+
+
+class Clock:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def nvml_over(gpus: list[FakeGpu], visible: str | None = None) -> tuple[FakeNvml, Nvml]:
+    fake = FakeNvml(gpus)
+    environ = {} if visible is None else {"CUDA_VISIBLE_DEVICES": visible}
+    return fake, Nvml(fake, environ=environ)
+
+
+def use(probe: NvmlEnergyProbe) -> NvmlEnergyProbe:
+    taskmeter.set_probes([CpuTimeProbe(), probe])
+    return probe
+
+
+def test_counter_gpus_give_the_counters_advance(spans: SpanCapture) -> None:
+    gpus = [FakeGpu(gpu_uuid(0)), FakeGpu(gpu_uuid(1))]
+    _, nvml = nvml_over(gpus)
+    probe = use(NvmlEnergyProbe(nvml))
+    assert probe.source == "nvml-counter" and probe.sample_interval is None
+    gpus[0].use_energy(500.0)  # before the task
+    with Task("training") as task:
+        gpus[0].use_energy(812.345)
+        gpus[1].use_energy(100.0)
+    gpus[1].use_energy(40.0)  # after
+    assert task.gpu_power == pytest.approx(912.345, abs=1e-3)
+    assert task.energy_sources == {"gpu": "nvml-counter"}
+    attributes = spans.one("training").attributes or {}
+    assert attributes["taskmeter.energy.gpu"] == pytest.approx(912.345, abs=1e-3)
+    assert attributes["taskmeter.energy.gpu.source"] == "nvml-counter"
+
+
+def test_only_visible_gpus_are_counted() -> None:
+    gpus = [FakeGpu(gpu_uuid(0)), FakeGpu(gpu_uuid(1)), FakeGpu(gpu_uuid(2))]
+    _, nvml = nvml_over(gpus, visible=f"2,{gpu_uuid(0)}")
+    use(NvmlEnergyProbe(nvml))
+    with Task("two of three") as task:
+        for gpu in gpus:
+            gpu.use_energy(10.0)
+    assert task.gpu_power == pytest.approx(20.0, abs=1e-3)
+
+
+def test_mig_devices_count_their_gpu_once() -> None:
+    migs = [FakeGpu("MIG-aaaaaaaa-0000", gi=1), FakeGpu("MIG-bbbbbbbb-0000", gi=2)]
+    gpu = FakeGpu(gpu_uuid(0), migs=migs)
+    _, nvml = nvml_over([gpu], visible="MIG-aaaaaaaa-0000,MIG-bbbbbbbb-0000")
+    use(NvmlEnergyProbe(nvml))
+    with Task("on two slices") as task:
+        gpu.use_energy(300.0)
+    assert task.gpu_power == pytest.approx(300.0, abs=1e-3)
+
+
+def test_sampled_power_is_integrated_exactly_for_piecewise_linear_power() -> None:
+    """No energy counter: power sampled by the probe's hook is integrated by trapezoids."""
+    gpu = FakeGpu(gpu_uuid(0), energy_mj=None, power_mw=200_000)
+    _, nvml = nvml_over([gpu])
+    clock = Clock()
+    probe = use(NvmlEnergyProbe(nvml, clock=clock))
+    assert probe.source == "nvml-sampled" and probe.sample_interval == pytest.approx(0.1)
+    with Task("sampled") as task:
+        for _ in range(10):  # 10 s at 200 W
+            clock.now += 1.0
+            probe.sample()
+        gpu.power_mw = 300_000
+        for _ in range(5):  # a ramp to 300 W over 1 s, then 5 s at 300 W
+            clock.now += 1.0
+            probe.sample()
+    expected = 10 * 200.0 + (200.0 + 300.0) / 2 * 1.0 + 4 * 300.0
+    assert task.gpu_power == pytest.approx(expected, rel=1e-9)
+    assert task.energy_sources == {"gpu": "nvml-sampled"}
+
+
+def test_sampled_begin_and_end_between_samples_are_extrapolated() -> None:
+    gpu = FakeGpu(gpu_uuid(0), energy_mj=None, power_mw=150_000)
+    _, nvml = nvml_over([gpu])
+    clock = Clock()
+    probe = use(NvmlEnergyProbe(nvml, clock=clock))
+    with Task("outer"):
+        clock.now += 0.25
+        with Task("inner") as inner:
+            clock.now += 0.5
+            probe.sample()
+            clock.now += 0.5
+    assert inner.gpu_power == pytest.approx(150.0 * 1.0, rel=1e-9)
+
+
+def test_monitor_samples_power_only_while_a_task_is_open() -> None:
+    gpu = FakeGpu(gpu_uuid(0), energy_mj=None, power_mw=50_000)
+    fake, nvml = nvml_over([gpu])
+    probe = use(NvmlEnergyProbe(nvml, power_interval_s=0.01))
+    jobs = get_monitor().job_count
+    with Task("sampled by the monitor") as task:
+        deadline = time.monotonic() + 5.0
+        while probe.sample_count < 5:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        assert probe.sampling
+    assert not probe.sampling and get_monitor().job_count == jobs
+    calls = fake.calls["power"]
+    time.sleep(0.05)
+    assert fake.calls["power"] == calls  # no sampling after the task
+    assert task.duration is not None and task.gpu_power is not None
+    assert task.gpu_power == pytest.approx(50.0 * task.duration, rel=0.05)
+
+
+def test_mixed_gpus_name_both_methods() -> None:
+    counter = FakeGpu(gpu_uuid(0))
+    sampled = FakeGpu(gpu_uuid(1), energy_mj=None, power_mw=100_000)
+    _, nvml = nvml_over([counter, sampled])
+    clock = Clock()
+    probe = use(NvmlEnergyProbe(nvml, clock=clock))
+    with Task("mixed") as task:
+        counter.use_energy(70.0)
+        clock.now += 2.0
+        probe.sample()
+    assert task.gpu_power == pytest.approx(70.0 + 200.0, rel=1e-9)
+    assert task.energy_sources == {"gpu": "nvml-counter+sampled"}
+
+
+def test_gpu_without_counter_or_power_means_no_figure_not_a_partial_sum() -> None:
+    gpus = [FakeGpu(gpu_uuid(0)), FakeGpu(gpu_uuid(1), energy_mj=None, power_mw=None)]
+    _, nvml = nvml_over(gpus)
+    probe = use(NvmlEnergyProbe(nvml))
+    assert not probe.available and probe.reason is not None and "GPU 1" in probe.reason
+    with Task("unmeasurable") as task:
+        gpus[0].use_energy(5.0)
+    assert task.gpu_power is None
+    with pytest.raises(ProbeUnavailableError, match="neither an energy counter"):
+        NvmlEnergyProbe(nvml, required=True)
+
+
+def test_missing_library_is_quiet_and_explicit_use_is_an_error() -> None:
+    nvml = Nvml(FakeNvml([], init_error=LIBRARY_NOT_FOUND), environ={})
+    probe = use(NvmlEnergyProbe(nvml))
+    with Task("no driver") as task:
+        pass
+    assert task.gpu_power is None and task.cpu_time is not None
+    assert not probe.available
+    with pytest.raises(ProbeUnavailableError, match="NVML did not start"):
+        NvmlEnergyProbe(nvml, required=True)
+
+
+def test_nvml_error_during_a_task_is_counted_and_other_figures_survive() -> None:
+    gpu = FakeGpu(gpu_uuid(0))
+    _, nvml = nvml_over([gpu])
+    use(NvmlEnergyProbe(nvml))
+    with Task("gpu lost") as task:
+        gpu.failing = True
+    assert task.status.value == "finished"
+    assert task.gpu_power is None and task.cpu_time is not None
+    assert _log.error_counts["probe.nvml-energy.read"] == 1
+
+
+def test_counter_going_backwards_gives_no_figure() -> None:
+    gpu = FakeGpu(gpu_uuid(0))
+    _, nvml = nvml_over([gpu])
+    use(NvmlEnergyProbe(nvml))
+    with Task("driver reloaded") as task:
+        gpu.energy_mj = 5
+    assert task.gpu_power is None
+
+
+def test_power_integral_before_any_sample_is_unknown() -> None:
+    integral = PowerIntegral()
+    assert integral.at(1.0) is None
+    integral.add(1.0, 100.0)
+    integral.add(3.0, 200.0)
+    assert integral.at(3.0) == pytest.approx(300.0)
+    assert integral.at(4.0) == pytest.approx(500.0)
+
+
+def test_power_interval_must_be_positive() -> None:
+    _, nvml = nvml_over([FakeGpu(gpu_uuid(0))])
+    with pytest.raises(ValueError, match="power_interval_s"):
+        NvmlEnergyProbe(nvml, power_interval_s=0)
+
+
+def test_method_sampled_ignores_counters_and_counter_refuses_sampling() -> None:
+    counter_gpu = FakeGpu(gpu_uuid(0), power_mw=80_000)
+    _, nvml = nvml_over([counter_gpu])
+    clock = Clock()
+    probe = use(NvmlEnergyProbe(nvml, method="sampled", clock=clock))
+    with Task("forced sampling") as task:
+        counter_gpu.use_energy(1.0)
+        clock.now += 3.0
+        probe.sample()
+    assert task.gpu_power == pytest.approx(240.0, rel=1e-9)
+    assert task.energy_sources == {"gpu": "nvml-sampled"}
+    _, old = nvml_over([FakeGpu(gpu_uuid(1), energy_mj=None)])
+    with pytest.raises(ProbeUnavailableError, match="no energy counter"):
+        NvmlEnergyProbe(old, method="counter", required=True)
+    with pytest.raises(ValueError, match="method"):
+        NvmlEnergyProbe(old, method="guess")

@@ -1,0 +1,325 @@
+"""RAPL energy against fake powercap trees whose counters advance by known joules."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import taskmeter
+from taskmeter import Task
+from taskmeter.monitor import get_monitor
+from taskmeter.probes import CpuTimeProbe, ProbeUnavailableError, RaplProbe
+from taskmeter.probes.rapl import find_rapl_zones
+from taskmeter.testing import SpanCapture
+from tests.fakes import FakePowercap, FakeZone
+
+
+@pytest.fixture
+def powercap(tmp_path: Path) -> FakePowercap:
+    return FakePowercap(tmp_path / "sys")
+
+
+def use(probe: RaplProbe) -> RaplProbe:
+    taskmeter.set_probes([CpuTimeProbe(), probe])
+    return probe
+
+
+def test_task_energy_is_the_advance_of_every_package(
+    powercap: FakePowercap, spans: SpanCapture
+) -> None:
+    """Two sockets: the cpu figure is the sum of both packages' advances, in joules."""
+    p0 = powercap.zone("intel-rapl:0", "package-0")
+    p1 = powercap.zone("intel-rapl:1", "package-1")
+    probe = use(RaplProbe(powercap.root))
+    p0.advance(50.0)  # before the task: not counted
+    with Task("two sockets") as task:
+        p0.advance(12.5)
+        p1.advance(7.25)
+    p1.advance(99.0)  # after: not counted
+    assert task.cpu_power == pytest.approx(19.75, abs=1e-6)
+    assert task.energy_sources == {"cpu": "rapl"}
+    attributes = spans.one("two sockets").attributes or {}
+    assert attributes["taskmeter.energy.cpu"] == pytest.approx(19.75, abs=1e-6)
+    assert attributes["taskmeter.energy.cpu.source"] == "rapl"
+    assert "taskmeter.energy.system" not in attributes
+    assert probe.energy_domains == {"cpu"}
+
+
+def test_counter_wrapping_once_during_a_task(powercap: FakePowercap) -> None:
+    zone = powercap.zone("intel-rapl:0", "package-0", range_j=1000.0, energy_j=900.0)
+    use(RaplProbe(powercap.root))
+    with Task("wraps") as task:
+        zone.advance(250.0)  # 900 -> 1150 = 150 after the wrap
+        assert zone.raw_uj == 150_000_000
+    assert task.cpu_power == pytest.approx(250.0, abs=1e-6)
+
+
+def test_counter_wrapping_many_times_with_samples_between(powercap: FakePowercap) -> None:
+    """Four wraps in one task, each seen by a sample: none is lost."""
+    zone = powercap.zone("intel-rapl:0", "package-0", range_j=1000.0, energy_j=10.0)
+    probe = use(RaplProbe(powercap.root))
+    with Task("many wraps") as task:
+        for _ in range(10):
+            zone.advance(400.0)
+            probe.sample()
+    assert zone.total_uj // zone.range_uj == 4
+    assert task.cpu_power == pytest.approx(4000.0, abs=1e-6)
+
+
+def wait_for_sample(probe: RaplProbe, count: int, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while probe.sample_count < count:
+        assert time.monotonic() < deadline, "the monitor did not sample the counters"
+        time.sleep(0.002)
+
+
+def test_monitor_samples_fast_enough_while_a_task_is_open(powercap: FakePowercap) -> None:
+    """The monitor thread reads the counters between advances, so several wraps in one
+    task are counted; it polls only while the task is open."""
+    zone = powercap.zone("intel-rapl:0", "package-0", range_j=1000.0, energy_j=0.0)
+    # Wrap period 1000 J / 2500 W = 0.4 s: the monitor reads every 0.1 s.
+    probe = use(RaplProbe(powercap.root, max_power_w=2500.0))
+    assert probe.sample_interval == pytest.approx(0.1)
+    jobs_before = get_monitor().job_count
+    with Task("sampled by the monitor") as task:
+        assert probe.sampling
+        for _ in range(6):
+            zone.advance(450.0)
+            wait_for_sample(probe, probe.sample_count + 1)
+    assert not probe.sampling
+    assert get_monitor().job_count == jobs_before
+    assert task.cpu_power == pytest.approx(2700.0, abs=1e-6)
+    assert probe.missed_wraps <= 1  # at most the gap before the task began
+
+
+def test_sampling_stays_on_until_the_last_of_nested_tasks_ends(powercap: FakePowercap) -> None:
+    powercap.zone("intel-rapl:0", "package-0")
+    probe = use(RaplProbe(powercap.root))
+    with Task("outer"):
+        with Task("inner"):
+            assert probe.open_tasks == 2
+        assert probe.sampling
+    assert not probe.sampling and probe.open_tasks == 0
+
+
+def test_nested_tasks_each_get_their_own_energy(powercap: FakePowercap) -> None:
+    zone = powercap.zone("intel-rapl:0", "package-0", range_j=1000.0, energy_j=700.0)
+    probe = use(RaplProbe(powercap.root))
+    with Task("outer") as outer:
+        zone.advance(100.0)
+        with Task("inner") as inner:
+            zone.advance(300.0)  # wraps here
+            probe.sample()
+        zone.advance(5.0)
+    assert inner.cpu_power == pytest.approx(300.0, abs=1e-6)
+    assert outer.cpu_power == pytest.approx(405.0, abs=1e-6)
+
+
+def test_mmio_interface_of_the_same_package_is_counted_once(powercap: FakePowercap) -> None:
+    msr = powercap.zone("intel-rapl:0", "package-0")
+    mmio = powercap.zone("intel-rapl-mmio:0", "package-0")
+    probe = use(RaplProbe(powercap.root))
+    assert [(z.name, z.control_type) for z in probe.zones] == [("package-0", "intel-rapl")]
+    with Task("one package") as task:
+        msr.advance(30.0)
+        mmio.advance(30.0)  # the same physical counter, seen again
+    assert task.cpu_power == pytest.approx(30.0, abs=1e-6)
+
+
+def test_mmio_only_package_is_used_when_msr_is_absent(powercap: FakePowercap) -> None:
+    mmio = powercap.zone("intel-rapl-mmio:0", "package-0")
+    use(RaplProbe(powercap.root))
+    with Task("mmio") as task:
+        mmio.advance(3.0)
+    assert task.cpu_power == pytest.approx(3.0, abs=1e-6)
+
+
+def package_with_subzones(powercap: FakePowercap) -> tuple[FakeZone, FakeZone, FakeZone, FakeZone]:
+    package = powercap.zone("intel-rapl:0", "package-0")
+    core = powercap.zone("intel-rapl:0:0", "core")
+    uncore = powercap.zone("intel-rapl:0:1", "uncore")
+    dram = powercap.zone("intel-rapl:0:2", "dram")
+    return package, core, uncore, dram
+
+
+def test_core_and_uncore_subzones_are_not_added_to_their_package(
+    powercap: FakePowercap,
+) -> None:
+    """Subzones appear both inside the package and as links at the top: never double counted."""
+    package, core, uncore, dram = package_with_subzones(powercap)
+    use(RaplProbe(powercap.root))
+    with Task("package only") as task:
+        package.advance(40.0)  # includes the next two
+        core.advance(25.0)
+        uncore.advance(5.0)
+        dram.advance(8.0)  # not asked for
+    assert task.cpu_power == pytest.approx(40.0, abs=1e-6)
+    assert task.energy_sources == {"cpu": "rapl"}
+
+
+def test_dram_is_added_when_asked(powercap: FakePowercap) -> None:
+    package, core, _, dram = package_with_subzones(powercap)
+    probe = use(RaplProbe(powercap.root, ("package", "dram")))
+    assert sorted(z.key for z in probe.zones) == ["package-0", "package-0/dram"]
+    with Task("package and dram") as task:
+        package.advance(40.0)
+        core.advance(25.0)
+        dram.advance(8.0)
+    assert task.cpu_power == pytest.approx(48.0, abs=1e-6)
+    assert task.energy_sources == {"cpu": "rapl+dram"}
+
+
+def test_psys_is_the_system_figure_when_asked(powercap: FakePowercap, spans: SpanCapture) -> None:
+    package = powercap.zone("intel-rapl:0", "package-0")
+    psys = powercap.zone("intel-rapl:1", "psys")
+    use(RaplProbe(powercap.root, ("package", "psys")))
+    with Task("platform") as task:
+        package.advance(10.0)
+        psys.advance(16.0)
+    assert task.system_power == pytest.approx(16.0, abs=1e-6)
+    assert task.cpu_power == pytest.approx(10.0, abs=1e-6)
+    attributes = spans.one("platform").attributes or {}
+    assert attributes["taskmeter.energy.system.source"] == "rapl-psys"
+
+
+def test_psys_is_not_used_unless_asked(powercap: FakePowercap) -> None:
+    powercap.zone("intel-rapl:0", "package-0")
+    psys = powercap.zone("intel-rapl:1", "psys")
+    use(RaplProbe(powercap.root))
+    with Task("default") as task:
+        psys.advance(16.0)
+    assert task.system_power is None
+    assert task.cpu_power == 0.0  # measured: the package did not move
+
+
+def test_a_task_spanning_an_unobserved_gap_reports_none_not_a_wrong_figure(
+    powercap: FakePowercap,
+) -> None:
+    """If the counters went unread longer than a wrap period (process stopped), wraps may
+    be lost: the tasks open across the gap get no figure; later tasks are right again."""
+    zone = powercap.zone("intel-rapl:0", "package-0", range_j=1000.0)
+    now = [0.0]
+    probe = use(RaplProbe(powercap.root, clock=lambda: now[0]))
+    assert probe.wrap_period_s == pytest.approx(1.0)
+    with Task("stalled") as stalled:
+        zone.advance(1500.0)
+        now[0] += 5.0  # nothing read for five wrap periods
+    with Task("after") as after:
+        zone.advance(20.0)
+    assert stalled.cpu_power is None
+    assert after.cpu_power == pytest.approx(20.0, abs=1e-6)
+
+
+def test_missing_powercap_is_quiet_and_explicit_use_is_an_error(tmp_path: Path) -> None:
+    probe = use(RaplProbe(tmp_path / "absent"))
+    assert not probe.available
+    with Task("no rapl") as task:
+        pass
+    assert task.cpu_power is None and task.energy_sources == {}
+    with pytest.raises(ProbeUnavailableError, match="does not exist"):
+        RaplProbe(tmp_path / "absent", required=True)
+
+
+def test_requested_domain_missing_is_an_error_only_when_required(powercap: FakePowercap) -> None:
+    powercap.zone("intel-rapl:0", "package-0")
+    probe = RaplProbe(powercap.root, ("package", "psys"))
+    assert probe.energy_domains == {"cpu"}
+    assert "no RAPL psys zone" in probe.unavailable["psys"]
+    with pytest.raises(ProbeUnavailableError, match="psys"):
+        RaplProbe(powercap.root, ("package", "psys"), required=True)
+
+
+@pytest.fixture
+def shared_tree() -> Iterator[FakePowercap]:
+    """A tree another user can traverse (the pytest tmp dir is private to its owner)."""
+    base = Path(tempfile.mkdtemp(prefix="taskmeter-powercap-"))
+    base.chmod(0o755)
+    try:
+        yield FakePowercap(base / "sys")
+    finally:
+        shutil.rmtree(base)
+
+
+def as_unprivileged_user(body: Callable[[], object]) -> object:
+    """Run ``body`` in a forked child that dropped root (to nobody), and return its result."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        status = 0
+        try:
+            os.close(read_end)
+            if os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+            os.write(write_end, json.dumps(body()).encode())
+        except BaseException as exc:
+            os.write(write_end, json.dumps({"child error": repr(exc)}).encode())
+            status = 1
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(pid, 0)
+    return json.loads(data)
+
+
+def test_root_only_energy_uj_is_reported_with_the_fix(shared_tree: FakePowercap) -> None:
+    """energy_uj readable by root only (Linux >= 5.10): no figure, and the explicit error
+    names the file and the fix.  Checked as an unprivileged user (nobody when we are root)."""
+    zone = shared_tree.zone("intel-rapl:0", "package-0")
+    (zone.path / "energy_uj").chmod(0o400 if os.geteuid() == 0 else 0o000)
+
+    def probe_it() -> dict[str, object]:
+        probe = RaplProbe(shared_tree.root)
+        try:
+            RaplProbe(shared_tree.root, required=True)
+            error = None
+        except ProbeUnavailableError as exc:
+            error = str(exc)
+        return {"available": probe.available, "unavailable": probe.unavailable, "error": error}
+
+    report = as_unprivileged_user(probe_it)
+    assert isinstance(report, dict), report
+    assert report.get("available") is False, report
+    assert "energy_uj" in report["unavailable"]["package"]
+    assert "root" in report["error"] and "chmod" in report["error"]
+    assert "README" in report["error"]
+
+
+def test_find_zones_skips_what_is_not_a_counter(powercap: FakePowercap) -> None:
+    powercap.zone("intel-rapl:0", "package-0")
+    broken = powercap.zone("intel-rapl:1", "package-1")
+    (broken.path / "max_energy_range_uj").write_text("garbage\n")
+    (powercap.root / "dtpm").mkdir()
+    assert [z.name for z in find_rapl_zones(powercap.root)] == ["package-0"]
+
+
+@pytest.mark.parametrize(
+    ("domains", "error"),
+    [(("package", "gpu"), ValueError), ((), ValueError), ("package", TypeError)],
+)
+def test_bad_domains_are_clear_errors(
+    powercap: FakePowercap, domains: object, error: type[Exception]
+) -> None:
+    with pytest.raises(error, match="domains"):
+        RaplProbe(powercap.root, domains)  # type: ignore[arg-type]
+
+
+def test_only_dram_subzones_are_ever_added(powercap: FakePowercap) -> None:
+    """A subzone named like a package or psys is a part of its parent, not a second one."""
+    package = powercap.zone("intel-rapl:0", "package-0")
+    odd = powercap.zone("intel-rapl:0:0", "package-0-die-0")
+    use(RaplProbe(powercap.root, ("package", "dram")))
+    with Task("nested names") as task:
+        package.advance(9.0)
+        odd.advance(9.0)
+    assert task.cpu_power == pytest.approx(9.0, abs=1e-6)
