@@ -84,6 +84,11 @@ class Monitor:
         with self._cond:
             return sum(not job.cancelled for job in self._jobs)
 
+    def job_names(self) -> list[str]:
+        """The names of the live jobs (for diagnostics and tests)."""
+        with self._cond:
+            return [job.name for job in self._jobs if not job.cancelled]
+
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
             self._stopping = False

@@ -578,7 +578,9 @@ class Task(BaseModel):
         values["peak_memory"] = figures.peak_memory_bytes
         values["peak_gpu_memory"] = figures.peak_gpu_memory_bytes
         energy = figures.energy_j
-        if energy:
+        # A figure an earlier refresh had but this reading lacks is dropped, not
+        # kept stale (it would describe a shorter interval).
+        if energy or values["energy_sources"]:
             values["cpu_power"] = energy.get("cpu")
             values["gpu_power"] = energy.get("gpu")
             values["system_power"] = energy.get("system")

@@ -194,6 +194,7 @@ def test_nvml_sampled_by_the_monitor_while_a_task_is_open() -> None:
             time.sleep(0.005)
         gpus[0].processes[pid] = 1 * GIB
     assert task.peak_gpu_memory == 4 * GIB
+    probe.tick()  # the sampler's next tick finds no open task and removes itself
     assert not probe.sampling
 
 

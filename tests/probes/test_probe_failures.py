@@ -57,3 +57,31 @@ def test_repeated_failures_are_logged_once_per_interval(caplog: pytest.LogCaptur
 def test_set_probes_rejects_non_probes() -> None:
     with pytest.raises(TypeError, match="not a taskmeter probe"):
         taskmeter.set_probes([object()])  # type: ignore[list-item]
+
+
+class FlakyEnergyProbe(Probe):
+    """Gives an energy figure on the first read only."""
+
+    name = "flaky-energy"
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def begin(self, *, reset_peak: bool = True) -> Any:
+        return None
+
+    def read(self, state: Any, figures: Figures) -> None:
+        self.reads += 1
+        if self.reads == 1:
+            figures.set_energy("cpu", 5.0, "fake")
+        else:
+            raise OSError("counter vanished")
+
+
+def test_energy_lost_at_the_end_is_absent_not_stale() -> None:
+    taskmeter.set_probes([FlakyEnergyProbe()])
+    with Task("refreshed then failed") as task:
+        task.update()
+        assert task.cpu_power == 5.0
+    assert task.cpu_power is None
+    assert task.energy_sources == {}

@@ -87,14 +87,13 @@ def test_monitor_samples_fast_enough_while_a_task_is_open(powercap: FakePowercap
     # Wrap period 1000 J / 2500 W = 0.4 s: the monitor reads every 0.1 s.
     probe = use(RaplProbe(powercap.root, max_power_w=2500.0))
     assert probe.sample_interval == pytest.approx(0.1)
-    jobs_before = get_monitor().job_count
     with Task("sampled by the monitor") as task:
         assert probe.sampling
         for _ in range(6):
             zone.advance(450.0)
             wait_for_sample(probe, probe.sample_count + 1)
+    probe.tick()  # the sampler's next tick finds no open task and removes itself
     assert not probe.sampling
-    assert get_monitor().job_count == jobs_before
     assert task.cpu_power == pytest.approx(2700.0, abs=1e-6)
     assert probe.missed_wraps <= 1  # at most the gap before the task began
 
@@ -106,7 +105,9 @@ def test_sampling_stays_on_until_the_last_of_nested_tasks_ends(powercap: FakePow
         with Task("inner"):
             assert probe.open_tasks == 2
         assert probe.sampling
-    assert not probe.sampling and probe.open_tasks == 0
+    assert probe.open_tasks == 0 and probe.sampling  # removed lazily, at its next tick
+    probe.tick()
+    assert not probe.sampling
 
 
 def test_nested_tasks_each_get_their_own_energy(powercap: FakePowercap) -> None:
@@ -323,3 +324,29 @@ def test_only_dram_subzones_are_ever_added(powercap: FakePowercap) -> None:
         package.advance(9.0)
         odd.advance(9.0)
     assert task.cpu_power == pytest.approx(9.0, abs=1e-6)
+
+
+def test_back_to_back_top_level_tasks_keep_one_sampler(powercap: FakePowercap) -> None:
+    """A program running one top-level task after another does not add and remove
+    a monitor job per task: the sampler stays until a tick finds no task open."""
+    powercap.zone("intel-rapl:0", "package-0")
+    probe = use(RaplProbe(powercap.root))
+    monitor = get_monitor()
+    added = 0
+    original_add = monitor.add
+
+    def counting_add(*args: object, **kwargs: object) -> object:
+        nonlocal added
+        added += 1
+        return original_add(*args, **kwargs)  # type: ignore[arg-type]
+
+    monitor.add = counting_add  # type: ignore[method-assign]
+    try:
+        for _ in range(5):
+            with Task("one after another"):
+                pass
+    finally:
+        del monitor.add
+    assert added == 1 and probe.sampling
+    probe.tick()
+    assert not probe.sampling

@@ -2,11 +2,11 @@
 
 A task never calls :meth:`~taskmeter.probes.base.Probe.sample` itself.  A
 :class:`SampledProbe` registers its ``sample`` with the process's monitor
-when the first of its tasks begins and removes it when the last one ends, so
-a process with no open task pays for no sampling at all.  The bookkeeping on
-the task's path is one lock and one counter; the monitor is only touched on
-the transitions between "no task open" and "some task open" (which is what a
-program running one top-level task after another pays for on each task).
+when the first of its tasks begins; the sampler removes itself at its first
+tick with no task open, so a process with no open task pays for at most one
+more sample.  Removing it lazily keeps a program that runs one top-level task
+after another from adding and removing a monitor job on every task.  The
+bookkeeping on the task's path is one lock and one counter.
 """
 
 from __future__ import annotations
@@ -51,16 +51,15 @@ class SampledProbe(Probe):
         """Count a task in; start sampling if it is the first.  Returns a token for ``end``."""
         with self._sampling_lock:
             self._open_tasks += 1
-            if self._open_tasks == 1 and self.sample_interval is not None:
+            if self._sampling is None and self.sample_interval is not None:
                 self._sampling_started()
-                if self._sampling is None:
-                    self._sampling = get_monitor().add(
-                        self._sample_from_monitor, self.sample_interval, name=f"probe.{self.name}"
-                    )
+                self._sampling = get_monitor().add(
+                    self.tick, self.sample_interval, name=f"probe.{self.name}"
+                )
             return self._generation
 
     def _task_closed(self, token: int) -> None:
-        """Count a task out; stop sampling when none is left.
+        """Count a task out (the sampler stops at its next tick if none is left).
 
         A token from before a ``fork`` (a task the parent opened) is ignored:
         the child's monitor never ran that task's sampler.
@@ -69,16 +68,18 @@ class SampledProbe(Probe):
             if token != self._generation or self._open_tasks == 0:
                 return
             self._open_tasks -= 1
-            if self._open_tasks == 0 and self._sampling is not None:
-                get_monitor().remove(self._sampling)
-                self._sampling = None
 
     def _sampling_started(self) -> None:
         """Called (under the sampling lock) when the first task opens, before sampling."""
 
-    def _sample_from_monitor(self) -> None:
-        if self._open_tasks == 0:
-            return  # the last task ended while this tick was due
+    def tick(self) -> None:
+        """What the monitor runs: a sample, or the sampler's removal once no task is open."""
+        with self._sampling_lock:
+            if self._open_tasks == 0:
+                if self._sampling is not None:
+                    get_monitor().remove(self._sampling)
+                    self._sampling = None
+                return
         self.sample_count += 1
         self.sample()
 
