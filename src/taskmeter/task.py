@@ -40,7 +40,7 @@ from pydantic import (
     SerializeAsAny,
 )
 
-from . import _process, settings
+from . import _process, propagation, settings
 from . import attributes as attr
 from ._log import logger, swallowed
 from .figures import Figures
@@ -360,9 +360,10 @@ class Task(BaseModel):
         wall_ns = time.time_ns()
 
         tracer = state.tracer or get_tracer()
-        span = tracer.start_span(
-            self.label, context=self._span_parent_context(), start_time=wall_ns
-        )
+        context = self._span_parent_context()
+        if parent is None and propagation.inherited is not None:
+            context = propagation.adopt(self, context)
+        span = tracer.start_span(self.label, context=context, start_time=wall_ns)
         state.span = span
         if span.is_recording():
             span.set_attributes(self._start_attributes())
@@ -450,6 +451,8 @@ class Task(BaseModel):
         state.probe_states.clear()
         if state.save_file is not None:
             self._save()
+        if state.parent is None and propagation.inherited is not None:
+            propagation.deliver(self)
 
     def update(self) -> None:
         """Refresh the resource figures and save the file (if one is set)."""
