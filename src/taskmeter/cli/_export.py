@@ -144,7 +144,10 @@ def export_root_span(
             self.spans.append(span)
 
     keep = Keep()
-    resource = Resource.create({"service.name": "taskmeter"} | _service_name_from_env())
+    resource = Resource.create()
+    if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+        # Neither OTEL_SERVICE_NAME nor OTEL_RESOURCE_ATTRIBUTES named one.
+        resource = resource.merge(Resource({"service.name": "taskmeter"}))
     provider = TracerProvider(resource=resource, id_generator=PresetIds())
     provider.add_span_processor(keep)
     tracer = provider.get_tracer("taskmeter")
@@ -186,17 +189,6 @@ def export_root_span(
     if result is not SpanExportResult.SUCCESS:
         return f"exporting to {where} failed (see the messages above)"
     return None
-
-
-def _service_name_from_env() -> dict[str, str]:
-    # Resource.create reads OTEL_SERVICE_NAME itself; this only keeps our
-    # default from replacing one given in OTEL_RESOURCE_ATTRIBUTES.
-    text = os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
-    for item in text.split(","):
-        key, _, value = item.partition("=")
-        if key.strip() == "service.name" and value.strip():
-            return {"service.name": value.strip()}
-    return {}
 
 
 def _exporter(config: ExportConfig) -> Any:
