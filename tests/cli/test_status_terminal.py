@@ -23,7 +23,8 @@ def test_status_line_in_a_terminal(tmp_path: Path) -> None:
     session = f"taskmeter-{uuid.uuid4().hex[:8]}"
     done = tmp_path / "done"
     run = f"{shlex.quote(sys.executable)} -m taskmeter run"
-    command = f"{run} -- sh -c 'echo first; sleep 2; echo second'; touch {shlex.quote(str(done))}; sleep 60"
+    touch = f"touch {shlex.quote(str(done))}"
+    command = f"{run} -- sh -c 'echo first; sleep 2; echo second'; {touch}; sleep 60"
     subprocess.run(
         [tmux, "-L", session, "new-session", "-d", "-s", session, "-x", "90", "-y", "12", command],
         check=True,
