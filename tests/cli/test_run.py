@@ -69,7 +69,7 @@ def test_wait_all_waits_for_and_counts_orphans(tmp_path: Path) -> None:
 
 def test_peak_memory_of_one_process(tmp_path: Path) -> None:
     """A child holding 200 MiB: single-process and tree peaks are 200 MiB plus the interpreter."""
-    result, doc = run_command(tmp_path, program("allocate.py", 200, 0.5))
+    result, doc = run_command(tmp_path, program("allocate.py", 200, 1.0))
     assert result.returncode == 0, result.stderr
     assert doc is not None
     assert 200 * MIB <= doc["peak_memory"] <= 240 * MIB

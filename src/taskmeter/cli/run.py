@@ -64,7 +64,7 @@ DEFAULT_INTERVAL_S = 0.1
 FIRST_SAMPLE_S = 0.01
 STATUS_AFTER_S = 1.0
 STATUS_EVERY_S = 0.5
-SAMPLING_SHARE = 0.01
+SAMPLING_SHARE = 0.05
 """Sampling may use at most this share of one CPU: slow ``/proc`` scans are spaced out."""
 
 
