@@ -20,21 +20,29 @@ _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 class ProcStat:
     """The fields of ``/proc/<pid>/stat`` the sampler uses."""
 
-    __slots__ = ("cpu_s", "pid", "ppid", "rss_bytes", "start_ticks")
+    __slots__ = ("pid", "ppid", "rss_bytes", "start_ticks", "system_s", "user_s")
 
-    def __init__(self, pid: int, ppid: int, cpu_s: float, rss_bytes: int, start_ticks: int) -> None:
+    def __init__(
+        self, pid: int, ppid: int, user_s: float, system_s: float, rss_bytes: int, start_ticks: int
+    ) -> None:
         self.pid = pid
         self.ppid = ppid
-        self.cpu_s = cpu_s
+        self.user_s = user_s
+        self.system_s = system_s
         self.rss_bytes = rss_bytes
         self.start_ticks = start_ticks
+
+    @property
+    def cpu_s(self) -> float:
+        """User plus system time."""
+        return self.user_s + self.system_s
 
 
 def parse_stat(data: bytes) -> ProcStat | None:
     """Parse one ``/proc/<pid>/stat`` line; ``None`` if it is not one.
 
-    ``cpu_s`` is user + system time of the process and of the children it
-    has waited for (``utime + stime + cutime + cstime``).
+    ``user_s`` and ``system_s`` are the times of the process and of the
+    children it has waited for (``utime + cutime``, ``stime + cstime``).
     """
     open_paren = data.find(b"(")
     close_paren = data.rfind(b")")  # the command name may itself contain ")"
@@ -45,11 +53,11 @@ def parse_stat(data: bytes) -> ProcStat | None:
         return None
     try:
         pid = int(data[:open_paren])
-        ticks = int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
         return ProcStat(
             pid=pid,
             ppid=int(fields[1]),
-            cpu_s=ticks / _CLOCK_TICKS,
+            user_s=(int(fields[11]) + int(fields[13])) / _CLOCK_TICKS,
+            system_s=(int(fields[12]) + int(fields[14])) / _CLOCK_TICKS,
             rss_bytes=int(fields[21]) * _PAGE_SIZE,
             start_ticks=int(fields[19]),
         )
@@ -60,12 +68,18 @@ def parse_stat(data: bytes) -> ProcStat | None:
 class TreeSample:
     """One reading of the tree: its live processes, their summed RSS and CPU."""
 
-    __slots__ = ("cpu_s", "pids", "rss_bytes")
+    __slots__ = ("pids", "rss_bytes", "system_s", "user_s")
 
-    def __init__(self, pids: list[int], rss_bytes: int, cpu_s: float) -> None:
+    def __init__(self, pids: list[int], rss_bytes: int, user_s: float, system_s: float) -> None:
         self.pids = pids
         self.rss_bytes = rss_bytes
-        self.cpu_s = cpu_s
+        self.user_s = user_s
+        self.system_s = system_s
+
+    @property
+    def cpu_s(self) -> float:
+        """User plus system time of the live processes (and what they reaped)."""
+        return self.user_s + self.system_s
 
 
 class ProcessTreeSampler:
@@ -98,7 +112,8 @@ class ProcessTreeSampler:
         began = time.perf_counter()
         stats = self._descendants()
         rss = sum(s.rss_bytes for s in stats)
-        cpu = sum(s.cpu_s for s in stats)
+        user = sum(s.user_s for s in stats)
+        system = sum(s.system_s for s in stats)
         if stats:
             self.samples += 1
             if self.peak_tree_rss_bytes is None or rss > self.peak_tree_rss_bytes:
@@ -106,7 +121,7 @@ class ProcessTreeSampler:
             for stat in stats:
                 self._note_high_water(stat.pid)
         self.last_cost_s = time.perf_counter() - began
-        return TreeSample([s.pid for s in stats], rss, cpu)
+        return TreeSample([s.pid for s in stats], rss, user, system)
 
     def descendant_pids(self) -> list[int]:
         """The pids of the live descendants now."""

@@ -22,7 +22,7 @@ from ._common import (
     error,
     say,
 )
-from ._proctree import ProcessTreeSampler
+from ._proctree import ProcessTreeSampler, TreeSample
 from ._runfigures import RunFigures
 from ._status import StatusLine, status_text
 from ._summary import command_text, summary_lines
@@ -282,11 +282,11 @@ class _Run:
             )
         if now >= self.next_save:
             self.next_save = now + self.save_every_s
-            self._save_running(sample.cpu_s if sample is not None else None)
+            self._save_running(sample)
         self.sample_delay = min(self.sample_delay * 2, self.interval_s)
         return max(self.sample_delay, self.sampler.last_cost_s / SAMPLING_SHARE)
 
-    def _save_running(self, live_cpu_s: float | None) -> None:
+    def _save_running(self, sample: TreeSample | None) -> None:
         # A snapshot for readers of the file while the command runs.
         from uuid import UUID
 
@@ -296,8 +296,8 @@ class _Run:
         outcome = self.supervisor.outcome if self.supervisor else None
         figures.duration_s = time.perf_counter() - self.perf_start
         if outcome is not None:
-            figures.cpu_user_s = outcome.user_s + (live_cpu_s or 0.0)
-            figures.cpu_system_s = outcome.system_s
+            figures.cpu_user_s = outcome.user_s + (sample.user_s if sample else 0.0)
+            figures.cpu_system_s = outcome.system_s + (sample.system_s if sample else 0.0)
         figures.peak_process_rss_bytes = self.sampler.peak_process_rss_bytes
         figures.peak_tree_rss_bytes = self.sampler.peak_tree_rss_bytes
         root = build_root(
