@@ -40,7 +40,7 @@ from pydantic import (
     SerializeAsAny,
 )
 
-from . import _process, settings
+from . import _process, propagation, settings
 from . import attributes as attr
 from ._log import logger, swallowed
 from .figures import Figures
@@ -362,9 +362,12 @@ class Task(BaseModel):
         wall_ns = time.time_ns()
 
         tracer = state.tracer or get_tracer()
+        context = self._span_parent_context()
+        if parent is None and propagation.inherited is not None:
+            context = propagation.adopt(self, context)
         span = tracer.start_span(
             self.label,
-            context=self._span_parent_context(),
+            context=context,
             attributes=self._start_attributes(),
             start_time=wall_ns,
         )
@@ -454,6 +457,8 @@ class Task(BaseModel):
         state.probe_states = ()
         if state.save_file is not None:
             self._save()
+        if state.parent is None and propagation.inherited is not None:
+            propagation.deliver(self)
 
     def update(self) -> None:
         """Refresh the resource figures and save the file (if one is set)."""

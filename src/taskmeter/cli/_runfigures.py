@@ -1,0 +1,76 @@
+"""What a run measured, kept free of pydantic so a plain run need not import it."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..figures import Figures
+
+CANCELLING_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+"""A command killed by one of these was stopped on request: its task is ``cancelled``."""
+
+
+class RunFigures:
+    """What a run measured, before it becomes a task record."""
+
+    __slots__ = (
+        "argv",
+        "cpu_system_s",
+        "cpu_user_s",
+        "duration_s",
+        "exit_code",
+        "finish_time",
+        "left_running",
+        "peak_process_rss_bound_bytes",
+        "peak_process_rss_bytes",
+        "peak_tree_rss_bytes",
+        "pid",
+        "probe_figures",
+        "signal",
+        "start_time",
+    )
+
+    def __init__(self, argv: Sequence[str], pid: int) -> None:
+        self.argv = list(argv)
+        self.pid = pid
+        self.start_time = 0.0
+        self.finish_time = 0.0
+        self.duration_s = 0.0
+        self.cpu_user_s = 0.0
+        self.cpu_system_s = 0.0
+        self.peak_process_rss_bytes: int | None = None
+        self.peak_process_rss_bound_bytes: int | None = None
+        """When the peak is below what can be resolved: an upper bound of it."""
+        self.peak_tree_rss_bytes: int | None = None
+        self.exit_code = 0
+        """The shell-style status: the command's own, or 128 + the signal number."""
+        self.signal: int | None = None
+        self.left_running: list[int] = []
+        self.probe_figures: Figures | None = None
+        """Figures of the other probes (GPU memory, energy), once read."""
+
+    @property
+    def status(self) -> str:
+        """``finished``, ``cancelled`` (stopped by SIGINT, SIGTERM, SIGHUP) or ``failed``."""
+        if self.signal is not None:
+            return "cancelled" if self.signal in CANCELLING_SIGNALS else "failed"
+        return "finished" if self.exit_code == 0 else "failed"
+
+    @property
+    def signal_name(self) -> str | None:
+        """``"SIGINT"`` and the like, or ``None``."""
+        if self.signal is None:
+            return None
+        try:
+            return signal.Signals(self.signal).name
+        except ValueError:
+            return f"signal {self.signal}"
+
+    def describe_end(self) -> str:
+        """``"exited with status 3"`` or ``"was killed by SIGKILL"``."""
+        if self.signal is not None:
+            return f"was killed by {self.signal_name} (exit status {self.exit_code})"
+        return f"exited with status {self.exit_code}"

@@ -1,0 +1,264 @@
+"""Start a command, forward signals to it, and account for every process it started.
+
+CPU time and peak RSS come from ``wait4``: the figures of a reaped process
+include those of the descendants *it* waited for.  A descendant whose parent
+exits without waiting for it is re-parented; taskmeter makes itself the
+*child subreaper* (``prctl(PR_SET_CHILD_SUBREAPER)``, Linux), so such orphans
+become its children and are reaped, and counted, here.  Descendants still
+running when the command exits are counted only with ``wait_all``.
+
+Signals sent to taskmeter (``SIGINT``, ``SIGTERM``, ``SIGHUP``, ...) are
+forwarded to the command.  Those the terminal sends to the whole foreground
+process group (Ctrl-C, Ctrl-\\, a resize, a hang-up) already reached the
+command, which shares taskmeter's group, and are not sent twice.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+SI_KERNEL = 0x80
+"""``si_code`` of a signal the kernel sent (the terminal's, for instance)."""
+
+FORWARDED_SIGNALS = tuple(
+    sig
+    for sig in (
+        getattr(signal, name, None)
+        for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM")
+    )
+    if sig is not None
+)
+"""Signals passed on to the command."""
+
+_TERMINAL_SIGNALS = frozenset(
+    s
+    for s in (getattr(signal, n, None) for n in ("SIGINT", "SIGQUIT", "SIGHUP", "SIGWINCH"))
+    if s is not None
+)
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+class SpawnError(Exception):
+    """The command could not be started; ``exit_code`` is what a shell would return."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Outcome:
+    """How the command ended and what its reaped processes consumed."""
+
+    __slots__ = (
+        "end_ns",
+        "exit_code",
+        "left_running",
+        "max_rss_bytes",
+        "reaped",
+        "signal",
+        "system_s",
+        "user_s",
+    )
+
+    def __init__(self) -> None:
+        self.exit_code: int | None = None
+        """The command's exit status, when it exited normally."""
+        self.signal: int | None = None
+        """The signal that killed the command, if one did."""
+        self.user_s = 0.0
+        self.system_s = 0.0
+        self.max_rss_bytes: int | None = None
+        """The largest ``ru_maxrss`` of the reaped processes, in bytes."""
+        self.reaped = 0
+        self.end_ns = 0
+        self.left_running: list[int] = []
+
+    @property
+    def status_code(self) -> int:
+        """The exit status a shell reports: the command's, or 128 + the signal number."""
+        if self.signal is not None:
+            return 128 + self.signal
+        return self.exit_code if self.exit_code is not None else 0
+
+
+def spawn_error(argv0: str, error: OSError) -> SpawnError:
+    """The message and shell-style exit code for a command that could not start."""
+    if isinstance(error, FileNotFoundError):
+        if os.sep in argv0:
+            return SpawnError(f"cannot run {argv0!r}: no such file", 127)
+        return SpawnError(f"cannot run {argv0!r}: command not found (searched PATH)", 127)
+    if isinstance(error, PermissionError):
+        if os.path.isdir(argv0):
+            return SpawnError(f"cannot run {argv0!r}: it is a directory", 126)
+        return SpawnError(f"cannot run {argv0!r}: permission denied (not executable?)", 126)
+    return SpawnError(f"cannot run {argv0!r}: {error.strerror or error}", 126)
+
+
+class Supervisor:
+    """Runs one command and waits for it; see the module docstring."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        env: dict[str, str],
+        *,
+        wait_all: bool = False,
+        on_resize: Callable[[], None] | None = None,
+    ) -> None:
+        if not argv:
+            raise ValueError("no command to run")
+        self.argv = list(argv)
+        self.env = env
+        self.wait_all = wait_all
+        self.on_resize = on_resize
+        self.pid = 0
+        self.forwarded: list[int] = []
+        """The signals forwarded to the command, in order."""
+        self.outcome = Outcome()
+        self._child_done = False
+        self._old_mask: set[int] | None = None
+        self._subreaper = False
+        self._waited = set(FORWARDED_SIGNALS) | {signal.SIGCHLD}
+        if hasattr(signal, "SIGWINCH"):
+            self._waited.add(signal.SIGWINCH)
+
+    # ---------------------------------------------------------------- start
+
+    def start(self) -> int:
+        """Start the command and return its pid; raises :class:`SpawnError`."""
+        self._subreaper = _set_child_subreaper(True)
+        # Block the signals before the child exists, so none is lost between
+        # the spawn and the first wait; the child gets the original mask.
+        old_mask: set[int] = set(signal.pthread_sigmask(signal.SIG_BLOCK, self._waited))
+        self._old_mask = old_mask
+        reset = [signal.SIGPIPE]  # Python ignores it; the command must not inherit that
+        if hasattr(signal, "SIGXFSZ"):
+            reset.append(signal.SIGXFSZ)
+        try:
+            self.pid = os.posix_spawnp(
+                self.argv[0],
+                self.argv,
+                self.env,
+                setsigmask=old_mask,
+                setsigdef=reset,
+            )
+        except OSError as exc:
+            self.close()
+            raise spawn_error(self.argv[0], exc) from None
+        return self.pid
+
+    # ---------------------------------------------------------------- wait
+
+    def wait(self, tick: Callable[[], float], first_delay_s: float) -> Outcome:
+        """Wait for the command, calling ``tick`` (which returns the next delay) meanwhile."""
+        due = time.monotonic() + first_delay_s
+        while not self._finished():
+            timeout = max(due - time.monotonic(), 0.0)
+            info = signal.sigtimedwait(self._waited, timeout)
+            if info is None:
+                due = time.monotonic() + max(tick(), 0.001)
+            elif info.si_signo == signal.SIGCHLD:
+                self._reap()
+            else:
+                self._on_signal(info.si_signo, info.si_code)
+        return self.outcome
+
+    def _finished(self) -> bool:
+        if not self._child_done:
+            return False
+        if not self.wait_all:
+            self._reap()  # orphans that already ended are ours to count
+            return True
+        return self._no_children_left
+
+    _no_children_left = False
+
+    def _reap(self) -> None:
+        outcome = self.outcome
+        while True:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                self._no_children_left = True
+                return
+            if pid == 0:
+                return
+            outcome.reaped += 1
+            outcome.user_s += usage.ru_utime
+            outcome.system_s += usage.ru_stime
+            rss = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+            if outcome.max_rss_bytes is None or rss > outcome.max_rss_bytes:
+                outcome.max_rss_bytes = rss
+            if pid == self.pid:
+                outcome.end_ns = time.time_ns()
+                if os.WIFSIGNALED(status):
+                    outcome.signal = os.WTERMSIG(status)
+                else:
+                    outcome.exit_code = os.waitstatus_to_exitcode(status)
+                self._child_done = True
+
+    def _on_signal(self, signo: int, code: int) -> None:
+        if signo == getattr(signal, "SIGWINCH", None) and self.on_resize is not None:
+            self.on_resize()
+        if self._child_done:
+            return
+        if code == SI_KERNEL and signo in _TERMINAL_SIGNALS and self._shares_our_group():
+            return  # the terminal sent it to the whole group: the command has it already
+        if signo == getattr(signal, "SIGWINCH", None):
+            return
+        try:
+            os.kill(self.pid, signo)
+        except ProcessLookupError:
+            return
+        self.forwarded.append(signo)
+
+    def _shares_our_group(self) -> bool:
+        try:
+            return os.getpgid(self.pid) == os.getpgrp()
+        except ProcessLookupError:
+            return True
+
+    # ---------------------------------------------------------------- close
+
+    def close(self) -> None:
+        """Restore the signal mask and the subreaper flag."""
+        if self._old_mask is not None:
+            # Discard signals that arrived after the command ended: they were
+            # meant for it, and would otherwise act on taskmeter once unblocked.
+            pending = signal.sigpending() & set(FORWARDED_SIGNALS)
+            while pending:
+                signal.sigtimedwait(pending, 0)
+                pending = signal.sigpending() & set(FORWARDED_SIGNALS)
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._old_mask)
+            self._old_mask = None
+        if self._subreaper:
+            _set_child_subreaper(False)
+            self._subreaper = False
+
+
+def _set_child_subreaper(enable: bool) -> bool:
+    """Make this process the reaper of its orphaned descendants (Linux); True if it worked."""
+    problem = None
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(_PR_SET_CHILD_SUBREAPER, int(enable), 0, 0, 0) == 0:
+                return True
+            problem = os.strerror(ctypes.get_errno())
+        except (OSError, AttributeError) as exc:
+            problem = str(exc)
+    else:
+        problem = f"not available on {sys.platform}"
+    from .._log import debug_once
+
+    debug_once(
+        "run.subreaper", "cannot become child subreaper (%s): orphans are not counted", problem
+    )
+    return False

@@ -1,0 +1,509 @@
+"""``taskmeter run``: run a command as a task and report what it cost.
+
+The command is started first and everything else (the task model, the
+probes, the OpenTelemetry SDK when exporting) is imported while it runs, so a
+short command pays little for being measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import propagation
+from ._common import (
+    EXIT_TASKMETER_FAILED,
+    EXIT_USAGE,
+    error,
+    say,
+)
+from ._proctree import ProcessTreeSampler, TreeSample
+from ._runfigures import RunFigures
+from ._status import StatusLine, status_text
+from ._summary import command_text, summary_lines
+from ._supervise import SpawnError, Supervisor
+
+if TYPE_CHECKING:
+    from ..probes.base import Probe
+    from ..task import Task
+    from ._export import ExportConfig
+
+DESCRIPTION = """\
+Run COMMAND as a task: measure its wall time, the CPU time (user and system)
+of the command and of every process it starts, their peak memory, and GPU
+memory and energy where this machine can measure them.  A live status line
+shows on the terminal while it runs, and a summary when it ends.
+
+Programs that use taskmeter themselves (Task) report their tasks as subtasks
+of the run: taskmeter passes its task to them in the environment.
+"""
+
+EPILOG = """\
+examples:
+  taskmeter run -- python train.py --epochs 3
+  taskmeter run -o runs/train.json -- make -j4
+  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 taskmeter run -- ./pipeline.sh
+
+exit status:
+  the command's own status; 128+N if a signal N killed it (as shells report)
+  125  taskmeter failed before starting the command (a bad option value, say)
+  126  the command was found but could not be executed
+  127  the command was not found
+  2    taskmeter's options were wrong (nothing was run)
+
+Signals sent to taskmeter (SIGINT, SIGTERM, SIGHUP, ...) are passed on to the
+command.  Use --no-status for full-screen programs (editors, top).
+"""
+
+DEFAULT_INTERVAL_S = 0.1
+FIRST_SAMPLE_S = 0.01
+STATUS_AFTER_S = 1.0
+STATUS_EVERY_S = 0.5
+SAMPLING_SHARE = 0.05
+"""Sampling may use at most this share of one CPU: slow ``/proc`` scans are spaced out."""
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``run`` verb."""
+    parser = subparsers.add_parser(
+        "run",
+        help="run a command as a task and report what it cost",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="taskmeter run [options] -- COMMAND [ARG ...]",
+    )
+    parser.add_argument(
+        "-o", "--output", metavar="FILE", type=Path, help="write the task file (JSON) here"
+    )
+    parser.add_argument(
+        "-l", "--label", help="the task's label (default: the command line, shortened)"
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="print nothing (no status line, no summary)"
+    )
+    parser.add_argument("--no-status", action="store_true", help="no live status line")
+    parser.add_argument(
+        "--interval",
+        metavar="SECONDS",
+        type=float,
+        default=DEFAULT_INTERVAL_S,
+        help=f"how often to sample the processes' memory (default {DEFAULT_INTERVAL_S:g})",
+    )
+    parser.add_argument(
+        "--wait-all",
+        action="store_true",
+        help="also wait for processes the command leaves running in the background, and count them",
+    )
+    export = parser.add_argument_group(
+        "OpenTelemetry export",
+        "The run's task is sent as a span when an endpoint is given here or in "
+        "OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (the other "
+        "OTEL_EXPORTER_OTLP_* variables apply too).",
+    )
+    export.add_argument("--otlp-endpoint", metavar="URL", help="e.g. http://127.0.0.1:4318")
+    export.add_argument(
+        "--otlp-protocol",
+        choices=("http/protobuf", "grpc"),
+        help="default: OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf",
+    )
+    export.add_argument("--no-export", action="store_true", help="do not export, whatever is set")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.set_defaults(handler=handle, parser=parser)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Run the command; returns its exit status (see the epilog)."""
+    argv = list(args.command)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    parser: argparse.ArgumentParser = args.parser
+    if not argv:
+        parser.print_usage(sys.stderr)
+        error("no command given: put it after --, as in: taskmeter run -- python train.py")
+        return EXIT_USAGE
+    if not args.interval > 0:
+        error(f"--interval must be a positive number of seconds, not {args.interval:g}")
+        return EXIT_USAGE
+    if not hasattr(signal, "sigtimedwait"):
+        error(f"taskmeter run is not supported on {sys.platform} (it needs sigtimedwait)")
+        return EXIT_TASKMETER_FAILED
+    try:
+        return _Run(args, argv).execute()
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
+
+
+class _Run:
+    """One run of a command, from spawn to summary."""
+
+    def __init__(self, args: argparse.Namespace, argv: list[str]) -> None:
+        self.args = args
+        self.argv = argv
+        self.label: str = args.label or command_text(argv, 120)
+        self.output: Path | None = args.output
+        self.quiet: bool = args.quiet
+        self.interval_s: float = args.interval
+        self.task_id = _new_task_id()
+        self.inherited = propagation.inherited
+        self.subtask_dir: str | None = None
+        self.status: StatusLine | None = None
+        self.sampler = ProcessTreeSampler(os.getpid())
+        self.probes: list[tuple[Probe, Any]] = []
+        self.figures = RunFigures(argv, 0)
+        self.perf_start = 0.0
+        self.next_status = 0.0
+        self.next_save = float("inf")
+        self.save_every_s = 10.0
+        self.sample_delay = FIRST_SAMPLE_S
+        self.supervisor: Supervisor | None = None
+
+    # ---------------------------------------------------------------- phases
+
+    def execute(self) -> int:
+        export = self._export_config()
+        if isinstance(export, int):
+            return export
+        if self.output is not None and (problem := _unwritable(self.output)):
+            error(f"cannot write the task file {self.output}: {problem}")
+            return EXIT_TASKMETER_FAILED
+        parent = self._trace_parent()
+        trace_id = parent.trace_id if parent else _random_id(128)
+        span_id = _random_id(64)
+        flags = parent.flags if parent else 1
+        ids = propagation.TraceParent(trace_id, span_id, flags)
+        try:
+            self.subtask_dir = _make_private_dir()
+        except OSError as exc:
+            error(f"cannot create a directory for the command's subtasks: {exc}")
+            return EXIT_TASKMETER_FAILED
+        env = propagation.child_environment(
+            os.environ,
+            parent_id=self.task_id,
+            traceparent=ids,
+            tracestate=self.inherited.tracestate if self.inherited else None,
+            subtask_dir=self.subtask_dir,
+        )
+        if not (self.quiet or self.args.no_status) and StatusLine.wanted(sys.stderr):
+            self.status = StatusLine(sys.stderr)
+        supervisor = Supervisor(
+            self.argv,
+            env,
+            wait_all=self.args.wait_all,
+            on_resize=self.status.resize if self.status else None,
+        )
+        self.supervisor = supervisor
+        self.figures.start_time = time.time()
+        self.perf_start = time.perf_counter()
+        try:
+            self.figures.pid = supervisor.start()
+        except SpawnError as exc:
+            self._remove_subtask_dir()
+            error(str(exc))
+            return exc.exit_code
+        try:
+            floor = _own_high_water()
+            self._begin_probes()
+            self.next_status = self.perf_start + STATUS_AFTER_S
+            if self.output is not None:
+                self.save_every_s = _save_interval()
+                self.next_save = time.perf_counter()
+            outcome = supervisor.wait(self._tick, FIRST_SAMPLE_S)
+            self.figures.duration_s = time.perf_counter() - self.perf_start
+        finally:
+            supervisor.close()
+            if self.status is not None:
+                self.status.close()
+        figures = self.figures
+        figures.finish_time = outcome.end_ns / 1e9
+        figures.cpu_user_s = outcome.user_s
+        figures.cpu_system_s = outcome.system_s
+        figures.exit_code = outcome.status_code
+        figures.signal = outcome.signal
+        if not self.args.wait_all:
+            figures.left_running = self.sampler.descendant_pids()
+        figures.peak_process_rss_bytes, figures.peak_process_rss_bound_bytes = _process_peak(
+            outcome.max_rss_bytes, floor, self.sampler.peak_process_rss_bytes
+        )
+        figures.peak_tree_rss_bytes = self.sampler.peak_tree_rss_bytes
+        self._end_probes()
+        root = self._finish_record(export, ids, parent)
+        if not self.quiet:
+            self._print_summary(root)
+        return figures.exit_code
+
+    def _export_config(self) -> ExportConfig | int | None:
+        args = self.args
+        wanted = args.otlp_endpoint is not None or any(
+            os.environ.get(name, "").strip()
+            for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        )
+        if not wanted or args.no_export:
+            return None
+        from ._export import export_config
+
+        try:
+            return export_config(
+                os.environ, endpoint=args.otlp_endpoint, protocol=args.otlp_protocol
+            )
+        except ValueError as exc:
+            error(str(exc))
+            return EXIT_TASKMETER_FAILED
+
+    def _trace_parent(self) -> propagation.TraceParent | None:
+        # A nested run continues its parent's trace; a top-level one continues
+        # a trace its own environment names (a CI system's, say).
+        if self.inherited is not None:
+            return self.inherited.traceparent
+        text = os.environ.get(propagation.ENV_TRACEPARENT, "")
+        return propagation.parse_traceparent(text) if text else None
+
+    # ---------------------------------------------------------------- while it runs
+
+    def _tick(self) -> float:
+        now = time.perf_counter()
+        sample = self.sampler.sample()
+        if self.status is not None and now >= self.next_status and self.supervisor is not None:
+            self.next_status = now + STATUS_EVERY_S
+            outcome = self.supervisor.outcome
+            cpu = None if sample is None else sample.cpu_s + outcome.user_s + outcome.system_s
+            self.status.update(
+                status_text(
+                    now - self.perf_start,
+                    cpu,
+                    None if sample is None else sample.rss_bytes,
+                    0 if sample is None else len(sample.pids),
+                )
+            )
+        if now >= self.next_save:
+            self.next_save = now + self.save_every_s
+            self._save_running(sample)
+        self.sample_delay = min(self.sample_delay * 2, self.interval_s)
+        return max(self.sample_delay, self.sampler.last_cost_s / SAMPLING_SHARE)
+
+    def _save_running(self, sample: TreeSample | None) -> None:
+        # A snapshot for readers of the file while the command runs.
+        from uuid import UUID
+
+        from ._record import build_root
+
+        figures = self.figures
+        outcome = self.supervisor.outcome if self.supervisor else None
+        figures.duration_s = time.perf_counter() - self.perf_start
+        if outcome is not None:
+            figures.cpu_user_s = outcome.user_s + (sample.user_s if sample else 0.0)
+            figures.cpu_system_s = outcome.system_s + (sample.system_s if sample else 0.0)
+        figures.peak_process_rss_bytes = self.sampler.peak_process_rss_bytes
+        figures.peak_tree_rss_bytes = self.sampler.peak_tree_rss_bytes
+        root = build_root(
+            figures,
+            label=self.label,
+            task_id=UUID(self.task_id),
+            trace_id=None,
+            span_id=None,
+            parent_id=self.inherited.parent_id if self.inherited else None,
+            subtasks=[],
+            finished=False,
+        )
+        self._write_task_file(root)
+
+    def _begin_probes(self) -> None:
+        # The CPU and memory probes measure this process; the command's
+        # figures come from the kernel instead.  The others (GPU, energy)
+        # measure devices, and apply to the command as they are.
+        from .._log import swallowed
+        from ..figures import Figures
+        from ..probes import active_probes
+
+        self.figures.probe_figures = Figures()
+        for probe in active_probes():
+            if probe.name in ("cpu", "memory"):
+                continue
+            try:
+                self.probes.append((probe, probe.begin(reset_peak=True)))
+            except Exception as exc:
+                swallowed(f"probe.{probe.name}.begin", exc)
+
+    def _end_probes(self) -> None:
+        from .._log import swallowed
+
+        figures = self.figures.probe_figures
+        if figures is None:
+            return
+        for probe, state in self.probes:
+            try:
+                probe.read(state, figures)
+            except Exception as exc:
+                swallowed(f"probe.{probe.name}.read", exc)
+            try:
+                probe.end(state)
+            except Exception as exc:
+                swallowed(f"probe.{probe.name}.end", exc)
+
+    # ---------------------------------------------------------------- after it ends
+
+    def _finish_record(
+        self,
+        export: ExportConfig | None,
+        ids: propagation.TraceParent,
+        parent: propagation.TraceParent | None,
+    ) -> Task | None:
+        subtasks = propagation.collect(self.subtask_dir) if self.subtask_dir else []
+        self._remove_subtask_dir()
+        if not (subtasks or self.output or export or self.inherited):
+            return None  # nothing needs the record: skip importing the task model
+        from uuid import UUID
+
+        from ._record import build_root, span_attributes
+
+        root = build_root(
+            self.figures,
+            label=self.label,
+            task_id=UUID(self.task_id),
+            trace_id=ids.trace_id,
+            span_id=ids.span_id,
+            parent_id=self.inherited.parent_id if self.inherited else None,
+            subtasks=subtasks,
+        )
+        if self.output is not None:
+            self._write_task_file(root, final=True)
+        if export is not None:
+            from ._export import export_root_span
+
+            failed = (
+                None
+                if self.figures.status == "finished"
+                else f"command {self.figures.describe_end()}"
+            )
+            problem = export_root_span(
+                export,
+                root,
+                ids=ids,
+                parent=parent,
+                attributes=span_attributes(root),
+                error=failed,
+            )
+            if problem:
+                error(problem)
+        if self.inherited is not None:
+            propagation.deliver(root)
+        return root
+
+    def _write_task_file(self, root: Task, *, final: bool = False) -> None:
+        from ..taskfile import save_task
+
+        assert self.output is not None
+        try:
+            save_task(root, self.output)
+        except OSError as exc:
+            if final:
+                error(f"cannot write the task file {self.output}: {exc}")
+
+    def _print_summary(self, root: Task | None) -> None:
+        lines = summary_lines(
+            self.figures,
+            sample_interval_s=self.interval_s,
+            subtasks=len(root.subtasks) if root is not None else 0,
+            task_file=str(self.output) if self.output else None,
+            trace_id=root.trace_id if root is not None else None,
+        )
+        if root is not None and root.subtasks:
+            from ..render import format_tree
+
+            lines.append("")
+            lines.extend(format_tree(root, max_depth=2).splitlines())
+        say("\n".join(lines))
+
+    def _remove_subtask_dir(self) -> None:
+        if self.subtask_dir is not None:
+            import shutil
+
+            shutil.rmtree(self.subtask_dir, ignore_errors=True)
+            self.subtask_dir = None
+
+
+def _process_peak(
+    kernel_bytes: int | None, floor_bytes: int | None, sampled: int | None
+) -> tuple[int | None, int | None]:
+    """The largest single-process peak RSS, or ``None`` and an upper bound.
+
+    The kernel's figure (``ru_maxrss`` of the reaped processes) is exact
+    unless it is no more than the floor it inherits: at ``exec`` the command
+    is charged the high-water mark of the image it replaced, which is
+    taskmeter's own.  Then the true peak is only known to be at most that.
+    The sampled ``VmHWM`` of each process counts too (for processes still
+    running, which were not reaped).
+    """
+    if kernel_bytes is not None and (floor_bytes is None or kernel_bytes > floor_bytes):
+        return max(kernel_bytes, sampled or 0), None
+    if sampled is not None and floor_bytes is not None and sampled > floor_bytes:
+        return sampled, None
+    return None, floor_bytes if kernel_bytes is not None else None
+
+
+def _own_high_water() -> int | None:
+    """This process's RSS high-water mark (the floor a spawned command inherits)."""
+    from ..probes.memory import parse_vm_hwm
+
+    try:
+        with open("/proc/self/status", "rb") as handle:
+            return parse_vm_hwm(handle.read())
+    except OSError:
+        import resource
+
+        unit = 1 if sys.platform == "darwin" else 1024
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why the task file cannot be written at ``path``, or ``None`` if it seems it can."""
+    if path.is_dir():
+        return "it is a directory"
+    directory = path.parent
+    while not directory.exists():
+        if directory == directory.parent:
+            break
+        directory = directory.parent
+    if not directory.is_dir():
+        return f"{directory} is not a directory"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"no permission to write in {directory}"
+    return None
+
+
+def _save_interval() -> float:
+    from ..settings import monitor_interval
+
+    return monitor_interval()
+
+
+def _random_id(bits: int) -> int:
+    """A random non-zero id of ``bits`` bits (trace and span ids)."""
+    value = 0
+    while value == 0:
+        value = int.from_bytes(os.urandom(bits // 8), "big")
+    return value
+
+
+def _new_task_id() -> str:
+    """A random (version 4) UUID, as text (the ``uuid`` module is not needed before the spawn)."""
+    value = (_random_id(128) & ~(0xF000 << 64) & ~(0xC000 << 48)) | (0x4000 << 64) | (0x8000 << 48)
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def _make_private_dir() -> str:
+    """A new directory only this user can enter, under ``TMPDIR`` (or ``/tmp``)."""
+    base = os.environ.get("TMPDIR") or "/tmp"
+    while True:
+        path = os.path.join(base, f"taskmeter-subtasks-{os.urandom(6).hex()}")
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        return path

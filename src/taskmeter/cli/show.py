@@ -1,0 +1,161 @@
+"""``taskmeter show``: a task file as a table, or as JSON for scripts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+from ._common import EXIT_BAD_FILE, EXIT_NO_MATCH, EXIT_OK, EXIT_USAGE, error, say
+from ._select import Selected, label_matcher, load_or_explain, select
+
+if TYPE_CHECKING:
+    from ..task import Task
+
+STATUSES = ("pending", "running", "finished", "failed", "cancelled")
+
+DESCRIPTION = """\
+Show the task tree of FILE (written by taskmeter or by LensKit) as a table:
+label, status, duration, CPU time (with worker processes), peak memory, peak
+GPU memory and energy.  '-' marks a figure that was not measured.
+"""
+
+EPILOG = """\
+examples:
+  taskmeter show runs/train.json
+  taskmeter show runs/train.json --depth 1
+  taskmeter show runs/train.json --label 'epoch*' --json | jq '.tasks[].cpu_total_s'
+
+exit status:
+  0  tasks shown
+  1  no task matched --label/--status
+  2  wrong options
+  3  FILE is missing, unreadable or not a task file
+"""
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``show`` verb."""
+    parser = subparsers.add_parser(
+        "show",
+        help="show a task file as a table (or JSON)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("file", metavar="FILE", help="a task file ('-' reads standard input)")
+    parser.add_argument(
+        "-d", "--depth", type=int, metavar="N", help="show N levels below the root (0: the root)"
+    )
+    parser.add_argument(
+        "-l",
+        "--label",
+        metavar="PATTERN",
+        help="only tasks whose label contains PATTERN, or matches it as a glob "
+        "(with * ? [...]); case-insensitive; their parents are shown too, marked ·",
+    )
+    parser.add_argument("-s", "--status", choices=STATUSES, help="only tasks with this status")
+    parser.add_argument(
+        "--json", action="store_true", help="print the matching tasks as JSON, one object each"
+    )
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Print the table or the JSON; returns the exit status (see the epilog)."""
+    if args.depth is not None and args.depth < 0:
+        error(f"--depth must be 0 or more, not {args.depth}")
+        return EXIT_USAGE
+    root = load_or_explain(args.file)
+    if root is None:
+        return EXIT_BAD_FILE
+    rows = select(root, max_depth=args.depth, label=label_matcher(args.label), status=args.status)
+    matched = [row for row in rows if row.matched]
+    if args.json:
+        document = {"file": args.file, "tasks": [row_json(row) for row in matched]}
+        _print(json.dumps(document, indent=2))
+    elif matched:
+        _print(format_rows(rows))
+    if not matched:
+        say(f"taskmeter: no task in {args.file} matches the filters")
+        return EXIT_NO_MATCH
+    return EXIT_OK
+
+
+def _print(text: str) -> None:
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # `taskmeter show ... | head`
+        sys.stderr.close()
+
+
+def energy_j(task: Task) -> float | None:
+    """The task's energy: the system's if measured, else CPU + GPU; ``None`` if none."""
+    if task.system_power is not None:
+        return task.system_power
+    parts = [v for v in (task.cpu_power, task.gpu_power) if v is not None]
+    return sum(parts) if parts else None
+
+
+def row_json(row: Selected) -> dict[str, Any]:
+    """One task as a flat JSON object, units in the names."""
+    task = row.task
+    energy = {
+        domain: value
+        for domain, value in (
+            ("cpu", task.cpu_power),
+            ("gpu", task.gpu_power),
+            ("system", task.system_power),
+        )
+        if value is not None
+    }
+    return {
+        "depth": row.depth,
+        "path": list(row.path),
+        "label": task.label,
+        "task_id": str(task.task_id),
+        "parent_id": None if task.parent_id is None else str(task.parent_id),
+        "status": task.status.value,
+        "subprocess": task.subprocess,
+        "start_time": task.start_time,
+        "finish_time": task.finish_time,
+        "duration_s": task.duration,
+        "cpu_time_s": task.cpu_time,
+        "cpu_total_s": task.total_cpu(),
+        "peak_memory_bytes": task.peak_memory,
+        "peak_gpu_memory_bytes": task.peak_gpu_memory,
+        "energy_j": energy,
+        "subtask_count": len(task.subtasks),
+    }
+
+
+def format_rows(rows: list[Selected]) -> str:
+    """The rows as an aligned table; ancestors shown only for context are marked ``·``."""
+    from ..formats import friendly_bytes, friendly_energy, friendly_seconds
+
+    table: list[tuple[str, ...]] = [
+        ("task", "status", "duration", "cpu", "peak mem", "gpu mem", "energy")
+    ]
+    for row in rows:
+        task = row.task
+        marker = "" if row.matched else "· "
+        table.append(
+            (
+                f"{'  ' * row.depth}{marker}{task.label}",
+                task.status.value,
+                friendly_seconds(task.duration),
+                friendly_seconds(task.total_cpu()),
+                friendly_bytes(task.peak_memory),
+                friendly_bytes(task.peak_gpu_memory),
+                friendly_energy(energy_j(task)),
+            )
+        )
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    lines = []
+    for line in table:
+        cells = [line[0].ljust(widths[0])]
+        cells.extend(cell.rjust(width) for cell, width in zip(line[1:], widths[1:], strict=True))
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)

@@ -1,0 +1,314 @@
+"""Tasks of child processes that become subtasks of the parent's task.
+
+``taskmeter run`` (or any program that sets these variables for a child)
+passes its task to the processes it starts through the environment:
+
+``TASKMETER_PARENT_TASK``
+    the id of the parent task;
+``TASKMETER_SUBTASK_DIR``
+    a directory where the child delivers the records of its tasks;
+``TRACEPARENT``, ``TRACESTATE``
+    the parent's span context, in W3C Trace Context form (the names the
+    OpenTelemetry specification gives for environment carriers).
+
+In the child, a task that starts with no parent in its process *adopts* the
+parent named there: its ``parent_id`` is the parent task's id, it is marked
+``subprocess=True``, and its span continues the parent's trace.  When such a
+task finishes, its record (with its subtasks) is written atomically as
+``<task id>.json`` into the subtask directory, and the parent adds it to its
+own subtasks (:func:`collect`).
+
+The variables are read once, when this module is imported; :func:`refresh`
+reads them again.  When they are absent, :data:`inherited` is ``None`` and the
+hooks in :class:`~taskmeter.task.Task` cost one global lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, MutableMapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from opentelemetry.context import Context
+
+    from .task import Task
+
+__all__ = [
+    "ENV_PARENT_TASK",
+    "ENV_SUBTASK_DIR",
+    "ENV_TRACEPARENT",
+    "ENV_TRACESTATE",
+    "Inherited",
+    "TraceParent",
+    "adopt",
+    "child_environment",
+    "collect",
+    "deliver",
+    "format_traceparent",
+    "inherited",
+    "parse_traceparent",
+    "refresh",
+]
+
+ENV_PARENT_TASK = "TASKMETER_PARENT_TASK"
+ENV_SUBTASK_DIR = "TASKMETER_SUBTASK_DIR"
+ENV_TRACEPARENT = "TRACEPARENT"
+ENV_TRACESTATE = "TRACESTATE"
+
+_TRACEPARENT = re.compile(
+    r"(?P<version>[0-9a-f]{2})-(?P<trace_id>[0-9a-f]{32})-(?P<span_id>[0-9a-f]{16})"
+    r"-(?P<flags>[0-9a-f]{2})(?P<rest>-.*)?"
+)
+
+
+class TraceParent:
+    """A span context as a W3C ``traceparent`` carries it."""
+
+    __slots__ = ("flags", "span_id", "trace_id")
+
+    def __init__(self, trace_id: int, span_id: int, flags: int = 1) -> None:
+        if not 0 < trace_id < 1 << 128:
+            raise ValueError(f"trace id must be a non-zero 128-bit integer, got {trace_id!r}")
+        if not 0 < span_id < 1 << 64:
+            raise ValueError(f"span id must be a non-zero 64-bit integer, got {span_id!r}")
+        if not 0 <= flags < 256:
+            raise ValueError(f"trace flags must fit in one byte, got {flags!r}")
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.flags = flags
+
+    @property
+    def sampled(self) -> bool:
+        """Whether the parent was sampled (bit 0 of the flags)."""
+        return bool(self.flags & 1)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TraceParent):
+            return NotImplemented
+        return (self.trace_id, self.span_id, self.flags) == (
+            other.trace_id,
+            other.span_id,
+            other.flags,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.trace_id, self.span_id, self.flags))
+
+    def __repr__(self) -> str:
+        return f"TraceParent({format_traceparent(self)!r})"
+
+
+def parse_traceparent(text: str) -> TraceParent | None:
+    """Parse a W3C ``traceparent`` header value; ``None`` if it is not a valid one.
+
+    Version ``00`` must be exactly four fields; later versions may append
+    fields, which are ignored (as the W3C recommendation asks); version
+    ``ff`` and all-zero ids are invalid.
+    """
+    match = _TRACEPARENT.fullmatch(text.strip())
+    if match is None:
+        return None
+    version = match["version"]
+    if version == "ff" or (version == "00" and match["rest"]):
+        return None
+    trace_id = int(match["trace_id"], 16)
+    span_id = int(match["span_id"], 16)
+    if trace_id == 0 or span_id == 0:
+        return None
+    return TraceParent(trace_id, span_id, int(match["flags"], 16))
+
+
+def format_traceparent(parent: TraceParent) -> str:
+    """The ``traceparent`` value (version 00) for ``parent``."""
+    return f"00-{parent.trace_id:032x}-{parent.span_id:016x}-{parent.flags:02x}"
+
+
+class Inherited:
+    """The parent task this process's top-level tasks adopt (from the environment)."""
+
+    __slots__ = ("parent_id", "subtask_dir", "traceparent", "tracestate")
+
+    def __init__(
+        self,
+        parent_id: UUID,
+        subtask_dir: Path | None = None,
+        traceparent: TraceParent | None = None,
+        tracestate: str | None = None,
+    ) -> None:
+        self.parent_id = parent_id
+        self.subtask_dir = subtask_dir
+        self.traceparent = traceparent
+        self.tracestate = tracestate
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> Inherited | None:
+        """Read the variables; ``None`` when no parent task is named (or it is malformed)."""
+        text = environ.get(ENV_PARENT_TASK, "").strip()
+        if not text:
+            return None
+        from uuid import UUID
+
+        from ._log import warn_once
+
+        try:
+            parent_id = UUID(text)
+        except ValueError:
+            warn_once(
+                f"env.{ENV_PARENT_TASK}",
+                "ignoring %s=%r: not a task id; tasks of this process have no parent",
+                ENV_PARENT_TASK,
+                text,
+            )
+            return None
+        directory = environ.get(ENV_SUBTASK_DIR, "").strip()
+        traceparent_text = environ.get(ENV_TRACEPARENT, "")
+        traceparent = parse_traceparent(traceparent_text) if traceparent_text else None
+        if traceparent_text and traceparent is None:
+            warn_once(
+                f"env.{ENV_TRACEPARENT}",
+                "ignoring %s=%r: not a W3C traceparent",
+                ENV_TRACEPARENT,
+                traceparent_text,
+            )
+        tracestate = environ.get(ENV_TRACESTATE, "").strip() or None
+        return cls(parent_id, Path(directory) if directory else None, traceparent, tracestate)
+
+    def __repr__(self) -> str:
+        return (
+            f"Inherited(parent_id={self.parent_id}, subtask_dir={self.subtask_dir}, "
+            f"traceparent={self.traceparent!r})"
+        )
+
+
+inherited: Inherited | None = Inherited.from_environment(os.environ)
+"""The parent named by this process's environment, or ``None`` (read at import)."""
+
+
+def refresh(environ: Mapping[str, str] | None = None) -> Inherited | None:
+    """Read the environment variables again (after changing ``os.environ``, say)."""
+    global inherited
+    inherited = Inherited.from_environment(os.environ if environ is None else environ)
+    return inherited
+
+
+def child_environment(
+    environ: Mapping[str, str],
+    *,
+    parent_id: UUID | str,
+    traceparent: TraceParent | None,
+    tracestate: str | None = None,
+    subtask_dir: str | os.PathLike[str] | None = None,
+) -> dict[str, str]:
+    """A copy of ``environ`` that makes a child's tasks subtasks of ``parent_id``.
+
+    Variables of an outer parent are replaced, not kept: a child reports to
+    its nearest parent.
+    """
+    env = dict(environ)
+    env[ENV_PARENT_TASK] = str(parent_id)
+    _set_or_drop(env, ENV_SUBTASK_DIR, None if subtask_dir is None else os.fspath(subtask_dir))
+    _set_or_drop(
+        env, ENV_TRACEPARENT, None if traceparent is None else format_traceparent(traceparent)
+    )
+    _set_or_drop(env, ENV_TRACESTATE, tracestate if traceparent is not None else None)
+    return env
+
+
+def _set_or_drop(env: MutableMapping[str, str], name: str, value: str | None) -> None:
+    if value is None:
+        env.pop(name, None)
+    else:
+        env[name] = value
+
+
+# ---------------------------------------------------------------- child side
+
+
+def adopt(task: Task, context: Context | None) -> Context | None:
+    """Make a task that has no parent in this process a subtask of the inherited one.
+
+    Called by :meth:`Task.start` (only when :data:`inherited` is set) with the
+    context its span would start in; returns the context to use instead.
+    The span continues the inherited trace unless a span is already current
+    in this process (then the task nests under it, as any task does).
+    """
+    parent = inherited
+    if parent is None or task.parent_id is not None:
+        return context
+    task.parent_id = parent.parent_id
+    task.subprocess = True
+    if context is not None or parent.traceparent is None:
+        return context
+    from opentelemetry import trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+
+    if trace.get_current_span().get_span_context().is_valid:
+        return None
+    remote = parent.traceparent
+    state = TraceState.from_header([parent.tracestate]) if parent.tracestate else None
+    span_context = SpanContext(
+        trace_id=remote.trace_id,
+        span_id=remote.span_id,
+        is_remote=True,
+        trace_flags=TraceFlags(remote.flags),
+        trace_state=state,
+    )
+    return trace.set_span_in_context(NonRecordingSpan(span_context))
+
+
+def deliver(task: Task) -> None:
+    """Write the record of a finished adopted task where the parent collects it.
+
+    Called by :meth:`Task._finish` for tasks with no parent in this process;
+    tasks that did not adopt the inherited parent are left alone.  A failure
+    is counted and logged, never raised.
+    """
+    parent = inherited
+    if parent is None or parent.subtask_dir is None or task.parent_id != parent.parent_id:
+        return
+    try:
+        from .taskfile import write_atomic
+
+        write_atomic(
+            parent.subtask_dir / f"{task.task_id}.json",
+            task.model_dump_json() + "\n",
+            durable=False,
+        )
+    except Exception as exc:
+        from ._log import swallowed
+
+        swallowed("propagation.deliver", exc)
+
+
+# ---------------------------------------------------------------- parent side
+
+
+def collect(directory: str | os.PathLike[str]) -> list[Task]:
+    """The task records delivered into ``directory``, in order of start time.
+
+    A record that cannot be read is skipped with a warning naming it; the
+    others are still returned.
+    """
+    from ._log import logger
+    from .taskfile import TaskFileError, load_task
+
+    tasks: list[Task] = []
+    try:
+        entries = sorted(Path(directory).glob("*.json"))
+    except OSError as exc:
+        logger.warning("cannot list delivered subtasks in %s: %s", directory, exc)
+        return tasks
+    for path in entries:
+        if path.name.startswith("."):
+            continue  # a temporary file of a write still in progress
+        try:
+            tasks.append(load_task(path))
+        except TaskFileError as exc:
+            logger.warning("skipping a subtask record: %s", exc)
+    tasks.sort(key=lambda t: (t.start_time is None, t.start_time or 0.0))
+    return tasks

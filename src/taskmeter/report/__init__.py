@@ -1,0 +1,164 @@
+"""A self-contained HTML report of a task tree.
+
+One file, with its CSS, JavaScript and data inline: it opens from disk with
+no network.  The page draws a timeline of the tree and per-task resource
+bars; it renders only the rows in view, so trees of many thousands of tasks
+stay fast, and levels are opened until about 400 rows show.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import datetime, timezone
+from html import escape
+from importlib import resources
+from typing import Any
+
+from ..__about__ import __version__
+from ..task import Task, TaskStatus
+
+__all__ = ["COLUMNS", "render_html", "report_data"]
+
+COLUMNS = (
+    "parent",
+    "label",
+    "status",
+    "start",
+    "duration",
+    "cpu",
+    "total",
+    "user",
+    "system",
+    "mem",
+    "gpu",
+    "energy",
+    "proc",
+    "id",
+    "pid",
+    "host",
+)
+"""The fields of each task's row in the embedded data, in order."""
+
+_STATUS_CODES = {status: i for i, status in enumerate(TaskStatus)}
+_STANDARD_FIELDS = frozenset(Task.model_fields)
+_EXTRA_TEXT_LIMIT = 500
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    """Keep ``digits`` significant digits: the page shows three, JSON stays short."""
+    if value is None or not math.isfinite(value):
+        return None
+    if value == 0:
+        return 0.0
+    return round(value, max(digits - 1 - math.floor(math.log10(abs(value))), 0))
+
+
+def _energy_j(task: Task) -> float | None:
+    if task.system_power is not None:
+        return task.system_power
+    parts = [v for v in (task.cpu_power, task.gpu_power) if v is not None]
+    return sum(parts) if parts else None
+
+
+def _extras(task: Task) -> dict[str, Any]:
+    """Figures shown in the details panel only: energy by domain and extra fields."""
+    extra: dict[str, Any] = {}
+    energy = [
+        [domain, value, task.energy_sources.get(domain)]
+        for domain, value in (
+            ("cpu", task.cpu_power),
+            ("gpu", task.gpu_power),
+            ("system", task.system_power),
+        )
+        if value is not None
+    ]
+    if energy:
+        extra["energy"] = energy
+    for key, value in (task.model_extra or {}).items():
+        if key in _STANDARD_FIELDS:
+            continue
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        extra[key] = text[:_EXTRA_TEXT_LIMIT]
+    return extra
+
+
+def report_data(root: Task, *, source: str | None = None) -> dict[str, Any]:
+    """The data the page draws: tasks depth first, each a row of :data:`COLUMNS`."""
+    origin = root.start_time
+    end = origin
+    hosts: dict[str, int] = {}
+    rows: list[list[Any]] = []
+    extra: dict[int, dict[str, Any]] = {}
+    stack: list[tuple[Task, int]] = [(root, -1)]
+    while stack:
+        task, parent = stack.pop()
+        index = len(rows)
+        start = None
+        if task.start_time is not None and origin is not None:
+            start = task.start_time - origin
+            finish = task.finish_time
+            if finish is None and task.duration is not None:
+                finish = task.start_time + task.duration
+            if finish is not None and (end is None or finish > end):
+                end = finish
+        rows.append(
+            [
+                parent,
+                task.label,
+                _STATUS_CODES.get(task.status, 0),
+                _round(start, 6),
+                _round(task.duration),
+                _round(task.cpu_time),
+                _round(task.total_cpu()),
+                _round(task.cpu_user_time),
+                _round(task.cpu_system_time),
+                task.peak_memory,
+                task.peak_gpu_memory,
+                _round(_energy_j(task)),
+                1 if task.subprocess else 0,
+                str(task.task_id),
+                task.pid,
+                hosts.setdefault(task.hostname, len(hosts)),
+            ]
+        )
+        details = _extras(task)
+        if details:
+            extra[index] = details
+        stack.extend((sub, index) for sub in reversed(task.subtasks))
+    started = None
+    if origin is not None:
+        started = datetime.fromtimestamp(origin, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    span = (end - origin) if origin is not None and end is not None else 0.0
+    return {
+        "version": __version__,
+        "file": source,
+        "started": started,
+        "span": _round(span, 6),
+        "columns": list(COLUMNS),
+        "hosts": list(hosts),
+        "tasks": rows,
+        "extra": extra,
+    }
+
+
+def _asset(name: str) -> str:
+    return resources.files(__package__).joinpath("assets", name).read_text(encoding="utf-8")
+
+
+def render_html(root: Task, *, title: str | None = None, source: str | None = None) -> str:
+    """The report page for ``root`` and its subtasks, as one HTML document."""
+    data = json.dumps(report_data(root, source=source), separators=(",", ":"), allow_nan=False)
+    # Inside <script>, "</script>" or "<!--" in a label would end the element early.
+    data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    page = _asset("template.html")
+    substitutions = {
+        "{{TITLE}}": escape(title or root.label),
+        "{{VERSION}}": escape(__version__),
+        "{{STYLE}}": _asset("report.css"),
+        "{{SCRIPT}}": _asset("report.js"),
+        "{{DATA}}": data,
+    }
+    # One pass, so a placeholder inside a label or the title is left as text.
+    return re.sub(r"\{\{[A-Z]+\}\}", lambda m: substitutions.get(m[0], m[0]), page)

@@ -1,0 +1,319 @@
+// taskmeter HTML report: a virtualised task tree with a timeline and resource bars.
+(function () {
+  "use strict";
+  var started = performance.now();
+  var D = JSON.parse(document.getElementById("taskmeter-data").textContent);
+  var STATUS = ["pending", "running", "finished", "failed", "cancelled"];
+  var C = {};
+  D.columns.forEach(function (name, i) { C[name] = i; });
+  var tasks = D.tasks;
+  var n = tasks.length;
+  var ROW = 22;
+
+  // ------------------------------------------------------------ tree structure
+  var children = new Array(n);
+  var depth = new Int32Array(n);
+  var subtree = new Int32Array(n); // size of each subtree (preorder: descendants follow)
+  for (var i = 0; i < n; i++) children[i] = [];
+  for (i = 0; i < n; i++) {
+    var p = tasks[i][C.parent];
+    if (p >= 0) { children[p].push(i); depth[i] = depth[p] + 1; }
+  }
+  for (i = n - 1; i >= 0; i--) {
+    var size = 1, kids = children[i];
+    for (var k = 0; k < kids.length; k++) size += subtree[kids[k]];
+    subtree[i] = size;
+  }
+  var expanded = new Uint8Array(n);
+  var lowerLabels = tasks.map(function (t) { return t[C.label].toLowerCase(); });
+
+  function max(column) {
+    var m = 0;
+    for (var j = 0; j < n; j++) { var v = tasks[j][column]; if (v != null && v > m) m = v; }
+    return m;
+  }
+  var maxima = { total: max(C.total), mem: max(C.mem), gpu: max(C.gpu), energy: max(C.energy) };
+
+  // ------------------------------------------------------------ formatting
+  function fmtSeconds(s) {
+    if (s == null) return "–";
+    if (s < 1) return (s * 1000).toFixed(s < 0.01 ? 1 : 0) + " ms";
+    if (s < 60) return s.toFixed(2) + " s";
+    if (s < 3600) return Math.floor(s / 60) + "m " + (s % 60).toFixed(1) + "s";
+    return Math.floor(s / 3600) + "h " + Math.floor((s % 3600) / 60) + "m";
+  }
+  function fmtTick(s) {
+    if (s < 60) return fmtSeconds(s).replace(".00 s", " s");
+    if (s < 3600) return (s % 60 ? (s / 60).toFixed(1) : String(s / 60)) + " min";
+    return (s % 3600 ? (s / 3600).toFixed(1) : String(s / 3600)) + " h";
+  }
+  function fmtBytes(b) {
+    if (b == null) return "–";
+    var units = ["B", "KiB", "MiB", "GiB", "TiB"], v = b, u = 0;
+    while (v >= 1024 && u < units.length - 1) { v /= 1024; u++; }
+    return (u === 0 ? v.toFixed(0) : v.toFixed(1)) + " " + units[u];
+  }
+  function fmtJoules(j) {
+    if (j == null) return "–";
+    if (j >= 1e6) return (j / 1e6).toFixed(1) + " MJ";
+    if (j >= 1e3) return (j / 1e3).toFixed(1) + " kJ";
+    return j.toFixed(1) + " J";
+  }
+
+  // ------------------------------------------------------------ header
+  var root = tasks[0];
+  document.getElementById("meta").textContent =
+    (D.file ? D.file + " · " : "") + n + " task" + (n === 1 ? "" : "s") +
+    (D.started ? " · started " + D.started : "") + " · taskmeter " + D.version;
+  var totals = document.getElementById("totals");
+  [["duration", fmtSeconds(root[C.duration])], ["CPU time", fmtSeconds(root[C.total])],
+   ["peak memory", fmtBytes(root[C.mem])], ["energy", fmtJoules(root[C.energy])]
+  ].forEach(function (pair) {
+    var dt = document.createElement("dt"), dd = document.createElement("dd");
+    dt.textContent = pair[0]; dd.textContent = pair[1];
+    totals.appendChild(dt); totals.appendChild(dd);
+  });
+
+  // ------------------------------------------------------------ timeline axis
+  var span = D.span > 0 ? D.span : 1;
+  (function drawAxis() {
+    var axis = document.getElementById("axis");
+    var steps = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60,
+                 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400];
+    var step = steps[steps.length - 1];
+    for (var s = 0; s < steps.length; s++) { if (span / steps[s] <= 6) { step = steps[s]; break; } }
+    for (var t = 0; t <= span * 1.0001; t += step) {
+      var tick = document.createElement("span");
+      tick.className = "tick";
+      tick.style.left = (100 * t / span) + "%";
+      tick.textContent = t === 0 ? "0" : fmtTick(t);
+      axis.appendChild(tick);
+    }
+  })();
+
+  // ------------------------------------------------------------ visible rows
+  var visible = [];
+  var matches = null; // Uint8Array of tasks matching the filter, or null
+  var keep = null;    // matches and their ancestors
+
+  function computeVisible() {
+    visible = [];
+    if (keep) {
+      for (var j = 0; j < n; j++) if (keep[j]) visible.push(j);
+    } else {
+      var stack = [0];
+      while (stack.length) {
+        var t = stack.pop();
+        visible.push(t);
+        if (expanded[t]) {
+          var kids = children[t];
+          for (var k = kids.length - 1; k >= 0; k--) stack.push(kids[k]);
+        }
+      }
+    }
+    document.getElementById("spacer").style.height = (visible.length * ROW) + "px";
+    document.getElementById("count").textContent =
+      visible.length + " of " + n + " task" + (n === 1 ? "" : "s") + " shown";
+  }
+
+  function applyFilter(text) {
+    var q = text.trim().toLowerCase();
+    if (!q) { matches = keep = null; computeVisible(); render(); return; }
+    matches = new Uint8Array(n); keep = new Uint8Array(n);
+    for (var j = 0; j < n; j++) {
+      if (lowerLabels[j].indexOf(q) >= 0) {
+        matches[j] = 1;
+        for (var a = j; a >= 0 && !keep[a]; a = tasks[a][C.parent]) keep[a] = 1;
+      }
+    }
+    computeVisible();
+    viewport.scrollTop = 0;
+    render();
+  }
+
+  function expandLevels(limit) {
+    // Open whole levels while the rows shown stay within the limit.
+    var shown = 1, frontier = [0];
+    while (frontier.length) {
+      var next = [];
+      for (var f = 0; f < frontier.length; f++) next = next.concat(children[frontier[f]]);
+      if (!next.length || shown + next.length > limit) break;
+      for (f = 0; f < frontier.length; f++) expanded[frontier[f]] = 1;
+      shown += next.length;
+      frontier = next;
+    }
+    if (children[0].length) expanded[0] = 1;
+  }
+
+  // ------------------------------------------------------------ rendering
+  var viewport = document.getElementById("viewport");
+  var spacer = document.getElementById("spacer");
+  var pool = [];
+  var pinned = -1, hovered = -1;
+
+  function cell(cls) { var d = document.createElement("div"); d.className = cls; return d; }
+  function makeRow() {
+    var row = cell("row");
+    var label = cell("c-label");
+    var toggle = document.createElement("span"); toggle.className = "toggle";
+    var text = document.createElement("span"); text.className = "text";
+    var badge = document.createElement("span"); badge.className = "badge"; badge.textContent = "proc";
+    label.appendChild(toggle); label.appendChild(text); label.appendChild(badge);
+    var time = cell("c-time"); var bar = cell("bar"); time.appendChild(bar);
+    row.appendChild(label); row.appendChild(time);
+    row.res = [];
+    for (var r = 0; r < 4; r++) {
+      var res = cell("res"); var fill = cell("fill"); var value = document.createElement("span");
+      res.appendChild(fill); res.appendChild(value); row.appendChild(res);
+      row.res.push([fill, value]);
+    }
+    row.parts = { label: label, toggle: toggle, text: text, badge: badge, bar: bar };
+    spacer.appendChild(row);
+    return row;
+  }
+
+  function setRes(pair, value, maximum, formatted) {
+    pair[0].style.width = value != null && maximum > 0 ? "calc((100% - 12px) * " + (value / maximum).toFixed(4) + ")" : "0";
+    pair[1].textContent = formatted;
+  }
+
+  function fill(row, t, position) {
+    var task = tasks[t], parts = row.parts;
+    row.style.top = (position * ROW) + "px";
+    row.style.display = "";
+    row.dataset.index = t;
+    row.dataset.taskId = task[C.id];
+    row.className = "row" + (t === pinned ? " selected" : "") + (matches && matches[t] ? " match" : "");
+    parts.label.style.paddingLeft = (8 + depth[t] * 14) + "px";
+    parts.toggle.textContent = keep || !children[t].length ? "" : (expanded[t] ? "▾" : "▸");
+    parts.text.textContent = task[C.label];
+    parts.badge.style.display = task[C.proc] ? "" : "none";
+    var status = STATUS[task[C.status]] || "pending";
+    var start = task[C.start], duration = task[C.duration];
+    if (start == null) { parts.bar.style.display = "none"; }
+    else {
+      parts.bar.style.display = "";
+      parts.bar.className = "bar " + status;
+      // The axis is inset by 8px on each side; the bars follow it.
+      parts.bar.style.left = "calc(8px + (100% - 16px) * " + (start / span).toFixed(5) + ")";
+      parts.bar.style.width = "calc((100% - 16px) * " + ((duration || 0) / span).toFixed(5) + ")";
+    }
+    setRes(row.res[0], task[C.total], maxima.total, fmtSeconds(task[C.total]));
+    setRes(row.res[1], task[C.mem], maxima.mem, fmtBytes(task[C.mem]));
+    setRes(row.res[2], task[C.gpu], maxima.gpu, fmtBytes(task[C.gpu]));
+    setRes(row.res[3], task[C.energy], maxima.energy, fmtJoules(task[C.energy]));
+  }
+
+  function render() {
+    var top = viewport.scrollTop, height = viewport.clientHeight || 600;
+    var first = Math.max(0, Math.floor(top / ROW) - 10);
+    var last = Math.min(visible.length, Math.ceil((top + height) / ROW) + 10);
+    var count = Math.max(0, last - first);
+    while (pool.length < count) pool.push(makeRow());
+    for (var r = 0; r < pool.length; r++) {
+      if (r < count) fill(pool[r], visible[first + r], first + r);
+      else pool[r].style.display = "none";
+    }
+  }
+
+  var scheduled = false;
+  viewport.addEventListener("scroll", function () {
+    if (scheduled) return;
+    scheduled = true;
+    requestAnimationFrame(function () { scheduled = false; render(); });
+  });
+  window.addEventListener("resize", render);
+
+  // ------------------------------------------------------------ details
+  var details = document.getElementById("details");
+  function showDetails(t) {
+    var task = tasks[t];
+    var extra = D.extra[t] || {};
+    details.textContent = "";
+    var h = document.createElement("h2"); h.textContent = task[C.label]; details.appendChild(h);
+    var rows = [
+      ["status", STATUS[task[C.status]]],
+      ["starts at", task[C.start] == null ? "–" : "+" + fmtSeconds(task[C.start])],
+      ["duration", fmtSeconds(task[C.duration])],
+      ["CPU, this task", fmtSeconds(task[C.cpu])],
+      ["CPU, with workers", fmtSeconds(task[C.total])],
+      ["CPU user / system", fmtSeconds(task[C.user]) + " / " + fmtSeconds(task[C.system])],
+      ["peak memory", fmtBytes(task[C.mem])],
+      ["peak GPU memory", fmtBytes(task[C.gpu])],
+      ["energy", fmtJoules(task[C.energy])]
+    ];
+    (extra.energy || []).forEach(function (e) {
+      rows.push(["  " + e[0], fmtJoules(e[1]) + (e[2] ? " (" + e[2] + ")" : "")]);
+    });
+    rows.push(["subtasks", String(children[t].length) + (subtree[t] > children[t].length + 1 ? " (" + (subtree[t] - 1) + " below)" : "")]);
+    rows.push(["worker process", task[C.proc] ? "yes" : "no"]);
+    rows.push(["pid", task[C.pid] == null ? "–" : String(task[C.pid])]);
+    rows.push(["host", D.hosts[task[C.host]] || "–"]);
+    rows.push(["task id", task[C.id]]);
+    Object.keys(extra).forEach(function (key) {
+      if (key !== "energy") rows.push([key, typeof extra[key] === "string" ? extra[key] : JSON.stringify(extra[key])]);
+    });
+    var table = document.createElement("table");
+    rows.forEach(function (pair) {
+      var tr = document.createElement("tr"), th = document.createElement("th"), td = document.createElement("td");
+      th.textContent = pair[0]; td.textContent = pair[1];
+      tr.appendChild(th); tr.appendChild(td); table.appendChild(tr);
+    });
+    details.appendChild(table);
+  }
+
+  function rowIndex(event) {
+    var row = event.target.closest(".row");
+    return row ? Number(row.dataset.index) : -1;
+  }
+  viewport.addEventListener("mouseover", function (event) {
+    var t = rowIndex(event);
+    if (t < 0 || t === hovered) return;
+    hovered = t;
+    if (pinned < 0) showDetails(t);
+  });
+  viewport.addEventListener("mouseleave", function () {
+    hovered = -1;
+    if (pinned >= 0) showDetails(pinned);
+  });
+  viewport.addEventListener("click", function (event) {
+    var t = rowIndex(event);
+    if (t < 0) return;
+    if (event.target.classList.contains("toggle") && children[t].length && !keep) {
+      expanded[t] = expanded[t] ? 0 : 1;
+      computeVisible();
+    } else {
+      pinned = pinned === t ? -1 : t;
+      showDetails(t);
+    }
+    render();
+  });
+
+  // ------------------------------------------------------------ controls
+  function setAll(value) {
+    for (var j = 0; j < n; j++) expanded[j] = children[j].length ? value : 0;
+    if (!value && children[0].length) expanded[0] = 1;
+    computeVisible(); render();
+  }
+  document.getElementById("expand-all").addEventListener("click", function () { setAll(1); });
+  document.getElementById("collapse-all").addEventListener("click", function () { setAll(0); });
+  var filterTimer = 0;
+  document.getElementById("search").addEventListener("input", function (event) {
+    clearTimeout(filterTimer);
+    var value = event.target.value;
+    filterTimer = setTimeout(function () { applyFilter(value); }, 120);
+  });
+
+  expandLevels(400);
+  computeVisible();
+  render();
+  showDetails(0);
+  window.taskmeterReport = {
+    render: render,
+    expandAll: function () { setAll(1); },
+    visibleCount: function () { return visible.length; },
+    rowHeight: ROW,
+    taskCount: n,
+    renderMs: performance.now() - started
+  };
+})();

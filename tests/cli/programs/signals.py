@@ -1,0 +1,31 @@
+"""Record the signals received in OUT, announce readiness in READY, sleep up to 20 s.
+
+Exits with status 0 after the first SIGTERM or SIGHUP or SIGUSR1 it gets;
+SIGINT is left to Python (KeyboardInterrupt, so the process dies of SIGINT).
+"""
+
+import os
+import signal
+import sys
+import time
+
+ready, out = sys.argv[1], sys.argv[2]
+
+
+def record(signum, frame):
+    with open(out, "a") as handle:
+        handle.write(f"{signum}\n")
+    sys.exit(0)
+
+
+for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
+    signal.signal(sig, record)
+with open(ready, "w") as handle:
+    handle.write(str(os.getpid()))
+try:
+    time.sleep(20)
+except KeyboardInterrupt:
+    with open(out, "a") as handle:
+        handle.write(f"{signal.SIGINT}\n")
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)

@@ -1,0 +1,91 @@
+"""``taskmeter report`` without a browser: the file, its data, and its errors."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from taskmeter import Task
+from taskmeter.report import COLUMNS, render_html, report_data
+from taskmeter.taskfile import save_task
+
+from .runner import taskmeter
+from .trees import make_tree
+
+
+def embedded_data(page: str) -> dict[str, object]:
+    match = re.search(
+        r'<script id="taskmeter-data" type="application/json">(.*?)</script>', page, re.S
+    )
+    assert match, "the data element is in the page"
+    return dict(json.loads(match.group(1)))
+
+
+def test_page_is_self_contained() -> None:
+    """No external resource: no src/href to http(s), no CDN, CSS and JS inline."""
+    page = render_html(make_tree(2, 2, 2))
+    assert not re.search(r"""(src|href)=["']?https?:""", page)
+    assert "<link" not in page
+    assert "<style>" in page and "window.taskmeterReport" in page
+
+
+def test_labels_cannot_break_out_of_the_page() -> None:
+    """A label with </script> and a title with markup stay text."""
+    root = Task.model_validate({"label": "</script><script>alert(1)</script>", "subtasks": []})
+    page = render_html(root, title="<i>t</i> {{DATA}}")
+    assert page.count("</script>") == 2  # the data element's and the script's own
+    assert "<title>&lt;i&gt;t&lt;/i&gt; {{DATA}} · taskmeter report</title>" in page
+    assert embedded_data(page)["tasks"][0][1] == root.label  # type: ignore[index]
+
+
+def test_data_holds_every_task_with_its_figures() -> None:
+    """Depth-first rows, times relative to the root, extra fields in the details."""
+    root = make_tree(2, 3, 4)
+    data = report_data(root, source="x.json")
+    rows = data["tasks"]
+    assert isinstance(rows, list)
+    assert len(rows) == sum(1 for _ in root.walk())
+    index = {name: i for i, name in enumerate(COLUMNS)}
+    walked = [task for _, task in root.walk()]
+    for row, task in zip(rows, walked, strict=True):
+        assert row[index["id"]] == str(task.task_id)
+        assert row[index["label"]] == task.label
+    assert rows[0][index["start"]] == 0.0
+    assert abs(data["span"] - (root.duration or 0)) < 1e-3  # type: ignore[operator]
+    assert data["extra"][0]["command"] == '["python", "pipeline.py"]'  # type: ignore[index]
+
+
+def test_parents_point_at_the_enclosing_task() -> None:
+    """Each row's parent index names the task that holds it in the tree."""
+    root = make_tree(2, 2, 2)
+    rows = report_data(root)["tasks"]
+    label, parent = COLUMNS.index("label"), COLUMNS.index("parent")
+    by_label = {row[label]: row for row in rows}  # type: ignore[union-attr]
+    assert rows[by_label["item 1.0.1"][parent]][label] == "step 1.0"  # type: ignore[index]
+    assert rows[by_label["step 1.0"][parent]][label] == "stage 1"  # type: ignore[index]
+
+
+def test_5000_tasks_make_a_small_report_quickly(tmp_path: Path) -> None:
+    """5011 tasks: under 1.5 MiB, written in well under a second (timing printed)."""
+    source = tmp_path / "big.json"
+    save_task(make_tree(), source)
+    result = taskmeter("report", str(source))
+    assert result.returncode == 0, result.stderr
+    page = source.with_suffix(".html")
+    assert page.stat().st_size < 1.5 * 1024 * 1024
+    assert "5011 tasks" in result.stderr
+
+
+def test_errors_exit_3_or_4_with_one_line(tmp_path: Path) -> None:
+    """Missing input: 3; unwritable output: 4; never a traceback."""
+    missing = taskmeter("report", str(tmp_path / "none.json"))
+    assert missing.returncode == 3 and "no such task file" in missing.stderr
+    source = tmp_path / "t.json"
+    save_task(make_tree(1, 1, 1), source)
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    unwritable = taskmeter("report", str(source), "-o", str(blocked / "r.html"))
+    assert unwritable.returncode == 4 and "cannot write the report" in unwritable.stderr
+    for result in (missing, unwritable):
+        assert "Traceback" not in result.stderr

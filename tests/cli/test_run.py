@@ -1,0 +1,259 @@
+"""``taskmeter run`` against ground truth: known CPU seconds, known bytes, known exits."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .runner import MIB, clean_environment, program, run_command, taskmeter
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux /proc")
+
+STARTUP_CPU_S = 0.15
+"""Upper bound of the CPU one Python start-up (and the burn loop's overshoot) adds."""
+
+
+def tree_cpu(document: dict[str, object]) -> float:
+    user = document["tree_cpu_user_time"]
+    system = document["tree_cpu_system_time"]
+    assert isinstance(user, float) and isinstance(system, float)
+    return user + system
+
+
+def test_cpu_of_grandchildren_reaped_by_their_parent(tmp_path: Path) -> None:
+    """Two grandchildren burning 0.5 s each, waited for by the child: about 1.0 s of CPU."""
+    result, doc = run_command(tmp_path, program("burners.py", "wait", 2, 0.5))
+    assert result.returncode == 0, result.stderr
+    assert doc is not None
+    assert 1.0 <= tree_cpu(doc) <= 1.0 + 3 * STARTUP_CPU_S
+    assert doc["tree_cpu_user_time"] >= 0.85
+    assert doc["cpu_time"] == pytest.approx(tree_cpu(doc))  # no subtasks: all its own
+    assert doc["status"] == "finished"
+    assert doc["exit_code"] == 0
+
+
+def test_cpu_of_orphaned_grandchildren_that_ended_is_counted(tmp_path: Path) -> None:
+    """Grandchildren the child never waited for become taskmeter's (subreaper) and count."""
+    result, doc = run_command(tmp_path, program("burners.py", "linger", 2, 0.5))
+    assert result.returncode == 0, result.stderr
+    assert doc is not None
+    assert 1.0 <= tree_cpu(doc) <= 1.0 + 3 * STARTUP_CPU_S
+    assert "left_running" not in doc
+
+
+def test_processes_left_running_are_reported_not_counted(tmp_path: Path) -> None:
+    """A child that exits at once leaves its burners running: they are named, not counted."""
+    result, doc = run_command(tmp_path, program("burners.py", "leave", 2, 0.5))
+    assert result.returncode == 0, result.stderr
+    assert doc is not None
+    assert tree_cpu(doc) < 0.5
+    assert len(doc["left_running"]) == 2
+    assert "still running" in result.stderr and "--wait-all" in result.stderr
+
+
+def test_wait_all_waits_for_and_counts_orphans(tmp_path: Path) -> None:
+    """With --wait-all the burners the child left behind are waited for and counted."""
+    result, doc = run_command(tmp_path, program("burners.py", "leave", 2, 0.5), "--wait-all")
+    assert result.returncode == 0, result.stderr
+    assert doc is not None
+    assert 1.0 <= tree_cpu(doc) <= 1.0 + 3 * STARTUP_CPU_S
+    assert doc["duration"] >= 0.5
+
+
+def test_peak_memory_of_one_process(tmp_path: Path) -> None:
+    """A child holding 200 MiB: single-process and tree peaks are 200 MiB plus the interpreter."""
+    result, doc = run_command(tmp_path, program("allocate.py", 200, 1.0))
+    assert result.returncode == 0, result.stderr
+    assert doc is not None
+    assert 200 * MIB <= doc["peak_memory"] <= 240 * MIB
+    assert 200 * MIB <= doc["tree_peak_memory"] <= 240 * MIB
+
+
+def test_peak_memory_single_process_versus_tree(tmp_path: Path) -> None:
+    """Three processes holding 100 MiB at once: one process peaks at ~100, the tree at ~300."""
+    result, doc = run_command(tmp_path, program("allocate.py", 100, 1.0, 3))
+    assert result.returncode == 0, result.stderr
+    assert doc is not None
+    assert 100 * MIB <= doc["peak_memory"] <= 140 * MIB
+    assert 300 * MIB <= doc["tree_peak_memory"] <= 380 * MIB
+    assert "peak RSS, one process" in result.stderr
+    assert "peak RSS, all processes" in result.stderr
+
+
+def test_small_command_peak_is_bounded_not_invented(tmp_path: Path) -> None:
+    """Below taskmeter's own size the kernel's figure is not the command's: a bound only."""
+    result, doc = run_command(tmp_path, ["true"])
+    assert result.returncode == 0, result.stderr
+    assert doc is not None
+    assert doc["peak_memory"] is None
+    assert doc["peak_memory_at_most"] > 0
+    assert "<=" in result.stderr
+
+
+@pytest.mark.parametrize("status", [0, 3, 255])
+def test_exit_status_passes_through(tmp_path: Path, status: int) -> None:
+    """The command's own exit status is taskmeter's."""
+    result, doc = run_command(tmp_path, ["sh", "-c", f"exit {status}"])
+    assert result.returncode == status
+    assert doc is not None
+    assert doc["exit_code"] == status
+    assert doc["status"] == ("finished" if status == 0 else "failed")
+    assert f"exited with status {status}" in result.stderr
+
+
+def test_signal_death_is_128_plus_signal(tmp_path: Path) -> None:
+    """A command killed by SIGKILL gives 137, as shells report, and a failed task."""
+    result, doc = run_command(tmp_path, ["sh", "-c", "kill -KILL $$"])
+    assert result.returncode == 128 + signal.SIGKILL
+    assert doc is not None
+    assert doc["exit_signal"] == "SIGKILL"
+    assert doc["status"] == "failed"
+    assert "killed by SIGKILL" in result.stderr
+
+
+def test_command_not_found_is_127_with_a_message(tmp_path: Path) -> None:
+    """A missing command: 127 and a one-line message, no traceback, no task file."""
+    result, doc = run_command(tmp_path, ["no-such-command-taskmeter"])
+    assert result.returncode == 127
+    assert "command not found" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert doc is None
+
+
+def test_not_executable_is_126(tmp_path: Path) -> None:
+    """A file without execute permission, and a directory: 126, as shells."""
+    script = tmp_path / "script.sh"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    script.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    result, _ = run_command(tmp_path, [str(script)])
+    assert result.returncode == 126
+    assert "permission denied" in result.stderr
+    result, _ = run_command(tmp_path, [str(tmp_path)])
+    assert result.returncode == 126
+    assert "directory" in result.stderr
+
+
+def test_no_command_is_a_usage_error() -> None:
+    """Without a command: status 2 and a hint showing the -- form."""
+    result = taskmeter("run")
+    assert result.returncode == 2
+    assert "taskmeter run -- python train.py" in result.stderr
+
+
+def test_unwritable_task_file_stops_before_running(tmp_path: Path) -> None:
+    """A task file that cannot be written is reported before the command runs (125)."""
+    marker = tmp_path / "ran"
+    result = taskmeter("run", "-o", str(tmp_path), "--", "touch", str(marker))
+    assert result.returncode == 125
+    assert "is a directory" in result.stderr
+    assert not marker.exists()
+
+
+def start_signal_program(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
+    ready, out = tmp_path / "ready", tmp_path / "received"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "taskmeter",
+            "run",
+            "-o",
+            str(tmp_path / "run.json"),
+            "--",
+            *program("signals.py", ready, out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_environment(),
+    )
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the program did not start"
+        time.sleep(0.02)
+    return process, out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1])
+def test_signal_sent_to_taskmeter_reaches_the_command(tmp_path: Path, sig: signal.Signals) -> None:
+    """SIGTERM/SIGHUP/SIGUSR1 sent to taskmeter are forwarded; the command's status passes."""
+    process, out = start_signal_program(tmp_path)
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=30)
+    assert out.read_text().split() == [str(int(sig))]
+    assert process.returncode == 0, stderr
+
+
+def test_sigint_to_taskmeter_stops_the_command_with_130(tmp_path: Path) -> None:
+    """SIGINT (as from kill -INT) reaches the command, which dies of it: 130, cancelled."""
+    import json
+
+    process, out = start_signal_program(tmp_path)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert out.read_text().split() == [str(int(signal.SIGINT))]
+    assert process.returncode == 128 + signal.SIGINT, stderr
+    assert "Traceback" not in stderr
+    doc = json.loads((tmp_path / "run.json").read_text())
+    assert doc["status"] == "cancelled"
+    assert doc["exit_signal"] == "SIGINT"
+
+
+def test_running_task_file_is_written_while_the_command_runs(tmp_path: Path) -> None:
+    """With -o, the file shows a running task before the command ends."""
+    import json
+
+    env = clean_environment({"TASKMETER_MONITOR_INTERVAL": "0.2"})
+    out = tmp_path / "run.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "taskmeter", "run", "-o", str(out), "--", "sleep", "1.5"],
+        env=env,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 10
+    while not out.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    running = json.loads(out.read_text())
+    process.communicate(timeout=30)
+    assert running["status"] == "running"
+    assert running["finish_time"] is None
+    assert json.loads(out.read_text())["status"] == "finished"
+
+
+def test_summary_names_the_figures_and_quiet_silences_it(tmp_path: Path) -> None:
+    """The summary goes to stderr (stdout stays the command's); -q prints nothing."""
+    result = taskmeter("run", "--", "echo", "hello")
+    assert result.stdout == "hello\n"
+    for name in ("wall time", "CPU time, user", "CPU time, system", "peak RSS"):
+        assert name in result.stderr
+    quiet = taskmeter("run", "-q", "--", "echo", "hello")
+    assert quiet.stdout == "hello\n"
+    assert quiet.stderr == ""
+
+
+def test_help_explains_exit_statuses() -> None:
+    """``taskmeter run --help`` shows an example and the exit statuses."""
+    result = taskmeter("run", "--help")
+    assert result.returncode == 0
+    assert "taskmeter run -- python train.py" in result.stdout
+    for code in ("125", "126", "127", "128+N"):
+        assert code in result.stdout
+
+
+def test_environment_of_the_command_names_the_run(tmp_path: Path) -> None:
+    """The command sees the run's task id, trace context and subtask directory."""
+    script = "import os; print(os.environ['TASKMETER_PARENT_TASK'], os.environ['TRACEPARENT'])"
+    result, doc = run_command(tmp_path, [sys.executable, "-c", script])
+    assert doc is not None
+    task_id, traceparent = result.stdout.split()
+    assert task_id == doc["task_id"]
+    assert traceparent == f"00-{doc['trace_id']}-{doc['span_id']}-01"
+    assert not os.path.exists(doc.get("subtask_dir", "/nonexistent"))

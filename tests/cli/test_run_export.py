@@ -1,0 +1,88 @@
+"""``taskmeter run`` sends its task as an OTLP span when an endpoint is configured."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .otlp_receiver import attributes, otlp_receiver
+from .runner import clean_environment, program, run_command
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux /proc")
+
+
+def test_span_is_exported_to_the_endpoint_in_the_environment(tmp_path: Path) -> None:
+    """OTEL_EXPORTER_OTLP_ENDPOINT: one span, the task's ids, figures and exit code."""
+    with otlp_receiver() as (url, received):
+        env = clean_environment(
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": url, "OTEL_SERVICE_NAME": "nightly-train"}
+        )
+        result, doc = run_command(tmp_path, program("burn.py", 0.2), "-l", "burn", env=env)
+    assert result.returncode == 0, result.stderr
+    assert doc is not None
+    assert received.paths == ["/v1/traces"]
+    [(resource, span)] = received.spans
+    assert resource["service.name"] == "nightly-train"
+    assert span.name == "burn"
+    assert span.trace_id.hex() == doc["trace_id"]
+    assert span.span_id.hex() == doc["span_id"]
+    values = attributes(span.attributes)
+    assert values["taskmeter.task.id"] == doc["task_id"]
+    assert values["taskmeter.cpu.total"] >= 0.2
+    assert values["taskmeter.duration"] == pytest.approx(doc["duration"])
+    assert values["process.exit.code"] == 0
+    assert values["process.command_args"][-1] == "0.2"
+    assert span.status.code == 0  # unset: the command succeeded
+
+
+def test_failed_command_span_has_error_status_and_option_endpoint(tmp_path: Path) -> None:
+    """--otlp-endpoint works without variables; a failing command gives an ERROR span."""
+    with otlp_receiver() as (url, received):
+        result, _ = run_command(tmp_path, ["sh", "-c", "exit 4"], "--otlp-endpoint", url)
+    assert result.returncode == 4
+    [(_, span)] = received.spans
+    assert span.status.code == 2  # STATUS_CODE_ERROR
+    assert "status 4" in span.status.message
+
+
+def test_no_export_option_wins_over_the_environment(tmp_path: Path) -> None:
+    """--no-export sends nothing even with an endpoint in the environment."""
+    with otlp_receiver() as (url, received):
+        env = clean_environment({"OTEL_EXPORTER_OTLP_ENDPOINT": url})
+        result, _ = run_command(tmp_path, ["true"], "--no-export", env=env)
+    assert result.returncode == 0
+    assert received.spans == []
+
+
+def test_unreachable_endpoint_is_reported_quickly_and_keeps_the_status(tmp_path: Path) -> None:
+    """A dead collector: a message, the command's status, and a bounded wait."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again below: nothing listens there
+    env = clean_environment(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "1000",
+        }
+    )
+    began = time.monotonic()
+    result, doc = run_command(tmp_path, ["sh", "-c", "exit 5"], env=env, timeout=30)
+    assert time.monotonic() - began < 8
+    assert result.returncode == 5
+    assert doc is not None and doc["status"] == "failed"
+    assert "taskmeter: error:" in result.stderr and str(port) in result.stderr
+
+
+def test_bad_otlp_timeout_is_a_taskmeter_error(tmp_path: Path) -> None:
+    """A malformed OTEL_EXPORTER_OTLP_TIMEOUT stops taskmeter before the command (125)."""
+    env = clean_environment(
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "OTEL_EXPORTER_OTLP_TIMEOUT": "soon"}
+    )
+    result, doc = run_command(tmp_path, ["true"], env=env)
+    assert result.returncode == 125
+    assert "OTEL_EXPORTER_OTLP_TIMEOUT" in result.stderr
+    assert doc is None

@@ -1,0 +1,126 @@
+"""``taskmeter show``: the table, the filters, JSON for scripts, and clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from taskmeter import Task, TaskStatus
+
+from .runner import taskmeter
+
+
+def tree_file(tmp_path: Path) -> Path:
+    """A finished tree: pipeline > load, train > epoch 1..3 (epoch 3 failed), evaluate."""
+    with Task("pipeline") as root:
+        with Task("load data"):
+            pass
+        with Task("train model"):
+            for epoch in (1, 2, 3):
+                task = Task(f"epoch {epoch}")
+                task.start()
+                task.finish(TaskStatus.FAILED if epoch == 3 else TaskStatus.FINISHED)
+        with Task("evaluate"):
+            pass
+    path = tmp_path / "tree.json"
+    path.write_text(root.model_dump_json())
+    return path
+
+
+def labels(stdout: str) -> list[str]:
+    return [line.strip().split("  ")[0] for line in stdout.splitlines()[1:]]
+
+
+def test_table_shows_every_task_indented_with_columns(tmp_path: Path) -> None:
+    """All tasks, indented by depth, under the seven column headings."""
+    result = taskmeter("show", str(tree_file(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    header = result.stdout.splitlines()[0].split()
+    assert header == ["task", "status", "duration", "cpu", "peak", "mem", "gpu", "mem", "energy"]
+    assert labels(result.stdout) == [
+        "pipeline",
+        "load data",
+        "train model",
+        "epoch 1",
+        "epoch 2",
+        "epoch 3",
+        "evaluate",
+    ]
+    assert "    epoch 1" in result.stdout
+
+
+def test_depth_limits_the_levels(tmp_path: Path) -> None:
+    """--depth 1 shows the root and its children only."""
+    result = taskmeter("show", str(tree_file(tmp_path)), "--depth", "1")
+    assert labels(result.stdout) == ["pipeline", "load data", "train model", "evaluate"]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ("EPOCH", ["epoch 1", "epoch 2", "epoch 3"]),
+        ("epoch [12]", ["epoch 1", "epoch 2"]),
+        ("*data", ["load data"]),
+    ],
+)
+def test_label_filter_substring_or_glob_with_ancestors(
+    tmp_path: Path, pattern: str, expected: list[str]
+) -> None:
+    """A substring (any case) or a glob; matching tasks keep their ancestors, marked."""
+    result = taskmeter("show", str(tree_file(tmp_path)), "--label", pattern)
+    assert result.returncode == 0
+    shown = [label.removeprefix("· ") for label in labels(result.stdout)]
+    assert [s for s in shown if s in expected] == expected
+    assert "· pipeline" in result.stdout
+
+
+def test_status_filter_and_json_for_scripts(tmp_path: Path) -> None:
+    """--status failed --json: exactly the failed task, with units in the key names."""
+    result = taskmeter("show", str(tree_file(tmp_path)), "--status", "failed", "--json")
+    assert result.returncode == 0
+    document = json.loads(result.stdout)
+    [task] = document["tasks"]
+    assert task["label"] == "epoch 3"
+    assert task["path"] == ["pipeline", "train model", "epoch 3"]
+    assert task["depth"] == 2
+    for key in ("duration_s", "cpu_total_s", "peak_memory_bytes", "energy_j"):
+        assert key in task
+
+
+def test_no_match_exits_1(tmp_path: Path) -> None:
+    """Filters that match nothing: exit 1 and a message, like grep."""
+    result = taskmeter("show", str(tree_file(tmp_path)), "--label", "nothing-like-this")
+    assert result.returncode == 1
+    assert "no task" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "no such task file"), ("{broken", "not a valid task file"), ('{"a": 1}', "label")],
+)
+def test_bad_files_exit_3_without_traceback(
+    tmp_path: Path, content: str | None, message: str
+) -> None:
+    """Missing, corrupt or foreign files: exit 3, one line naming the problem."""
+    path = tmp_path / "task.json"
+    if content is not None:
+        path.write_text(content)
+    result = taskmeter("show", str(path))
+    assert result.returncode == 3
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_reads_a_lenskit_task_file(tmp_path: Path) -> None:
+    """A file written by LensKit's own Task shows like ours."""
+    lenskit_tasks = pytest.importorskip("lenskit.logging.tasks")
+    with lenskit_tasks.Task("lenskit root") as root, lenskit_tasks.Task("lenskit child"):
+        pass
+    path = tmp_path / "lenskit.json"
+    path.write_text(root.model_dump_json())
+    result = taskmeter("show", str(path))
+    assert result.returncode == 0, result.stderr
+    assert labels(result.stdout) == ["lenskit root", "lenskit child"]

@@ -1,0 +1,159 @@
+"""Context passed to child processes through the environment (taskmeter.propagation)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import UUID, uuid4
+
+import pytest
+
+from taskmeter import Task, propagation
+from taskmeter.propagation import TraceParent, format_traceparent, parse_traceparent
+from taskmeter.testing import SpanCapture
+
+VALID = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (VALID, (0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7, 1)),
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", (None, None, 0)),
+        ("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra", (None, None, 1)),
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra", None),
+        ("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", None),
+        ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", None),
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", None),
+        ("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", None),
+        ("garbage", None),
+    ],
+)
+def test_parse_traceparent_follows_w3c_rules(
+    text: str, expected: tuple[int | None, int | None, int] | None
+) -> None:
+    """Valid values parse; bad versions, zero ids, upper case and extra fields on 00 do not."""
+    parsed = parse_traceparent(text)
+    if expected is None:
+        assert parsed is None
+        return
+    assert parsed is not None
+    trace_id, span_id, flags = expected
+    if trace_id is not None:
+        assert (parsed.trace_id, parsed.span_id) == (trace_id, span_id)
+    assert parsed.flags == flags
+
+
+def test_traceparent_round_trips() -> None:
+    """format_traceparent writes what parse_traceparent reads."""
+    parent = TraceParent(0x1234, 0x5678, 1)
+    assert parse_traceparent(format_traceparent(parent)) == parent
+    with pytest.raises(ValueError, match="trace id"):
+        TraceParent(0, 1)
+
+
+def test_child_environment_replaces_an_outer_parent(tmp_path: Path) -> None:
+    """A child reports to its nearest parent: outer variables are replaced or dropped."""
+    outer = {
+        "PATH": "/bin",
+        propagation.ENV_PARENT_TASK: str(uuid4()),
+        propagation.ENV_TRACESTATE: "a=b",
+    }
+    parent_id = uuid4()
+    env = propagation.child_environment(
+        outer, parent_id=parent_id, traceparent=TraceParent(1, 2), subtask_dir=tmp_path
+    )
+    assert env["PATH"] == "/bin"
+    assert env[propagation.ENV_PARENT_TASK] == str(parent_id)
+    assert env[propagation.ENV_SUBTASK_DIR] == str(tmp_path)
+    assert env[propagation.ENV_TRACEPARENT] == f"00-{1:032x}-{2:016x}-01"
+    assert propagation.ENV_TRACESTATE not in env
+
+
+@pytest.fixture
+def inherited(tmp_path: Path) -> Iterator[propagation.Inherited]:
+    """This process behaves as a child of a run whose task id is random."""
+    parent = propagation.refresh(
+        {
+            propagation.ENV_PARENT_TASK: str(uuid4()),
+            propagation.ENV_SUBTASK_DIR: str(tmp_path),
+            propagation.ENV_TRACEPARENT: VALID,
+        }
+    )
+    assert parent is not None
+    try:
+        yield parent
+    finally:
+        propagation.refresh({})
+
+
+def test_no_variables_no_adoption() -> None:
+    """Without the variables nothing is inherited and tasks stay top-level."""
+    assert propagation.refresh({}) is None
+    with Task("alone") as task:
+        pass
+    assert task.parent_id is None and task.subprocess is False
+
+
+def test_malformed_parent_id_is_ignored_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """A malformed TASKMETER_PARENT_TASK is reported once and ignored."""
+    assert propagation.refresh({propagation.ENV_PARENT_TASK: "not-a-uuid"}) is None
+    assert "TASKMETER_PARENT_TASK" in caplog.text
+
+
+def test_top_level_task_adopts_and_delivers(
+    inherited: propagation.Inherited, tmp_path: Path, spans: SpanCapture
+) -> None:
+    """A top-level task adopts the parent, continues its trace, and is delivered when done."""
+    with Task("adopted") as task, Task("nested") as nested:
+        pass
+    assert task.parent_id == inherited.parent_id
+    assert task.subprocess is True
+    assert nested.parent_id == task.task_id and nested.subprocess is False
+    span = spans.one("adopted")
+    assert span.parent is not None
+    assert span.parent.span_id == 0x00F067AA0BA902B7
+    assert span.context.trace_id == 0x4BF92F3577B34DA6A3CE929D0E0E4736
+    assert span.attributes is not None
+    assert span.attributes["taskmeter.task.subprocess"] is True
+    delivered = json.loads((tmp_path / f"{task.task_id}.json").read_text())
+    assert delivered["label"] == "adopted"
+    assert [t["label"] for t in delivered["subtasks"]] == ["nested"]
+    assert not (tmp_path / f"{nested.task_id}.json").exists()
+
+
+def test_task_with_explicit_parent_id_is_not_adopted(
+    inherited: propagation.Inherited, tmp_path: Path
+) -> None:
+    """A task given a parent id of its own keeps it and is not delivered."""
+    other = uuid4()
+    with Task("mine", parent=other) as task:
+        pass
+    assert task.parent_id == other and task.subprocess is False
+    assert list(tmp_path.glob("*.json")) == []
+
+
+def test_collect_reads_records_in_start_order_and_skips_bad_ones(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """collect() returns valid records sorted by start time; a corrupt one is skipped, named."""
+    for label, start in (("second", 2.0), ("first", 1.0)):
+        task = Task.model_validate({"label": label, "start_time": start})
+        (tmp_path / f"{task.task_id}.json").write_text(task.model_dump_json())
+    (tmp_path / "broken.json").write_text("{not json")
+    (tmp_path / ".partial.json.x.tmp").write_text("{")
+    tasks = propagation.collect(tmp_path)
+    assert [t.label for t in tasks] == ["first", "second"]
+    assert "broken.json" in caplog.text
+    assert all(isinstance(t.task_id, UUID) for t in tasks)
+
+
+def test_delivery_failure_is_counted_not_raised(inherited: propagation.Inherited) -> None:
+    """An unwritable subtask directory never breaks the program being measured."""
+    from taskmeter import _log
+
+    inherited.subtask_dir = Path("/proc/taskmeter-cannot-write-here")
+    with Task("adopted"):
+        pass
+    assert _log.error_counts["propagation.deliver"] == 1
