@@ -16,6 +16,12 @@ T = TypeVar("T")
 
 ENV_MACHINE = "TASKMETER_MACHINE"
 ENV_MONITOR_INTERVAL = "TASKMETER_MONITOR_INTERVAL"
+ENV_DISABLE_TIMER = "TASKMETER_DISABLE_TIMER"
+ENV_LSST_DISABLE_TIMER = "LSST_UTILS_DISABLE_TIMER"
+ENV_METRIC_SPECS = "TASKMETER_METRIC_SPECS"
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
 
 DEFAULT_MONITOR_INTERVAL = 10.0
 """Seconds between refreshes of the files of running tasks."""
@@ -61,3 +67,33 @@ def machine(environ: Mapping[str, str] | None = None) -> str | None:
 def monitor_interval(environ: Mapping[str, str] | None = None) -> float:
     """Seconds between task-file refreshes (``TASKMETER_MONITOR_INTERVAL``)."""
     return env_value(ENV_MONITOR_INTERVAL, _positive_float, DEFAULT_MONITOR_INTERVAL, environ)
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError("expected one of 1/true/yes/on or 0/false/no/off")
+
+
+def timers_disabled(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``time_method`` leaves functions undecorated.
+
+    ``LSST_UTILS_DISABLE_TIMER`` disables the timers when it is set at all,
+    whatever its value (as in lsst.utils); ``TASKMETER_DISABLE_TIMER`` when it
+    is a true value (``1``, ``true``, ``yes``, ``on``).
+    """
+    env = os.environ if environ is None else environ
+    if ENV_LSST_DISABLE_TIMER in env:
+        return True
+    return env_value(ENV_DISABLE_TIMER, _bool, False, env)
+
+
+def metric_specs_file(environ: Mapping[str, str] | None = None) -> str | None:
+    """The metric-spec file named by ``TASKMETER_METRIC_SPECS``, if set."""
+    text = (os.environ if environ is None else environ).get(ENV_METRIC_SPECS)
+    if text is None:
+        return None
+    return text.strip() or None
