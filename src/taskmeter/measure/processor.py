@@ -55,6 +55,21 @@ def _span_getter(raw: Mapping[str, Any]) -> Any:
     return get
 
 
+def _raw_attributes(span: ReadableSpan) -> Mapping[str, Any] | None:
+    """The span's attributes, as the plain dict inside the SDK's span where there is one.
+
+    ``ReadableSpan.attributes`` wraps the SDK's ``BoundedAttributes`` in a
+    ``MappingProxyType``, whose ``get`` goes through ``__getitem__`` and a
+    ``KeyError`` for every missing key: a microsecond on each span that is
+    neither a timer nor a task span.  Other spans use the public property.
+    """
+    bounded = getattr(span, "_attributes", None)
+    raw = getattr(bounded, "_dict", None)
+    if isinstance(raw, dict):
+        return raw
+    return span.attributes
+
+
 class MeasurementSpanProcessor(SpanProcessor):
     """Derives lsst.verify-style Measurements from ending timer spans and records them.
 
@@ -171,12 +186,9 @@ class MeasurementSpanProcessor(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         """Record the Measurements of a timer span, or the figures of a task span."""
         try:
-            attributes = span.attributes
-            if not attributes:
+            raw = _raw_attributes(span)
+            if not raw:
                 return
-            # The SDK's BoundedAttributes wraps a dict; reading it directly
-            # saves a KeyError per missing key on spans that are neither kind.
-            raw: Mapping[str, Any] = getattr(attributes, "_dict", attributes)
             method = raw.get(attr.TIMER_METHOD)
             if method is not None:
                 if self._targets:
