@@ -234,7 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     floor = sdk_record_floor(meter_provider, n, rounds)
     print(f"{'(SDK Histogram.record, 3 attributes)':34} {floor:7.2f}us")
-    verdict.append(f"of which the OpenTelemetry SDK's Histogram.record: {floor:.2f}us per Measurement")
+    verdict.append(
+        f"of which the OpenTelemetry SDK's Histogram.record: {floor:.2f}us per Measurement"
+    )
     print()
     print("in situ (BatchSpanProcessor + processor, minus BatchSpanProcessor alone)")
     print(f"{'span kind':34} {'with':>9} {'baseline':>9} {'cost':>9} {'ratio':>7}")
