@@ -376,9 +376,11 @@ def test_time_this_logs_like_lsst_and_is_a_span(
 ) -> None:
     """time_this logs "Took ... seconds" to timer.<log>, yields the duration, makes a span."""
     log = logging.getLogger("pipeline.block")
-    with caplog.at_level(logging.INFO, logger="timer.pipeline.block"):
-        with time_this(log, msg="Reading %s", args=("visit 1",), level=logging.INFO) as timer:
-            time.sleep(0.05)
+    with (
+        caplog.at_level(logging.INFO, logger="timer.pipeline.block"),
+        time_this(log, msg="Reading %s", args=("visit 1",), level=logging.INFO) as timer,
+    ):
+        time.sleep(0.05)
     (record,) = [r for r in caplog.records if r.name == "timer.pipeline.block"]
     assert record.getMessage().startswith("Reading visit 1: Took 0.0")
     assert 0.05 <= timer.duration < 0.1
@@ -398,10 +400,13 @@ def test_time_this_with_name_writes_timer_keys(spans: SpanCapture) -> None:
 
 def test_time_this_reports_memory_and_reraises(caplog: pytest.LogCaptureFixture) -> None:
     """Memory figures in the unit asked for; an exception is logged and propagates."""
-    with caplog.at_level(logging.DEBUG), pytest.raises(KeyError):
-        with time_this(msg="grow", mem_usage=True, mem_unit="MiB") as timer:
-            block = touch_bytes(32 * MIB)
-            raise KeyError("missing")
+    with (
+        caplog.at_level(logging.DEBUG),
+        pytest.raises(KeyError),
+        time_this(msg="grow", mem_usage=True, mem_unit="MiB") as timer,
+    ):
+        block = touch_bytes(32 * MIB)
+        raise KeyError("missing")
     del block
     message = caplog.records[-1].getMessage()
     assert "timed code triggered exception of KeyError('missing')" in message

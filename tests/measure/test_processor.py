@@ -1,4 +1,4 @@
-"""MeasurementSpanProcessor: the Measurements of spans equal those of metadata, and it never raises."""
+"""MeasurementSpanProcessor: span Measurements equal metadata ones; it never raises."""
 
 from __future__ import annotations
 
@@ -289,8 +289,9 @@ def test_raw_attribute_shortcut_and_public_property_agree(metrics: Metrics) -> N
     span = captured.one("Stage.run")
 
     class PublicOnly:
-        name = span.name
-        attributes = dict(span.attributes or {})
+        def __init__(self) -> None:
+            self.name = span.name
+            self.attributes = dict(span.attributes or {})
 
     processor = MeasurementSpanProcessor(SPECS[1:2], meter_provider=metrics.provider)
     processor.on_end(span)
