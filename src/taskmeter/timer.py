@@ -55,34 +55,44 @@ def _utc_now() -> str:
     return datetime.datetime.now(_UTC).isoformat()
 
 
-def _add_to_metadata(metadata: Any, name: str, value: Any) -> None:
-    """Append ``value`` under ``name`` the way lsst.utils does.
+def _metadata_adder(metadata: Any) -> Callable[[str, Any], None]:
+    """How to append a value to ``metadata``, the way lsst.utils does.
 
-    ``addLongLong`` (a PropertySet, for integers), else ``add`` (TaskMetadata,
-    PropertySet), else a list kept in the mapping and appended to.
+    ``addLongLong`` (a PropertySet; integers), else ``add`` (TaskMetadata,
+    PropertySet), else a list kept in the mapping and appended to.  Looked up
+    once per set of keys: a failed ``getattr`` costs as much as the append.
     """
     add_long_long = getattr(metadata, "addLongLong", None)
-    if add_long_long is not None:
-        try:
-            add_long_long(name, value)
-            return
-        except TypeError:
-            pass
     add = getattr(metadata, "add", None)
+    if add_long_long is not None:
+
+        def add_value(name: str, value: Any) -> None:
+            try:
+                add_long_long(name, value)
+            except TypeError:
+                if add is None:
+                    raise
+                add(name, value)
+
+        return add_value
     if add is not None:
-        add(name, value)
-        return
-    if name not in metadata:
-        metadata[name] = []
-    metadata[name].append(value)
+        return cast("Callable[[str, Any], None]", add)
+
+    def append(name: str, value: Any) -> None:
+        if name not in metadata:
+            metadata[name] = []
+        metadata[name].append(value)
+
+    return append
 
 
 def _write_metadata(metadata: Any, prefix: str, utc: str, usage: tuple[Any, ...]) -> None:
-    _add_to_metadata(metadata, prefix + "Utc", utc)
+    add = _metadata_adder(metadata)
+    add(prefix + "Utc", utc)
     metadata["__version__"] = METADATA_VERSION
     metadata["nodeName"] = node_name()
     for suffix, value in zip(USAGE_SUFFIXES, usage, strict=True):
-        _add_to_metadata(metadata, prefix + suffix, value)
+        add(prefix + suffix, value)
 
 
 def _log_usage(
