@@ -15,6 +15,8 @@ Span kinds: a plain span (no timer keys, not a task), a timer span of an
 unmatched method, a timer span that yields one Measurement, one that yields
 three (timing, CPU, memory), and a task span (per-task metrics).  Rounds of
 the candidate and the baseline are interleaved and the median is reported.
+Last, a ``time_method`` call against lsst.utils' ``timeMethod`` (when
+lsst-utils is installed).
 """
 
 from __future__ import annotations
@@ -193,6 +195,46 @@ def sdk_record_floor(meter_provider: MeterProvider, n: int, rounds: int) -> floa
     return with_us - without_us
 
 
+def timer_vs_lsst(n: int, rounds: int) -> None:
+    """A time_method call (no SDK) against lsst.utils' timeMethod, both into a dict."""
+    try:
+        from lsst.utils.timer import timeMethod
+    except ImportError:
+        print("time_method vs lsst.utils: lsst-utils not installed (it is in the test extra)")
+        return
+    from taskmeter import time_method
+
+    class Ours:
+        def __init__(self) -> None:
+            self.metadata: dict[str, Any] = {}
+
+        @time_method
+        def run(self) -> None:
+            pass
+
+    class Theirs:
+        def __init__(self) -> None:
+            self.metadata: dict[str, Any] = {}
+
+        @timeMethod
+        def run(self) -> None:
+            pass
+
+    def calls(cls: type[Ours] | type[Theirs]) -> Callable[[int], None]:
+        def body(count: int) -> None:
+            run = cls().run
+            for _ in range(count):
+                run()
+
+        return body
+
+    ours_us, theirs_us = interleaved(calls(Ours), calls(Theirs), n, rounds)
+    print(
+        f"time_method call (no SDK): {ours_us:.2f}us; lsst.utils timeMethod: {theirs_us:.2f}us "
+        f"({ours_us / theirs_us:.2f}x)"
+    )
+
+
 def sdk_provider(*processors: SpanProcessor) -> TracerProvider:
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(DropExporter(), max_queue_size=1 << 16))
@@ -255,6 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     with_provider.shutdown()
     without_provider.shutdown()
+    print()
+    timer_vs_lsst(n // 5, rounds)
     print()
     for line in verdict:
         print(line)
