@@ -15,6 +15,9 @@ from taskmeter.testing import SpanCapture, capture_spans
 
 IN_CI = bool(os.environ.get("CI"))
 
+# The rotel collector and the OTLP sink fixtures (otlp_sink, rotel_collector).
+pytest_plugins = ["tests.collector"]
+
 
 def require_executable(name: str, package: str) -> str:
     """Path of ``name``; skip the test locally if it is missing, fail it in CI."""

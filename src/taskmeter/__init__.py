@@ -2,7 +2,9 @@
 
 A :class:`Task` is a span whose attributes carry its wall time, CPU time, peak
 memory, peak GPU memory and energy; it is also LensKit's task record, saved
-to a JSON file.
+to a JSON file.  :func:`time_method` writes lsst.utils' timer keys into task
+metadata and onto spans; :mod:`taskmeter.measure` derives lsst.verify-style
+Measurements from them.
 
 The public names are imported on first use (PEP 562), so that ``import
 taskmeter`` (and the ``taskmeter`` command, which starts with it) does not pay
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from .render import format_tree
     from .task import Task, TaskStatus
     from .taskfile import TaskFileError, load_task, save_task
+    from .timer import TimerResult, log_info, time_method, time_this
     from .tracing import use_tracer_provider
 
 __all__ = [
@@ -31,13 +34,17 @@ __all__ = [
     "Task",
     "TaskFileError",
     "TaskStatus",
+    "TimerResult",
     "__version__",
     "active_probes",
     "format_tree",
     "friendly_duration",
     "load_task",
+    "log_info",
     "save_task",
     "set_probes",
+    "time_method",
+    "time_this",
     "use_tracer_provider",
 ]
 
@@ -54,6 +61,10 @@ _LAZY: dict[str, str] = {
     "load_task": ".taskfile",
     "save_task": ".taskfile",
     "use_tracer_provider": ".tracing",
+    "TimerResult": ".timer",
+    "log_info": ".timer",
+    "time_method": ".timer",
+    "time_this": ".timer",
 }
 """Public name -> the module (relative to this package) that defines it."""
 

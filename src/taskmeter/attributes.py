@@ -35,6 +35,72 @@ ENERGY_SOURCE: Final = {
     "system": ENERGY_SYSTEM_SOURCE,
 }
 
+# Timer spans (taskmeter.time_method, taskmeter.time_this): the keys lsst.utils'
+# timeMethod writes into task metadata, one span per call.
+TIMER_METHOD: Final = "taskmeter.timer.method"
+"""The timed method's name: the prefix of its metadata keys (``run`` in ``runStartUtc``)."""
+TIMER_TASK: Final = "taskmeter.timer.task"
+"""The LSST task path of the object (``apPipe:ccdProcessor``), as in ``getFullMetadata()``."""
+TIMER_VERSION: Final = "taskmeter.timer.version"
+"""The metadata version (lsst's ``__version__``; 1: ``MaxResidentSetSize`` in bytes)."""
+TASK_LABEL: Final = "taskmeter.task.label"
+"""On timer spans: the label of the task the call ran in."""
+
+TIMER_KEY_SUFFIXES: Final = (
+    "Utc",
+    "CpuTime",
+    "UserTime",
+    "SystemTime",
+    "MaxResidentSetSize",
+    "MinorPageFaults",
+    "MajorPageFaults",
+    "BlockInputs",
+    "BlockOutputs",
+    "VoluntaryContextSwitches",
+    "InvoluntaryContextSwitches",
+)
+"""The suffixes of lsst's timer keys, in the order lsst.utils writes them."""
+
+_TIMER_SNAKE: Final = {
+    "Utc": "utc",
+    "CpuTime": "cpu_time",
+    "UserTime": "user_time",
+    "SystemTime": "system_time",
+    "MaxResidentSetSize": "max_resident_set_size",
+    "MinorPageFaults": "minor_page_faults",
+    "MajorPageFaults": "major_page_faults",
+    "BlockInputs": "block_inputs",
+    "BlockOutputs": "block_outputs",
+    "VoluntaryContextSwitches": "voluntary_context_switches",
+    "InvoluntaryContextSwitches": "involuntary_context_switches",
+}
+_TIMER_UNITS: Final = {
+    "Utc": "",
+    "CpuTime": "s",
+    "UserTime": "s",
+    "SystemTime": "s",
+    "MaxResidentSetSize": "By",
+    "MinorPageFaults": "{fault}",
+    "MajorPageFaults": "{fault}",
+    "BlockInputs": "{operation}",
+    "BlockOutputs": "{operation}",
+    "VoluntaryContextSwitches": "{context_switch}",
+    "InvoluntaryContextSwitches": "{context_switch}",
+}
+
+TIMER_ATTRIBUTES: Final[dict[str, str]] = {
+    f"{phase}{suffix}": f"taskmeter.timer.{phase.lower()}.{_TIMER_SNAKE[suffix]}"
+    for phase in ("Start", "End")
+    for suffix in TIMER_KEY_SUFFIXES
+}
+"""lsst key without its method prefix (``StartCpuTime``) -> span attribute name."""
+
+TIMER_START_UTC: Final = TIMER_ATTRIBUTES["StartUtc"]
+TIMER_END_UTC: Final = TIMER_ATTRIBUTES["EndUtc"]
+TIMER_START_CPU_TIME: Final = TIMER_ATTRIBUTES["StartCpuTime"]
+TIMER_END_CPU_TIME: Final = TIMER_ATTRIBUTES["EndCpuTime"]
+TIMER_END_MAX_RESIDENT_SET_SIZE: Final = TIMER_ATTRIBUTES["EndMaxResidentSetSize"]
+
 # Standard (semantic-convention) names.
 HOST_NAME: Final = "host.name"
 PROCESS_PID: Final = "process.pid"
@@ -59,5 +125,14 @@ ATTRIBUTE_UNITS: Final[dict[str, str]] = {
     ENERGY_CPU_SOURCE: "",
     ENERGY_GPU_SOURCE: "",
     ENERGY_SYSTEM_SOURCE: "",
+    TIMER_METHOD: "",
+    TIMER_TASK: "",
+    TIMER_VERSION: "",
+    TASK_LABEL: "",
+    **{
+        TIMER_ATTRIBUTES[f"{phase}{suffix}"]: _TIMER_UNITS[suffix]
+        for phase in ("Start", "End")
+        for suffix in TIMER_KEY_SUFFIXES
+    },
 }
 """Every ``taskmeter.*`` attribute and its UCUM unit (empty when it has none)."""

@@ -18,6 +18,12 @@ ENV_MACHINE = "TASKMETER_MACHINE"
 ENV_MONITOR_INTERVAL = "TASKMETER_MONITOR_INTERVAL"
 ENV_ENERGY = "TASKMETER_ENERGY"
 ENV_ENERGY_CONFIG = "TASKMETER_ENERGY_CONFIG"
+ENV_DISABLE_TIMER = "TASKMETER_DISABLE_TIMER"
+ENV_LSST_DISABLE_TIMER = "LSST_UTILS_DISABLE_TIMER"
+ENV_METRIC_SPECS = "TASKMETER_METRIC_SPECS"
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
 
 DEFAULT_MONITOR_INTERVAL = 10.0
 """Seconds between refreshes of the files of running tasks."""
@@ -61,8 +67,7 @@ def machine(environ: Mapping[str, str] | None = None) -> str | None:
     global _machine
     if environ is None and _machine is not _UNREAD:
         return _machine  # type: ignore[return-value]
-    text = (os.environ if environ is None else environ).get(ENV_MACHINE)
-    value = (text.strip() or None) if text is not None else None
+    value = env_text(ENV_MACHINE, environ)
     if environ is None:
         _machine = value
     return value
@@ -79,20 +84,49 @@ def monitor_interval(environ: Mapping[str, str] | None = None) -> float:
     return env_value(ENV_MONITOR_INTERVAL, _positive_float, DEFAULT_MONITOR_INTERVAL, environ)
 
 
+def env_text(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The stripped value of the environment variable ``name``; ``None`` if unset or blank."""
+    text = (os.environ if environ is None else environ).get(name)
+    if text is None:
+        return None
+    return text.strip() or None
+
+
 def energy_sources(environ: Mapping[str, str] | None = None) -> str | None:
     """The energy and GPU sources asked for (``TASKMETER_ENERGY``), unparsed; ``None`` if unset.
 
     Parsed by :func:`taskmeter.probes.selection.parse_energy_selection`.
     """
-    text = (os.environ if environ is None else environ).get(ENV_ENERGY)
-    if text is None or not text.strip():
-        return None
-    return text.strip()
+    return env_text(ENV_ENERGY, environ)
 
 
 def energy_config_path(environ: Mapping[str, str] | None = None) -> str | None:
     """The energy configuration file (``TASKMETER_ENERGY_CONFIG``), if set."""
-    text = (os.environ if environ is None else environ).get(ENV_ENERGY_CONFIG)
-    if text is None or not text.strip():
-        return None
-    return text.strip()
+    return env_text(ENV_ENERGY_CONFIG, environ)
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError("expected one of 1/true/yes/on or 0/false/no/off")
+
+
+def timers_disabled(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``time_method`` leaves functions undecorated.
+
+    ``LSST_UTILS_DISABLE_TIMER`` disables the timers when it is set at all,
+    whatever its value (as in lsst.utils); ``TASKMETER_DISABLE_TIMER`` when it
+    is a true value (``1``, ``true``, ``yes``, ``on``).
+    """
+    env = os.environ if environ is None else environ
+    if ENV_LSST_DISABLE_TIMER in env:
+        return True
+    return env_value(ENV_DISABLE_TIMER, _bool, False, env)
+
+
+def metric_specs_file(environ: Mapping[str, str] | None = None) -> str | None:
+    """The metric-spec file named by ``TASKMETER_METRIC_SPECS``, if set."""
+    return env_text(ENV_METRIC_SPECS, environ)

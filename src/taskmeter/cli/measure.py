@@ -1,0 +1,142 @@
+"""``taskmeter measure``: lsst.verify-style Measurements from a task metadata file.
+
+::
+
+    taskmeter measure ccdProcessor_metadata.json \\
+        --timing apPipe:ccdProcessor.runDataRef pipe_tasks.ProcessCcdTime \\
+        --memory isr.run ip_isr.IsrMemory --specs metrics.toml
+
+writes a JSON array of Measurements.  A metric whose target did not run is
+reported on standard error and skipped (not an error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+"""Bad command line (no metric specs, unknown options)."""
+EXIT_BAD_METADATA = 3
+"""The metadata file cannot be read as task metadata."""
+EXIT_BAD_SPECS = 4
+"""A metric spec (option or spec file) is malformed."""
+EXIT_NOT_COMPUTED = 5
+"""At least one metric could not be computed from the keys found (the others are written)."""
+
+_KIND_OPTIONS = (("timing", "timing"), ("cpu-timing", "cpu_timing"), ("memory", "memory"))
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``measure`` verb."""
+    parser = subparsers.add_parser(
+        "measure",
+        help="derive lsst.verify-style Measurements from task metadata",
+        description=(
+            "Measure timeMethod keys in a task metadata file (JSON or YAML: an LSST "
+            "TaskMetadata, or a flat or nested mapping) the way lsst.verify's Timing-, "
+            "CpuTiming- and MemoryMetricTask do, and write the Measurements as JSON. "
+            f"Exit status: {EXIT_OK} measured (metrics with no work found are skipped), "
+            f"{EXIT_USAGE} usage, {EXIT_BAD_METADATA} unreadable metadata, "
+            f"{EXIT_BAD_SPECS} bad metric spec, {EXIT_NOT_COMPUTED} a metric could not be "
+            "computed."
+        ),
+    )
+    parser.add_argument("metadata", type=Path, help="task metadata file (.json, .yaml)")
+    for option, kind in _KIND_OPTIONS:
+        parser.add_argument(
+            f"--{option}",
+            nargs=2,
+            action="append",
+            default=[],
+            dest=kind,
+            metavar=("TARGET", "PACKAGE.METRIC"),
+            help=f"a {kind.replace('_', ' ')} metric of the method TARGET (e.g. isr.run)",
+        )
+    parser.add_argument(
+        "--specs",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="metric spec file (.toml, .yaml, .json); may be repeated",
+    )
+    parser.add_argument(
+        "--legacy-maxrss-unit",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="bytes per ru_maxrss unit for metadata without __version__ (default: this platform's)",
+    )
+    parser.add_argument(
+        "-o", "--output", type=Path, default=None, help="write the JSON here (default: stdout)"
+    )
+    parser.set_defaults(handler=run)
+
+
+def _option_specs(args: argparse.Namespace) -> list[Any]:
+    from ..measure import SpecError, spec_from_dict
+
+    specs = []
+    for _, kind in _KIND_OPTIONS:
+        for target, name in getattr(args, kind):
+            package, dot, metric = name.partition(".")
+            if not dot:
+                raise SpecError(f"metric {name!r} must be PACKAGE.METRIC (e.g. ip_isr.IsrTime)")
+            entry: dict[str, Any] = {
+                "kind": kind,
+                "target": target,
+                "package": package,
+                "metric": metric,
+            }
+            if kind == "memory" and args.legacy_maxrss_unit is not None:
+                entry["legacy_maxrss_unit"] = args.legacy_maxrss_unit
+            try:
+                specs.append(spec_from_dict(entry))
+            except SpecError as exc:
+                raise SpecError(f"--{kind.replace('_', '-')} {target} {name}: {exc}") from exc
+    return specs
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure the file; returns the exit status."""
+    from ..measure import MetadataError, SpecError, load_metadata, load_specs, measure_metadata
+
+    try:
+        specs = _option_specs(args)
+        for path in args.specs:
+            specs.extend(load_specs(path))
+    except SpecError as exc:
+        print(f"taskmeter measure: bad metric spec: {exc}", file=sys.stderr)
+        return EXIT_BAD_SPECS
+    if not specs:
+        print(
+            "taskmeter measure: no metric specs; give --timing, --cpu-timing, --memory or --specs",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        metadata = load_metadata(args.metadata)
+    except MetadataError as exc:
+        print(f"taskmeter measure: bad metadata: {exc}", file=sys.stderr)
+        return EXIT_BAD_METADATA
+
+    report = measure_metadata(metadata, specs)
+    for spec, reason in report.no_work:
+        print(f"no work found for {spec.metric_name}: {reason}", file=sys.stderr)
+    for spec, reason in report.errors:
+        print(f"cannot compute {spec.metric_name}: {reason}", file=sys.stderr)
+    text = json.dumps([m.to_dict() for m in report.measurements], indent=2) + "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            args.output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            print(f"taskmeter measure: cannot write {args.output}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    return EXIT_NOT_COMPUTED if report.errors else EXIT_OK

@@ -1,0 +1,187 @@
+"""Task metadata in every form LSST code produces, seen as one flat mapping.
+
+lsst.verify searches a task's *full* metadata (``Task.getFullMetadata()``),
+whose keys are ``<task path>.<item>`` with the task path's levels joined by
+colons (``apPipe:ccdProcessor.runDataRefStartCpuTime``), for keys that
+*contain* a fragment such as ``ccdProcessor.runDataRef`` + ``StartCpuTime``.
+:class:`Metadata` gives that view of:
+
+* a flat mapping (``{"isr.runStartCpuTime": [...]}``) or a nested one
+  (``{"isr": {"runStartCpuTime": [...]}}``), values scalars or lists;
+* an LSST ``TaskMetadata`` or ``PropertySet`` (anything with
+  ``paramNames(topLevelOnly=False)`` and ``getArray``);
+* the JSON or YAML form of a ``TaskMetadata`` (``{"scalars": ..., "arrays":
+  ..., "metadata": ...}``), as LSST pipelines write it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import MetadataError, MetricComputationError
+
+__all__ = ["Metadata", "Reading", "load_metadata"]
+
+_TASK_METADATA_FIELDS = frozenset({"scalars", "arrays", "metadata"})
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """The value found for one key: the last one recorded, and how many there were."""
+
+    key: str
+    """Where the value came from (a metadata key or a span attribute)."""
+    value: object
+    """The last value recorded under the key (lsst's ``getScalar``)."""
+    count: int = 1
+    """How many values the key holds (calls recorded)."""
+
+
+def _is_task_metadata_form(value: Mapping[Any, Any]) -> bool:
+    return (
+        len(value) == 3
+        and _TASK_METADATA_FIELDS.issuperset(value)
+        and all(isinstance(value[name], Mapping) for name in _TASK_METADATA_FIELDS)
+    )
+
+
+def _is_property_set_like(value: object) -> bool:
+    return callable(getattr(value, "paramNames", None)) and callable(
+        getattr(value, "getArray", None)
+    )
+
+
+def _flatten_into(flat: dict[str, Any], prefix: str, value: Any) -> None:
+    if isinstance(value, Mapping):
+        if _is_task_metadata_form(value):
+            for section in ("scalars", "arrays", "metadata"):
+                _flatten_mapping(flat, prefix, value[section])
+        else:
+            _flatten_mapping(flat, prefix, value)
+    elif _is_property_set_like(value):
+        for name in value.paramNames(topLevelOnly=False):
+            flat[prefix + str(name)] = list(value.getArray(name))
+    else:
+        raise TypeError(
+            "metadata must be a mapping, an LSST TaskMetadata or PropertySet, "
+            f"not {type(value).__name__}"
+        )
+
+
+def _flatten_mapping(flat: dict[str, Any], prefix: str, mapping: Mapping[Any, Any]) -> None:
+    for key, item in mapping.items():
+        if not isinstance(key, str):
+            raise TypeError(f"metadata keys must be strings, not {key!r}")
+        if isinstance(item, Mapping) or _is_property_set_like(item):
+            _flatten_into(flat, f"{prefix}{key}.", item)
+        else:
+            flat[prefix + key] = item
+
+
+class Metadata:
+    """A read-only, flat view of task metadata, searched as lsst.verify does."""
+
+    __slots__ = ("_flat",)
+
+    def __init__(self, source: object) -> None:
+        if isinstance(source, Metadata):
+            self._flat: dict[str, Any] = source._flat
+            return
+        flat: dict[str, Any] = {}
+        _flatten_into(flat, "", source)
+        self._flat = flat
+
+    @classmethod
+    def of(cls, source: object) -> Metadata:
+        """``source`` itself if it is a :class:`Metadata`, else a view of it."""
+        return source if isinstance(source, Metadata) else cls(source)
+
+    def keys(self) -> Iterable[str]:
+        """Every full key (``task:path.item``)."""
+        return self._flat.keys()
+
+    def __len__(self) -> int:
+        return len(self._flat)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._flat
+
+    def get(self, key: str) -> Any:
+        """The raw value under ``key`` (a scalar or a list), or ``None``."""
+        return self._flat.get(key)
+
+    def find(self, fragment: str) -> Reading | None:
+        """The one key containing ``fragment``, with its last value; ``None`` if none does.
+
+        Raises:
+            MetricComputationError: several keys contain ``fragment``, or the
+                key holds an empty list.
+        """
+        matches = [key for key in self._flat if fragment in key]
+        if not matches:
+            return None
+        if len(matches) > 1:
+            raise MetricComputationError(
+                f"{fragment!r} matches several metadata keys: {', '.join(sorted(matches))}"
+            )
+        key = matches[0]
+        value = self._flat[key]
+        if isinstance(value, list | tuple):
+            if not value:
+                raise MetricComputationError(f"metadata key {key!r} holds an empty list")
+            return Reading(key, value[-1], len(value))
+        return Reading(key, value, 1)
+
+
+def _parse_yaml(text: str, path: Path) -> Any:
+    try:
+        import yaml
+    except ImportError as exc:  # pragma: no cover - pyyaml is in the test extra
+        raise MetadataError(
+            f"{path}: reading YAML needs PyYAML (pip install 'taskmeter[yaml]')"
+        ) from exc
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise MetadataError(f"{path}: not valid YAML: {exc}") from exc
+
+
+def load_metadata(path: str | os.PathLike[str]) -> Metadata:
+    """Read task metadata from a JSON or YAML file (a ``TaskMetadata`` as LSST writes it,
+    or a flat or nested mapping).
+
+    The format is chosen by the suffix (``.yaml``/``.yml``: YAML; otherwise
+    JSON, then YAML if the text is not JSON).
+
+    Raises:
+        MetadataError: the file cannot be read or holds no metadata mapping;
+            the message names the file.
+    """
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MetadataError(f"{file}: cannot read: {exc}") from exc
+    data: Any
+    if file.suffix.lower() in (".yaml", ".yml"):
+        data = _parse_yaml(text, file)
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            if file.suffix.lower() == ".json":
+                raise MetadataError(f"{file}: not valid JSON: {exc}") from exc
+            data = _parse_yaml(text, file)
+    if not isinstance(data, Mapping):
+        raise MetadataError(
+            f"{file}: expected a mapping of metadata keys, found {type(data).__name__}"
+        )
+    try:
+        return Metadata(data)
+    except TypeError as exc:
+        raise MetadataError(f"{file}: {exc}") from exc

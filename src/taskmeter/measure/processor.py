@@ -1,0 +1,297 @@
+"""A span processor that turns timer spans into Measurements, and task spans into
+per-task metrics, recorded as OpenTelemetry metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics
+from opentelemetry.metrics import Histogram, MeterProvider
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from .. import __about__, settings
+from .. import attributes as attr
+from .._log import debug_once, swallowed, warn_once
+from .errors import MetricComputationError, NoWorkFound, SpecError
+from .instruments import (
+    BUCKETS_BY_UNIT,
+    ERROR_TYPE,
+    METRIC_TARGET,
+    PROCESSOR_ERRORS,
+    TASK_METRICS,
+)
+from .metadata import Reading
+from .specfile import load_specs
+from .specs import MetricSpec
+
+__all__ = ["MeasurementSpanProcessor"]
+
+_SUFFIX_ATTRIBUTES: dict[str, str] = {**attr.TIMER_ATTRIBUTES, "__version__": attr.TIMER_VERSION}
+_MATCH_CACHE_SIZE = 4096
+_ATTRIBUTE_CACHE_SIZE = 4096
+
+
+class _Target:
+    """One spec with its instrument and the fixed attributes of its data points."""
+
+    __slots__ = ("attributes", "instrument", "spec")
+
+    def __init__(self, spec: MetricSpec, instrument: Histogram) -> None:
+        self.spec = spec
+        self.instrument = instrument
+        self.attributes = {METRIC_TARGET: spec.target}
+
+
+def _span_getter(raw: Mapping[str, Any]) -> Any:
+    def get(suffix: str) -> Reading | None:
+        name = _SUFFIX_ATTRIBUTES.get(suffix)
+        if name is None:
+            return None
+        value = raw.get(name)
+        return None if value is None else Reading(name, value, 1)
+
+    return get
+
+
+def _raw_attributes(span: ReadableSpan) -> Mapping[str, Any] | None:
+    """The span's attributes, as the plain dict inside the SDK's span where there is one.
+
+    ``ReadableSpan.attributes`` wraps the SDK's ``BoundedAttributes`` in a
+    ``MappingProxyType``, whose ``get`` goes through ``__getitem__`` and a
+    ``KeyError`` for every missing key: a microsecond on each span that is
+    neither a timer nor a task span.  Other spans use the public property.
+    """
+    bounded = getattr(span, "_attributes", None)
+    raw = getattr(bounded, "_dict", None)
+    if isinstance(raw, dict):
+        return raw
+    return span.attributes
+
+
+class MeasurementSpanProcessor(SpanProcessor):
+    """Derives lsst.verify-style Measurements from ending timer spans and records them.
+
+    For each ending span of a :func:`taskmeter.time_method` call (or a named
+    :func:`taskmeter.time_this` block) whose method matches a spec's
+    ``target`` (as lsst.verify matches metadata keys: ``isr.run`` selects the
+    ``run`` calls of the task at ``isr`` or ``apPipe:isr``), the spec's value
+    is recorded on a histogram named ``package.metric`` (unit ``s`` or
+    ``By``), with attributes ``taskmeter.task.label`` (the enclosing task),
+    ``taskmeter.metric.target`` and ``host.name``.  Ending task spans
+    (:class:`taskmeter.Task`) are recorded on the per-task histograms of
+    :data:`taskmeter.measure.TASK_METRICS`, by task label and status.
+
+    Args:
+        specs: The metric specs.  Those of the file named by
+            ``TASKMETER_METRIC_SPECS`` (TOML, YAML or JSON) are added.
+        meter_provider: Where to record (default: the global meter provider,
+            also when it is set after this processor is made).
+        task_metrics: Whether to record the per-task histograms.
+        log_interval: Seconds between log lines about the same kind of error.
+
+    The processor never raises into the application: a span whose keys give
+    no value (:class:`MetricComputationError`) or any other failure is counted
+    on ``taskmeter.processor.errors`` and logged at most once per
+    ``log_interval``.  A span without the target's keys is no work (not an
+    error).  Bad arguments raise ``TypeError``/``ValueError`` here, at
+    construction; a bad spec file named by the environment is logged as a
+    warning and ignored.
+    """
+
+    def __init__(
+        self,
+        specs: Iterable[MetricSpec] = (),
+        *,
+        meter_provider: MeterProvider | None = None,
+        task_metrics: bool = True,
+        log_interval: float = 60.0,
+    ) -> None:
+        if isinstance(specs, MetricSpec):
+            specs = (specs,)
+        spec_list = list(specs)
+        for spec in spec_list:
+            if not isinstance(spec, MetricSpec):
+                raise TypeError(f"not a metric spec: {spec!r}")
+        if meter_provider is not None and not isinstance(meter_provider, MeterProvider):
+            raise TypeError(f"expected an OpenTelemetry MeterProvider, got {meter_provider!r}")
+        if not isinstance(task_metrics, bool):
+            raise TypeError(f"task_metrics must be a bool, not {task_metrics!r}")
+        if isinstance(log_interval, bool) or not isinstance(log_interval, int | float):
+            raise TypeError(f"log_interval must be a number of seconds, not {log_interval!r}")
+        if not log_interval >= 0:
+            raise ValueError(f"log_interval must be >= 0 seconds, not {log_interval!r}")
+        spec_list.extend(_specs_from_environment())
+        unique: list[MetricSpec] = []
+        for spec in spec_list:
+            if spec not in unique:
+                unique.append(spec)
+        units: dict[str, str] = {}
+        for spec in unique:
+            known = units.setdefault(spec.metric_name.lower(), spec.unit)
+            if known != spec.unit:
+                raise ValueError(
+                    f"metric {spec.metric_name} is given with units {known!r} and {spec.unit!r}"
+                )
+
+        provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
+        meter = provider.get_meter("taskmeter", __about__.__version__)
+        self.specs: tuple[MetricSpec, ...] = tuple(unique)
+        """The metric specs in use (from the code and the environment)."""
+        instruments: dict[str, Histogram] = {}
+        targets: list[_Target] = []
+        for spec in self.specs:
+            name = spec.metric_name
+            instrument = instruments.get(name.lower())
+            if instrument is None:
+                instrument = meter.create_histogram(
+                    name,
+                    unit=spec.unit,
+                    description=f"{spec.kind} of the target methods, from their timer keys",
+                    explicit_bucket_boundaries_advisory=BUCKETS_BY_UNIT[spec.unit],
+                )
+                instruments[name.lower()] = instrument
+            targets.append(_Target(spec, instrument))
+        self._targets = tuple(targets)
+        self._task_instruments: tuple[tuple[str, Histogram], ...] = ()
+        if task_metrics:
+            self._task_instruments = tuple(
+                (
+                    metric.source,
+                    meter.create_histogram(
+                        metric.name,
+                        unit=metric.unit,
+                        description=metric.description,
+                        explicit_bucket_boundaries_advisory=BUCKETS_BY_UNIT[metric.unit],
+                    ),
+                )
+                for metric in TASK_METRICS
+            )
+        self._errors = meter.create_counter(
+            PROCESSOR_ERRORS,
+            unit="{error}",
+            description="Errors absorbed by taskmeter's measurement span processor",
+        )
+        self._log_interval = float(log_interval)
+        self._matches: dict[tuple[str | None, str], tuple[_Target, ...]] = {}
+        self._task_attributes: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._measurement_attributes: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    # ------------------------------------------------------------ SpanProcessor
+
+    def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
+        """Nothing to do when a span starts."""
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Record the Measurements of a timer span, or the figures of a task span."""
+        try:
+            raw = _raw_attributes(span)
+            if not raw:
+                return
+            method = raw.get(attr.TIMER_METHOD)
+            if method is not None:
+                if self._targets:
+                    self._measure(raw, method)
+            elif self._task_instruments and attr.TASK_ID in raw:
+                self._record_task(span, raw)
+        except Exception as exc:
+            self._fail("span", exc)
+
+    def shutdown(self) -> None:
+        """Nothing to release: the meter provider belongs to the application."""
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Nothing is buffered here (the meter provider's readers export)."""
+        return True
+
+    # ------------------------------------------------------------ internals
+
+    def _targets_for(self, task_path: str | None, method: str) -> tuple[_Target, ...]:
+        key = (task_path, method)
+        found = self._matches.get(key)
+        if found is None:
+            found = tuple(t for t in self._targets if t.spec.matches(method, task_path))
+            if len(self._matches) >= _MATCH_CACHE_SIZE:
+                self._matches.clear()
+            self._matches[key] = found
+        return found
+
+    def _measure(self, raw: Mapping[str, Any], method: Any) -> None:
+        task_path = raw.get(attr.TIMER_TASK)
+        if not isinstance(method, str) or not (task_path is None or isinstance(task_path, str)):
+            raise TypeError(f"timer span with a bad method or task: {method!r}, {task_path!r}")
+        targets = self._targets_for(task_path, method)
+        if not targets:
+            return
+        get = _span_getter(raw)
+        label = raw.get(attr.TASK_LABEL)
+        host = raw.get(attr.HOST_NAME)
+        for target in targets:
+            spec = target.spec
+            try:
+                value, _ = spec.compute(get)
+            except NoWorkFound as exc:
+                debug_once(f"measure.nowork.{spec.metric_name}", "%s: %s", spec.metric_name, exc)
+                continue
+            except MetricComputationError as exc:
+                self._fail(spec.metric_name, exc)
+                continue
+            target.instrument.record(value, self._point_attributes(target, label, host))
+
+    def _point_attributes(self, target: _Target, label: Any, host: Any) -> dict[str, Any]:
+        key = (target.spec.target, label, host)
+        point = self._measurement_attributes.get(key)
+        if point is None:
+            point = dict(target.attributes)
+            if label is not None:
+                point[attr.TASK_LABEL] = label
+            if host is not None:
+                point[attr.HOST_NAME] = host
+            if len(self._measurement_attributes) >= _ATTRIBUTE_CACHE_SIZE:
+                self._measurement_attributes.clear()
+            self._measurement_attributes[key] = point
+        return point
+
+    def _record_task(self, span: ReadableSpan, raw: Mapping[str, Any]) -> None:
+        key = (span.name, raw.get(attr.TASK_STATUS), raw.get(attr.HOST_NAME), raw.get(attr.MACHINE))
+        point = self._task_attributes.get(key)
+        if point is None:
+            point = {attr.TASK_LABEL: span.name}
+            for name, value in zip(
+                (attr.TASK_STATUS, attr.HOST_NAME, attr.MACHINE), key[1:], strict=True
+            ):
+                if value is not None:
+                    point[name] = value
+            if len(self._task_attributes) >= _ATTRIBUTE_CACHE_SIZE:
+                self._task_attributes.clear()
+            self._task_attributes[key] = point
+        for source, instrument in self._task_instruments:
+            value = raw.get(source)
+            if value is not None:
+                instrument.record(value, point)
+
+    def _fail(self, where: str, exc: BaseException) -> None:
+        kind = type(exc).__name__
+        swallowed(f"measure.{where}.{kind}", exc, interval=self._log_interval)
+        try:
+            self._errors.add(1, {ERROR_TYPE: kind})
+        except Exception as inner:  # pragma: no cover - the SDK's counters do not raise
+            swallowed("measure.errors", inner, interval=self._log_interval)
+
+
+def _specs_from_environment() -> tuple[MetricSpec, ...]:
+    path = settings.metric_specs_file()
+    if path is None:
+        return ()
+    try:
+        return load_specs(path)
+    except SpecError as exc:
+        warn_once(
+            f"env.{settings.ENV_METRIC_SPECS}",
+            "ignoring %s=%r: %s",
+            settings.ENV_METRIC_SPECS,
+            path,
+            exc,
+        )
+        return ()

@@ -1,0 +1,160 @@
+"""Metric specs from a TOML, YAML or JSON file.
+
+::
+
+    # metrics.toml
+    [[metrics]]
+    kind = "timing"              # timing | cpu_timing | memory
+    target = "isr.run"
+    package = "ip_isr"
+    metric = "IsrTime"
+
+    [[metrics]]
+    kind = "memory"
+    target = "apPipe:ccdProcessor.runDataRef"
+    package = "pipe_tasks"
+    metric = "ProcessCcdMemory"
+
+YAML and JSON files hold the same thing: a ``metrics`` list of entries (or
+just the list).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import SpecError
+from .specs import SPEC_KINDS, MemoryMetric, MetricSpec
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["load_specs", "spec_from_dict", "specs_from_data"]
+
+_KIND_ALIASES = {
+    "timing": "timing",
+    "timingmetric": "timing",
+    "timingmetrictask": "timing",
+    "cpu_timing": "cpu_timing",
+    "cputiming": "cpu_timing",
+    "cputimingmetric": "cpu_timing",
+    "cputimingmetrictask": "cpu_timing",
+    "memory": "memory",
+    "memorymetric": "memory",
+    "memorymetrictask": "memory",
+}
+_FIELDS = frozenset({"kind", "target", "package", "metric", "legacy_maxrss_unit"})
+
+
+def spec_from_dict(entry: Mapping[str, Any]) -> MetricSpec:
+    """One spec from a spec-file entry (``kind``, ``target``, ``package``, ``metric``).
+
+    Raises:
+        SpecError: an unknown kind or field, a missing field, or a bad value.
+    """
+    if not isinstance(entry, Mapping):
+        raise SpecError(f"a metric spec is a table of fields, not {type(entry).__name__}")
+    unknown = set(entry) - _FIELDS
+    if unknown:
+        raise SpecError(
+            f"unknown field(s) {', '.join(sorted(map(str, unknown)))}; "
+            f"expected {', '.join(sorted(_FIELDS))}"
+        )
+    missing = [name for name in ("kind", "target", "package", "metric") if name not in entry]
+    if missing:
+        raise SpecError(f"missing field(s) {', '.join(missing)}")
+    kind_text = entry["kind"]
+    kind = _KIND_ALIASES.get(str(kind_text).lower()) if isinstance(kind_text, str) else None
+    if kind is None:
+        raise SpecError(f"unknown kind {kind_text!r}; expected one of {', '.join(SPEC_KINDS)}")
+    cls = SPEC_KINDS[kind]
+    arguments = {name: entry[name] for name in ("target", "package", "metric")}
+    if "legacy_maxrss_unit" in entry:
+        if cls is not MemoryMetric:
+            raise SpecError("legacy_maxrss_unit applies to memory metrics only")
+        arguments["legacy_maxrss_unit"] = entry["legacy_maxrss_unit"]
+    try:
+        return cls(**arguments)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(str(exc)) from exc
+
+
+def specs_from_data(data: object, source: str = "metric specs") -> tuple[MetricSpec, ...]:
+    """Specs from parsed file content: ``{"metrics": [...]}`` or a list of entries."""
+    entries: object = data
+    if isinstance(data, Mapping):
+        unknown = set(data) - {"metrics"}
+        if unknown:
+            raise SpecError(
+                f"{source}: unknown top-level key(s) {', '.join(sorted(map(str, unknown)))}; "
+                "expected 'metrics'"
+            )
+        entries = data.get("metrics", [])
+    if not isinstance(entries, Sequence) or isinstance(entries, str | bytes):
+        raise SpecError(f"{source}: expected a list of metric specs under 'metrics'")
+    specs: list[MetricSpec] = []
+    for index, entry in enumerate(entries, start=1):
+        try:
+            specs.append(spec_from_dict(entry))
+        except SpecError as exc:
+            raise SpecError(f"{source}: metric spec {index}: {exc}") from exc
+    return tuple(_unique(specs))
+
+
+def _unique(specs: Iterable[MetricSpec]) -> list[MetricSpec]:
+    seen: set[MetricSpec] = set()
+    result = []
+    for spec in specs:
+        if spec not in seen:
+            seen.add(spec)
+            result.append(spec)
+    return result
+
+
+def load_specs(path: str | os.PathLike[str]) -> tuple[MetricSpec, ...]:
+    """Read metric specs from a ``.toml``, ``.yaml``/``.yml`` or ``.json`` file.
+
+    Raises:
+        SpecError: the file cannot be read or parsed, or an entry is bad; the
+            message names the file and the entry.
+    """
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{file}: cannot read: {exc}") from exc
+    suffix = file.suffix.lower()
+    data: object
+    if suffix == ".toml":
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise SpecError(f"{file}: not valid TOML: {exc}") from exc
+    elif suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError as exc:  # pragma: no cover - pyyaml is in the test extra
+            raise SpecError(
+                f"{file}: reading YAML needs PyYAML (pip install 'taskmeter[yaml]')"
+            ) from exc
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise SpecError(f"{file}: not valid YAML: {exc}") from exc
+    elif suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"{file}: not valid JSON: {exc}") from exc
+    else:
+        raise SpecError(f"{file}: unknown spec file type {suffix!r}; use .toml, .yaml or .json")
+    if data is None:
+        return ()
+    return specs_from_data(data, str(file))

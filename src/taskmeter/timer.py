@@ -1,0 +1,579 @@
+"""lsst.utils.timer's ``timeMethod``, ``logInfo`` and ``time_this``, with a span per call.
+
+:func:`time_method` writes exactly the keys lsst.utils writes (``runStartUtc``,
+``runStartCpuTime``, ... ``runEndInvoluntaryContextSwitches``, ``nodeName``,
+``__version__ = 1``), in the same units, into the object's ``metadata``
+(appended as lists, or through its ``add`` method), so a metadata object
+written by either is the same key by key.  Each call is also a span, child of
+the current task or span, carrying that call's keys as ``taskmeter.timer.*``
+attributes; :class:`taskmeter.measure.MeasurementSpanProcessor` turns them
+into lsst.verify-style Measurements.
+
+The telemetry never raises into the timed code: a metadata object that
+refuses a value, or a failing logger, is counted and logged (rate-limited).
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import inspect
+import logging
+import resource
+import time
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast, overload
+
+import psutil
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from . import _process, settings
+from . import attributes as attr
+from ._log import logger as _taskmeter_logger
+from ._log import swallowed
+from ._rusage import USAGE_SUFFIXES, maxrss_unit_bytes, node_name, read_usage
+from .task import Task
+from .tracing import get_tracer
+
+__all__ = ["TimerResult", "log_info", "time_method", "time_this"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+METADATA_VERSION = 1
+"""The ``__version__`` written into metadata: ``MaxResidentSetSize`` is in bytes."""
+
+_UTC = datetime.timezone.utc
+_START_NAMES = tuple(attr.TIMER_ATTRIBUTES["Start" + s] for s in ("Utc", *USAGE_SUFFIXES))
+_END_NAMES = tuple(attr.TIMER_ATTRIBUTES["End" + s] for s in ("Utc", *USAGE_SUFFIXES))
+
+
+def _utc_now() -> str:
+    return datetime.datetime.now(_UTC).isoformat()
+
+
+def _metadata_adder(metadata: Any) -> Callable[[str, Any], None]:
+    """How to append a value to ``metadata``, the way lsst.utils does.
+
+    ``addLongLong`` (a PropertySet; integers), else ``add`` (TaskMetadata,
+    PropertySet), else a list kept in the mapping and appended to.  Looked up
+    once per set of keys: a failed ``getattr`` costs as much as the append.
+    """
+    add_long_long = getattr(metadata, "addLongLong", None)
+    add = getattr(metadata, "add", None)
+    if add_long_long is not None:
+
+        def add_value(name: str, value: Any) -> None:
+            try:
+                add_long_long(name, value)
+            except TypeError:
+                if add is None:
+                    raise
+                add(name, value)
+
+        return add_value
+    if add is not None:
+        return cast("Callable[[str, Any], None]", add)
+
+    def append(name: str, value: Any) -> None:
+        if name not in metadata:
+            metadata[name] = []
+        metadata[name].append(value)
+
+    return append
+
+
+def _write_metadata(metadata: Any, prefix: str, utc: str, usage: tuple[Any, ...]) -> None:
+    add = _metadata_adder(metadata)
+    add(prefix + "Utc", utc)
+    metadata["__version__"] = METADATA_VERSION
+    metadata["nodeName"] = node_name()
+    for suffix, value in zip(USAGE_SUFFIXES, usage, strict=True):
+        add(prefix + suffix, value)
+
+
+def _log_usage(
+    log: Any, level: int, prefix: str, usage: tuple[Any, ...], stacklevel: int = 4
+) -> None:
+    """Log the usage pairs to ``timer.<logger name>``, as lsst.utils does."""
+    name = getattr(log, "name", None)
+    if not isinstance(name, str):
+        return
+    timer_logger = logging.getLogger("timer." + name)
+    if timer_logger.isEnabledFor(level):
+        message = "; ".join(
+            f"{prefix}{suffix}={value}" for suffix, value in zip(USAGE_SUFFIXES, usage, strict=True)
+        )
+        timer_logger.log(level, message, stacklevel=stacklevel)
+
+
+def log_info(
+    obj: Any,
+    prefix: str,
+    log_level: int = logging.DEBUG,
+    metadata: MutableMapping[str, Any] | None = None,
+    logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+) -> dict[str, Any]:
+    """Record the current time and resource usage under keys starting with ``prefix``.
+
+    lsst.utils' ``logInfo``: into ``metadata`` (default ``obj.metadata``, if
+    the object has one) go ``<prefix>Utc`` (ISO 8601 with offset),
+    ``<prefix>CpuTime``, ``UserTime``, ``SystemTime`` (s),
+    ``MaxResidentSetSize`` (bytes), ``MinorPageFaults``, ``MajorPageFaults``,
+    ``BlockInputs``, ``BlockOutputs``, ``VoluntaryContextSwitches`` and
+    ``InvoluntaryContextSwitches``, each appended to a list, and the scalars
+    ``__version__ = 1`` and ``nodeName``.  The usage pairs are also logged at
+    ``log_level`` to ``timer.<name>`` of ``logger`` (default ``obj.log``).
+
+    Returns the keys and values recorded (whether or not there was metadata).
+    """
+    if not isinstance(prefix, str):
+        raise TypeError(f"prefix must be a str, not {type(prefix).__name__}")
+    if metadata is None and obj is not None:
+        metadata = getattr(obj, "metadata", None)
+    if logger is None and obj is not None:
+        logger = getattr(obj, "log", None)
+    utc = _utc_now()
+    usage = read_usage()
+    if metadata is not None:
+        _write_metadata(metadata, prefix, utc, usage)
+    if logger is not None:
+        _log_usage(logger, log_level, prefix, usage, stacklevel=3)
+    values: dict[str, Any] = {prefix + "Utc": utc}
+    values.update(zip((prefix + s for s in USAGE_SUFFIXES), usage, strict=True))
+    return values
+
+
+# ---------------------------------------------------------------- one timed call
+
+
+@dataclass(frozen=True, slots=True)
+class _Site:
+    """What is fixed for one decorated function (or one ``time_this`` block)."""
+
+    span_name: str
+    prefix: str | None
+    """The key prefix (method name), or ``None`` to record no timer keys."""
+    code_function: str | None
+    metadata: Any
+    logger: Any
+    log_level: int
+
+
+def _task_path(obj: Any) -> str | None:
+    """The LSST task path of ``obj`` as ``getFullMetadata()`` spells it (``top:sub``)."""
+    get_full_name = getattr(obj, "getFullName", None)
+    if get_full_name is None or not callable(get_full_name):
+        return None
+    name = get_full_name()
+    if isinstance(name, str) and name:
+        return name.replace(".", ":")
+    return None
+
+
+def _enclosing_task_label() -> str | None:
+    task = Task.current()
+    return None if task is None else task.label
+
+
+class _TimedCall:
+    """The readings, metadata entries, log lines and span of one call."""
+
+    __slots__ = ("log", "metadata", "obj", "site", "span", "token")
+
+    def __init__(self, site: _Site, obj: Any) -> None:
+        self.site = site
+        self.obj = obj
+        metadata = site.metadata
+        if metadata is None and obj is not None:
+            metadata = getattr(obj, "metadata", None)
+        self.metadata = metadata
+        log = site.logger
+        if log is None and obj is not None:
+            log = getattr(obj, "log", None)
+        self.log = log
+        self.span: trace.Span = trace.INVALID_SPAN
+        self.token: object | None = None
+
+    def start(self) -> None:
+        site = self.site
+        try:
+            span = get_tracer().start_span(site.span_name)
+            self.span = span
+            if span.get_span_context().is_valid:
+                self.token = otel_context.attach(trace.set_span_in_context(span))
+            if span.is_recording():
+                span.set_attributes(self._static_attributes())
+        except Exception as exc:
+            swallowed("timer.span.start", exc)
+        prefix = site.prefix
+        if prefix is not None:
+            self._record(prefix + "Start", _START_NAMES)
+
+    def finish(self, error: BaseException | None) -> None:
+        prefix = self.site.prefix
+        if prefix is not None:
+            self._record(prefix + "End", _END_NAMES)
+        span = self.span
+        try:
+            if error is not None and span.is_recording():
+                span.record_exception(error)
+                span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            span.end()
+        except Exception as exc:
+            swallowed("timer.span.end", exc)
+        token = self.token
+        if token is not None:
+            self.token = None
+            try:
+                otel_context.detach(token)  # type: ignore[arg-type]
+            except Exception as exc:
+                swallowed("timer.context", exc)
+
+    def _static_attributes(self) -> dict[str, Any]:
+        site = self.site
+        attributes: dict[str, Any] = {attr.HOST_NAME: _process.hostname}
+        if site.code_function is not None:
+            attributes[attr.CODE_FUNCTION_NAME] = site.code_function
+        if site.prefix is not None:
+            attributes[attr.TIMER_METHOD] = site.prefix
+            attributes[attr.TIMER_VERSION] = METADATA_VERSION
+            path = _task_path(self.obj) if self.obj is not None else None
+            if path is not None:
+                attributes[attr.TIMER_TASK] = path
+        label = _enclosing_task_label()
+        if label is not None:
+            attributes[attr.TASK_LABEL] = label
+        return attributes
+
+    def _record(self, prefix: str, names: tuple[str, ...]) -> None:
+        utc = _utc_now()
+        usage = read_usage()
+        metadata = self.metadata
+        if metadata is not None:
+            try:
+                _write_metadata(metadata, prefix, utc, usage)
+            except Exception as exc:
+                swallowed("timer.metadata", exc)
+        if self.log is not None:
+            try:
+                _log_usage(self.log, self.site.log_level, prefix, usage)
+            except Exception as exc:
+                swallowed("timer.log", exc)
+        span = self.span
+        if span.is_recording():
+            try:
+                span.set_attributes(dict(zip(names, (utc, *usage), strict=True)))
+            except Exception as exc:
+                swallowed("timer.span.attributes", exc)
+
+
+def _is_method(func: Callable[..., Any]) -> bool:
+    """Whether ``func``'s first parameter is an instance (``self``) or class (``cls``)."""
+    try:
+        parameters = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
+    first = next(iter(parameters.values()), None)
+    return (
+        first is not None
+        and first.kind in (first.POSITIONAL_ONLY, first.POSITIONAL_OR_KEYWORD)
+        and first.name in ("self", "cls")
+    )
+
+
+def _decorate(func: _F, metadata: Any, logger: Any, log_level: int) -> _F:
+    if not callable(func):
+        raise TypeError(f"time_method decorates a function or method, not {func!r}")
+    name = getattr(func, "__name__", None) or type(func).__name__
+    qualname = getattr(func, "__qualname__", name)
+    module = getattr(func, "__module__", None)
+    site = _Site(
+        span_name=qualname,
+        prefix=name,
+        code_function=f"{module}.{qualname}" if module else qualname,
+        metadata=metadata,
+        logger=logger,
+        log_level=log_level,
+    )
+    method = _is_method(func)
+
+    if inspect.iscoroutinefunction(func):
+
+        @functools.wraps(func)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            timed = _TimedCall(site, args[0] if method and args else None)
+            timed.start()
+            try:
+                result = await func(*args, **kwargs)
+            except BaseException as error:
+                timed.finish(error)
+                raise
+            timed.finish(None)
+            return result
+
+        return cast(_F, async_wrapper)
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        timed = _TimedCall(site, args[0] if method and args else None)
+        timed.start()
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as error:
+            timed.finish(error)
+            raise
+        timed.finish(None)
+        return result
+
+    return cast(_F, wrapper)
+
+
+@overload
+def time_method(_func: _F) -> _F: ...
+
+
+@overload
+def time_method(
+    *,
+    metadata: MutableMapping[str, Any] | None = None,
+    logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+    log_level: int = logging.DEBUG,
+) -> Callable[[_F], _F]: ...
+
+
+def time_method(
+    _func: Any = None,
+    *,
+    metadata: MutableMapping[str, Any] | None = None,
+    logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+    log_level: int = logging.DEBUG,
+) -> Any:
+    """Time each call of a method or function, as lsst.utils' ``timeMethod`` does.
+
+    Use it bare (``@time_method``) or with options (``@time_method(metadata=md)``).
+    For a method ``run`` (first parameter ``self``) every call appends
+    ``runStart*`` keys before and ``runEnd*`` keys after it (also when it
+    raises) to ``self.metadata``, or to ``metadata`` when given, exactly as
+    :func:`log_info` describes; the usage is logged to ``timer.<name>`` of
+    ``self.log`` (or ``logger``) at ``log_level``.  A plain function writes
+    its keys only to ``metadata`` (if given) and to its span.
+
+    Each call is a span named by the function's qualified name, child of the
+    current task or span, with attributes ``taskmeter.timer.method``,
+    ``taskmeter.timer.task`` (the object's ``getFullName()`` with dots as
+    colons, as LSST's ``getFullMetadata()`` keys it), ``taskmeter.task.label``
+    (the enclosing task), ``code.function.name`` and the call's keys as
+    ``taskmeter.timer.start.*`` / ``taskmeter.timer.end.*``.  A call that
+    raises ends its span with status ERROR and the exception recorded.
+
+    If ``LSST_UTILS_DISABLE_TIMER`` is set (to anything), or
+    ``TASKMETER_DISABLE_TIMER`` is true, when the decorator is applied, the
+    function is returned undecorated.  Coroutine functions are timed from
+    the first step to completion.
+    """
+    if not isinstance(log_level, int) or isinstance(log_level, bool):
+        raise TypeError(f"log_level must be a logging level (int), not {log_level!r}")
+    if metadata is not None and not (
+        isinstance(metadata, MutableMapping) or hasattr(metadata, "add")
+    ):
+        raise TypeError(
+            f"metadata must be a mutable mapping or have an add() method, not {metadata!r}"
+        )
+    disabled = settings.timers_disabled()
+
+    def decorate(func: _F) -> _F:
+        if disabled:
+            return func
+        return _decorate(func, metadata, logger, log_level)
+
+    if _func is None:
+        return decorate
+    return decorate(_func)
+
+
+# ---------------------------------------------------------------- time_this
+
+
+@dataclass(slots=True)
+class TimerResult:
+    """What :func:`time_this` measured (filled in when the block ends)."""
+
+    duration: float = 0.0
+    """Duration of the block in seconds."""
+    mem_current_usage: float | None = None
+    """RSS at the end of the block, in ``mem_unit``."""
+    mem_peak_delta: float | None = None
+    """Rise of the peak RSS over the block, in ``mem_unit``."""
+    mem_current_delta: float | None = None
+    """Change of the RSS over the block, in ``mem_unit``."""
+
+
+_MEMORY_UNITS = {
+    "B": 1,
+    "byte": 1,
+    "kB": 1000,
+    "KiB": 1024,
+    "MB": 1000**2,
+    "MiB": 1024**2,
+    "GB": 1000**3,
+    "GiB": 1024**3,
+}
+_CHILD_MAXRSS_UNIT = maxrss_unit_bytes()
+
+
+def _memory_now() -> tuple[tuple[int, int], tuple[int, int]]:
+    """(current RSS of this process, of its children), (peak RSS of this process, of children)."""
+    process = psutil.Process()
+    with process.oneshot():
+        current = process.memory_info().rss
+        children = 0
+        for child in process.children():
+            try:
+                children += child.memory_info().rss
+            except psutil.Error:
+                continue
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _CHILD_MAXRSS_UNIT
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * _CHILD_MAXRSS_UNIT
+    return (current, children), (own, kids)
+
+
+@contextmanager
+def time_this(
+    log: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+    msg: str | None = None,
+    level: int = logging.DEBUG,
+    prefix: str | None = "timer",
+    args: Iterable[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+    mem_usage: bool = False,
+    mem_child: bool = False,
+    mem_unit: Any = "B",
+    mem_fmt: str = ".0f",
+    force_mem_usage: bool = False,
+    *,
+    name: str | None = None,
+    metadata: MutableMapping[str, Any] | None = None,
+) -> Iterator[TimerResult]:
+    """Time the enclosed block, log how long it took, and record it as a span.
+
+    lsst.utils' ``time_this``: logs ``"<msg>: Took <s> seconds"`` (plus the
+    exception, if the block raised, and memory figures when ``mem_usage``)
+    at ``level`` to ``<prefix>.<log name>``, and yields a
+    :class:`TimerResult` filled in when the block ends.  ``mem_unit`` is a
+    unit name (``B``, ``KiB``, ``MiB``, ``GiB``, ``kB``, ``MB``, ``GB``) or
+    an astropy unit of bytes.
+
+    The block is a span named ``name`` (or ``msg``), child of the current
+    task or span.  With ``name`` the block is also timed like a method called
+    ``name``: ``<name>Start*`` / ``<name>End*`` keys on the span, and in
+    ``metadata`` if given, so metric specs can target it.
+    """
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name must be a str, not {type(name).__name__}")
+    if log is None:
+        log = logging.getLogger()
+    log_name = getattr(log, "name", None)
+    if prefix and isinstance(log_name, str):
+        log = logging.getLogger(
+            f"{prefix}.{log_name}" if not isinstance(log, logging.RootLogger) else prefix
+        )
+    unit_name = str(mem_unit)
+    unit_bytes = _MEMORY_UNITS.get(unit_name)
+    if unit_bytes is None:
+        _taskmeter_logger.warning("Invalid memory unit '%s', using 'B' instead", unit_name)
+        unit_name, unit_bytes = "B", 1
+    if mem_usage and not log.isEnabledFor(level):
+        mem_usage = False
+    if force_mem_usage:
+        mem_usage = True
+
+    site = _Site(
+        span_name=name or msg or "time_this",
+        prefix=name,
+        code_function=None,
+        metadata=metadata,
+        logger=None,
+        log_level=level,
+    )
+    timed = _TimedCall(site, None)
+    memory_start = _memory_now() if mem_usage else None
+    result = TimerResult()
+    timed.start()
+    start = time.perf_counter()
+    error: BaseException | None = None
+    try:
+        yield result
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        result.duration = time.perf_counter() - start
+        timed.finish(error)
+        _report(
+            log,
+            level,
+            msg,
+            args,
+            kwargs,
+            result,
+            error,
+            memory_start,
+            mem_child,
+            mem_fmt,
+            unit_name,
+            unit_bytes,
+        )
+
+
+def _report(
+    log: Any,
+    level: int,
+    msg: str | None,
+    args: Iterable[Any],
+    kwargs: dict[str, Any] | None,
+    result: TimerResult,
+    error: BaseException | None,
+    memory_start: tuple[tuple[int, int], tuple[int, int]] | None,
+    mem_child: bool,
+    mem_fmt: str,
+    unit_name: str,
+    unit_bytes: int,
+) -> None:
+    text = msg or ""
+    params: list[Any] = list(args)
+    text += "%sTook %.4f seconds"
+    params += [": " if msg else "", result.duration]
+    if error is not None:
+        text += "%s"
+        params.append(f" (timed code triggered exception of {error!r})")
+    if memory_start is not None:
+        try:
+            (current_end, children_end), (peak_end, peak_children_end) = _memory_now()
+            (current_start, children_start), (peak_start, peak_children_start) = memory_start
+            current = current_end + (children_end if mem_child else 0)
+            current_delta = current_end - current_start
+            peak_delta = peak_end - peak_start
+            if mem_child:
+                current_delta += children_end - children_start
+                peak_delta += peak_children_end - peak_children_start
+            result.mem_current_usage = current / unit_bytes
+            result.mem_current_delta = current_delta / unit_bytes
+            result.mem_peak_delta = peak_delta / unit_bytes
+            text += (
+                f"; current memory usage: {result.mem_current_usage:{mem_fmt}} {unit_name}"
+                f", delta: {result.mem_current_delta:{mem_fmt}} {unit_name}"
+                f", peak delta: {result.mem_peak_delta:{mem_fmt}} {unit_name}"
+            )
+        except Exception as exc:
+            swallowed("timer.memory", exc)
+    if kwargs is not None:
+        text += " %s"
+        params.append("; ".join(f"{k}={v!r}" for k, v in kwargs.items()))
+    try:
+        log.log(level, text, *params, stacklevel=4)
+    except Exception as exc:
+        swallowed("timer.log", exc)

@@ -1,0 +1,179 @@
+"""``taskmeter measure``: Measurements as JSON, clear messages, distinct exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskmeter.cli import main
+from taskmeter.cli.measure import (
+    EXIT_BAD_METADATA,
+    EXIT_BAD_SPECS,
+    EXIT_NOT_COMPUTED,
+    EXIT_OK,
+    EXIT_USAGE,
+)
+
+METADATA = {
+    "scalars": {},
+    "arrays": {},
+    "metadata": {
+        "isr": {
+            "scalars": {"__version__": 1, "nodeName": "node-1"},
+            "arrays": {
+                "runStartUtc": ["2026-01-01T00:00:00+00:00", "2026-01-01T00:01:00+00:00"],
+                "runEndUtc": ["2026-01-01T00:00:10+00:00", "2026-01-01T00:01:30.5+00:00"],
+                "runStartCpuTime": [1.0, 12.0],
+                "runEndCpuTime": [9.0, 40.25],
+                "runEndMaxResidentSetSize": [1000000, 2000000],
+            },
+            "metadata": {},
+        },
+        "calibrate": {
+            "scalars": {"__version__": 1},
+            "arrays": {"runStartCpuTime": [1.0], "runEndCpuTime": ["broken"]},
+            "metadata": {},
+        },
+    },
+}
+
+
+@pytest.fixture
+def metadata_file(tmp_path: Path) -> Path:
+    path = tmp_path / "isr_metadata.json"
+    path.write_text(json.dumps(METADATA))
+    return path
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, Any, str]:
+    status = main(["measure", *args])
+    out, err = capsys.readouterr()
+    return status, json.loads(out) if out.strip() else None, err
+
+
+def test_writes_measurements_as_json(
+    metadata_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Options give specs; the last call of isr.run is measured for each kind."""
+    status, out, err = run(
+        [
+            str(metadata_file),
+            "--timing", "isr.run", "ip_isr.IsrTime",
+            "--cpu-timing", "isr.run", "ip_isr.IsrCpuTime",
+            "--memory", "isr.run", "ip_isr.IsrMemory",
+        ],
+        capsys,
+    )  # fmt: skip
+    assert status == EXIT_OK, err
+    assert [(m["metric"], m["value"], m["unit"]) for m in out] == [
+        ("ip_isr.IsrTime", 30.5, "s"),
+        ("ip_isr.IsrCpuTime", 28.25, "s"),
+        ("ip_isr.IsrMemory", 2000000.0, "By"),
+    ]
+    assert out[0]["extras"] == {
+        "start": "2026-01-01T00:01:00+00:00",
+        "end": "2026-01-01T00:01:30.5+00:00",
+    }
+    assert out[0]["notes"]["estimator"] == "utils.timer.timeMethod"
+
+
+def test_spec_file_and_no_work_found(
+    metadata_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A spec file works like the options; a target that did not run is reported, not emitted."""
+    specs = tmp_path / "metrics.yaml"
+    specs.write_text(
+        "metrics:\n"
+        "  - {kind: cpu_timing, target: isr.run, package: ip_isr, metric: IsrCpuTime}\n"
+        "  - {kind: timing, target: characterize.run, package: pipe_tasks, metric: CharTime}\n"
+    )
+    status, out, err = run([str(metadata_file), "--specs", str(specs)], capsys)
+    assert status == EXIT_OK
+    assert [m["metric"] for m in out] == ["ip_isr.IsrCpuTime"]
+    assert "no work found for pipe_tasks.CharTime" in err
+
+
+def test_uncomputable_metric_has_its_own_exit_code(
+    metadata_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad value fails that metric only: the others are written, the status says so."""
+    status, out, err = run(
+        [str(metadata_file), "--cpu-timing", "calibrate.run", "p.Cal",
+         "--cpu-timing", "isr.run", "p.Isr"],
+        capsys,
+    )  # fmt: skip
+    assert status == EXIT_NOT_COMPUTED
+    assert [m["metric"] for m in out] == ["p.Isr"]
+    assert "cannot compute p.Cal" in err and "'broken'" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "message"),
+    [
+        ("{not json", "bad.json", "not valid JSON"),
+        ("[1, 2]", "list.json", "expected a mapping"),
+        ("a: [", "bad.yaml", "not valid YAML"),
+    ],
+)
+def test_bad_metadata_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, name: str, message: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    status, out, err = run([str(path), "--timing", "isr.run", "p.m"], capsys)
+    assert status == EXIT_BAD_METADATA
+    assert out is None
+    assert message in err and name in err
+
+
+def test_missing_metadata_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run([str(tmp_path / "absent.json"), "--timing", "isr.run", "p.m"], capsys)
+    assert status == EXIT_BAD_METADATA and "cannot read" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--timing", "isr.run", "IsrTime"], "PACKAGE.METRIC"),
+        (["--timing", "isr run", "p.m"], "target"),
+        (["--memory", "isr.run", "p.a.b"], "periods"),
+    ],
+)
+def test_bad_spec_options(
+    metadata_file: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    status, out, err = run([str(metadata_file), *args], capsys)
+    assert status == EXIT_BAD_SPECS
+    assert out is None and message in err
+
+
+def test_bad_spec_file(
+    metadata_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    specs = tmp_path / "metrics.toml"
+    specs.write_text('[[metrics]]\nkind = "timing"\ntarget = "isr.run"\npackage = "p"\n')
+    status, _, err = run([str(metadata_file), "--specs", str(specs)], capsys)
+    assert status == EXIT_BAD_SPECS
+    assert "metrics.toml: metric spec 1: missing field(s) metric" in err
+
+
+def test_no_specs_is_a_usage_error(metadata_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run([str(metadata_file)], capsys)
+    assert status == EXIT_USAGE and "no metric specs" in err
+
+
+def test_console_script_writes_output_file(metadata_file: Path, tmp_path: Path) -> None:
+    """The installed entry point runs the verb and writes -o."""
+    out = tmp_path / "measurements.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "taskmeter", "measure", str(metadata_file),
+         "--memory", "isr.run", "ip_isr.IsrMemory", "-o", str(out)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == EXIT_OK, result.stderr
+    assert json.loads(out.read_text())[0]["value"] == 2000000.0
