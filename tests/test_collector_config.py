@@ -163,7 +163,9 @@ def test_every_dashboard_query_uses_metrics_and_labels_the_library_emits() -> No
     series = expected_series()
     measurement_base = prometheus_name(SPEC.metric_name, SPEC.unit)
     for expr in dashboard.expressions():
-        metrics, labels = dashboard.names_in(dashboard.substitute(expr, measurement=measurement_base))
+        metrics, labels = dashboard.names_in(
+            dashboard.substitute(expr, measurement=measurement_base)
+        )
         assert metrics, expr
         unknown = metrics - set(series)
         assert not unknown, f"{unknown} in {expr}"
@@ -193,7 +195,9 @@ def test_dashboard_variables_select_on_names_the_library_emits() -> None:
         assert labels <= ALLOWED_LABELS | {"__name__"}, query
         for name in metrics:  # a name, or a __name__ regex that must match some
             assert name in series or any(re.fullmatch(name, s) for s in series), query
-    measurement = next(v for v in dashboard.load()["templating"]["list"] if v["name"] == "measurement")
+    measurement = next(
+        v for v in dashboard.load()["templating"]["list"] if v["name"] == "measurement"
+    )
     pattern = re.compile(measurement["regex"].strip("/"))
     captured = {m.group(1) for name in series if (m := pattern.match(name))}
     assert prometheus_name(SPEC.metric_name, SPEC.unit) in captured

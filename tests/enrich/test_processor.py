@@ -96,9 +96,12 @@ def test_task_around_an_enriched_span_keeps_its_true_peak(pipeline: Pipeline) ->
 
 def test_unselected_spans_pass_through_untouched(pipeline: Pipeline) -> None:
     """A child span that is neither a root nor marked reaches the exporter as the SDK made it."""
-    with pipeline.tracer.start_as_current_span("root"):
-        with pipeline.tracer.start_as_current_span("child", attributes={"k": 1}):
-            pass
+    tracer = pipeline.tracer
+    with (
+        tracer.start_as_current_span("root"),
+        tracer.start_as_current_span("child", attributes={"k": 1}),
+    ):
+        pass
     child = pipeline.one("child")
     assert not isinstance(child, EnrichedSpan)
     assert dict(child.attributes or {}) == {"k": 1}
@@ -244,3 +247,14 @@ def test_shutdown_and_flush_reach_the_wrapped_processors() -> None:
     assert wrapper.force_flush(1000)
     wrapper.shutdown()
     assert exporter._stopped
+
+
+def test_selection_comes_from_the_environment_and_a_bad_one_falls_back(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """TASKMETER_ENRICH chooses the spans; a malformed value warns and uses root,marked."""
+    monkeypatch.setenv("TASKMETER_ENRICH", "kind:client")
+    assert EnrichingSpanProcessor().selector.description == "kind:client"
+    monkeypatch.setenv("TASKMETER_ENRICH", "roots,kind:client")
+    assert EnrichingSpanProcessor().selector.description == "root,marked"
+    assert "ignoring TASKMETER_ENRICH='roots,kind:client'" in caplog.text

@@ -56,7 +56,9 @@ def distro_venv() -> Path:
     if python.exists() and STAMP.exists() and STAMP.read_text() == wanted:
         return VENV
     try:
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True, timeout=120)
+        subprocess.run(
+            [sys.executable, "-m", "venv", "--clear", str(VENV)], check=True, timeout=120
+        )
         subprocess.run(
             [str(python), "-m", "pip", "install", "-q", "-e", str(ROOT), *REQUIREMENTS],
             check=True,
@@ -86,7 +88,12 @@ def test_distro_configures_and_taskmeter_enriches(rotel_collector: CollectorUnde
         no_proxy="127.0.0.1,localhost",
     )
     result = subprocess.run(
-        [str(venv / "bin" / "opentelemetry-instrument"), str(venv / "bin" / "python"), "-c", SCRIPT],
+        [
+            str(venv / "bin" / "opentelemetry-instrument"),
+            str(venv / "bin" / "python"),
+            "-c",
+            SCRIPT,
+        ],
         capture_output=True,
         text=True,
         timeout=120,

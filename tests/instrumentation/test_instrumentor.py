@@ -28,7 +28,7 @@ BIN = Path(sys.executable).parent
 
 
 def test_instrument_wraps_existing_processors_and_uninstrument_restores_them() -> None:
-    """Exporters already registered receive enriched spans; after undo, the provider is as before."""
+    """Registered exporters receive enriched spans; after undo the provider is as before."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     exporting = SimpleSpanProcessor(exporter)
@@ -81,7 +81,8 @@ readers = [type(r).__name__ for r in getattr(metrics.get_meter_provider(), "_met
 print(json.dumps({"provider": type(provider).__name__,
                   "top": [type(p).__name__ for p in processors],
                   "wrapped": wrapped, "readers": readers,
-                  "service": getattr(getattr(provider, "resource", None), "attributes", {}).get("service.name")}))
+                  "service": getattr(getattr(provider, "resource", None), "attributes", {})
+                             .get("service.name")}))
 """
 
 
@@ -117,7 +118,9 @@ def test_opentelemetry_instrument_configures_the_sdk_when_nothing_else_did() -> 
 
 def test_disabling_the_taskmeter_instrumentation_leaves_everything_off() -> None:
     """OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=taskmeter: no SDK, no wrapper."""
-    found = run_instrumented({**QUIET, "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "fastapi,taskmeter"})
+    found = run_instrumented(
+        {**QUIET, "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "fastapi,taskmeter"}
+    )
     assert found["provider"] == "ProxyTracerProvider"
     assert found["top"] == []
 

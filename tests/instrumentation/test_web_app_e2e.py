@@ -26,11 +26,11 @@ import pytest
 
 from taskmeter import attributes as attr
 
+from .. import dashboard
 from ..collector import OtlpSink, RotelCollector, attributes_of, free_port, wait_until
 from ..conftest import require_executable
 from ..helpers import MIB
 from ..prometheus import PrometheusServer, ScrapeTarget, running_prometheus
-from .. import dashboard
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

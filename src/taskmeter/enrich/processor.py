@@ -76,37 +76,35 @@ class EnrichedSpan(ReadableSpan):
     """A copy of an ended span with more attributes; what the wrapped processors receive."""
 
     def __init__(self, original: ReadableSpan, attributes: dict[str, AttributeValue]) -> None:
+        # Positional, in the constructor's order: this runs for every selected span.
         super().__init__(
-            name=original.name,
-            context=original.context,
-            parent=original.parent,
-            resource=original.resource,
-            attributes=attributes,
-            events=original.events,
-            links=original.links,
-            kind=original.kind,
-            status=original.status,
-            start_time=original.start_time,
-            end_time=original.end_time,
-            instrumentation_scope=original.instrumentation_scope,
+            original.name,
+            original.context,
+            original.parent,
+            original.resource,
+            attributes,
+            original.events,
+            original.links,
+            original.kind,
+            None,
+            original.status,
+            original.start_time,
+            original.end_time,
+            original.instrumentation_scope,
         )
-        self._dropped = (
-            original.dropped_attributes,
-            original.dropped_events,
-            original.dropped_links,
-        )
+        self._original = original
 
     @property
     def dropped_attributes(self) -> int:
-        return self._dropped[0]
+        return self._original.dropped_attributes
 
     @property
     def dropped_events(self) -> int:
-        return self._dropped[1]
+        return self._original.dropped_events
 
     @property
     def dropped_links(self) -> int:
-        return self._dropped[2]
+        return self._original.dropped_links
 
 
 def figure_attributes(figures: Figures, thread_cpu_s: float | None = None) -> dict[str, Any]:
@@ -186,7 +184,7 @@ class EnrichingSpanProcessor(SpanProcessor):
             if not isinstance(processor, SpanProcessor):
                 raise TypeError(f"not an OpenTelemetry span processor: {processor!r}")
         if select is None:
-            select = SpanSelector.parse(settings.enrich_selection())
+            select = _selector_from_environment()
         elif isinstance(select, str):
             select = SpanSelector.parse(select)
         elif not isinstance(select, SpanSelector):
@@ -233,13 +231,11 @@ class EnrichingSpanProcessor(SpanProcessor):
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
         """Pass the start on; take the starting readings of a selected span."""
         for processor in self._processors:
-            processor.on_start(span, parent_context=parent_context)
+            processor.on_start(span, parent_context)
         select = self._select
-        if select is None:
+        if select is None or not select(span):
             return
         try:
-            if not select(span):
-                return
             if len(self._open) >= self._max_open:
                 debug_once(
                     "enrich.max_open",
@@ -322,6 +318,22 @@ class EnrichingSpanProcessor(SpanProcessor):
         if original:
             added.update(original)  # the span's own values win
         return EnrichedSpan(span, _within_limit(span, added))
+
+
+def _selector_from_environment() -> SpanSelector:
+    text = settings.enrich_selection()
+    try:
+        return SpanSelector.parse(text)
+    except ValueError as exc:
+        warn_once(
+            f"env.{settings.ENV_ENRICH}",
+            "ignoring %s=%r: %s; using %r",
+            settings.ENV_ENRICH,
+            text,
+            exc,
+            settings.DEFAULT_ENRICH,
+        )
+        return SpanSelector.parse(settings.DEFAULT_ENRICH)
 
 
 def _end_probes(opened: _Opened) -> None:

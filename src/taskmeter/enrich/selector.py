@@ -11,6 +11,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
 from .. import attributes as attr
+from .._log import swallowed
 from .._spans import raw_attributes
 from ..tracing import INSTRUMENTATION_NAME
 
@@ -121,32 +122,40 @@ class SpanSelector:
         return self.description == "none"
 
     def __call__(self, span: ReadableSpan) -> bool:
-        """Whether ``span`` (starting, or ended) is to be enriched."""
-        if not self._selected(span):
-            return False
-        # Checked only for selected spans: the unselected ones must stay cheap.
-        scope = span.instrumentation_scope
-        return scope is None or scope.name != INSTRUMENTATION_NAME
+        """Whether ``span`` (starting, or ended) is to be enriched.
 
-    def _selected(self, span: ReadableSpan) -> bool:
-        if self._everything:
-            return True
-        if self._roots:
-            parent = span.parent
-            if parent is None or parent.is_remote:
-                return True
-        if self._kinds and span.kind in self._kinds:
-            return True
-        if self._match_name is not None and self._match_name(span.name):
-            return True
-        if self._marked:
-            raw = raw_attributes(span)
-            if raw and raw.get(attr.ENRICH) is True:
-                return True
-        return False
+        Never raises: a span whose fields cannot be read is not selected.
+        The tests run inline, cheapest first: this is called for every span.
+        """
+        try:
+            if self._everything:
+                return _not_taskmeter(span)
+            if self._roots:
+                parent = span.parent
+                if parent is None or parent.is_remote:
+                    return _not_taskmeter(span)
+            if self._kinds and span.kind in self._kinds:
+                return _not_taskmeter(span)
+            match_name = self._match_name
+            if match_name is not None and match_name(span.name):
+                return _not_taskmeter(span)
+            if self._marked:
+                raw = raw_attributes(span)
+                if raw and raw.get(attr.ENRICH) is True:
+                    return _not_taskmeter(span)
+            return False
+        except Exception as exc:
+            swallowed("enrich.select", exc)
+            return False
 
     def __repr__(self) -> str:
         return f"SpanSelector.parse({self.description!r})"
+
+
+def _not_taskmeter(span: ReadableSpan) -> bool:
+    # Checked only for selected spans: the unselected ones must stay cheap.
+    scope = span.instrumentation_scope
+    return scope is None or scope.name != INSTRUMENTATION_NAME
 
 
 def _kind(kind: SpanKind | str) -> SpanKind:
