@@ -136,8 +136,13 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
 
 
 def test_the_request_task_burned_what_was_asked(run: Run) -> None:
-    """Ground truth first: the task inside the request measured the known burn."""
-    assert BURN_S <= run.response["cpu_time"] < BURN_S * 1.15 + 0.02
+    """Ground truth first: the task inside the request measured at least the known burn.
+
+    A task's CPU is the process's: the exporters' threads (the first gRPC
+    export sets its channel up) and the page faults of the allocation count
+    too, so only the thread figure below is held to the burn tightly.
+    """
+    assert BURN_S <= run.response["cpu_time"] < BURN_S + 1.0
     assert run.response["peak_memory"] >= ALLOC_MIB * MIB
 
 
@@ -151,7 +156,9 @@ def test_the_server_span_arrives_enriched_at_the_collector(run: Run) -> None:
     figures = attributes_of(server.attributes)
     assert task.parent_span_id == server.span_id
     assert figures[attr.CPU_TIME] >= run.response["cpu_time"]
-    assert BURN_S <= figures[attr.CPU_THREAD] <= figures[attr.CPU_TIME] + 1e-3
+    # The handler is async: the server span's thread is the event loop, which did the burn.
+    assert BURN_S <= figures[attr.CPU_THREAD] < BURN_S * 1.1 + 0.05
+    assert figures[attr.CPU_THREAD] <= figures[attr.CPU_TIME] + 1e-3
     assert figures[attr.MEMORY_PEAK] >= run.response["peak_memory"]
     assert figures[attr.MACHINE] == "e2e-box"
     assert figures["http.route"] == "/score"  # the instrumentation's own attributes stay
@@ -188,7 +195,7 @@ def test_prometheus_returns_the_task_cpu_of_the_request(run: Run) -> None:
     measured = run.prometheus.value('webapp_scorecputime_seconds_sum{job="scoring-e2e"}')
     assert count == 1
     assert cpu == pytest.approx(run.response["cpu_time"], rel=1e-9)
-    assert BURN_S <= (cpu or 0.0) < BURN_S * 1.15 + 0.02
+    assert (cpu or 0.0) >= BURN_S
     assert peak == run.response["peak_memory"]
     assert measured is not None and BURN_S <= measured <= (cpu or 0.0)
 
