@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .collector import CollectorUnderTest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -124,3 +126,41 @@ def test_energy_example_takes_system_energy_from_a_configured_prometheus(
     task_line = next(line for line in result.stdout.splitlines() if line.startswith("task:"))
     duration = float(task_line.rsplit(",", 1)[1].split()[0])
     assert abs(joules - 50.0 * duration) <= 0.05 * 50.0 * duration  # 50 W
+
+
+def test_manual_spans_example_exports_enriched_spans_to_a_collector(
+    rotel_collector: CollectorUnderTest,
+) -> None:
+    """The spans the example selects arrive at a real collector with known CPU and memory."""
+    from taskmeter import attributes as attr
+
+    from .collector import attributes_of, wait_until
+    from .helpers import MIB
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "manual_spans.py"),
+            "--otlp-endpoint",
+            rotel_collector.grpc_endpoint,
+            "--mib",
+            "96",
+            "--cpu-s",
+            "0.3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "report: not enriched" in result.stdout
+    sink = rotel_collector.sink
+    names = ("pipeline", "load data", "train model", "report")
+    assert wait_until(lambda: all(sink.spans(n) for n in names), timeout=20)
+    spans = {name: attributes_of(sink.spans(name)[0].attributes) for name in names}
+    assert 0.3 <= spans["train model"][attr.CPU_THREAD] < 0.35
+    assert spans["load data"][attr.MEMORY_PEAK] >= 96 * MIB
+    assert spans["train model"][attr.MEMORY_PEAK] < spans["load data"][attr.MEMORY_PEAK]
+    assert spans["pipeline"][attr.CPU_TIME] >= spans["train model"][attr.CPU_TIME]
+    assert spans["pipeline"][attr.MEMORY_PEAK] >= spans["load data"][attr.MEMORY_PEAK]
+    assert attr.CPU_TIME not in spans["report"]

@@ -28,6 +28,11 @@ ENERGY_CPU_SOURCE: Final = "taskmeter.energy.cpu.source"
 ENERGY_GPU_SOURCE: Final = "taskmeter.energy.gpu.source"
 ENERGY_SYSTEM_SOURCE: Final = "taskmeter.energy.system.source"
 
+CPU_THREAD: Final = "taskmeter.cpu.thread"
+"""Enriched spans: CPU time of the one thread that started and ended the span, while it was open."""
+ENRICH: Final = "taskmeter.enrich"
+"""Set to ``True`` on a span when it starts to ask for it to be enriched (a marker, read only)."""
+
 ENERGY: Final = {"cpu": ENERGY_CPU, "gpu": ENERGY_GPU, "system": ENERGY_SYSTEM}
 ENERGY_SOURCE: Final = {
     "cpu": ENERGY_CPU_SOURCE,
@@ -117,6 +122,8 @@ ATTRIBUTE_UNITS: Final[dict[str, str]] = {
     CPU_USER: "s",
     CPU_SYSTEM: "s",
     CPU_TOTAL: "s",
+    CPU_THREAD: "s",
+    ENRICH: "",
     MEMORY_PEAK: "By",
     GPU_MEMORY_PEAK: "By",
     ENERGY_CPU: "J",

@@ -21,6 +21,8 @@ ENV_ENERGY_CONFIG = "TASKMETER_ENERGY_CONFIG"
 ENV_DISABLE_TIMER = "TASKMETER_DISABLE_TIMER"
 ENV_LSST_DISABLE_TIMER = "LSST_UTILS_DISABLE_TIMER"
 ENV_METRIC_SPECS = "TASKMETER_METRIC_SPECS"
+ENV_ENRICH = "TASKMETER_ENRICH"
+ENV_CONFIGURE_SDK = "TASKMETER_CONFIGURE_SDK"
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -130,3 +132,23 @@ def timers_disabled(environ: Mapping[str, str] | None = None) -> bool:
 def metric_specs_file(environ: Mapping[str, str] | None = None) -> str | None:
     """The metric-spec file named by ``TASKMETER_METRIC_SPECS``, if set."""
     return env_text(ENV_METRIC_SPECS, environ)
+
+
+DEFAULT_ENRICH = "root,marked"
+"""The spans enriched when ``TASKMETER_ENRICH`` is unset: local roots and marked spans."""
+
+
+def enrich_selection(environ: Mapping[str, str] | None = None) -> str:
+    """Which spans to enrich (``TASKMETER_ENRICH``), unparsed.
+
+    Parsed by :meth:`taskmeter.enrich.SpanSelector.parse`.
+    """
+    return env_text(ENV_ENRICH, environ) or DEFAULT_ENRICH
+
+
+def configure_sdk(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether auto-instrumentation may configure the SDK (``TASKMETER_CONFIGURE_SDK``).
+
+    Only when nothing else (a distro's configurator) configured it first.
+    """
+    return env_value(ENV_CONFIGURE_SDK, _bool, True, environ)

@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from .. import __about__, settings
 from .. import attributes as attr
 from .._log import debug_once, swallowed, warn_once
+from .._spans import raw_attributes as _raw_attributes
 from .errors import MetricComputationError, NoWorkFound, SpecError
 from .instruments import (
     BUCKETS_BY_UNIT,
@@ -53,21 +54,6 @@ def _span_getter(raw: Mapping[str, Any]) -> Any:
         return None if value is None else Reading(name, value, 1)
 
     return get
-
-
-def _raw_attributes(span: ReadableSpan) -> Mapping[str, Any] | None:
-    """The span's attributes, as the plain dict inside the SDK's span where there is one.
-
-    ``ReadableSpan.attributes`` wraps the SDK's ``BoundedAttributes`` in a
-    ``MappingProxyType``, whose ``get`` goes through ``__getitem__`` and a
-    ``KeyError`` for every missing key: a microsecond on each span that is
-    neither a timer nor a task span.  Other spans use the public property.
-    """
-    bounded = getattr(span, "_attributes", None)
-    raw = getattr(bounded, "_dict", None)
-    if isinstance(raw, dict):
-        return raw
-    return span.attributes
 
 
 class MeasurementSpanProcessor(SpanProcessor):

@@ -1,0 +1,177 @@
+"""What span enrichment adds to a span, against the same spans without the wrapper, in one run.
+
+    python bench/bench_enrich.py [--quick]
+
+Each case runs ``with tracer.start_as_current_span(...)`` through two
+TracerProviders that differ only in the enriching wrapper: the baseline has
+the processors registered directly, the candidate has them inside an
+``EnrichingSpanProcessor``.  Rounds of the two are interleaved and the
+median per-span time of each is reported, with the difference (what
+enrichment adds) and the ratio.
+
+Cases:
+
+* ``selected``: every span is selected (the span's readings: process CPU,
+  thread CPU, the memory high-water mark with its reset, the copy handed on);
+* ``selected, no reset``: the same with ``reset_peak=False``;
+* ``not selected``: child spans of an open, selected root (the common case
+  under ``opentelemetry-instrument``: a request's inner spans);
+* ``not selected, none open``: spans that no selection matches while no
+  selected span is open;
+* the same in situ, beside a ``BatchSpanProcessor`` whose exporter drops
+  the spans, as an application runs it.
+
+Targets: at most 5 us added to a selected span, under 0.5 us to one that is
+not selected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import Tracer
+
+from taskmeter.enrich import EnrichingSpanProcessor
+from taskmeter.probes import active_probes
+
+TARGET_SELECTED_US = 5.0
+TARGET_UNSELECTED_US = 0.5
+
+
+class DropExporter(SpanExporter):
+    """Accepts spans and does nothing."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+class NoopProcessor(SpanProcessor):
+    """A processor that receives every span and does nothing."""
+
+    def on_end(self, span: ReadableSpan) -> None:
+        return None
+
+
+def provider_with(processors: list[SpanProcessor], wrap: dict[str, object] | None) -> Tracer:
+    provider = TracerProvider()
+    if wrap is None:
+        for processor in processors:
+            provider.add_span_processor(processor)
+    else:
+        provider.add_span_processor(EnrichingSpanProcessor(*processors, **wrap))  # type: ignore[arg-type]
+    return provider.get_tracer("bench")
+
+
+def spans_loop(tracer: Tracer, count: int, under_root: bool) -> float:
+    """Seconds per span for ``count`` spans (inside one root span when ``under_root``)."""
+    start_span = tracer.start_as_current_span
+    if under_root:
+        with start_span("root"):
+            started = time.perf_counter()
+            for _ in range(count):
+                with start_span("child"):
+                    pass
+            return (time.perf_counter() - started) / count
+    started = time.perf_counter()
+    for _ in range(count):
+        with start_span("span"):
+            pass
+    return (time.perf_counter() - started) / count
+
+
+def compare(
+    label: str,
+    make: Callable[[dict[str, object] | None], Tracer],
+    wrap: dict[str, object],
+    *,
+    under_root: bool,
+    count: int,
+    rounds: int,
+    target_us: float,
+) -> None:
+    baseline_tracer, candidate_tracer = make(None), make(wrap)
+    spans_loop(baseline_tracer, count // 10, under_root)  # warm up
+    spans_loop(candidate_tracer, count // 10, under_root)
+    baseline: list[float] = []
+    candidate: list[float] = []
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            baseline.append(spans_loop(baseline_tracer, count, under_root))
+            candidate.append(spans_loop(candidate_tracer, count, under_root))
+            gc.collect()
+    finally:
+        gc.enable()
+    base_us = statistics.median(baseline) * 1e6
+    cand_us = statistics.median(candidate) * 1e6
+    added = cand_us - base_us
+    verdict = "ok" if added <= target_us else "MISSED"
+    print(
+        f"{label:<38} {base_us:8.2f} {cand_us:10.2f} {added:+8.2f} {cand_us / base_us:6.2f}x"
+        f"   target <= {target_us} us: {verdict}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer spans (a smoke run)")
+    args = parser.parse_args(argv)
+    count, rounds = (2_000, 3) if args.quick else (20_000, 9)
+    print(f"probes: {', '.join(p.name for p in active_probes())}; {rounds} rounds of {count} spans")
+    print(f"{'case':<38} {'bare us':>8} {'wrapped us':>10} {'added':>8} {'ratio':>7}")
+
+    def noop(wrap: dict[str, object] | None) -> Tracer:
+        return provider_with([NoopProcessor()], wrap)
+
+    def batch(wrap: dict[str, object] | None) -> Tracer:
+        return provider_with([BatchSpanProcessor(DropExporter())], wrap)
+
+    selected = {"select": "all"}
+    no_reset = {"select": "all", "reset_peak": False}
+    roots = {"select": "root"}
+    nothing = {"select": "name:never matches*"}
+    for where, make in (("", noop), (" (in situ, batch)", batch)):
+        common = {"count": count, "rounds": rounds}
+        compare(
+            f"selected{where}",
+            make,
+            selected,
+            under_root=False,
+            target_us=TARGET_SELECTED_US,
+            **common,  # type: ignore[arg-type]
+        )
+        compare(
+            f"selected, no reset{where}",
+            make,
+            no_reset,
+            under_root=False,
+            target_us=TARGET_SELECTED_US,
+            **common,  # type: ignore[arg-type]
+        )
+        compare(
+            f"not selected, root open{where}",
+            make,
+            roots,
+            under_root=True,
+            target_us=TARGET_UNSELECTED_US,
+            **common,  # type: ignore[arg-type]
+        )
+        compare(
+            f"not selected, none open{where}",
+            make,
+            nothing,
+            under_root=False,
+            target_us=TARGET_UNSELECTED_US,
+            **common,  # type: ignore[arg-type]
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,365 @@
+"""Enrich spans that taskmeter did not create with the figures of a task.
+
+Why a wrapping processor
+------------------------
+A :class:`~taskmeter.Task` sets its figures on its span before ending it.
+A span that other code starts and ends (``tracer.start_as_current_span``, a
+web framework's instrumentation) cannot be changed that late: in the
+OpenTelemetry Python SDK 1.45, ``Span.end()`` makes the attributes immutable
+*before* any processor hears of the ending span.  The SDK's private
+``_on_ending`` hook (the specification's "OnEnding", still in development)
+is called after that, so ``set_attribute`` is refused there too, and
+``on_end`` receives a read-only ``ReadableSpan``.  Writing into the SDK's
+private attribute storage would work for one SDK version and break silently
+in the next.
+
+What stays inside the public API is to be the processor that the exporting
+processors hear from: :class:`EnrichingSpanProcessor` wraps them (a
+``BatchSpanProcessor``, a ``MeasurementSpanProcessor``, ...), takes its
+starting readings in ``on_start`` (where the span is fresh), and in
+``on_end`` hands them a copy of the ended span — a ``ReadableSpan`` built
+with its public constructor — whose attributes carry the figures.  Spans it
+does not select are passed on untouched, at the cost of one dictionary test.
+Processors added to the provider beside the wrapper (not inside it) see the
+spans as they were.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.util.types import AttributeValue
+
+from .. import attributes as attr
+from .. import settings
+from .._log import debug_once, swallowed, warn_once
+from .._spans import raw_attributes
+from ..figures import Figures
+from ..probes import active_probes
+from ..probes.base import Probe
+from .selector import SpanSelector
+
+__all__ = ["DEFAULT_MAX_OPEN", "EnrichedSpan", "EnrichingSpanProcessor", "figure_attributes"]
+
+DEFAULT_MAX_OPEN = 10_000
+"""Selected spans open at once beyond which new ones are passed on without figures."""
+
+_thread_time = time.thread_time
+_get_ident = threading.get_ident
+_perf_counter = time.perf_counter
+
+
+class _Opened:
+    """The starting readings of one selected span."""
+
+    __slots__ = ("perf_start", "probe_states", "thread", "thread_cpu_start")
+
+    def __init__(
+        self,
+        probe_states: tuple[tuple[Probe, Any], ...],
+        thread: int,
+        thread_cpu_start: float,
+        perf_start: float,
+    ) -> None:
+        self.probe_states = probe_states
+        self.thread = thread
+        self.thread_cpu_start = thread_cpu_start
+        self.perf_start = perf_start
+
+
+class EnrichedSpan(ReadableSpan):
+    """A copy of an ended span with more attributes; what the wrapped processors receive."""
+
+    def __init__(self, original: ReadableSpan, attributes: dict[str, AttributeValue]) -> None:
+        # Positional, in the constructor's order: this runs for every selected span.
+        super().__init__(
+            original.name,
+            original.context,
+            original.parent,
+            original.resource,
+            attributes,
+            original.events,
+            original.links,
+            original.kind,
+            None,
+            original.status,
+            original.start_time,
+            original.end_time,
+            original.instrumentation_scope,
+        )
+        self._original = original
+
+    @property
+    def dropped_attributes(self) -> int:
+        return self._original.dropped_attributes
+
+    @property
+    def dropped_events(self) -> int:
+        return self._original.dropped_events
+
+    @property
+    def dropped_links(self) -> int:
+        return self._original.dropped_links
+
+
+def figure_attributes(figures: Figures, thread_cpu_s: float | None = None) -> dict[str, Any]:
+    """The ``taskmeter.*`` span attributes of ``figures``; unmeasured figures are absent."""
+    out: dict[str, Any] = {}
+    if figures.duration_s is not None:
+        out[attr.DURATION] = figures.duration_s
+    cpu = figures.cpu_time_s
+    if cpu is not None:
+        out[attr.CPU_TIME] = cpu
+        out[attr.CPU_USER] = figures.cpu_user_s
+        out[attr.CPU_SYSTEM] = figures.cpu_system_s
+    if thread_cpu_s is not None:
+        out[attr.CPU_THREAD] = thread_cpu_s
+    if figures.peak_memory_bytes is not None:
+        out[attr.MEMORY_PEAK] = figures.peak_memory_bytes
+    if figures.peak_gpu_memory_bytes is not None:
+        out[attr.GPU_MEMORY_PEAK] = figures.peak_gpu_memory_bytes
+    for domain, joules in figures.energy_j.items():
+        out[attr.ENERGY[domain]] = joules
+        source = figures.energy_source.get(domain)
+        if source:
+            out[attr.ENERGY_SOURCE[domain]] = source
+    return out
+
+
+class EnrichingSpanProcessor(SpanProcessor):
+    """Passes spans on to ``processors``, the selected ones enriched with a task's figures.
+
+    Put the processors that export (or otherwise read) spans *inside* it::
+
+        provider.add_span_processor(
+            EnrichingSpanProcessor(
+                BatchSpanProcessor(OTLPSpanExporter()),
+                select=SpanSelector(names=["load *"], roots=True),
+            )
+        )
+
+    A selected span ends up with the attributes a task span carries, for the
+    time it was open: ``taskmeter.duration``, ``taskmeter.cpu.time`` (with
+    ``.user`` and ``.system``: the whole process), ``taskmeter.cpu.thread``
+    (the one thread that started and ended it; absent when those differ),
+    ``taskmeter.memory.peak``, ``taskmeter.gpu.memory.peak``,
+    ``taskmeter.energy.*`` where a probe measures them, and
+    ``taskmeter.machine`` when set.  The figures come from the same probes
+    as tasks (:func:`taskmeter.active_probes`), so a span and the tasks
+    around or inside it each get a correct memory peak.  An attribute the
+    span already has is kept as it is.
+
+    Args:
+        processors: The processors that receive the spans.
+        select: Which spans to enrich: a :class:`SpanSelector`, its text form
+            (``"root,kind:server"``), or ``None`` for ``TASKMETER_ENRICH``
+            (default ``root,marked``).
+        probes: The probes to read (default: the active probes when each
+            span starts).
+        reset_peak: Start a new memory high-water mark for each selected span
+            (as tasks do), so its peak is its own; ``False`` saves a system
+            call per span, and the peak then includes what ran before.
+        max_open: Selected spans that may be open at once (spans that are
+            never ended must not hold readings forever); beyond it, spans are
+            passed on without figures.
+
+    Never raises into the application: a failing probe or copy is counted
+    and logged (rate-limited), and the span is passed on unenriched.
+    """
+
+    def __init__(
+        self,
+        *processors: SpanProcessor,
+        select: SpanSelector | str | None = None,
+        probes: Iterable[Probe] | None = None,
+        reset_peak: bool = True,
+        max_open: int = DEFAULT_MAX_OPEN,
+    ) -> None:
+        for processor in processors:
+            if not isinstance(processor, SpanProcessor):
+                raise TypeError(f"not an OpenTelemetry span processor: {processor!r}")
+        if select is None:
+            select = _selector_from_environment()
+        elif isinstance(select, str):
+            select = SpanSelector.parse(select)
+        elif not isinstance(select, SpanSelector):
+            raise TypeError(f"select must be a SpanSelector or a string, not {select!r}")
+        probe_tuple: tuple[Probe, ...] | None = None
+        if probes is not None:
+            probe_tuple = tuple(probes)
+            for probe in probe_tuple:
+                if not isinstance(probe, Probe):
+                    raise TypeError(f"not a taskmeter probe: {probe!r}")
+        if not isinstance(reset_peak, bool):
+            raise TypeError(f"reset_peak must be a bool, not {reset_peak!r}")
+        if isinstance(max_open, bool) or not isinstance(max_open, int) or max_open < 1:
+            raise ValueError(f"max_open must be a positive int, not {max_open!r}")
+        self._processors: tuple[SpanProcessor, ...] = tuple(processors)
+        self._lock = threading.Lock()
+        self.selector: SpanSelector = select
+        """The spans this processor enriches."""
+        self._select = None if select.selects_nothing else select
+        self._probes = probe_tuple
+        self._reset_peak = reset_peak
+        self._max_open = max_open
+        self._open: dict[int, _Opened] = {}
+
+    @property
+    def processors(self) -> tuple[SpanProcessor, ...]:
+        """The wrapped processors, in the order they are called."""
+        return self._processors
+
+    def add_span_processor(self, processor: SpanProcessor) -> None:
+        """Wrap one more processor (called after the others)."""
+        if not isinstance(processor, SpanProcessor):
+            raise TypeError(f"not an OpenTelemetry span processor: {processor!r}")
+        with self._lock:
+            self._processors += (processor,)
+
+    def remove_span_processor(self, processor: SpanProcessor) -> None:
+        """Stop passing spans to ``processor`` (a no-op if it is not wrapped)."""
+        with self._lock:
+            self._processors = tuple(p for p in self._processors if p is not processor)
+
+    # ------------------------------------------------------------ SpanProcessor
+
+    def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
+        """Pass the start on; take the starting readings of a selected span."""
+        for processor in self._processors:
+            processor.on_start(span, parent_context)
+        select = self._select
+        if select is None or not select(span):
+            return
+        try:
+            if len(self._open) >= self._max_open:
+                debug_once(
+                    "enrich.max_open",
+                    "%d selected spans are open (never ended?); further ones are not enriched",
+                    self._max_open,
+                )
+                return
+            self._open[span.context.span_id] = self._begin()
+        except Exception as exc:
+            swallowed("enrich.start", exc)
+
+    def _on_ending(self, span: Span) -> None:
+        # The SDK's private hook (1.45): forwarded so wrapped processors that use it still can.
+        for processor in self._processors:
+            hook = getattr(processor, "_on_ending", None)
+            if hook is not None:
+                hook(span)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Pass the ended span on: the selected ones as an enriched copy."""
+        if self._open:
+            context = span.context
+            opened = self._open.pop(context.span_id, None) if context is not None else None
+            if opened is not None:
+                try:
+                    span = self._enriched(span, opened)
+                except Exception as exc:
+                    swallowed("enrich.end", exc)
+        for processor in self._processors:
+            processor.on_end(span)
+
+    def shutdown(self) -> None:
+        """Shut the wrapped processors down and release the readings of open spans."""
+        opened, self._open = self._open, {}
+        for entry in opened.values():
+            _end_probes(entry)
+        for processor in self._processors:
+            processor.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Flush the wrapped processors, within ``timeout_millis`` in all."""
+        deadline = time.monotonic() + timeout_millis / 1000
+        for processor in self._processors:
+            remaining_ms = int((deadline - time.monotonic()) * 1000)
+            if remaining_ms <= 0 or not processor.force_flush(remaining_ms):
+                return False
+        return True
+
+    # ------------------------------------------------------------ internals
+
+    def _begin(self) -> _Opened:
+        probes = self._probes if self._probes is not None else active_probes()
+        reset = self._reset_peak
+        states = []
+        for probe in probes:
+            try:
+                states.append((probe, probe.begin(reset_peak=reset)))
+            except Exception as exc:
+                swallowed(f"probe.{probe.name}.begin", exc)
+        return _Opened(tuple(states), _get_ident(), _thread_time(), _perf_counter())
+
+    def _enriched(self, span: ReadableSpan, opened: _Opened) -> ReadableSpan:
+        thread_cpu: float | None = None
+        if _get_ident() == opened.thread:
+            thread_cpu = _thread_time() - opened.thread_cpu_start
+            if thread_cpu < 0.0:
+                thread_cpu = 0.0
+        figures = Figures(duration_s=_perf_counter() - opened.perf_start)
+        for probe, state in opened.probe_states:
+            try:
+                probe.read(state, figures)
+            except Exception as exc:
+                swallowed(f"probe.{probe.name}.read", exc)
+        _end_probes(opened)
+        added = figure_attributes(figures, thread_cpu)
+        machine = settings.machine()
+        if machine is not None:
+            added[attr.MACHINE] = machine
+        original = raw_attributes(span)
+        if original:
+            added.update(original)  # the span's own values win
+        return EnrichedSpan(span, _within_limit(span, added))
+
+
+def _selector_from_environment() -> SpanSelector:
+    text = settings.enrich_selection()
+    try:
+        return SpanSelector.parse(text)
+    except ValueError as exc:
+        warn_once(
+            f"env.{settings.ENV_ENRICH}",
+            "ignoring %s=%r: %s; using %r",
+            settings.ENV_ENRICH,
+            text,
+            exc,
+            settings.DEFAULT_ENRICH,
+        )
+        return SpanSelector.parse(settings.DEFAULT_ENRICH)
+
+
+def _end_probes(opened: _Opened) -> None:
+    for probe, state in opened.probe_states:
+        try:
+            probe.end(state)
+        except Exception as exc:
+            swallowed(f"probe.{probe.name}.end", exc)
+    opened.probe_states = ()
+
+
+def _within_limit(span: ReadableSpan, attributes: dict[str, Any]) -> dict[str, Any]:
+    """Keep the SDK's attribute-count limit: the span's own attributes first."""
+    limit = getattr(getattr(span, "_attributes", None), "maxlen", None)
+    if not isinstance(limit, int) or len(attributes) <= limit:
+        return attributes
+    warn_once(
+        "enrich.limit",
+        "span attribute limit (%d) reached: some taskmeter figures are left off spans "
+        "(raise OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT)",
+        limit,
+    )
+    original: Mapping[str, Any] = raw_attributes(span) or {}
+    kept = dict(original)
+    for key, value in attributes.items():
+        if len(kept) >= limit:
+            break
+        kept.setdefault(key, value)
+    return kept

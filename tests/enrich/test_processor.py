@@ -1,0 +1,260 @@
+"""EnrichingSpanProcessor: selected spans carry a task's figures, measured against ground truth."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, Tracer
+
+import taskmeter
+from taskmeter import Task, _log
+from taskmeter import attributes as attr
+from taskmeter.enrich import EnrichedSpan, EnrichingSpanProcessor, SpanSelector
+from taskmeter.figures import Figures
+from taskmeter.measure import MeasurementSpanProcessor
+from taskmeter.probes import CpuTimeProbe, PeakMemoryProbe, Probe
+from taskmeter.testing import capture_spans
+
+from ..helpers import MIB, burn_cpu, current_rss, touch_bytes
+
+FIGURES = (attr.DURATION, attr.CPU_TIME, attr.CPU_USER, attr.CPU_SYSTEM, attr.MEMORY_PEAK)
+
+
+class Pipeline:
+    """A tracer provider whose exporter sits inside an enriching wrapper."""
+
+    def __init__(self, select: SpanSelector | str, *extra: SpanProcessor) -> None:
+        self.exporter = InMemorySpanExporter()
+        self.wrapper = EnrichingSpanProcessor(
+            SimpleSpanProcessor(self.exporter), *extra, select=select
+        )
+        self.provider = TracerProvider()
+        self.provider.add_span_processor(self.wrapper)
+        self.tracer: Tracer = self.provider.get_tracer("app")
+
+    def one(self, name: str) -> ReadableSpan:
+        (span,) = [s for s in self.exporter.get_finished_spans() if s.name == name]
+        return span
+
+
+@pytest.fixture
+def pipeline() -> Iterator[Pipeline]:
+    built = Pipeline("root,marked")
+    yield built
+    built.provider.shutdown()
+
+
+def test_root_span_gets_cpu_of_the_work_it_enclosed(pipeline: Pipeline) -> None:
+    """Process and thread CPU of a root span match a known burn (0.3 s) within 10%."""
+    with pipeline.tracer.start_as_current_span("request"):
+        burn_cpu(0.3)
+    span = pipeline.one("request")
+    attributes = span.attributes or {}
+    assert isinstance(span, EnrichedSpan)
+    assert 0.3 <= attributes[attr.CPU_THREAD] < 0.33
+    assert 0.3 <= attributes[attr.CPU_TIME] < 0.36
+    assert attributes[attr.CPU_TIME] == pytest.approx(
+        attributes[attr.CPU_USER] + attributes[attr.CPU_SYSTEM]
+    )
+    assert attributes[attr.DURATION] >= 0.3
+
+
+def test_peak_memory_of_a_span_is_its_own_even_after_a_larger_one(pipeline: Pipeline) -> None:
+    """A span after a 200 MiB one reports its own 50 MiB peak; both within 5% of base + size."""
+    base = current_rss()
+    with pipeline.tracer.start_as_current_span("big"):
+        block = touch_bytes(200 * MIB)
+        del block
+    with pipeline.tracer.start_as_current_span("small"):
+        block = touch_bytes(50 * MIB)
+        del block
+    big = (pipeline.one("big").attributes or {})[attr.MEMORY_PEAK]
+    small = (pipeline.one("small").attributes or {})[attr.MEMORY_PEAK]
+    assert big == pytest.approx(base + 200 * MIB, rel=0.05)
+    assert small == pytest.approx(base + 50 * MIB, rel=0.05)
+
+
+def test_task_around_an_enriched_span_keeps_its_true_peak(pipeline: Pipeline) -> None:
+    """Resets by an enriched span fold into the open task (the shared PeakRegister)."""
+    base = current_rss()
+    with capture_spans() as captured, Task("outer") as task:
+        block = touch_bytes(150 * MIB)
+        del block
+        with pipeline.tracer.start_as_current_span("after", attributes={attr.ENRICH: True}):
+            small = touch_bytes(20 * MIB)
+            del small
+    assert task.peak_memory == pytest.approx(base + 150 * MIB, rel=0.05)
+    after = (pipeline.one("after").attributes or {})[attr.MEMORY_PEAK]
+    assert after == pytest.approx(base + 20 * MIB, rel=0.05)
+    assert captured.one("outer").attributes[attr.MEMORY_PEAK] == task.peak_memory  # type: ignore[index]
+
+
+def test_unselected_spans_pass_through_untouched(pipeline: Pipeline) -> None:
+    """A child span that is neither a root nor marked reaches the exporter as the SDK made it."""
+    tracer = pipeline.tracer
+    with (
+        tracer.start_as_current_span("root"),
+        tracer.start_as_current_span("child", attributes={"k": 1}),
+    ):
+        pass
+    child = pipeline.one("child")
+    assert not isinstance(child, EnrichedSpan)
+    assert dict(child.attributes or {}) == {"k": 1}
+    assert pipeline.wrapper._open == {}
+
+
+def test_span_keeps_its_own_attributes_events_status_and_ids(pipeline: Pipeline) -> None:
+    """The enriched copy has the original's name, ids, parent, kind, events and values."""
+    with pipeline.tracer.start_as_current_span(
+        "job", kind=SpanKind.CONSUMER, attributes={attr.CPU_TIME: "mine", "x": 2}
+    ) as live:
+        live.add_event("step", {"n": 1})
+        live_context = live.get_span_context()
+    span = pipeline.one("job")
+    assert span.context == live_context
+    assert span.kind is SpanKind.CONSUMER
+    assert [event.name for event in span.events] == ["step"]
+    attributes = span.attributes or {}
+    assert attributes["x"] == 2
+    assert attributes[attr.CPU_TIME] == "mine"  # never overwritten
+    assert attr.MEMORY_PEAK in attributes
+    assert span.dropped_attributes == 0
+
+
+def test_thread_cpu_is_absent_when_the_span_ends_on_another_thread(pipeline: Pipeline) -> None:
+    """Thread CPU only means something on the thread that started the span."""
+    span = pipeline.tracer.start_span("handed over")
+    ender = threading.Thread(target=span.end)
+    ender.start()
+    ender.join()
+    attributes = pipeline.one("handed over").attributes or {}
+    assert attr.CPU_THREAD not in attributes
+    assert attr.CPU_TIME in attributes
+
+
+def test_task_and_timer_spans_are_never_enriched_twice() -> None:
+    """taskmeter's own spans already carry the figures; `all` still leaves them alone."""
+    built = Pipeline("all")
+    taskmeter.use_tracer_provider(built.provider)
+    try:
+        with Task("task"):
+            burn_cpu(0.01)
+    finally:
+        taskmeter.use_tracer_provider(None)
+    task_span = built.one("task")
+    assert not isinstance(task_span, EnrichedSpan)
+    assert attr.CPU_THREAD not in (task_span.attributes or {})
+
+
+def test_machine_label_is_set_on_enriched_spans(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TASKMETER_MACHINE", "rack-7")
+    taskmeter.settings.reload()
+    with pipeline.tracer.start_as_current_span("request"):
+        pass
+    assert (pipeline.one("request").attributes or {})[attr.MACHINE] == "rack-7"
+
+
+class ExplodingProbe(Probe):
+    name = "exploding"
+
+    def begin(self, *, reset_peak: bool = True) -> None:
+        return None
+
+    def read(self, state: object, figures: Figures) -> None:
+        raise RuntimeError("sensor unplugged")
+
+
+def test_failing_probe_is_counted_and_the_other_figures_still_arrive() -> None:
+    """A probe that raises never reaches the application; CPU is still measured."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(
+        EnrichingSpanProcessor(
+            SimpleSpanProcessor(exporter),
+            select="all",
+            probes=[CpuTimeProbe(), ExplodingProbe()],
+        )
+    )
+    with provider.get_tracer("app").start_as_current_span("request"):
+        burn_cpu(0.02)
+    (span,) = exporter.get_finished_spans()
+    assert (span.attributes or {})[attr.CPU_TIME] >= 0.02
+    assert attr.MEMORY_PEAK not in (span.attributes or {})
+    assert _log.error_counts["probe.exploding.read"] == 1
+
+
+def test_measurement_processor_inside_the_wrapper_sees_task_spans_unchanged() -> None:
+    """Task metrics still come from task spans when the measurement processor is wrapped."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader])
+    built = Pipeline("all", MeasurementSpanProcessor(meter_provider=meters))
+    taskmeter.use_tracer_provider(built.provider)
+    try:
+        with Task("fit"):
+            burn_cpu(0.05)
+    finally:
+        taskmeter.use_tracer_provider(None)
+    data = reader.get_metrics_data()
+    assert data is not None
+    names = {
+        metric.name
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    }
+    assert "taskmeter.task.cpu.time" in names
+
+
+def test_max_open_bounds_the_readings_held_for_spans_never_ended() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    wrapper = EnrichingSpanProcessor(SimpleSpanProcessor(exporter), select="all", max_open=2)
+    provider.add_span_processor(wrapper)
+    tracer = provider.get_tracer("app")
+    spans = [tracer.start_span(f"s{i}") for i in range(3)]
+    assert len(wrapper._open) == 2
+    for span in spans:
+        span.end()
+    enriched = [s.name for s in exporter.get_finished_spans() if isinstance(s, EnrichedSpan)]
+    assert enriched == ["s0", "s1"]
+    assert wrapper._open == {}
+
+
+def test_constructor_rejects_bad_arguments() -> None:
+    with pytest.raises(TypeError, match="span processor"):
+        EnrichingSpanProcessor(object())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown span selection"):
+        EnrichingSpanProcessor(select="roots")
+    with pytest.raises(TypeError, match="probe"):
+        EnrichingSpanProcessor(probes=[object()])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="max_open"):
+        EnrichingSpanProcessor(max_open=0)
+
+
+def test_shutdown_and_flush_reach_the_wrapped_processors() -> None:
+    exporter = InMemorySpanExporter()
+    wrapper = EnrichingSpanProcessor(SimpleSpanProcessor(exporter), probes=[PeakMemoryProbe()])
+    assert wrapper.force_flush(1000)
+    wrapper.shutdown()
+    assert exporter._stopped
+
+
+def test_selection_comes_from_the_environment_and_a_bad_one_falls_back(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """TASKMETER_ENRICH chooses the spans; a malformed value warns and uses root,marked."""
+    monkeypatch.setenv("TASKMETER_ENRICH", "kind:client")
+    assert EnrichingSpanProcessor().selector.description == "kind:client"
+    monkeypatch.setenv("TASKMETER_ENRICH", "roots,kind:client")
+    assert EnrichingSpanProcessor().selector.description == "root,marked"
+    assert "ignoring TASKMETER_ENRICH='roots,kind:client'" in caplog.text

@@ -1,0 +1,78 @@
+"""SpanSelector: the text form, and which spans each term selects."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind
+
+from taskmeter import attributes as attr
+from taskmeter.enrich import SpanSelector
+
+LOCAL = SpanContext(trace_id=1, span_id=2, is_remote=False)
+REMOTE = SpanContext(trace_id=1, span_id=3, is_remote=True)
+
+
+def span(
+    name: str = "work",
+    *,
+    parent: SpanContext | None = LOCAL,
+    kind: SpanKind = SpanKind.INTERNAL,
+    attributes: dict[str, object] | None = None,
+    scope: str = "app",
+) -> ReadableSpan:
+    return ReadableSpan(
+        name,
+        parent=parent,
+        kind=kind,
+        attributes=attributes or {},  # type: ignore[arg-type]
+        instrumentation_scope=InstrumentationScope(scope),
+    )
+
+
+def test_root_selects_spans_without_a_local_parent() -> None:
+    select = SpanSelector.parse("root")
+    assert select(span(parent=None))
+    assert select(span(parent=REMOTE))  # a server span continuing a caller's trace
+    assert not select(span(parent=LOCAL))
+
+
+def test_kind_name_and_marker_terms() -> None:
+    select = SpanSelector.parse("kind:server, name:GET /items*, marked")
+    assert select(span(kind=SpanKind.SERVER))
+    assert not select(span(kind=SpanKind.CLIENT))
+    assert select(span("GET /items/{id}"))
+    assert not select(span("POST /items"))
+    assert select(span(attributes={attr.ENRICH: True}))
+    assert not select(span(attributes={attr.ENRICH: "yes"}))  # only the boolean true marks
+
+
+def test_taskmeter_own_spans_are_never_selected() -> None:
+    assert not SpanSelector.parse("all")(span(scope="taskmeter"))
+    assert SpanSelector.parse("all")(span(scope="app"))
+
+
+def test_none_and_empty_select_nothing_and_describe_themselves() -> None:
+    for text in ("none", "", " , "):
+        selector = SpanSelector.parse(text)
+        assert selector.selects_nothing
+        assert not selector(span(parent=None))
+    assert SpanSelector.parse("name:a*,root,kind:SERVER").description == (
+        "root,kind:server,name:a*"
+    )
+
+
+@pytest.mark.parametrize("text", ["roots", "kind:serverish", "name", "colour:red"])
+def test_unknown_terms_are_value_errors_naming_the_term(text: str) -> None:
+    with pytest.raises(ValueError, match="span"):
+        SpanSelector.parse(text)
+
+
+def test_constructor_checks_its_arguments() -> None:
+    with pytest.raises(TypeError, match="one string"):
+        SpanSelector(names="GET *")
+    with pytest.raises(ValueError, match="non-empty"):
+        SpanSelector(names=[""])
+    with pytest.raises(TypeError, match="roots"):
+        SpanSelector(roots=1)  # type: ignore[arg-type]

@@ -1,0 +1,149 @@
+"""The taskmeter instrumentor: what instrument() installs and uninstrument() takes out."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from taskmeter import attributes as attr
+from taskmeter.enrich import EnrichingSpanProcessor
+from taskmeter.instrumentation import TaskmeterInstrumentor
+from taskmeter.instrumentation.sdk import exporter_names
+from taskmeter.measure import MeasurementSpanProcessor
+
+from ..helpers import burn_cpu
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def test_instrument_wraps_existing_processors_and_uninstrument_restores_them() -> None:
+    """Registered exporters receive enriched spans; after undo the provider is as before."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    exporting = SimpleSpanProcessor(exporter)
+    provider.add_span_processor(exporting)
+    before = provider._active_span_processor._span_processors
+    reader = InMemoryMetricReader()
+    instrumentor = TaskmeterInstrumentor()
+    instrumentor.instrument(
+        tracer_provider=provider, meter_provider=MeterProvider(metric_readers=[reader])
+    )
+    try:
+        (wrapper,) = provider._active_span_processor._span_processors
+        assert isinstance(wrapper, EnrichingSpanProcessor)
+        assert exporting in wrapper.processors
+        assert any(isinstance(p, MeasurementSpanProcessor) for p in wrapper.processors)
+        with provider.get_tracer("app").start_as_current_span("request"):
+            burn_cpu(0.05)
+        later = SimpleSpanProcessor(InMemorySpanExporter())
+        provider.add_span_processor(later)
+    finally:
+        instrumentor.uninstrument()
+    assert provider._active_span_processor._span_processors == (*before, later)
+    (enriched,) = exporter.get_finished_spans()
+    assert (enriched.attributes or {})[attr.CPU_TIME] >= 0.05
+    exporter.clear()
+    with provider.get_tracer("app").start_as_current_span("request"):
+        pass
+    (plain,) = exporter.get_finished_spans()
+    assert attr.CPU_TIME not in (plain.attributes or {})
+
+
+def test_exporter_names_follow_the_sdk_rules() -> None:
+    assert exporter_names("traces", {}) == ["otlp_proto_grpc"]
+    env = {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_METRICS_EXPORTER": "otlp,console"}
+    assert exporter_names("metrics", env) == ["otlp_proto_http", "console"]
+    env = {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}
+    assert exporter_names("traces", env) == ["otlp_proto_grpc"]
+    assert exporter_names("traces", {"OTEL_TRACES_EXPORTER": "none"}) == []
+    with pytest.raises(ValueError, match="http/json"):
+        exporter_names("metrics", {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
+
+
+PROBE = """
+import json
+from opentelemetry import metrics, trace
+provider = trace.get_tracer_provider()
+processors = getattr(getattr(provider, "_active_span_processor", None), "_span_processors", ())
+wrapped = [type(p).__name__ for w in processors for p in getattr(w, "processors", ())]
+readers = [type(r).__name__ for r in getattr(metrics.get_meter_provider(), "_metric_readers", ())]
+print(json.dumps({"provider": type(provider).__name__,
+                  "top": [type(p).__name__ for p in processors],
+                  "wrapped": wrapped, "readers": readers,
+                  "service": getattr(getattr(provider, "resource", None), "attributes", {})
+                             .get("service.name")}))
+"""
+
+
+def run_instrumented(env: dict[str, str]) -> dict[str, object]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TASKMETER_"))}
+    full.update(env)
+    result = subprocess.run(
+        [str(BIN / "opentelemetry-instrument"), sys.executable, "-c", PROBE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=full,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    document: dict[str, object] = json.loads(result.stdout.strip().splitlines()[-1])
+    document["stderr"] = result.stderr
+    return document
+
+
+QUIET = {"OTEL_TRACES_EXPORTER": "console", "OTEL_METRICS_EXPORTER": "console"}
+
+
+def test_opentelemetry_instrument_configures_the_sdk_when_nothing_else_did() -> None:
+    """Without a distro, taskmeter sets up the providers from OTEL_* and wraps the exporter."""
+    found = run_instrumented({**QUIET, "OTEL_SERVICE_NAME": "probe-app"})
+    assert found["provider"] == "TracerProvider"
+    assert found["top"] == ["EnrichingSpanProcessor"]
+    assert found["wrapped"] == ["MeasurementSpanProcessor", "BatchSpanProcessor"]
+    assert found["readers"] == ["PeriodicExportingMetricReader"]
+    assert found["service"] == "probe-app"
+
+
+def test_disabling_the_taskmeter_instrumentation_leaves_everything_off() -> None:
+    """OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=taskmeter: no SDK, no wrapper."""
+    found = run_instrumented(
+        {**QUIET, "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "fastapi,taskmeter"}
+    )
+    assert found["provider"] == "ProxyTracerProvider"
+    assert found["top"] == []
+
+
+def test_other_instrumentations_disabled_keep_taskmeter_on() -> None:
+    found = run_instrumented({**QUIET, "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "fastapi"})
+    assert found["top"] == ["EnrichingSpanProcessor"]
+
+
+def test_configure_sdk_false_leaves_the_sdk_to_the_application() -> None:
+    found = run_instrumented({**QUIET, "TASKMETER_CONFIGURE_SDK": "false"})
+    assert found["provider"] == "ProxyTracerProvider"
+    assert "TASKMETER_CONFIGURE_SDK is false" in str(found["stderr"])
+
+
+def test_otel_sdk_disabled_configures_nothing() -> None:
+    found = run_instrumented({**QUIET, "OTEL_SDK_DISABLED": "true"})
+    assert found["provider"] == "ProxyTracerProvider"
+
+
+def test_unknown_exporter_is_a_warning_not_a_crash() -> None:
+    """A misspelt exporter name is reported; the program runs and the rest is configured."""
+    found = run_instrumented({"OTEL_TRACES_EXPORTER": "jaegr", "OTEL_METRICS_EXPORTER": "none"})
+    assert found["provider"] == "TracerProvider"
+    assert found["wrapped"] == ["MeasurementSpanProcessor"]
+    assert "no traces exporter named 'jaegr'" in str(found["stderr"])
