@@ -50,6 +50,7 @@ class Monitor:
         self._stopping = False
         self.default_interval = settings.monitor_interval()
         self.wakeups = 0
+        self._running_job: _Job | None = None
         """How many times the thread has woken up (an idle monitor does not)."""
 
     def add(
@@ -80,14 +81,14 @@ class Monitor:
 
     @property
     def job_count(self) -> int:
-        """Number of live jobs."""
-        with self._cond:
-            return sum(not job.cancelled for job in self._jobs)
+        """Number of live jobs, the one running now included."""
+        return len(self.job_names())
 
     def job_names(self) -> list[str]:
-        """The names of the live jobs (for diagnostics and tests)."""
+        """The names of the live jobs, the one running now included (for diagnostics)."""
         with self._cond:
-            return [job.name for job in self._jobs if not job.cancelled]
+            jobs = [*self._jobs, *([self._running_job] if self._running_job else [])]
+            return [job.name for job in jobs if not job.cancelled]
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -119,6 +120,7 @@ class Monitor:
                     delay = self._jobs[0].due - time.monotonic()
                     if delay <= 0:
                         job = heapq.heappop(self._jobs)
+                        self._running_job = job
                         break
                     self._cond.wait(delay)
             try:
@@ -126,6 +128,7 @@ class Monitor:
             except Exception as exc:
                 swallowed(f"monitor.{job.name}", exc)
             with self._cond:
+                self._running_job = None
                 if not job.cancelled:
                     # Keep the cadence, but never try to catch up on missed ticks.
                     job.due = max(job.due + job.interval, time.monotonic())

@@ -96,4 +96,8 @@ def set_probes(probes: Iterable[Probe] | None) -> tuple[Probe, ...]:
     with _lock:
         previous = _active if _active is not None else default_probes()
         _active = new
+    # A probe taken out of use stops sampling now rather than at its next tick.
+    for probe in previous:
+        if isinstance(probe, SampledProbe) and (new is None or probe not in new):
+            probe.release_if_idle()
     return previous

@@ -74,14 +74,20 @@ class SampledProbe(Probe):
 
     def tick(self) -> None:
         """What the monitor runs: a sample, or the sampler's removal once no task is open."""
-        with self._sampling_lock:
-            if self._open_tasks == 0:
-                if self._sampling is not None:
-                    get_monitor().remove(self._sampling)
-                    self._sampling = None
-                return
+        if self.release_if_idle():
+            return
         self.sample_count += 1
         self.sample()
+
+    def release_if_idle(self) -> bool:
+        """Remove the sampler now if no task is open; returns whether none is."""
+        with self._sampling_lock:
+            if self._open_tasks:
+                return False
+            if self._sampling is not None:
+                get_monitor().remove(self._sampling)
+                self._sampling = None
+            return True
 
     def _after_fork_in_child(self) -> None:
         self._sampling_lock = threading.Lock()
