@@ -248,11 +248,10 @@ class EnrichingSpanProcessor(SpanProcessor):
             swallowed("enrich.start", exc)
 
     def _on_ending(self, span: Span) -> None:
-        # The SDK's private hook (1.45): forwarded so wrapped processors that use it still can.
+        # The SDK's private hook (1.45; SpanProcessor defines it as a no-op):
+        # forwarded so wrapped processors that use it still can.
         for processor in self._processors:
-            hook = getattr(processor, "_on_ending", None)
-            if hook is not None:
-                hook(span)
+            processor._on_ending(span)
 
     def on_end(self, span: ReadableSpan) -> None:
         """Pass the ended span on: the selected ones as an enriched copy."""
