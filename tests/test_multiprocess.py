@@ -25,8 +25,16 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 import taskmeter
 from taskmeter import Task, _workers, propagation
+from taskmeter.figures import Figures
 from taskmeter.monitor import get_monitor
-from taskmeter.multiprocess import WorkerContext, get_context, init_worker, worker_context
+from taskmeter.multiprocess import (
+    WorkerContext,
+    get_context,
+    init_worker,
+    with_parent,
+    worker_context,
+)
+from taskmeter.probes import SampledProbe
 from taskmeter.testing import SpanCapture
 from tests import mp_workers
 from tests.collector import CollectorUnderTest, wait_until
@@ -204,6 +212,43 @@ def test_spawn_workers_join_one_trace_with_one_line(otlp: tuple[CollectorUnderTe
 
 
 @fork_only
+def test_a_pool_serving_several_tasks_reports_each_call_to_its_task(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """with_parent(fn): calls on a pool made before (and outliving) the tasks report to the
+    task current where each was wrapped, not to the one current when the workers started."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as executor:
+        with Task("first") as first:
+            one = list(executor.map(with_parent(mp_workers.burn_task), [0.01] * 2, ["a"] * 2))
+        with Task("second") as second:
+            two = list(executor.map(with_parent(mp_workers.burn_task), [0.01] * 2, ["b"] * 2))
+    assert [t.label for t in first.subtasks] == ["a", "a"]
+    assert [t.label for t in second.subtasks] == ["b", "b"]
+    assert {r["parent_id"] for r in one} == {str(first.task_id)}
+    assert {r["parent_id"] for r in two} == {str(second.task_id)}
+    assert one[0]["pid"] == two[0]["pid"]  # one worker served both tasks
+    assert "after its parent task" not in caplog.text
+    assert with_parent(len)("abc") == 3  # in this process, the function just runs
+
+
+@pytest.mark.skipif(
+    "forkserver" not in multiprocessing.get_all_start_methods(), reason="no forkserver here"
+)
+def test_forkserver_process_reports_with_the_context() -> None:
+    """forkserver: a process of get_context("forkserver") reports to the task that started it."""
+    with Task("forkserver parent") as parent:
+        process = get_context("forkserver").Process(
+            target=mp_workers.burn_task, args=(0.01, "served")
+        )
+        process.start()
+        process.join()
+    assert process.exitcode == 0
+    [record] = parent.subtasks
+    assert record.label == "served" and record.subprocess
+    assert record.parent_id == parent.task_id
+
+
+@fork_only
 def test_nested_workers_count_each_cpu_once() -> None:
     """A worker's own worker is its subtask: every level's CPU counted once in total_cpu()."""
     fork = multiprocessing.get_context("fork")
@@ -225,12 +270,31 @@ def test_nested_workers_count_each_cpu_once() -> None:
     assert top.total_cpu() == pytest.approx(top.cpu_time + middle.cpu_time + grandchild.cpu_time)
 
 
+class TickingProbe(SampledProbe):
+    """A probe sampled by the monitor while one of its tasks is open."""
+
+    name = "ticking"
+    sample_interval = 0.05
+
+    def begin(self, *, reset_peak: bool = True) -> int:
+        return self._task_opened()
+
+    def read(self, state: int, figures: Figures) -> None:
+        return None
+
+    def end(self, state: int) -> None:
+        self._task_closed(state)
+
+
 @fork_only
 def test_forked_child_state_is_its_own(tmp_path: Path) -> None:
     """A forked child has no running task, monitor job or peak tracker of its parent's, adopts
     the parent's task, and its peak memory is its own (not the parent's earlier peak)."""
     fork = multiprocessing.get_context("fork")
+    ticking = TickingProbe()
+    taskmeter.set_probes((*taskmeter.active_probes(), ticking))
     with Task("parent", file=tmp_path / "parent.json") as parent:
+        assert ticking.sampling and ticking.open_tasks == 1
         with Task("big"):
             data = bytearray(300 * MIB)
             for offset in range(0, len(data), 4096):
@@ -601,3 +665,35 @@ def test_workers_example_prints_tree_and_exports_one_trace(
     spans = sink.spans()
     assert len(spans) == 10
     assert {s.trace_id.hex() for s in spans} == {document["trace_id"]}
+
+
+def test_a_corrupt_record_is_counted_and_removed_not_raised(tmp_path: Path) -> None:
+    """A record that does not load is counted, logged and removed; the others are filed."""
+    from taskmeter import _log
+
+    with Task("parent") as parent:
+        context = worker_context()
+        assert context is not None and context.inbox is not None
+        inbox = Path(context.inbox)
+        (inbox / f"{uuid4()}.json").write_text("{not json")
+        good = Task.model_validate({"label": "good", "parent_id": parent.task_id})
+        propagation.write_record(inbox, good)
+    assert [t.label for t in parent.subtasks] == ["good"]
+    assert _log.error_counts["workers.record"] == 1
+    assert list(inbox.iterdir()) == []
+
+
+def test_a_worker_never_recreates_a_removed_inbox(tmp_path: Path) -> None:
+    """A worker whose parent's inbox is gone counts the failed delivery; it creates nothing."""
+    from taskmeter import _log
+
+    gone = tmp_path / "gone"
+    context = WorkerContext(uuid4(), str(gone), None, None, os.getpid() + 1)
+    try:
+        context.install()
+        with Task("orphaned worker task"):
+            pass
+    finally:
+        propagation.refresh({})
+    assert _log.error_counts["propagation.deliver"] == 1
+    assert not gone.exists()

@@ -22,6 +22,11 @@ task's ``subtasks``, so that the parent's ``total_cpu()`` includes it.
 
       Pool(4, initializer=init_worker, initargs=(worker_context(),))
 
+* A pool that outlives the task (reused by several tasks): wrap the function,
+  and each call reports to the task current where it was wrapped::
+
+      pool.map(with_parent(score), chunks)
+
 The records travel through a private directory of the parent process (see
 :mod:`taskmeter._workers`); a worker exports its spans before each record
 is sent, since multiprocessing ends workers without running exit hooks.
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.context import BaseContext
@@ -42,7 +48,7 @@ from . import _process, _workers, propagation
 from ._log import swallowed, warn_once
 from .task import Task, _running
 
-__all__ = ["WorkerContext", "get_context", "init_worker", "worker_context"]
+__all__ = ["WorkerContext", "get_context", "init_worker", "with_parent", "worker_context"]
 
 
 @dataclass(frozen=True)
@@ -157,6 +163,50 @@ def init_worker(
         initializer(*initargs)
 
 
+class WithParent:
+    """A picklable callable: ``function`` run with a worker context installed.
+
+    Made by :func:`with_parent`.  In the worker, the context is installed for
+    the duration of the call, and the worker's previous parent restored after.
+    """
+
+    def __init__(self, function: Callable[..., Any], context: WorkerContext | None) -> None:
+        if not callable(function):
+            raise TypeError(f"expected a callable, not {type(function).__name__}")
+        self.function = function
+        self.context = context
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        context = self.context
+        if context is None or os.getpid() == context.pid:
+            return self.function(*args, **kwargs)  # no parent, or not in a worker
+        previous = propagation.inherited
+        _install(context)
+        try:
+            return self.function(*args, **kwargs)
+        finally:
+            propagation.inherit(previous)
+
+    def __repr__(self) -> str:
+        parent = self.context.parent_id if self.context is not None else None
+        return f"WithParent({self.function!r}, parent={parent})"
+
+
+def with_parent(function: Callable[..., Any], parent: Task | None = None) -> WithParent:
+    """``function``, whose tasks in a worker process become subtasks of ``parent``.
+
+    For pools that outlive a task, or serve several: each call carries the
+    parent (by default the task current now), whichever task was current
+    when the pool's workers started::
+
+        with Task("score"):
+            results = pool.map(with_parent(score), chunks)
+
+    In the calling process itself (a thread pool, say), ``function`` just runs.
+    """
+    return WithParent(function, worker_context(parent))
+
+
 # ---------------------------------------------------------------- contexts
 
 
@@ -195,41 +245,38 @@ class _SpawnProcess(multiprocessing.context.SpawnProcess):
         super().run()
 
 
-class _ForkProcess(multiprocessing.context.ForkProcess):
-    _taskmeter_fallback: UUID | None = None
-    _taskmeter_context: WorkerContext | None = None
-
-    def start(self) -> None:
-        self._taskmeter_context = _capture(self._taskmeter_fallback)
-        super().start()
-
-    def run(self) -> None:
-        _install(self._taskmeter_context)
-        super().run()
-
-
-class _ForkServerProcess(multiprocessing.context.ForkServerProcess):
-    _taskmeter_fallback: UUID | None = None
-    _taskmeter_context: WorkerContext | None = None
-
-    def start(self) -> None:
-        self._taskmeter_context = _capture(self._taskmeter_fallback)
-        super().start()
-
-    def run(self) -> None:
-        _install(self._taskmeter_context)
-        super().run()
-
-
-_ProcessClass = type[_SpawnProcess] | type[_ForkProcess] | type[_ForkServerProcess]
-
-
-_CONTEXTS: dict[str, tuple[_ProcessClass, type[BaseContext]]] = {
-    "spawn": (_SpawnProcess, multiprocessing.context.SpawnContext),
-    "fork": (_ForkProcess, multiprocessing.context.ForkContext),
-    "forkserver": (_ForkServerProcess, multiprocessing.context.ForkServerContext),
-}
+_CONTEXTS: dict[str, tuple[Callable[..., multiprocessing.process.BaseProcess], type[BaseContext]]]
+_CONTEXTS = {"spawn": (_SpawnProcess, multiprocessing.context.SpawnContext)}
 """The process class and the standard context of each start method."""
+
+if sys.platform != "win32":
+
+    class _ForkProcess(multiprocessing.context.ForkProcess):
+        _taskmeter_fallback: UUID | None = None
+        _taskmeter_context: WorkerContext | None = None
+
+        def start(self) -> None:
+            self._taskmeter_context = _capture(self._taskmeter_fallback)
+            super().start()
+
+        def run(self) -> None:
+            _install(self._taskmeter_context)
+            super().run()
+
+    class _ForkServerProcess(multiprocessing.context.ForkServerProcess):
+        _taskmeter_fallback: UUID | None = None
+        _taskmeter_context: WorkerContext | None = None
+
+        def start(self) -> None:
+            self._taskmeter_context = _capture(self._taskmeter_fallback)
+            super().start()
+
+        def run(self) -> None:
+            _install(self._taskmeter_context)
+            super().run()
+
+    _CONTEXTS["fork"] = (_ForkProcess, multiprocessing.context.ForkContext)
+    _CONTEXTS["forkserver"] = (_ForkServerProcess, multiprocessing.context.ForkServerContext)
 
 
 def get_context(method: str | None = None) -> BaseContext:
@@ -263,7 +310,7 @@ def get_context(method: str | None = None) -> BaseContext:
 
     def make_process(*args: Any, **kwargs: Any) -> multiprocessing.process.BaseProcess:
         process = process_class(*args, **kwargs)
-        process._taskmeter_fallback = fallback
+        process._taskmeter_fallback = fallback  # type: ignore[attr-defined]
         return process
 
     context: Any = base()
