@@ -21,6 +21,12 @@ own subtasks (:func:`collect`).
 The variables are read once, when this module is imported; :func:`refresh`
 reads them again.  When they are absent, :data:`inherited` is ``None`` and the
 hooks in :class:`~taskmeter.task.Task` cost one global lookup.
+
+Worker processes (:mod:`taskmeter.multiprocess`) use the same mechanism: in
+a forked child, or a worker given a worker context, :func:`inherit` sets the
+parent task with ``flush_spans=True``, so that the worker's spans are
+exported before each record is delivered (a worker may be ended with
+``os._exit`` or ``SIGTERM``, when no exit hook runs).
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ __all__ = [
     "collect",
     "deliver",
     "format_traceparent",
+    "inherit",
     "inherited",
     "parse_traceparent",
     "refresh",
@@ -129,9 +136,15 @@ def format_traceparent(parent: TraceParent) -> str:
 
 
 class Inherited:
-    """The parent task this process's top-level tasks adopt (from the environment)."""
+    """The parent task this process's top-level tasks adopt.
 
-    __slots__ = ("parent_id", "subtask_dir", "traceparent", "tracestate")
+    Read from the environment (``taskmeter run``), or set by
+    :mod:`taskmeter.multiprocess` in a worker process, where
+    ``flush_spans`` is true: the process's spans are exported before each
+    record is delivered.
+    """
+
+    __slots__ = ("flush_spans", "parent_id", "subtask_dir", "traceparent", "tracestate")
 
     def __init__(
         self,
@@ -139,11 +152,14 @@ class Inherited:
         subtask_dir: Path | None = None,
         traceparent: TraceParent | None = None,
         tracestate: str | None = None,
+        *,
+        flush_spans: bool = False,
     ) -> None:
         self.parent_id = parent_id
         self.subtask_dir = subtask_dir
         self.traceparent = traceparent
         self.tracestate = tracestate
+        self.flush_spans = flush_spans
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Inherited | None:
@@ -181,7 +197,7 @@ class Inherited:
     def __repr__(self) -> str:
         return (
             f"Inherited(parent_id={self.parent_id}, subtask_dir={self.subtask_dir}, "
-            f"traceparent={self.traceparent!r})"
+            f"traceparent={self.traceparent!r}, flush_spans={self.flush_spans})"
         )
 
 
@@ -194,6 +210,18 @@ def refresh(environ: Mapping[str, str] | None = None) -> Inherited | None:
     global inherited
     inherited = Inherited.from_environment(os.environ if environ is None else environ)
     return inherited
+
+
+def inherit(parent: Inherited | None) -> None:
+    """Make ``parent`` the task this process's top-level tasks adopt (``None``: no parent).
+
+    Used for worker processes; a child started by ``taskmeter run`` reads its
+    parent from the environment instead.
+    """
+    global inherited
+    if parent is not None and not isinstance(parent, Inherited):
+        raise TypeError(f"expected an Inherited parent or None, not {type(parent).__name__}")
+    inherited = parent
 
 
 def child_environment(
@@ -262,27 +290,54 @@ def adopt(task: Task, context: Context | None) -> Context | None:
 
 
 def deliver(task: Task) -> None:
-    """Write the record of a finished adopted task where the parent collects it.
+    """Write the record of a finished task whose parent is in another process.
 
-    Called by :meth:`Task._finish` for tasks with no parent in this process;
-    tasks that did not adopt the inherited parent are left alone.  A failure
-    is counted and logged, never raised.
+    Called by :meth:`Task._finish` for tasks with no parent in this process:
+    those that adopted the inherited parent, or were given a task of another
+    process as ``parent`` (both are marked ``subprocess``); others are left
+    alone.  In a worker process the spans are exported first.  The record is
+    written as ``<task id>.json`` into the parent's directory, which must
+    exist (a parent that has gone is not re-created).  A failure is counted
+    and logged, never raised.
     """
     parent = inherited
-    if parent is None or parent.subtask_dir is None or task.parent_id != parent.parent_id:
+    if parent is None or not task.subprocess or task.parent_id is None:
+        return
+    if parent.flush_spans:
+        from . import _workers
+
+        _workers.flush_spans()
+    if parent.subtask_dir is None:
         return
     try:
-        from .taskfile import write_atomic
-
-        write_atomic(
-            parent.subtask_dir / f"{task.task_id}.json",
-            task.model_dump_json() + "\n",
-            durable=False,
-        )
+        write_record(parent.subtask_dir, task)
     except Exception as exc:
         from ._log import swallowed
 
         swallowed("propagation.deliver", exc)
+
+
+def write_record(directory: Path, task: Task) -> None:
+    """Write ``task`` as ``<task id>.json`` into the existing ``directory``, atomically.
+
+    The record goes to a temporary file readable by its owner only, then is
+    renamed into place: a collector never sees part of one, and delivering a
+    task again replaces its record.
+    """
+    import contextlib
+    import tempfile
+
+    text = task.model_dump_json() + "\n"
+    name = f"{task.task_id}.json"
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp_name, directory / name)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
 
 
 # ---------------------------------------------------------------- parent side

@@ -14,7 +14,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from enum import Enum
 from pathlib import Path
@@ -40,7 +40,7 @@ from pydantic import (
     SerializeAsAny,
 )
 
-from . import _process, propagation, settings
+from . import _process, _workers, propagation, settings
 from . import attributes as attr
 from ._log import logger, swallowed
 from .figures import Figures
@@ -106,6 +106,7 @@ class _State:
     whose lookups cost a microsecond each on the hot path)."""
 
     __slots__ = (
+        "collect",
         "context",
         "ctx_token",
         "explicit_parent",
@@ -115,6 +116,7 @@ class _State:
         "perf_start",
         "probe_states",
         "refresh",
+        "remote_parent",
         "reset_hwm",
         "save_file",
         "span",
@@ -139,6 +141,10 @@ class _State:
         self.perf_start = 0.0
         self.probe_states: tuple[tuple[Probe, Any], ...] = ()
         self.refresh: MonitorHandle | None = None
+        # Set on tasks that may have worker processes: collects their records.
+        self.collect: Callable[[Task], None] | None = None
+        # A parent task of another process (given as ``parent=``), for the span.
+        self.remote_parent: Task | None = None
 
 
 class Task(BaseModel):
@@ -244,9 +250,14 @@ class Task(BaseModel):
     ) -> None:
         parent_task: Task | None = None
         parent_id: UUID | None = None
+        remote_parent: Task | None = None
         if isinstance(parent, Task):
-            parent_task = parent
             parent_id = parent.task_id
+            if _runs_elsewhere(parent):  # a copy left by fork, or unpickled: a worker's parent
+                remote_parent = parent
+                data["subprocess"] = True
+            else:
+                parent_task = parent
         elif isinstance(parent, UUID):
             parent_task = _running.get(parent)
             parent_id = parent
@@ -269,6 +280,7 @@ class Task(BaseModel):
         state = self._tm
         state.parent = parent_task
         state.explicit_parent = parent is not None
+        state.remote_parent = remote_parent
         if reset_hwm is not None:
             state.reset_hwm = reset_hwm
         state.tracer = tracer
@@ -413,6 +425,12 @@ class Task(BaseModel):
         if not state.started:
             raise RuntimeError(f"{self} cannot finish: it was never started")
         if state.finished:
+            if self.pid != _process.pid:
+                # A copy of a task of the process this one was forked from: it
+                # is that process's to finish.  Leave it, as finishing would.
+                self._deactivate()
+                self._detach(state)
+                return
             logger.warning("%s already %s; finish() ignored", self, self.status.value)
             return
         figures = self._read(state)
@@ -433,6 +451,8 @@ class Task(BaseModel):
             values["finish_time"] = wall_ns / 1e9
             values["status"] = status
             self.__pydantic_fields_set__.update(_FINISH_FIELDS)
+        if state.collect is not None:  # records of worker processes, before publishing
+            state.collect(self)
         _running.pop(self.task_id, None)
         self._deactivate()
 
@@ -615,8 +635,12 @@ class Task(BaseModel):
     def _span_parent_context(self) -> otel_context.Context | None:
         state = self._tm
         parent = state.parent
-        if not state.explicit_parent or parent is None:
+        if not state.explicit_parent:
             return None  # the current context
+        if parent is None:
+            parent = state.remote_parent
+            if parent is None:
+                return None
         parent_span = parent._tm.span
         if parent_span.get_span_context().is_valid:
             return trace.set_span_in_context(parent_span)
@@ -721,6 +745,16 @@ def _worker_cpu(subtasks: list[Task]) -> Iterator[float]:
             stack.extend(task.subtasks)
 
 
+def _runs_elsewhere(task: Task) -> bool:
+    """Whether ``task`` is running in another process (this is a copy of it)."""
+    return (
+        task.status is TaskStatus.RUNNING
+        and task.pid is not None
+        and task.pid != _process.pid
+        and (task._tm.finished or not task._tm.started)
+    )
+
+
 def _status_for(error: BaseException | None) -> TaskStatus:
     if error is None:
         return TaskStatus.FINISHED
@@ -765,3 +799,58 @@ _MEASURED_FIELDS = frozenset(
 )
 _START_FIELDS = frozenset({"status", "start_time", "trace_id", "span_id"})
 _FINISH_FIELDS = _MEASURED_FIELDS | {"finish_time", "status"}
+
+
+# ---------------------------------------------------------------- fork
+
+
+def _innermost_running(stack: tuple[Task, ...]) -> Task | None:
+    for task in reversed(stack):
+        state = task._tm
+        if state.started and not state.finished:
+            return task
+    return None
+
+
+def _before_fork() -> None:
+    # The task running in the forking thread becomes the parent of the child's
+    # tasks; their records come back through the inbox, which must exist first.
+    stack = _active_stack.get()
+    if not stack:
+        return
+    try:
+        parent = _innermost_running(stack)
+        if parent is not None and parent.pid == _process.pid:
+            _workers.expect_workers(parent)
+    except Exception as exc:
+        swallowed("workers.fork", exc)
+
+
+def _disown(task: Task) -> None:
+    # A copy of a task of the parent process: never measured, saved, collected
+    # or ended here (see _finish).  Its lock may have been held at the fork.
+    state = task._tm
+    state.lock = threading.Lock()
+    state.finished = True
+    state.save_file = None
+    state.refresh = None
+    state.probe_states = ()
+    state.collect = None
+
+
+def _after_fork_in_child() -> None:
+    try:
+        stack = _active_stack.get()
+        parent = _innermost_running(stack)
+        for task in (*_running.values(), *stack):
+            _disown(task)
+        _running.clear()
+        if stack:
+            _active_stack.set(())
+        _workers.child_started(parent)
+    except Exception as exc:
+        swallowed("workers.fork", exc)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)

@@ -109,8 +109,10 @@ def test_span_measurements_equal_metadata_measurements(metrics: Metrics) -> None
             attr.HOST_NAME: attributes[attr.HOST_NAME],
         }
     (_, cpu_point, _) = points["ip_isr.isrcputime"][0]
-    # At least the CPU burnt; touching 32 MiB and other threads add a little.
-    assert 0.05 <= cpu_point.sum < 0.1
+    # At least the CPU burnt; the figure is the process's, so touching 32 MiB
+    # and the other threads alive in a test process (exporters, the monitor)
+    # add to it.
+    assert 0.05 <= cpu_point.sum < 0.3
     (_, memory_point, _) = points["ip_isr.isrmemory"][0]
     assert memory_point.sum >= 32 * MIB
     assert "pipe_tasks.ccdtime" not in points

@@ -12,7 +12,9 @@ read.
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from typing import Protocol
 
 
@@ -46,6 +48,7 @@ class PeakRegister:
         self.source = source
         self._lock = threading.Lock()
         self._open: set[PeakTracker] = set()
+        _registers.add(self)
 
     def open(self, *, reset: bool = True) -> PeakTracker:
         """Start tracking a task; reset the high-water mark if asked and possible."""
@@ -76,9 +79,9 @@ class PeakRegister:
             self._open.discard(tracker)
 
     def forget_all(self) -> None:
-        """Drop every tracker (used in a forked child, whose tasks are copies)."""
-        with self._lock:
-            self._open.clear()
+        """Drop every tracker (done in a forked child, whose open tasks are the parent's)."""
+        self._lock = threading.Lock()  # it may have been held at the fork
+        self._open = set()
 
     def _fold(self, value: int | None) -> None:
         if value is None:
@@ -91,3 +94,15 @@ class PeakRegister:
     def open_count(self) -> int:
         """Number of tasks being tracked."""
         return len(self._open)
+
+
+_registers: weakref.WeakSet[PeakRegister] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for register in list(_registers):
+        register.forget_all()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

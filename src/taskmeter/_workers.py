@@ -1,0 +1,411 @@
+"""Tasks of worker processes: the parent's inbox, and the worker's side.
+
+**Parent side.**  A process whose tasks have worker processes gets one
+private directory (mode 0700), its *inbox*, created when the first worker
+context is taken (:func:`taskmeter.multiprocess.worker_context`) or the first
+``fork`` happens while a task is running.  Workers write the record of each
+of their finished top-level tasks there as ``<task id>.json`` (atomically,
+mode 0600).  The inbox files each record under the running task its
+``parent_id`` names, as a subtask (replacing an earlier record of the same
+task, so delivering twice never duplicates), and deletes the file:
+
+* when a task that may have workers finishes, before it publishes its
+  figures (so its ``total_cpu()`` includes them), and
+* every monitor interval while such a task runs (so long runs do not pile
+  records up, and task files show the workers' progress).
+
+A record whose parent has already finished (its worker outlived it) goes to
+the nearest running ancestor of that parent, with a warning; with none left,
+it is dropped with a warning.  The directory is removed at exit.
+
+**Worker side.**  A worker's top-level tasks adopt the parent task
+(:func:`taskmeter.propagation.inherit`, with ``flush_spans``).  Before a record
+is delivered, :func:`flush_spans` exports the worker's finished spans,
+waiting at most :data:`FLUSH_TIMEOUT_S`: multiprocessing ends a worker with
+``os._exit`` (and ``Pool.terminate`` with ``SIGTERM``), so the OpenTelemetry
+SDK's exit hook never runs there.  A multiprocessing finaliser flushes once
+more when the worker exits normally.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import propagation
+from ._forked_exporters import drop_inherited_connections
+from ._log import logger, swallowed, warn_once
+from .monitor import MonitorHandle, get_monitor
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from .task import Task
+
+FLUSH_TIMEOUT_S = 5.0
+"""The longest a worker waits for its spans to be exported when a task ends."""
+
+FLUSH_BACKOFF_S = 60.0
+"""After a flush that timed out, a worker does not wait for another for this long."""
+
+FINISHED_KEPT = 4096
+"""How many finished parents the inbox remembers, to place records that arrive late."""
+
+EXIT_PRIORITY = -10
+"""multiprocessing finaliser priority: negative, so it runs after the worker's own
+children were joined."""
+
+
+class Inbox:
+    """The directory where this process's workers deliver their task records."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.pid = os.getpid()
+        self._lock = threading.Lock()
+        self._expecting = 0
+        self._job: MonitorHandle | None = None
+        self._finished: OrderedDict[UUID, UUID] = OrderedDict()
+        self.collected = 0
+        """Records filed under a task so far."""
+        self.late = 0
+        """Records whose parent had finished, filed under an ancestor."""
+        self.dropped = 0
+        """Records no running task could take."""
+        self.closed = False
+
+    @property
+    def expecting(self) -> int:
+        """Number of running tasks that may have workers."""
+        return self._expecting
+
+    @property
+    def collecting_periodically(self) -> bool:
+        """Whether the monitor collects records now."""
+        return self._job is not None
+
+    def expect(self, task: Task) -> None:
+        """Note that ``task`` (and so its running ancestors) may have workers.
+
+        Each collects the inbox when it finishes; while any runs, the monitor
+        collects it periodically.
+        """
+        with self._lock:
+            current: Task | None = task
+            while current is not None:
+                state = current._tm
+                if state.collect is not None or state.finished or not state.started:
+                    break
+                state.collect = self.task_finished
+                self._expecting += 1
+                current = state.parent
+            if self._expecting and self._job is None:
+                self._job = get_monitor().add(self.collect, name="workers")
+
+    def task_finished(self, task: Task) -> None:
+        """Called by a task that may have workers as it finishes, before it publishes."""
+        task._tm.collect = None
+        self.collect()
+        try:
+            with self._lock:
+                self._expecting -= 1
+                if task.parent_id is not None:
+                    self._finished[task.task_id] = task.parent_id
+                    while len(self._finished) > FINISHED_KEPT:
+                        self._finished.popitem(last=False)
+                if self._expecting <= 0 and self._job is not None:
+                    get_monitor().remove(self._job)
+                    self._job = None
+        except Exception as exc:
+            swallowed("workers.finish", exc)
+
+    def collect(self) -> int:
+        """File every record delivered so far under its parent task; returns how many."""
+        try:
+            with self._lock:
+                return self._collect()
+        except Exception as exc:
+            swallowed("workers.collect", exc)
+            return 0
+
+    def _collect(self) -> int:
+        from .task import _running
+        from .taskfile import TaskFileError, load_task
+
+        try:
+            names = os.listdir(self.path)
+        except FileNotFoundError:
+            return 0
+        records: list[tuple[Task, Path]] = []
+        for name in names:
+            if name.startswith(".") or not name.endswith(".json"):
+                continue  # a record still being written
+            path = self.path / name
+            try:
+                records.append((load_task(path), path))
+            except TaskFileError as exc:
+                swallowed("workers.record", exc)
+                _unlink(path)
+        records.sort(key=lambda item: (item[0].start_time is None, item[0].start_time or 0.0))
+        filed = 0
+        for record, path in records:
+            target = self._parent_of(record, _running)
+            if target is None:
+                self.dropped += 1
+                logger.warning(
+                    "the record of worker task %s (%r) arrived when no task it belongs to "
+                    "was running; dropped (%d so far)",
+                    record.task_id,
+                    record.label,
+                    self.dropped,
+                )
+            else:
+                target.add_subtask(record)
+                filed += 1
+            _unlink(path)
+        self.collected += filed
+        return filed
+
+    def _parent_of(self, record: Task, running: dict[UUID, Task]) -> Task | None:
+        parent_id = record.parent_id
+        if parent_id is None:
+            return None
+        parent = running.get(parent_id)
+        if parent is not None:
+            return parent
+        # The parent finished before the record came: its nearest running ancestor.
+        ancestor = self._finished.get(parent_id)
+        for _ in range(len(self._finished)):
+            if ancestor is None:
+                break
+            task = running.get(ancestor)
+            if task is not None:
+                self.late += 1
+                warn_once(
+                    "workers.late",
+                    "the record of worker task %s (%r) arrived after its parent task %s "
+                    "finished (join worker processes before the task ends); filed under %s, "
+                    "and not counted in the parent's figures",
+                    record.task_id,
+                    record.label,
+                    parent_id,
+                    task,
+                )
+                return task
+            ancestor = self._finished.get(ancestor)
+        return None
+
+    def close(self) -> None:
+        """Collect what is left and remove the directory (in the owning process only)."""
+        if self.closed or self.pid != os.getpid():
+            return
+        self.closed = True
+        self.collect()
+        with self._lock:
+            if self._job is not None:
+                get_monitor().remove(self._job)
+                self._job = None
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+_inbox: Inbox | None = None
+_inbox_lock = threading.Lock()
+
+
+def current_inbox() -> Inbox | None:
+    """This process's inbox, if it has one."""
+    return _inbox
+
+
+def ensure_inbox() -> Inbox:
+    """This process's inbox, created on first use."""
+    global _inbox
+    inbox = _inbox
+    if inbox is not None:
+        return inbox
+    with _inbox_lock:
+        if _inbox is None:
+            path = Path(tempfile.mkdtemp(prefix=f"taskmeter-workers-{os.getpid()}-"))
+            _inbox = Inbox(path)
+            atexit.register(close_inbox)
+            mp_util: Any = sys.modules.get("multiprocessing.util")
+            if mp_util is not None:  # a multiprocessing worker exits without atexit
+                mp_util.Finalize(None, close_inbox, exitpriority=EXIT_PRIORITY)
+        return _inbox
+
+
+def close_inbox() -> None:
+    """Close this process's inbox (at exit)."""
+    inbox = _inbox
+    if inbox is not None:
+        try:
+            inbox.close()
+        except Exception as exc:
+            swallowed("workers.close", exc)
+
+
+def expect_workers(task: Task) -> Inbox:
+    """The inbox, after noting that ``task`` may have workers."""
+    inbox = ensure_inbox()
+    inbox.expect(task)
+    return inbox
+
+
+def span_parent_of(
+    task: Task, *, current: bool
+) -> tuple[propagation.TraceParent | None, str | None]:
+    """The span context (``traceparent``, ``tracestate``) a worker of ``task`` continues.
+
+    With ``current``, ``task`` is the current task and the current span (the
+    task's, or a span of the caller inside it) is the parent, as it is for
+    tasks in the same process; otherwise the task's own span.
+    """
+    from opentelemetry import trace
+
+    if current:
+        context = trace.get_current_span().get_span_context()
+    else:
+        context = task._tm.span.get_span_context()
+    if context.is_valid:
+        state = context.trace_state.to_header() if context.trace_state else ""
+        parent = propagation.TraceParent(
+            context.trace_id, context.span_id, int(context.trace_flags) & 0xFF
+        )
+        return parent, state or None
+    if task.trace_id and task.span_id:
+        return propagation.TraceParent(int(task.trace_id, 16), int(task.span_id, 16), 1), None
+    return None, None
+
+
+# ---------------------------------------------------------------- worker side
+
+
+def child_started(parent: Task | None) -> None:
+    """In a forked child (called by the task module's fork hook).
+
+    ``parent`` is the task that was current in the forking thread (a copy of
+    the parent's): the child's top-level tasks adopt it and deliver to the
+    parent's inbox.  With none, a parent read from the environment still
+    applies, with spans flushed as in any worker.
+    """
+    global _inbox, _inbox_lock, _flush
+    inbox, _inbox = _inbox, None  # the parent's, not this process's
+    _inbox_lock = threading.Lock()
+    _flush = _FlushState()
+    try:
+        drop_inherited_connections()
+    except Exception as exc:
+        swallowed("workers.connections", exc)
+    if parent is not None:
+        # The forking thread's current span (the task's, or one inside it) is
+        # a copy here, with the parent's ids.
+        traceparent, tracestate = span_parent_of(parent, current=True)
+        propagation.inherit(
+            propagation.Inherited(
+                parent.task_id,
+                inbox.path if inbox is not None else None,
+                traceparent,
+                tracestate,
+                flush_spans=True,
+            )
+        )
+        return
+    inherited = propagation.inherited
+    if inherited is not None and not inherited.flush_spans:
+        propagation.inherit(
+            propagation.Inherited(
+                inherited.parent_id,
+                inherited.subtask_dir,
+                inherited.traceparent,
+                inherited.tracestate,
+                flush_spans=True,
+            )
+        )
+
+
+class _FlushState:
+    __slots__ = ("exit_hook_pid", "skip_until", "thread")
+
+    def __init__(self) -> None:
+        self.thread: threading.Thread | None = None
+        self.skip_until = 0.0
+        self.exit_hook_pid = 0
+
+
+_flush = _FlushState()
+
+
+def _flushable_providers() -> list[Any]:
+    from opentelemetry import trace
+
+    from . import tracing
+
+    providers: list[Any] = []
+    for provider in (tracing.current_tracer_provider(), trace.get_tracer_provider()):
+        if provider is not None and provider not in providers and hasattr(provider, "force_flush"):
+            providers.append(provider)
+    return providers
+
+
+def _flush_now() -> None:
+    for provider in _flushable_providers():
+        try:
+            provider.force_flush()
+        except Exception as exc:
+            swallowed("workers.flush", exc)
+
+
+def flush_spans() -> None:
+    """Export this worker's finished spans now, waiting at most :data:`FLUSH_TIMEOUT_S`.
+
+    Without an OpenTelemetry SDK this does nothing.  After a flush that timed
+    out (a slow or unreachable collector) the worker does not wait again for
+    :data:`FLUSH_BACKOFF_S`; the SDK still exports on its own schedule.
+    """
+    register_exit_flush()
+    state = _flush
+    if not _flushable_providers():
+        return
+    if state.thread is not None and state.thread.is_alive():
+        return  # an earlier flush is still exporting
+    if time.monotonic() < state.skip_until:
+        return
+    thread = threading.Thread(target=_flush_now, name="taskmeter-flush", daemon=True)
+    state.thread = thread
+    thread.start()
+    thread.join(FLUSH_TIMEOUT_S)
+    if thread.is_alive():
+        state.skip_until = time.monotonic() + FLUSH_BACKOFF_S
+        warn_once(
+            "workers.flush.timeout",
+            "exporting a worker's spans took longer than %.0f s; not waiting for the "
+            "exporter for %.0f s (spans of a worker killed meanwhile are lost)",
+            FLUSH_TIMEOUT_S,
+            FLUSH_BACKOFF_S,
+        )
+
+
+def register_exit_flush() -> None:
+    """Flush spans when this multiprocessing worker exits (once per process)."""
+    state = _flush
+    pid = os.getpid()
+    if state.exit_hook_pid == pid:
+        return
+    state.exit_hook_pid = pid
+    mp_util: Any = sys.modules.get("multiprocessing.util")
+    if mp_util is not None:
+        mp_util.Finalize(None, _flush_now, exitpriority=EXIT_PRIORITY)

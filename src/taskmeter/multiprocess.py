@@ -1,0 +1,320 @@
+"""Tasks in worker processes become subtasks of the task that started the workers.
+
+A task that starts in a worker process (``multiprocessing`` with ``fork``,
+``spawn`` or ``forkserver``, ``concurrent.futures.ProcessPoolExecutor``)
+with no parent in its own process becomes a subtask of a task of the parent
+process: its ``parent_id`` is that task's id, it is marked
+``subprocess=True``, its span is a child of the parent task's span (one
+trace), and when it finishes its record is sent back and added to the parent
+task's ``subtasks``, so that the parent's ``total_cpu()`` includes it.
+
+* **fork**: automatic.  The parent is the task running in the thread that
+  forked the worker: a ``Process`` started, or a ``Pool`` or
+  ``ProcessPoolExecutor`` created (or, for the executor, first used), inside
+  the task.
+* **spawn** and **forkserver**: a new interpreter knows nothing of the
+  parent; one line tells it, either a context::
+
+      ctx = taskmeter.multiprocess.get_context("spawn")
+      with ProcessPoolExecutor(4, mp_context=ctx) as pool: ...
+
+  or an initializer (for pools made outside the task, or with your own)::
+
+      Pool(4, initializer=init_worker, initargs=(worker_context(),))
+
+* A pool that outlives the task (reused by several tasks): wrap the function,
+  and each call reports to the task current where it was wrapped::
+
+      pool.map(with_parent(score), chunks)
+
+The records travel through a private directory of the parent process (see
+:mod:`taskmeter._workers`); a worker exports its spans before each record
+is sent, since multiprocessing ends workers without running exit hooks.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.context import BaseContext
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from . import _process, _workers, propagation
+from ._log import swallowed, warn_once
+from .task import Task, _running
+
+__all__ = ["WorkerContext", "get_context", "init_worker", "with_parent", "worker_context"]
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """What a worker process needs to make its tasks subtasks of a parent task.
+
+    Made in the parent by :func:`worker_context`; small and picklable, to be
+    passed to the worker (as an initializer argument, say) and installed
+    there with :meth:`install` or :func:`init_worker`.
+    """
+
+    parent_id: UUID
+    """The parent task's id."""
+    inbox: str | None
+    """The parent process's directory for the records of its workers' tasks."""
+    traceparent: str | None
+    """The span the workers' task spans are children of (W3C ``traceparent``)."""
+    tracestate: str | None
+    """The W3C ``tracestate`` of that span, if any."""
+    pid: int
+    """The parent process's id."""
+
+    def install(self) -> None:
+        """Make this process's top-level tasks subtasks of the parent task.
+
+        Call it in the worker process (it is what :func:`init_worker` does).
+        It replaces a parent this process had (from a fork, or from ``taskmeter
+        run``).  In the parent's own process it does nothing but warn.
+        """
+        if os.getpid() == self.pid:
+            warn_once(
+                "workers.install.same_process",
+                "a worker context was installed in the process that made it (pid %d); "
+                "ignored: it is meant for worker processes",
+                self.pid,
+            )
+            return
+        traceparent = propagation.parse_traceparent(self.traceparent) if self.traceparent else None
+        propagation.inherit(
+            propagation.Inherited(
+                self.parent_id,
+                Path(self.inbox) if self.inbox else None,
+                traceparent,
+                self.tracestate,
+                flush_spans=True,
+            )
+        )
+        _workers.register_exit_flush()
+
+
+def worker_context(parent: Task | None = None) -> WorkerContext | None:
+    """The context that makes a worker's tasks subtasks of ``parent``.
+
+    Args:
+        parent: A task running in this process; by default the current task.
+
+    Returns:
+        The context, or ``None`` when no task is current (passing ``None`` on
+        to :func:`init_worker` is fine: the worker's tasks then have no parent).
+
+    Raises:
+        TypeError: ``parent`` is not a Task.
+        ValueError: ``parent`` is not running in this process.
+    """
+    current = False
+    if parent is None:
+        parent = Task.current()
+        if parent is None:
+            return None
+        current = True
+    elif not isinstance(parent, Task):
+        raise TypeError(f"parent must be a Task or None, not {type(parent).__name__}")
+    else:
+        current = parent is Task.current()
+    state = parent._tm
+    if parent.pid != _process.pid or not state.started:
+        raise ValueError(f"{parent} is not running in this process; start it first")
+    if state.finished:
+        raise ValueError(f"{parent} has already finished")
+    inbox: str | None = None
+    try:
+        inbox = str(_workers.expect_workers(parent).path)
+    except Exception as exc:  # the tasks still join the trace; their records cannot come back
+        swallowed("workers.inbox", exc)
+    traceparent, tracestate = _workers.span_parent_of(parent, current=current)
+    return WorkerContext(
+        parent_id=parent.task_id,
+        inbox=inbox,
+        traceparent=propagation.format_traceparent(traceparent) if traceparent else None,
+        tracestate=tracestate,
+        pid=_process.pid,
+    )
+
+
+def init_worker(
+    context: WorkerContext | None,
+    initializer: Callable[..., object] | None = None,
+    *initargs: Any,
+) -> None:
+    """An initializer for ``multiprocessing.Pool`` and ``ProcessPoolExecutor``.
+
+    Installs ``context`` (see :meth:`WorkerContext.install`; ``None`` does
+    nothing), then calls ``initializer(*initargs)`` if given::
+
+        Pool(4, initializer=init_worker, initargs=(worker_context(), setup, arg))
+    """
+    if context is not None:
+        if not isinstance(context, WorkerContext):
+            raise TypeError(f"expected a WorkerContext or None, not {type(context).__name__}")
+        context.install()
+    if initializer is not None:
+        initializer(*initargs)
+
+
+class WithParent:
+    """A picklable callable: ``function`` run with a worker context installed.
+
+    Made by :func:`with_parent`.  In the worker, the context is installed for
+    the duration of the call, and the worker's previous parent restored after.
+    """
+
+    def __init__(self, function: Callable[..., Any], context: WorkerContext | None) -> None:
+        if not callable(function):
+            raise TypeError(f"expected a callable, not {type(function).__name__}")
+        self.function = function
+        self.context = context
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        context = self.context
+        if context is None or os.getpid() == context.pid:
+            return self.function(*args, **kwargs)  # no parent, or not in a worker
+        previous = propagation.inherited
+        _install(context)
+        try:
+            return self.function(*args, **kwargs)
+        finally:
+            propagation.inherit(previous)
+
+    def __repr__(self) -> str:
+        parent = self.context.parent_id if self.context is not None else None
+        return f"WithParent({self.function!r}, parent={parent})"
+
+
+def with_parent(function: Callable[..., Any], parent: Task | None = None) -> WithParent:
+    """``function``, whose tasks in a worker process become subtasks of ``parent``.
+
+    For pools that outlive a task, or serve several: each call carries the
+    parent (by default the task current now), whichever task was current
+    when the pool's workers started::
+
+        with Task("score"):
+            results = pool.map(with_parent(score), chunks)
+
+    In the calling process itself (a thread pool, say), ``function`` just runs.
+    """
+    return WithParent(function, worker_context(parent))
+
+
+# ---------------------------------------------------------------- contexts
+
+
+def _capture(fallback: UUID | None) -> WorkerContext | None:
+    # In the parent, as a process starts: never raises into the caller.
+    try:
+        context = worker_context()
+        if context is None and fallback is not None:
+            task = _running.get(fallback)
+            if task is not None and not task._tm.finished:
+                context = worker_context(task)
+        return context
+    except Exception as exc:
+        swallowed("workers.capture", exc)
+        return None
+
+
+def _install(context: WorkerContext | None) -> None:
+    if context is not None:
+        try:
+            context.install()
+        except Exception as exc:
+            swallowed("workers.install", exc)
+
+
+class _SpawnProcess(multiprocessing.context.SpawnProcess):
+    _taskmeter_fallback: UUID | None = None
+    _taskmeter_context: WorkerContext | None = None
+
+    def start(self) -> None:
+        self._taskmeter_context = _capture(self._taskmeter_fallback)
+        super().start()
+
+    def run(self) -> None:
+        _install(self._taskmeter_context)
+        super().run()
+
+
+_CONTEXTS: dict[str, tuple[Callable[..., multiprocessing.process.BaseProcess], type[BaseContext]]]
+_CONTEXTS = {"spawn": (_SpawnProcess, multiprocessing.context.SpawnContext)}
+"""The process class and the standard context of each start method."""
+
+if sys.platform != "win32":
+
+    class _ForkProcess(multiprocessing.context.ForkProcess):
+        _taskmeter_fallback: UUID | None = None
+        _taskmeter_context: WorkerContext | None = None
+
+        def start(self) -> None:
+            self._taskmeter_context = _capture(self._taskmeter_fallback)
+            super().start()
+
+        def run(self) -> None:
+            _install(self._taskmeter_context)
+            super().run()
+
+    class _ForkServerProcess(multiprocessing.context.ForkServerProcess):
+        _taskmeter_fallback: UUID | None = None
+        _taskmeter_context: WorkerContext | None = None
+
+        def start(self) -> None:
+            self._taskmeter_context = _capture(self._taskmeter_fallback)
+            super().start()
+
+        def run(self) -> None:
+            _install(self._taskmeter_context)
+            super().run()
+
+    _CONTEXTS["fork"] = (_ForkProcess, multiprocessing.context.ForkContext)
+    _CONTEXTS["forkserver"] = (_ForkServerProcess, multiprocessing.context.ForkServerContext)
+
+
+def get_context(method: str | None = None) -> BaseContext:
+    """A ``multiprocessing`` context whose processes' tasks belong to the current task.
+
+    Use it as ``multiprocessing.get_context(method)``, or as
+    ``ProcessPoolExecutor(mp_context=...)``: every process it starts (a
+    ``Process``, the workers of its ``Pool`` or of an executor) carries the
+    task current in the thread that starts it, or else the task current when
+    the context was made, if that still runs (a ``Pool`` replaces workers from
+    a thread of its own).  Their top-level tasks become its subtasks.
+
+    Args:
+        method: ``"spawn"``, ``"fork"`` or ``"forkserver"``; by default the
+            platform's default start method.
+
+    Raises:
+        ValueError: the method is unknown or not available on this platform.
+    """
+    if method is None:
+        method = multiprocessing.get_context().get_start_method()
+    available = multiprocessing.get_all_start_methods()
+    if method not in _CONTEXTS or method not in available:
+        raise ValueError(
+            f"unknown or unavailable start method {method!r}; this platform has "
+            f"{', '.join(available)}"
+        )
+    process_class, base = _CONTEXTS[method]
+    current = Task.current()
+    fallback = current.task_id if current is not None else None
+
+    def make_process(*args: Any, **kwargs: Any) -> multiprocessing.process.BaseProcess:
+        process = process_class(*args, **kwargs)
+        process._taskmeter_fallback = fallback  # type: ignore[attr-defined]
+        return process
+
+    context: Any = base()
+    # The standard contexts build processes through their ``Process``
+    # attribute (Pool, ProcessPoolExecutor and direct use alike).
+    context.Process = make_process
+    return context  # type: ignore[no-any-return]

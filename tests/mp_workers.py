@@ -1,0 +1,133 @@
+"""What tests/test_multiprocess.py runs in worker processes.
+
+A module of its own, without pytest, so that spawned workers import it
+quickly; every function is importable by name, as ``spawn`` requires.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+MIB = 1024 * 1024
+
+
+def burn_cpu(seconds: float) -> None:
+    """Compute until this process has used ``seconds`` more CPU time."""
+    deadline = time.process_time() + seconds
+    total = 0
+    while time.process_time() < deadline:
+        for i in range(2000):
+            total += i * i
+
+
+def burn_task(seconds: float, label: str = "burn") -> dict[str, Any]:
+    """Burn ``seconds`` of CPU inside a task; its ids and figures, for the parent to check."""
+    from taskmeter import Task
+
+    with Task(label) as task:
+        burn_cpu(seconds)
+    return {
+        "task_id": str(task.task_id),
+        "parent_id": str(task.parent_id),
+        "subprocess": task.subprocess,
+        "pid": os.getpid(),
+        "cpu_time": task.cpu_time,
+        "trace_id": task.trace_id,
+    }
+
+
+def burn_under(parent: Any, seconds: float) -> dict[str, Any]:
+    """Burn inside a task whose parent is a task of another process (passed pickled)."""
+    from taskmeter import Task
+
+    with Task("explicit", parent=parent) as task:
+        burn_cpu(seconds)
+    return {"task_id": str(task.task_id), "subprocess": task.subprocess}
+
+
+def setup_otlp(endpoint: str) -> None:
+    """Send this process's spans to ``endpoint`` over OTLP/HTTP (a spawned worker's set-up)."""
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "taskmeter-worker"}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+    trace.set_tracer_provider(provider)
+
+
+def process_main(endpoint: str, seconds: float, label: str) -> None:
+    """The target of a spawned ``Process``: set up OTLP, then burn in a task."""
+    setup_otlp(endpoint)
+    burn_task(seconds, label)
+
+
+def nested_workers(seconds: float) -> None:
+    """A worker that burns in a task and starts a worker of its own inside it."""
+    import multiprocessing
+
+    from taskmeter import Task
+
+    with Task("middle"):
+        burn_cpu(seconds)
+        child = multiprocessing.get_context("fork").Process(
+            target=burn_task, args=(seconds, "grandchild")
+        )
+        child.start()
+        child.join()
+
+
+def _vm_rss() -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def report_child_state(connection: Any, allocate_mib: int) -> None:
+    """Send back what a forked child inherited, then the peak of a task that allocates."""
+    from taskmeter import Task, active_probes, propagation
+    from taskmeter.monitor import get_monitor
+    from taskmeter.probes import PeakMemoryProbe, SampledProbe
+    from taskmeter.task import _running
+
+    inherited = propagation.inherited
+    state: dict[str, Any] = {
+        "running": len(_running),
+        "current": Task.current() is not None,
+        "monitor_jobs": get_monitor().job_names(),
+        "peak_trackers": sum(
+            p.register.open_count for p in active_probes() if isinstance(p, PeakMemoryProbe)
+        ),
+        "sampled_open": sum(p.open_tasks for p in active_probes() if isinstance(p, SampledProbe)),
+        "inherited_parent": str(inherited.parent_id) if inherited else None,
+        "flush_spans": inherited.flush_spans if inherited else None,
+    }
+    with Task("child allocates") as task:
+        state["rss_at_start"] = _vm_rss()
+        data = bytearray(allocate_mib * MIB)
+        for offset in range(0, len(data), 4096):
+            data[offset] = 1
+        del data
+    state["peak_memory"] = task.peak_memory
+    state["task_id"] = str(task.task_id)
+    connection.send(state)
+    connection.close()
+
+
+def pooled_connections(session: Any) -> int:
+    """Idle keep-alive connections in a requests session's pools."""
+    pools = session.adapters["http://"].poolmanager.pools
+    keys = pools.keys()  # a copy: urllib3's container refuses iteration
+    return sum(1 for key in keys for conn in list(pools[key].pool.queue) if conn is not None)
+
+
+def report_connections(session: Any, connection: Any) -> None:
+    """Send back how many pooled connections a forked child sees."""
+    connection.send(pooled_connections(session))
+    connection.close()
