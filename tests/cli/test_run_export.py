@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
 import time
@@ -35,8 +36,31 @@ def test_span_is_exported_to_the_endpoint_in_the_environment(tmp_path: Path) -> 
     assert values["taskmeter.cpu.total"] >= 0.2
     assert values["taskmeter.duration"] == pytest.approx(doc["duration"])
     assert values["process.exit.code"] == 0
-    assert values["process.command_args"][-1] == "0.2"
+    # The arguments may hold secrets: only the program's name is recorded by default.
+    assert values["process.executable.name"] == Path(sys.executable).name
+    assert "process.command_args" not in values
+    assert "command" not in doc and doc["executable"] == Path(sys.executable).name
     assert span.status.code == 0  # unset: the command succeeded
+
+
+def test_record_command_records_the_arguments(tmp_path: Path) -> None:
+    """--record-command: the arguments in the span, the task file and the default label."""
+    with otlp_receiver() as (url, received):
+        env = clean_environment({"OTEL_EXPORTER_OTLP_ENDPOINT": url})
+        result, doc = run_command(tmp_path, ["sh", "-c", "exit 0"], "--record-command", env=env)
+    assert result.returncode == 0, result.stderr
+    assert doc is not None and doc["command"] == ["sh", "-c", "exit 0"]
+    assert doc["label"] == "sh -c 'exit 0'"
+    [(_, span)] = received.spans
+    assert attributes(span.attributes)["process.command_args"] == ["sh", "-c", "exit 0"]
+
+
+def test_default_label_is_the_program_name_only(tmp_path: Path) -> None:
+    """Without --record-command the label is the program's name, not its arguments."""
+    result, doc = run_command(tmp_path, ["sh", "-c", "exit 0 # password=hunter2"])
+    assert result.returncode == 0, result.stderr
+    assert doc is not None and doc["label"] == "sh"
+    assert "hunter2" not in json.dumps(doc)
 
 
 def test_failed_command_span_has_error_status_and_option_endpoint(tmp_path: Path) -> None:
