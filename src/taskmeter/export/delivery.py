@@ -213,8 +213,15 @@ class Delivery:
         if self.spool is None:
             return True
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        self._drain(deadline)
-        return self.spool.pending(self.signal) == 0
+        while True:
+            failed = self._drain(deadline)
+            if self.spool.pending(self.signal) == 0:
+                return True
+            if failed or (deadline is not None and time.monotonic() >= deadline):
+                return False
+            # Batches locked by a delivery in progress (the replay thread, or
+            # another process): wait for it to finish with them.
+            time.sleep(0.02)
 
     def _drain(self, deadline: float | None) -> bool:
         """Send spooled batches, oldest first; ``True`` if the endpoint failed (retry later)."""
@@ -308,9 +315,12 @@ class Delivery:
 
         What is left stays in the spool for a later process or ``taskmeter flush``.
         """
-        if self.spool is not None and not self.is_down() and self.spool.pending(self.signal):
+        if self.spool is not None and self.spool.pending(self.signal):
+            # While the endpoint is known to be down, one short try: it may be
+            # back, but a dead one must not hold the process's exit for long.
+            budget = min(timeout_s, 1.0) if self.is_down() else timeout_s
             try:
-                self.flush(timeout_s)
+                self.flush(budget)
             except Exception as exc:
                 swallowed(f"export.{self.signal}.replay", exc)
         with self._cond:

@@ -363,6 +363,9 @@ class Spool:
             scanner = os.scandir(self.directory)
         except FileNotFoundError:
             return found
+        except OSError as exc:  # not a directory, no permission: nothing can be listed
+            swallowed("export.spool.list", exc)
+            return found
         with scanner:
             for item in scanner:
                 name = item.name
