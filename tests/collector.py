@@ -276,7 +276,9 @@ class RotelCollector:
         """Where OTLP/HTTP exporters send (append ``/v1/metrics`` etc.)."""
         return f"http://127.0.0.1:{self.http_port}"
 
-    def start(self, timeout: float = START_TIMEOUT_S, *, same_ports: bool = False) -> RotelCollector:
+    def start(
+        self, timeout: float = START_TIMEOUT_S, *, same_ports: bool = False
+    ) -> RotelCollector:
         """Start the collector; ``same_ports``: on the ports of its previous run (a restart)."""
         executable = rotel_executable()
         self.workdir.mkdir(parents=True, exist_ok=True)

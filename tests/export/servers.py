@@ -59,7 +59,9 @@ class ScriptedEndpoint:
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
+                length = (
+                    int(self.headers.get("Content-Length") or 0) if self.command == "POST" else 0
+                )
                 body = self.rfile.read(length)
                 with endpoint._lock:
                     endpoint.requests.append(Request(self.path, dict(self.headers), body))
@@ -72,6 +74,8 @@ class ScriptedEndpoint:
                 self.send_header("Content-Length", str(len(answer.body)))
                 self.end_headers()
                 self.wfile.write(answer.body)
+
+            do_GET = do_POST
 
             def log_message(self, format: str, *args: Any) -> None:
                 return None

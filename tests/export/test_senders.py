@@ -1,4 +1,4 @@
-"""Senders: one bounded attempt, classified as delivered, retry or rejected, and nothing secret said."""
+"""Senders: one bounded attempt, classified (delivered, retry, rejected); no secret said."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import time
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTracePartialSuccess,
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
-    ExportTracePartialSuccess,
 )
 
 from taskmeter.export import GrpcSender, HttpSender, Outcome, redact_url, sender_for
@@ -173,9 +173,7 @@ def test_grpc_delivers_to_a_real_collector(rotel_collector: CollectorUnderTest) 
     from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
     from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
-    span = Span(
-        trace_id=bytes(range(16)), span_id=bytes(range(8)), name="over grpc", kind=1
-    )
+    span = Span(trace_id=bytes(range(16)), span_id=bytes(range(8)), name="over grpc", kind=1)
     span.start_time_unix_nano = 1
     span.end_time_unix_nano = 2
     request = ExportTraceServiceRequest(

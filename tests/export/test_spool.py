@@ -1,4 +1,4 @@
-"""The spool: whole batches or none, owner-only, bounded (oldest dropped, counted), shared safely."""
+"""The spool: whole batches or none, owner-only, bounded (oldest dropped, counted), shared."""
 
 from __future__ import annotations
 

@@ -95,6 +95,8 @@ class Delivery:
         self._wake = False
         self._waiting = False
         """The spool holds batches this process failed to deliver (retry after the back-off)."""
+        self._stuck: set[str] = set()
+        """Batches delivered but not removable (a read-only spool): not sent again here."""
         self._spooled = 0
         """Batches this process spooled (to notice those spooled during a replay)."""
         self._stopping = False
@@ -215,8 +217,9 @@ class Delivery:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
             failed = self._drain(deadline)
-            if self.spool.pending(self.signal) == 0:
-                return True
+            waiting = [e for e in self.spool.entries(self.signal) if e.path.name not in self._stuck]
+            if not waiting:
+                return len(self._stuck) == 0 or self.spool.pending(self.signal) == 0
             if failed or (deadline is not None and time.monotonic() >= deadline):
                 return False
             # Batches locked by a delivery in progress (the replay thread, or
@@ -229,6 +232,8 @@ class Delivery:
         assert spool is not None
         delivered = 0
         for entry in spool.entries(self.signal):
+            if entry.path.name in self._stuck:
+                continue
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 break
@@ -244,7 +249,8 @@ class Delivery:
                 if result.outcome is Outcome.RETRY:
                     self._mark_down(result.detail, result.retry_after_s)
                     return True
-                claimed.done()
+                if not claimed.done():
+                    self._stuck.add(entry.path.name)
                 if result.outcome is Outcome.REJECTED:
                     self._rejected(batch.items, result.detail)
                     continue

@@ -176,9 +176,13 @@ class ClaimedBatch:
         self.entry = entry
         self.batch = batch
 
-    def done(self) -> None:
-        """Remove the batch: it was delivered (or refused for good)."""
-        self._spool._remove(self.entry)
+    def done(self) -> bool:
+        """Remove the batch: it was delivered (or refused for good).
+
+        ``False`` if it could not be removed (counted and logged): it will be
+        delivered again, by a later process (at least once).
+        """
+        return self._spool._remove(self.entry)
 
 
 class Spool:
@@ -433,18 +437,25 @@ class Spool:
             SpoolCorruptError(f"removed damaged spool file {entry.path.name}: {exc}"),
         )
 
-    def _remove(self, entry: SpoolEntry) -> None:
+    def _remove(self, entry: SpoolEntry) -> bool:
         try:
             os.unlink(entry.path)
         except FileNotFoundError:
             pass
         except OSError as exc:
-            swallowed("export.spool.remove", _describe_os_error(exc, self.directory))
-            return
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            swallowed(
+                "export.spool.remove",
+                OSError(
+                    exc.errno, f"cannot remove {entry.path.name} from {self.directory}: {reason}"
+                ),
+            )
+            return False
         with self._lock:
             self.stats.batches_removed += 1
             if self._usage is not None:
                 self._usage -= entry.size
+        return True
 
     # ---------------------------------------------------------------- size
 
