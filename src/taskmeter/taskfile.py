@@ -207,6 +207,8 @@ def _invalid(source: str, exc: object) -> TaskFileError:
 
     assert isinstance(exc, ValidationError)
     first = exc.errors()[0]
+    if first.get("type") in ("recursion_loop", "recursion_depth_exceeded"):
+        return _too_deep(source)
     where = ".".join(str(part) for part in first.get("loc", ())) or "(top level)"
     message = str(first.get("msg"))
     if len(message) > 300:

@@ -157,29 +157,9 @@ def sender_for(
         suffix: (found[1] if (found := _variable(env, signal, suffix)) else None)
         for suffix in ("CERTIFICATE", "CLIENT_CERTIFICATE", "CLIENT_KEY")
     }
-    if chosen == "grpc":
-        parts = urlsplit(url)
-        if parts.scheme in ("http", "https") and parts.netloc:
-            target = parts.netloc.rpartition("@")[2]
-            insecure = parts.scheme == "http"
-        else:
-            target = url
-            insecure_setting = _variable(env, signal, "INSECURE")
-            insecure = insecure_setting is not None and insecure_setting[1].lower() == "true"
-        if not target:
-            raise ValueError(f"no host in the OTLP/gRPC endpoint {redact_url(url)}")
-        return GrpcSender(
-            signal,
-            target,
-            insecure=insecure,
-            headers=merged,
-            timeout_s=timeout,
-            compression=compression,
-            certificate_file=files["CERTIFICATE"],
-            client_certificate_file=files["CLIENT_CERTIFICATE"],
-            client_key_file=files["CLIENT_KEY"],
-        )
     try:
+        if chosen == "grpc":
+            return _grpc_sender(signal, url, env, merged, timeout, compression, files)
         return HttpSender(
             signal,
             url,
@@ -193,11 +173,46 @@ def sender_for(
     except ValueError:
         if endpoint is not None:
             raise
-        warn_once(
-            f"env.endpoint.{signal}",
-            "the OTLP %s endpoint %s is not an http(s) URL; using %s",
-            signal,
-            redact_url(url),
-            DEFAULT_HTTP_ENDPOINT,
-        )
-        return HttpSender(signal, f"{DEFAULT_HTTP_ENDPOINT}/v1/{signal}", headers=merged)
+    default = DEFAULT_GRPC_ENDPOINT if chosen == "grpc" else DEFAULT_HTTP_ENDPOINT
+    warn_once(
+        f"env.endpoint.{signal}",
+        "the OTLP %s endpoint %s cannot be used; using %s",
+        signal,
+        redact_url(url),
+        default,
+    )
+    if chosen == "grpc":
+        return GrpcSender(signal, "localhost:4317", insecure=True, headers=merged)
+    return HttpSender(signal, f"{DEFAULT_HTTP_ENDPOINT}/v1/{signal}", headers=merged)
+
+
+def _grpc_sender(
+    signal: str,
+    url: str,
+    env: Mapping[str, str],
+    headers: dict[str, str],
+    timeout: float,
+    compression: str,
+    files: Mapping[str, str | None],
+) -> GrpcSender:
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        target = parts.netloc.rpartition("@")[2]
+        insecure = parts.scheme == "http"
+    else:
+        target = url
+        insecure_setting = _variable(env, signal, "INSECURE")
+        insecure = insecure_setting is not None and insecure_setting[1].lower() == "true"
+    if not target:
+        raise ValueError(f"no host in the OTLP/gRPC endpoint {redact_url(url)}")
+    return GrpcSender(
+        signal,
+        target,
+        insecure=insecure,
+        headers=headers,
+        timeout_s=timeout,
+        compression=compression,
+        certificate_file=files["CERTIFICATE"],
+        client_certificate_file=files["CLIENT_CERTIFICATE"],
+        client_key_file=files["CLIENT_KEY"],
+    )
