@@ -110,3 +110,35 @@ def test_bad_otlp_timeout_is_a_taskmeter_error(tmp_path: Path) -> None:
     assert result.returncode == 125
     assert "OTEL_EXPORTER_OTLP_TIMEOUT" in result.stderr
     assert doc is None
+
+
+def test_spool_keeps_the_span_of_a_run_and_the_next_run_delivers_it(tmp_path: Path) -> None:
+    """TASKMETER_SPOOL_DIR: a run whose collector is down keeps its span in the spool (one
+    line says so, the status is the command's); the next run, with the collector back,
+    delivers its own span and the kept one."""
+    spool = tmp_path / "spool"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = clean_environment(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+            "TASKMETER_SPOOL_DIR": str(spool),
+        }
+    )
+    first, first_doc = run_command(tmp_path, ["sh", "-c", "exit 3"], "-l", "first", env=env)
+    assert first.returncode == 3
+    assert "waits in the spool" in first.stderr
+    assert first_doc is not None
+    assert len(list(spool.glob("*.traces.otlp"))) == 1
+    with otlp_receiver() as (url, received):
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = url
+        second, second_doc = run_command(tmp_path, ["true"], "-l", "second", env=env)
+    assert second.returncode == 0, second.stderr
+    assert second_doc is not None
+    assert sorted(span.name for _, span in received.spans) == ["first", "second"]
+    assert {span.span_id.hex() for _, span in received.spans} == {
+        first_doc["span_id"],
+        second_doc["span_id"],
+    }
+    assert list(spool.glob("*.otlp")) == []
