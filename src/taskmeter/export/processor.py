@@ -78,7 +78,6 @@ class DurableSpanProcessor(SpanProcessor):
         """Spans lost: neither exported, spooled nor spilled (counted, logged)."""
         self._spill = getattr(exporter, "spill", None)
         self._queue: collections.deque[ReadableSpan] = collections.deque()
-        self._lock = threading.Lock()
         self._export_lock = threading.Lock()
         self._wake = threading.Event()
         self._shutdown = False
@@ -111,21 +110,30 @@ class DurableSpanProcessor(SpanProcessor):
                 return
             if self._pid != os.getpid():
                 self._after_fork()
-            with self._lock:
-                self._queue.append(span)
-                size = len(self._queue)
-                overflow: list[ReadableSpan] = []
-                if size > self.max_queue_size or self._thread is None:
-                    count = min(self.max_export_batch_size, size)
-                    overflow = [self._queue.popleft() for _ in range(count)]
-            if overflow:
-                self._overflow(overflow)
-            elif size >= self.max_export_batch_size:
+            queue = self._queue
+            queue.append(span)  # deque operations are atomic: no lock on this path
+            size = len(queue)
+            if size > self.max_queue_size or self._thread is None:
+                self._overflow(self._take(self.max_export_batch_size))
+            elif size >= self.max_export_batch_size and not self._wake.is_set():
                 self._wake.set()
         except Exception as exc:
             swallowed("export.processor.on_end", exc)
 
+    def _take(self, count: int) -> list[ReadableSpan]:
+        """Up to ``count`` of the oldest queued spans (the worker may take some meanwhile)."""
+        taken = []
+        queue = self._queue
+        for _ in range(count):
+            try:
+                taken.append(queue.popleft())
+            except IndexError:
+                break
+        return taken
+
     def _overflow(self, spans: list[ReadableSpan]) -> None:
+        if not spans:
+            return
         kept = False
         if self._spill is not None:
             try:
@@ -181,27 +189,24 @@ class DurableSpanProcessor(SpanProcessor):
         with self._export_lock:
             first = True
             while True:
-                with self._lock:
-                    size = len(self._queue)
-                    if size == 0 or (not first and size < self.max_export_batch_size):
-                        return
-                    if full_only and size < self.max_export_batch_size:
-                        return
-                    count = min(size, self.max_export_batch_size)
-                    batch = [self._queue.popleft() for _ in range(count)]
+                size = len(self._queue)
+                if size == 0 or (not first and size < self.max_export_batch_size):
+                    return
+                if full_only and size < self.max_export_batch_size:
+                    return
+                batch = self._take(self.max_export_batch_size)
                 first = False
-                self._export_now(batch)
+                if batch:
+                    self._export_now(batch)
 
     def _export_all(self, deadline: float | None) -> None:
         with self._export_lock:
             while True:
                 if deadline is not None and time.monotonic() > deadline:
                     return
-                with self._lock:
-                    if not self._queue:
-                        return
-                    count = min(len(self._queue), self.max_export_batch_size)
-                    batch = [self._queue.popleft() for _ in range(count)]
+                batch = self._take(self.max_export_batch_size)
+                if not batch:
+                    return
                 self._export_now(batch)
 
     def _export_now(self, batch: list[ReadableSpan]) -> None:
@@ -220,7 +225,6 @@ class DurableSpanProcessor(SpanProcessor):
     def _after_fork(self) -> None:
         # The parent's queued spans are the parent's to export.
         self._pid = os.getpid()
-        self._lock = threading.Lock()
         self._export_lock = threading.Lock()
         self._queue.clear()
         self._wake = threading.Event()
