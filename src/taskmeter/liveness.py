@@ -17,7 +17,7 @@ tells the two apart:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from . import _process, settings
@@ -50,6 +50,10 @@ class Liveness:
     """When the file was last rewritten (UNIX time); ``None`` for standard input."""
     now: float | None = None
     stale_after_s: float | None = None
+    process_facts: dict[int, _ProcessFacts | None] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    """What is known of each process examined so far (filled as tasks are judged)."""
 
     @classmethod
     def here(cls, file_mtime: float | None = None, stale_after_s: float | None = None) -> Liveness:
@@ -57,13 +61,18 @@ class Liveness:
         return cls(_process.current_hostname(), file_mtime, time.time(), stale_after_s)
 
     def interruption(self, task: Task) -> str | None:
-        """Why ``task`` (status running) is no longer running; ``None`` if it may be."""
+        """Why ``task`` (status running) is no longer running; ``None`` if it may be.
+
+        The facts about each process are looked up once per :class:`Liveness`
+        (a killed run's subtasks share its pid).
+        """
         return interruption(
             task,
             hostname=self.hostname,
             file_mtime=self.file_mtime,
             now=self.now,
             stale_after_s=self.stale_after_s,
+            _facts=self.process_facts,
         )
 
 
@@ -74,6 +83,7 @@ def interruption(
     file_mtime: float | None = None,
     now: float | None = None,
     stale_after_s: float | None = None,
+    _facts: dict[int, _ProcessFacts | None] | None = None,
 ) -> str | None:
     """Why ``task`` is not running any more although its status says so, or ``None``.
 
@@ -83,7 +93,13 @@ def interruption(
         return None
     pid = task.pid
     if task.hostname == hostname and isinstance(pid, int) and pid > 0:
-        return _process_gone(pid, task.start_time)
+        if _facts is None:
+            facts = _process_facts(pid)
+        else:
+            if pid not in _facts:
+                _facts[pid] = _process_facts(pid)
+            facts = _facts[pid]
+        return _process_gone(pid, facts, task.start_time)
     if file_mtime is None:
         return None
     limit = default_stale_after() if stale_after_s is None else stale_after_s
@@ -93,7 +109,16 @@ def interruption(
     return None
 
 
-def _process_gone(pid: int, start_time: float | None) -> str | None:
+@dataclass(frozen=True)
+class _ProcessFacts:
+    exists: bool
+    created: float = 0.0
+    zombie: bool = False
+
+
+def _process_facts(pid: int) -> _ProcessFacts | None:
+    """Whether process ``pid`` exists, when it started, whether it exited; ``None``:
+    it exists but cannot be examined."""
     import psutil
 
     try:
@@ -101,11 +126,19 @@ def _process_gone(pid: int, start_time: float | None) -> str | None:
         created = process.create_time()
         status = process.status()
     except psutil.NoSuchProcess:
-        return f"process {pid} is gone"
+        return _ProcessFacts(exists=False)
     except (psutil.AccessDenied, OSError):
+        return None
+    return _ProcessFacts(True, created, status == psutil.STATUS_ZOMBIE)
+
+
+def _process_gone(pid: int, facts: _ProcessFacts | None, start_time: float | None) -> str | None:
+    if facts is None:
         return None  # it exists; whose it is cannot be told
-    if status == psutil.STATUS_ZOMBIE:
+    if not facts.exists:
+        return f"process {pid} is gone"
+    if facts.zombie:
         return f"process {pid} has exited"
-    if start_time is not None and created > start_time + CLOCK_SLACK_S:
+    if start_time is not None and facts.created > start_time + CLOCK_SLACK_S:
         return f"process {pid} is gone (the id now belongs to a process started later)"
     return None

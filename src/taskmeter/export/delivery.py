@@ -9,7 +9,8 @@ touching the network, so the exporting thread never waits on a dead
 endpoint more than once per period.  A replay thread sends the spooled
 batches, oldest first, when the period is over, and again whenever a fresh
 batch gets through; batches spooled by earlier processes are replayed too.
-The thread exists only while there is something to replay.
+The thread starts only once there is something to replay, and sleeps
+without a timeout while there is nothing (an idle exporter costs no wake-ups).
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ class Delivery:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
-        if self._replay:
+        if self._replay and spool is not None and spool.entries(signal):
             self._start_thread(wake=True)  # batches left by earlier processes
 
     # ---------------------------------------------------------------- exporting
