@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -295,3 +296,29 @@ def test_shutdown_while_down_leaves_everything_in_the_spool(tmp_path: Path) -> N
     assert exporter.stats.spooled_items == 40
     assert exporter.stats.lost_items == 0
     assert sum(1 for _ in tmp_path.glob("*.traces.otlp")) >= 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_exports_its_own_spans(tmp_path: Path, otlp_sink: OtlpSink) -> None:
+    """After fork the child has its own queue, worker and connections: its spans arrive, and
+    the parent's queued spans are not sent twice."""
+    exporter = DurableSpanExporter(tmp_path, endpoint=otlp_sink.endpoint)
+    processor = DurableSpanProcessor(exporter, schedule_delay_s=60)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    parent_ids = make_spans(provider, 10, "parent")  # queued, not exported yet
+    pid = os.fork()
+    if pid == 0:  # the child
+        status = 1
+        try:
+            make_spans(provider, 30, "child")
+            status = 0 if processor.force_flush(10_000) else 2
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    provider.shutdown()
+    names = [span.name for span in otlp_sink.spans()]
+    assert sum(name.startswith("child") for name in names) == 30
+    assert {s.span_id for s in otlp_sink.spans() if s.name.startswith("parent")} == parent_ids
+    assert len(names) == 40

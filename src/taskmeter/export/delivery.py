@@ -19,6 +19,7 @@ import os
 import random
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 
 from .._log import logger, swallowed
@@ -103,6 +104,7 @@ class Delivery:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
+        _deliveries.add(self)
         if self._replay and spool is not None and spool.entries(signal):
             self._start_thread(wake=True)  # batches left by earlier processes
 
@@ -270,11 +272,6 @@ class Delivery:
         with self._cond:
             if wake:
                 self._wake = True
-            if self._pid != os.getpid():  # forked: the parent's thread is not here
-                self._pid = os.getpid()
-                self._thread = None
-                self._cond = threading.Condition()
-                self._wake = True
             if self._stopping:
                 return
             if self._thread is None or not self._thread.is_alive():
@@ -317,6 +314,13 @@ class Delivery:
                 # Batches spooled while the replay ran may not have been listed.
                 self._waiting = failed or self._spooled != spooled_before
 
+    def _after_fork_in_child(self) -> None:
+        # The replay thread is not in the child, and a lock it held stays held.
+        self._pid = os.getpid()
+        self._thread = None
+        self._cond = threading.Condition()
+        self._wake = self._waiting
+
     def close(self, timeout_s: float = 5.0) -> None:
         """Deliver what can be delivered within ``timeout_s`` and stop the replay thread.
 
@@ -337,3 +341,15 @@ class Delivery:
         if thread is not None and thread is not threading.current_thread():
             thread.join(min(timeout_s, 1.0))
         self.sender.close()
+
+
+_deliveries: weakref.WeakSet[Delivery] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for delivery in list(_deliveries):
+        delivery._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -38,6 +38,7 @@ import os
 import struct
 import threading
 import time
+import weakref
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -215,6 +216,7 @@ class Spool:
         self._usage: int | None = None
         self._usage_at = 0.0
         self._ready = False
+        _spools.add(self)
 
     def __repr__(self) -> str:
         return f"Spool({str(self.directory)!r}, max_bytes={self.max_bytes})"
@@ -483,6 +485,19 @@ class Spool:
                 with contextlib.suppress(OSError):
                     if now - item.stat(follow_symlinks=False).st_mtime > _STALE_TEMP_S:
                         os.unlink(item.path)
+
+
+_spools: weakref.WeakSet[Spool] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # A lock held by another thread at the fork would never be released here.
+    for spool in list(_spools):
+        spool._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _same_file(fd: int, path: Path) -> bool:
