@@ -123,7 +123,8 @@ class OtlpSink:
         assert self._server is not None, "the sink is not started"
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def start(self) -> OtlpSink:
+    def start(self, port: int = 0) -> OtlpSink:
+        """Listen on ``port`` of 127.0.0.1 (0: any free port; a port again after a stop)."""
         sink = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -157,7 +158,7 @@ class OtlpSink:
             def log_message(self, format: str, *args: Any) -> None:
                 return None
 
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(
@@ -168,11 +169,18 @@ class OtlpSink:
 
     def stop(self) -> None:
         server, thread = self._server, self._thread
+        self._server = self._thread = None
         if server is not None:
             server.shutdown()
             server.server_close()
         if thread is not None:
             thread.join(STOP_TIMEOUT_S)
+
+    @property
+    def port(self) -> int:
+        """The port it listens on."""
+        assert self._server is not None, "the sink is not started"
+        return int(self._server.server_address[1])
 
     def _keep(self, signal: str, request: Any) -> None:
         with self._lock:
@@ -268,10 +276,14 @@ class RotelCollector:
         """Where OTLP/HTTP exporters send (append ``/v1/metrics`` etc.)."""
         return f"http://127.0.0.1:{self.http_port}"
 
-    def start(self, timeout: float = START_TIMEOUT_S) -> RotelCollector:
+    def start(
+        self, timeout: float = START_TIMEOUT_S, *, same_ports: bool = False
+    ) -> RotelCollector:
+        """Start the collector; ``same_ports``: on the ports of its previous run (a restart)."""
         executable = rotel_executable()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.grpc_port, self.http_port = free_port(), free_port()
+        if not (same_ports and self.grpc_port and self.http_port):
+            self.grpc_port, self.http_port = free_port(), free_port()
         command = [
             executable,
             "start",
@@ -291,7 +303,7 @@ class RotelCollector:
             "http",
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("ROTEL_")}
-        with open(self.log_path, "wb") as log:
+        with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
             )

@@ -93,8 +93,17 @@ class Monitor:
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
             self._stopping = False
-            self._thread = threading.Thread(target=self._run, name="taskmeter-monitor", daemon=True)
-            self._thread.start()
+            thread = threading.Thread(target=self._run, name="taskmeter-monitor", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError as exc:
+                # No thread can be started (a process at its limit): the jobs
+                # stay registered and the next add() tries again; the tasks
+                # still take their figures when they finish.
+                swallowed("monitor.thread", exc)
+                self._thread = None
+                return
+            self._thread = thread
 
     def stop(self, timeout: float | None = 5.0) -> None:
         """Stop the thread (jobs stay registered and resume on the next :meth:`add`)."""

@@ -24,11 +24,38 @@ ENV_METRIC_SPECS = "TASKMETER_METRIC_SPECS"
 ENV_ENRICH = "TASKMETER_ENRICH"
 ENV_CONFIGURE_SDK = "TASKMETER_CONFIGURE_SDK"
 
+ENV_SPOOL_DIR = "TASKMETER_SPOOL_DIR"
+ENV_SPOOL_MAX_BYTES = "TASKMETER_SPOOL_MAX_BYTES"
+ENV_RECORD_COMMAND = "TASKMETER_RECORD_COMMAND"
+
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
 DEFAULT_MONITOR_INTERVAL = 10.0
 """Seconds between refreshes of the files of running tasks."""
+MIN_MONITOR_INTERVAL = 0.001
+"""The shortest refresh interval accepted (a smaller one would keep a core busy)."""
+MAX_MACHINE_LABEL = 255
+"""The longest machine label accepted (it is an attribute of every span)."""
+DEFAULT_SPOOL_MAX_BYTES = 256 * 1024 * 1024
+"""Default bound of the export spool (256 MiB)."""
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1024**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1024**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+    "t": 1024**4,
+    "tb": 1000**4,
+    "tib": 1024**4,
+}
 
 
 def _positive_float(text: str) -> float:
@@ -36,6 +63,36 @@ def _positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise ValueError("must be a positive number of seconds")
     return value
+
+
+def _monitor_seconds(text: str) -> float:
+    value = _positive_float(text)
+    if value < MIN_MONITOR_INTERVAL:
+        raise ValueError(f"must be at least {MIN_MONITOR_INTERVAL:g} s")
+    return value
+
+
+def parse_size(text: str) -> int:
+    """A size in bytes from ``"268435456"``, ``"256MiB"``, ``"256M"`` (binary) or ``"1GB"``.
+
+    Raises ``ValueError`` for anything else, or for a size that is not positive.
+    """
+    stripped = text.strip().lower().replace(" ", "")
+    number = stripped.rstrip("bikmgt")
+    unit = stripped[len(number) :]
+    scale = _SIZE_UNITS.get(unit)
+    if scale is None or not number:
+        raise ValueError("expected a size such as 268435456, 256MiB or 1G")
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError("expected a size such as 268435456, 256MiB or 1G") from None
+    if not 0 < value < float("inf"):
+        raise ValueError("must be a positive size")
+    size = int(value * scale)
+    if size <= 0 or size > 1 << 62:
+        raise ValueError("must be between 1 byte and 4 EiB")
+    return size
 
 
 def env_value(
@@ -70,6 +127,14 @@ def machine(environ: Mapping[str, str] | None = None) -> str | None:
     if environ is None and _machine is not _UNREAD:
         return _machine  # type: ignore[return-value]
     value = env_text(ENV_MACHINE, environ)
+    if value is not None and (len(value) > MAX_MACHINE_LABEL or not value.isprintable()):
+        warn_once(
+            f"env.{ENV_MACHINE}",
+            "ignoring %s: a machine label is at most %d printable characters",
+            ENV_MACHINE,
+            MAX_MACHINE_LABEL,
+        )
+        value = None
     if environ is None:
         _machine = value
     return value
@@ -83,7 +148,7 @@ def reload() -> None:
 
 def monitor_interval(environ: Mapping[str, str] | None = None) -> float:
     """Seconds between task-file refreshes (``TASKMETER_MONITOR_INTERVAL``)."""
-    return env_value(ENV_MONITOR_INTERVAL, _positive_float, DEFAULT_MONITOR_INTERVAL, environ)
+    return env_value(ENV_MONITOR_INTERVAL, _monitor_seconds, DEFAULT_MONITOR_INTERVAL, environ)
 
 
 def env_text(name: str, environ: Mapping[str, str] | None = None) -> str | None:
@@ -152,3 +217,18 @@ def configure_sdk(environ: Mapping[str, str] | None = None) -> bool:
     Only when nothing else (a distro's configurator) configured it first.
     """
     return env_value(ENV_CONFIGURE_SDK, _bool, True, environ)
+
+
+def spool_dir(environ: Mapping[str, str] | None = None) -> str | None:
+    """The export spool directory (``TASKMETER_SPOOL_DIR``); ``None``: no spool."""
+    return env_text(ENV_SPOOL_DIR, environ)
+
+
+def spool_max_bytes(environ: Mapping[str, str] | None = None) -> int:
+    """The bound of the export spool (``TASKMETER_SPOOL_MAX_BYTES``), in bytes."""
+    return env_value(ENV_SPOOL_MAX_BYTES, parse_size, DEFAULT_SPOOL_MAX_BYTES, environ)
+
+
+def record_command(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``taskmeter run`` records the command's arguments (``TASKMETER_RECORD_COMMAND``)."""
+    return env_value(ENV_RECORD_COMMAND, _bool, False, environ)

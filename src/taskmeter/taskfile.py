@@ -3,27 +3,43 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .task import Task
 
+MAX_TASK_FILE_BYTES = 512 * 1024 * 1024
+"""Largest task file :func:`load_task` reads by default (512 MiB: about a million tasks)."""
+
+_STALE_TEMP_S = 60.0
+"""A temporary file of a dead writer older than this is removed by the next writer."""
+_cleaned: set[str] = set()
+_cleaned_lock = threading.Lock()
+
 
 def write_atomic(path: str | os.PathLike[str], text: str, *, durable: bool = True) -> None:
     """Replace ``path`` with ``text`` so that no reader ever sees part of it.
 
     The text goes to a temporary file in the same directory (created readable
-    by the owner only), is flushed and, when ``durable``, synced to disk, and
-    then renamed over ``path``.  A crash at any moment leaves either the old
-    file or the new one.
+    by the owner only, named ``.<name>.<pid>.<random>.tmp``), is flushed and,
+    when ``durable``, synced to disk, and then renamed over ``path``.  A crash
+    at any moment leaves either the old file or the new one; the temporary
+    file a killed writer leaves behind is removed by a later writer of the
+    same directory.
     """
     target = Path(path)
     directory = target.parent
     directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    _remove_dead_temporaries(directory)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=directory
+    )
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -37,36 +53,168 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, durable: bool = Tru
         raise
 
 
+def _remove_dead_temporaries(directory: Path) -> None:
+    """Remove temporary files of writers that died mid-write (once per directory and process)."""
+    key = os.fspath(directory)
+    with _cleaned_lock:
+        if key in _cleaned:
+            return
+        _cleaned.add(key)
+    now = time.time()
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(".") and name.endswith(".tmp")):
+            continue
+        parts = name.rsplit(".", 3)  # [".<file name>", pid, random, "tmp"]
+        if len(parts) != 4 or not parts[1].isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if now - entry.stat(follow_symlinks=False).st_mtime < _STALE_TEMP_S:
+                continue
+            if _pid_alive(int(parts[1])):
+                continue
+            os.unlink(entry.path)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _after_fork_in_child() -> None:
+    global _cleaned_lock
+    _cleaned_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def dump_task(task: Task) -> str:
+    """The JSON of ``task`` with its subtasks.
+
+    Raises:
+        TaskFileError: the tree is nested too deeply to be serialized (pydantic
+            stops at about 127 levels of subtasks).
+    """
+    from pydantic_core import PydanticSerializationError
+
+    try:
+        return task.model_dump_json()
+    except (PydanticSerializationError, RecursionError) as exc:
+        if "depth" in str(exc) or isinstance(exc, RecursionError):
+            raise TaskFileError(
+                f"task {task.label!r} cannot be written: its subtasks are nested too deeply "
+                "(JSON serialization stops at about 127 levels)"
+            ) from exc
+        raise TaskFileError(f"task {task.label!r} cannot be written: {exc}") from exc
+
+
 def save_task(task: Task, path: str | os.PathLike[str]) -> None:
-    """Write ``task`` (with its subtasks) to ``path`` atomically."""
-    write_atomic(path, task.model_dump_json() + "\n")
+    """Write ``task`` (with its subtasks) to ``path`` atomically.
+
+    Raises :class:`TaskFileError` if the task cannot be serialized and
+    ``OSError`` if the file cannot be written.
+    """
+    write_atomic(path, dump_task(task) + "\n")
 
 
 class TaskFileError(ValueError):
     """A task file could not be read or is not a task."""
 
 
-def load_task(path: str | os.PathLike[str]) -> Task:
+def load_task(path: str | os.PathLike[str], *, max_bytes: int = MAX_TASK_FILE_BYTES) -> Task:
     """Read a task file written by taskmeter or by LensKit.
 
     Raises :class:`TaskFileError` naming the file and the problem when it
-    cannot be read or does not hold a task.
+    cannot be read, is larger than ``max_bytes``, or does not hold a task.
+    """
+    source = Path(path)
+    try:
+        with open(source, "rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise TaskFileError(f"cannot read task file {source}: {exc}") from exc
+    if len(data) > max_bytes:
+        raise TaskFileError(
+            f"{source} is larger than {max_bytes} bytes, the most a task file may hold"
+        )
+    return parse_task(data, str(source))
+
+
+def parse_task(data: bytes | str, source: str = "task file") -> Task:
+    """The task in the JSON ``data`` (the content of a task file).
+
+    Raises :class:`TaskFileError` naming ``source`` and the problem.
     """
     from pydantic import ValidationError
 
     from .task import Task
 
-    source = Path(path)
+    if isinstance(data, bytes):
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise TaskFileError(
+                f"{source} is not a valid task file: not UTF-8 text ({exc})"
+            ) from exc
     try:
-        text = source.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TaskFileError(f"cannot read task file {source}: {exc}") from exc
-    try:
-        return Task.model_validate_json(text)
+        return Task.model_validate_json(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first.get("loc", ())) or "(top level)"
-        raise TaskFileError(
-            f"{source} is not a valid task file: {where}: {first.get('msg')}"
-            f" ({exc.error_count()} problem(s))"
-        ) from exc
+        if first.get("type") == "json_invalid" and "recursion limit" in str(first.get("msg")):
+            # pydantic's JSON parser stops at about 100 levels of subtasks,
+            # fewer than it writes (about 127): take the standard parser's.
+            return _parse_deep(data, source)
+        raise _invalid(source, exc) from exc
+    except RecursionError as exc:
+        raise _too_deep(source) from exc
+
+
+def _parse_deep(data: bytes | str, source: str) -> Task:
+    from pydantic import ValidationError
+
+    from .task import Task
+
+    try:
+        document = json.loads(data)
+        return Task.model_validate(document)
+    except RecursionError as exc:
+        raise _too_deep(source) from exc
+    except json.JSONDecodeError as exc:
+        raise TaskFileError(f"{source} is not a valid task file: {exc}") from exc
+    except ValidationError as exc:
+        raise _invalid(source, exc) from exc
+
+
+def _too_deep(source: str) -> TaskFileError:
+    return TaskFileError(f"{source} is not a valid task file: its subtasks are nested too deeply")
+
+
+def _invalid(source: str, exc: object) -> TaskFileError:
+    from pydantic import ValidationError
+
+    assert isinstance(exc, ValidationError)
+    first = exc.errors()[0]
+    if first.get("type") in ("recursion_loop", "recursion_depth_exceeded"):
+        return _too_deep(source)
+    where = ".".join(str(part) for part in first.get("loc", ())) or "(top level)"
+    message = str(first.get("msg"))
+    if len(message) > 300:
+        message = message[:297] + "..."
+    if len(where) > 200:
+        where = "..." + where[-197:]
+    return TaskFileError(
+        f"{source} is not a valid task file: {where}: {message} ({exc.error_count()} problem(s))"
+    )

@@ -188,12 +188,18 @@ class _TimedCall:
         self.site = site
         self.obj = obj
         metadata = site.metadata
-        if metadata is None and obj is not None:
-            metadata = getattr(obj, "metadata", None)
-        self.metadata = metadata
         log = site.logger
-        if log is None and obj is not None:
-            log = getattr(obj, "log", None)
+        if obj is not None and (metadata is None or log is None):
+            # Properties of the user's object may raise anything: the call
+            # must run all the same, without the metadata or log it lacks.
+            try:
+                if metadata is None:
+                    metadata = getattr(obj, "metadata", None)
+                if log is None:
+                    log = getattr(obj, "log", None)
+            except Exception as exc:
+                swallowed("timer.attributes", exc)
+        self.metadata = metadata
         self.log = log
         self.span: trace.Span = trace.INVALID_SPAN
         self.token: object | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
 import time
@@ -35,8 +36,31 @@ def test_span_is_exported_to_the_endpoint_in_the_environment(tmp_path: Path) -> 
     assert values["taskmeter.cpu.total"] >= 0.2
     assert values["taskmeter.duration"] == pytest.approx(doc["duration"])
     assert values["process.exit.code"] == 0
-    assert values["process.command_args"][-1] == "0.2"
+    # The arguments may hold secrets: only the program's name is recorded by default.
+    assert values["process.executable.name"] == Path(sys.executable).name
+    assert "process.command_args" not in values
+    assert "command" not in doc and doc["executable"] == Path(sys.executable).name
     assert span.status.code == 0  # unset: the command succeeded
+
+
+def test_record_command_records_the_arguments(tmp_path: Path) -> None:
+    """--record-command: the arguments in the span, the task file and the default label."""
+    with otlp_receiver() as (url, received):
+        env = clean_environment({"OTEL_EXPORTER_OTLP_ENDPOINT": url})
+        result, doc = run_command(tmp_path, ["sh", "-c", "exit 0"], "--record-command", env=env)
+    assert result.returncode == 0, result.stderr
+    assert doc is not None and doc["command"] == ["sh", "-c", "exit 0"]
+    assert doc["label"] == "sh -c 'exit 0'"
+    [(_, span)] = received.spans
+    assert attributes(span.attributes)["process.command_args"] == ["sh", "-c", "exit 0"]
+
+
+def test_default_label_is_the_program_name_only(tmp_path: Path) -> None:
+    """Without --record-command the label is the program's name, not its arguments."""
+    result, doc = run_command(tmp_path, ["sh", "-c", "exit 0 # password=hunter2"])
+    assert result.returncode == 0, result.stderr
+    assert doc is not None and doc["label"] == "sh"
+    assert "hunter2" not in json.dumps(doc)
 
 
 def test_failed_command_span_has_error_status_and_option_endpoint(tmp_path: Path) -> None:
@@ -86,3 +110,35 @@ def test_bad_otlp_timeout_is_a_taskmeter_error(tmp_path: Path) -> None:
     assert result.returncode == 125
     assert "OTEL_EXPORTER_OTLP_TIMEOUT" in result.stderr
     assert doc is None
+
+
+def test_spool_keeps_the_span_of_a_run_and_the_next_run_delivers_it(tmp_path: Path) -> None:
+    """TASKMETER_SPOOL_DIR: a run whose collector is down keeps its span in the spool (one
+    line says so, the status is the command's); the next run, with the collector back,
+    delivers its own span and the kept one."""
+    spool = tmp_path / "spool"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = clean_environment(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+            "TASKMETER_SPOOL_DIR": str(spool),
+        }
+    )
+    first, first_doc = run_command(tmp_path, ["sh", "-c", "exit 3"], "-l", "first", env=env)
+    assert first.returncode == 3
+    assert "waits in the spool" in first.stderr
+    assert first_doc is not None
+    assert len(list(spool.glob("*.traces.otlp"))) == 1
+    with otlp_receiver() as (url, received):
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = url
+        second, second_doc = run_command(tmp_path, ["true"], "-l", "second", env=env)
+    assert second.returncode == 0, second.stderr
+    assert second_doc is not None
+    assert sorted(span.name for _, span in received.spans) == ["first", "second"]
+    assert {span.span_id.hex() for _, span in received.spans} == {
+        first_doc["span_id"],
+        second_doc["span_id"],
+    }
+    assert list(spool.glob("*.otlp")) == []

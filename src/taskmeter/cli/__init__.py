@@ -19,6 +19,7 @@ VERBS: dict[str, str] = {
     "show": "show a task file as a table (or JSON)",
     "report": "write a self-contained HTML report of a task file",
     "measure": "derive lsst.verify-style Measurements from task metadata",
+    "flush": "deliver the OTLP batches waiting in an export spool",
 }
 """Verb name -> one-line help; the module ``taskmeter.cli.<verb>`` implements it."""
 

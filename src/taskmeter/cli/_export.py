@@ -7,9 +7,9 @@ takes about 0.1 s, more than the rest of ``taskmeter run``.
 from __future__ import annotations
 
 import contextlib
-import os
+import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..propagation import TraceParent
@@ -38,12 +38,14 @@ class ExportConfig:
         self.timeout_s = timeout_s
 
     def describe(self, environ: Mapping[str, str]) -> str:
-        """The endpoint, for messages."""
-        return self.endpoint or (
+        """The endpoint, for messages (without credentials)."""
+        from ..export.senders import redact_url
+
+        endpoint = self.endpoint or (
             environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
             or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-            or "(default endpoint)"
         )
+        return redact_url(endpoint) if endpoint else "(default endpoint)"
 
 
 def export_config(
@@ -118,12 +120,12 @@ def export_root_span(
 
     The export runs on a daemon thread and is abandoned after the configured
     timeout (plus a second), so an unreachable collector cannot hold the
-    command's exit status back for longer.
+    command's exit status back for longer.  With ``TASKMETER_SPOOL_DIR`` set,
+    a span that cannot be delivered waits in the spool.
     """
     from opentelemetry import trace
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-    from opentelemetry.sdk.trace.export import SpanExportResult
     from opentelemetry.sdk.trace.id_generator import IdGenerator
     from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
 
@@ -166,43 +168,74 @@ def export_root_span(
         span.set_status(Status(StatusCode.ERROR, error))
     span.end(end_time=max(end_ns, start_ns))
 
-    exporter = _exporter(config)
+    return _send(config, keep.spans)
+
+
+def _send(config: ExportConfig, spans: list[Any]) -> str | None:
+    """Deliver ``spans`` (or spool them, with ``TASKMETER_SPOOL_DIR``); a message if not sent.
+
+    The attempt runs on a daemon thread and is abandoned after the timeout
+    (plus a second), so an unreachable collector cannot hold the command's
+    exit status back for longer.  With a spool, batches earlier runs left
+    there are delivered too, for at most :data:`FLUSH_BUDGET_S` more.
+    """
+    from ..export import DurableSpanExporter, sender_for, spool_from_environment
+    from ..export.senders import redact_url
+
+    try:
+        sender = sender_for(
+            "traces", endpoint=config.endpoint, protocol=config.protocol, timeout_s=config.timeout_s
+        )
+    except ValueError as exc:
+        return str(exc)
+    spool = spool_from_environment()
+    exporter = DurableSpanExporter(spool, sender=sender, replay=False)
     outcome: list[object] = []
 
     def send() -> None:
         try:
-            outcome.append(exporter.export(keep.spans))
-        except Exception as exc:  # the exporter's own failure, reported below
+            outcome.append(exporter.export(spans))
+            if spool is not None and exporter.stats.sent_batches and spool.pending("traces"):
+                exporter.force_flush(int(FLUSH_BUDGET_S * 1000))
+        except Exception as exc:  # a failure of taskmeter itself, reported below
             outcome.append(exc)
 
-    thread = threading.Thread(target=send, name="taskmeter-export", daemon=True)
-    thread.start()
-    thread.join(config.timeout_s + 1.0)
-    where = config.describe(os.environ)
+    where = redact_url(sender.where)
+    with _quiet():
+        thread = threading.Thread(target=send, name="taskmeter-export", daemon=True)
+        thread.start()
+        thread.join(config.timeout_s + 1.0 + (FLUSH_BUDGET_S if spool is not None else 0.0))
     if not outcome:
         return f"no answer from the OTLP endpoint {where} within {config.timeout_s:g} s"
-    with contextlib.suppress(Exception):  # after a failed export, shutdown may fail too
-        exporter.shutdown()
+    with contextlib.suppress(Exception):
+        sender.close()
     result = outcome[0]
     if isinstance(result, Exception):
-        return f"exporting to {where} failed: {type(result).__name__}: {result}"
-    if result is not SpanExportResult.SUCCESS:
-        return f"exporting to {where} failed (see the messages above)"
-    return None
+        return f"exporting to {where} failed: {type(result).__name__}"
+    stats = exporter.stats
+    if stats.sent_items:
+        return None
+    detail = exporter.delivery.last_error or "no answer"
+    if stats.spooled_items and spool is not None:
+        return (
+            f"the OTLP endpoint {where} did not take the span ({detail}); it waits in the "
+            f"spool {spool.directory} ('taskmeter flush' delivers it)"
+        )
+    return f"exporting to {where} failed: {detail}"
 
 
-def _exporter(config: ExportConfig) -> Any:
-    kwargs: dict[str, Any] = {"timeout": config.timeout_s}
-    if config.endpoint is not None:
-        kwargs["endpoint"] = config.endpoint
-    if config.protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+FLUSH_BUDGET_S = 2.0
+"""The longest a run spends delivering what earlier runs left in the spool."""
 
-        if config.endpoint is not None and config.endpoint.startswith("http://"):
-            kwargs["insecure"] = True
-        return OTLPSpanExporter(**kwargs)
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-        OTLPSpanExporter as HttpExporter,
-    )
 
-    return HttpExporter(**kwargs)
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Keep taskmeter's own export warnings off the terminal: the run prints one line."""
+    from .._log import logger
+
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

@@ -19,6 +19,7 @@ from .._log import debug_once
 from ..figures import Figures
 from ..task import Task, TaskStatus
 from ._runfigures import RunFigures
+from ._summary import program_name
 
 
 def worker_cpu_split(subtasks: Iterable[Task]) -> tuple[float, float]:
@@ -53,8 +54,14 @@ def build_root(
     parent_id: UUID | None,
     subtasks: Sequence[Task],
     finished: bool = True,
+    record_command: bool = False,
 ) -> Task:
-    """The run's root task (``finished=False``: a snapshot of a running command)."""
+    """The run's root task (``finished=False``: a snapshot of a running command).
+
+    The command's arguments may hold secrets: they are recorded (``command``)
+    only with ``record_command``; otherwise only the program's name is
+    (``executable``).
+    """
     worker_user, worker_system = worker_cpu_split(subtasks)
     own_user = figures.cpu_user_s - worker_user
     own_system = figures.cpu_system_s - worker_system
@@ -87,11 +94,13 @@ def build_root(
         "span_id": f"{span_id:016x}" if span_id else None,
         "subtasks": list(subtasks),
         # The run's own figures (extra fields; LensKit keeps them as extras too).
-        "command": figures.argv,
+        "executable": program_name(figures.argv),
         "tree_cpu_user_time": figures.cpu_user_s,
         "tree_cpu_system_time": figures.cpu_system_s,
         "tree_peak_memory": figures.peak_tree_rss_bytes,
     }
+    if record_command:
+        data["command"] = list(figures.argv)
     if figures.peak_process_rss_bound_bytes is not None:
         data["peak_memory_at_most"] = figures.peak_process_rss_bound_bytes
     if finished:
@@ -109,8 +118,13 @@ def span_attributes(root: Task) -> dict[str, Any]:
         attr.TASK_SUBPROCESS: root.subprocess,
         attr.TASK_STATUS: root.status.value,
         attr.HOST_NAME: root.hostname,
-        "process.command_args": list(getattr(root, "command", [])),
     }
+    command = getattr(root, "command", None)
+    if isinstance(command, list) and command:
+        attributes["process.command_args"] = [str(part) for part in command]
+    executable = getattr(root, "executable", None)
+    if isinstance(executable, str) and executable:
+        attributes["process.executable.name"] = executable
     exit_code = getattr(root, "exit_code", None)
     if exit_code is not None:
         attributes["process.exit.code"] = exit_code

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from ._common import error
@@ -15,17 +15,23 @@ if TYPE_CHECKING:
 
 def load_or_explain(path: str) -> Task | None:
     """The task in ``path`` (``-`` for standard input), or ``None`` after printing why not."""
-    from ..taskfile import TaskFileError, load_task
+    from ..taskfile import MAX_TASK_FILE_BYTES, TaskFileError, load_task, parse_task
 
     if path == "-":
-        from pydantic import ValidationError
-
-        from ..task import Task
-
         try:
-            return Task.model_validate_json(sys.stdin.read())
-        except (ValidationError, ValueError, OSError) as exc:
-            error(f"standard input is not a task file: {str(exc).splitlines()[0]}")
+            data = sys.stdin.buffer.read(MAX_TASK_FILE_BYTES + 1)
+        except (OSError, ValueError) as exc:
+            error(f"cannot read standard input: {exc}")
+            return None
+        if len(data) > MAX_TASK_FILE_BYTES:
+            error(
+                f"standard input holds more than {MAX_TASK_FILE_BYTES} bytes, too much for a task"
+            )
+            return None
+        try:
+            return parse_task(data, "standard input")
+        except TaskFileError as exc:
+            error(str(exc))
             return None
     try:
         return load_task(path)
@@ -75,11 +81,13 @@ def select(
     max_depth: int | None = None,
     label: LabelMatcher | None = None,
     status: str | None = None,
+    status_of: Callable[[Task], str] | None = None,
 ) -> list[Selected]:
     """The tasks to show, depth first.
 
     With a label or status filter, the matching tasks are kept together with
     their ancestors (``matched=False``), so the tree stays readable.
+    ``status_of`` gives the status a task is shown with (default: its own).
     """
     rows: list[Selected] = []
     filtering = label is not None or status is not None
@@ -87,8 +95,9 @@ def select(
     shown: set[int] = set()  # ids of the ancestor rows already emitted
     for task, depth, path in _walk(root, max_depth):
         del ancestors[depth:]
+        shown_status = task.status.value if status_of is None else status_of(task)
         matched = (label is None or label(task.label)) and (
-            status is None or task.status.value == status
+            status is None or shown_status == status
         )
         row = Selected(task, depth, path, matched)
         if not filtering:

@@ -17,6 +17,12 @@ def command_text(argv: Sequence[str], limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def program_name(argv: Sequence[str]) -> str:
+    """The command's program, without its directory or arguments (``python``)."""
+    name = argv[0].rstrip("/").rpartition("/")[2] if argv else ""
+    return name or "command"
+
+
 def _seconds(value: float) -> str:
     return f"{value:.3f} s" if value < 10 else f"{value:.2f} s"
 

@@ -25,7 +25,7 @@ from ._common import (
 from ._proctree import ProcessTreeSampler, TreeSample
 from ._runfigures import RunFigures
 from ._status import StatusLine, status_text
-from ._summary import command_text, summary_lines
+from ._summary import command_text, program_name, summary_lines
 from ._supervise import SpawnError, Supervisor
 
 if TYPE_CHECKING:
@@ -82,7 +82,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "-o", "--output", metavar="FILE", type=Path, help="write the task file (JSON) here"
     )
     parser.add_argument(
-        "-l", "--label", help="the task's label (default: the command line, shortened)"
+        "-l",
+        "--label",
+        help="the task's label (default: the program's name; with --record-command, "
+        "the command line, shortened)",
+    )
+    parser.add_argument(
+        "--record-command",
+        action="store_true",
+        help="record the command's arguments in the task file and the span (default: only "
+        "the program's name, since arguments may hold secrets; also TASKMETER_RECORD_COMMAND=1)",
     )
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="print nothing (no status line, no summary)"
@@ -145,7 +154,10 @@ class _Run:
     def __init__(self, args: argparse.Namespace, argv: list[str]) -> None:
         self.args = args
         self.argv = argv
-        self.label: str = args.label or command_text(argv, 120)
+        self.record_command = bool(args.record_command) or _record_command_setting()
+        self.label: str = args.label or (
+            command_text(argv, 120) if self.record_command else program_name(argv)
+        )
         self.output: Path | None = args.output
         self.quiet: bool = args.quiet
         self.interval_s: float = args.interval
@@ -309,6 +321,7 @@ class _Run:
             parent_id=self.inherited.parent_id if self.inherited else None,
             subtasks=[],
             finished=False,
+            record_command=self.record_command,
         )
         self._write_task_file(root)
 
@@ -369,6 +382,7 @@ class _Run:
             span_id=ids.span_id,
             parent_id=self.inherited.parent_id if self.inherited else None,
             subtasks=subtasks,
+            record_command=self.record_command,
         )
         if self.output is not None:
             self._write_task_file(root, final=True)
@@ -474,6 +488,12 @@ def _unwritable(path: Path) -> str | None:
     if not os.access(directory, os.W_OK | os.X_OK):
         return f"no permission to write in {directory}"
     return None
+
+
+def _record_command_setting() -> bool:
+    from ..settings import record_command
+
+    return record_command()
 
 
 def _save_interval() -> float:

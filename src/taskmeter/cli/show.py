@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._common import EXIT_BAD_FILE, EXIT_NO_MATCH, EXIT_OK, EXIT_USAGE, error, say
 from ._select import Selected, label_matcher, load_or_explain, select
 
 if TYPE_CHECKING:
+    from ..liveness import Liveness
     from ..task import Task
 
-STATUSES = ("pending", "running", "finished", "failed", "cancelled")
+STATUSES = ("pending", "running", "finished", "failed", "cancelled", "interrupted")
 
 DESCRIPTION = """\
 Show the task tree of FILE (written by taskmeter or by LensKit) as a table:
 label, status, duration, CPU time (with worker processes), peak memory, peak
 GPU memory and energy.  '-' marks a figure that was not measured.
+
+A task whose status is 'running' but whose process is gone (killed, or the
+machine restarted) is shown as 'interrupted', with the figures of its last
+refresh: on this host when its process no longer exists (or its id now
+belongs to a later process); for tasks of other hosts when the file has not
+been rewritten for --stale-after seconds.
 """
 
 EPILOG = """\
@@ -59,6 +68,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--json", action="store_true", help="print the matching tasks as JSON, one object each"
     )
+    parser.add_argument(
+        "--stale-after",
+        type=float,
+        metavar="SECONDS",
+        help="a running task of another host whose file is older than this is shown as "
+        "interrupted (default: 3 x TASKMETER_MONITOR_INTERVAL, at least 30)",
+    )
     parser.set_defaults(handler=handle)
 
 
@@ -67,20 +83,60 @@ def handle(args: argparse.Namespace) -> int:
     if args.depth is not None and args.depth < 0:
         error(f"--depth must be 0 or more, not {args.depth}")
         return EXIT_USAGE
+    if args.stale_after is not None and not args.stale_after > 0:
+        error(f"--stale-after must be a positive number of seconds, not {args.stale_after:g}")
+        return EXIT_USAGE
     root = load_or_explain(args.file)
     if root is None:
         return EXIT_BAD_FILE
-    rows = select(root, max_depth=args.depth, label=label_matcher(args.label), status=args.status)
+    liveness = _liveness(args.file, args.stale_after)
+    reasons: dict[int, str | None] = {}
+
+    def reason_of(task: Task) -> str | None:
+        key = id(task)
+        if key not in reasons:
+            reasons[key] = liveness.interruption(task)
+        return reasons[key]
+
+    def status_of(task: Task) -> str:
+        return "interrupted" if reason_of(task) else task.status.value
+
+    rows = select(
+        root,
+        max_depth=args.depth,
+        label=label_matcher(args.label),
+        status=args.status,
+        status_of=status_of,
+    )
     matched = [row for row in rows if row.matched]
     if args.json:
-        document = {"file": args.file, "tasks": [row_json(row) for row in matched]}
+        document = {
+            "file": args.file,
+            "tasks": [row_json(row, reason_of(row.task)) for row in matched],
+        }
         _print(json.dumps(document, indent=2))
     elif matched:
-        _print(format_rows(rows))
+        _print(format_rows(rows, status_of))
+    interrupted = {reason for row in rows if (reason := reason_of(row.task))}
+    if interrupted and not args.json:
+        count = sum(1 for row in rows if reason_of(row.task))
+        say(f"taskmeter: {count} task(s) interrupted: {'; '.join(sorted(interrupted))}")
     if not matched:
         say(f"taskmeter: no task in {args.file} matches the filters")
         return EXIT_NO_MATCH
     return EXIT_OK
+
+
+def _liveness(path: str, stale_after_s: float | None) -> Liveness:
+    from ..liveness import Liveness
+
+    mtime: float | None = None
+    if path != "-":
+        try:
+            mtime = os.stat(path).st_mtime
+        except OSError:
+            mtime = None
+    return Liveness.here(file_mtime=mtime, stale_after_s=stale_after_s)
 
 
 def _print(text: str) -> None:
@@ -99,8 +155,12 @@ def energy_j(task: Task) -> float | None:
     return sum(parts) if parts else None
 
 
-def row_json(row: Selected) -> dict[str, Any]:
-    """One task as a flat JSON object, units in the names."""
+def row_json(row: Selected, interrupted: str | None = None) -> dict[str, Any]:
+    """One task as a flat JSON object, units in the names.
+
+    ``interrupted`` is why a task whose status is ``running`` is not running
+    any more (it is kept as ``interrupted_reason``).
+    """
     task = row.task
     energy = {
         domain: value
@@ -118,6 +178,8 @@ def row_json(row: Selected) -> dict[str, Any]:
         "task_id": str(task.task_id),
         "parent_id": None if task.parent_id is None else str(task.parent_id),
         "status": task.status.value,
+        "interrupted": interrupted is not None,
+        "interrupted_reason": interrupted,
         "subprocess": task.subprocess,
         "start_time": task.start_time,
         "finish_time": task.finish_time,
@@ -131,8 +193,11 @@ def row_json(row: Selected) -> dict[str, Any]:
     }
 
 
-def format_rows(rows: list[Selected]) -> str:
-    """The rows as an aligned table; ancestors shown only for context are marked ``·``."""
+def format_rows(rows: list[Selected], status_of: Callable[[Task], str] | None = None) -> str:
+    """The rows as an aligned table; ancestors shown only for context are marked ``·``.
+
+    ``status_of`` gives the status shown (default: the task's own).
+    """
     from ..formats import friendly_bytes, friendly_energy, friendly_seconds
 
     table: list[tuple[str, ...]] = [
@@ -144,7 +209,7 @@ def format_rows(rows: list[Selected]) -> str:
         table.append(
             (
                 f"{'  ' * row.depth}{marker}{task.label}",
-                task.status.value,
+                task.status.value if status_of is None else status_of(task),
                 friendly_seconds(task.duration),
                 friendly_seconds(task.total_cpu()),
                 friendly_bytes(task.peak_memory),

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,10 @@ from .errors import MetadataError, MetricComputationError
 __all__ = ["Metadata", "Reading", "load_metadata"]
 
 _TASK_METADATA_FIELDS = frozenset({"scalars", "arrays", "metadata"})
+MAX_METADATA_FILE_BYTES = 256 * 1024 * 1024
+"""Largest metadata file :func:`load_metadata` reads."""
+MAX_METADATA_DEPTH = 1000
+"""Deepest nesting of metadata mappings accepted (deeper is a mistake, or a cycle)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,16 +60,22 @@ def _is_property_set_like(value: object) -> bool:
     )
 
 
-def _flatten_into(flat: dict[str, Any], prefix: str, value: Any) -> None:
+def _children(value: Any) -> Iterator[tuple[str, Any, bool]]:
+    """The items of one level of metadata: ``(key, value, is_nested)``, in order."""
     if isinstance(value, Mapping):
-        if _is_task_metadata_form(value):
-            for section in ("scalars", "arrays", "metadata"):
-                _flatten_mapping(flat, prefix, value[section])
-        else:
-            _flatten_mapping(flat, prefix, value)
+        sections = (
+            [value[name] for name in ("scalars", "arrays", "metadata")]
+            if _is_task_metadata_form(value)
+            else [value]
+        )
+        for section in sections:
+            for key, child in section.items():
+                if not isinstance(key, str):
+                    raise TypeError(f"metadata keys must be strings, not {type(key).__name__}")
+                yield key, child, isinstance(child, Mapping) or _is_property_set_like(child)
     elif _is_property_set_like(value):
         for name in value.paramNames(topLevelOnly=False):
-            flat[prefix + str(name)] = list(value.getArray(name))
+            yield str(name), list(value.getArray(name)), False
     else:
         raise TypeError(
             "metadata must be a mapping, an LSST TaskMetadata or PropertySet, "
@@ -73,14 +83,26 @@ def _flatten_into(flat: dict[str, Any], prefix: str, value: Any) -> None:
         )
 
 
-def _flatten_mapping(flat: dict[str, Any], prefix: str, mapping: Mapping[Any, Any]) -> None:
-    for key, item in mapping.items():
-        if not isinstance(key, str):
-            raise TypeError(f"metadata keys must be strings, not {key!r}")
-        if isinstance(item, Mapping) or _is_property_set_like(item):
-            _flatten_into(flat, f"{prefix}{key}.", item)
+def _flatten_into(flat: dict[str, Any], prefix: str, value: Any) -> None:
+    # Depth first and in order, as a recursion would be, but with a stack of
+    # its own: hostile nesting (or a mapping that contains itself) gets a
+    # clear error instead of the interpreter's recursion limit.
+    stack: list[tuple[str, Iterator[tuple[str, Any, bool]]]] = [(prefix, _children(value))]
+    while stack:
+        path, items = stack[-1]
+        for key, child, nested in items:
+            if not nested:
+                flat[path + key] = child
+                continue
+            if len(stack) >= MAX_METADATA_DEPTH:
+                raise TypeError(
+                    f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels "
+                    "(does it contain itself?)"
+                )
+            stack.append((f"{path}{key}.", _children(child)))
+            break
         else:
-            flat[prefix + key] = item
+            stack.pop()
 
 
 class Metadata:
@@ -163,20 +185,20 @@ def load_metadata(path: str | os.PathLike[str]) -> Metadata:
             the message names the file.
     """
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MetadataError(f"{file}: cannot read: {exc}") from exc
+    text = read_text_bounded(file, MAX_METADATA_FILE_BYTES, MetadataError)
     data: Any
-    if file.suffix.lower() in (".yaml", ".yml"):
-        data = _parse_yaml(text, file)
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            if file.suffix.lower() == ".json":
-                raise MetadataError(f"{file}: not valid JSON: {exc}") from exc
+    try:
+        if file.suffix.lower() in (".yaml", ".yml"):
             data = _parse_yaml(text, file)
+        else:
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                if file.suffix.lower() == ".json":
+                    raise MetadataError(f"{file}: not valid JSON: {exc}") from exc
+                data = _parse_yaml(text, file)
+    except RecursionError as exc:
+        raise MetadataError(f"{file}: nested too deeply to be task metadata") from exc
     if not isinstance(data, Mapping):
         raise MetadataError(
             f"{file}: expected a mapping of metadata keys, found {type(data).__name__}"
@@ -185,3 +207,19 @@ def load_metadata(path: str | os.PathLike[str]) -> Metadata:
         return Metadata(data)
     except TypeError as exc:
         raise MetadataError(f"{file}: {exc}") from exc
+
+
+def read_text_bounded(path: Path, max_bytes: int, error: type[ValueError]) -> str:
+    """The UTF-8 text of ``path``; ``error`` naming the file if it is unreadable, too large
+    or not text."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise error(f"{path}: cannot read: {exc}") from exc
+    if len(data) > max_bytes:
+        raise error(f"{path}: larger than {max_bytes} bytes, more than such a file may hold")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: cannot read: not UTF-8 text ({exc})") from exc

@@ -3,6 +3,7 @@ per-task metrics, recorded as OpenTelemetry metrics."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -254,8 +255,18 @@ class MeasurementSpanProcessor(SpanProcessor):
             self._task_attributes[key] = point
         for source, instrument in self._task_instruments:
             value = raw.get(source)
-            if value is not None:
-                instrument.record(value, point)
+            if value is None:
+                continue
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                # A histogram fed one NaN or string would be wrong (or raise) for good.
+                self._fail("task", ValueError(f"{source} is {_short(value)}, not a figure"))
+                continue
+            instrument.record(value, point)
 
     def _fail(self, where: str, exc: BaseException) -> None:
         kind = type(exc).__name__
@@ -264,6 +275,14 @@ class MeasurementSpanProcessor(SpanProcessor):
             self._errors.add(1, {ERROR_TYPE: kind})
         except Exception as inner:  # pragma: no cover - the SDK's counters do not raise
             swallowed("measure.errors", inner, interval=self._log_interval)
+
+
+def _short(value: object) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        return f"a {type(value).__name__}"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _specs_from_environment() -> tuple[MetricSpec, ...]:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SpecError
+from .metadata import read_text_bounded
 from .specs import SPEC_KINDS, MemoryMetric, MetricSpec
 
 if sys.version_info >= (3, 11):
@@ -51,6 +52,8 @@ _KIND_ALIASES = {
     "memorymetrictask": "memory",
 }
 _FIELDS = frozenset({"kind", "target", "package", "metric", "legacy_maxrss_unit"})
+MAX_SPEC_FILE_BYTES = 16 * 1024 * 1024
+"""Largest metric spec file read."""
 
 
 def spec_from_dict(entry: Mapping[str, Any]) -> MetricSpec:
@@ -126,10 +129,17 @@ def load_specs(path: str | os.PathLike[str]) -> tuple[MetricSpec, ...]:
             message names the file and the entry.
     """
     file = Path(path)
+    text = read_text_bounded(file, MAX_SPEC_FILE_BYTES, SpecError)
     try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{file}: cannot read: {exc}") from exc
+        data = _parse(file, text)
+    except RecursionError as exc:
+        raise SpecError(f"{file}: nested too deeply to be a spec file") from exc
+    if data is None:
+        return ()
+    return specs_from_data(data, str(file))
+
+
+def _parse(file: Path, text: str) -> object:
     suffix = file.suffix.lower()
     data: object
     if suffix == ".toml":
@@ -155,6 +165,4 @@ def load_specs(path: str | os.PathLike[str]) -> tuple[MetricSpec, ...]:
             raise SpecError(f"{file}: not valid JSON: {exc}") from exc
     else:
         raise SpecError(f"{file}: unknown spec file type {suffix!r}; use .toml, .yaml or .json")
-    if data is None:
-        return ()
-    return specs_from_data(data, str(file))
+    return data

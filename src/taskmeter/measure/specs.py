@@ -83,10 +83,10 @@ class MetricSpec(ABC):
                 )
         for name, value in (("package", package), ("metric", metric)):
             if "." in value:
-                raise ValueError(f"{name} name {value!r} must not contain periods")
+                raise ValueError(f"{name} name {_show(value)} must not contain periods")
             if not _NAME_PART.fullmatch(value):
                 raise ValueError(
-                    f"{name} name {value!r} must be letters, digits, '_' or '-' "
+                    f"{name} name {_show(value)} must be letters, digits, '_' or '-' "
                     "(it becomes an OpenTelemetry instrument name)"
                 )
         if not package[0].isalpha():
@@ -183,24 +183,40 @@ class MetricSpec(ABC):
 # ---------------------------------------------------------------- value checks
 
 
+def _show(value: object, limit: int = 80) -> str:
+    """``repr(value)`` for a message, shortened; never fails (an int too long to print)."""
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<a {type(value).__name__} that cannot be shown>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _number(reading: Reading) -> float:
     value = reading.value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise MetricComputationError(f"{reading.key} is {value!r}, not a number")
-    number = float(value)
+        raise MetricComputationError(f"{reading.key} is {_show(value)}, not a number")
+    try:
+        number = float(value)
+    except (OverflowError, ValueError, TypeError):
+        raise MetricComputationError(
+            f"{reading.key} is {_show(value)}, not a usable number"
+        ) from None
     if not math.isfinite(number):
-        raise MetricComputationError(f"{reading.key} is {value!r}, not a finite number")
+        raise MetricComputationError(f"{reading.key} is {_show(value)}, not a finite number")
     return number
 
 
 def _timestamp(reading: Reading) -> datetime.datetime:
     value = reading.value
     if not isinstance(value, str):
-        raise MetricComputationError(f"{reading.key} is {value!r}, not an ISO 8601 time")
+        raise MetricComputationError(f"{reading.key} is {_show(value)}, not an ISO 8601 time")
     try:
         return datetime.datetime.fromisoformat(value)
     except ValueError as exc:
-        raise MetricComputationError(f"{reading.key} is {value!r}, not an ISO 8601 time") from exc
+        raise MetricComputationError(
+            f"{reading.key} is {_show(value)}, not an ISO 8601 time"
+        ) from exc
 
 
 def _pair(
@@ -252,7 +268,7 @@ class TimingMetric(MetricSpec):
             seconds = (end_time - start_time).total_seconds()
         except TypeError as exc:  # one with an offset, one without
             raise MetricComputationError(
-                f"{start.key} ({start.value!r}) and {end.key} ({end.value!r}) "
+                f"{start.key} ({_show(start.value)}) and {end.key} ({_show(end.value)}) "
                 "cannot be compared: only one has a UTC offset"
             ) from exc
         _non_negative(self, seconds, start, end)
@@ -332,14 +348,14 @@ class MemoryMetric(MetricSpec):
             raise NoWorkFound(f"no EndMaxResidentSetSize key for target {self.target!r}")
         size = _number(end)
         if not size.is_integer() or size < 0:
-            raise MetricComputationError(f"{end.key} is {end.value!r}, not a number of bytes")
+            raise MetricComputationError(f"{end.key} is {_show(end.value)}, not a number of bytes")
         version_reading = get(self.VERSION)
         version = 0
         if version_reading is not None:
             raw = version_reading.value
             if isinstance(raw, bool) or not isinstance(raw, numbers.Integral):
                 raise MetricComputationError(
-                    f"{version_reading.key} is {raw!r}, not a metadata version number"
+                    f"{version_reading.key} is {_show(raw)}, not a metadata version number"
                 )
             version = int(raw)
         return (size if version >= 1 else size * self.legacy_maxrss_unit), {}

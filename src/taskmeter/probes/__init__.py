@@ -70,15 +70,36 @@ def default_probes(energy: str | Iterable[str] | None = None) -> tuple[Probe, ..
 
 
 def active_probes() -> tuple[Probe, ...]:
-    """The probes new tasks use (built on first use)."""
+    """The probes new tasks use (built on first use).
+
+    Detecting the energy and GPU sources never stops the program: if it fails
+    unexpectedly, the error is counted and logged, and tasks use the CPU and
+    memory probes alone.
+    """
     global _active
     probes = _active
     if probes is None:
         with _lock:
             if _active is None:
-                _active = default_probes()
+                _active = _detected_probes()
             probes = _active
     return probes
+
+
+def _detected_probes() -> tuple[Probe, ...]:
+    try:
+        return default_probes()
+    except Exception as exc:
+        from .._log import swallowed
+
+        swallowed("probes.detect", exc)
+        probes: list[Probe] = []
+        for build in (CpuTimeProbe, PeakMemoryProbe):
+            try:
+                probes.append(build())
+            except Exception as inner:
+                swallowed("probes.detect", inner)
+        return tuple(probes)
 
 
 def set_probes(probes: Iterable[Probe] | None) -> tuple[Probe, ...]:
@@ -94,7 +115,7 @@ def set_probes(probes: Iterable[Probe] | None) -> tuple[Probe, ...]:
             if not isinstance(probe, Probe):
                 raise TypeError(f"not a taskmeter probe: {probe!r}")
     with _lock:
-        previous = _active if _active is not None else default_probes()
+        previous = _active if _active is not None else _detected_probes()
         _active = new
     # A probe taken out of use stops sampling now rather than at its next tick.
     for probe in previous:

@@ -102,6 +102,10 @@ def load_energy_config(
         raise ValueError(f"cannot read energy configuration {source}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"energy configuration {source} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"energy configuration {source} is nested too deeply") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"energy configuration {source} is not UTF-8 text: {exc}") from None
 
     prometheus = _table(document, "prometheus", source)
     url = prometheus.get("url")

@@ -15,6 +15,7 @@ import os
 import threading
 import weakref
 
+from .._log import swallowed
 from ..monitor import MonitorHandle, get_monitor
 from .base import Probe
 
@@ -52,7 +53,10 @@ class SampledProbe(Probe):
         with self._sampling_lock:
             self._open_tasks += 1
             if self._sampling is None and self.sample_interval is not None:
-                self._sampling_started()
+                try:
+                    self._sampling_started()
+                except Exception as exc:  # a first sample that fails: the next ones may not
+                    swallowed(f"probe.{self.name}.sample", exc)
                 self._sampling = get_monitor().add(
                     self.tick, self.sample_interval, name=f"probe.{self.name}"
                 )

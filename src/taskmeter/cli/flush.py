@@ -1,0 +1,183 @@
+"""``taskmeter flush``: deliver what waits in an export spool, or list it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from ._common import EXIT_BAD_FILE, EXIT_NO_MATCH, EXIT_OK, EXIT_USAGE, error, say
+
+if TYPE_CHECKING:
+    from ..export import Spool
+
+DESCRIPTION = """\
+Deliver the OTLP batches waiting in an export spool (TASKMETER_SPOOL_DIR, or
+DIR) to the collector the standard OTEL_EXPORTER_OTLP_* variables name (or
+--otlp-endpoint), oldest first, and remove each one the collector takes.
+Batches a process is delivering at the same moment are left to it.
+"""
+
+EPILOG = """\
+examples:
+  taskmeter flush                                   # the spool TASKMETER_SPOOL_DIR names
+  taskmeter flush /var/spool/taskmeter --otlp-endpoint http://collector:4318
+  taskmeter flush --list
+
+exit status:
+  0  nothing is left in the spool (--list: the spool is empty)
+  1  batches are left (the endpoint did not answer, or --timeout passed;
+     --list: batches wait)
+  2  wrong options, or no spool named
+  3  the spool directory cannot be read
+"""
+
+_ITEM_NAMES = {"traces": "span(s)", "metrics": "metric point(s)", "logs": "log record(s)"}
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``flush`` verb."""
+    parser = subparsers.add_parser(
+        "flush",
+        help="deliver the OTLP batches waiting in an export spool",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "spool", nargs="?", metavar="DIR", help="the spool directory (default: TASKMETER_SPOOL_DIR)"
+    )
+    parser.add_argument("--otlp-endpoint", metavar="URL", help="e.g. http://127.0.0.1:4318")
+    parser.add_argument(
+        "--otlp-protocol",
+        choices=("http/protobuf", "grpc"),
+        help="default: OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf",
+    )
+    parser.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=float,
+        default=60.0,
+        help="stop after this long (default 60)",
+    )
+    parser.add_argument(
+        "--list", action="store_true", help="only list what waits (nothing is sent)"
+    )
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Deliver (or list) the spool; returns the exit status (see the epilog)."""
+    from .. import settings
+    from ..export import Spool
+
+    directory = args.spool or settings.spool_dir()
+    if not directory:
+        error("no spool: give DIR or set TASKMETER_SPOOL_DIR")
+        return EXIT_USAGE
+    if not args.timeout > 0:
+        error(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
+        return EXIT_USAGE
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        error(f"{directory} is not a directory")
+        return EXIT_BAD_FILE
+    if os.path.isdir(directory) and not os.access(directory, os.R_OK | os.X_OK):
+        error(f"cannot read the spool {directory}: permission denied")
+        return EXIT_BAD_FILE
+    spool = Spool(directory)
+    if args.list:
+        return _list(spool)
+    return _flush(spool, args)
+
+
+def _list(spool: Spool) -> int:
+    from ..export.spool import SpoolCorruptError, decode_batch
+    from ..formats import friendly_bytes
+
+    entries = spool.entries()
+    if not entries:
+        _print(f"{spool.directory}: empty")
+        return EXIT_OK
+    for signal in ("traces", "metrics", "logs"):
+        mine = [e for e in entries if e.signal == signal]
+        if not mine:
+            continue
+        items = 0
+        damaged = 0
+        for entry in mine:
+            try:
+                with open(entry.path, "rb") as handle:
+                    items += decode_batch(handle.read()).items
+            except (OSError, SpoolCorruptError):
+                damaged += 1
+        size = sum(e.size for e in mine)
+        line = f"{signal}: {len(mine)} batch(es), {items} {_ITEM_NAMES[signal]}"
+        line += f", {friendly_bytes(size)}"
+        try:
+            age_s = time.time() - int(mine[0].path.name.split("-", 1)[0]) / 1e9
+            line += f", oldest {_age(age_s)} old"
+        except ValueError:
+            pass
+        if damaged:
+            line += f", {damaged} damaged"
+        _print(line)
+    return EXIT_NO_MATCH
+
+
+def _flush(spool: Spool, args: argparse.Namespace) -> int:
+    from ..export import Delivery, sender_for
+
+    deadline = time.monotonic() + args.timeout
+    left = 0
+    for signal in ("traces", "metrics", "logs"):
+        if not spool.entries(signal):
+            continue
+        try:
+            sender = sender_for(signal, endpoint=args.otlp_endpoint, protocol=args.otlp_protocol)
+        except ValueError as exc:
+            error(str(exc))
+            return EXIT_USAGE
+        delivery = Delivery(signal, sender, spool, replay=False)
+        remaining = max(deadline - time.monotonic(), 0.001)
+        try:
+            delivery.flush(remaining)
+        finally:
+            sender.close()
+        stats = delivery.stats
+        waiting = spool.pending(signal)
+        left += waiting
+        line = (
+            f"{signal}: delivered {stats.replayed_batches} batch(es) "
+            f"({stats.replayed_items} {_ITEM_NAMES[signal]}) to {sender.where}"
+        )
+        if stats.rejected_items:
+            line += f"; {stats.rejected_items} refused by the endpoint (dropped)"
+        line += f"; {waiting} batch(es) left"
+        _print(line)
+    if spool.stats.corrupt_files:
+        say(f"taskmeter: removed {spool.stats.corrupt_files} damaged spool file(s)")
+    if left == 0 and not any(spool.entries(s) for s in ("traces", "metrics", "logs")):
+        if spool.stats.batches_removed == 0 and spool.stats.corrupt_files == 0:
+            _print(f"{spool.directory}: empty")
+        return EXIT_OK
+    return EXIT_NO_MATCH
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{max(seconds, 0):.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
+def _print(text: str) -> None:
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        sys.stderr.close()

@@ -1,0 +1,218 @@
+"""Senders configured as OpenTelemetry's OTLP exporters are: by argument, else ``OTEL_*``.
+
+The variables are the standard ones, the signal-specific form first
+(``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, then ``OTEL_EXPORTER_OTLP_ENDPOINT``):
+``_ENDPOINT``, ``_PROTOCOL`` (``http/protobuf``, the default, or ``grpc``),
+``_HEADERS``, ``_TIMEOUT`` (milliseconds, as the specification says),
+``_COMPRESSION``, ``_CERTIFICATE``, ``_CLIENT_CERTIFICATE``, ``_CLIENT_KEY``
+and, for gRPC, ``_INSECURE``.  An argument that cannot be used raises
+``ValueError``; a variable that cannot be used is reported once as a warning
+and its default applies (configuration never stops the measured program).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from .._log import warn_once
+from .senders import GrpcSender, HttpSender, Sender, redact_url
+
+__all__ = ["PROTOCOLS", "endpoint_for", "sender_for"]
+
+PROTOCOLS = ("http/protobuf", "grpc")
+DEFAULT_HTTP_ENDPOINT = "http://localhost:4318"
+DEFAULT_GRPC_ENDPOINT = "http://localhost:4317"
+DEFAULT_TIMEOUT_S = 10.0
+
+
+def _variable(environ: Mapping[str, str], signal: str, suffix: str) -> tuple[str, str] | None:
+    """The first of ``OTEL_EXPORTER_OTLP_<SIGNAL>_<SUFFIX>`` and ``OTEL_EXPORTER_OTLP_<SUFFIX>``
+    that is set, with its name."""
+    for name in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_{suffix}", f"OTEL_EXPORTER_OTLP_{suffix}"):
+        value = environ.get(name, "").strip()
+        if value:
+            return name, value
+    return None
+
+
+def _protocol(environ: Mapping[str, str], signal: str, explicit: str | None) -> str:
+    if explicit is not None:
+        if explicit not in PROTOCOLS:
+            raise ValueError(
+                f"OTLP protocol must be one of {', '.join(PROTOCOLS)}, not {explicit!r}"
+            )
+        return explicit
+    found = _variable(environ, signal, "PROTOCOL")
+    if found is None:
+        return "http/protobuf"
+    name, value = found
+    if value not in PROTOCOLS:
+        warn_once(
+            f"env.{name}",
+            "%s=%r cannot be used by taskmeter's exporters (they send %s); using http/protobuf",
+            name,
+            value,
+            " or ".join(PROTOCOLS),
+        )
+        return "http/protobuf"
+    return value
+
+
+def endpoint_for(
+    signal: str,
+    environ: Mapping[str, str] | None = None,
+    *,
+    endpoint: str | None = None,
+    protocol: str | None = None,
+) -> tuple[str, str]:
+    """The protocol and endpoint for ``signal``: an explicit base ``endpoint`` (the signal
+    path is added for HTTP), else the variables, else the default."""
+    env = os.environ if environ is None else environ
+    chosen = _protocol(env, signal, protocol)
+    path = f"/v1/{signal}"
+    if endpoint is not None:
+        base = endpoint if "://" in endpoint else f"http://{endpoint}"
+        if chosen == "grpc":
+            return chosen, base
+        trimmed = base.rstrip("/")
+        return chosen, trimmed if trimmed.endswith(path) else trimmed + path
+    specific = env.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT", "").strip()
+    if specific:
+        return chosen, specific
+    general = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    if chosen == "grpc":
+        return chosen, general or DEFAULT_GRPC_ENDPOINT
+    return chosen, (general or DEFAULT_HTTP_ENDPOINT).rstrip("/") + path
+
+
+def _headers(environ: Mapping[str, str], signal: str) -> dict[str, str]:
+    found = _variable(environ, signal, "HEADERS")
+    if found is None:
+        return {}
+    from opentelemetry.util.re import parse_env_headers
+
+    try:
+        return dict(parse_env_headers(found[1], liberal=True))
+    except Exception:  # never echo the value: it holds credentials
+        warn_once(f"env.{found[0]}", "ignoring %s: it is not a list of name=value", found[0])
+        return {}
+
+
+def _timeout(environ: Mapping[str, str], signal: str) -> float:
+    found = _variable(environ, signal, "TIMEOUT")
+    if found is None:
+        return DEFAULT_TIMEOUT_S
+    name, value = found
+    try:
+        seconds = float(value) / 1000.0
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        warn_once(
+            f"env.{name}",
+            "ignoring %s=%r: expected a positive number of milliseconds; using %g s",
+            name,
+            value,
+            DEFAULT_TIMEOUT_S,
+        )
+        return DEFAULT_TIMEOUT_S
+    return seconds
+
+
+def _compression(environ: Mapping[str, str], signal: str) -> str:
+    found = _variable(environ, signal, "COMPRESSION")
+    if found is None:
+        return "none"
+    name, value = found
+    lowered = value.lower()
+    if lowered not in ("none", "gzip", "deflate"):
+        warn_once(f"env.{name}", "ignoring %s=%r: expected none or gzip", name, value)
+        return "none"
+    return lowered
+
+
+def sender_for(
+    signal: str,
+    environ: Mapping[str, str] | None = None,
+    *,
+    endpoint: str | None = None,
+    protocol: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout_s: float | None = None,
+) -> Sender:
+    """A sender for ``signal`` configured by the arguments, else by the ``OTEL_*`` variables.
+
+    ``headers`` are added to those of ``OTEL_EXPORTER_OTLP_[<SIGNAL>_]HEADERS``.
+    Raises ``ValueError`` for an argument that cannot be used.
+    """
+    env = os.environ if environ is None else environ
+    chosen, url = endpoint_for(signal, env, endpoint=endpoint, protocol=protocol)
+    merged = _headers(env, signal)
+    merged.update(headers or {})
+    timeout = _timeout(env, signal) if timeout_s is None else timeout_s
+    compression = _compression(env, signal)
+    files = {
+        suffix: (found[1] if (found := _variable(env, signal, suffix)) else None)
+        for suffix in ("CERTIFICATE", "CLIENT_CERTIFICATE", "CLIENT_KEY")
+    }
+    try:
+        if chosen == "grpc":
+            return _grpc_sender(signal, url, env, merged, timeout, compression, files)
+        return HttpSender(
+            signal,
+            url,
+            headers=merged,
+            timeout_s=timeout,
+            compression=compression,
+            certificate_file=files["CERTIFICATE"],
+            client_certificate_file=files["CLIENT_CERTIFICATE"],
+            client_key_file=files["CLIENT_KEY"],
+        )
+    except ValueError:
+        if endpoint is not None:
+            raise
+    default = DEFAULT_GRPC_ENDPOINT if chosen == "grpc" else DEFAULT_HTTP_ENDPOINT
+    warn_once(
+        f"env.endpoint.{signal}",
+        "the OTLP %s endpoint %s cannot be used; using %s",
+        signal,
+        redact_url(url),
+        default,
+    )
+    if chosen == "grpc":
+        return GrpcSender(signal, "localhost:4317", insecure=True, headers=merged)
+    return HttpSender(signal, f"{DEFAULT_HTTP_ENDPOINT}/v1/{signal}", headers=merged)
+
+
+def _grpc_sender(
+    signal: str,
+    url: str,
+    env: Mapping[str, str],
+    headers: dict[str, str],
+    timeout: float,
+    compression: str,
+    files: Mapping[str, str | None],
+) -> GrpcSender:
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        target = parts.netloc.rpartition("@")[2]
+        insecure = parts.scheme == "http"
+    else:
+        target = url
+        insecure_setting = _variable(env, signal, "INSECURE")
+        insecure = insecure_setting is not None and insecure_setting[1].lower() == "true"
+    if not target:
+        raise ValueError(f"no host in the OTLP/gRPC endpoint {redact_url(url)}")
+    return GrpcSender(
+        signal,
+        target,
+        insecure=insecure,
+        headers=headers,
+        timeout_s=timeout,
+        compression=compression,
+        certificate_file=files["CERTIFICATE"],
+        client_certificate_file=files["CLIENT_CERTIFICATE"],
+        client_key_file=files["CLIENT_KEY"],
+    )

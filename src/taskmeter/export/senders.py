@@ -1,0 +1,452 @@
+"""Send serialized OTLP requests (protobuf bytes) over HTTP or gRPC, and say what happened.
+
+A sender does one attempt, bounded by its timeout, and classifies the answer:
+
+* :attr:`Outcome.DELIVERED`: the endpoint took the request (HTTP 2xx, gRPC OK);
+  a partial success counts the items it refused (:attr:`SendResult.rejected_items`);
+* :attr:`Outcome.REJECTED`: the endpoint refused the *data* (HTTP 400 or 413,
+  gRPC ``INVALID_ARGUMENT``): sending it again cannot help;
+* :attr:`Outcome.RETRY`: anything else (no connection, a timeout, 429, 5xx,
+  an authentication or configuration problem): the request is kept and sent
+  again later, so that fixing the endpoint loses nothing.
+
+The retrying itself (back-off, the spool) belongs to the caller.  Nothing a
+sender reports (:attr:`SendResult.detail`) contains a header value or the
+credentials of a URL: endpoints are shown without user information, query
+or fragment, and exception texts are scrubbed of every secret the sender
+knows.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import threading
+import zlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from ..__about__ import __version__
+
+__all__ = [
+    "GRPC_METHODS",
+    "GrpcSender",
+    "HttpSender",
+    "Outcome",
+    "SendResult",
+    "Sender",
+    "redact_url",
+]
+
+GRPC_METHODS = {
+    "traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    "metrics": "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+    "logs": "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+}
+_REJECTED_HTTP = frozenset({400, 413})
+_MAX_DETAIL = 200
+
+
+class Outcome(Enum):
+    """What became of one attempt to send a request."""
+
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """The outcome of one attempt, with a description that is safe to log."""
+
+    outcome: Outcome
+    detail: str = ""
+    retry_after_s: float | None = None
+    """How long the endpoint asked to be left alone (``Retry-After``), if it said."""
+    rejected_items: int = 0
+    """Items a partially successful request did not keep."""
+
+
+def redact_url(url: str) -> str:
+    """``url`` without user information, query and fragment (for messages)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        return "(an unparsable endpoint)"
+    if not parts.scheme:
+        return f"{host}{port}" if host else "(endpoint)"
+    return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
+
+
+class _Scrubber:
+    """Removes known secrets from text that is about to be logged."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        words: set[str] = set()
+        for secret in secrets:
+            if not secret:
+                continue
+            words.add(secret)
+            words.update(part for part in secret.split() if len(part) >= 4)
+        # Longest first, so a value is replaced before its parts are.
+        self._secrets = sorted(words, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        if len(text) > _MAX_DETAIL:
+            text = text[: _MAX_DETAIL - 3] + "..."
+        return text
+
+
+def _url_secrets(url: str) -> list[str]:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return [url]
+    found = [s for s in (parts.username, parts.password) if s]
+    found += [unquote(s) for s in found]
+    if parts.query:
+        found.append(parts.query)
+    return found
+
+
+class Sender(ABC):
+    """Sends one signal's serialized requests to one endpoint."""
+
+    signal: str
+    """``traces``, ``metrics`` or ``logs``."""
+    timeout_s: float
+    """The longest one attempt may take."""
+
+    @property
+    @abstractmethod
+    def where(self) -> str:
+        """The endpoint, safe to show (no credentials)."""
+
+    @abstractmethod
+    def send(self, payload: bytes, timeout_s: float | None = None) -> SendResult:
+        """One attempt to deliver ``payload``; never raises."""
+
+    def close(self) -> None:  # noqa: B027 - optional
+        """Release connections."""
+
+
+def _check_signal(signal: str) -> None:
+    if signal not in GRPC_METHODS:
+        raise ValueError(f"unknown OTLP signal {signal!r}; expected traces, metrics or logs")
+
+
+def _check_timeout(timeout_s: float) -> float:
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or not timeout_s > 0:
+        raise ValueError(f"timeout_s must be a positive number of seconds, not {timeout_s!r}")
+    return float(timeout_s)
+
+
+def _partial_rejections(signal: str, body: bytes) -> int:
+    """Items a success response says were not kept (OTLP partial success)."""
+    if not body:
+        return 0
+    try:
+        if signal == "traces":
+            from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+                ExportTraceServiceResponse,
+            )
+
+            trace_response = ExportTraceServiceResponse.FromString(body)
+            return int(trace_response.partial_success.rejected_spans)
+        if signal == "metrics":
+            from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+                ExportMetricsServiceResponse,
+            )
+
+            metrics_response = ExportMetricsServiceResponse.FromString(body)
+            return int(metrics_response.partial_success.rejected_data_points)
+        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+            ExportLogsServiceResponse,
+        )
+
+        logs_response = ExportLogsServiceResponse.FromString(body)
+        return int(logs_response.partial_success.rejected_log_records)
+    except Exception:  # a body that is not a protobuf response (JSON, text): no count
+        return 0
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        import time
+
+        seconds = moment.timestamp() - time.time()
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), 3600.0)
+
+
+class HttpSender(Sender):
+    """OTLP/HTTP with protobuf bodies (``POST <url>``, ``application/x-protobuf``).
+
+    Args:
+        signal: ``traces``, ``metrics`` or ``logs``.
+        url: The full signal URL (``http://127.0.0.1:4318/v1/traces``).
+        headers: Extra request headers (``Authorization``, ...); never logged.
+        timeout_s: The longest one attempt may take.
+        compression: ``"none"``, ``"gzip"`` or ``"deflate"``.
+        certificate_file: CA bundle to verify the server with (default: the system's).
+        client_certificate_file, client_key_file: For mutual TLS.
+    """
+
+    def __init__(
+        self,
+        signal: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout_s: float = 10.0,
+        compression: str = "none",
+        certificate_file: str | None = None,
+        client_certificate_file: str | None = None,
+        client_key_file: str | None = None,
+    ) -> None:
+        _check_signal(signal)
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"OTLP/HTTP endpoint must be an http(s) URL, not {redact_url(str(url))}"
+            )
+        if compression not in ("none", "gzip", "deflate"):
+            raise ValueError(f"compression must be none, gzip or deflate, not {compression!r}")
+        self.signal = signal
+        self.url = url
+        self.timeout_s = _check_timeout(timeout_s)
+        self.compression = compression
+        self._headers = {
+            "Content-Type": "application/x-protobuf",
+            "User-Agent": f"taskmeter/{__version__}",
+        }
+        for name, value in (headers or {}).items():
+            self._headers[str(name)] = str(value)
+        if compression != "none":
+            self._headers["Content-Encoding"] = compression
+        self._verify: bool | str = certificate_file or True
+        self._cert: tuple[str, str] | str | None = None
+        if client_certificate_file and client_key_file:
+            self._cert = (client_certificate_file, client_key_file)
+        elif client_certificate_file:
+            self._cert = client_certificate_file
+        self._where = redact_url(url)
+        self._scrub = _Scrubber([*(headers or {}).values(), *_url_secrets(url)])
+        self._local = threading.local()
+
+    @property
+    def where(self) -> str:
+        return self._where
+
+    def _session(self) -> Any:
+        # One session (connection pool) per thread and process: a forked
+        # child must not share the parent's sockets.
+        session = getattr(self._local, "session", None)
+        if session is None or self._local.pid != os.getpid():
+            import requests
+
+            session = requests.Session()
+            self._local.session = session
+            self._local.pid = os.getpid()
+        return session
+
+    def _body(self, payload: bytes) -> bytes:
+        if self.compression == "gzip":
+            return gzip.compress(payload, compresslevel=6)
+        if self.compression == "deflate":
+            return zlib.compress(payload)
+        return payload
+
+    def send(self, payload: bytes, timeout_s: float | None = None) -> SendResult:
+        timeout = self.timeout_s if timeout_s is None else max(timeout_s, 0.001)
+        try:
+            response = self._session().post(
+                self.url,
+                data=self._body(payload),
+                headers=self._headers,
+                timeout=timeout,
+                verify=self._verify,
+                cert=self._cert,
+                allow_redirects=False,
+            )
+        except Exception as exc:
+            return SendResult(Outcome.RETRY, self._describe(exc, timeout))
+        try:
+            status = response.status_code
+            body = response.content if 200 <= status < 300 else b""
+            retry_after = _retry_after(response.headers.get("Retry-After"))
+        finally:
+            response.close()
+        if 200 <= status < 300:
+            return SendResult(
+                Outcome.DELIVERED,
+                f"HTTP {status}",
+                rejected_items=_partial_rejections(self.signal, body),
+            )
+        outcome = Outcome.REJECTED if status in _REJECTED_HTTP else Outcome.RETRY
+        return SendResult(outcome, f"HTTP {status}", retry_after_s=retry_after)
+
+    def _describe(self, exc: Exception, timeout: float) -> str:
+        import requests
+
+        if isinstance(exc, requests.exceptions.Timeout):
+            return f"no answer within {timeout:g} s"
+        if isinstance(exc, requests.exceptions.SSLError):
+            return f"TLS error: {self._scrub(str(exc))}"
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            text = str(exc)
+            if "refused" in text.lower():
+                return "connection refused"
+            return "cannot connect"
+        return f"{type(exc).__name__}: {self._scrub(str(exc))}"
+
+    def close(self) -> None:
+        session = getattr(self._local, "session", None)
+        if session is not None:
+            session.close()
+            self._local.session = None
+
+
+class GrpcSender(Sender):
+    """OTLP/gRPC: the request bytes go to the signal's ``Export`` method as they are.
+
+    Args:
+        signal: ``traces``, ``metrics`` or ``logs``.
+        target: ``host:port``.
+        insecure: Plain text instead of TLS.
+        headers: Request metadata (``authorization``, ...); never logged.
+        timeout_s: The longest one attempt may take.
+        compression: ``"none"``, ``"gzip"`` or ``"deflate"``.
+        certificate_file, client_certificate_file, client_key_file: TLS files.
+    """
+
+    def __init__(
+        self,
+        signal: str,
+        target: str,
+        *,
+        insecure: bool = False,
+        headers: Mapping[str, str] | None = None,
+        timeout_s: float = 10.0,
+        compression: str = "none",
+        certificate_file: str | None = None,
+        client_certificate_file: str | None = None,
+        client_key_file: str | None = None,
+    ) -> None:
+        _check_signal(signal)
+        if not isinstance(target, str) or not target or "/" in target:
+            raise ValueError(f"an OTLP/gRPC target is host:port, not {redact_url(str(target))}")
+        if compression not in ("none", "gzip", "deflate"):
+            raise ValueError(f"compression must be none, gzip or deflate, not {compression!r}")
+        self.signal = signal
+        self.target = target
+        self.insecure = insecure
+        self.timeout_s = _check_timeout(timeout_s)
+        self.compression = compression
+        self._metadata = tuple((str(k).lower(), str(v)) for k, v in (headers or {}).items())
+        self._files = (certificate_file, client_certificate_file, client_key_file)
+        self._scrub = _Scrubber([str(v) for v in (headers or {}).values()])
+        self._lock = threading.Lock()
+        self._channel: Any = None
+        self._method: Any = None
+        self._pid = 0
+
+    @property
+    def where(self) -> str:
+        return f"{'http' if self.insecure else 'https'}://{self.target}"
+
+    def _call(self) -> Any:
+        with self._lock:
+            if self._method is None or self._pid != os.getpid():
+                grpc = _grpc()
+                if self.insecure:
+                    channel = grpc.insecure_channel(self.target)
+                else:
+                    root, chain, key = (_read_file(path) for path in self._files)
+                    credentials = grpc.ssl_channel_credentials(
+                        root_certificates=root, private_key=key, certificate_chain=chain
+                    )
+                    channel = grpc.secure_channel(self.target, credentials)
+                self._channel = channel
+                self._method = channel.unary_unary(
+                    GRPC_METHODS[self.signal],
+                    request_serializer=None,
+                    response_deserializer=None,
+                )
+                self._pid = os.getpid()
+            return self._method
+
+    def send(self, payload: bytes, timeout_s: float | None = None) -> SendResult:
+        timeout = self.timeout_s if timeout_s is None else max(timeout_s, 0.001)
+        try:
+            grpc = _grpc()
+            compression = {
+                "none": grpc.Compression.NoCompression,
+                "gzip": grpc.Compression.Gzip,
+                "deflate": grpc.Compression.Deflate,
+            }[self.compression]
+            body = self._call()(
+                payload, timeout=timeout, metadata=self._metadata, compression=compression
+            )
+        except Exception as exc:
+            return self._failure(exc, timeout)
+        return SendResult(
+            Outcome.DELIVERED,
+            "gRPC OK",
+            rejected_items=_partial_rejections(self.signal, body or b""),
+        )
+
+    def _failure(self, exc: Exception, timeout: float) -> SendResult:
+        grpc = _grpc()
+
+        if not isinstance(exc, grpc.RpcError):
+            return SendResult(Outcome.RETRY, f"{type(exc).__name__}: {self._scrub(str(exc))}")
+        code = exc.code() if callable(getattr(exc, "code", None)) else None
+        name = getattr(code, "name", "UNKNOWN")
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return SendResult(Outcome.RETRY, f"no answer within {timeout:g} s")
+        details = exc.details() if callable(getattr(exc, "details", None)) else ""
+        detail = f"gRPC {name}" + (f": {self._scrub(str(details))}" if details else "")
+        if code == grpc.StatusCode.INVALID_ARGUMENT:
+            return SendResult(Outcome.REJECTED, detail)
+        return SendResult(Outcome.RETRY, detail)
+
+    def close(self) -> None:
+        with self._lock:
+            channel, self._channel, self._method = self._channel, None, None
+        if channel is not None:
+            channel.close()
+
+
+def _grpc() -> Any:
+    """The ``grpc`` module (imported on first use: it takes a tenth of a second)."""
+    import grpc  # type: ignore[import-untyped]
+
+    return grpc
+
+
+def _read_file(path: str | None) -> bytes | None:
+    if not path:
+        return None
+    with open(path, "rb") as handle:
+        return handle.read()

@@ -1,0 +1,144 @@
+"""Is a task that a file says is running still running?  (Or was its process killed?)
+
+A task file is rewritten while its task runs, so a process killed with
+``SIGKILL`` leaves a valid file whose status is still ``running``.  A reader
+tells the two apart:
+
+* **on the host that ran the task** (the file's ``hostname`` is this one):
+  the task is interrupted when its process (``pid``) no longer exists, is a
+  zombie, or is a *different* process that got the same id afterwards: one
+  that started after the task did (process ids are reused).  A process that
+  started no later than the task (to the clock's precision) is the task's;
+* **elsewhere**, where no process can be checked: when the file has not been
+  rewritten for longer than ``stale_after_s`` (by default three refresh
+  intervals, ``TASKMETER_MONITOR_INTERVAL``, and at least 30 s).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from . import _process, settings
+
+if TYPE_CHECKING:
+    from .task import Task
+
+__all__ = ["CLOCK_SLACK_S", "Liveness", "default_stale_after", "interruption"]
+
+CLOCK_SLACK_S = 2.0
+"""How much later than the task a process may seem to have started and still be the
+task's: a process's start time is known to the clock tick, from the boot time in
+whole seconds, and the wall clock may have been adjusted since boot."""
+
+
+def default_stale_after(monitor_interval_s: float | None = None) -> float:
+    """Seconds without a rewrite after which a running task on another host is presumed
+    interrupted: three refresh intervals, at least 30 s."""
+    interval = settings.monitor_interval() if monitor_interval_s is None else monitor_interval_s
+    return max(3 * interval, 30.0)
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """How to judge running tasks read from one file."""
+
+    hostname: str
+    """This host's name."""
+    file_mtime: float | None = None
+    """When the file was last rewritten (UNIX time); ``None`` for standard input."""
+    now: float | None = None
+    stale_after_s: float | None = None
+    process_facts: dict[int, _ProcessFacts | None] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    """What is known of each process examined so far (filled as tasks are judged)."""
+
+    @classmethod
+    def here(cls, file_mtime: float | None = None, stale_after_s: float | None = None) -> Liveness:
+        """Judged from this host, now."""
+        return cls(_process.current_hostname(), file_mtime, time.time(), stale_after_s)
+
+    def interruption(self, task: Task) -> str | None:
+        """Why ``task`` (status running) is no longer running; ``None`` if it may be.
+
+        The facts about each process are looked up once per :class:`Liveness`
+        (a killed run's subtasks share its pid).
+        """
+        return interruption(
+            task,
+            hostname=self.hostname,
+            file_mtime=self.file_mtime,
+            now=self.now,
+            stale_after_s=self.stale_after_s,
+            _facts=self.process_facts,
+        )
+
+
+def interruption(
+    task: Task,
+    *,
+    hostname: str,
+    file_mtime: float | None = None,
+    now: float | None = None,
+    stale_after_s: float | None = None,
+    _facts: dict[int, _ProcessFacts | None] | None = None,
+) -> str | None:
+    """Why ``task`` is not running any more although its status says so, or ``None``.
+
+    Only tasks whose status is ``running`` are judged (others return ``None``).
+    """
+    if getattr(task.status, "value", task.status) != "running":
+        return None
+    pid = task.pid
+    if task.hostname == hostname and isinstance(pid, int) and pid > 0:
+        if _facts is None:
+            facts = _process_facts(pid)
+        else:
+            if pid not in _facts:
+                _facts[pid] = _process_facts(pid)
+            facts = _facts[pid]
+        return _process_gone(pid, facts, task.start_time)
+    if file_mtime is None:
+        return None
+    limit = default_stale_after() if stale_after_s is None else stale_after_s
+    age = (time.time() if now is None else now) - file_mtime
+    if age > limit:
+        return f"not refreshed for {age:.0f} s (host {task.hostname} cannot be checked from here)"
+    return None
+
+
+@dataclass(frozen=True)
+class _ProcessFacts:
+    exists: bool
+    created: float = 0.0
+    zombie: bool = False
+
+
+def _process_facts(pid: int) -> _ProcessFacts | None:
+    """Whether process ``pid`` exists, when it started, whether it exited; ``None``:
+    it exists but cannot be examined."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        created = process.create_time()
+        status = process.status()
+    except psutil.NoSuchProcess:
+        return _ProcessFacts(exists=False)
+    except (psutil.AccessDenied, OSError):
+        return None
+    return _ProcessFacts(True, created, status == psutil.STATUS_ZOMBIE)
+
+
+def _process_gone(pid: int, facts: _ProcessFacts | None, start_time: float | None) -> str | None:
+    if facts is None:
+        return None  # it exists; whose it is cannot be told
+    if not facts.exists:
+        return f"process {pid} is gone"
+    if facts.zombie:
+        return f"process {pid} has exited"
+    if start_time is not None and facts.created > start_time + CLOCK_SLACK_S:
+        return f"process {pid} is gone (the id now belongs to a process started later)"
+    return None

@@ -1,0 +1,110 @@
+"""``taskmeter flush``: delivers a spool, lists it, and says clearly what is left."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from opentelemetry.sdk.trace import TracerProvider
+
+from taskmeter.export import DurableSpanExporter, DurableSpanProcessor, Spool
+from tests.collector import OtlpSink
+from tests.export.servers import closed_port
+
+from .runner import clean_environment, taskmeter
+
+
+def spool_spans(directory: Path, count: int) -> set[bytes]:
+    """Spans exported while nothing listens: they end up in the spool at ``directory``."""
+    exporter = DurableSpanExporter(
+        directory, endpoint=f"http://127.0.0.1:{closed_port()}", replay=False
+    )
+    provider = TracerProvider()
+    provider.add_span_processor(DurableSpanProcessor(exporter, max_export_batch_size=100))
+    tracer = provider.get_tracer("flush")
+    ids = set()
+    for index in range(count):
+        with tracer.start_as_current_span(f"waiting {index}") as span:
+            ids.add(span.get_span_context().span_id.to_bytes(8, "big"))
+    provider.shutdown()
+    assert exporter.stats.spooled_items == count
+    return ids
+
+
+def test_flush_delivers_everything_and_empties_the_spool(
+    tmp_path: Path, otlp_sink: OtlpSink
+) -> None:
+    """Every spooled span reaches the endpoint; exit 0; a line says how many."""
+    ids = spool_spans(tmp_path / "spool", 350)
+    result = taskmeter(
+        "flush",
+        str(tmp_path / "spool"),
+        env=clean_environment({"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_sink.endpoint}),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "traces: delivered 4 batch(es) (350 span(s))" in result.stdout
+    assert "0 batch(es) left" in result.stdout
+    assert {span.span_id for span in otlp_sink.spans()} == ids
+    assert Spool(tmp_path / "spool").entries() == []
+
+
+def test_flush_reads_the_spool_from_the_environment(tmp_path: Path, otlp_sink: OtlpSink) -> None:
+    """Without DIR, TASKMETER_SPOOL_DIR names the spool; --otlp-endpoint names the endpoint."""
+    spool_spans(tmp_path / "spool", 10)
+    env = clean_environment({"TASKMETER_SPOOL_DIR": str(tmp_path / "spool")})
+    result = taskmeter("flush", "--otlp-endpoint", otlp_sink.endpoint, env=env)
+    assert result.returncode == 0, result.stderr
+    assert len(otlp_sink.spans()) == 10
+
+
+def test_unreachable_endpoint_leaves_the_spool_and_exits_1(tmp_path: Path) -> None:
+    """Nothing listens: nothing is removed, exit 1, and the line says what is left."""
+    spool_spans(tmp_path, 20)
+    before = Spool(tmp_path).entries()
+    result = taskmeter(
+        "flush", str(tmp_path), "--otlp-endpoint", f"http://127.0.0.1:{closed_port()}"
+    )
+    assert result.returncode == 1
+    assert f"{len(before)} batch(es) left" in result.stdout
+    assert Spool(tmp_path).entries() == before
+
+
+def test_list_shows_what_waits_without_sending(tmp_path: Path) -> None:
+    """--list counts batches and spans by signal; nothing is sent or removed."""
+    spool_spans(tmp_path, 30)
+    result = taskmeter("flush", str(tmp_path), "--list")
+    assert result.returncode == 1
+    assert result.stdout.startswith("traces: 1 batch(es), 30 span(s), ")
+    assert "old" in result.stdout
+    assert len(Spool(tmp_path).entries()) == 1
+    empty = taskmeter("flush", str(tmp_path / "none"), "--list")
+    assert empty.returncode == 0 and "empty" in empty.stdout
+
+
+def test_no_spool_named_is_a_usage_error() -> None:
+    """Neither DIR nor TASKMETER_SPOOL_DIR: exit 2 and a one-line reason."""
+    result = taskmeter("flush")
+    assert result.returncode == 2
+    assert "give DIR or set TASKMETER_SPOOL_DIR" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_file_instead_of_a_directory_is_exit_3(tmp_path: Path) -> None:
+    """DIR that is a regular file: exit 3, no traceback."""
+    (tmp_path / "file").write_text("x")
+    result = taskmeter("flush", str(tmp_path / "file"))
+    assert result.returncode == 3
+    assert "not a directory" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_damaged_batches_are_removed_and_reported(tmp_path: Path, otlp_sink: OtlpSink) -> None:
+    """A truncated batch file is removed with a message; the whole ones are delivered."""
+    spool_spans(tmp_path, 5)
+    spool_spans(tmp_path, 7)
+    first = Spool(tmp_path).entries()[0]
+    with open(first.path, "r+b") as handle:
+        handle.truncate(first.size - 3)
+    result = taskmeter("flush", str(tmp_path), "--otlp-endpoint", otlp_sink.endpoint)
+    assert result.returncode == 0, result.stderr
+    assert "removed 1 damaged spool file(s)" in result.stderr
+    assert len(otlp_sink.spans()) == 7

@@ -1,0 +1,205 @@
+"""Senders: one bounded attempt, classified (delivered, retry, rejected); no secret said."""
+
+from __future__ import annotations
+
+import gzip
+import time
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTracePartialSuccess,
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from taskmeter.export import GrpcSender, HttpSender, Outcome, redact_url, sender_for
+from tests.collector import CollectorUnderTest
+
+from .servers import Answer, closed_port, scripted_endpoint, silent_endpoint
+
+PAYLOAD = ExportTraceServiceRequest().SerializeToString() or b"\n\x00"
+
+
+def test_http_2xx_is_delivered_with_the_payload_and_headers() -> None:
+    """The request carries the bytes, protobuf content type and the configured headers."""
+    with scripted_endpoint() as endpoint:
+        sender = HttpSender(
+            "traces", endpoint.url + "/v1/traces", headers={"authorization": "Bearer xyz"}
+        )
+        result = sender.send(b"payload-bytes")
+    assert result.outcome is Outcome.DELIVERED
+    [request] = endpoint.requests
+    assert request.path == "/v1/traces"
+    assert request.body == b"payload-bytes"
+    assert request.headers["Content-Type"] == "application/x-protobuf"
+    assert request.headers["authorization"] == "Bearer xyz"
+
+
+def test_gzip_compression_sends_a_gzip_body() -> None:
+    """compression='gzip' compresses the body and says so in Content-Encoding."""
+    with scripted_endpoint() as endpoint:
+        HttpSender("traces", endpoint.url + "/v1/traces", compression="gzip").send(b"abc" * 100)
+    [request] = endpoint.requests
+    assert request.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(request.body) == b"abc" * 100
+
+
+def test_partial_success_counts_the_rejected_items() -> None:
+    """A 200 whose body reports rejected spans is delivered, with the count kept."""
+    body = ExportTraceServiceResponse(
+        partial_success=ExportTracePartialSuccess(rejected_spans=3, error_message="too old")
+    ).SerializeToString()
+    with scripted_endpoint(Answer(200, body=body)) as endpoint:
+        result = HttpSender("traces", endpoint.url + "/v1/traces").send(PAYLOAD)
+    assert result.outcome is Outcome.DELIVERED
+    assert result.rejected_items == 3
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [
+        (400, Outcome.REJECTED),
+        (413, Outcome.REJECTED),
+        (401, Outcome.RETRY),
+        (403, Outcome.RETRY),
+        (404, Outcome.RETRY),
+        (429, Outcome.RETRY),
+        (500, Outcome.RETRY),
+        (502, Outcome.RETRY),
+        (503, Outcome.RETRY),
+        (504, Outcome.RETRY),
+        (302, Outcome.RETRY),
+    ],
+)
+def test_http_status_classification(status: int, outcome: Outcome) -> None:
+    """Only a refusal of the data itself drops it; auth, routing and server errors keep it."""
+    with scripted_endpoint(Answer(status)) as endpoint:
+        result = HttpSender("traces", endpoint.url + "/v1/traces").send(PAYLOAD)
+    assert result.outcome is outcome
+    assert result.detail == f"HTTP {status}"
+
+
+def test_retry_after_is_read() -> None:
+    """503 with Retry-After: 7 asks the caller to wait 7 s."""
+    with scripted_endpoint(Answer(503, headers={"Retry-After": "7"})) as endpoint:
+        result = HttpSender("traces", endpoint.url + "/v1/traces").send(PAYLOAD)
+    assert result.retry_after_s == 7.0
+
+
+def test_refused_connection_is_retry() -> None:
+    """Nothing listening: RETRY, 'connection refused', quickly."""
+    began = time.monotonic()
+    result = HttpSender("traces", f"http://127.0.0.1:{closed_port()}/v1/traces").send(PAYLOAD)
+    assert result.outcome is Outcome.RETRY
+    assert result.detail == "connection refused"
+    assert time.monotonic() - began < 2
+
+
+def test_silent_endpoint_times_out_within_the_timeout() -> None:
+    """An endpoint that never answers costs one timeout, then RETRY."""
+    with silent_endpoint() as endpoint:
+        sender = HttpSender("traces", endpoint.url + "/v1/traces", timeout_s=0.3)
+        began = time.monotonic()
+        result = sender.send(PAYLOAD)
+    assert result.outcome is Outcome.RETRY
+    assert "no answer within 0.3 s" in result.detail
+    assert time.monotonic() - began < 2
+
+
+def test_redact_url_drops_credentials_query_and_fragment() -> None:
+    """User information, query strings (tokens) and fragments never reach a message."""
+    assert (
+        redact_url("https://user:hunter2@collector.example:4318/v1/traces?token=abc#x")
+        == "https://collector.example:4318/v1/traces"
+    )
+    assert redact_url("http://[::1]:4318/v1/traces") == "http://[::1]:4318/v1/traces"
+
+
+def test_endpoint_with_credentials_is_shown_without_them() -> None:
+    """An endpoint URL with user:password is used, but `where` never shows the password."""
+    with scripted_endpoint() as endpoint:
+        url = endpoint.url.replace("http://", "http://alice:s3cr3t-pw@") + "/v1/traces"
+        sender = HttpSender("traces", url)
+        assert sender.send(PAYLOAD).outcome is Outcome.DELIVERED
+    assert "s3cr3t-pw" not in sender.where
+    assert endpoint.requests[0].headers["Authorization"].startswith("Basic ")
+
+
+def test_sender_for_reads_the_standard_variables() -> None:
+    """Signal-specific variables win; headers are parsed; the timeout is in milliseconds."""
+    environ = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://general:4318",
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://metrics-only:9000/custom",
+        "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20abc,x-tenant=t1",
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "2500",
+        "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip",
+    }
+    traces = sender_for("traces", environ)
+    metrics = sender_for("metrics", environ)
+    assert isinstance(traces, HttpSender) and isinstance(metrics, HttpSender)
+    assert traces.url == "http://general:4318/v1/traces"
+    assert metrics.url == "http://metrics-only:9000/custom"
+    assert traces.timeout_s == 2.5
+    assert traces.compression == "gzip"
+    assert traces._headers["authorization"] == "Bearer abc"
+    grpc_sender = sender_for("traces", {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+    assert isinstance(grpc_sender, GrpcSender)
+    assert grpc_sender.target == "localhost:4317" and grpc_sender.insecure
+
+
+def test_explicit_arguments_are_checked() -> None:
+    """A bad protocol or a non-URL endpoint given in code is a ValueError naming it."""
+    with pytest.raises(ValueError, match="protocol"):
+        sender_for("traces", {}, protocol="http/json")
+    with pytest.raises(ValueError, match="signal"):
+        HttpSender("spans", "http://127.0.0.1:1/v1/traces")
+    with pytest.raises(ValueError, match="timeout_s"):
+        HttpSender("traces", "http://127.0.0.1:1/v1/traces", timeout_s=0)
+
+
+def test_bad_variables_fall_back_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """A malformed timeout or protocol variable never stops the program: default and warn."""
+    sender = sender_for(
+        "traces", {"OTEL_EXPORTER_OTLP_TIMEOUT": "soon", "OTEL_EXPORTER_OTLP_PROTOCOL": "carrier"}
+    )
+    assert isinstance(sender, HttpSender)
+    assert sender.timeout_s == 10.0
+    assert "OTEL_EXPORTER_OTLP_TIMEOUT" in caplog.text
+    assert "OTEL_EXPORTER_OTLP_PROTOCOL" in caplog.text
+
+
+def test_grpc_delivers_to_a_real_collector(rotel_collector: CollectorUnderTest) -> None:
+    """The request bytes go through rotel's gRPC receiver to the sink unchanged."""
+    from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+    span = Span(trace_id=bytes(range(16)), span_id=bytes(range(8)), name="over grpc", kind=1)
+    span.start_time_unix_nano = 1
+    span.end_time_unix_nano = 2
+    request = ExportTraceServiceRequest(
+        resource_spans=[
+            ResourceSpans(
+                scope_spans=[ScopeSpans(scope=InstrumentationScope(name="t"), spans=[span])]
+            )
+        ]
+    )
+    sender = sender_for("traces", {}, endpoint=rotel_collector.grpc_endpoint, protocol="grpc")
+    try:
+        result = sender.send(request.SerializeToString())
+    finally:
+        sender.close()
+    assert result.outcome is Outcome.DELIVERED, result.detail
+    from tests.collector import wait_until
+
+    assert wait_until(lambda: bool(rotel_collector.sink.spans("over grpc")), 10)
+
+
+def test_grpc_unreachable_is_retry() -> None:
+    """No gRPC server: UNAVAILABLE is RETRY, within the timeout."""
+    sender = GrpcSender("traces", f"127.0.0.1:{closed_port()}", insecure=True, timeout_s=1.0)
+    try:
+        result = sender.send(PAYLOAD)
+    finally:
+        sender.close()
+    assert result.outcome is Outcome.RETRY
+    assert "UNAVAILABLE" in result.detail or "no answer" in result.detail
