@@ -121,3 +121,16 @@ def test_forked_child_starts_with_an_empty_monitor(fast_monitor: Monitor) -> Non
     fast_monitor.remove(handle)
     assert os.read(read, 1) == b"1"
     assert threading.active_count() >= 1
+
+
+def test_refresh_writes_the_figures_of_running_subtasks(tmp_path: Path) -> None:
+    """A killed process's file shows every open task's figures, not just the root's."""
+    path = tmp_path / "task.json"
+    with Task("root", file=path) as root, Task("stage"), Task("step"):
+        root.monitor_refresh()
+        document = json.loads(path.read_text())
+        stage = document["subtasks"][0]
+        step = stage["subtasks"][0]
+        assert stage["status"] == step["status"] == "running"
+        assert stage["duration"] is not None and step["duration"] is not None
+        assert step["cpu_time"] is not None and step["peak_memory"] is not None

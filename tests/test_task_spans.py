@@ -170,3 +170,30 @@ def test_without_sdk_tasks_still_measure() -> None:
         use_tracer_provider(None)
     assert task.duration is not None and task.cpu_time is not None
     assert task.trace_id is None
+
+
+class _RaisingProcessor(SpanProcessor):
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        if self.where == "start":
+            raise RuntimeError("bad processor on start")
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.where == "end":
+            raise RuntimeError("bad processor on end")
+
+
+@pytest.mark.parametrize("where", ["start", "end"])
+def test_a_raising_span_processor_never_reaches_the_application(where: str) -> None:
+    """The SDK lets a processor's exception through; a task contains it."""
+    from taskmeter import _log
+    from taskmeter.testing import capture_spans
+
+    with capture_spans(_RaisingProcessor(where)), Task("still measured") as task:
+        result = sum(range(1000))
+    assert result == 499500
+    assert task.status.value == "finished" and task.cpu_time is not None
+    assert _log.error_counts[f"task.span.{where}"] == 1
+    assert Task.current() is None

@@ -374,15 +374,21 @@ class Task(BaseModel):
         wall_ns = time.time_ns()
 
         tracer = state.tracer or get_tracer()
-        context = self._span_parent_context()
-        if parent is None and propagation.inherited is not None:
-            context = propagation.adopt(self, context)
-        span = tracer.start_span(
-            self.label,
-            context=context,
-            attributes=self._start_attributes(),
-            start_time=wall_ns,
-        )
+        try:
+            context = self._span_parent_context()
+            if parent is None and propagation.inherited is not None:
+                context = propagation.adopt(self, context)
+            span = tracer.start_span(
+                self.label,
+                context=context,
+                attributes=self._start_attributes(),
+                start_time=wall_ns,
+            )
+        except Exception as exc:
+            # The SDK lets a span processor's exception through; the task goes
+            # on measuring, without a span.
+            swallowed("task.span.start", exc)
+            span = trace.INVALID_SPAN
         state.span = span
         values = self.__dict__
         span_context = span.get_span_context()
@@ -457,19 +463,24 @@ class Task(BaseModel):
         self._deactivate()
 
         span = state.span
-        if span.is_recording():
-            span.set_attributes(self._end_attributes())
-            if status is TaskStatus.FAILED:
-                if error is not None:
-                    span.record_exception(error)
-                    span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
-                else:
-                    span.set_status(Status(StatusCode.ERROR, "task failed"))
-            elif status is TaskStatus.CANCELLED:
-                if error is not None:
-                    span.record_exception(error)
-                span.set_status(Status(StatusCode.ERROR, "task cancelled"))
-        span.end(end_time=wall_ns)
+        try:
+            if span.is_recording():
+                span.set_attributes(self._end_attributes())
+                if status is TaskStatus.FAILED:
+                    if error is not None:
+                        span.record_exception(error)
+                        span.set_status(
+                            Status(StatusCode.ERROR, f"{type(error).__name__}: {error}")
+                        )
+                    else:
+                        span.set_status(Status(StatusCode.ERROR, "task failed"))
+                elif status is TaskStatus.CANCELLED:
+                    if error is not None:
+                        span.record_exception(error)
+                    span.set_status(Status(StatusCode.ERROR, "task cancelled"))
+            span.end(end_time=wall_ns)
+        except Exception as exc:  # a span processor's exception, let through by the SDK
+            swallowed("task.span.end", exc)
         self._detach(state)
         # A finished task keeps its ids (trace_id, span_id), not the span:
         # a root of 100k subtasks must not hold 100k spans.
@@ -487,9 +498,28 @@ class Task(BaseModel):
             self._save()
 
     def monitor_refresh(self) -> None:
-        """Called periodically by the monitor thread while the task runs."""
-        if self.status is TaskStatus.RUNNING:
-            self.update()
+        """Called periodically by the monitor thread while the task runs.
+
+        The running subtasks of this process are refreshed too, so that the
+        file of a process that is killed shows every open task's figures.
+        """
+        if self.status is not TaskStatus.RUNNING:
+            return
+        for task in list(_running.values()):
+            if task is not self and task.status is TaskStatus.RUNNING and task._descends_from(self):
+                try:
+                    task.update_resources()
+                except Exception as exc:
+                    swallowed("task.refresh", exc)
+        self.update()
+
+    def _descends_from(self, ancestor: Task) -> bool:
+        parent = self._tm.parent
+        while parent is not None:
+            if parent is ancestor:
+                return True
+            parent = parent._tm.parent
+        return False
 
     def update_resources(self) -> Figures:
         """Take the current figures, store them in the fields and return them.
@@ -723,10 +753,10 @@ class Task(BaseModel):
         if path is None:
             return
         try:
-            with state.lock:
-                text = self.model_dump_json()
-            from .taskfile import write_atomic
+            from .taskfile import dump_task, write_atomic
 
+            with state.lock:
+                text = dump_task(self)
             write_atomic(path, text + "\n")
         except Exception as exc:
             swallowed("taskfile.save", exc)
