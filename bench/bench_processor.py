@@ -77,14 +77,7 @@ def timer_attributes(method: str, task: str | None) -> dict[str, Any]:
         values[attr.TIMER_ATTRIBUTES[phase + "UserTime"]] = cpu * 0.9
         values[attr.TIMER_ATTRIBUTES[phase + "SystemTime"]] = cpu * 0.1
         values[attr.TIMER_ATTRIBUTES[phase + "MaxResidentSetSize"]] = 512 << 20
-        for suffix in (
-            "MinorPageFaults",
-            "MajorPageFaults",
-            "BlockInputs",
-            "BlockOutputs",
-            "VoluntaryContextSwitches",
-            "InvoluntaryContextSwitches",
-        ):
+        for suffix in attr.TIMER_KEY_SUFFIXES[5:]:  # the counts after MaxResidentSetSize
             values[attr.TIMER_ATTRIBUTES[phase + suffix]] = 1000
     return values
 

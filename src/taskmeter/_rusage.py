@@ -8,20 +8,11 @@ import resource  # POSIX only, as taskmeter is
 import sys
 import time
 
+from .attributes import TIMER_KEY_SUFFIXES
+
 __all__ = ["USAGE_SUFFIXES", "maxrss_unit_bytes", "node_name", "read_usage"]
 
-USAGE_SUFFIXES = (
-    "CpuTime",
-    "UserTime",
-    "SystemTime",
-    "MaxResidentSetSize",
-    "MinorPageFaults",
-    "MajorPageFaults",
-    "BlockInputs",
-    "BlockOutputs",
-    "VoluntaryContextSwitches",
-    "InvoluntaryContextSwitches",
-)
+USAGE_SUFFIXES = TIMER_KEY_SUFFIXES[1:]
 """Key suffixes of :func:`read_usage`'s values, in lsst.utils' order (``Utc`` comes first)."""
 
 

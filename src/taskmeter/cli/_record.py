@@ -14,7 +14,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
-from .. import attributes as attr
 from .._log import debug_once
 from ..figures import Figures
 from ..task import Task, TaskStatus
@@ -112,13 +111,8 @@ def build_root(
 
 
 def span_attributes(root: Task) -> dict[str, Any]:
-    """The span attributes of the run's root task (the same names as every task's)."""
-    attributes: dict[str, Any] = {
-        attr.TASK_ID: str(root.task_id),
-        attr.TASK_SUBPROCESS: root.subprocess,
-        attr.TASK_STATUS: root.status.value,
-        attr.HOST_NAME: root.hostname,
-    }
+    """The span attributes of the run's root task: every task's, plus the process's."""
+    attributes = {**root._start_attributes(), **root._end_attributes()}
     command = getattr(root, "command", None)
     if isinstance(command, list) and command:
         attributes["process.command_args"] = [str(part) for part in command]
@@ -128,31 +122,4 @@ def span_attributes(root: Task) -> dict[str, Any]:
     exit_code = getattr(root, "exit_code", None)
     if exit_code is not None:
         attributes["process.exit.code"] = exit_code
-    if root.pid is not None:
-        attributes[attr.PROCESS_PID] = root.pid
-    if root.parent_id is not None:
-        attributes[attr.TASK_PARENT_ID] = str(root.parent_id)
-    if root.machine is not None:
-        attributes[attr.MACHINE] = root.machine
-    if root.duration is not None:
-        attributes[attr.DURATION] = root.duration
-    if root.cpu_time is not None:
-        attributes[attr.CPU_TIME] = root.cpu_time
-        attributes[attr.CPU_USER] = root.cpu_user_time
-        attributes[attr.CPU_SYSTEM] = root.cpu_system_time
-        attributes[attr.CPU_TOTAL] = root.total_cpu()
-    if root.peak_memory is not None:
-        attributes[attr.MEMORY_PEAK] = root.peak_memory
-    if root.peak_gpu_memory is not None:
-        attributes[attr.GPU_MEMORY_PEAK] = root.peak_gpu_memory
-    for domain, value in (
-        ("cpu", root.cpu_power),
-        ("gpu", root.gpu_power),
-        ("system", root.system_power),
-    ):
-        if value is not None:
-            attributes[attr.ENERGY[domain]] = value
-            source = root.energy_sources.get(domain)
-            if source:
-                attributes[attr.ENERGY_SOURCE[domain]] = source
     return attributes

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._files import parse_yaml, read_text_bounded
 from .errors import MetadataError, MetricComputationError
 
 __all__ = ["Metadata", "Reading", "load_metadata"]
@@ -161,16 +162,7 @@ class Metadata:
 
 
 def _parse_yaml(text: str, path: Path) -> Any:
-    try:
-        import yaml
-    except ImportError as exc:  # pragma: no cover - pyyaml is in the test extra
-        raise MetadataError(
-            f"{path}: reading YAML needs PyYAML (pip install 'taskmeter[yaml]')"
-        ) from exc
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise MetadataError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_yaml(text, path, MetadataError)
 
 
 def load_metadata(path: str | os.PathLike[str]) -> Metadata:
@@ -207,19 +199,3 @@ def load_metadata(path: str | os.PathLike[str]) -> Metadata:
         return Metadata(data)
     except TypeError as exc:
         raise MetadataError(f"{file}: {exc}") from exc
-
-
-def read_text_bounded(path: Path, max_bytes: int, error: type[ValueError]) -> str:
-    """The UTF-8 text of ``path``; ``error`` naming the file if it is unreadable, too large
-    or not text."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(max_bytes + 1)
-    except OSError as exc:
-        raise error(f"{path}: cannot read: {exc}") from exc
-    if len(data) > max_bytes:
-        raise error(f"{path}: larger than {max_bytes} bytes, more than such a file may hold")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise error(f"{path}: cannot read: not UTF-8 text ({exc})") from exc

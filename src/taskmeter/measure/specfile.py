@@ -28,8 +28,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .._files import parse_yaml, read_text_bounded
 from .errors import SpecError
-from .metadata import read_text_bounded
 from .specs import SPEC_KINDS, MemoryMetric, MetricSpec
 
 if sys.version_info >= (3, 11):
@@ -148,16 +148,7 @@ def _parse(file: Path, text: str) -> object:
         except tomllib.TOMLDecodeError as exc:
             raise SpecError(f"{file}: not valid TOML: {exc}") from exc
     elif suffix in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError as exc:  # pragma: no cover - pyyaml is in the test extra
-            raise SpecError(
-                f"{file}: reading YAML needs PyYAML (pip install 'taskmeter[yaml]')"
-            ) from exc
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise SpecError(f"{file}: not valid YAML: {exc}") from exc
+        data = parse_yaml(text, file, SpecError)
     elif suffix == ".json":
         try:
             data = json.loads(text)

@@ -1,0 +1,40 @@
+"""Reading the files users hand taskmeter (metadata, metric specs): bounded, with clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def read_text_bounded(path: Path, max_bytes: int, error: type[ValueError]) -> str:
+    """The UTF-8 text of ``path``.
+
+    Raises ``error`` naming the file if it is unreadable, larger than
+    ``max_bytes`` or not text.
+    """
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise error(f"{path}: cannot read: {exc}") from exc
+    if len(data) > max_bytes:
+        raise error(f"{path}: larger than {max_bytes} bytes, more than such a file may hold")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: cannot read: not UTF-8 text ({exc})") from exc
+
+
+def parse_yaml(text: str, path: Path, error: type[ValueError]) -> Any:
+    """The YAML document ``text`` (read from ``path``), with the safe loader.
+
+    Raises ``error`` naming the file when PyYAML is missing or the text is not YAML.
+    """
+    try:
+        import yaml
+    except ImportError as exc:  # pragma: no cover - pyyaml is in the test extra
+        raise error(f"{path}: reading YAML needs PyYAML (pip install 'taskmeter[yaml]')") from exc
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: not valid YAML: {exc}") from exc
