@@ -160,7 +160,7 @@ def test_default_probes_with_energy_argument_is_strict(monkeypatch: pytest.Monke
     monkeypatch.delenv("TASKMETER_ENERGY_CONFIG", raising=False)
     with pytest.raises(ProbeUnavailableError, match="prometheus"):
         default_probes("prometheus")
-    assert [p.name for p in default_probes("none")] == ["cpu", "memory"]
+    assert [p.name for p in default_probes("none")] == ["process"]
 
 
 def test_named_in_environment_but_missing_is_logged_as_error_and_tasks_go_on(
@@ -189,7 +189,7 @@ def test_malformed_environment_selection_warns_and_uses_auto(
 
 def test_environment_none_turns_energy_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TASKMETER_ENERGY", "none")
-    assert [p.name for p in default_probes()] == ["cpu", "memory"]
+    assert [p.name for p in default_probes()] == ["process"]
 
 
 def test_config_for_another_machine_is_quiet(

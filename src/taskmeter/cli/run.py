@@ -335,7 +335,7 @@ class _Run:
 
         self.figures.probe_figures = Figures()
         for probe in active_probes():
-            if probe.name in ("cpu", "memory"):
+            if probe.name in ("cpu", "memory", "process"):
                 continue
             try:
                 self.probes.append((probe, probe.begin(reset_peak=True)))

@@ -20,6 +20,11 @@ from .errors import ProbeUnavailableError
 from .gpu_energy import NvmlEnergyProbe
 from .gpu_memory import GpuMemoryProbe
 from .memory import LinuxRssHighWater, PeakMemoryProbe, RusageHighWater
+
+try:
+    from .process import ProcessProbe
+except ImportError:  # pragma: no cover - no getrusage (Windows)
+    ProcessProbe = None  # type: ignore[assignment,misc]
 from .nvml import Nvml
 from .peaks import HighWaterSource, PeakRegister, PeakTracker
 from .prometheus import PrometheusProbe
@@ -39,6 +44,7 @@ __all__ = [
     "PeakTracker",
     "Probe",
     "ProbeUnavailableError",
+    "ProcessProbe",
     "PrometheusProbe",
     "RaplProbe",
     "RusageHighWater",
@@ -66,7 +72,14 @@ def default_probes(energy: str | Iterable[str] | None = None) -> tuple[Probe, ..
         extra = energy_probes(selection_from_environment(), strict=False)
     else:
         extra = energy_probes(parse_energy_selection(energy), strict=True)
-    return (CpuTimeProbe(), PeakMemoryProbe(), *extra)
+    return (*_process_probes(), *extra)
+
+
+def _process_probes() -> tuple[Probe, ...]:
+    """CPU time and peak memory: one probe where ``getrusage`` exists, else two."""
+    if ProcessProbe is not None:
+        return (ProcessProbe(),)
+    return (CpuTimeProbe(), PeakMemoryProbe())  # pragma: no cover - Windows
 
 
 def active_probes() -> tuple[Probe, ...]:
@@ -93,13 +106,11 @@ def _detected_probes() -> tuple[Probe, ...]:
         from .._log import swallowed
 
         swallowed("probes.detect", exc)
-        probes: list[Probe] = []
-        for build in (CpuTimeProbe, PeakMemoryProbe):
-            try:
-                probes.append(build())
-            except Exception as inner:
-                swallowed("probes.detect", inner)
-        return tuple(probes)
+        try:
+            return _process_probes()
+        except Exception as inner:
+            swallowed("probes.detect", inner)
+            return ()
 
 
 def set_probes(probes: Iterable[Probe] | None) -> tuple[Probe, ...]:

@@ -18,6 +18,7 @@ sequential tasks by a :class:`~taskmeter.probes.peaks.PeakRegister`:
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from .. import _process
 from .._log import debug_once, swallowed
@@ -51,7 +52,7 @@ class SampledHighWater:
             if self._mark is None or level > self._mark:
                 self._mark = level
 
-    def high_water(self) -> int | None:
+    def high_water(self, usage: Any = None) -> int | None:
         """The highest sample since the last reset."""
         return self._mark
 

@@ -27,6 +27,7 @@ import threading
 import weakref
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .._log import debug_once
 from ..figures import Figures
@@ -113,8 +114,10 @@ class LinuxRssHighWater(HighWaterSource):
         self._resettable: bool | None = None
         # True while ru_maxrss equals VmHWM (until the next reset); None: not checked.
         self._rusage_exact: bool | None = None
-        # An upper bound of the exec-time floor S of ru_maxrss (see reset()).
+        # An upper bound of the exec-time floor S of ru_maxrss, and S itself
+        # once a reading showed it (see high_water()).
         self._floor_bound: int | None = None
+        self._floor: int | None = None
         _fork_safe_sources.add(self)
 
     @property
@@ -123,15 +126,38 @@ class LinuxRssHighWater(HighWaterSource):
             self._resettable = self._open_clear_refs()
         return self._resettable
 
-    def high_water(self) -> int | None:
+    def high_water(self, usage: Any = None) -> int | None:
+        if not self._fast or self._rusage_exact is False:
+            return self._read_vm_hwm()
+        if usage is None:
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+        maxrss = int(usage.ru_maxrss) * 1024
         if self._rusage_exact:
-            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            return maxrss
+        # Not known since the last reset.  ru_maxrss = max(S, H): H the mark,
+        # S a floor the kernel set at exec (the peak of the image it replaced,
+        # e.g. a large parent that used vfork).  It is H when it reaches a
+        # level already proven >= S, when it exceeds a floor found before, or
+        # when it is no more than the RSS now (H >= RSS); otherwise read VmHWM
+        # until the next reset.  Residual case: S equal, to the page, to the
+        # RSS of an earlier check; a task that peaks below S is then reported
+        # at S.
+        bound, floor = self._floor_bound, self._floor
+        if (bound is not None and maxrss >= bound) or (floor is not None and maxrss > floor):
+            self._rusage_exact = True
+            return maxrss
+        if maxrss <= self._current_rss():
+            self._rusage_exact = True
+            self._floor_bound = maxrss if bound is None else min(bound, maxrss)
+            return maxrss
         value = self._read_vm_hwm()
-        if value is not None and self._fast and self._rusage_exact is None:
-            maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-            self._rusage_exact = maxrss <= value
-            if self._rusage_exact:
-                self._floor_bound = maxrss
+        if value is not None and maxrss <= value:
+            self._rusage_exact = True
+            self._floor_bound = maxrss if bound is None else min(bound, maxrss)
+            return maxrss
+        self._rusage_exact = False
+        if value is not None:
+            self._floor = maxrss  # S itself: ru_maxrss > H
         return value
 
     def reset(self) -> None:
@@ -153,24 +179,8 @@ class LinuxRssHighWater(HighWaterSource):
                 exc,
             )
             return
-        if not self._fast:
-            self._rusage_exact = False
-            return
-        # Now ru_maxrss = max(S, H), H the new high-water mark (the current
-        # RSS) and S a floor fixed at exec.  If ru_maxrss reaches a level
-        # already proven to be >= S, it is H; otherwise compare it with the
-        # RSS from statm (a second syscall), which also lowers the bound.
-        # Residual case: S equal, to the page, to the RSS of an earlier
-        # check; a task that peaks below S is then reported at S.
-        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        bound = self._floor_bound
-        if bound is not None and maxrss >= bound:
-            self._rusage_exact = True
-            return
-        exact = maxrss <= self._current_rss()
-        self._rusage_exact = exact
-        if exact:
-            self._floor_bound = maxrss
+        # Whether ru_maxrss is the new mark is worked out at the next reading.
+        self._rusage_exact = None
 
     def _open_clear_refs(self) -> bool:
         try:
@@ -210,6 +220,7 @@ class LinuxRssHighWater(HighWaterSource):
         self._resettable = None
         self._rusage_exact = None
         self._floor_bound = None
+        self._floor = None
 
     def _close_files(self) -> None:
         for fd in (self._status_fd, self._statm_fd, self._clear_fd):
@@ -226,10 +237,12 @@ class RusageHighWater(HighWaterSource):
 
     resettable = False
 
-    def high_water(self) -> int | None:
+    def high_water(self, usage: Any = None) -> int | None:
         if resource is None:  # pragma: no cover - Windows
             return _psutil_peak()
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _MAXRSS_UNIT
+        if usage is None:
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+        return int(usage.ru_maxrss) * _MAXRSS_UNIT
 
     def reset(self) -> None:
         return None

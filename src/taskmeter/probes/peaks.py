@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class HighWaterSource(Protocol):
@@ -25,8 +25,12 @@ class HighWaterSource(Protocol):
     def resettable(self) -> bool:
         """Whether :meth:`reset` can start a new high-water mark."""
 
-    def high_water(self) -> int | None:
-        """The high-water mark since the last reset, or ``None`` if unknown."""
+    def high_water(self, usage: Any = None) -> int | None:
+        """The high-water mark since the last reset, or ``None`` if unknown.
+
+        ``usage`` is a ``getrusage(RUSAGE_SELF)`` result taken just now, which a
+        source may use instead of a system call of its own; others ignore it.
+        """
 
     def reset(self) -> None:
         """Start a new high-water mark at the current level."""
@@ -50,22 +54,27 @@ class PeakRegister:
         self._open: set[PeakTracker] = set()
         _registers.add(self)
 
-    def open(self, *, reset: bool = True) -> PeakTracker:
-        """Start tracking a task; reset the high-water mark if asked and possible."""
+    def open(self, *, reset: bool = True, usage: Any = None) -> PeakTracker:
+        """Start tracking a task; reset the high-water mark if asked and possible.
+
+        ``usage``: a ``getrusage`` result taken just now (see
+        :meth:`HighWaterSource.high_water`).
+        """
         tracker = PeakTracker()
         source = self.source
         with self._lock:
             if reset and source.resettable:
                 if self._open:
-                    self._fold(source.high_water())
+                    self._fold(source.high_water() if usage is None else source.high_water(usage))
                 source.reset()
             self._open.add(tracker)
         return tracker
 
-    def peak(self, tracker: PeakTracker) -> int | None:
-        """The tracked task's peak so far."""
+    def peak(self, tracker: PeakTracker, usage: Any = None) -> int | None:
+        """The tracked task's peak so far (``usage`` as for :meth:`open`)."""
         with self._lock:
-            current = self.source.high_water()
+            source = self.source
+            current = source.high_water() if usage is None else source.high_water(usage)
             folded = tracker.folded
         if current is None:
             return folded

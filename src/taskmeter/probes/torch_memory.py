@@ -45,7 +45,7 @@ class TorchCudaHighWater:
         """True while torch has CUDA initialised in this process."""
         return self._cuda() is not None
 
-    def high_water(self) -> int | None:
+    def high_water(self, usage: Any = None) -> int | None:
         """Sum over devices of the peak allocated since the last reset; ``None`` without CUDA."""
         cuda = self._cuda()
         if cuda is None:

@@ -1,0 +1,117 @@
+"""The process probe: CPU and peak RSS from one getrusage per reading, figures unchanged."""
+
+from __future__ import annotations
+
+import resource
+import sys
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+import taskmeter
+from taskmeter import Task
+from taskmeter.figures import Figures
+from taskmeter.probes import CpuTimeProbe, PeakMemoryProbe, ProcessProbe
+from taskmeter.probes import process as process_module
+from taskmeter.probes.memory import LinuxRssHighWater
+
+from ..helpers import MIB, burn_cpu, current_rss, touch_bytes
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux /proc")
+
+
+def test_is_the_default_and_gives_both_figures() -> None:
+    assert [p.name for p in taskmeter.active_probes()][:1] == ["process"]
+    base = current_rss()
+    with Task("burn and hold") as task:
+        burn_cpu(0.2)
+        block = touch_bytes(100 * MIB)
+        del block
+    assert task.cpu_time is not None and 0.2 <= task.cpu_time < 0.3  # + the page faults
+    assert task.peak_memory == pytest.approx(base + 100 * MIB, rel=0.05)
+
+
+def test_agrees_with_the_separate_probes() -> None:
+    combined = ProcessProbe()
+    cpu, memory = CpuTimeProbe(), PeakMemoryProbe()
+    states = [combined.begin(), cpu.begin(), memory.begin()]
+    block = touch_bytes(50 * MIB)
+    burn_cpu(0.1)
+    del block
+    together, apart = Figures(), Figures()
+    combined.read(states[0], together)
+    cpu.read(states[1], apart)
+    memory.read(states[2], apart)
+    for probe, state in zip((combined, cpu, memory), states, strict=True):
+        probe.end(state)
+    assert together.cpu_time_s == pytest.approx(apart.cpu_time_s, abs=0.01)
+    assert together.peak_memory_bytes == pytest.approx(apart.peak_memory_bytes, rel=0.01)
+
+
+def test_one_getrusage_per_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = 0
+    real_getrusage = resource.getrusage
+
+    def counting(who: int) -> Any:
+        nonlocal calls
+        calls += 1
+        return real_getrusage(who)
+
+    monkeypatch.setattr(process_module, "_getrusage", counting)
+    monkeypatch.setattr(resource, "getrusage", _forbidden)
+    probe = ProcessProbe()
+    outer = probe.begin()
+    inner = probe.begin()  # folds the outer task's peak: no extra call
+    probe.read(inner, Figures())
+    probe.end(inner)
+    probe.read(outer, Figures())
+    probe.end(outer)
+    assert calls == 4
+
+
+def _forbidden(who: int) -> Any:
+    raise AssertionError("getrusage called again instead of reusing the reading")
+
+
+def usage(maxrss_bytes: int) -> SimpleNamespace:
+    return SimpleNamespace(ru_maxrss=maxrss_bytes // 1024)
+
+
+class TestExecFloor:
+    """ru_maxrss = max(S, H): taken as the mark only when S cannot exceed H."""
+
+    def source(self, monkeypatch: pytest.MonkeyPatch, rss: int, vm_hwm: int) -> LinuxRssHighWater:
+        source = LinuxRssHighWater()
+        monkeypatch.setattr(source, "_current_rss", lambda: rss)
+        monkeypatch.setattr(source, "_read_vm_hwm", lambda: vm_hwm)
+        return source
+
+    def test_at_most_the_rss_now_is_the_mark(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        source = self.source(monkeypatch, rss=100 * MIB, vm_hwm=100 * MIB)
+        assert source.high_water(usage(80 * MIB)) == 80 * MIB
+        source.reset()
+        assert source.high_water(usage(90 * MIB)) == 90 * MIB  # >= the proven bound
+
+    def test_above_vm_hwm_reveals_the_floor(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        source = self.source(monkeypatch, rss=40 * MIB, vm_hwm=50 * MIB)
+        assert source.high_water(usage(600 * MIB)) == 50 * MIB  # S = 600 MiB
+        assert source.high_water(usage(600 * MIB)) == 50 * MIB  # still VmHWM
+        source.reset()
+        monkeypatch.setattr(source, "_read_vm_hwm", lambda: 30 * MIB)
+        assert source.high_water(usage(600 * MIB)) == 30 * MIB  # H below S: VmHWM
+        source.reset()
+        assert source.high_water(usage(700 * MIB)) == 700 * MIB  # above S: the mark
+
+
+def test_a_getrusage_failure_is_contained(monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(who: int) -> Any:
+        raise OSError("getrusage failed")
+
+    taskmeter.set_probes([ProcessProbe()])
+    monkeypatch.setattr(process_module, "_getrusage", failing)
+    with Task("still runs") as task:
+        pass
+    assert task.status.value == "finished"
+    assert task.cpu_time is None and task.peak_memory is None
+    assert task.duration is not None
