@@ -11,10 +11,13 @@ Prints, for two SDK set-ups,
   to OTLP protobuf and drops the bytes (what a deployed application pays,
   minus the network),
 
-the cost of ``with Task(...)`` and of ``with tracer.start_as_current_span(...)``
-carrying the same number of attributes, and their ratio; then the cost per
-subtask of a root task with 1k, 10k and 100k subtasks.  Rounds of the two are
-interleaved and the median round is reported, so drift affects both alike.
+the cost of ``with tracer.start_as_current_span(...)`` carrying the same
+attributes as a task span (set in one call, and one by one), and of
+``with Task(...)`` nested under a root task (kept in its subtasks, as in a
+pipeline) and top-level, with the ratios of the tasks to the first; then the
+cost per subtask of a root task with 1k, 10k and 100k subtasks.  Rounds of
+the variants are interleaved and the median round is reported, so drift
+affects all alike.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -74,15 +79,24 @@ def per_call_us(body: Callable[[int], None], n: int) -> float:
     return (time.perf_counter() - start) / n * 1e6
 
 
-def compare(kind: str, n: int, rounds: int) -> tuple[float, float, int]:
+@dataclass
+class Comparison:
+    """Median cost per call, in microseconds, of each variant in one set-up."""
+
+    n_attributes: int
+    bare: float
+    bare_one_by_one: float
+    nested_task: float
+    top_level_task: float
+
+
+def compare(kind: str, n: int, rounds: int) -> Comparison:
     provider = make_provider(kind)
     taskmeter.use_tracer_provider(provider)
     tracer = provider.get_tracer("bench")
 
-    # A task span's attribute count, for a baseline span that carries as many.
-    with Task("bench root"), Task("bench task") as sample:
-        pass
-    del sample
+    # A task span's attributes (same names, values and types) for the
+    # baseline span to carry.
     counter = _AttributeCounter()
     provider.add_span_processor(counter)
     with Task("bench root"), Task("bench task"):
@@ -90,8 +104,8 @@ def compare(kind: str, n: int, rounds: int) -> tuple[float, float, int]:
     provider._active_span_processor._span_processors = (  # drop the counter again
         provider._active_span_processor._span_processors[:-1]
     )
-    n_attributes = counter.last
-    attributes = {f"bench.attribute.{i}": float(i) for i in range(n_attributes)}
+    attributes = counter.last
+    items = list(attributes.items())
 
     # Each round ends with a flush, so the exporter's work (done by the batch
     # processor's thread) is counted, and the queue never overflows.
@@ -101,40 +115,59 @@ def compare(kind: str, n: int, rounds: int) -> tuple[float, float, int]:
                 span.set_attributes(attributes)
         provider.force_flush()
 
+    def bare_spans_one_by_one(count: int) -> None:
+        for _ in range(count):
+            with tracer.start_as_current_span("bench task") as span:
+                for key, value in items:
+                    span.set_attribute(key, value)
+        provider.force_flush()
+
     def tasks(count: int) -> None:
         for _ in range(count):
             with Task("bench task"):
                 pass
         provider.force_flush()
 
-    # Both run under a root (a span, and a task), as they would in an
-    # application; the root task is renewed each round so that its subtask
-    # list does not grow across rounds.
-    bare: list[float] = []
-    task: list[float] = []
+    # Spans and nested tasks run under a root (a span, a task), as they would
+    # in an application; the root task is renewed each round so that its
+    # subtask list does not grow across rounds.  Top-level tasks are each a
+    # root of their own (nothing keeps them).
+    results: dict[str, list[float]] = {"bare": [], "one by one": [], "nested": [], "top-level": []}
     for round_no in range(rounds + 1):
+        measured: dict[str, float] = {}
         with tracer.start_as_current_span("bench root"):
             gc.collect()
-            bare_us = per_call_us(bare_spans, n)
+            measured["bare"] = per_call_us(bare_spans, n)
+            gc.collect()
+            measured["one by one"] = per_call_us(bare_spans_one_by_one, n)
         with Task("bench root"):
             gc.collect()
-            task_us = per_call_us(tasks, n)
+            measured["nested"] = per_call_us(tasks, n)
+        gc.collect()
+        measured["top-level"] = per_call_us(tasks, n)
         if round_no:  # the first round warms up
-            bare.append(bare_us)
-            task.append(task_us)
+            for key, value in measured.items():
+                results[key].append(value)
     provider.shutdown()
     taskmeter.use_tracer_provider(None)
-    return statistics.median(bare), statistics.median(task), n_attributes
+    median = {key: statistics.median(values) for key, values in results.items()}
+    return Comparison(
+        len(attributes),
+        median["bare"],
+        median["one by one"],
+        median["nested"],
+        median["top-level"],
+    )
 
 
 class _AttributeCounter(SimpleSpanProcessor):
     def __init__(self) -> None:
         super().__init__(DropExporter())
-        self.last = 0
+        self.last: dict[str, Any] = {}
 
     def on_end(self, span: ReadableSpan) -> None:
         if span.name == "bench task":
-            self.last = len(span.attributes or {})
+            self.last = dict(span.attributes or {})
 
 
 def subtask_scaling(sizes: Sequence[int]) -> list[tuple[int, float]]:
@@ -180,11 +213,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = (1_000, 10_000) if args.quick else (1_000, 10_000, 100_000)
 
     print(f"taskmeter {taskmeter.__version__}, Python {sys.version.split()[0]}")
-    print(f"cost of one task vs a bare SDK span with as many attributes (median of {rounds})")
-    print(f"{'set-up':10} {'attrs':>5} {'bare span':>10} {'task':>10} {'ratio':>6}")
+    print(
+        "cost of one task vs a bare SDK span carrying the same attributes, set in one "
+        f"call (median of {rounds} rounds of {n})"
+    )
+    print(
+        f"{'set-up':10} {'attrs':>5} {'bare span':>10} {'one by one':>11} "
+        f"{'nested task':>15} {'top-level task':>16}"
+    )
     for kind in ("sdk-min", "sdk-batch", "sdk-otlp"):
-        bare, task, n_attributes = compare(kind, n, rounds)
-        print(f"{kind:10} {n_attributes:5d} {bare:8.1f}us {task:8.1f}us {task / bare:5.2f}x")
+        c = compare(kind, n, rounds)
+        print(
+            f"{kind:10} {c.n_attributes:5d} {c.bare:8.1f}us {c.bare_one_by_one:8.1f}us "
+            f"{c.nested_task:8.1f}us {c.nested_task / c.bare:4.2f}x "
+            f"{c.top_level_task:8.1f}us {c.top_level_task / c.bare:4.2f}x"
+        )
 
     print("cost per subtask under one root (sdk-min), including the root's finish")
     scaling = subtask_scaling(sizes)
