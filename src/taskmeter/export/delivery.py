@@ -314,6 +314,21 @@ class Delivery:
                 # Batches spooled while the replay ran may not have been listed.
                 self._waiting = failed or self._spooled != spooled_before
 
+    def notice(self) -> None:
+        """Another process may have spooled batches: replay them (after any back-off).
+
+        A worker process writes its spans to the shared spool before it
+        reports a task; its parent calls this when the report arrives, so
+        batches the worker could not send before it ended are not left
+        waiting for this process's own next failure or exit.
+        """
+        if not self._replay:
+            return
+        with self._cond:
+            self._waiting = True
+            self._spooled += 1  # a replay running now lists the spool again after it
+        self._start_thread(wake=False)
+
     def _after_fork_in_child(self) -> None:
         # The replay thread is not in the child, and a lock it held stays held.
         self._pid = os.getpid()
@@ -344,6 +359,15 @@ class Delivery:
 
 
 _deliveries: weakref.WeakSet[Delivery] = weakref.WeakSet()
+
+
+def notice_spooled_elsewhere() -> None:
+    """Tell every delivery of this process that other processes may have spooled batches."""
+    for delivery in list(_deliveries):
+        try:
+            delivery.notice()
+        except Exception as exc:
+            swallowed("export.replay.notice", exc)
 
 
 def _after_fork_in_child() -> None:
