@@ -125,7 +125,9 @@ def _load(signal: str, name: str) -> Any:
     )
 
 
-def span_processor_for(exporter: SpanExporter) -> SpanProcessor:
+def span_processor_for(
+    exporter: SpanExporter, environ: Mapping[str, str] | None = None
+) -> SpanProcessor:
     """The processor an exporter made from the environment goes behind.
 
     A :class:`~taskmeter.export.DurableSpanExporter` goes behind a
@@ -136,7 +138,7 @@ def span_processor_for(exporter: SpanExporter) -> SpanProcessor:
     from ..export import DurableSpanExporter, DurableSpanProcessor
 
     if isinstance(exporter, DurableSpanExporter):
-        return DurableSpanProcessor.from_environment(exporter)
+        return DurableSpanProcessor.from_environment(exporter, environ)
     return BatchSpanProcessor(exporter)
 
 
@@ -181,7 +183,7 @@ def _span_processors(environ: Mapping[str, str], durable: _Durable) -> list[Span
             exporter = _made("traces", name, durable)
             if not isinstance(exporter, SpanExporter):
                 raise TypeError(f"{exporter!r} is not a span exporter")
-            processors.append(span_processor_for(exporter))
+            processors.append(span_processor_for(exporter, environ))
         except Exception as exc:
             swallowed(
                 f"instrument.exporter.traces.{name}", _ExporterError(TRACES_EXPORTER, name, exc)
