@@ -27,6 +27,7 @@ from taskmeter.instrumentation.sdk import SdkSetup, build_from_environment
 from tests.collector import OtlpSink, wait_until
 from tests.export.servers import closed_port
 
+from .broken_exporter import install_broken_exporter
 from .test_instrumentor import run_instrumented
 
 
@@ -168,30 +169,6 @@ def test_an_exporter_that_cannot_be_made_is_counted_and_left_out(
         assert len(lines) == 1 and "the exporter's credentials are missing" in lines[0]
     finally:
         shut(setup)
-
-
-BROKEN_MODULE = """
-from opentelemetry.sdk.trace.export import SpanExporter
-
-
-class BrokenExporter(SpanExporter):
-    def __init__(self):
-        raise RuntimeError("the exporter's credentials are missing")
-"""
-
-
-def install_broken_exporter(directory: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An installed distribution whose ``broken`` span exporter raises when it is made."""
-    site = directory / "site"
-    info = site / "broken_exporter-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-exporter\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(
-        "[opentelemetry_traces_exporter]\nbroken = broken_exporter:BrokenExporter\n"
-    )
-    (site / "broken_exporter.py").write_text(BROKEN_MODULE)
-    monkeypatch.syspath_prepend(str(site))
-    return site
 
 
 def test_opentelemetry_instrument_with_a_spool_exports_durably(tmp_path: Path) -> None:
