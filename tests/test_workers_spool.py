@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry import context as otel_context
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -25,6 +27,9 @@ from taskmeter import Task, _workers
 from taskmeter.export import (
     DurableSpanExporter,
     DurableSpanProcessor,
+    Outcome,
+    Sender,
+    SendResult,
     Spool,
     decode_batch,
 )
@@ -217,3 +222,37 @@ def test_notice_replays_batches_another_process_spooled(tmp_path: Path) -> None:
     finally:
         exporter.shutdown()
         sink.stop()
+
+
+class _RecordingSender(Sender):
+    """Delivers everything, noting whether instrumentation was suppressed at each attempt."""
+
+    signal = "traces"
+    timeout_s = 1.0
+
+    def __init__(self) -> None:
+        self.suppressed: list[bool] = []
+
+    @property
+    def where(self) -> str:
+        return "memory"
+
+    def send(self, payload: bytes, timeout_s: float | None = None) -> SendResult:
+        self.suppressed.append(bool(otel_context.get_value(_SUPPRESS_INSTRUMENTATION_KEY)))
+        return SendResult(Outcome.DELIVERED, "ok")
+
+
+def test_replayed_requests_are_not_instrumented(tmp_path: Path) -> None:
+    """An instrumented HTTP or gRPC client must not make a span of a replayed request: in a
+    worker every batch is replayed, and each such span would make a batch of its own."""
+    sender = _RecordingSender()
+    exporter = DurableSpanExporter(tmp_path, sender=sender)
+    processor = DurableSpanProcessor(exporter, schedule_delay_s=60, spool_first=True)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    with provider.get_tracer("t").start_as_current_span("work"):
+        pass
+    assert processor.force_flush(5_000)
+    assert wait_until(lambda: Spool(tmp_path).pending() == 0, 10)
+    provider.shutdown()
+    assert sender.suppressed and all(sender.suppressed)

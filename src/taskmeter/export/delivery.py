@@ -22,8 +22,11 @@ import time
 import weakref
 from dataclasses import dataclass
 
+from opentelemetry import context as otel_context
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY as _SUPPRESS_KEY
+
 from .._log import logger, swallowed
-from .senders import Outcome, Sender
+from .senders import Outcome, Sender, SendResult
 from .spool import Spool
 
 __all__ = ["Delivery", "DeliveryStats", "ExportRejectedError", "ExportUnavailableError"]
@@ -114,7 +117,7 @@ class Delivery:
         """Deliver or spool one request; ``False`` if it is lost (counted and logged)."""
         if self.spool is not None and self.is_down():
             return self._spool(payload, items)
-        result = self.sender.send(payload)
+        result = self._send(payload, None)
         if result.outcome is Outcome.DELIVERED:
             self.stats.sent_batches += 1
             self.stats.sent_items += items
@@ -136,6 +139,15 @@ class Delivery:
             )
             return False
         return self._spool(payload, items)
+
+    def _send(self, payload: bytes, timeout_s: float | None) -> SendResult:
+        # The request must not become a span of an instrumented HTTP or gRPC
+        # client: replayed, that span would make a batch of its own, for ever.
+        token = otel_context.attach(otel_context.set_value(_SUPPRESS_KEY, True))
+        try:
+            return self.sender.send(payload, timeout_s)
+        finally:
+            otel_context.detach(token)
 
     def spool_only(self, payload: bytes, items: int) -> bool:
         """Put a request in the spool without trying the network (``False``: lost)."""
@@ -248,7 +260,7 @@ class Delivery:
                     continue
                 batch = claimed.batch
                 timeout = None if remaining is None else min(remaining, self.sender.timeout_s)
-                result = self.sender.send(batch.payload, timeout)
+                result = self._send(batch.payload, timeout)
                 if result.outcome is Outcome.RETRY:
                     self._mark_down(result.detail, result.retry_after_s)
                     return True
