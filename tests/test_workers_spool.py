@@ -125,15 +125,15 @@ def test_workers_do_not_wait_for_a_silent_collector_and_lose_nothing(tmp_path: P
     not after an export attempt, and a pool ended at once (terminate) leaves every span of its
     workers' finished tasks in the spool."""
     spool = tmp_path / "spool"
-    with silent_endpoint() as endpoint:
-        durable = Durable(spool, endpoint.url, timeout_s=3.0)
-        try:
+    try:
+        with silent_endpoint() as endpoint:
+            durable = Durable(spool, endpoint.url, timeout_s=3.0)
             began = time.monotonic()
             with Task("stage"), multiprocessing.get_context("fork").Pool(2) as pool:
                 pool.map(mp_workers.quick_task, [f"chunk {i}" for i in range(8)])
             elapsed = time.monotonic() - began
-        finally:
-            durable.close()
+    finally:
+        durable.close()  # the endpoint is gone: a refused connection ends any attempt at once
     names = spooled_span_names(spool)
     assert sorted(n for n in names if n.startswith("chunk")) == [f"chunk {i}" for i in range(8)]
     assert "stage" in names
