@@ -9,7 +9,12 @@ cost per task of
 * ``top-level``: a worker's top-level task, whose record is written for the
   parent (no OpenTelemetry SDK: nothing to flush),
 * ``top-level + OTLP``: the same with a BatchSpanProcessor exporting over
-  OTLP/HTTP to a local endpoint, flushed before each record is delivered.
+  OTLP/HTTP to a local endpoint, flushed before each record is delivered;
+* ``top-level + durable``: the same with taskmeter's DurableSpanProcessor and
+  DurableSpanExporter (a spool in a temporary directory), which in a worker
+  writes each flushed batch to the spool and sends it from there;
+* ``... network first``: the durable pair with ``spool_first=False``, which
+  sends each flushed batch before the record is delivered.
 
 Rounds alternate and the median round is reported.
 """
@@ -19,7 +24,9 @@ from __future__ import annotations
 import argparse
 import http.server
 import multiprocessing
+import shutil
 import statistics
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -43,6 +50,7 @@ class _Accept(http.server.BaseHTTPRequestHandler):
 def per_task_us(kind: str, endpoint: str, n: int) -> float:
     """In the worker: microseconds per task of ``kind``."""
     provider = None
+    spool = tempfile.mkdtemp(prefix="bench-workers-spool-")
     if kind == "top-level + OTLP":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace import TracerProvider
@@ -50,6 +58,16 @@ def per_task_us(kind: str, endpoint: str, n: int) -> float:
 
         provider = TracerProvider()
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+    elif kind.startswith("top-level + durable"):
+        from opentelemetry.sdk.trace import TracerProvider
+
+        from taskmeter.export import DurableSpanExporter, DurableSpanProcessor
+
+        exporter = DurableSpanExporter(spool, endpoint=endpoint)
+        provider = TracerProvider()
+        provider.add_span_processor(
+            DurableSpanProcessor(exporter, spool_first=not kind.endswith("network first"))
+        )
     taskmeter.use_tracer_provider(provider)
     try:
         if kind == "nested":
@@ -68,6 +86,7 @@ def per_task_us(kind: str, endpoint: str, n: int) -> float:
         taskmeter.use_tracer_provider(None)
         if provider is not None:
             provider.shutdown()
+        shutil.rmtree(spool, ignore_errors=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,7 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Accept)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     endpoint = f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
-    kinds = ("nested", "top-level", "top-level + OTLP")
+    kinds = (
+        "nested",
+        "top-level",
+        "top-level + OTLP",
+        "top-level + durable",
+        "top-level + durable, network first",
+    )
     figures: dict[str, list[float]] = {kind: [] for kind in kinds}
     try:
         with Task("parent"), multiprocessing.get_context("fork").Pool(1) as pool:
@@ -95,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     base = statistics.median(figures["nested"])
     for kind in kinds:
         cost = statistics.median(figures[kind])
-        print(f"{kind:18} {cost:8.1f}us  (+{cost - base:7.1f}us)")
+        print(f"{kind:34} {cost:8.1f}us  (+{cost - base:7.1f}us)")
     return 0
 
 

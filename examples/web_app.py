@@ -6,6 +6,10 @@
         opentelemetry-instrument python examples/web_app.py --port 8000
     curl 'http://127.0.0.1:8000/score?cpu_ms=300&mib=64'
 
+Add ``TASKMETER_SPOOL_DIR=/var/spool/scoring`` and nothing is lost while the
+collector is away: spans and metrics wait in that directory and are sent
+when it answers again.
+
 Nothing below mentions OpenTelemetry: the FastAPI instrumentation makes a
 server span per request, and taskmeter's instrumentor enriches it (a local
 root) with the request's CPU time (process and thread), peak memory and

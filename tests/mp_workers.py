@@ -60,6 +60,24 @@ def setup_otlp(endpoint: str) -> None:
     trace.set_tracer_provider(provider)
 
 
+def setup_durable(spool: str, endpoint: str) -> None:
+    """Export this process's spans durably through ``spool`` (a spawned worker's set-up)."""
+    from opentelemetry import trace
+
+    from taskmeter.export import durable_tracer_provider
+
+    trace.set_tracer_provider(durable_tracer_provider(spool, endpoint=endpoint, timeout_s=2.0))
+
+
+def quick_task(label: str) -> dict[str, Any]:
+    """A short task; its ids, for the parent to find its span."""
+    from taskmeter import Task
+
+    with Task(label) as task:
+        pass
+    return {"task_id": str(task.task_id), "span_id": task.span_id, "pid": os.getpid()}
+
+
 def process_main(endpoint: str, seconds: float, label: str) -> None:
     """The target of a spawned ``Process``: set up OTLP, then burn in a task."""
     setup_otlp(endpoint)

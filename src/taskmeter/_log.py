@@ -35,6 +35,19 @@ def warn_once(key: str, message: str, *args: object) -> None:
     logger.warning(message, *args)
 
 
+def config_warning(key: str, message: str, *args: object) -> None:
+    """Count a setting that cannot be used (under ``key``), and warn about it the first time.
+
+    For configuration the program must not be stopped by (a malformed
+    ``TASKMETER_*`` or ``OTEL_*`` variable, an exporter that cannot be made):
+    every occurrence is counted in :data:`error_counts`, the warning is
+    logged once per process.
+    """
+    with _lock:
+        error_counts[key] += 1
+    warn_once(key, message, *args)
+
+
 def error_once(key: str, message: str, *args: object) -> None:
     """Log ``message`` as an error the first time ``key`` is seen in this process.
 

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import propagation
 from ._forked_exporters import drop_inherited_connections
-from ._log import logger, swallowed, warn_once
+from ._log import swallowed, warn_once
 from .monitor import MonitorHandle, get_monitor
 
 if TYPE_CHECKING:
@@ -63,6 +63,16 @@ FINISHED_KEPT = 4096
 EXIT_PRIORITY = -10
 """multiprocessing finaliser priority: negative, so it runs after the worker's own
 children were joined."""
+
+
+class LateRecordError(Exception):
+    """A worker's task record arrived after the task it belongs to had finished."""
+
+
+def _notice_spool() -> None:
+    delivery: Any = sys.modules.get("taskmeter.export.delivery")
+    if delivery is not None:
+        delivery.notice_spooled_elsewhere()
 
 
 class Inbox:
@@ -129,22 +139,30 @@ class Inbox:
             swallowed("workers.finish", exc)
 
     def collect(self) -> int:
-        """File every record delivered so far under its parent task; returns how many."""
+        """File every record delivered so far under its parent task; returns how many.
+
+        Records mean workers flushed their spans, to a shared export spool if
+        one is configured: this process's durable exporters are told to
+        replay it (a worker may have ended before it could send them).
+        """
         try:
             with self._lock:
-                return self._collect()
+                seen, filed = self._collect()
         except Exception as exc:
             swallowed("workers.collect", exc)
             return 0
+        if seen:
+            _notice_spool()
+        return filed
 
-    def _collect(self) -> int:
+    def _collect(self) -> tuple[int, int]:
         from .task import _running
         from .taskfile import TaskFileError, load_task
 
         try:
             names = os.listdir(self.path)
         except FileNotFoundError:
-            return 0
+            return 0, 0
         records: list[tuple[Task, Path]] = []
         for name in names:
             if name.startswith(".") or not name.endswith(".json"):
@@ -161,19 +179,19 @@ class Inbox:
             target = self._parent_of(record, _running)
             if target is None:
                 self.dropped += 1
-                logger.warning(
-                    "the record of worker task %s (%r) arrived when no task it belongs to "
-                    "was running; dropped (%d so far)",
-                    record.task_id,
-                    record.label,
-                    self.dropped,
+                swallowed(
+                    "workers.dropped",
+                    LateRecordError(
+                        f"the record of worker task {record.task_id} ({record.label!r}) arrived "
+                        f"when no task it belongs to was running; dropped"
+                    ),
                 )
             else:
                 target.add_subtask(record)
                 filed += 1
             _unlink(path)
         self.collected += filed
-        return filed
+        return len(records), filed
 
     def _parent_of(self, record: Task, running: dict[UUID, Task]) -> Task | None:
         parent_id = record.parent_id
@@ -190,15 +208,14 @@ class Inbox:
             task = running.get(ancestor)
             if task is not None:
                 self.late += 1
-                warn_once(
+                swallowed(
                     "workers.late",
-                    "the record of worker task %s (%r) arrived after its parent task %s "
-                    "finished (join worker processes before the task ends); filed under %s, "
-                    "and not counted in the parent's figures",
-                    record.task_id,
-                    record.label,
-                    parent_id,
-                    task,
+                    LateRecordError(
+                        f"the record of worker task {record.task_id} ({record.label!r}) arrived "
+                        f"after its parent task {parent_id} finished (join worker processes "
+                        f"before the task ends); filed under {task}, and not counted in the "
+                        f"parent's figures"
+                    ),
                 )
                 return task
             ancestor = self._finished.get(ancestor)

@@ -169,12 +169,12 @@ class Inherited:
             return None
         from uuid import UUID
 
-        from ._log import warn_once
+        from ._log import config_warning
 
         try:
             parent_id = UUID(text)
         except ValueError:
-            warn_once(
+            config_warning(
                 f"env.{ENV_PARENT_TASK}",
                 "ignoring %s=%r: not a task id; tasks of this process have no parent",
                 ENV_PARENT_TASK,
@@ -185,7 +185,7 @@ class Inherited:
         traceparent_text = environ.get(ENV_TRACEPARENT, "")
         traceparent = parse_traceparent(traceparent_text) if traceparent_text else None
         if traceparent_text and traceparent is None:
-            warn_once(
+            config_warning(
                 f"env.{ENV_TRACEPARENT}",
                 "ignoring %s=%r: not a W3C traceparent",
                 ENV_TRACEPARENT,

@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
-from ._log import warn_once
+from ._log import config_warning
 
 T = TypeVar("T")
 
@@ -109,7 +109,7 @@ def env_value(
     try:
         return parse(text.strip())
     except (ValueError, TypeError) as exc:
-        warn_once(f"env.{name}", "ignoring %s=%r: %s; using %r", name, text, exc, default)
+        config_warning(f"env.{name}", "ignoring %s=%r: %s; using %r", name, text, exc, default)
         return default
 
 
@@ -128,7 +128,7 @@ def machine(environ: Mapping[str, str] | None = None) -> str | None:
         return _machine  # type: ignore[return-value]
     value = env_text(ENV_MACHINE, environ)
     if value is not None and (len(value) > MAX_MACHINE_LABEL or not value.isprintable()):
-        warn_once(
+        config_warning(
             f"env.{ENV_MACHINE}",
             "ignoring %s: a machine label is at most %d printable characters",
             ENV_MACHINE,

@@ -3,10 +3,10 @@
 Each cell of the table *component x fault kind* is either a :class:`Scenario`
 (registered with :func:`scenario`) or a reason why the fault cannot happen
 to that component (:data:`NOT_APPLICABLE`).  ``test_matrix.py`` runs every
-scenario and checks that the table has no hole, so a component added later
-(auto-instrumentation, span enrichment, worker processes) is added as one
-row: a name in :data:`COMPONENTS`, then one scenario or one reason per
-fault kind.
+scenario and checks that the table has no hole, so a component is added as
+one row: a name in :data:`COMPONENTS`, then one scenario or one reason per
+fault kind.  The rows of auto-instrumentation, span enrichment and worker
+processes are in modules of their own (imported at the end of this one).
 
 A scenario injects its fault, runs :func:`run_application` (a computation of
 known result inside a task with a task file, its spans captured) and
@@ -64,6 +64,9 @@ COMPONENTS = (
     "metric-exporter",
     "spool-replay",
     "propagation",
+    "instrumentation",
+    "enrich-processor",
+    "workers",
 )
 FAULTS = ("unreadable", "error", "timeout", "refused", "disk-full", "permission", "garbage")
 
@@ -105,6 +108,9 @@ class Scenario:
     for a figure that is simply absent (logged once at debug level)."""
     check: Callable[[Outcome], None]
     """What must survive: the other figures, the spans, the data."""
+    logged: str | None = None
+    """Text that exactly one warning of this process carries (a fault reported once, by a
+    message that does not start with its key, such as a setting's name)."""
 
 
 SCENARIOS: dict[tuple[str, str], Scenario] = {}
@@ -113,7 +119,12 @@ NOT_APPLICABLE: dict[tuple[str, str], str] = {}
 
 
 def scenario(
-    component: str, fault: str, *, counted: str | None, check: Callable[[Outcome], None]
+    component: str,
+    fault: str,
+    *,
+    counted: str | None,
+    check: Callable[[Outcome], None],
+    logged: str | None = None,
 ) -> Callable[[Callable[[Path, pytest.MonkeyPatch], Outcome]], Callable[..., Outcome]]:
     """Register the decorated function as the scenario of one cell."""
     assert component in COMPONENTS and fault in FAULTS, (component, fault)
@@ -122,7 +133,7 @@ def scenario(
         run: Callable[[Path, pytest.MonkeyPatch], Outcome],
     ) -> Callable[[Path, pytest.MonkeyPatch], Outcome]:
         assert (component, fault) not in SCENARIOS
-        SCENARIOS[(component, fault)] = Scenario(component, fault, run, counted, check)
+        SCENARIOS[(component, fault)] = Scenario(component, fault, run, counted, check, logged)
         return run
 
     return register
@@ -1108,3 +1119,7 @@ not_applicable(
     "refused",
     "disk-full",
 )
+
+
+# The rows of the later components register themselves on import.
+from . import enrich_rows, instrumentation_rows, worker_rows  # noqa: E402, F401

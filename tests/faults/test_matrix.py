@@ -54,6 +54,9 @@ def test_fault(
             key = record.getMessage().split(":", 1)[0]
             by_key[key] = by_key.get(key, 0) + 1
         assert all(n == 1 for n in by_key.values()), by_key  # once per kind, however many
+    if case.logged is not None:
+        lines = [r.getMessage() for r in caplog.records if case.logged in r.getMessage()]
+        assert len(lines) == 1, lines
     case.check(outcome)
 
 

@@ -19,9 +19,11 @@ import pytest
 
 from taskmeter import attributes as attr
 
-from ..collector import IN_CI, CollectorUnderTest, attributes_of, wait_until
+from ..collector import IN_CI, CollectorUnderTest, OtlpSink, attributes_of, wait_until
+from ..export.servers import closed_port
 
 ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
 VENV = ROOT / ".venv-distro"
 REQUIREMENTS = ["opentelemetry-distro[otlp]==0.66b1"]
 STAMP = VENV / "taskmeter-requirements.txt"
@@ -120,3 +122,66 @@ def test_distro_configures_and_taskmeter_enriches(rotel_collector: CollectorUnde
     assert wait_until(lambda: bool(sink.metric_points("taskmeter.task.cpu.time")), timeout=20)
     (point,) = sink.metric_points("taskmeter.task.cpu.time")
     assert point.resource["telemetry.auto.version"] == "0.66b1"  # set by the distro's configurator
+
+
+BURST = """
+import json
+from opentelemetry import trace
+
+provider = trace.get_tracer_provider()
+processors = provider._active_span_processor._span_processors
+tracer = trace.get_tracer("distro-app")
+ids = []
+for i in range(200):  # far more than the queue holds, as fast as they come
+    with tracer.start_as_current_span(f"burst {i}") as span:
+        ids.append(format(span.get_span_context().span_id, "016x"))
+print(json.dumps({
+    "wrapped": [type(p).__name__ for w in processors for p in getattr(w, "processors", ())],
+    "ids": ids,
+}))
+"""
+
+
+@pytest.mark.slow
+def test_distro_with_the_taskmeter_exporter_loses_nothing(
+    tmp_path: Path, otlp_sink: OtlpSink
+) -> None:
+    """The distro's configurator with OTEL_TRACES_EXPORTER=taskmeter and a spool: its batch
+    processor is replaced by the durable one, so a burst far larger than the queue, with the
+    collector away, is kept whole in the spool; ``taskmeter flush`` delivers every span."""
+    venv = distro_venv()
+    spool = tmp_path / "spool"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TASKMETER_"))}
+    env.update(
+        OTEL_SERVICE_NAME="distro-durable",
+        OTEL_TRACES_EXPORTER="taskmeter",
+        OTEL_METRICS_EXPORTER="taskmeter",
+        OTEL_LOGS_EXPORTER="none",
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{closed_port()}",
+        OTEL_BSP_MAX_QUEUE_SIZE="16",
+        OTEL_BSP_MAX_EXPORT_BATCH_SIZE="8",
+        TASKMETER_SPOOL_DIR=str(spool),
+        no_proxy="127.0.0.1,localhost",
+    )
+    result = subprocess.run(
+        [str(venv / "bin" / "opentelemetry-instrument"), str(venv / "bin" / "python"), "-c", BURST],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["wrapped"] == ["MeasurementSpanProcessor", "DurableSpanProcessor"]
+    assert list(spool.glob("*.traces.otlp"))
+    flushed = subprocess.run(
+        [str(BIN / "taskmeter"), "flush", str(spool), "--otlp-endpoint", otlp_sink.endpoint],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in env.items() if not k.startswith("OTEL_")},
+    )
+    assert flushed.returncode == 0, flushed.stderr
+    received = {span.span_id.hex() for span in otlp_sink.spans()}
+    assert set(found["ids"]) <= received, f"{len(set(found['ids']) - received)} spans lost"

@@ -37,14 +37,20 @@ from opentelemetry.util.types import AttributeValue
 
 from .. import attributes as attr
 from .. import settings
-from .._log import debug_once, swallowed, warn_once
+from .._log import config_warning, swallowed, warn_once
 from .._spans import raw_attributes
 from ..figures import Figures
 from ..probes import active_probes
 from ..probes.base import Probe
 from .selector import SpanSelector
 
-__all__ = ["DEFAULT_MAX_OPEN", "EnrichedSpan", "EnrichingSpanProcessor", "figure_attributes"]
+__all__ = [
+    "DEFAULT_MAX_OPEN",
+    "EnrichedSpan",
+    "EnrichingSpanProcessor",
+    "TooManyOpenSpansError",
+    "figure_attributes",
+]
 
 DEFAULT_MAX_OPEN = 10_000
 """Selected spans open at once beyond which new ones are passed on without figures."""
@@ -169,7 +175,11 @@ class EnrichingSpanProcessor(SpanProcessor):
             passed on without figures.
 
     Never raises into the application: a failing probe or copy is counted
-    and logged (rate-limited), and the span is passed on unenriched.
+    and logged (rate-limited), and the span is passed on unenriched; a
+    wrapped processor that raises is counted and logged the same way
+    (``enrich.processor.<class>.<method>``), and the others still receive
+    the span.  Selected spans beyond ``max_open`` are counted
+    (``enrich.max_open``) and passed on without figures.
     """
 
     def __init__(
@@ -231,16 +241,23 @@ class EnrichingSpanProcessor(SpanProcessor):
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
         """Pass the start on; take the starting readings of a selected span."""
         for processor in self._processors:
-            processor.on_start(span, parent_context)
+            try:
+                processor.on_start(span, parent_context)
+            except Exception as exc:
+                _inner_failed(processor, "on_start", exc)
         select = self._select
-        if select is None or not select(span):
+        if select is None:
             return
         try:
+            if not select(span):
+                return
             if len(self._open) >= self._max_open:
-                debug_once(
+                swallowed(
                     "enrich.max_open",
-                    "%d selected spans are open (never ended?); further ones are not enriched",
-                    self._max_open,
+                    TooManyOpenSpansError(
+                        f"{self._max_open} selected spans are open (never ended?); "
+                        f"{span.name!r} and further ones are not enriched"
+                    ),
                 )
                 return
             self._open[span.context.span_id] = self._begin()
@@ -251,7 +268,10 @@ class EnrichingSpanProcessor(SpanProcessor):
         # The SDK's private hook (1.45; SpanProcessor defines it as a no-op):
         # forwarded so wrapped processors that use it still can.
         for processor in self._processors:
-            processor._on_ending(span)
+            try:
+                processor._on_ending(span)
+            except Exception as exc:
+                _inner_failed(processor, "on_ending", exc)
 
     def on_end(self, span: ReadableSpan) -> None:
         """Pass the ended span on: the selected ones as an enriched copy."""
@@ -264,7 +284,10 @@ class EnrichingSpanProcessor(SpanProcessor):
                 except Exception as exc:
                     swallowed("enrich.end", exc)
         for processor in self._processors:
-            processor.on_end(span)
+            try:
+                processor.on_end(span)
+            except Exception as exc:
+                _inner_failed(processor, "on_end", exc)
 
     def shutdown(self) -> None:
         """Shut the wrapped processors down and release the readings of open spans."""
@@ -272,16 +295,25 @@ class EnrichingSpanProcessor(SpanProcessor):
         for entry in opened.values():
             _end_probes(entry)
         for processor in self._processors:
-            processor.shutdown()
+            try:
+                processor.shutdown()
+            except Exception as exc:
+                _inner_failed(processor, "shutdown", exc)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Flush the wrapped processors, within ``timeout_millis`` in all."""
         deadline = time.monotonic() + timeout_millis / 1000
+        flushed = True
         for processor in self._processors:
             remaining_ms = int((deadline - time.monotonic()) * 1000)
-            if remaining_ms <= 0 or not processor.force_flush(remaining_ms):
+            if remaining_ms <= 0:
                 return False
-        return True
+            try:
+                flushed = bool(processor.force_flush(remaining_ms)) and flushed
+            except Exception as exc:
+                _inner_failed(processor, "force_flush", exc)
+                flushed = False
+        return flushed
 
     # ------------------------------------------------------------ internals
 
@@ -319,12 +351,22 @@ class EnrichingSpanProcessor(SpanProcessor):
         return EnrichedSpan(span, _within_limit(span, added))
 
 
+class TooManyOpenSpansError(Exception):
+    """More selected spans are open than ``max_open``: the newest are not enriched."""
+
+
+def _inner_failed(processor: SpanProcessor, method: str, exc: Exception) -> None:
+    # The SDK calls processors without catching: what one raises would reach the
+    # code that started or ended the span.  The others still get the span.
+    swallowed(f"enrich.processor.{type(processor).__name__}.{method}", exc)
+
+
 def _selector_from_environment() -> SpanSelector:
     text = settings.enrich_selection()
     try:
         return SpanSelector.parse(text)
     except ValueError as exc:
-        warn_once(
+        config_warning(
             f"env.{settings.ENV_ENRICH}",
             "ignoring %s=%r: %s; using %r",
             settings.ENV_ENRICH,

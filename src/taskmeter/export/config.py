@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from .._log import warn_once
+from .._log import config_warning
 from .senders import GrpcSender, HttpSender, Sender, redact_url
 
 __all__ = ["PROTOCOLS", "endpoint_for", "sender_for"]
@@ -49,7 +49,7 @@ def _protocol(environ: Mapping[str, str], signal: str, explicit: str | None) -> 
         return "http/protobuf"
     name, value = found
     if value not in PROTOCOLS:
-        warn_once(
+        config_warning(
             f"env.{name}",
             "%s=%r cannot be used by taskmeter's exporters (they send %s); using http/protobuf",
             name,
@@ -96,7 +96,7 @@ def _headers(environ: Mapping[str, str], signal: str) -> dict[str, str]:
     try:
         return dict(parse_env_headers(found[1], liberal=True))
     except Exception:  # never echo the value: it holds credentials
-        warn_once(f"env.{found[0]}", "ignoring %s: it is not a list of name=value", found[0])
+        config_warning(f"env.{found[0]}", "ignoring %s: it is not a list of name=value", found[0])
         return {}
 
 
@@ -110,7 +110,7 @@ def _timeout(environ: Mapping[str, str], signal: str) -> float:
     except ValueError:
         seconds = -1.0
     if not 0 < seconds < float("inf"):
-        warn_once(
+        config_warning(
             f"env.{name}",
             "ignoring %s=%r: expected a positive number of milliseconds; using %g s",
             name,
@@ -128,7 +128,7 @@ def _compression(environ: Mapping[str, str], signal: str) -> str:
     name, value = found
     lowered = value.lower()
     if lowered not in ("none", "gzip", "deflate"):
-        warn_once(f"env.{name}", "ignoring %s=%r: expected none or gzip", name, value)
+        config_warning(f"env.{name}", "ignoring %s=%r: expected none or gzip", name, value)
         return "none"
     return lowered
 
@@ -174,7 +174,7 @@ def sender_for(
         if endpoint is not None:
             raise
     default = DEFAULT_GRPC_ENDPOINT if chosen == "grpc" else DEFAULT_HTTP_ENDPOINT
-    warn_once(
+    config_warning(
         f"env.endpoint.{signal}",
         "the OTLP %s endpoint %s cannot be used; using %s",
         signal,

@@ -22,8 +22,11 @@ import time
 import weakref
 from dataclasses import dataclass
 
+from opentelemetry import context as otel_context
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY as _SUPPRESS_KEY
+
 from .._log import logger, swallowed
-from .senders import Outcome, Sender
+from .senders import Outcome, Sender, SendResult
 from .spool import Spool
 
 __all__ = ["Delivery", "DeliveryStats", "ExportRejectedError", "ExportUnavailableError"]
@@ -114,7 +117,7 @@ class Delivery:
         """Deliver or spool one request; ``False`` if it is lost (counted and logged)."""
         if self.spool is not None and self.is_down():
             return self._spool(payload, items)
-        result = self.sender.send(payload)
+        result = self._send(payload, None)
         if result.outcome is Outcome.DELIVERED:
             self.stats.sent_batches += 1
             self.stats.sent_items += items
@@ -136,6 +139,15 @@ class Delivery:
             )
             return False
         return self._spool(payload, items)
+
+    def _send(self, payload: bytes, timeout_s: float | None) -> SendResult:
+        # The request must not become a span of an instrumented HTTP or gRPC
+        # client: replayed, that span would make a batch of its own, for ever.
+        token = otel_context.attach(otel_context.set_value(_SUPPRESS_KEY, True))
+        try:
+            return self.sender.send(payload, timeout_s)
+        finally:
+            otel_context.detach(token)
 
     def spool_only(self, payload: bytes, items: int) -> bool:
         """Put a request in the spool without trying the network (``False``: lost)."""
@@ -248,7 +260,7 @@ class Delivery:
                     continue
                 batch = claimed.batch
                 timeout = None if remaining is None else min(remaining, self.sender.timeout_s)
-                result = self.sender.send(batch.payload, timeout)
+                result = self._send(batch.payload, timeout)
                 if result.outcome is Outcome.RETRY:
                     self._mark_down(result.detail, result.retry_after_s)
                     return True
@@ -314,6 +326,21 @@ class Delivery:
                 # Batches spooled while the replay ran may not have been listed.
                 self._waiting = failed or self._spooled != spooled_before
 
+    def notice(self) -> None:
+        """Another process may have spooled batches: replay them (after any back-off).
+
+        A worker process writes its spans to the shared spool before it
+        reports a task; its parent calls this when the report arrives, so
+        batches the worker could not send before it ended are not left
+        waiting for this process's own next failure or exit.
+        """
+        if not self._replay:
+            return
+        with self._cond:
+            self._waiting = True
+            self._spooled += 1  # a replay running now lists the spool again after it
+        self._start_thread(wake=False)
+
     def _after_fork_in_child(self) -> None:
         # The replay thread is not in the child, and a lock it held stays held.
         self._pid = os.getpid()
@@ -344,6 +371,15 @@ class Delivery:
 
 
 _deliveries: weakref.WeakSet[Delivery] = weakref.WeakSet()
+
+
+def notice_spooled_elsewhere() -> None:
+    """Tell every delivery of this process that other processes may have spooled batches."""
+    for delivery in list(_deliveries):
+        try:
+            delivery.notice()
+        except Exception as exc:
+            swallowed("export.replay.notice", exc)
 
 
 def _after_fork_in_child() -> None:

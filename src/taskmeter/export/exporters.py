@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from .. import settings
-from .._log import swallowed
+from .._log import config_warning, swallowed
 from .config import sender_for
 from .delivery import Delivery, DeliveryStats
 from .senders import Sender
@@ -214,9 +214,11 @@ class DurableMetricExporter(_Durable, MetricExporter):
     """An OTLP metric exporter whose undeliverable batches wait in a spool.
 
     The arguments are :class:`DurableSpanExporter`'s, plus the metric
-    exporter's ``preferred_temporality`` (cumulative by default: a replayed
-    duplicate then repeats a value instead of adding to it) and
-    ``preferred_aggregation``.  Use it in a ``PeriodicExportingMetricReader``.
+    exporter's ``preferred_temporality`` (by default what
+    ``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`` asks for, as the
+    OTLP exporters read it, else cumulative: a replayed duplicate then
+    repeats a value instead of adding to it) and ``preferred_aggregation``.
+    Use it in a ``PeriodicExportingMetricReader``.
     """
 
     signal = "metrics"
@@ -235,6 +237,8 @@ class DurableMetricExporter(_Durable, MetricExporter):
         preferred_temporality: dict[type, AggregationTemporality] | None = None,
         preferred_aggregation: dict[type, Aggregation] | None = None,
     ) -> None:
+        if preferred_temporality is None:
+            preferred_temporality = temporality_from_environment()
         MetricExporter.__init__(
             self,
             preferred_temporality=preferred_temporality,
@@ -278,6 +282,42 @@ class DurableMetricExporter(_Durable, MetricExporter):
             self._delivery.close(min(timeout_millis / 1000, DEFAULT_SHUTDOWN_TIMEOUT_S))
         except Exception as exc:
             swallowed("export.metrics.shutdown", exc)
+
+
+TEMPORALITY_PREFERENCE = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"
+
+
+def temporality_from_environment(
+    environ: Mapping[str, str] | None = None,
+) -> dict[type, AggregationTemporality] | None:
+    """The temporality ``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`` asks for.
+
+    ``cumulative`` (or unset): ``None``, every instrument cumulative;
+    ``delta``: counters and histograms delta, up-down counters and gauges
+    cumulative; ``lowmemory``: synchronous counters and histograms delta.
+    Another value is reported once as a warning, and cumulative applies.
+    """
+    from opentelemetry.sdk.metrics import (
+        Counter,
+        Histogram,
+        ObservableCounter,
+    )
+
+    text = settings.env_text(TEMPORALITY_PREFERENCE, environ)
+    if text is None or text.lower() == "cumulative":
+        return None
+    delta = AggregationTemporality.DELTA
+    if text.lower() == "delta":
+        return {Counter: delta, Histogram: delta, ObservableCounter: delta}
+    if text.lower() == "lowmemory":
+        return {Counter: delta, Histogram: delta}
+    config_warning(
+        f"env.{TEMPORALITY_PREFERENCE}",
+        "ignoring %s=%r: expected cumulative, delta or lowmemory; using cumulative",
+        TEMPORALITY_PREFERENCE,
+        text,
+    )
+    return None
 
 
 def _encode_metrics(metrics_data: MetricsData) -> bytes:

@@ -10,24 +10,57 @@ application pays (a few milliseconds per batch) only while it produces
 spans faster than they can be exported.  Where no spool can take them, the
 spans dropped are counted (:attr:`DurableSpanProcessor.dropped_spans`) and
 logged.
+
+In a worker process (a forked child, or any ``multiprocessing`` child) the
+processor writes every batch to the spool *first*, and the exporter's
+replay thread sends it from there: a worker is usually ended abruptly
+(``Pool.terminate`` sends ``SIGTERM``, workers leave with ``os._exit``), and
+a batch held in memory during a slow network attempt would die with it.
+Written first, it is delivered by whichever process replays the spool next
+(the worker itself, its parent, a later run, ``taskmeter flush``).
 """
 
 from __future__ import annotations
 
 import collections
 import os
+import sys
 import threading
 import time
 import weakref
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from .._log import swallowed
+from .._log import config_warning, swallowed
+from ..settings import env_value
 
 __all__ = ["DurableSpanProcessor", "SpansDroppedError"]
+
+
+DEFAULT_MAX_QUEUE_SIZE = 2048
+DEFAULT_MAX_BATCH_SIZE = 512
+DEFAULT_SCHEDULE_DELAY_S = 1.0
+_BSP_SCHEDULE_DELAY = "OTEL_BSP_SCHEDULE_DELAY"
+_BSP_MAX_QUEUE = "OTEL_BSP_MAX_QUEUE_SIZE"
+_BSP_MAX_BATCH = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _delay_ms(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 3_600_000:
+        raise ValueError("must be a number of milliseconds between 0 and one hour")
+    return value
 
 
 class SpansDroppedError(Exception):
@@ -44,15 +77,23 @@ class DurableSpanProcessor(SpanProcessor):
         max_queue_size: Spans held in memory at most.
         max_export_batch_size: Spans per export request.
         schedule_delay_s: Longest wait before a partial batch is exported.
+        spool_first: Write each batch to the spool before sending it (the
+            replay thread sends it from there), so that a process killed
+            at any moment loses no span it ended before its last flush.
+            ``None`` (the default): only in worker processes (forked
+            children and ``multiprocessing`` children), where a flush then
+            costs a spool write instead of a network round trip.  Needs an
+            exporter with a spool; without one, batches are sent directly.
     """
 
     def __init__(
         self,
         exporter: SpanExporter,
         *,
-        max_queue_size: int = 2048,
-        max_export_batch_size: int = 512,
-        schedule_delay_s: float = 1.0,
+        max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
+        max_export_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+        schedule_delay_s: float = DEFAULT_SCHEDULE_DELAY_S,
+        spool_first: bool | None = None,
     ) -> None:
         if not isinstance(exporter, SpanExporter):
             raise TypeError(f"expected an OpenTelemetry SpanExporter, got {exporter!r}")
@@ -68,6 +109,8 @@ class DurableSpanProcessor(SpanProcessor):
             raise ValueError(
                 f"schedule_delay_s must be in (0, 3600) seconds, not {schedule_delay_s!r}"
             )
+        if spool_first is not None and not isinstance(spool_first, bool):
+            raise TypeError(f"spool_first must be a bool or None, not {spool_first!r}")
         self.exporter = exporter
         self.max_queue_size = max_queue_size
         self.max_export_batch_size = max_export_batch_size
@@ -77,6 +120,8 @@ class DurableSpanProcessor(SpanProcessor):
         self.dropped_spans = 0
         """Spans lost: neither exported, spooled nor spilled (counted, logged)."""
         self._spill = getattr(exporter, "spill", None)
+        self._spool_first = spool_first
+        self._forked = False
         self._queue: collections.deque[ReadableSpan] = collections.deque()
         self._export_lock = threading.Lock()
         self._wake = threading.Event()
@@ -150,11 +195,18 @@ class DurableSpanProcessor(SpanProcessor):
         swallowed("export.processor.dropped", SpansDroppedError(f"{count} span(s) dropped: {why}"))
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Export every queued span, then ask the exporter to deliver its spool."""
-        deadline = time.monotonic() + timeout_millis / 1000
-        self._export_all(deadline)
-        remaining_ms = max(int((deadline - time.monotonic()) * 1000), 0)
+        """Export every queued span, then ask the exporter to deliver its spool.
+
+        When batches go to the spool first (in a worker process), the queued
+        spans are written to the spool and the flush returns: they are safe
+        there, and the replay thread sends them without holding the caller.
+        """
         try:
+            deadline = time.monotonic() + timeout_millis / 1000
+            self._export_all(deadline)
+            if self.spools_first:
+                return not self._queue
+            remaining_ms = max(int((deadline - time.monotonic()) * 1000), 0)
             return bool(self.exporter.force_flush(remaining_ms)) and not self._queue
         except Exception as exc:
             swallowed("export.processor.flush", exc)
@@ -162,18 +214,55 @@ class DurableSpanProcessor(SpanProcessor):
 
     def shutdown(self) -> None:
         """Export what is queued (the spool takes what cannot be sent) and stop."""
+        self.close()
+
+    def close(self, *, shutdown_exporter: bool = True) -> None:
+        """Stop: export what is queued, then shut the exporter down unless told not to
+        (``shutdown_exporter=False`` leaves it to another processor that shares it)."""
         if self._shutdown:
             return
         self._shutdown = True
-        self._wake.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(30.0)
-        self._export_all(None)
         try:
-            self.exporter.shutdown()
+            self._wake.set()
+            thread = self._thread
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(30.0)
+            self._export_all(None)
+            if shutdown_exporter:
+                self.exporter.shutdown()
         except Exception as exc:
             swallowed("export.processor.shutdown", exc)
+
+    @classmethod
+    def from_environment(
+        cls, exporter: SpanExporter, environ: Mapping[str, str] | None = None
+    ) -> DurableSpanProcessor:
+        """A processor sized by the SDK's batch variables, as a ``BatchSpanProcessor`` is:
+        ``OTEL_BSP_SCHEDULE_DELAY`` (ms), ``OTEL_BSP_MAX_QUEUE_SIZE``,
+        ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE``.  Unset, this class's defaults apply;
+        a value that cannot be used is reported once as a warning."""
+        queue = env_value(_BSP_MAX_QUEUE, _positive_int, DEFAULT_MAX_QUEUE_SIZE, environ)
+        batch = env_value(_BSP_MAX_BATCH, _positive_int, DEFAULT_MAX_BATCH_SIZE, environ)
+        delay_ms = env_value(
+            _BSP_SCHEDULE_DELAY, _delay_ms, DEFAULT_SCHEDULE_DELAY_S * 1000, environ
+        )
+        if batch > queue:
+            config_warning(
+                f"env.{_BSP_MAX_BATCH}",
+                "%s=%d exceeds %s=%d; using %d",
+                _BSP_MAX_BATCH,
+                batch,
+                _BSP_MAX_QUEUE,
+                queue,
+                queue,
+            )
+            batch = queue
+        return cls(
+            exporter,
+            max_queue_size=queue,
+            max_export_batch_size=batch,
+            schedule_delay_s=delay_ms / 1000,
+        )
 
     # ---------------------------------------------------------------- internals
 
@@ -183,7 +272,10 @@ class DurableSpanProcessor(SpanProcessor):
             self._wake.clear()
             if self._shutdown:
                 break
-            self._export_batches(full_only=False)
+            try:
+                self._export_batches(full_only=False)
+            except Exception as exc:  # a bug below must not stop the exports for good
+                swallowed("export.processor.worker", exc)
 
     def _export_batches(self, *, full_only: bool) -> None:
         with self._export_lock:
@@ -210,6 +302,8 @@ class DurableSpanProcessor(SpanProcessor):
                 self._export_now(batch)
 
     def _export_now(self, batch: list[ReadableSpan]) -> None:
+        if self.spools_first and self._spill_batch(batch):
+            return
         # The export's own HTTP calls must not become spans.
         token = otel_context.attach(otel_context.set_value(_SUPPRESS_KEY, True))
         try:
@@ -222,9 +316,28 @@ class DurableSpanProcessor(SpanProcessor):
         if result is None or getattr(result, "name", "") != "SUCCESS":
             self._dropped(len(batch), "the exporter could neither deliver nor spool them")
 
+    def _spill_batch(self, batch: list[ReadableSpan]) -> bool:
+        """Write ``batch`` to the spool (sent by the replay thread); ``False``: not written."""
+        assert self._spill is not None
+        try:
+            return bool(self._spill(batch))
+        except Exception as exc:
+            swallowed("export.processor.spill", exc)
+            return False
+
+    @property
+    def spools_first(self) -> bool:
+        """Whether batches go to the spool before the network (see ``spool_first``)."""
+        if self._spill is None or getattr(self.exporter, "spool", None) is None:
+            return False
+        if self._spool_first is not None:
+            return self._spool_first
+        return self._forked or in_worker_process()
+
     def _after_fork(self) -> None:
         # The parent's queued spans are the parent's to export.
         self._pid = os.getpid()
+        self._forked = True
         self._export_lock = threading.Lock()
         self._queue.clear()
         self._wake = threading.Event()
@@ -234,6 +347,12 @@ class DurableSpanProcessor(SpanProcessor):
     def queued(self) -> int:
         """Spans waiting in memory now."""
         return len(self._queue)
+
+
+def in_worker_process() -> bool:
+    """Whether this process is a ``multiprocessing`` child (any start method)."""
+    mp_process: Any = sys.modules.get("multiprocessing.process")
+    return mp_process is not None and mp_process.parent_process() is not None
 
 
 def _suppress_key() -> Any:

@@ -6,11 +6,15 @@ Installed as the ``opentelemetry_instrumentor`` entry point ``taskmeter``, so
 * the OpenTelemetry SDK, configured from the ``OTEL_*`` variables, *if*
   no configurator (``opentelemetry-distro``'s) did it already
   (:mod:`taskmeter.instrumentation.sdk` explains why taskmeter has no
-  configurator of its own; ``TASKMETER_CONFIGURE_SDK=false`` turns this off);
+  configurator of its own; ``TASKMETER_CONFIGURE_SDK=false`` turns this off),
+  exporting durably through ``TASKMETER_SPOOL_DIR`` when it is set;
 * enrichment of the spans ``TASKMETER_ENRICH`` selects (default: local
   roots, such as a web framework's server spans, and spans marked with
   ``taskmeter.enrich``), by an :class:`~taskmeter.enrich.EnrichingSpanProcessor`
-  placed in front of the provider's exporting processors;
+  placed in front of the provider's exporting processors (a processor in it
+  that raises is contained; a configurator's ``BatchSpanProcessor`` of the
+  ``taskmeter`` exporter becomes a
+  :class:`~taskmeter.export.DurableSpanProcessor`);
 * a :class:`~taskmeter.measure.MeasurementSpanProcessor` (specs from
   ``TASKMETER_METRIC_SPECS``, task metrics) recording to the global meter
   provider;

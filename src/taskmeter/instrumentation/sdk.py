@@ -19,6 +19,15 @@ none was, sets up tracing and metrics here, as the distro would:
 * everything else (endpoints, headers, timeouts, sampler, export intervals)
   is read by the SDK's classes themselves from their ``OTEL_*`` variables.
 
+**Durable export.**  With ``TASKMETER_SPOOL_DIR`` set, the ``otlp``
+exporters are taskmeter's durable ones (:class:`~taskmeter.export.DurableSpanExporter`
+behind a :class:`~taskmeter.export.DurableSpanProcessor`, and
+:class:`~taskmeter.export.DurableMetricExporter`), with the same protocol,
+endpoint and headers: what the collector cannot take waits in the spool.
+The ``taskmeter`` span exporter (``OTEL_TRACES_EXPORTER=taskmeter``) is
+always put behind a ``DurableSpanProcessor``, which spools what its queue
+cannot hold instead of dropping it.
+
 Logs are left alone (``OTEL_LOGS_EXPORTER`` needs the distro).  Only public
 SDK classes and the exporters' entry points are used.
 """
@@ -38,12 +47,19 @@ from opentelemetry.sdk.metrics.export import (
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
-from .._log import warn_once
+from .. import settings
+from .._log import config_warning, swallowed
 
-__all__ = ["SdkSetup", "configure_from_environment", "exporter_names"]
+__all__ = [
+    "SdkSetup",
+    "build_from_environment",
+    "configure_from_environment",
+    "exporter_names",
+    "span_processor_for",
+]
 
 TRACES_EXPORTER = "OTEL_TRACES_EXPORTER"
 METRICS_EXPORTER = "OTEL_METRICS_EXPORTER"
@@ -57,6 +73,7 @@ _ENTRY_POINT_GROUP = {
     "metrics": "opentelemetry_metrics_exporter",
 }
 _OTLP_BY_PROTOCOL = {"grpc": "otlp_proto_grpc", "http/protobuf": "otlp_proto_http"}
+_PROTOCOL_OF_OTLP = {name: protocol for protocol, name in _OTLP_BY_PROTOCOL.items()}
 
 
 class SdkSetup:
@@ -108,58 +125,131 @@ def _load(signal: str, name: str) -> Any:
     )
 
 
-def _span_exporters(environ: Mapping[str, str] | None) -> list[SpanExporter]:
-    exporters: list[SpanExporter] = []
+def span_processor_for(
+    exporter: SpanExporter, environ: Mapping[str, str] | None = None
+) -> SpanProcessor:
+    """The processor an exporter made from the environment goes behind.
+
+    A :class:`~taskmeter.export.DurableSpanExporter` goes behind a
+    :class:`~taskmeter.export.DurableSpanProcessor` (which spools its
+    overflow), any other behind the SDK's ``BatchSpanProcessor``; both are
+    sized by the ``OTEL_BSP_*`` variables.
+    """
+    from ..export import DurableSpanExporter, DurableSpanProcessor
+
+    if isinstance(exporter, DurableSpanExporter):
+        return DurableSpanProcessor.from_environment(exporter, environ)
+    return BatchSpanProcessor(exporter)
+
+
+class _Durable:
+    """The spool of ``TASKMETER_SPOOL_DIR``, shared by the exporters of one set-up."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.directory = settings.spool_dir(environ)
+        self._spool: Any = None
+
+    def spool(self) -> Any:
+        from ..export import Spool
+
+        if self._spool is None:
+            self._spool = Spool(
+                self.directory or "", max_bytes=settings.spool_max_bytes(self.environ)
+            )
+        return self._spool
+
+    def exporter(self, signal: str, name: str) -> Any:
+        """The durable exporter standing for the OTLP exporter ``name``, or ``None``."""
+        protocol = _PROTOCOL_OF_OTLP.get(name)
+        if self.directory is None or protocol is None:
+            return None
+        from ..export import DurableMetricExporter, DurableSpanExporter, sender_for
+
+        sender = sender_for(signal, self.environ, protocol=protocol)
+        if signal == "traces":
+            return DurableSpanExporter(self.spool(), sender=sender)
+        return DurableMetricExporter(self.spool(), sender=sender)
+
+
+def _made(signal: str, name: str, durable: _Durable) -> Any:
+    return durable.exporter(signal, name) or _load(signal, name)()
+
+
+def _span_processors(environ: Mapping[str, str], durable: _Durable) -> list[SpanProcessor]:
+    processors: list[SpanProcessor] = []
     for name in _names_or_warn("traces", environ):
         try:
-            exporter = _load("traces", name)()
+            exporter = _made("traces", name, durable)
+            if not isinstance(exporter, SpanExporter):
+                raise TypeError(f"{exporter!r} is not a span exporter")
+            processors.append(span_processor_for(exporter, environ))
         except Exception as exc:
-            warn_once(f"sdk.traces.{name}", "%s=%s: %s", TRACES_EXPORTER, name, exc)
-            continue
-        exporters.append(exporter)
-    return exporters
+            swallowed(
+                f"instrument.exporter.traces.{name}", _ExporterError(TRACES_EXPORTER, name, exc)
+            )
+    return processors
 
 
-def _metric_readers(environ: Mapping[str, str] | None) -> list[MetricReader]:
+def _metric_readers(environ: Mapping[str, str], durable: _Durable) -> list[MetricReader]:
     readers: list[MetricReader] = []
     for name in _names_or_warn("metrics", environ):
         try:
-            made = _load("metrics", name)()
+            made = _made("metrics", name, durable)
             if isinstance(made, MetricExporter):
                 made = PeriodicExportingMetricReader(made)
             if not isinstance(made, MetricReader):
                 raise TypeError(f"{made!r} is neither a metric exporter nor a reader")
         except Exception as exc:
-            warn_once(f"sdk.metrics.{name}", "%s=%s: %s", METRICS_EXPORTER, name, exc)
+            swallowed(
+                f"instrument.exporter.metrics.{name}", _ExporterError(METRICS_EXPORTER, name, exc)
+            )
             continue
         readers.append(made)
     return readers
 
 
-def _names_or_warn(signal: str, environ: Mapping[str, str] | None) -> list[str]:
+class _ExporterError(Exception):
+    """An exporter named by ``OTEL_<SIGNAL>_EXPORTER`` could not be made."""
+
+    def __init__(self, variable: str, name: str, cause: BaseException) -> None:
+        super().__init__(f"{variable}={name}: {type(cause).__name__}: {cause}; it is left out")
+
+
+def _names_or_warn(signal: str, environ: Mapping[str, str]) -> list[str]:
     try:
         return exporter_names(signal, environ)
     except ValueError as exc:
-        warn_once(f"sdk.{signal}.protocol", "no %s exported: %s", signal, exc)
+        config_warning(f"env.{_SIGNAL_PROTOCOL[signal]}", "no %s exported: %s", signal, exc)
         return []
+
+
+def build_from_environment(
+    auto_version: str | None = None, environ: Mapping[str, str] | None = None
+) -> SdkSetup:
+    """Tracer and meter providers with the exporters ``OTEL_*`` names (not made global).
+
+    Unknown or broken exporters are counted, reported as warnings and left
+    out: the program is never stopped by its telemetry configuration.
+    """
+    env = os.environ if environ is None else environ
+    extra: dict[str, str] = {}
+    if auto_version:
+        extra["telemetry.auto.version"] = auto_version
+    resource = Resource.create(extra)
+    durable = _Durable(env)
+    tracer_provider = TracerProvider(resource=resource)
+    for processor in _span_processors(env, durable):
+        tracer_provider.add_span_processor(processor)
+    meter_provider = MeterProvider(resource=resource, metric_readers=_metric_readers(env, durable))
+    return SdkSetup(tracer_provider, meter_provider)
 
 
 def configure_from_environment(
     auto_version: str | None = None, environ: Mapping[str, str] | None = None
 ) -> SdkSetup:
-    """Create tracer and meter providers with the exporters ``OTEL_*`` names; set them global.
-
-    Unknown or broken exporters are reported as warnings and left out: the
-    program is never stopped by its telemetry configuration.
-    """
-    extra: dict[str, str] = {}
-    if auto_version:
-        extra["telemetry.auto.version"] = auto_version
-    resource = Resource.create(extra)
-    tracer_provider = TracerProvider(resource=resource)
-    for exporter in _span_exporters(environ):
-        tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
-    meter_provider = MeterProvider(resource=resource, metric_readers=_metric_readers(environ))
-    trace.set_tracer_provider(tracer_provider)
-    metrics.set_meter_provider(meter_provider)
-    return SdkSetup(tracer_provider, meter_provider)
+    """:func:`build_from_environment`, with the providers set as the global ones."""
+    setup = build_from_environment(auto_version, environ)
+    trace.set_tracer_provider(setup.tracer_provider)
+    metrics.set_meter_provider(setup.meter_provider)
+    return setup

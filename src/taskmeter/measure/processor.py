@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from .. import __about__, settings
 from .. import attributes as attr
-from .._log import debug_once, swallowed, warn_once
+from .._log import config_warning, debug_once, swallowed
 from .._spans import raw_attributes as _raw_attributes
 from .errors import MetricComputationError, NoWorkFound, SpecError
 from .instruments import (
@@ -292,7 +292,7 @@ def _specs_from_environment() -> tuple[MetricSpec, ...]:
     try:
         return load_specs(path)
     except SpecError as exc:
-        warn_once(
+        config_warning(
             f"env.{settings.ENV_METRIC_SPECS}",
             "ignoring %s=%r: %s",
             settings.ENV_METRIC_SPECS,

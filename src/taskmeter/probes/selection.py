@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .. import settings
-from .._log import debug_once, error_once, warn_once
+from .._log import config_warning, debug_once, error_once, warn_once
 from .base import Probe
 from .energy_config import load_energy_config
 from .errors import ProbeUnavailableError
@@ -93,7 +93,7 @@ def selection_from_environment() -> EnergySelection:
     try:
         return parse_energy_selection(text)
     except ValueError as exc:
-        warn_once(
+        config_warning(
             f"env.{settings.ENV_ENERGY}",
             "ignoring %s=%r: %s; using 'auto'",
             settings.ENV_ENERGY,
