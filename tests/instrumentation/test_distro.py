@@ -4,11 +4,14 @@ The distro exists only at 0.66b1, which needs opentelemetry-instrumentation
 0.66b1 (and so the SDK 1.45.1), while the main test environment has the
 0.66b2 set; so this test builds a second virtual environment,
 ``.venv-distro`` beside the main one (kept between runs, rebuilt when the
-requirements below change), with taskmeter and ``opentelemetry-distro[otlp]``.
+requirements below or taskmeter's ``pyproject.toml`` change: its entry
+points are recorded at install time), with taskmeter and
+``opentelemetry-distro[otlp]``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -53,7 +56,8 @@ print(json.dumps({
 
 def distro_venv() -> Path:
     """The environment with the distro; built (about a minute) when missing or outdated."""
-    wanted = "\n".join(REQUIREMENTS) + "\n"
+    project = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    wanted = "\n".join([*REQUIREMENTS, f"# pyproject.toml {project}"]) + "\n"
     python = VENV / "bin" / "python"
     if python.exists() and STAMP.exists() and STAMP.read_text() == wanted:
         return VENV
