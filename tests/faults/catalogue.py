@@ -43,6 +43,7 @@ from taskmeter.probes import (
     NvmlEnergyProbe,
     PeakMemoryProbe,
     Probe,
+    ProcessProbe,
     PrometheusProbe,
     RaplProbe,
 )
@@ -54,6 +55,7 @@ from tests.fakes import FakeGpu, FakeNvml, FakePowercap, gpu_uuid
 COMPONENTS = (
     "probe.cpu",
     "probe.memory",
+    "probe.process",
     "probe.rapl",
     "probe.nvml",
     "probe.prometheus",
@@ -295,6 +297,69 @@ def _memory_read_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Outc
 not_applicable(
     "probe.memory",
     "the kernel's /proc answers at once or not at all; nothing is written or sent",
+    "timeout",
+    "refused",
+    "disk-full",
+)
+
+
+# ---------------------------------------------------------------- probe.process
+# The default probe: CPU time and peak RSS from one getrusage per reading.
+
+
+def _getrusage_fails(result: Callable[[int], Any]) -> Callable[[Path, pytest.MonkeyPatch], Outcome]:
+    def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Outcome:
+        from taskmeter.probes import process as process_module
+
+        monkeypatch.setattr(process_module, "_getrusage", result)
+        return run_application(tmp_path, probes=[ProcessProbe()])
+
+    return run
+
+
+def _raise_eio(who: int) -> Any:
+    raise OSError(errno.EIO, "getrusage failed")
+
+
+def _not_a_rusage(who: int) -> Any:
+    return (1.0, 2.0)  # no ru_utime, ru_maxrss...
+
+
+def _process_figures_absent(outcome: Outcome) -> None:
+    task = outcome.task
+    assert task.cpu_time is None and task.peak_memory is None
+    assert task.duration is not None
+    attributes = outcome.span().attributes or {}
+    assert "taskmeter.cpu.time" not in attributes and "taskmeter.memory.peak" not in attributes
+    assert outcome.loaded().status is TaskStatus.FINISHED
+
+
+scenario("probe.process", "error", counted="probe.process.begin", check=_process_figures_absent)(
+    _getrusage_fails(_raise_eio)
+)
+scenario("probe.process", "garbage", counted="probe.process.begin", check=_process_figures_absent)(
+    _getrusage_fails(_not_a_rusage)
+)
+
+
+@scenario("probe.process", "unreadable", counted=None, check=_memory_absent)
+def _process_status_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Outcome:
+    proc = _fake_proc(tmp_path, status=None)
+    return run_application(tmp_path, probes=[ProcessProbe(LinuxRssHighWater(procfs=proc))])
+
+
+@scenario("probe.process", "permission", counted=None, check=memory_and_cpu_survive)
+def _process_clear_refs_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Outcome:
+    proc = _fake_proc(tmp_path, status=b"VmHWM:\t  4096 kB\n", clear_refs=False)
+    (proc / "self" / "clear_refs").mkdir()  # opening it for writing fails (EISDIR)
+    outcome = run_application(tmp_path, probes=[ProcessProbe(LinuxRssHighWater(procfs=proc))])
+    assert outcome.task.peak_memory == 4096 * 1024  # the process's peak: an upper bound
+    return outcome
+
+
+not_applicable(
+    "probe.process",
+    "getrusage and the kernel's /proc answer at once or not at all; nothing is written or sent",
     "timeout",
     "refused",
     "disk-full",
