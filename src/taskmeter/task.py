@@ -59,7 +59,7 @@ _running: dict[UUID, Task] = {}
 """Every running task of this process, by id (for parents given by id, and the monitor)."""
 
 
-class TaskStatus(str, Enum):
+class TaskStatus(str, Enum):  # noqa: UP042 - LensKit's definition, str() included
     """Statuses of a task record (LensKit's values)."""
 
     PENDING = "pending"

@@ -46,7 +46,7 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 METADATA_VERSION = 1
 """The ``__version__`` written into metadata: ``MaxResidentSetSize`` is in bytes."""
 
-_UTC = datetime.timezone.utc
+_UTC = datetime.UTC
 _START_NAMES = tuple(attr.TIMER_ATTRIBUTES["Start" + s] for s in ("Utc", *USAGE_SUFFIXES))
 _END_NAMES = tuple(attr.TIMER_ATTRIBUTES["End" + s] for s in ("Utc", *USAGE_SUFFIXES))
 

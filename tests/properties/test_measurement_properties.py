@@ -96,7 +96,7 @@ def test_cpu_timing_is_the_last_calls_difference(
     st.timedeltas(min_value=datetime.timedelta(0), max_value=datetime.timedelta(days=3)),
 )
 def test_timing_is_the_utc_difference(start: datetime.datetime, length: datetime.timedelta) -> None:
-    begin = start.replace(tzinfo=datetime.timezone.utc)
+    begin = start.replace(tzinfo=datetime.UTC)
     metadata = {"isr.runStartUtc": begin.isoformat(), "isr.runEndUtc": (begin + length).isoformat()}
     assert SPECS[0].measure(metadata).value == length.total_seconds()
 

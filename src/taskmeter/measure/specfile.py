@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import os
-import sys
+import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,11 +31,6 @@ from typing import Any
 from .._files import parse_yaml, read_text_bounded
 from .errors import SpecError
 from .specs import SPEC_KINDS, MemoryMetric, MetricSpec
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 __all__ = ["load_specs", "spec_from_dict", "specs_from_data"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html import escape
 from importlib import resources
 from typing import Any
@@ -129,7 +129,7 @@ def report_data(root: Task, *, source: str | None = None) -> dict[str, Any]:
         stack.extend((sub, index) for sub in reversed(task.subtasks))
     started = None
     if origin is not None:
-        started = datetime.fromtimestamp(origin, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        started = datetime.fromtimestamp(origin, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     span = (end - origin) if origin is not None and end is not None else 0.0
     return {
         "version": __version__,
