@@ -20,9 +20,11 @@ def record(signum, frame):
 
 for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
     signal.signal(sig, record)
-with open(ready, "w") as handle:
-    handle.write(str(os.getpid()))
 try:
+    # Ready is announced inside the try, so a SIGINT sent as soon as it shows
+    # is recorded too.
+    with open(ready, "w") as handle:
+        handle.write(str(os.getpid()))
     time.sleep(20)
 except KeyboardInterrupt:
     with open(out, "a") as handle:
