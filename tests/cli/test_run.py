@@ -199,12 +199,32 @@ def test_sigint_to_taskmeter_stops_the_command_with_130(tmp_path: Path) -> None:
     process, out = start_signal_program(tmp_path)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=30)
+    assert out.exists(), (process.returncode, stderr)
     assert out.read_text().split() == [str(int(signal.SIGINT))]
     assert process.returncode == 128 + signal.SIGINT, stderr
     assert "Traceback" not in stderr
     doc = json.loads((tmp_path / "run.json").read_text())
     assert doc["status"] == "cancelled"
     assert doc["exit_signal"] == "SIGINT"
+
+
+def test_command_inherits_ignored_signals_as_from_a_shell(tmp_path: Path) -> None:
+    """A background job starts with SIGINT ignored; so does its command under taskmeter."""
+    script = "import signal; print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)"
+    taskmeter_run = [sys.executable, "-m", "taskmeter", "run", "-q", "--"]
+    launcher = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+        "os.execv(sys.executable, sys.argv[1:])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", launcher, *taskmeter_run, sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=clean_environment(),
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "True\n"
 
 
 def test_running_task_file_is_written_while_the_command_runs(tmp_path: Path) -> None:

@@ -587,7 +587,11 @@ class _SampledBroken(RaplProbe):
 @scenario("monitor", "error", counted="monitor.probe.rapl", check=memory_and_cpu_survive)
 def _monitor_job_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Outcome:
     powercap, zone = _rapl(tmp_path)
-    probe = _SampledBroken(powercap.root, max_power_w=1e7)  # a sample every few ms
+    probe = _SampledBroken(powercap.root)
+    # A sample every 5 ms, well within the counter's wrap period (which a
+    # loaded machine must not exceed between the task's own reads).
+    probe.sample_interval = 0.005
+    assert probe.wrap_period_s > 60
 
     def during(task: Task) -> None:
         deadline = time.monotonic() + 5

@@ -1,7 +1,8 @@
 """Record the signals received in OUT, announce readiness in READY, sleep up to 20 s.
 
 Exits with status 0 after the first SIGTERM or SIGHUP or SIGUSR1 it gets;
-SIGINT is left to Python (KeyboardInterrupt, so the process dies of SIGINT).
+SIGINT raises KeyboardInterrupt (so the process dies of SIGINT), even when the
+test runs as a background job, whose children start with SIGINT ignored.
 """
 
 import os
@@ -20,6 +21,7 @@ def record(signum, frame):
 
 for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
     signal.signal(sig, record)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 try:
     # Ready is announced inside the try, so a SIGINT sent as soon as it shows
     # is recorded too.
