@@ -11,15 +11,26 @@ Signals sent to taskmeter (``SIGINT``, ``SIGTERM``, ``SIGHUP``, ...) are
 forwarded to the command.  Those the terminal sends to the whole foreground
 process group (Ctrl-C, Ctrl-\\, a resize, a hang-up) already reached the
 command, which shares taskmeter's group, and are not sent twice.
+
+Where ``sigtimedwait`` exists (Linux) the signals are blocked and taken one
+by one, with the sender's ``si_code`` telling the terminal's from a
+``kill``.  Elsewhere (macOS) Python handlers queue them and wake a
+``select`` through ``signal.set_wakeup_fd``; without ``si_code``, a terminal
+signal is taken for the terminal's while taskmeter's group is in the
+terminal's foreground.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
 import signal
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from types import FrameType
 
 SI_KERNEL = 0x80
 """``si_code`` of a signal the kernel sent (the terminal's, for instance)."""
@@ -109,9 +120,16 @@ class Supervisor:
         *,
         wait_all: bool = False,
         on_resize: Callable[[], None] | None = None,
+        use_sigtimedwait: bool | None = None,
     ) -> None:
+        """``use_sigtimedwait``: ``None`` uses it where the platform has it;
+        ``False`` takes signals through handlers (what macOS gets)."""
         if not argv:
             raise ValueError("no command to run")
+        if use_sigtimedwait is None:
+            use_sigtimedwait = hasattr(signal, "sigtimedwait")
+        elif use_sigtimedwait and not hasattr(signal, "sigtimedwait"):
+            raise ValueError(f"sigtimedwait is not available on {sys.platform}")
         self.argv = list(argv)
         self.env = env
         self.wait_all = wait_all
@@ -126,27 +144,35 @@ class Supervisor:
         self._waited = set(FORWARDED_SIGNALS) | {signal.SIGCHLD}
         if hasattr(signal, "SIGWINCH"):
             self._waited.add(signal.SIGWINCH)
+        self._queue: _SignalQueue | None = None if use_sigtimedwait else _SignalQueue()
+        self._sigchld_was_ignored = False
 
     # ---------------------------------------------------------------- start
 
     def start(self) -> int:
         """Start the command and return its pid; raises :class:`SpawnError`."""
         self._subreaper = _set_child_subreaper(True)
-        # Block the signals before the child exists, so none is lost between
-        # the spawn and the first wait; the child gets the original mask.
-        old_mask: set[int] = set(signal.pthread_sigmask(signal.SIG_BLOCK, self._waited))
-        self._old_mask = old_mask
+        if signal.getsignal(signal.SIGCHLD) is signal.SIG_IGN:
+            # Ignored, the kernel would reap the command itself, and take its
+            # status and figures with it.
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            self._sigchld_was_ignored = True
         reset = [signal.SIGPIPE]  # Python ignores it; the command must not inherit that
         if hasattr(signal, "SIGXFSZ"):
             reset.append(signal.SIGXFSZ)
+        options: dict[str, object] = {"setsigdef": reset}
+        if self._queue is None:
+            # Block the signals before the child exists, so none is lost between
+            # the spawn and the first wait; the child gets the original mask.
+            old_mask: set[int] = set(signal.pthread_sigmask(signal.SIG_BLOCK, self._waited))
+            self._old_mask = old_mask
+            options["setsigmask"] = old_mask
+        else:
+            # Handlers before the child exists, for the same reason; exec
+            # restores the default action of each caught signal in the child.
+            self._queue.install(self._waited)
         try:
-            self.pid = os.posix_spawnp(
-                self.argv[0],
-                self.argv,
-                self.env,
-                setsigmask=old_mask,
-                setsigdef=reset,
-            )
+            self.pid = os.posix_spawnp(self.argv[0], self.argv, self.env, **options)  # type: ignore[arg-type]
         except OSError as exc:
             self.close()
             raise spawn_error(self.argv[0], exc) from None
@@ -157,15 +183,22 @@ class Supervisor:
     def wait(self, tick: Callable[[], float], first_delay_s: float) -> Outcome:
         """Wait for the command, calling ``tick`` (which returns the next delay) meanwhile."""
         due = time.monotonic() + first_delay_s
+        queue = self._queue
         while not self._finished():
             timeout = max(due - time.monotonic(), 0.0)
-            info = signal.sigtimedwait(self._waited, timeout)
-            if info is None:
+            code: int | None = None
+            if queue is None:
+                info = signal.sigtimedwait(self._waited, timeout)
+                signo = None if info is None else info.si_signo
+                code = None if info is None else info.si_code
+            else:
+                signo = queue.next(timeout)
+            if signo is None:
                 due = time.monotonic() + max(tick(), 0.001)
-            elif info.si_signo == signal.SIGCHLD:
+            elif signo == signal.SIGCHLD:
                 self._reap()
             else:
-                self._on_signal(info.si_signo, info.si_code)
+                self._on_signal(signo, code)
         return self.outcome
 
     def _finished(self) -> bool:
@@ -202,13 +235,16 @@ class Supervisor:
                     outcome.exit_code = os.waitstatus_to_exitcode(status)
                 self._child_done = True
 
-    def _on_signal(self, signo: int, code: int) -> None:
+    def _on_signal(self, signo: int, code: int | None) -> None:
+        """``code``: the sender's ``si_code``, or ``None`` where it is unknown."""
         if signo == getattr(signal, "SIGWINCH", None) and self.on_resize is not None:
             self.on_resize()
         if self._child_done:
             return
-        if code == SI_KERNEL and signo in _TERMINAL_SIGNALS and self._shares_our_group():
-            return  # the terminal sent it to the whole group: the command has it already
+        if signo in _TERMINAL_SIGNALS and self._shares_our_group():
+            from_terminal = code == SI_KERNEL if code is not None else _our_group_has_terminal()
+            if from_terminal:
+                return  # sent to the whole group: the command has it already
         if signo == getattr(signal, "SIGWINCH", None):
             return
         try:
@@ -226,7 +262,9 @@ class Supervisor:
     # ---------------------------------------------------------------- close
 
     def close(self) -> None:
-        """Restore the signal mask and the subreaper flag."""
+        """Restore the signal mask (or handlers) and the subreaper flag."""
+        if self._queue is not None:
+            self._queue.close()
         if self._old_mask is not None:
             # Discard signals that arrived after the command ended: they were
             # meant for it, and would otherwise act on taskmeter once unblocked.
@@ -236,9 +274,79 @@ class Supervisor:
                 pending = signal.sigpending() & set(FORWARDED_SIGNALS)
             signal.pthread_sigmask(signal.SIG_SETMASK, self._old_mask)
             self._old_mask = None
+        if self._sigchld_was_ignored:
+            signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+            self._sigchld_was_ignored = False
         if self._subreaper:
             _set_child_subreaper(False)
             self._subreaper = False
+
+
+class _SignalQueue:
+    """Signals caught by Python handlers, waited for with ``select`` (no ``sigtimedwait``).
+
+    The handlers only queue the signal number; ``signal.set_wakeup_fd`` writes
+    a byte to a pipe for each signal, so a ``select`` on it wakes at once.
+    Signals ignored when taskmeter started stay ignored (for the command too,
+    as a shell leaves them); SIGCHLD is always caught.
+    """
+
+    def __init__(self) -> None:
+        self._pending: deque[int] = deque()
+        self._previous: dict[int, object] = {}
+        self._read_fd = self._write_fd = -1
+        self._previous_wakeup_fd: int | None = None
+
+    def install(self, signals: set[int]) -> None:
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._read_fd, False)
+        os.set_blocking(self._write_fd, False)
+        self._previous_wakeup_fd = signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
+        for signo in sorted(signals):
+            previous = signal.getsignal(signo)
+            if previous is signal.SIG_IGN and signo != signal.SIGCHLD:
+                continue
+            self._previous[signo] = previous
+            signal.signal(signo, self._caught)
+
+    def _caught(self, signo: int, frame: FrameType | None) -> None:
+        self._pending.append(signo)
+
+    def next(self, timeout: float) -> int | None:
+        """The next signal caught, waiting up to ``timeout`` seconds; ``None`` if none came."""
+        if not self._pending:
+            with contextlib.suppress(InterruptedError):
+                select.select([self._read_fd], [], [], timeout)
+            with contextlib.suppress(BlockingIOError):
+                while os.read(self._read_fd, 512):
+                    pass
+        return self._pending.popleft() if self._pending else None
+
+    def close(self) -> None:
+        """Restore the previous handlers and wakeup descriptor; drop what is queued."""
+        for signo, previous in self._previous.items():
+            signal.signal(signo, previous)  # type: ignore[arg-type]
+        self._previous.clear()
+        if self._previous_wakeup_fd is not None:
+            signal.set_wakeup_fd(self._previous_wakeup_fd)
+            self._previous_wakeup_fd = None
+        for fd in (self._read_fd, self._write_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._read_fd = self._write_fd = -1
+        self._pending.clear()
+
+
+def _our_group_has_terminal() -> bool:
+    """Whether taskmeter's process group is the foreground group of its terminal."""
+    for stream in (sys.stdin, sys.stderr, sys.stdout):
+        try:
+            fd = stream.fileno()
+            if os.isatty(fd):
+                return os.tcgetpgrp(fd) == os.getpgrp()
+        except (AttributeError, OSError, ValueError):
+            continue
+    return False
 
 
 def _set_child_subreaper(enable: bool) -> bool:

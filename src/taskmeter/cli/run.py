@@ -139,9 +139,6 @@ def handle(args: argparse.Namespace) -> int:
     if not args.interval > 0:
         error(f"--interval must be a positive number of seconds, not {args.interval:g}")
         return EXIT_USAGE
-    if not hasattr(signal, "sigtimedwait"):
-        error(f"taskmeter run is not supported on {sys.platform} (it needs sigtimedwait)")
-        return EXIT_TASKMETER_FAILED
     try:
         return _Run(args, argv).execute()
     except KeyboardInterrupt:

@@ -1,0 +1,193 @@
+"""The supervisor of ``taskmeter run``, in this process, in both of its ways of taking signals.
+
+``sigtimedwait`` is what Linux uses; the handler queue is what platforms
+without it (macOS) use, and runs here too when asked for.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from taskmeter.cli import _supervise
+from taskmeter.cli._supervise import Outcome, Supervisor
+
+from .runner import clean_environment, program
+
+MODES = [
+    pytest.param(
+        True,
+        id="sigtimedwait",
+        marks=pytest.mark.skipif(not hasattr(signal, "sigtimedwait"), reason="no sigtimedwait"),
+    ),
+    pytest.param(False, id="handlers"),
+]
+
+
+def supervise(
+    argv: list[str],
+    use_sigtimedwait: bool,
+    on_tick: Callable[[], None] = lambda: None,
+    timeout_s: float = 30,
+) -> tuple[Supervisor, Outcome]:
+    """Run ``argv`` under a supervisor, calling ``on_tick`` every 10 ms meanwhile."""
+    supervisor = Supervisor(argv, clean_environment(), use_sigtimedwait=use_sigtimedwait)
+    supervisor.start()
+    deadline = time.monotonic() + timeout_s
+
+    def tick() -> float:
+        if time.monotonic() > deadline:
+            os.kill(supervisor.pid, signal.SIGKILL)
+        on_tick()
+        return 0.01
+
+    try:
+        outcome = supervisor.wait(tick, 0.01)
+    finally:
+        supervisor.close()
+    return supervisor, outcome
+
+
+@pytest.fixture
+def restored_signals() -> Iterator[None]:
+    """Whatever a test changes in this process's signal handling is put back."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGCHLD, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signo, handler in saved.items():
+            signal.signal(signo, handler)  # type: ignore[arg-type]
+
+
+def send_once_ready(ready: Path, sig: signal.Signals) -> Callable[[], None]:
+    sent = []
+
+    def on_tick() -> None:
+        if not sent and ready.exists() and ready.read_text():
+            sent.append(sig)
+            os.kill(os.getpid(), sig)  # to taskmeter, that is, to this process
+
+    return on_tick
+
+
+@pytest.mark.parametrize("use_sigtimedwait", MODES)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
+def test_signal_to_the_supervisor_reaches_the_command(
+    tmp_path: Path, use_sigtimedwait: bool, sig: signal.Signals, restored_signals: None
+) -> None:
+    ready, out = tmp_path / "ready", tmp_path / "received"
+    supervisor, outcome = supervise(
+        program("signals.py", ready, out), use_sigtimedwait, send_once_ready(ready, sig)
+    )
+    assert supervisor.forwarded == [sig]
+    assert out.read_text().split() == [str(int(sig))]
+    assert outcome.exit_code == 0
+    assert outcome.signal is None
+
+
+@pytest.mark.parametrize("use_sigtimedwait", MODES)
+def test_sigint_stops_the_command_which_dies_of_it(
+    tmp_path: Path,
+    use_sigtimedwait: bool,
+    restored_signals: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A kill -INT (not the terminal's): forwarded, even without knowing the sender."""
+    monkeypatch.setattr(_supervise, "_our_group_has_terminal", lambda: False)
+    ready, out = tmp_path / "ready", tmp_path / "received"
+    supervisor, outcome = supervise(
+        program("signals.py", ready, out), use_sigtimedwait, send_once_ready(ready, signal.SIGINT)
+    )
+    assert supervisor.forwarded == [signal.SIGINT]
+    assert out.read_text().split() == [str(int(signal.SIGINT))]
+    assert outcome.signal == signal.SIGINT
+    assert outcome.status_code == 130
+
+
+def test_terminal_signal_is_not_sent_twice_without_sigtimedwait(
+    tmp_path: Path, restored_signals: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the sender's code, a SIGINT while our group holds the terminal is Ctrl-C's:
+    the terminal sent it to the command too, so it is not forwarded (SIGTERM still is)."""
+    monkeypatch.setattr(_supervise, "_our_group_has_terminal", lambda: True)
+    ready, out = tmp_path / "ready", tmp_path / "received"
+    interrupt = send_once_ready(ready, signal.SIGINT)
+    terminate = send_once_ready(ready, signal.SIGTERM)
+    ticks = [0]
+
+    def on_tick() -> None:
+        ticks[0] += 1
+        interrupt()
+        if ticks[0] > 20:  # 0.2 s later
+            terminate()
+
+    supervisor, outcome = supervise(program("signals.py", ready, out), False, on_tick)
+    assert supervisor.forwarded == [signal.SIGTERM]
+    assert out.read_text().split() == [str(int(signal.SIGTERM))]
+    assert outcome.exit_code == 0
+
+
+@pytest.mark.parametrize("use_sigtimedwait", MODES)
+def test_status_and_cpu_of_the_command(tmp_path: Path, use_sigtimedwait: bool) -> None:
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+    _, outcome = supervise([sys.executable, "-c", burn + "raise SystemExit(3)"], use_sigtimedwait)
+    assert outcome.exit_code == 3
+    assert outcome.status_code == 3
+    assert 0.3 <= outcome.user_s + outcome.system_s < 1.5
+    assert outcome.max_rss_bytes is not None and outcome.max_rss_bytes > 1024 * 1024
+
+
+@pytest.mark.parametrize("use_sigtimedwait", MODES)
+def test_signal_handling_is_restored_afterwards(
+    use_sigtimedwait: bool, restored_signals: None
+) -> None:
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD)}
+    mask_before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    supervise([sys.executable, "-c", "pass"], use_sigtimedwait)
+    assert {s: signal.getsignal(s) for s in before} == before
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == mask_before
+    previous = signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(previous)
+    assert previous == -1
+
+
+@pytest.mark.parametrize("use_sigtimedwait", MODES)
+def test_command_ends_normally_when_sigchld_was_ignored(
+    use_sigtimedwait: bool, restored_signals: None
+) -> None:
+    """With SIGCHLD ignored the kernel would reap the command itself, status and figures."""
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    _, outcome = supervise([sys.executable, "-c", "raise SystemExit(7)"], use_sigtimedwait)
+    assert outcome.exit_code == 7
+    assert outcome.reaped >= 1
+    assert signal.getsignal(signal.SIGCHLD) is signal.SIG_IGN
+
+
+@pytest.mark.parametrize("use_sigtimedwait", MODES)
+def test_ignored_sigint_stays_ignored_for_the_command(
+    tmp_path: Path, use_sigtimedwait: bool, restored_signals: None
+) -> None:
+    """As from a shell: a background job's ignored SIGINT is the command's too."""
+    out = tmp_path / "disposition"
+    script = (
+        "import signal, sys\n"
+        "ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN\n"
+        "open(sys.argv[1], 'w').write(str(ignored))\n"
+    )
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _, outcome = supervise([sys.executable, "-c", script, str(out)], use_sigtimedwait)
+    assert outcome.exit_code == 0
+    assert out.read_text() == "True"
+
+
+def test_sigtimedwait_cannot_be_forced_where_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(signal, "sigtimedwait", raising=False)
+    with pytest.raises(ValueError, match="sigtimedwait is not available"):
+        Supervisor(["true"], {}, use_sigtimedwait=True)
+    assert Supervisor(["true"], {})._queue is not None  # the handlers, then
