@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +29,19 @@ MODES = [
     ),
     pytest.param(False, id="handlers"),
 ]
+
+
+@pytest.fixture(autouse=True)
+def another_thread() -> Iterator[None]:
+    """A second thread that blocks no signal, as a test process (or a library) may have."""
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)
 
 
 def supervise(
@@ -71,7 +85,9 @@ def send_once_ready(ready: Path, sig: signal.Signals) -> Callable[[], None]:
     def on_tick() -> None:
         if not sent and ready.exists() and ready.read_text():
             sent.append(sig)
-            os.kill(os.getpid(), sig)  # to taskmeter, that is, to this process
+            # To taskmeter's one thread.  (A kill() to this process could land
+            # in another thread of the test process, one that does not block it.)
+            signal.pthread_kill(threading.main_thread().ident or 0, sig)
 
     return on_tick
 
@@ -191,3 +207,43 @@ def test_sigtimedwait_cannot_be_forced_where_missing(monkeypatch: pytest.MonkeyP
     with pytest.raises(ValueError, match="sigtimedwait is not available"):
         Supervisor(["true"], {}, use_sigtimedwait=True)
     assert Supervisor(["true"], {})._queue is not None  # the handlers, then
+
+
+def _is_zombie(pid: int) -> bool:
+    """Whether ``pid`` has ended and waits to be reaped (Linux ``/proc``)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("use_sigtimedwait", MODES)
+def test_command_end_is_noticed_when_its_sigchld_is_lost(
+    use_sigtimedwait: bool, restored_signals: None
+) -> None:
+    """Another thread that does not block SIGCHLD may take it: the next tick reaps anyway."""
+    supervisor = Supervisor(
+        [sys.executable, "-c", "raise SystemExit(4)"],
+        clean_environment(),
+        use_sigtimedwait=use_sigtimedwait,
+    )
+    pid = supervisor.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not _is_zombie(pid):
+            assert time.monotonic() < deadline, "the command did not end"
+            time.sleep(0.01)
+        if use_sigtimedwait:
+            # Taken here, unless the other thread (another_thread) took it already.
+            signal.sigtimedwait({signal.SIGCHLD}, 0.2)
+        else:
+            assert supervisor._queue is not None
+            assert supervisor._queue.next(1) == signal.SIGCHLD  # taken here
+        deadline = time.monotonic() + 10
+
+        def tick() -> float:
+            assert time.monotonic() < deadline, "the end of the command went unnoticed"
+            return 0.01
+
+        outcome = supervisor.wait(tick, 0.01)
+    finally:
+        supervisor.close()
+    assert outcome.exit_code == 4

@@ -194,6 +194,11 @@ class Supervisor:
             else:
                 signo = queue.next(timeout)
             if signo is None:
+                # Reaped on every tick too: a SIGCHLD can be lost (taken by
+                # another thread of the process that does not block it).
+                self._reap()
+                if self._finished():
+                    break
                 due = time.monotonic() + max(tick(), 0.001)
             elif signo == signal.SIGCHLD:
                 self._reap()
