@@ -76,3 +76,35 @@ def test_constructor_checks_its_arguments() -> None:
         SpanSelector(names=[""])
     with pytest.raises(TypeError, match="roots"):
         SpanSelector(roots=1)  # type: ignore[arg-type]
+
+
+class _Unreadable(ReadableSpan):
+    @property
+    def parent(self) -> SpanContext | None:
+        raise RuntimeError("no parent for you")
+
+
+def test_a_span_that_cannot_be_read_is_not_selected_and_is_counted() -> None:
+    from taskmeter import _log
+
+    selector = SpanSelector.parse("root")
+    before = _log.error_counts["enrich.select"]
+    assert selector(_Unreadable("odd")) is False
+    assert _log.error_counts["enrich.select"] == before + 1
+    with pytest.raises(RuntimeError):  # the unguarded test, for callers that catch
+        selector.test(_Unreadable("odd"))
+
+
+def test_the_unguarded_test_agrees_with_the_selector() -> None:
+    selector = SpanSelector.parse("root,marked,kind:server,name:load *")
+    cases = [
+        span(parent=None),
+        span(parent=REMOTE),
+        span(),
+        span(kind=SpanKind.SERVER),
+        span("load data"),
+        span(attributes={attr.ENRICH: True}),
+        span(parent=None, scope="taskmeter"),
+    ]
+    assert [selector.test(s) for s in cases] == [selector(s) for s in cases]
+    assert [selector(s) for s in cases] == [True, True, False, True, True, True, False]

@@ -213,7 +213,7 @@ class EnrichingSpanProcessor(SpanProcessor):
         self._lock = threading.Lock()
         self.selector: SpanSelector = select
         """The spans this processor enriches."""
-        self._select = None if select.selects_nothing else select
+        self._select = None if select.selects_nothing else select.test
         self._probes = probe_tuple
         self._reset_peak = reset_peak
         self._max_open = max_open

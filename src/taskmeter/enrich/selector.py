@@ -39,7 +39,15 @@ class SpanSelector:
     (``TASKMETER_ENRICH``).
     """
 
-    __slots__ = ("_everything", "_kinds", "_marked", "_match_name", "_roots", "description")
+    __slots__ = (
+        "_everything",
+        "_kinds",
+        "_marked",
+        "_match_name",
+        "_roots",
+        "description",
+        "test",
+    )
 
     def __init__(
         self,
@@ -76,6 +84,11 @@ class SpanSelector:
         parts += [f"name:{pattern}" for pattern in patterns]
         self.description = ",".join(parts) or "none"
         """The selection in :meth:`parse`'s syntax."""
+        self.test: Callable[[ReadableSpan], bool] = _compile(
+            everything, roots, self._kinds, self._match_name, marked
+        )
+        """The same test as calling the selector, without its guard: it may raise
+        on a span whose fields cannot be read (for callers that catch)."""
 
     @classmethod
     def parse(cls, text: str) -> SpanSelector:
@@ -125,31 +138,51 @@ class SpanSelector:
         """Whether ``span`` (starting, or ended) is to be enriched.
 
         Never raises: a span whose fields cannot be read is not selected.
-        The tests run inline, cheapest first: this is called for every span.
+        The tests are those of :attr:`test`, cheapest first.
         """
         try:
-            if self._everything:
-                return _not_taskmeter(span)
-            if self._roots:
-                parent = span.parent
-                if parent is None or parent.is_remote:
-                    return _not_taskmeter(span)
-            if self._kinds and span.kind in self._kinds:
-                return _not_taskmeter(span)
-            match_name = self._match_name
-            if match_name is not None and match_name(span.name):
-                return _not_taskmeter(span)
-            if self._marked:
-                raw = raw_attributes(span)
-                if raw and raw.get(attr.ENRICH) is True:
-                    return _not_taskmeter(span)
-            return False
+            return self.test(span)
         except Exception as exc:
             swallowed("enrich.select", exc)
             return False
 
     def __repr__(self) -> str:
         return f"SpanSelector.parse({self.description!r})"
+
+
+def _compile(
+    everything: bool,
+    roots: bool,
+    kinds: frozenset[SpanKind],
+    match_name: Callable[[str], Any] | None,
+    marked: bool,
+) -> Callable[[ReadableSpan], bool]:
+    """The selector's test as one function, its settings bound as locals.
+
+    Called for every span that starts under an enriching processor, so it
+    avoids attribute lookups on the selector and a call for the marker; the
+    tests run cheapest first.
+    """
+    if everything:
+        return _not_taskmeter
+    enrich_key = attr.ENRICH
+
+    def test(span: ReadableSpan) -> bool:
+        if roots:
+            parent = span.parent
+            if parent is None or parent.is_remote:
+                return _not_taskmeter(span)
+        if kinds and span.kind in kinds:
+            return _not_taskmeter(span)
+        if match_name is not None and match_name(span.name):
+            return _not_taskmeter(span)
+        if marked:
+            raw = raw_attributes(span)
+            if raw and raw.get(enrich_key) is True:
+                return _not_taskmeter(span)
+        return False
+
+    return test
 
 
 def _not_taskmeter(span: ReadableSpan) -> bool:
