@@ -19,7 +19,10 @@ Cases:
 * ``not selected, none open``: spans that no selection matches while no
   selected span is open;
 * the same in situ, beside a ``BatchSpanProcessor`` whose exporter drops
-  the spans, as an application runs it.
+  the spans, as an application runs it;
+* the wrapper alone: its ``on_start`` and ``on_end`` for an unselected span,
+  against the wrapped processor's own, without the SDK around them (the
+  least noisy view of what an unselected span costs).
 
 Targets: at most 5 us added to a selected span, under 0.5 us to one that is
 not selected.
@@ -33,7 +36,8 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import Tracer
 
@@ -118,6 +122,49 @@ def compare(
     )
 
 
+def processor_loop(processor: SpanProcessor, span: Span, ended: ReadableSpan, count: int) -> float:
+    """Seconds per ``on_start`` + ``on_end`` of ``processor`` for one span."""
+    on_start, on_end = processor.on_start, processor.on_end
+    started = time.perf_counter()
+    for _ in range(count):
+        on_start(span, None)
+        on_end(ended)
+    return (time.perf_counter() - started) / count
+
+
+def compare_alone(label: str, select: str, *, under_root: bool, count: int, rounds: int) -> None:
+    """The wrapper's own calls for an unselected span, against the wrapped processor's."""
+    inner = NoopProcessor()
+    wrapper = EnrichingSpanProcessor(inner, select=select)
+    tracer = TracerProvider().get_tracer("bench")
+    root = tracer.start_span("root")
+    context = None
+    if under_root:
+        wrapper.on_start(root, None)  # selected, and open throughout
+        context = trace.set_span_in_context(root)
+    span = tracer.start_span("child", context=context)
+    span.end()
+    ended = span._readable_span()
+    count *= 10  # the calls are short
+    baseline: list[float] = []
+    candidate: list[float] = []
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            baseline.append(processor_loop(inner, span, ended, count))
+            candidate.append(processor_loop(wrapper, span, ended, count))
+    finally:
+        gc.enable()
+    base_us = statistics.median(baseline) * 1e6
+    cand_us = statistics.median(candidate) * 1e6
+    added = cand_us - base_us
+    verdict = "ok" if added <= TARGET_UNSELECTED_US else "MISSED"
+    print(
+        f"{label:<38} {base_us:8.2f} {cand_us:10.2f} {added:+8.2f} {'':>7}"
+        f"   target <= {TARGET_UNSELECTED_US} us: {verdict}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer spans (a smoke run)")
@@ -170,6 +217,19 @@ def main(argv: list[str] | None = None) -> int:
             target_us=TARGET_UNSELECTED_US,
             **common,  # type: ignore[arg-type]
         )
+    common = {"count": count, "rounds": rounds}
+    compare_alone(
+        "not selected, root open (wrapper alone)",
+        "root,marked",
+        under_root=True,
+        **common,  # type: ignore[arg-type]
+    )
+    compare_alone(
+        "not selected, none open (wrapper alone)",
+        "name:never matches*",
+        under_root=False,
+        **common,  # type: ignore[arg-type]
+    )
     return 0
 
 
