@@ -232,7 +232,9 @@ def _install(context: WorkerContext | None) -> None:
             swallowed("workers.install", exc)
 
 
-class _SpawnProcess(multiprocessing.context.SpawnProcess):
+class _CarriesTaskContext(multiprocessing.process.BaseProcess):
+    """Captures the current task's context when started; installs it in the worker."""
+
     _taskmeter_fallback: UUID | None = None
     _taskmeter_context: WorkerContext | None = None
 
@@ -245,35 +247,21 @@ class _SpawnProcess(multiprocessing.context.SpawnProcess):
         super().run()
 
 
-_CONTEXTS: dict[str, tuple[Callable[..., multiprocessing.process.BaseProcess], type[BaseContext]]]
+class _SpawnProcess(_CarriesTaskContext, multiprocessing.context.SpawnProcess):
+    pass
+
+
+_CONTEXTS: dict[str, tuple[type[_CarriesTaskContext], type[BaseContext]]]
 _CONTEXTS = {"spawn": (_SpawnProcess, multiprocessing.context.SpawnContext)}
 """The process class and the standard context of each start method."""
 
 if sys.platform != "win32":
 
-    class _ForkProcess(multiprocessing.context.ForkProcess):
-        _taskmeter_fallback: UUID | None = None
-        _taskmeter_context: WorkerContext | None = None
+    class _ForkProcess(_CarriesTaskContext, multiprocessing.context.ForkProcess):
+        pass
 
-        def start(self) -> None:
-            self._taskmeter_context = _capture(self._taskmeter_fallback)
-            super().start()
-
-        def run(self) -> None:
-            _install(self._taskmeter_context)
-            super().run()
-
-    class _ForkServerProcess(multiprocessing.context.ForkServerProcess):
-        _taskmeter_fallback: UUID | None = None
-        _taskmeter_context: WorkerContext | None = None
-
-        def start(self) -> None:
-            self._taskmeter_context = _capture(self._taskmeter_fallback)
-            super().start()
-
-        def run(self) -> None:
-            _install(self._taskmeter_context)
-            super().run()
+    class _ForkServerProcess(_CarriesTaskContext, multiprocessing.context.ForkServerProcess):
+        pass
 
     _CONTEXTS["fork"] = (_ForkProcess, multiprocessing.context.ForkContext)
     _CONTEXTS["forkserver"] = (_ForkServerProcess, multiprocessing.context.ForkServerContext)
@@ -310,7 +298,7 @@ def get_context(method: str | None = None) -> BaseContext:
 
     def make_process(*args: Any, **kwargs: Any) -> multiprocessing.process.BaseProcess:
         process = process_class(*args, **kwargs)
-        process._taskmeter_fallback = fallback  # type: ignore[attr-defined]
+        process._taskmeter_fallback = fallback
         return process
 
     context: Any = base()
