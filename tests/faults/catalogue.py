@@ -897,13 +897,8 @@ def _exporter_400(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Outcome:
         return _export_run(tmp_path, endpoint.url)
 
 
-def _spans_lost_counted(outcome: Outcome) -> None:
-    cpu_survives(outcome)
-    assert outcome.extra["stats"].lost_items == len(outcome.spans)
-
-
-@scenario("span-exporter", "disk-full", counted="export.spool.write", check=_spans_lost_counted)
-def _exporter_spool_full_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Outcome:
+def _fill_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every write to a file (not stdin, stdout or stderr) fails as on a full disk."""
     real_write = os.write
 
     def full(fd: int, data: Any) -> int:
@@ -912,6 +907,16 @@ def _exporter_spool_full_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         return real_write(fd, data)
 
     monkeypatch.setattr(os, "write", full)
+
+
+def _spans_lost_counted(outcome: Outcome) -> None:
+    cpu_survives(outcome)
+    assert outcome.extra["stats"].lost_items == len(outcome.spans)
+
+
+@scenario("span-exporter", "disk-full", counted="export.spool.write", check=_spans_lost_counted)
+def _exporter_spool_full_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Outcome:
+    _fill_disk(monkeypatch)
     outcome = _export_run(tmp_path, f"http://127.0.0.1:{closed_port()}")
     monkeypatch.undo()
     return outcome
@@ -995,14 +1000,7 @@ def _points_lost_counted(outcome: Outcome) -> None:
 
 @scenario("metric-exporter", "disk-full", counted="export.spool.write", check=_points_lost_counted)
 def _metrics_disk_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Outcome:
-    real_write = os.write
-
-    def full(fd: int, data: Any) -> int:
-        if fd > 2:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_write(fd, data)
-
-    monkeypatch.setattr(os, "write", full)
+    _fill_disk(monkeypatch)
     outcome = _metric_run(tmp_path, f"http://127.0.0.1:{closed_port()}")
     monkeypatch.undo()
     return outcome
