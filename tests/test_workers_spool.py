@@ -31,12 +31,12 @@ from taskmeter.export import (
     Sender,
     SendResult,
     Spool,
-    decode_batch,
 )
 from taskmeter.multiprocess import init_worker, worker_context
 from tests import mp_workers
 from tests.collector import OtlpSink, free_port, wait_until
 from tests.export.servers import silent_endpoint
+from tests.export.spools import spooled_span_names
 
 fork_only = pytest.mark.skipif(
     "fork" not in multiprocessing.get_all_start_methods(), reason="no fork on this platform"
@@ -65,20 +65,6 @@ class Durable:
     def close(self) -> None:
         taskmeter.use_tracer_provider(None)
         self.provider.shutdown()
-
-
-def spooled_span_names(spool: Path) -> list[str]:
-    names = []
-    for path in sorted(spool.glob("*.traces.otlp")):
-        request = ExportTraceServiceRequest()
-        request.ParseFromString(decode_batch(path.read_bytes()).payload)
-        names.extend(
-            span.name
-            for resource in request.resource_spans
-            for scope in resource.scope_spans
-            for span in scope.spans
-        )
-    return names
 
 
 def received_ids(sink: OtlpSink) -> set[str]:

@@ -23,31 +23,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from taskmeter import Task, _log, _workers, propagation
-from taskmeter.export import DurableSpanExporter, DurableSpanProcessor, decode_batch
+from taskmeter.export import DurableSpanExporter, DurableSpanProcessor
 from tests.export.servers import closed_port
+from tests.export.spools import spooled_span_names
 
 from .catalogue import Outcome, cpu_survives, run_application, scenario
 
 COMPONENT = "workers"
 CHUNKS = [f"chunk {i}" for i in range(4)]
-
-
-def spooled_span_names(spool: Path) -> list[str]:
-    """The names of the spans in a spool's trace batches."""
-    names = []
-    for path in sorted(spool.glob("*.traces.otlp")):
-        request = ExportTraceServiceRequest()
-        request.ParseFromString(decode_batch(path.read_bytes()).payload)
-        names.extend(
-            span.name
-            for resource in request.resource_spans
-            for scope in resource.scope_spans
-            for span in scope.spans
-        )
-    return names
 
 
 # ---------------------------------------------------------------- in the workers
