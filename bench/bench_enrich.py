@@ -102,22 +102,36 @@ def compare(
     baseline_tracer, candidate_tracer = make(None), make(wrap)
     spans_loop(baseline_tracer, count // 10, under_root)  # warm up
     spans_loop(candidate_tracer, count // 10, under_root)
-    baseline: list[float] = []
-    candidate: list[float] = []
+    base_us, cand_us = interleaved_medians_us(
+        lambda: spans_loop(baseline_tracer, count, under_root),
+        lambda: spans_loop(candidate_tracer, count, under_root),
+        rounds,
+    )
+    report(label, base_us, cand_us, target_us, f"{cand_us / base_us:6.2f}x")
+
+
+def interleaved_medians_us(
+    baseline: Callable[[], float], candidate: Callable[[], float], rounds: int
+) -> tuple[float, float]:
+    """Median seconds (as µs) of ``rounds`` interleaved calls of each, GC off but between rounds."""
+    base: list[float] = []
+    cand: list[float] = []
     gc.disable()
     try:
         for _ in range(rounds):
-            baseline.append(spans_loop(baseline_tracer, count, under_root))
-            candidate.append(spans_loop(candidate_tracer, count, under_root))
+            base.append(baseline())
+            cand.append(candidate())
             gc.collect()
     finally:
         gc.enable()
-    base_us = statistics.median(baseline) * 1e6
-    cand_us = statistics.median(candidate) * 1e6
+    return statistics.median(base) * 1e6, statistics.median(cand) * 1e6
+
+
+def report(label: str, base_us: float, cand_us: float, target_us: float, ratio: str) -> None:
     added = cand_us - base_us
     verdict = "ok" if added <= target_us else "MISSED"
     print(
-        f"{label:<38} {base_us:8.2f} {cand_us:10.2f} {added:+8.2f} {cand_us / base_us:6.2f}x"
+        f"{label:<38} {base_us:8.2f} {cand_us:10.2f} {added:+8.2f} {ratio:>7}"
         f"   target <= {target_us} us: {verdict}"
     )
 
@@ -146,23 +160,12 @@ def compare_alone(label: str, select: str, *, under_root: bool, count: int, roun
     span.end()
     ended = span._readable_span()
     count *= 10  # the calls are short
-    baseline: list[float] = []
-    candidate: list[float] = []
-    gc.disable()
-    try:
-        for _ in range(rounds):
-            baseline.append(processor_loop(inner, span, ended, count))
-            candidate.append(processor_loop(wrapper, span, ended, count))
-    finally:
-        gc.enable()
-    base_us = statistics.median(baseline) * 1e6
-    cand_us = statistics.median(candidate) * 1e6
-    added = cand_us - base_us
-    verdict = "ok" if added <= TARGET_UNSELECTED_US else "MISSED"
-    print(
-        f"{label:<38} {base_us:8.2f} {cand_us:10.2f} {added:+8.2f} {'':>7}"
-        f"   target <= {TARGET_UNSELECTED_US} us: {verdict}"
+    base_us, cand_us = interleaved_medians_us(
+        lambda: processor_loop(inner, span, ended, count),
+        lambda: processor_loop(wrapper, span, ended, count),
+        rounds,
     )
+    report(label, base_us, cand_us, TARGET_UNSELECTED_US, "")
 
 
 def main(argv: list[str] | None = None) -> int:
