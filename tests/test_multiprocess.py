@@ -38,25 +38,12 @@ from taskmeter.probes import SampledProbe
 from taskmeter.testing import SpanCapture
 from tests import mp_workers
 from tests.collector import CollectorUnderTest, wait_until
+from tests.worker_fixtures import fork_only, fresh_inbox  # noqa: F401 (autouse)
 
 MIB = 1024 * 1024
 BURN_S = 0.15
 # A task's CPU time covers its burn plus a little bookkeeping.
 CPU_SLACK_S = 0.08
-
-fork_only = pytest.mark.skipif(
-    "fork" not in multiprocessing.get_all_start_methods(), reason="no fork on this platform"
-)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_inbox() -> Iterator[None]:
-    """Each test starts with no inbox in this process, and leaves none."""
-    _workers.close_inbox()
-    _workers._inbox = None
-    yield
-    _workers.close_inbox()
-    _workers._inbox = None
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace import TracerProvider
 
 import taskmeter
-from taskmeter import Task, _workers
+from taskmeter import Task
 from taskmeter.export import (
     DurableSpanExporter,
     DurableSpanProcessor,
@@ -37,19 +36,7 @@ from tests import mp_workers
 from tests.collector import OtlpSink, free_port, wait_until
 from tests.export.servers import silent_endpoint
 from tests.export.spools import spooled_span_names
-
-fork_only = pytest.mark.skipif(
-    "fork" not in multiprocessing.get_all_start_methods(), reason="no fork on this platform"
-)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_inbox() -> Iterator[None]:
-    _workers.close_inbox()
-    _workers._inbox = None
-    yield
-    _workers.close_inbox()
-    _workers._inbox = None
+from tests.worker_fixtures import fork_only, fresh_inbox  # noqa: F401 (autouse)
 
 
 class Durable:
