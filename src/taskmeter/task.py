@@ -3,8 +3,9 @@
 The model and its field names are LensKit's (``lenskit.logging.tasks.Task``),
 so task files load in either library.  Each running task is also an
 OpenTelemetry span, child of the current span, whose attributes carry the
-task's figures; they are set before the span ends, because the SDK freezes a
-span's attributes before any processor sees it.
+task's identity and figures.  They are all set in one call just before the
+span ends (the SDK freezes a span's attributes before any processor sees
+it), so processors see them in ``on_end``, not in ``on_start``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from enum import Enum
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Annotated, Any
-from uuid import UUID
+from uuid import UUID, SafeUUID
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -69,6 +70,13 @@ class TaskStatus(str, Enum):  # noqa: UP042 - LensKit's definition, str() includ
     CANCELLED = "cancelled"
 
 
+# The members as plain globals: in Python 3.11 reading ``TaskStatus.RUNNING``
+# goes through a descriptor, ten times the cost of a global, on every task.
+_RUNNING = TaskStatus.RUNNING
+_FINISHED = TaskStatus.FINISHED
+_FAILED = TaskStatus.FAILED
+_CANCELLED = TaskStatus.CANCELLED
+
 _id_random = random.Random(os.urandom(32))
 
 
@@ -84,14 +92,24 @@ _UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
 _UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
 
 
+_new_object = object.__new__
+_UNKNOWN_SAFETY = SafeUUID.unknown
+_set_slot = object.__setattr__
+
+
 def _new_task_id() -> UUID:
     """A random (version 4) UUID.
 
     Drawn from a private generator seeded from ``os.urandom`` (and reseeded in
     forked children): task ids must be unique, not secret, and ``uuid4`` costs
-    a system call that releases the GIL on every task.
+    a system call that releases the GIL on every task.  The UUID is filled in
+    as ``UUID.__init__`` would for ``int=``, without its argument checks (half
+    a microsecond): the value is a version 4 UUID by construction.
     """
-    return UUID(int=(_id_random.getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET)
+    task_id = _new_object(UUID)
+    _set_slot(task_id, "int", (_id_random.getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET)
+    _set_slot(task_id, "is_safe", _UNKNOWN_SAFETY)
+    return task_id
 
 
 def _dict_extract_values(data: object) -> object:
@@ -111,6 +129,7 @@ class _State:
         "ctx_token",
         "explicit_parent",
         "finished",
+        "id_text",
         "lock",
         "parent",
         "perf_start",
@@ -135,6 +154,8 @@ class _State:
         self.subtask_index: dict[UUID, int] | None = None
         self.started = False
         self.finished = False
+        # str(task_id), once needed (see _id_text).
+        self.id_text: str | None = None
         self.span: trace.Span = trace.INVALID_SPAN
         self.ctx_token: object | None = None
         self.context: otel_context.Context | None = None
@@ -251,7 +272,12 @@ class Task(BaseModel):
         parent_task: Task | None = None
         parent_id: UUID | None = None
         remote_parent: Task | None = None
-        if isinstance(parent, Task):
+        if parent is None:
+            if "parent_id" not in data:
+                parent_task = Task.current()
+                if parent_task is not None:
+                    parent_id = parent_task.task_id
+        elif isinstance(parent, Task):
             parent_id = parent.task_id
             if _runs_elsewhere(parent):  # a copy left by fork, or unpickled: a worker's parent
                 remote_parent = parent
@@ -261,12 +287,8 @@ class Task(BaseModel):
         elif isinstance(parent, UUID):
             parent_task = _running.get(parent)
             parent_id = parent
-        elif parent is not None:
+        else:
             raise TypeError(f"parent must be a Task, a UUID or None, not {type(parent).__name__}")
-        elif "parent_id" not in data:
-            parent_task = Task.current()
-            if parent_task is not None:
-                parent_id = parent_task.task_id
         if reset_hwm is not None and not isinstance(reset_hwm, bool):
             raise TypeError(f"reset_hwm must be a bool or None, not {type(reset_hwm).__name__}")
         if tracer is not None and not isinstance(tracer, trace.Tracer):
@@ -330,7 +352,7 @@ class Task(BaseModel):
         """The innermost running task of this thread or asyncio task."""
         stack = _active_stack.get()
         for task in reversed(stack):
-            if task.status is TaskStatus.RUNNING:
+            if task.status is _RUNNING:
                 return task
         return None
 
@@ -338,7 +360,7 @@ class Task(BaseModel):
     def root() -> Task | None:
         """The outermost running task of this thread or asyncio task."""
         for task in _active_stack.get():
-            if task.status is TaskStatus.RUNNING:
+            if task.status is _RUNNING:
                 return task
         return None
 
@@ -371,18 +393,17 @@ class Task(BaseModel):
             raise RuntimeError(f"{self} cannot start: it is already {self.status.value}")
         state.started = True
         parent = state.parent
+        values = self.__dict__
         wall_ns = time.time_ns()
 
-        tracer = state.tracer or get_tracer()
         try:
-            context = self._span_parent_context()
+            context = self._span_parent_context() if state.explicit_parent else None
             if parent is None and propagation.inherited is not None:
                 context = propagation.adopt(self, context)
-            span = tracer.start_span(
-                self.label,
-                context=context,
-                attributes=self._start_attributes(),
-                start_time=wall_ns,
+            # The attributes are all set when the task ends, in one call: given
+            # here, they would go through the sampler and be copied twice more.
+            span = (state.tracer or get_tracer()).start_span(
+                values["label"], context=context, start_time=wall_ns
             )
         except Exception as exc:
             # The SDK lets a span processor's exception through; the task goes
@@ -390,7 +411,6 @@ class Task(BaseModel):
             swallowed("task.span.start", exc)
             span = trace.INVALID_SPAN
         state.span = span
-        values = self.__dict__
         span_context = span.get_span_context()
         if span_context.is_valid:
             values["trace_id"] = f"{span_context.trace_id:032x}"
@@ -399,23 +419,25 @@ class Task(BaseModel):
         state.ctx_token = otel_context.attach(context)
         state.context = context
 
-        _running[self.task_id] = self
+        _running[values["task_id"]] = self
         _active_stack.set((*_active_stack.get(), self))
         if parent is not None:
-            parent.add_subtask(self)
+            parent._adopt(self)
 
-        values["status"] = TaskStatus.RUNNING
+        values["status"] = _RUNNING
         values["start_time"] = wall_ns / 1e9
         self.__pydantic_fields_set__.update(_START_FIELDS)
         # Readings come last, so the task is not charged for its own set-up.
         reset = state.reset_hwm
-        states = []
-        for probe in active_probes():
-            try:
-                states.append((probe, probe.begin(reset_peak=reset)))
-            except Exception as exc:
-                swallowed(f"probe.{probe.name}.begin", exc)
-        state.probe_states = tuple(states)
+        probes = active_probes()
+        if probes:
+            states = []
+            for probe in probes:
+                try:
+                    states.append((probe, probe.begin(reset_peak=reset)))
+                except Exception as exc:
+                    swallowed(f"probe.{probe.name}.begin", exc)
+            state.probe_states = tuple(states)
         state.perf_start = time.perf_counter()
 
         if state.save_file is not None:
@@ -450,34 +472,28 @@ class Task(BaseModel):
             get_monitor().remove(state.refresh)
             state.refresh = None
 
+        values = self.__dict__
         with state.lock:
             self._apply(figures)
             state.finished = True
-            values = self.__dict__
             values["finish_time"] = wall_ns / 1e9
             values["status"] = status
             self.__pydantic_fields_set__.update(_FINISH_FIELDS)
         if state.collect is not None:  # records of worker processes, before publishing
             state.collect(self)
-        _running.pop(self.task_id, None)
-        self._deactivate()
+        _running.pop(values["task_id"], None)
+        stack = _active_stack.get()
+        if stack and stack[-1] is self:
+            _active_stack.set(stack[:-1])
+        else:
+            self._deactivate()
 
         span = state.span
         try:
             if span.is_recording():
-                span.set_attributes(self._end_attributes())
-                if status is TaskStatus.FAILED:
-                    if error is not None:
-                        span.record_exception(error)
-                        span.set_status(
-                            Status(StatusCode.ERROR, f"{type(error).__name__}: {error}")
-                        )
-                    else:
-                        span.set_status(Status(StatusCode.ERROR, "task failed"))
-                elif status is TaskStatus.CANCELLED:
-                    if error is not None:
-                        span.record_exception(error)
-                    span.set_status(Status(StatusCode.ERROR, "task cancelled"))
+                span.set_attributes(self._span_attributes())
+                if status is not _FINISHED:
+                    _record_status(span, status, error)
             span.end(end_time=wall_ns)
         except Exception as exc:  # a span processor's exception, let through by the SDK
             swallowed("task.span.end", exc)
@@ -503,10 +519,10 @@ class Task(BaseModel):
         The running subtasks of this process are refreshed too, so that the
         file of a process that is killed shows every open task's figures.
         """
-        if self.status is not TaskStatus.RUNNING:
+        if self.status is not _RUNNING:
             return
         for task in list(_running.values()):
-            if task is not self and task.status is TaskStatus.RUNNING and task._descends_from(self):
+            if task is not self and task.status is _RUNNING and task._descends_from(self):
                 try:
                     task.update_resources()
                 except Exception as exc:
@@ -563,6 +579,17 @@ class Task(BaseModel):
         if task.parent_id is None:
             task.parent_id = self.task_id
 
+    def _adopt(self, task: Task) -> None:
+        # add_subtask for a task starting under this one: its id is new, so it
+        # cannot replace a record, and its parent_id is already this task's.
+        state = self._tm
+        with state.lock:
+            subtasks = self.subtasks
+            index = state.subtask_index
+            if index is not None and len(index) == len(subtasks):
+                index[task.task_id] = len(subtasks)
+            subtasks.append(task)
+
     def save_to_file(self, path: str | os.PathLike[str], monitor: bool = True) -> None:
         """Save this task to ``path`` now, and again while it runs and when it finishes.
 
@@ -572,7 +599,7 @@ class Task(BaseModel):
         state = self._tm
         state.save_file = Path(path)
         self._save()
-        if monitor and state.refresh is None and self.status is TaskStatus.RUNNING:
+        if monitor and state.refresh is None and self.status is _RUNNING:
             state.refresh = get_monitor().add(self.monitor_refresh, name="task-file")
 
     # ---------------------------------------------------------------- protocols
@@ -587,7 +614,10 @@ class Task(BaseModel):
         exc_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._finish(_status_for(exc_value), exc_value)
+        if exc_value is None:
+            self._finish(_FINISHED, None)
+        else:
+            self._finish(_status_for(exc_value), exc_value)
 
     def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
         # Rebuilt by validation, which does not run __init__: no re-parenting.
@@ -684,47 +714,49 @@ class Task(BaseModel):
             return trace.set_span_in_context(NonRecordingSpan(remote))
         return None
 
-    def _start_attributes(self) -> dict[str, Any]:
+    def _span_attributes(self) -> dict[str, Any]:
+        """Every attribute of the task's span (set in one call as it ends)."""
+        values = self.__dict__
         attributes: dict[str, Any] = {
-            attr.TASK_ID: str(self.task_id),
-            attr.TASK_SUBPROCESS: self.subprocess,
-            attr.HOST_NAME: self.hostname,
+            attr.TASK_ID: _id_text(self),
+            attr.TASK_SUBPROCESS: values["subprocess"],
+            attr.HOST_NAME: values["hostname"],
             attr.PROCESS_PID: _process.pid,
         }
-        if self.parent_id is not None:
-            attributes[attr.TASK_PARENT_ID] = str(self.parent_id)
-        if self.machine is not None:
-            attributes[attr.MACHINE] = self.machine
-        return attributes
-
-    def _end_attributes(self) -> dict[str, Any]:
-        attributes: dict[str, Any] = {attr.TASK_STATUS: self.status.value}
-        if self.duration is not None:
-            attributes[attr.DURATION] = self.duration
-        if self.cpu_time is not None:
-            attributes[attr.CPU_TIME] = self.cpu_time
-            attributes[attr.CPU_USER] = self.cpu_user_time
-            attributes[attr.CPU_SYSTEM] = self.cpu_system_time
-            attributes[attr.CPU_TOTAL] = self.total_cpu()
-        if self.peak_memory is not None:
-            attributes[attr.MEMORY_PEAK] = self.peak_memory
-        if self.peak_gpu_memory is not None:
-            attributes[attr.GPU_MEMORY_PEAK] = self.peak_gpu_memory
-        if self.energy_sources or (
-            self.cpu_power is not None
-            or self.gpu_power is not None
-            or self.system_power is not None
-        ):
-            for domain, value in (
-                ("cpu", self.cpu_power),
-                ("gpu", self.gpu_power),
-                ("system", self.system_power),
-            ):
-                if value is not None:
-                    attributes[attr.ENERGY[domain]] = value
-                    source = self.energy_sources.get(domain)
-                    if source:
-                        attributes[attr.ENERGY_SOURCE[domain]] = source
+        parent_id = values["parent_id"]
+        if parent_id is not None:
+            parent = self._tm.parent
+            if parent is not None and parent.__dict__["task_id"] is parent_id:
+                attributes[attr.TASK_PARENT_ID] = _id_text(parent)
+            else:
+                attributes[attr.TASK_PARENT_ID] = str(parent_id)
+        machine = values["machine"]
+        if machine is not None:
+            attributes[attr.MACHINE] = machine
+        attributes[attr.TASK_STATUS] = values["status"]._value_
+        duration = values["duration"]
+        if duration is not None:
+            attributes[attr.DURATION] = duration
+        cpu_time = values["cpu_time"]
+        if cpu_time is not None:
+            attributes[attr.CPU_TIME] = cpu_time
+            attributes[attr.CPU_USER] = values["cpu_user_time"]
+            attributes[attr.CPU_SYSTEM] = values["cpu_system_time"]
+            attributes[attr.CPU_TOTAL] = self.total_cpu() if values["subtasks"] else cpu_time
+        peak = values["peak_memory"]
+        if peak is not None:
+            attributes[attr.MEMORY_PEAK] = peak
+        peak = values["peak_gpu_memory"]
+        if peak is not None:
+            attributes[attr.GPU_MEMORY_PEAK] = peak
+        sources = values["energy_sources"]
+        for domain, field in _ENERGY_FIELDS:
+            value = values[field]
+            if value is not None:
+                attributes[attr.ENERGY[domain]] = value
+                source = sources.get(domain)
+                if source:
+                    attributes[attr.ENERGY_SOURCE[domain]] = source
         return attributes
 
     def _deactivate(self) -> None:
@@ -762,6 +794,16 @@ class Task(BaseModel):
             swallowed("taskfile.save", exc)
 
 
+def _id_text(task: Task) -> str:
+    """``str(task.task_id)``, kept: a parent's is needed by each of its subtasks'
+    spans, and formatting a UUID costs half a microsecond."""
+    state = task._tm
+    text = state.id_text
+    if text is None:
+        text = state.id_text = str(task.__dict__["task_id"])
+    return text
+
+
 def _worker_cpu(subtasks: list[Task]) -> Iterator[float]:
     """CPU of the worker-process tasks found below in-process subtasks."""
     stack = list(subtasks)
@@ -778,7 +820,7 @@ def _worker_cpu(subtasks: list[Task]) -> Iterator[float]:
 def _runs_elsewhere(task: Task) -> bool:
     """Whether ``task`` is running in another process (this is a copy of it)."""
     return (
-        task.status is TaskStatus.RUNNING
+        task.status is _RUNNING
         and task.pid is not None
         and task.pid != _process.pid
         and (task._tm.finished or not task._tm.started)
@@ -787,12 +829,26 @@ def _runs_elsewhere(task: Task) -> bool:
 
 def _status_for(error: BaseException | None) -> TaskStatus:
     if error is None:
-        return TaskStatus.FINISHED
+        return _FINISHED
     if isinstance(error, KeyboardInterrupt | asyncio.CancelledError | GeneratorExit):
-        return TaskStatus.CANCELLED
+        return _CANCELLED
     if isinstance(error, SystemExit) and error.code in (None, 0):
-        return TaskStatus.FINISHED
-    return TaskStatus.FAILED
+        return _FINISHED
+    return _FAILED
+
+
+def _record_status(span: trace.Span, status: TaskStatus, error: BaseException | None) -> None:
+    """Mark the span of a failed or cancelled task, with its exception."""
+    if status is _FAILED:
+        if error is not None:
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        else:
+            span.set_status(Status(StatusCode.ERROR, "task failed"))
+    elif status is _CANCELLED:
+        if error is not None:
+            span.record_exception(error)
+        span.set_status(Status(StatusCode.ERROR, "task cancelled"))
 
 
 # Validation (model_validate, task files, unpickling) builds a task from its
@@ -827,6 +883,8 @@ _FAST_DEFAULTS, _FAST_INIT = _fast_defaults()
 _MEASURED_FIELDS = frozenset(
     {"duration", "cpu_time", "cpu_user_time", "cpu_system_time", "peak_memory", "peak_gpu_memory"}
 )
+_ENERGY_FIELDS = (("cpu", "cpu_power"), ("gpu", "gpu_power"), ("system", "system_power"))
+"""Energy domains and the task fields that hold them (LensKit's names)."""
 _START_FIELDS = frozenset({"status", "start_time", "trace_id", "span_id"})
 _FINISH_FIELDS = _MEASURED_FIELDS | {"finish_time", "status"}
 

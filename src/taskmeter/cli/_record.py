@@ -112,7 +112,7 @@ def build_root(
 
 def span_attributes(root: Task) -> dict[str, Any]:
     """The span attributes of the run's root task: every task's, plus the process's."""
-    attributes = {**root._start_attributes(), **root._end_attributes()}
+    attributes = root._span_attributes()
     command = getattr(root, "command", None)
     if isinstance(command, list) and command:
         attributes["process.command_args"] = [str(part) for part in command]

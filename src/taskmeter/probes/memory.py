@@ -25,7 +25,6 @@ import os
 import sys
 import threading
 import weakref
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,35 +65,46 @@ def parse_vm_hwm(status: bytes) -> int | None:
     return int(fields[0]) * scale
 
 
-def _libc_write_holding_gil() -> Callable[[int, bytes], int] | None:
-    """libc ``write`` called without releasing the GIL, or ``None`` if unavailable.
+class _WriteHoldingGil:
+    """libc ``write`` called without releasing the GIL (``os.write`` where unavailable).
 
     ``os.write`` releases the GIL around the system call.  For a call this short
     (about half a microsecond) that only hands the interpreter to another
     thread: with the SDK's batch span processor running, measured in
     ``bench/bench_task.py``, it cost about 17 us per task in thread switches.
+    The foreign function is called without ``argtypes`` (an int and a bytes
+    object convert to ``int`` and ``char *`` by themselves, and libffi widens
+    the length to ``size_t``): declaring them doubles the cost of the call.
     """
-    try:
-        import ctypes
 
-        libc = ctypes.PyDLL(None, use_errno=True)
-        write = libc.write
-    except (ImportError, OSError, AttributeError):  # pragma: no cover - exotic libc
-        return None
-    write.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
-    write.restype = ctypes.c_ssize_t
+    def __init__(self) -> None:
+        self.write: Any = None
+        try:
+            import ctypes
 
-    def write_holding_gil(fd: int, data: bytes) -> int:
+            write = ctypes.PyDLL(None, use_errno=True).write
+            write.restype = ctypes.c_ssize_t
+            self.write = write
+            self._get_errno = ctypes.get_errno
+        except (ImportError, OSError, AttributeError):  # pragma: no cover - exotic libc
+            self.write = None
+
+    def __call__(self, fd: int, data: bytes) -> int:
+        write = self.write
+        if write is None:  # pragma: no cover - exotic libc
+            return os.write(fd, data)
         written = int(write(fd, data, len(data)))
         if written < 0:
-            errno = ctypes.get_errno()
-            raise OSError(errno, os.strerror(errno))
+            raise self.last_error()
         return written
 
-    return write_holding_gil
+    def last_error(self) -> OSError:
+        """The error of the last failed call (from ``errno``)."""
+        errno = self._get_errno()
+        return OSError(errno, os.strerror(errno))
 
 
-_write_holding_gil: Callable[[int, bytes], int] = _libc_write_holding_gil() or os.write
+_write_holding_gil = _WriteHoldingGil()
 
 
 class LinuxRssHighWater(HighWaterSource):
@@ -168,7 +178,13 @@ class LinuxRssHighWater(HighWaterSource):
             fd = self._clear_fd
             assert fd is not None
         try:
-            _write_holding_gil(fd, b"5")
+            # The foreign function itself: the call of the wrapper would cost
+            # a third of the reset.
+            write = _write_holding_gil.write
+            if write is None:  # pragma: no cover - exotic libc
+                os.write(fd, b"5")
+            elif write(fd, b"5", 1) < 0:
+                raise _write_holding_gil.last_error()
         except OSError as exc:
             self._resettable = False
             debug_once(

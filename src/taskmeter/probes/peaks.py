@@ -54,13 +54,18 @@ class PeakRegister:
         self._open: set[PeakTracker] = set()
         _registers.add(self)
 
-    def open(self, *, reset: bool = True, usage: Any = None) -> PeakTracker:
+    def open(
+        self, *, reset: bool = True, usage: Any = None, tracker: PeakTracker | None = None
+    ) -> PeakTracker:
         """Start tracking a task; reset the high-water mark if asked and possible.
 
         ``usage``: a ``getrusage`` result taken just now (see
-        :meth:`HighWaterSource.high_water`).
+        :meth:`HighWaterSource.high_water`).  ``tracker``: a new tracker to
+        use (a probe's own subclass that also holds its other readings);
+        by default one is made.
         """
-        tracker = PeakTracker()
+        if tracker is None:
+            tracker = PeakTracker()
         source = self.source
         with self._lock:
             if reset and source.resettable:

@@ -22,13 +22,15 @@ _getrusage = resource.getrusage
 _SELF = resource.RUSAGE_SELF
 
 
-class _ProcessState:
-    __slots__ = ("system_s", "tracker", "user_s")
+class _ProcessState(PeakTracker):
+    """The starting CPU times of one task, and its peak tracker (one object for both)."""
 
-    def __init__(self, user_s: float, system_s: float, tracker: PeakTracker) -> None:
+    __slots__ = ("system_s", "user_s")
+
+    def __init__(self, user_s: float, system_s: float) -> None:
+        self.folded = None
         self.user_s = user_s
         self.system_s = system_s
-        self.tracker = tracker
 
 
 class ProcessProbe(Probe):
@@ -46,8 +48,9 @@ class ProcessProbe(Probe):
 
     def begin(self, *, reset_peak: bool = True) -> _ProcessState:
         usage = _getrusage(_SELF)
-        tracker = self.register.open(reset=reset_peak, usage=usage)
-        return _ProcessState(usage.ru_utime, usage.ru_stime, tracker)
+        state = _ProcessState(usage.ru_utime, usage.ru_stime)
+        self.register.open(reset=reset_peak, usage=usage, tracker=state)
+        return state
 
     def read(self, state: _ProcessState, figures: Figures) -> None:
         usage = _getrusage(_SELF)
@@ -55,7 +58,7 @@ class ProcessProbe(Probe):
         system = usage.ru_stime - state.system_s
         figures.cpu_user_s = user if user > 0.0 else 0.0
         figures.cpu_system_s = system if system > 0.0 else 0.0
-        figures.peak_memory_bytes = self.register.peak(state.tracker, usage)
+        figures.peak_memory_bytes = self.register.peak(state, usage)
 
     def end(self, state: _ProcessState) -> None:
-        self.register.close(state.tracker)
+        self.register.close(state)
