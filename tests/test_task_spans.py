@@ -134,8 +134,43 @@ def test_processors_see_every_figure_on_the_ending_span() -> None:
     with capture_spans(recorder), Task("seen by processor"):
         pass
     seen = recorder.seen["seen by processor"]
-    for key in (attr.DURATION, attr.CPU_TIME, attr.MEMORY_PEAK, attr.TASK_STATUS):
+    for key in (attr.DURATION, attr.CPU_TIME, attr.MEMORY_PEAK, attr.TASK_STATUS, attr.TASK_ID):
         assert key in seen
+
+
+def test_span_attributes_are_set_in_one_call_as_the_task_ends() -> None:
+    """As documented: on_start sees a bare task span, on_end every attribute,
+    and the SDK receives them in a single set_attributes call."""
+    from opentelemetry.sdk.trace import Span
+
+    from taskmeter.testing import capture_spans
+
+    class Recorder(_OnEndRecorder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.at_start: dict[str, dict[str, Any]] = {}
+
+        def on_start(self, span: Span, parent_context: Any = None) -> None:
+            self.at_start[span.name] = dict(span.attributes or {})
+
+    recorder = Recorder()
+    calls: list[int] = []
+    original = Span.set_attributes
+
+    def counting(self: Span, attributes: Any) -> None:
+        calls.append(len(attributes))
+        original(self, attributes)
+
+    Span.set_attributes = counting  # type: ignore[method-assign]
+    try:
+        with capture_spans(recorder), Task("outer") as outer, Task("inner"):
+            pass
+    finally:
+        Span.set_attributes = original  # type: ignore[method-assign]
+    assert recorder.at_start == {"outer": {}, "inner": {}}
+    inner = recorder.seen["inner"]
+    assert inner[attr.TASK_PARENT_ID] == str(outer.task_id)
+    assert calls == [len(inner), len(recorder.seen["outer"])]
 
 
 def test_given_tracer_is_used(spans: SpanCapture) -> None:

@@ -76,6 +76,35 @@ def test_failing_reset_write_stops_resetting(tmp_path: Path) -> None:
     assert not source.resettable
 
 
+def test_reset_writes_one_byte_and_reports_the_errno(tmp_path: Path) -> None:
+    """The libc write the reset uses (called without argtypes) writes exactly
+    what it is given, and a failing one raises with the kernel's errno."""
+    import errno
+
+    from taskmeter.probes.memory import _write_holding_gil
+
+    proc = fake_proc(tmp_path, 10)
+    source = LinuxRssHighWater(procfs=tmp_path, pid=4242)
+    (proc / "clear_refs").write_bytes(b"")
+    source.reset()
+    source.reset()
+    assert (proc / "clear_refs").read_bytes() == b"55"
+    fd = os.open(proc / "status", os.O_RDONLY)
+    try:
+        with pytest.raises(OSError) as raised:
+            _write_holding_gil(fd, b"payload")
+    finally:
+        os.close(fd)
+    assert raised.value.errno == errno.EBADF
+    out = tmp_path / "out"
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT)
+    try:
+        assert _write_holding_gil(fd, b"payload") == 7
+    finally:
+        os.close(fd)
+    assert out.read_bytes() == b"payload"
+
+
 def test_missing_status_gives_none(tmp_path: Path) -> None:
     proc = fake_proc(tmp_path, 10)
     (proc / "status").unlink()

@@ -72,20 +72,24 @@ class _WriteHoldingGil:
     (about half a microsecond) that only hands the interpreter to another
     thread: with the SDK's batch span processor running, measured in
     ``bench/bench_task.py``, it cost about 17 us per task in thread switches.
-    The foreign function is called without ``argtypes`` (an int and a bytes
-    object convert to ``int`` and ``char *`` by themselves, and libffi widens
-    the length to ``size_t``): declaring them doubles the cost of the call.
+    The foreign function is called without ``argtypes``, which would double
+    the cost of the call: an int and a bytes object convert to ``int`` and
+    ``char *`` by themselves, and the length is passed as a ready-made
+    ``size_t`` (:attr:`one`, for the one-byte writes of the hot path).
     """
 
     def __init__(self) -> None:
         self.write: Any = None
+        self.one: Any = 1
         try:
             import ctypes
 
             write = ctypes.PyDLL(None, use_errno=True).write
             write.restype = ctypes.c_ssize_t
-            self.write = write
+            self._size = ctypes.c_size_t
             self._get_errno = ctypes.get_errno
+            self.one = ctypes.c_size_t(1)
+            self.write = write
         except (ImportError, OSError, AttributeError):  # pragma: no cover - exotic libc
             self.write = None
 
@@ -93,7 +97,7 @@ class _WriteHoldingGil:
         write = self.write
         if write is None:  # pragma: no cover - exotic libc
             return os.write(fd, data)
-        written = int(write(fd, data, len(data)))
+        written = int(write(fd, data, self._size(len(data))))
         if written < 0:
             raise self.last_error()
         return written
@@ -183,7 +187,7 @@ class LinuxRssHighWater(HighWaterSource):
             write = _write_holding_gil.write
             if write is None:  # pragma: no cover - exotic libc
                 os.write(fd, b"5")
-            elif write(fd, b"5", 1) < 0:
+            elif write(fd, b"5", _write_holding_gil.one) < 0:
                 raise _write_holding_gil.last_error()
         except OSError as exc:
             self._resettable = False
