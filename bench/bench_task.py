@@ -170,24 +170,31 @@ class _AttributeCounter(SimpleSpanProcessor):
             self.last = dict(span.attributes or {})
 
 
-def subtask_scaling(sizes: Sequence[int]) -> list[tuple[int, float]]:
-    results = []
-    for size in sizes:
-        provider = make_provider("sdk-min")
-        taskmeter.use_tracer_provider(provider)
-        gc.collect()
-        start = time.perf_counter()
-        with Task("root") as root:
-            for _ in range(size):
-                with Task("subtask"):
-                    pass
-        elapsed = time.perf_counter() - start
-        assert len(root.subtasks) == size
-        results.append((size, elapsed / size * 1e6))
-        del root
-        provider.shutdown()
-        taskmeter.use_tracer_provider(None)
-    return results
+def subtask_scaling(sizes: Sequence[int], rounds: int) -> list[tuple[int, float]]:
+    """Median cost per subtask of a root with each number of subtasks.
+
+    The sizes are run in turn, ``rounds`` times (after one warm-up round of
+    the smallest), so that drift of the machine's speed affects them alike.
+    """
+    runs: dict[int, list[float]] = {size: [] for size in sizes}
+    for round_no in range(rounds + 1):
+        for size in sizes if round_no else sizes[:1]:
+            provider = make_provider("sdk-min")
+            taskmeter.use_tracer_provider(provider)
+            gc.collect()
+            start = time.perf_counter()
+            with Task("root") as root:
+                for _ in range(size):
+                    with Task("subtask"):
+                        pass
+            elapsed = time.perf_counter() - start
+            assert len(root.subtasks) == size
+            if round_no:
+                runs[size].append(elapsed / size * 1e6)
+            del root
+            provider.shutdown()
+            taskmeter.use_tracer_provider(None)
+    return [(size, statistics.median(costs)) for size, costs in runs.items()]
 
 
 def lenskit_cost(n: int) -> float | None:
@@ -229,8 +236,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{c.top_level_task:8.1f}us {c.top_level_task / c.bare:4.2f}x"
         )
 
-    print("cost per subtask under one root (sdk-min), including the root's finish")
-    scaling = subtask_scaling(sizes)
+    scaling_rounds = 1 if args.quick else 3
+    print(
+        "cost per subtask under one root (sdk-min), including the root's finish "
+        f"(median of {scaling_rounds})"
+    )
+    scaling = subtask_scaling(sizes, scaling_rounds)
     first = scaling[0][1]
     for size, cost in scaling:
         print(

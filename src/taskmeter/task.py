@@ -48,7 +48,7 @@ from .figures import Figures
 from .formats import friendly_duration as _friendly_duration
 from .monitor import MonitorHandle, get_monitor
 from .probes import active_probes
-from .probes.base import Probe
+from .probes.base import ProbeStates, begin_probes, end_probes, read_probes
 from .tracing import get_tracer
 
 __all__ = ["Task", "TaskStatus"]
@@ -160,7 +160,7 @@ class _State:
         self.ctx_token: object | None = None
         self.context: otel_context.Context | None = None
         self.perf_start = 0.0
-        self.probe_states: tuple[tuple[Probe, Any], ...] = ()
+        self.probe_states: ProbeStates = ()
         self.refresh: MonitorHandle | None = None
         # Set on tasks that may have worker processes: collects their records.
         self.collect: Callable[[Task], None] | None = None
@@ -428,16 +428,7 @@ class Task(BaseModel):
         values["start_time"] = wall_ns / 1e9
         self.__pydantic_fields_set__.update(_START_FIELDS)
         # Readings come last, so the task is not charged for its own set-up.
-        reset = state.reset_hwm
-        probes = active_probes()
-        if probes:
-            states = []
-            for probe in probes:
-                try:
-                    states.append((probe, probe.begin(reset_peak=reset)))
-                except Exception as exc:
-                    swallowed(f"probe.{probe.name}.begin", exc)
-            state.probe_states = tuple(states)
+        state.probe_states = begin_probes(active_probes(), state.reset_hwm)
         state.perf_start = time.perf_counter()
 
         if state.save_file is not None:
@@ -463,11 +454,7 @@ class Task(BaseModel):
             return
         figures = self._read(state)
         wall_ns = time.time_ns()
-        for probe, probe_state in state.probe_states:
-            try:
-                probe.end(probe_state)
-            except Exception as exc:
-                swallowed(f"probe.{probe.name}.end", exc)
+        end_probes(state.probe_states)
         if state.refresh is not None:
             get_monitor().remove(state.refresh)
             state.refresh = None
@@ -645,11 +632,7 @@ class Task(BaseModel):
     def _read(self, state: _State) -> Figures:
         figures = Figures(wall_time=time.time())
         figures.duration_s = time.perf_counter() - state.perf_start
-        for probe, probe_state in state.probe_states:
-            try:
-                probe.read(probe_state, figures)
-            except Exception as exc:
-                swallowed(f"probe.{probe.name}.read", exc)
+        read_probes(state.probe_states, figures)
         return figures
 
     def _apply(self, figures: Figures) -> None:
@@ -734,21 +717,16 @@ class Task(BaseModel):
         if machine is not None:
             attributes[attr.MACHINE] = machine
         attributes[attr.TASK_STATUS] = values["status"]._value_
-        duration = values["duration"]
-        if duration is not None:
-            attributes[attr.DURATION] = duration
+        for field, key in _OPTIONAL_FIGURES:
+            value = values[field]
+            if value is not None:
+                attributes[key] = value
         cpu_time = values["cpu_time"]
         if cpu_time is not None:
             attributes[attr.CPU_TIME] = cpu_time
             attributes[attr.CPU_USER] = values["cpu_user_time"]
             attributes[attr.CPU_SYSTEM] = values["cpu_system_time"]
             attributes[attr.CPU_TOTAL] = self.total_cpu() if values["subtasks"] else cpu_time
-        peak = values["peak_memory"]
-        if peak is not None:
-            attributes[attr.MEMORY_PEAK] = peak
-        peak = values["peak_gpu_memory"]
-        if peak is not None:
-            attributes[attr.GPU_MEMORY_PEAK] = peak
         sources = values["energy_sources"]
         for domain, field in _ENERGY_FIELDS:
             value = values[field]
@@ -883,6 +861,12 @@ _FAST_DEFAULTS, _FAST_INIT = _fast_defaults()
 _MEASURED_FIELDS = frozenset(
     {"duration", "cpu_time", "cpu_user_time", "cpu_system_time", "peak_memory", "peak_gpu_memory"}
 )
+_OPTIONAL_FIGURES = (
+    ("duration", attr.DURATION),
+    ("peak_memory", attr.MEMORY_PEAK),
+    ("peak_gpu_memory", attr.GPU_MEMORY_PEAK),
+)
+"""Task fields set on the span under these attributes when measured."""
 _ENERGY_FIELDS = (("cpu", "cpu_power"), ("gpu", "gpu_power"), ("system", "system_power"))
 """Energy domains and the task fields that hold them (LensKit's names)."""
 _START_FIELDS = frozenset({"status", "start_time", "trace_id", "span_id"})

@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .. import propagation
 from ._common import (
@@ -29,7 +29,7 @@ from ._summary import command_text, program_name, summary_lines
 from ._supervise import SpawnError, Supervisor
 
 if TYPE_CHECKING:
-    from ..probes.base import Probe
+    from ..probes.base import ProbeStates
     from ..task import Task
     from ._export import ExportConfig
 
@@ -163,7 +163,7 @@ class _Run:
         self.subtask_dir: str | None = None
         self.status: StatusLine | None = None
         self.sampler = ProcessTreeSampler(os.getpid())
-        self.probes: list[tuple[Probe, Any]] = []
+        self.probes: ProbeStates = ()
         self.figures = RunFigures(argv, 0)
         self.perf_start = 0.0
         self.next_status = 0.0
@@ -326,34 +326,22 @@ class _Run:
         # The CPU and memory probes measure this process; the command's
         # figures come from the kernel instead.  The others (GPU, energy)
         # measure devices, and apply to the command as they are.
-        from .._log import swallowed
         from ..figures import Figures
         from ..probes import active_probes
+        from ..probes.base import begin_probes
 
         self.figures.probe_figures = Figures()
-        for probe in active_probes():
-            if probe.name in ("cpu", "memory", "process"):
-                continue
-            try:
-                self.probes.append((probe, probe.begin(reset_peak=True)))
-            except Exception as exc:
-                swallowed(f"probe.{probe.name}.begin", exc)
+        devices = [p for p in active_probes() if p.name not in ("cpu", "memory", "process")]
+        self.probes = begin_probes(devices, reset_peak=True)
 
     def _end_probes(self) -> None:
-        from .._log import swallowed
+        from ..probes.base import end_probes, read_probes
 
         figures = self.figures.probe_figures
         if figures is None:
             return
-        for probe, state in self.probes:
-            try:
-                probe.read(state, figures)
-            except Exception as exc:
-                swallowed(f"probe.{probe.name}.read", exc)
-            try:
-                probe.end(state)
-            except Exception as exc:
-                swallowed(f"probe.{probe.name}.end", exc)
+        read_probes(self.probes, figures)
+        end_probes(self.probes)
 
     # ---------------------------------------------------------------- after it ends
 

@@ -41,7 +41,7 @@ from .._log import config_warning, swallowed, warn_once
 from .._spans import raw_attributes
 from ..figures import Figures
 from ..probes import active_probes
-from ..probes.base import Probe
+from ..probes.base import Probe, ProbeStates, begin_probes, end_probes, read_probes
 from .selector import SpanSelector
 
 __all__ = [
@@ -67,7 +67,7 @@ class _Opened:
 
     def __init__(
         self,
-        probe_states: tuple[tuple[Probe, Any], ...],
+        probe_states: ProbeStates,
         thread: int,
         thread_cpu_start: float,
         perf_start: float,
@@ -319,14 +319,8 @@ class EnrichingSpanProcessor(SpanProcessor):
 
     def _begin(self) -> _Opened:
         probes = self._probes if self._probes is not None else active_probes()
-        reset = self._reset_peak
-        states = []
-        for probe in probes:
-            try:
-                states.append((probe, probe.begin(reset_peak=reset)))
-            except Exception as exc:
-                swallowed(f"probe.{probe.name}.begin", exc)
-        return _Opened(tuple(states), _get_ident(), _thread_time(), _perf_counter())
+        states = begin_probes(probes, self._reset_peak)
+        return _Opened(states, _get_ident(), _thread_time(), _perf_counter())
 
     def _enriched(self, span: ReadableSpan, opened: _Opened) -> ReadableSpan:
         thread_cpu: float | None = None
@@ -335,11 +329,7 @@ class EnrichingSpanProcessor(SpanProcessor):
             if thread_cpu < 0.0:
                 thread_cpu = 0.0
         figures = Figures(duration_s=_perf_counter() - opened.perf_start)
-        for probe, state in opened.probe_states:
-            try:
-                probe.read(state, figures)
-            except Exception as exc:
-                swallowed(f"probe.{probe.name}.read", exc)
+        read_probes(opened.probe_states, figures)
         _end_probes(opened)
         added = figure_attributes(figures, thread_cpu)
         machine = settings.machine()
@@ -378,12 +368,8 @@ def _selector_from_environment() -> SpanSelector:
 
 
 def _end_probes(opened: _Opened) -> None:
-    for probe, state in opened.probe_states:
-        try:
-            probe.end(state)
-        except Exception as exc:
-            swallowed(f"probe.{probe.name}.end", exc)
-    opened.probe_states = ()
+    states, opened.probe_states = opened.probe_states, ()
+    end_probes(states)
 
 
 def _within_limit(span: ReadableSpan, attributes: dict[str, Any]) -> dict[str, Any]:

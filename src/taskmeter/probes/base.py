@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
+from .._log import swallowed
 from ..figures import Figures
+
+ProbeStates = tuple[tuple["Probe", Any], ...]
+"""Probes that have begun, each with the state its :meth:`Probe.begin` returned."""
 
 
 class Probe(ABC):
@@ -50,3 +55,33 @@ class Probe(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+def begin_probes(probes: Iterable[Probe], reset_peak: bool) -> ProbeStates:
+    """Begin each probe for one task or span; a probe that raises is counted,
+    logged and left out."""
+    states = []
+    for probe in probes:
+        try:
+            states.append((probe, probe.begin(reset_peak=reset_peak)))
+        except Exception as exc:
+            swallowed(f"probe.{probe.name}.begin", exc)
+    return tuple(states)
+
+
+def read_probes(states: ProbeStates, figures: Figures) -> None:
+    """Have each begun probe write its figures; one that raises is counted and logged."""
+    for probe, state in states:
+        try:
+            probe.read(state, figures)
+        except Exception as exc:
+            swallowed(f"probe.{probe.name}.read", exc)
+
+
+def end_probes(states: ProbeStates) -> None:
+    """End each begun probe; one that raises is counted and logged."""
+    for probe, state in states:
+        try:
+            probe.end(state)
+        except Exception as exc:
+            swallowed(f"probe.{probe.name}.end", exc)
