@@ -1,9 +1,23 @@
-"""Reading the files users hand taskmeter (metadata, metric specs): bounded, with clear errors."""
+"""Reading the files users hand taskmeter (task files, metadata, metric specs).
+
+Bounded in size, with clear errors.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+
+def read_bytes_bounded(path: Path, max_bytes: int) -> bytes | None:
+    """The content of ``path``, or ``None`` if it holds more than ``max_bytes``.
+
+    Reads at most one byte more than ``max_bytes``, whatever the file's size.
+    Raises ``OSError`` if the file cannot be read.
+    """
+    with open(path, "rb") as handle:
+        data = handle.read(max_bytes + 1)
+    return None if len(data) > max_bytes else data
 
 
 def read_text_bounded(path: Path, max_bytes: int, error: type[ValueError]) -> str:
@@ -13,11 +27,10 @@ def read_text_bounded(path: Path, max_bytes: int, error: type[ValueError]) -> st
     ``max_bytes`` or not text.
     """
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(max_bytes + 1)
+        data = read_bytes_bounded(path, max_bytes)
     except OSError as exc:
         raise error(f"{path}: cannot read: {exc}") from exc
-    if len(data) > max_bytes:
+    if data is None:
         raise error(f"{path}: larger than {max_bytes} bytes, more than such a file may hold")
     try:
         return data.decode("utf-8")

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._files import read_bytes_bounded
+
 if TYPE_CHECKING:
     from .task import Task
 
@@ -142,11 +144,10 @@ def load_task(path: str | os.PathLike[str], *, max_bytes: int = MAX_TASK_FILE_BY
     """
     source = Path(path)
     try:
-        with open(source, "rb") as handle:
-            data = handle.read(max_bytes + 1)
+        data = read_bytes_bounded(source, max_bytes)
     except OSError as exc:
         raise TaskFileError(f"cannot read task file {source}: {exc}") from exc
-    if len(data) > max_bytes:
+    if data is None:
         raise TaskFileError(
             f"{source} is larger than {max_bytes} bytes, the most a task file may hold"
         )
