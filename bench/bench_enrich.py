@@ -34,32 +34,19 @@ import argparse
 import gc
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Tracer
 
+from _sdk import DropExporter, NoopProcessor
 from taskmeter.enrich import EnrichingSpanProcessor
 from taskmeter.probes import active_probes
 
 TARGET_SELECTED_US = 5.0
 TARGET_UNSELECTED_US = 0.5
-
-
-class DropExporter(SpanExporter):
-    """Accepts spans and does nothing."""
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return SpanExportResult.SUCCESS
-
-
-class NoopProcessor(SpanProcessor):
-    """A processor that receives every span and does nothing."""
-
-    def on_end(self, span: ReadableSpan) -> None:
-        return None
 
 
 def provider_with(processors: list[SpanProcessor], wrap: dict[str, object] | None) -> Tracer:

@@ -32,8 +32,9 @@ from typing import Any
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from _sdk import DropExporter, NoopProcessor
 from taskmeter import attributes as attr
 from taskmeter.measure import (
     CpuTimingMetric,
@@ -44,20 +45,6 @@ from taskmeter.measure import (
 
 TARGET_PLAIN_US = 2.0
 TARGET_MEASUREMENT_US = 10.0
-
-
-class DropExporter(SpanExporter):
-    """Accepts spans and does nothing."""
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return SpanExportResult.SUCCESS
-
-
-class NoopProcessor(SpanProcessor):
-    """The baseline: a processor that does nothing."""
-
-    def on_end(self, span: ReadableSpan) -> None:
-        return None
 
 
 def timer_attributes(method: str, task: str | None) -> dict[str, Any]:
