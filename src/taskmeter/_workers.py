@@ -113,6 +113,8 @@ class Inbox:
             current: Task | None = task
             while current is not None:
                 state = current._tm
+                if state is None:  # a finished task, its state dropped
+                    break
                 if state.collect is not None or state.finished or not state.started:
                     break
                 state.collect = self.task_finished
@@ -123,7 +125,9 @@ class Inbox:
 
     def task_finished(self, task: Task) -> None:
         """Called by a task that may have workers as it finishes, before it publishes."""
-        task._tm.collect = None
+        state = task._tm
+        if state is not None:
+            state.collect = None
         self.collect()
         try:
             with self._lock:
@@ -296,7 +300,9 @@ def span_parent_of(
     if current:
         context = trace.get_current_span().get_span_context()
     else:
-        context = task._tm.span.get_span_context()
+        task_state = task._tm  # None: finished, its span ended
+        span = task_state.span if task_state is not None else trace.INVALID_SPAN
+        context = span.get_span_context()
     if context.is_valid:
         state = context.trace_state.to_header() if context.trace_state else ""
         parent = propagation.TraceParent(

@@ -46,7 +46,7 @@ from uuid import UUID
 
 from . import _process, _workers, propagation
 from ._log import swallowed, warn_once
-from .task import Task, _running
+from .task import Task, _running, state_of
 
 __all__ = ["WorkerContext", "get_context", "init_worker", "with_parent", "worker_context"]
 
@@ -123,7 +123,7 @@ def worker_context(parent: Task | None = None) -> WorkerContext | None:
         raise TypeError(f"parent must be a Task or None, not {type(parent).__name__}")
     else:
         current = parent is Task.current()
-    state = parent._tm
+    state = state_of(parent)
     if parent.pid != _process.pid or not state.started:
         raise ValueError(f"{parent} is not running in this process; start it first")
     if state.finished:
@@ -216,7 +216,7 @@ def _capture(fallback: UUID | None) -> WorkerContext | None:
         context = worker_context()
         if context is None and fallback is not None:
             task = _running.get(fallback)
-            if task is not None and not task._tm.finished:
+            if task is not None and task._tm is not None and not task._tm.finished:
                 context = worker_context(task)
         return context
     except Exception as exc:

@@ -43,6 +43,9 @@ from pydantic import (
 
 from . import _process, _workers, propagation, settings
 from . import attributes as attr
+from ._fieldsets import FieldSets, SharedFieldSet
+from ._fieldsets import mark as _mark_fields_set
+from ._fieldsets import thaw as _thaw_fields_set
 from ._log import logger, swallowed
 from .figures import Figures
 from .formats import friendly_duration as _friendly_duration
@@ -121,7 +124,11 @@ def _dict_extract_values(data: object) -> object:
 
 class _State:
     """What a task holds besides its fields (kept out of pydantic's private attributes,
-    whose lookups cost a microsecond each on the hot path)."""
+    whose lookups cost a microsecond each on the hot path).
+
+    A finished task drops its state (see :func:`_state`): what it held is
+    then the defaults of a finished task, which are rebuilt when needed.
+    """
 
     __slots__ = (
         "collect",
@@ -257,7 +264,7 @@ class Task(BaseModel):
 
     __slots__ = ("_tm",)
     if TYPE_CHECKING:
-        _tm: _State
+        _tm: _State | None
 
     def __init__(
         self,
@@ -299,7 +306,7 @@ class Task(BaseModel):
             if parent_id is not None:
                 data["parent_id"] = parent_id
             super().__init__(label=label, **data)
-        state = self._tm
+        state = self._tm or state_of(self)
         state.parent = parent_task
         state.explicit_parent = parent is not None
         state.remote_parent = remote_parent
@@ -321,10 +328,11 @@ class Task(BaseModel):
         values["subtasks"] = []
         values["energy_sources"] = {}
         values["pid"] = _process.pid
-        fields_set = {"label"}
-        if parent_id is not None:
+        if parent_id is None:
+            fields_set = _SHARED_CREATED_FIELDS
+        else:
             values["parent_id"] = parent_id
-            fields_set.add("parent_id")
+            fields_set = _SHARED_CREATED_WITH_PARENT_FIELDS
         object.__setattr__(self, "__dict__", values)
         object.__setattr__(self, "__pydantic_fields_set__", fields_set)
         object.__setattr__(self, "__pydantic_extra__", {})
@@ -337,13 +345,25 @@ class Task(BaseModel):
 
     def __copy__(self) -> Task:
         copy = super().__copy__()
+        _thaw_fields_set(copy)
         object.__setattr__(copy, "_tm", _State())
         return copy
 
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Task:
         copy = super().__deepcopy__(memo)
+        _thaw_fields_set(copy)
         object.__setattr__(copy, "_tm", _State())
         return copy
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Tasks share their fields sets (see _fieldsets); pydantic adds to it.
+        _thaw_fields_set(self)
+        super().__setattr__(name, value)
+
+    @property
+    def model_fields_set(self) -> set[str]:
+        """The fields that have been set explicitly (pydantic's; this task's own set)."""
+        return _thaw_fields_set(self)
 
     # ---------------------------------------------------------------- lookup
 
@@ -388,7 +408,7 @@ class Task(BaseModel):
 
     def start(self) -> None:
         """Start the task: open its span, make it active and take the first readings."""
-        state = self._tm
+        state = self._tm or state_of(self)
         if state.started:
             raise RuntimeError(f"{self} cannot start: it is already {self.status.value}")
         state.started = True
@@ -426,7 +446,11 @@ class Task(BaseModel):
 
         values["status"] = _RUNNING
         values["start_time"] = wall_ns / 1e9
-        self.__pydantic_fields_set__.update(_START_FIELDS)
+        fields_set = self.__pydantic_fields_set__
+        if type(fields_set) is SharedFieldSet:  # _mark_fields_set, inline
+            _set_slot(self, "__pydantic_fields_set__", fields_set.following[_START_FIELDS])
+        else:
+            fields_set.update(_START_FIELDS)
         # Readings come last, so the task is not charged for its own set-up.
         state.probe_states = begin_probes(active_probes(), state.reset_hwm)
         state.perf_start = time.perf_counter()
@@ -440,7 +464,7 @@ class Task(BaseModel):
         self._finish(TaskStatus(status), None)
 
     def _finish(self, status: TaskStatus, error: BaseException | None) -> None:
-        state = self._tm
+        state = self._tm or state_of(self)
         if not state.started:
             raise RuntimeError(f"{self} cannot finish: it was never started")
         if state.finished:
@@ -465,7 +489,11 @@ class Task(BaseModel):
             state.finished = True
             values["finish_time"] = wall_ns / 1e9
             values["status"] = status
-            self.__pydantic_fields_set__.update(_FINISH_FIELDS)
+            fields_set = self.__pydantic_fields_set__
+            if type(fields_set) is SharedFieldSet:  # _mark_fields_set, inline
+                _set_slot(self, "__pydantic_fields_set__", fields_set.following[_FINISH_FIELDS])
+            else:
+                fields_set.update(_FINISH_FIELDS)
         if state.collect is not None:  # records of worker processes, before publishing
             state.collect(self)
         _running.pop(values["task_id"], None)
@@ -493,11 +521,18 @@ class Task(BaseModel):
             self._save()
         if state.parent is None and propagation.inherited is not None:
             propagation.deliver(self)
+        if state.save_file is None:
+            # A finished task's record may be kept a long time (a root keeps
+            # all its subtasks), and its state is now a finished task's
+            # defaults: dropping it saves the garbage collector two objects
+            # per record (see _state).
+            object.__setattr__(self, "_tm", None)
 
     def update(self) -> None:
         """Refresh the resource figures and save the file (if one is set)."""
         self.update_resources()
-        if self._tm.save_file is not None:
+        state = self._tm
+        if state is not None and state.save_file is not None:
             self._save()
 
     def monitor_refresh(self) -> None:
@@ -508,28 +543,25 @@ class Task(BaseModel):
         """
         if self.status is not _RUNNING:
             return
-        for task in list(_running.values()):
-            if task is not self and task.status is _RUNNING and task._descends_from(self):
+        # Down the tree (a running subtask may be below finished ones); the
+        # file is saved right after, which costs more than this walk.
+        below = list(self.subtasks)
+        while below:
+            task = below.pop()
+            if task.status is _RUNNING and _running.get(task.task_id) is task:
                 try:
                     task.update_resources()
                 except Exception as exc:
                     swallowed("task.refresh", exc)
+            below.extend(task.subtasks)
         self.update()
-
-    def _descends_from(self, ancestor: Task) -> bool:
-        parent = self._tm.parent
-        while parent is not None:
-            if parent is ancestor:
-                return True
-            parent = parent._tm.parent
-        return False
 
     def update_resources(self) -> Figures:
         """Take the current figures, store them in the fields and return them.
 
         A finished task returns its final figures unchanged.
         """
-        state = self._tm
+        state = state_of(self)
         if not state.started:
             raise RuntimeError(f"{self} has not started")
         if state.finished:
@@ -539,14 +571,14 @@ class Task(BaseModel):
             if state.finished:  # finished meanwhile
                 return self._final_figures()
             self._apply(figures)
-            self.__pydantic_fields_set__.update(_MEASURED_FIELDS)
+            _mark_fields_set(self, _MEASURED_FIELDS)
         return figures
 
     def add_subtask(self, task: Task) -> None:
         """Add a subtask, or replace the record of one with the same id."""
         if not isinstance(task, Task):
             raise TypeError(f"expected a Task, got {type(task).__name__}")
-        state = self._tm
+        state = state_of(self)
         with state.lock:
             subtasks = self.subtasks
             index = state.subtask_index
@@ -569,7 +601,7 @@ class Task(BaseModel):
     def _adopt(self, task: Task) -> None:
         # add_subtask for a task starting under this one: its id is new, so it
         # cannot replace a record, and its parent_id is already this task's.
-        state = self._tm
+        state = self._tm or state_of(self)
         with state.lock:
             subtasks = self.subtasks
             index = state.subtask_index
@@ -583,7 +615,7 @@ class Task(BaseModel):
         With ``monitor`` the monitor thread re-saves a running task every
         ``TASKMETER_MONITOR_INTERVAL`` seconds (10 by default).
         """
-        state = self._tm
+        state = state_of(self)
         state.save_file = Path(path)
         self._save()
         if monitor and state.refresh is None and self.status is _RUNNING:
@@ -676,7 +708,7 @@ class Task(BaseModel):
         )
 
     def _span_parent_context(self) -> otel_context.Context | None:
-        state = self._tm
+        state = state_of(self)
         parent = state.parent
         if not state.explicit_parent:
             return None  # the current context
@@ -684,7 +716,7 @@ class Task(BaseModel):
             parent = state.remote_parent
             if parent is None:
                 return None
-        parent_span = parent._tm.span
+        parent_span = state_of(parent).span
         if parent_span.get_span_context().is_valid:
             return trace.set_span_in_context(parent_span)
         if parent.trace_id and parent.span_id:
@@ -708,7 +740,8 @@ class Task(BaseModel):
         }
         parent_id = values["parent_id"]
         if parent_id is not None:
-            parent = self._tm.parent
+            state = self._tm
+            parent = state.parent if state is not None else None
             if parent is not None and parent.__dict__["task_id"] is parent_id:
                 attributes[attr.TASK_PARENT_ID] = _id_text(parent)
             else:
@@ -758,7 +791,7 @@ class Task(BaseModel):
         state.context = None
 
     def _save(self) -> None:
-        state = self._tm
+        state = state_of(self)
         path = state.save_file
         if path is None:
             return
@@ -772,10 +805,35 @@ class Task(BaseModel):
             swallowed("taskfile.save", exc)
 
 
+_revive_lock = threading.Lock()
+
+
+def state_of(task: Task) -> _State:
+    """``task``'s state.
+
+    A finished task drops its state (unless it saves to a file): a root may
+    keep a hundred thousand finished subtasks, and the garbage collector
+    walks every object they hold on each full collection, so that the cost
+    per subtask grew with their number.  What the state held is then the
+    defaults of a finished task, rebuilt here on the rare later use
+    (``add_subtask``, ``save_to_file``, a task started under it by id).
+    """
+    state = task._tm
+    if state is None:
+        with _revive_lock:
+            state = task._tm
+            if state is None:
+                state = _State()
+                state.started = True
+                state.finished = True
+                object.__setattr__(task, "_tm", state)
+    return state
+
+
 def _id_text(task: Task) -> str:
     """``str(task.task_id)``, kept: a parent's is needed by each of its subtasks'
     spans, and formatting a UUID costs half a microsecond."""
-    state = task._tm
+    state = task._tm or state_of(task)
     text = state.id_text
     if text is None:
         text = state.id_text = str(task.__dict__["task_id"])
@@ -801,7 +859,7 @@ def _runs_elsewhere(task: Task) -> bool:
         task.status is _RUNNING
         and task.pid is not None
         and task.pid != _process.pid
-        and (task._tm.finished or not task._tm.started)
+        and (state_of(task).finished or not state_of(task).started)
     )
 
 
@@ -871,6 +929,15 @@ _ENERGY_FIELDS = (("cpu", "cpu_power"), ("gpu", "gpu_power"), ("system", "system
 """Energy domains and the task fields that hold them (LensKit's names)."""
 _START_FIELDS = frozenset({"status", "start_time", "trace_id", "span_id"})
 _FINISH_FIELDS = _MEASURED_FIELDS | {"finish_time", "status"}
+_CREATED_FIELDS = frozenset({"label"})
+_CREATED_WITH_PARENT_FIELDS = frozenset({"label", "parent_id"})
+_FIELD_SETS = FieldSets(
+    initial=(_CREATED_FIELDS, _CREATED_WITH_PARENT_FIELDS),
+    steps=(_START_FIELDS, _MEASURED_FIELDS, _FINISH_FIELDS),
+)
+"""The fields sets of tasks made from a label (and parent), shared (see _fieldsets)."""
+_SHARED_CREATED_FIELDS = _FIELD_SETS.shared(_CREATED_FIELDS)
+_SHARED_CREATED_WITH_PARENT_FIELDS = _FIELD_SETS.shared(_CREATED_WITH_PARENT_FIELDS)
 
 
 # ---------------------------------------------------------------- fork
@@ -878,7 +945,7 @@ _FINISH_FIELDS = _MEASURED_FIELDS | {"finish_time", "status"}
 
 def _innermost_running(stack: tuple[Task, ...]) -> Task | None:
     for task in reversed(stack):
-        state = task._tm
+        state = state_of(task)
         if state.started and not state.finished:
             return task
     return None
@@ -901,7 +968,7 @@ def _before_fork() -> None:
 def _disown(task: Task) -> None:
     # A copy of a task of the parent process: never measured, saved, collected
     # or ended here (see _finish).  Its lock may have been held at the fork.
-    state = task._tm
+    state = state_of(task)
     state.lock = threading.Lock()
     state.finished = True
     state.save_file = None
@@ -911,6 +978,8 @@ def _disown(task: Task) -> None:
 
 
 def _after_fork_in_child() -> None:
+    global _revive_lock
+    _revive_lock = threading.Lock()  # it may have been held at the fork
     try:
         stack = _active_stack.get()
         parent = _innermost_running(stack)

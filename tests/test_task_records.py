@@ -1,0 +1,165 @@
+"""A finished task's record: compact (a root may keep 100k of them) and fully usable."""
+
+from __future__ import annotations
+
+import copy
+import gc
+import json
+import logging
+import pickle
+from pathlib import Path
+
+import pytest
+from opentelemetry.trace import NoOpTracer
+
+from taskmeter import Task, TaskStatus
+from taskmeter._fieldsets import FieldSets, SharedFieldSet
+from taskmeter.taskfile import load_task
+
+FINISHED_FIELDS = {
+    "label",
+    "parent_id",
+    "status",
+    "start_time",
+    "finish_time",
+    "trace_id",
+    "span_id",
+    "duration",
+    "cpu_time",
+    "cpu_user_time",
+    "cpu_system_time",
+    "peak_memory",
+    "peak_gpu_memory",
+}
+
+
+def test_finished_tasks_drop_their_state_and_share_their_fields_set() -> None:
+    with Task("root") as root:
+        with Task("a") as a:
+            pass
+        with Task("b") as b:
+            pass
+    assert a._tm is None and b._tm is None and root._tm is None
+    assert a.__pydantic_fields_set__ is b.__pydantic_fields_set__
+    assert a.model_fields_set == b.model_fields_set == FINISHED_FIELDS
+    assert root.model_fields_set == FINISHED_FIELDS - {"parent_id"}
+
+
+def test_a_retained_subtask_costs_the_garbage_collector_four_objects() -> None:
+    """The task, its field values, its id and its subtask list; nothing else."""
+    tracer = NoOpTracer()
+    with Task("warm-up", tracer=tracer):
+        for _ in range(10):
+            with Task("s", tracer=tracer):
+                pass
+    gc.collect()
+    before = len(gc.get_objects())
+    with Task("root", tracer=tracer) as root:
+        for _ in range(1000):
+            with Task("s", tracer=tracer):
+                pass
+    gc.collect()
+    per_subtask = (len(gc.get_objects()) - before) / len(root.subtasks)
+    assert per_subtask < 4.1, per_subtask
+
+
+def test_changing_one_task_never_changes_another_through_the_shared_set() -> None:
+    with Task("root"):
+        tasks = []
+        for name in "abcd":
+            with Task(name) as task:
+                pass
+            tasks.append(task)
+    a, b, c, d = tasks
+    a.note = "extra field"  # pydantic records it in a's fields set
+    b.model_fields_set.add("machine")
+    changed = c.model_copy(update={"cpu_power": 1.5})
+    assert "note" in a.model_fields_set
+    assert "machine" in b.model_fields_set
+    assert "cpu_power" in changed.model_fields_set
+    assert d.model_fields_set == FINISHED_FIELDS
+    assert c.model_fields_set == FINISHED_FIELDS
+    assert set(d.model_dump(exclude_unset=True)) == FINISHED_FIELDS
+    for clone in (copy.copy(d), copy.deepcopy(d)):
+        clone.label = "clone"
+        clone.note = "extra field"
+        assert clone.model_fields_set == FINISHED_FIELDS | {"note"}
+    unpickled = pickle.loads(pickle.dumps(d))  # rebuilt by validation: every field set
+    unpickled.label = "clone"
+    assert d.label == "d"
+    assert d.model_fields_set == FINISHED_FIELDS
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda s: s.add("x"),
+        lambda s: s.update({"x"}),
+        lambda s: s.discard("a"),
+        lambda s: s.remove("a"),
+        lambda s: s.pop(),
+        lambda s: s.clear(),
+        lambda s: s.difference_update({"a"}),
+        lambda s: s.intersection_update(set()),
+        lambda s: s.symmetric_difference_update({"x"}),
+        lambda s: s.__ior__({"x"}),
+        lambda s: s.__isub__({"a"}),
+    ],
+)
+def test_a_shared_fields_set_refuses_changes(change: object) -> None:
+    sets = FieldSets(initial=[frozenset({"a"})], steps=[frozenset({"b"})])
+    shared = sets.shared(frozenset({"a"}))
+    assert isinstance(shared, SharedFieldSet)
+    with pytest.raises(TypeError, match="shared"):
+        change(shared)  # type: ignore[operator]
+    assert shared == {"a"}
+    assert sets.shared(frozenset({"a", "b"})) == {"a", "b"}
+
+
+def test_a_finished_task_stays_usable(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with Task("root") as root, Task("stage") as stage:
+        pass
+    assert stage._tm is None
+
+    figures = stage.update_resources()
+    assert figures.duration_s == stage.duration
+    with caplog.at_level(logging.WARNING, logger="taskmeter"):
+        stage.finish()
+    assert "already finished" in caplog.text
+    assert stage.status is TaskStatus.FINISHED
+
+    late = Task("late record")
+    stage.add_subtask(late)
+    stage.add_subtask(late)
+    assert stage.subtasks == [late]
+
+    with Task("under a finished parent", parent=stage) as child:
+        pass
+    assert child.parent_id == stage.task_id
+    assert stage.subtasks[-1] is child
+    assert child.trace_id == stage.trace_id == root.trace_id
+
+    with Task("under its id", parent=stage.task_id) as by_id:
+        pass
+    assert by_id.parent_id == stage.task_id
+
+    path = tmp_path / "stage.json"
+    stage.save_to_file(path)
+    loaded = load_task(path)
+    assert [t.label for t in loaded.subtasks] == ["late record", "under a finished parent"]
+    assert loaded.status is TaskStatus.FINISHED
+
+
+def test_refresh_finds_a_running_task_below_a_finished_one(tmp_path: Path) -> None:
+    path = tmp_path / "task.json"
+    with Task("root", file=path) as root:
+        with Task("stage") as stage:
+            pass
+        with Task("late step", parent=stage):
+            root.monitor_refresh()
+            document = json.loads(path.read_text())
+    late = document["subtasks"][0]["subtasks"][0]
+    assert late["label"] == "late step"
+    assert late["status"] == "running"
+    assert late["duration"] is not None and late["peak_memory"] is not None
+    assert document["subtasks"][0]["status"] == "finished"
