@@ -15,7 +15,8 @@ the cost of ``with tracer.start_as_current_span(...)`` carrying the same
 attributes as a task span (set in one call, and one by one), and of
 ``with Task(...)`` nested under a root task (kept in its subtasks, as in a
 pipeline) and top-level, with the ratios of the tasks to the first; then the
-cost per subtask of a root task with 1k, 10k and 100k subtasks.  Rounds of
+cost per subtask of a root task with 1k, 10k and 100k subtasks, and the
+memory a root keeps per finished subtask (its record).  Rounds of
 the variants are interleaved and the median round is reported, so drift
 affects all alike.
 """
@@ -27,6 +28,7 @@ import gc
 import statistics
 import sys
 import time
+import tracemalloc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -191,6 +193,32 @@ def subtask_scaling(sizes: Sequence[int], rounds: int) -> list[tuple[int, float]
     return [(size, statistics.median(costs)) for size, costs in runs.items()]
 
 
+def kept_bytes_per_subtask(count: int) -> float:
+    """Bytes a root keeps per finished subtask (traced allocations, after a collection)."""
+    provider = make_provider("sdk-min")
+    taskmeter.use_tracer_provider(provider)
+    try:
+        with Task("warm-up"), Task("subtask"):
+            pass
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            with Task("root") as root:
+                for _ in range(count):
+                    with Task("subtask"):
+                        pass
+            gc.collect()
+            kept = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert len(root.subtasks) == count
+        return kept / count
+    finally:
+        provider.shutdown()
+        taskmeter.use_tracer_provider(None)
+
+
 def lenskit_cost(n: int) -> float | None:
     try:
         from lenskit.logging.tasks import Task as LensKitTask
@@ -241,6 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"{size:>8d} subtasks {cost:8.1f}us per subtask  ({cost / first:4.2f}x the 1k figure)"
         )
+
+    kept = kept_bytes_per_subtask(1_000 if args.quick else 10_000)
+    print(f"memory a root keeps per finished subtask: {kept:.0f} bytes")
 
     lk = lenskit_cost(200 if args.quick else 1000)
     if lk is not None:

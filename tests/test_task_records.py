@@ -6,13 +6,15 @@ import copy
 import gc
 import json
 import logging
+import os
 import pickle
+import threading
 from pathlib import Path
 
 import pytest
 from opentelemetry.trace import NoOpTracer
 
-from taskmeter import Task, TaskStatus
+from taskmeter import Task, TaskStatus, _fieldsets
 from taskmeter._fieldsets import FieldSets, SharedFieldSet
 from taskmeter.taskfile import load_task
 
@@ -163,3 +165,71 @@ def test_refresh_finds_a_running_task_below_a_finished_one(tmp_path: Path) -> No
     assert late["status"] == "running"
     assert late["duration"] is not None and late["peak_memory"] is not None
     assert document["subtasks"][0]["status"] == "finished"
+
+
+def test_save_to_file_from_another_thread_as_the_task_finishes(tmp_path: Path) -> None:
+    """The file is written even when the task finishes (and drops its state) meanwhile."""
+    target = tmp_path / "task.json"
+    asked, finished = threading.Event(), threading.Event()
+
+    class SlowPath(os.PathLike[str]):
+        def __fspath__(self) -> str:
+            asked.set()
+            finished.wait(5)
+            return str(target)
+
+    task = Task("t", tracer=NoOpTracer())
+    task.start()
+    saver = threading.Thread(target=task.save_to_file, args=(SlowPath(),))
+    saver.start()
+    assert asked.wait(5)
+    task.finish()
+    finished.set()
+    saver.join(5)
+    assert load_task(target).status is TaskStatus.FINISHED
+
+
+def test_fields_set_changes_are_serialised() -> None:
+    """Replacing a shared fields set (a field assigned, a task finishing) takes one lock,
+    so two threads never each install a set that lacks the other's fields."""
+    with Task("root"), Task("a") as task:
+        pass
+    done = threading.Event()
+
+    def assign() -> None:
+        task.note = "from another thread"
+        done.set()
+
+    with _fieldsets._swap_lock:
+        thread = threading.Thread(target=assign)
+        thread.start()
+        assert not done.wait(0.2)  # waits for the lock
+    thread.join(5)
+    assert done.is_set()
+    assert task.model_fields_set == FINISHED_FIELDS | {"note"}
+
+
+def test_refresh_survives_a_task_tree_with_a_cycle(tmp_path: Path) -> None:
+    root = Task("root", file=tmp_path / "task.json")
+    root.start()
+    with Task("child") as child:
+        pass
+    child.add_subtask(root)  # a misuse: the tree now has a cycle
+    refresher = threading.Thread(target=root.monitor_refresh, daemon=True)
+    refresher.start()
+    refresher.join(10)
+    assert not refresher.is_alive()
+    child.subtasks.clear()
+    root.finish()
+
+
+def test_pydantic_deprecated_fields_set_name_still_works() -> None:
+    with Task("root"):
+        with Task("a") as a:
+            pass
+        with Task("b") as b:
+            pass
+    with pytest.warns(DeprecationWarning):
+        a.__fields_set__.add("machine")
+    assert "machine" in a.model_fields_set
+    assert b.model_fields_set == FINISHED_FIELDS

@@ -216,7 +216,8 @@ def _capture(fallback: UUID | None) -> WorkerContext | None:
         context = worker_context()
         if context is None and fallback is not None:
             task = _running.get(fallback)
-            if task is not None and task._tm is not None and not task._tm.finished:
+            task_state = task._tm if task is not None else None
+            if task is not None and task_state is not None and not task_state.finished:
                 context = worker_context(task)
         return context
     except Exception as exc:

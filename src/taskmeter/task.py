@@ -43,7 +43,7 @@ from pydantic import (
 
 from . import _process, _workers, propagation, settings
 from . import attributes as attr
-from ._fieldsets import FieldSets, SharedFieldSet
+from ._fieldsets import FieldSets
 from ._fieldsets import mark as _mark_fields_set
 from ._fieldsets import thaw as _thaw_fields_set
 from ._log import logger, swallowed
@@ -365,6 +365,12 @@ class Task(BaseModel):
         """The fields that have been set explicitly (pydantic's; this task's own set)."""
         return _thaw_fields_set(self)
 
+    @property
+    def __fields_set__(self) -> set[str]:
+        # pydantic's deprecated name for model_fields_set (it warns).
+        _thaw_fields_set(self)
+        return super().__fields_set__
+
     # ---------------------------------------------------------------- lookup
 
     @staticmethod
@@ -446,11 +452,7 @@ class Task(BaseModel):
 
         values["status"] = _RUNNING
         values["start_time"] = wall_ns / 1e9
-        fields_set = self.__pydantic_fields_set__
-        if type(fields_set) is SharedFieldSet:  # _mark_fields_set, inline
-            _set_slot(self, "__pydantic_fields_set__", fields_set.following[_START_FIELDS])
-        else:
-            fields_set.update(_START_FIELDS)
+        _mark_fields_set(self, _START_FIELDS)
         # Readings come last, so the task is not charged for its own set-up.
         state.probe_states = begin_probes(active_probes(), state.reset_hwm)
         state.perf_start = time.perf_counter()
@@ -489,11 +491,7 @@ class Task(BaseModel):
             state.finished = True
             values["finish_time"] = wall_ns / 1e9
             values["status"] = status
-            fields_set = self.__pydantic_fields_set__
-            if type(fields_set) is SharedFieldSet:  # _mark_fields_set, inline
-                _set_slot(self, "__pydantic_fields_set__", fields_set.following[_FINISH_FIELDS])
-            else:
-                fields_set.update(_FINISH_FIELDS)
+            _mark_fields_set(self, _FINISH_FIELDS)
         if state.collect is not None:  # records of worker processes, before publishing
             state.collect(self)
         _running.pop(values["task_id"], None)
@@ -525,8 +523,11 @@ class Task(BaseModel):
             # A finished task's record may be kept a long time (a root keeps
             # all its subtasks), and its state is now a finished task's
             # defaults: dropping it saves the garbage collector two objects
-            # per record (see _state).
-            object.__setattr__(self, "_tm", None)
+            # per record (see state_of).  Under the lock: save_to_file, in
+            # another thread, may be giving it a file.
+            with state.lock:
+                if state.save_file is None:
+                    object.__setattr__(self, "_tm", None)
 
     def update(self) -> None:
         """Refresh the resource figures and save the file (if one is set)."""
@@ -546,8 +547,12 @@ class Task(BaseModel):
         # Down the tree (a running subtask may be below finished ones); the
         # file is saved right after, which costs more than this walk.
         below = list(self.subtasks)
+        seen = {id(self)}
         while below:
             task = below.pop()
+            if id(task) in seen:  # a task added as a subtask twice, or under itself
+                continue
+            seen.add(id(task))
             if task.status is _RUNNING and _running.get(task.task_id) is task:
                 try:
                     task.update_resources()
@@ -615,8 +620,14 @@ class Task(BaseModel):
         With ``monitor`` the monitor thread re-saves a running task every
         ``TASKMETER_MONITOR_INTERVAL`` seconds (10 by default).
         """
-        state = state_of(self)
-        state.save_file = Path(path)
+        target = Path(path)
+        while True:
+            state = state_of(self)
+            with state.lock:
+                # The task may have finished, and dropped this state, meanwhile.
+                if self._tm is state:
+                    state.save_file = target
+                    break
         self._save()
         if monitor and state.refresh is None and self.status is _RUNNING:
             state.refresh = get_monitor().add(self.monitor_refresh, name="task-file")
