@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from opentelemetry.trace import NoOpTracer
 
-from taskmeter import Task, TaskStatus, _fieldsets
+from taskmeter import Task, TaskStatus
+from taskmeter import task as task_module
 from taskmeter._fieldsets import FieldSets, SharedFieldSet
 from taskmeter.taskfile import load_task
 
@@ -189,24 +190,33 @@ def test_save_to_file_from_another_thread_as_the_task_finishes(tmp_path: Path) -
     assert load_task(target).status is TaskStatus.FINISHED
 
 
-def test_fields_set_changes_are_serialised() -> None:
-    """Replacing a shared fields set (a field assigned, a task finishing) takes one lock,
+@pytest.mark.parametrize("running", [True, False])
+def test_fields_set_changes_are_serialised(running: bool) -> None:
+    """A field assigned in one thread waits for the lock under which the task
+    replaces its shared fields set (running: the task's; finished: the module's),
     so two threads never each install a set that lacks the other's fields."""
-    with Task("root"), Task("a") as task:
-        pass
+    task = Task("a", tracer=NoOpTracer())
+    task.start()
+    if not running:
+        task.finish()
+    state = task._tm
+    lock = state.lock if state is not None else task_module._thaw_lock
     done = threading.Event()
 
     def assign() -> None:
         task.note = "from another thread"
         done.set()
 
-    with _fieldsets._swap_lock:
+    with lock:
         thread = threading.Thread(target=assign)
         thread.start()
         assert not done.wait(0.2)  # waits for the lock
     thread.join(5)
     assert done.is_set()
-    assert task.model_fields_set == FINISHED_FIELDS | {"note"}
+    assert "note" in task.model_fields_set
+    if running:
+        task.finish()
+    assert task.model_fields_set == (FINISHED_FIELDS - {"parent_id"}) | {"note"}
 
 
 def test_refresh_survives_a_task_tree_with_a_cycle(tmp_path: Path) -> None:

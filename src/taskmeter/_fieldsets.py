@@ -12,29 +12,18 @@ A shared set is a :class:`SharedFieldSet`: a ``set`` (pydantic-core requires
 one) whose mutating methods raise.  The model thaws it, replacing it with a
 private copy, before anything may change it (``__setattr__``, copies,
 ``model_fields_set``), so sharing is never visible.
+
+:func:`mark` and :func:`thaw` replace a model's set: the caller makes sure
+that no two of them run at once for one model (else one thread could
+install a set that lacks the other's fields).  ``Task`` holds its lock.
 """
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Iterable
 from typing import Any, NoReturn
 
 _set_slot = object.__setattr__
-
-_swap_lock = threading.Lock()
-"""Held while a model's fields set is replaced (by :func:`mark` or :func:`thaw`), so
-that two threads never each replace it with a set that lacks the other's fields."""
-
-
-def _after_fork_in_child() -> None:
-    global _swap_lock
-    _swap_lock = threading.Lock()  # it may have been held at the fork
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class SharedFieldSet(set[str]):
@@ -88,23 +77,21 @@ class FieldSets:
 def mark(model: Any, step: frozenset[str]) -> None:
     """Add the fields of ``step`` to ``model``'s fields set: if that set is shared,
     by replacing it with the shared union (one of :class:`FieldSets`'s steps)."""
-    with _swap_lock:
-        current = model.__pydantic_fields_set__
-        if type(current) is SharedFieldSet:
-            following: set[str] | None = current.following.get(step)
-            if following is None:  # not a step of its FieldSets: go private
-                following = set(current)
-                following.update(step)
-            _set_slot(model, "__pydantic_fields_set__", following)
-        else:
-            current.update(step)
+    current = model.__pydantic_fields_set__
+    if type(current) is SharedFieldSet:
+        following: set[str] | None = current.following.get(step)
+        if following is None:  # not a step of its FieldSets: go private
+            following = set(current)
+            following.update(step)
+        _set_slot(model, "__pydantic_fields_set__", following)
+    else:
+        current.update(step)
 
 
 def thaw(model: Any) -> set[str]:
     """``model``'s fields set, made a private, mutable copy first if it is shared."""
-    with _swap_lock:
-        current: set[str] = model.__pydantic_fields_set__
-        if type(current) is SharedFieldSet:
-            current = set(current)
-            _set_slot(model, "__pydantic_fields_set__", current)
-        return current
+    current: set[str] = model.__pydantic_fields_set__
+    if type(current) is SharedFieldSet:
+        current = set(current)
+        _set_slot(model, "__pydantic_fields_set__", current)
+    return current

@@ -357,19 +357,31 @@ class Task(BaseModel):
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Tasks share their fields sets (see _fieldsets); pydantic adds to it.
-        _thaw_fields_set(self)
+        self._own_fields_set()
         super().__setattr__(name, value)
 
     @property
     def model_fields_set(self) -> set[str]:
         """The fields that have been set explicitly (pydantic's; this task's own set)."""
-        return _thaw_fields_set(self)
+        return self._own_fields_set()
 
     @property
     def __fields_set__(self) -> set[str]:
         # pydantic's deprecated name for model_fields_set (it warns).
-        _thaw_fields_set(self)
+        self._own_fields_set()
         return super().__fields_set__
+
+    def _own_fields_set(self) -> set[str]:
+        # The task's fields set, made its own if it was shared.  The task's
+        # lock keeps this from racing start(), finish() or update_resources(),
+        # which replace the set under it; a task without state (finished)
+        # has no more of those, and _thaw_lock orders two threads' thaws.
+        with _thaw_lock:
+            state = self._tm
+            if state is None:
+                return _thaw_fields_set(self)
+            with state.lock:
+                return _thaw_fields_set(self)
 
     # ---------------------------------------------------------------- lookup
 
@@ -452,7 +464,8 @@ class Task(BaseModel):
 
         values["status"] = _RUNNING
         values["start_time"] = wall_ns / 1e9
-        _mark_fields_set(self, _START_FIELDS)
+        with state.lock:  # see _own_fields_set
+            _mark_fields_set(self, _START_FIELDS)
         # Readings come last, so the task is not charged for its own set-up.
         state.probe_states = begin_probes(active_probes(), state.reset_hwm)
         state.perf_start = time.perf_counter()
@@ -492,6 +505,14 @@ class Task(BaseModel):
             values["finish_time"] = wall_ns / 1e9
             values["status"] = status
             _mark_fields_set(self, _FINISH_FIELDS)
+            if state.save_file is None:
+                # A finished task's record may be kept a long time (a root
+                # keeps all its subtasks), and its state is now a finished
+                # task's defaults: dropping it saves the garbage collector two
+                # objects per record (see state_of).  This method goes on
+                # with ``state``; save_to_file checks, under the lock, that
+                # the state it gives a file is still the task's.
+                _set_slot(self, "_tm", None)
         if state.collect is not None:  # records of worker processes, before publishing
             state.collect(self)
         _running.pop(values["task_id"], None)
@@ -504,7 +525,7 @@ class Task(BaseModel):
         span = state.span
         try:
             if span.is_recording():
-                span.set_attributes(self._span_attributes())
+                span.set_attributes(self._span_attributes(state))
                 if status is not _FINISHED:
                     _record_status(span, status, error)
             span.end(end_time=wall_ns)
@@ -519,15 +540,6 @@ class Task(BaseModel):
             self._save()
         if state.parent is None and propagation.inherited is not None:
             propagation.deliver(self)
-        if state.save_file is None:
-            # A finished task's record may be kept a long time (a root keeps
-            # all its subtasks), and its state is now a finished task's
-            # defaults: dropping it saves the garbage collector two objects
-            # per record (see state_of).  Under the lock: save_to_file, in
-            # another thread, may be giving it a file.
-            with state.lock:
-                if state.save_file is None:
-                    object.__setattr__(self, "_tm", None)
 
     def update(self) -> None:
         """Refresh the resource figures and save the file (if one is set)."""
@@ -740,19 +752,26 @@ class Task(BaseModel):
             return trace.set_span_in_context(NonRecordingSpan(remote))
         return None
 
-    def _span_attributes(self) -> dict[str, Any]:
-        """Every attribute of the task's span (set in one call as it ends)."""
+    def _span_attributes(self, state: _State | None = None) -> dict[str, Any]:
+        """Every attribute of the task's span (set in one call as it ends).
+
+        ``state``: the task's, when it has dropped it already (see _finish).
+        """
         values = self.__dict__
+        if state is None:
+            state = self._tm or state_of(self)
+        id_text = state.id_text
+        if id_text is None:
+            id_text = state.id_text = str(values["task_id"])
         attributes: dict[str, Any] = {
-            attr.TASK_ID: _id_text(self),
+            attr.TASK_ID: id_text,
             attr.TASK_SUBPROCESS: values["subprocess"],
             attr.HOST_NAME: values["hostname"],
             attr.PROCESS_PID: _process.pid,
         }
         parent_id = values["parent_id"]
         if parent_id is not None:
-            state = self._tm
-            parent = state.parent if state is not None else None
+            parent = state.parent
             if parent is not None and parent.__dict__["task_id"] is parent_id:
                 attributes[attr.TASK_PARENT_ID] = _id_text(parent)
             else:
@@ -817,6 +836,7 @@ class Task(BaseModel):
 
 
 _revive_lock = threading.Lock()
+_thaw_lock = threading.Lock()
 
 
 def state_of(task: Task) -> _State:
@@ -989,8 +1009,9 @@ def _disown(task: Task) -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _revive_lock
-    _revive_lock = threading.Lock()  # it may have been held at the fork
+    global _revive_lock, _thaw_lock
+    _revive_lock = threading.Lock()  # they may have been held at the fork
+    _thaw_lock = threading.Lock()
     try:
         stack = _active_stack.get()
         parent = _innermost_running(stack)
