@@ -329,6 +329,29 @@ def test_task_ids_are_unique_and_differ_after_fork() -> None:
     assert child_id not in ids
 
 
+def test_a_task_made_before_a_fork_and_started_in_the_child_has_the_childs_pid() -> None:
+    import os
+
+    from taskmeter.testing import capture_spans
+
+    task = Task("made in the parent")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        ok = False
+        try:
+            with capture_spans() as spans, task:
+                pass
+            span = spans.one("made in the parent")
+            ok = task.pid == os.getpid() == (span.attributes or {})["process.pid"]
+        finally:
+            os.write(write, b"1" if ok else b"0")
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1"
+    assert task.pid == os.getpid()  # the parent's copy is untouched
+
+
 def test_str_and_repr_are_short() -> None:
     task = Task("label")
     for _ in range(1000):

@@ -464,6 +464,7 @@ class Task(BaseModel):
 
         values["status"] = _RUNNING
         values["start_time"] = wall_ns / 1e9
+        values["pid"] = _process.pid  # the process that runs it (made before a fork, maybe)
         with state.lock:  # see _own_fields_set
             _mark_fields_set(self, _START_FIELDS)
         # Readings come last, so the task is not charged for its own set-up.
@@ -767,7 +768,7 @@ class Task(BaseModel):
             attr.TASK_ID: id_text,
             attr.TASK_SUBPROCESS: values["subprocess"],
             attr.HOST_NAME: values["hostname"],
-            attr.PROCESS_PID: _process.pid,
+            attr.PROCESS_PID: values["pid"] if values["pid"] is not None else _process.pid,
         }
         parent_id = values["parent_id"]
         if parent_id is not None:

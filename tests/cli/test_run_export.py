@@ -36,6 +36,7 @@ def test_span_is_exported_to_the_endpoint_in_the_environment(tmp_path: Path) -> 
     assert values["taskmeter.cpu.total"] >= 0.2
     assert values["taskmeter.duration"] == pytest.approx(doc["duration"])
     assert values["process.exit.code"] == 0
+    assert values["process.pid"] == doc["pid"]  # the command's process, not taskmeter's
     # The arguments may hold secrets: only the program's name is recorded by default.
     assert values["process.executable.name"] == Path(sys.executable).name
     assert "process.command_args" not in values
