@@ -52,11 +52,11 @@ class FieldSets:
 
     Args:
         initial: The field sets a new record may start with.
-        steps: The groups of fields that :meth:`mark` may add.
+        steps: The groups of fields that :func:`mark` may add.
     """
 
     def __init__(self, initial: Iterable[frozenset[str]], steps: Iterable[frozenset[str]]) -> None:
-        self._steps = tuple(steps)
+        steps = tuple(steps)
         self._shared: dict[frozenset[str], SharedFieldSet] = {}
         pending = [frozenset(names) for names in initial]
         while pending:
@@ -64,9 +64,9 @@ class FieldSets:
             if names in self._shared:
                 continue
             self._shared[names] = SharedFieldSet(names)
-            pending.extend(names | step for step in self._steps)
+            pending.extend(names | step for step in steps)
         for names, shared in self._shared.items():
-            for step in self._steps:
+            for step in steps:
                 shared.following[step] = self._shared[names | step]
 
     def shared(self, names: frozenset[str]) -> SharedFieldSet:

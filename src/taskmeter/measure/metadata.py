@@ -161,10 +161,6 @@ class Metadata:
         return Reading(key, value, 1)
 
 
-def _parse_yaml(text: str, path: Path) -> Any:
-    return parse_yaml(text, path, MetadataError)
-
-
 def load_metadata(path: str | os.PathLike[str]) -> Metadata:
     """Read task metadata from a JSON or YAML file (a ``TaskMetadata`` as LSST writes it,
     or a flat or nested mapping).
@@ -181,14 +177,14 @@ def load_metadata(path: str | os.PathLike[str]) -> Metadata:
     data: Any
     try:
         if file.suffix.lower() in (".yaml", ".yml"):
-            data = _parse_yaml(text, file)
+            data = parse_yaml(text, file, MetadataError)
         else:
             try:
                 data = json.loads(text)
             except json.JSONDecodeError as exc:
                 if file.suffix.lower() == ".json":
                     raise MetadataError(f"{file}: not valid JSON: {exc}") from exc
-                data = _parse_yaml(text, file)
+                data = parse_yaml(text, file, MetadataError)
     except RecursionError as exc:
         raise MetadataError(f"{file}: nested too deeply to be task metadata") from exc
     if not isinstance(data, Mapping):
