@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 
@@ -9,12 +10,13 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, Tracer
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, Tracer
 
 import taskmeter
 from taskmeter import Task, _log
 from taskmeter import attributes as attr
 from taskmeter.enrich import EnrichedSpan, EnrichingSpanProcessor, SpanSelector
+from taskmeter.enrich import processor as enrich_processor
 from taskmeter.figures import Figures
 from taskmeter.measure import MeasurementSpanProcessor
 from taskmeter.probes import CpuTimeProbe, PeakMemoryProbe, Probe
@@ -108,22 +110,91 @@ def test_unselected_spans_pass_through_untouched(pipeline: Pipeline) -> None:
     assert pipeline.wrapper._open == {}
 
 
-def test_span_keeps_its_own_attributes_events_status_and_ids(pipeline: Pipeline) -> None:
-    """The enriched copy has the original's name, ids, parent, kind, events and values."""
-    with pipeline.tracer.start_as_current_span(
-        "job", kind=SpanKind.CONSUMER, attributes={attr.CPU_TIME: "mine", "x": 2}
-    ) as live:
-        live.add_event("step", {"n": 1})
-        live_context = live.get_span_context()
-    span = pipeline.one("job")
+@pytest.mark.parametrize("dict_copy", [True, False], ids=["dict-copy", "constructor"])
+def test_span_keeps_its_own_attributes_events_status_and_ids(
+    dict_copy: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The enriched copy has the original's name, ids, parent, kind, events, links,
+    status, times, scope, resource, dropped counts and values: made either way."""
+    monkeypatch.setattr(enrich_processor, "_DICT_COPY_IS_FAITHFUL", dict_copy)
+    monkeypatch.setenv("OTEL_SPAN_EVENT_COUNT_LIMIT", "1")
+    monkeypatch.setenv("OTEL_SPAN_LINK_COUNT_LIMIT", "1")
+    built = Pipeline("root,marked")
+    # The same spans, as the SDK makes them, beside the wrapper.
+    plain = InMemorySpanExporter()
+    built.provider.add_span_processor(SimpleSpanProcessor(plain))
+    linked = SpanContext(0xAB, 0xCD, is_remote=True)
+    try:
+        with built.tracer.start_as_current_span(
+            "job",
+            kind=SpanKind.CONSUMER,
+            attributes={attr.CPU_TIME: "mine", "x": 2},
+            links=[Link(linked, {"l": 1}), Link(linked, {"l": 2})],
+        ) as live:
+            live.add_event("dropped", {"n": 1})
+            live.add_event("kept", {"n": 2})
+            live.set_status(Status(StatusCode.ERROR, "broken"))
+            live_context = live.get_span_context()
+    finally:
+        built.provider.shutdown()
+    span = built.one("job")
+    (original,) = plain.get_finished_spans()
+    assert isinstance(span, EnrichedSpan)
     assert span.context == live_context
     assert span.kind is SpanKind.CONSUMER
-    assert [event.name for event in span.events] == ["step"]
+    assert [event.name for event in span.events] == ["kept"]
+    assert [link.attributes for link in span.links] == [link.attributes for link in original.links]
+    assert len(span.links) == 1
+    assert (span.dropped_events, span.dropped_links, span.dropped_attributes) == (1, 1, 0)
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description == "broken"
+    for field in ("name", "parent", "resource", "start_time", "end_time", "instrumentation_scope"):
+        assert getattr(span, field) == getattr(original, field), field
     attributes = span.attributes or {}
     assert attributes["x"] == 2
     assert attributes[attr.CPU_TIME] == "mine"  # never overwritten
     assert attr.MEMORY_PEAK in attributes
-    assert span.dropped_attributes == 0
+    assert dict(original.attributes or {}) == {attr.CPU_TIME: "mine", "x": 2}  # untouched
+    exported = json.loads(span.to_json())
+    assert exported["attributes"][attr.MEMORY_PEAK] == attributes[attr.MEMORY_PEAK]
+    assert exported["events"] == json.loads(original.to_json())["events"]
+
+
+def test_the_sdk_span_is_copied_by_its_dictionary_on_the_pinned_sdk() -> None:
+    """The fast copy's self-check passes on the SDK this package pins, and is used."""
+    assert enrich_processor._dict_copy_is_faithful()
+    span = TracerProvider().get_tracer("t").start_span("s", attributes={"a": 1})
+    span.end()
+    original = span._readable_span()
+    copy = enrich_processor.enriched_copy(original, {"a": 1, "b": 2})
+    assert type(copy) is EnrichedSpan
+    assert copy.__dict__.keys() == {*original.__dict__.keys(), "_original"}
+    assert dict(copy.attributes or {}) == {"a": 1, "b": 2}
+
+
+def test_a_span_class_the_check_did_not_see_is_copied_by_its_constructor() -> None:
+    class Special(ReadableSpan):
+        @property
+        def name(self) -> str:
+            return "special"
+
+    copy = enrich_processor.enriched_copy(Special("s"), {"b": 2})
+    assert copy.name == "special"
+    assert "_original" in copy.__dict__ and copy.__dict__["_name"] == "special"
+
+
+def test_the_check_refuses_a_layout_it_does_not_recognise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Were the SDK to keep a field elsewhere than its __dict__, the constructor is used."""
+    monkeypatch.setattr(ReadableSpan, "end_time", property(lambda span: 7))
+    assert enrich_processor._dict_copy_is_faithful()  # reads the same either way
+    monkeypatch.setattr(ReadableSpan, "end_time", property(lambda span: id(span)))
+    assert not enrich_processor._dict_copy_is_faithful()
+    monkeypatch.setattr(ReadableSpan, "__init__", _raising_init)
+    assert not enrich_processor._dict_copy_is_faithful()
+
+
+def _raising_init(self: ReadableSpan, *args: object, **kwargs: object) -> None:
+    raise TypeError("a new constructor")
 
 
 def test_thread_cpu_is_absent_when_the_span_ends_on_another_thread(pipeline: Pipeline) -> None:
