@@ -156,6 +156,61 @@ def test_unwritable_task_file_stops_before_running(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+def test_task_file_in_a_place_no_file_can_be_made_stops_before_running(tmp_path: Path) -> None:
+    """Permissions say yes to root, but /proc takes no files: still 125, before the command."""
+    marker = tmp_path / "ran"
+    result = taskmeter("run", "-o", "/proc/taskmeter-run.json", "--", "touch", str(marker))
+    assert result.returncode == 125
+    assert "cannot create a file in /proc" in result.stderr
+    assert not marker.exists()
+    assert "Traceback" not in result.stderr
+
+
+def test_task_file_that_stops_being_writable_is_reported_once_while_running(
+    tmp_path: Path,
+) -> None:
+    """Saves that fail while the command runs are said once, and again if the last fails."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    # The command puts a file where the task file's folder was.
+    command = ["sh", "-c", f"rm -r {folder} && touch {folder} && sleep 1"]
+    result = taskmeter(
+        "run",
+        "-o",
+        str(folder / "run.json"),
+        "--",
+        *command,
+        env=clean_environment({"TASKMETER_MONITOR_INTERVAL": "0.1"}),
+    )
+    assert result.returncode == 0
+    assert result.stderr.count("cannot write the task file") == 2, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_names_that_are_not_utf8_are_recorded_escaped(tmp_path: Path) -> None:
+    """A program name, label or argument that is not UTF-8: the run and its file go on."""
+    script = tmp_path / os.fsdecode(b"donn\xe9es.sh")
+    script.write_text("#!/bin/sh\nexit 3\n")
+    script.chmod(0o755)
+    result, doc = run_command(tmp_path, [str(script), os.fsdecode(b"arg\xff")])
+    assert result.returncode == 3, result.stderr
+    assert doc is not None
+    assert doc["label"] == doc["executable"] == "donn\\xe9es.sh"
+    assert "Traceback" not in result.stderr
+    labelled, doc = run_command(
+        tmp_path,
+        [str(script), os.fsdecode(b"arg\xff")],
+        "-l",
+        os.fsdecode(b"lab\xff"),
+        "--record-command",
+    )
+    assert labelled.returncode == 3, labelled.stderr
+    assert doc is not None
+    assert doc["label"] == "lab\\xff"
+    assert doc["command"] == [str(tmp_path / "donn\\xe9es.sh"), "arg\\xff"]
+    assert "exited with status 3" in labelled.stderr  # the summary, printed
+
+
 def start_signal_program(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
     ready, out = tmp_path / "ready", tmp_path / "received"
     process = subprocess.Popen(

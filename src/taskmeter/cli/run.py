@@ -25,7 +25,7 @@ from ._common import (
 from ._proctree import ProcessTreeSampler, TreeSample
 from ._runfigures import RunFigures
 from ._status import StatusLine, status_text
-from ._summary import command_text, program_name, summary_lines
+from ._summary import command_text, program_name, summary_lines, valid_text
 from ._supervise import SpawnError, Supervisor
 
 if TYPE_CHECKING:
@@ -152,8 +152,13 @@ class _Run:
         self.args = args
         self.argv = argv
         self.record_command = bool(args.record_command) or _record_command_setting()
-        self.label: str = args.label or (
-            command_text(argv, 120) if self.record_command else program_name(argv)
+        # The command runs with its arguments as given; records and messages
+        # get them as valid text.
+        shown = [valid_text(arg) for arg in argv]
+        self.label: str = (
+            valid_text(args.label)
+            if args.label
+            else (command_text(shown, 120) if self.record_command else program_name(shown))
         )
         self.output: Path | None = args.output
         self.quiet: bool = args.quiet
@@ -164,13 +169,14 @@ class _Run:
         self.status: StatusLine | None = None
         self.sampler = ProcessTreeSampler(os.getpid())
         self.probes: ProbeStates = ()
-        self.figures = RunFigures(argv, 0)
+        self.figures = RunFigures(shown, 0)
         self.perf_start = 0.0
         self.next_status = 0.0
         self.next_save = float("inf")
         self.save_every_s = 10.0
         self.sample_delay = FIRST_SAMPLE_S
         self.supervisor: Supervisor | None = None
+        self.save_failed = False
 
     # ---------------------------------------------------------------- phases
 
@@ -394,13 +400,16 @@ class _Run:
         return root
 
     def _write_task_file(self, root: Task, *, final: bool = False) -> None:
-        from ..taskfile import save_task
+        from ..taskfile import TaskFileError, save_task
 
         assert self.output is not None
         try:
             save_task(root, self.output)
-        except OSError as exc:
-            if final:
+        except (OSError, TaskFileError) as exc:
+            # Said once while the command runs (the next saves may work: a
+            # disk that was full), and again if the last save fails.
+            if final or not self.save_failed:
+                self.save_failed = True
                 error(f"cannot write the task file {self.output}: {exc}")
 
     def _print_summary(self, root: Task | None) -> None:
@@ -470,8 +479,15 @@ def _unwritable(path: Path) -> str | None:
         directory = directory.parent
     if not directory.is_dir():
         return f"{directory} is not a directory"
-    if not os.access(directory, os.W_OK | os.X_OK):
-        return f"no permission to write in {directory}"
+    # The file is written as a temporary file renamed into place: try making
+    # one (permissions alone miss a root user, a read-only mount, /sys, /proc).
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".taskmeter-check-"):
+            pass
+    except OSError as exc:
+        return f"cannot create a file in {directory} ({exc.strerror or exc})"
     return None
 
 
