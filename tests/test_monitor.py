@@ -96,6 +96,24 @@ def test_bad_interval_raises() -> None:
         Monitor().add(lambda: None, 0)
 
 
+@pytest.mark.parametrize("interval", [1e10, float("inf")])
+def test_an_interval_too_long_for_a_timed_wait_keeps_the_thread_alive(interval: float) -> None:
+    """Beyond threading.TIMEOUT_MAX a wait raises: the thread must wait in bounded steps."""
+    monitor = Monitor()
+    calls: list[str] = []
+    long = monitor.add(lambda: calls.append("long"), interval, name="long")
+    time.sleep(0.1)
+    thread = monitor._thread
+    assert thread is not None and thread.is_alive()
+    short = monitor.add(lambda: calls.append("short"), 0.01, name="short")
+    assert wait_until(lambda: calls.count("short") >= 2)
+    assert thread.is_alive() and monitor._thread is thread  # never restarted
+    assert "long" not in calls
+    monitor.remove(long)
+    monitor.remove(short)
+    monitor.stop()
+
+
 def test_interval_from_environment() -> None:
     assert monitor_interval({"TASKMETER_MONITOR_INTERVAL": "2.5"}) == 2.5
     assert monitor_interval({}) == 10.0

@@ -20,6 +20,10 @@ from . import settings
 from ._log import swallowed
 
 
+_LONGEST_WAIT_S = 3600.0
+"""The longest the thread sleeps at once while a job is due (it then looks again)."""
+
+
 @dataclass(order=True)
 class _Job:
     due: float
@@ -131,7 +135,9 @@ class Monitor:
                         job = heapq.heappop(self._jobs)
                         self._running_job = job
                         break
-                    self._cond.wait(delay)
+                    # Bounded: a wait beyond threading.TIMEOUT_MAX raises
+                    # (an interval of 1e10 s); it is just taken again.
+                    self._cond.wait(delay if delay < _LONGEST_WAIT_S else _LONGEST_WAIT_S)
             try:
                 job.callback()
             except Exception as exc:
