@@ -11,7 +11,7 @@ import uuid
 import pytest
 from pydantic import ValidationError
 
-from taskmeter import Task, TaskStatus
+from taskmeter import Task, TaskStatus, format_tree
 from taskmeter.task import _running
 
 
@@ -209,6 +209,17 @@ def test_manual_finish_with_status() -> None:
     assert task.task_id not in _running
 
 
+@pytest.mark.parametrize("status", [TaskStatus.RUNNING, "pending", "done"])
+def test_finish_takes_only_a_final_status(status: str) -> None:
+    task = Task("x")
+    task.start()
+    with pytest.raises(ValueError, match=r"pending|running|done"):
+        task.finish(status)  # type: ignore[arg-type]
+    assert task.status is TaskStatus.RUNNING
+    task.finish("failed")  # type: ignore[arg-type]
+    assert task.status is TaskStatus.FAILED
+
+
 def test_add_subtask_is_idempotent_by_id() -> None:
     parent = Task("parent")
     child = Task("child")
@@ -222,6 +233,33 @@ def test_add_subtask_is_idempotent_by_id() -> None:
     other = Task("other", parent=parent)
     parent.add_subtask(other)
     assert [t.label for t in parent.subtasks] == ["child", "other"]
+
+
+def test_add_subtask_refuses_a_cycle() -> None:
+    """A task under itself, an ancestor under its descendant, or a shallow copy sharing the
+    parent's subtask list: ValueError, and the tree is left as it was."""
+    root = Task("root")
+    with root, Task("child") as child, Task("grandchild") as grandchild:
+        pass
+    for parent, task in ((root, root), (child, root), (grandchild, root), (grandchild, child)):
+        with pytest.raises(ValueError, match="cannot be a subtask"):
+            parent.add_subtask(task)
+    with pytest.raises(ValueError, match="cannot be a subtask"):
+        child.add_subtask(child.model_copy())  # shares child's subtask list
+    assert [t.label for t in root.subtasks] == ["child"]
+    assert [t.label for t in child.subtasks] == ["grandchild"]
+    assert grandchild.subtasks == []
+    assert "grandchild" in format_tree(root)
+    assert root.total_cpu() == root.cpu_time
+
+
+def test_add_subtask_of_a_tree_with_a_cycle_ends() -> None:
+    """A tree someone made cyclic by hand is still checked in bounded time."""
+    looped = Task("looped")
+    looped.subtasks.append(looped)
+    holder = Task("holder")
+    holder.add_subtask(looped)
+    assert holder.subtasks == [looped]
 
 
 def test_add_subtask_survives_reassigned_subtask_list() -> None:

@@ -476,8 +476,17 @@ class Task(BaseModel):
             state.refresh = get_monitor().add(self.monitor_refresh, name="task-file")
 
     def finish(self, status: TaskStatus = TaskStatus.FINISHED) -> None:
-        """Finish the task with ``status``: take the final readings and end its span."""
-        self._finish(TaskStatus(status), None)
+        """Finish the task with ``status``: take the final readings and end its span.
+
+        ``status`` is ``finished``, ``failed`` or ``cancelled`` (a
+        :class:`TaskStatus` or its value); anything else raises ``ValueError``.
+        """
+        final = TaskStatus(status)
+        if final is not _FINISHED and final is not _FAILED and final is not _CANCELLED:
+            raise ValueError(
+                f"a task finishes as finished, failed or cancelled, not {final.value!r}"
+            )
+        self._finish(final, None)
 
     def _finish(self, status: TaskStatus, error: BaseException | None) -> None:
         state = self._tm or state_of(self)
@@ -593,9 +602,16 @@ class Task(BaseModel):
         return figures
 
     def add_subtask(self, task: Task) -> None:
-        """Add a subtask, or replace the record of one with the same id."""
+        """Add a subtask, or replace the record of one with the same id.
+
+        Raises ``ValueError`` if ``task`` is this task or holds it (or a
+        shallow copy sharing its subtask list) among its subtasks: the tree
+        would become a cycle, which no walk over it would leave.
+        """
         if not isinstance(task, Task):
             raise TypeError(f"expected a Task, got {type(task).__name__}")
+        if _holds(task, self):
+            raise ValueError(f"{task} cannot be a subtask of {self}: it is or contains {self}")
         state = state_of(self)
         with state.lock:
             subtasks = self.subtasks
@@ -832,6 +848,24 @@ class Task(BaseModel):
 
 _revive_lock = threading.Lock()
 _thaw_lock = threading.Lock()
+
+
+def _holds(tree: Task, task: Task) -> bool:
+    """Whether ``task``, or a task sharing its subtask list, is in ``tree`` (itself included).
+
+    Iterative, and safe on a tree that already has a cycle.
+    """
+    own_list = task.subtasks
+    seen: set[int] = set()
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        if node is task or node.subtasks is own_list:
+            return True
+        if id(node) not in seen:
+            seen.add(id(node))
+            pending.extend(node.subtasks)
+    return False
 
 
 def state_of(task: Task) -> _State:
