@@ -126,6 +126,41 @@ def test_other_host_is_judged_by_the_file_age() -> None:
     assert interruption(task, hostname="here", file_mtime=None, now=now) is None
 
 
+def test_a_record_without_a_pid_is_judged_by_the_file_age() -> None:
+    """LensKit's files name no process: never the reader's own pid, but the file's age."""
+    task = running_record(start_time=time.time())
+    assert task.pid is None
+    now = time.time()
+    assert interruption(task, hostname="here", file_mtime=now - 10, now=now) is None
+    reason = interruption(task, hostname="here", file_mtime=now - 600, now=now, stale_after_s=60)
+    assert reason == "not refreshed for 600 s (the record names no process to check)"
+
+
+def test_show_reads_a_running_lenskit_file_as_running(tmp_path: Path) -> None:
+    """A LensKit task being refreshed (no pid in its file) is running, in the table and JSON;
+    the same file left alone past --stale-after is interrupted."""
+    path = tmp_path / "lenskit.json"
+    document = {
+        "task_id": "6f1c3c0e-8f47-4e57-9d43-2bd0c7d7a3c1",
+        "label": "train",
+        "hostname": Liveness.here().hostname,
+        "status": "running",
+        "start_time": time.time() - 4,
+        "subtasks": [],
+    }
+    path.write_text(json.dumps(document))
+    table = taskmeter("show", str(path))
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[1].split()[:2] == ["train", "running"]
+    as_json = json.loads(taskmeter("show", str(path), "--json").stdout)
+    assert as_json["tasks"][0]["interrupted"] is False
+    old = time.time() - 120
+    os.utime(path, (old, old))
+    stale = taskmeter("show", str(path), "--stale-after", "60")
+    assert stale.stdout.splitlines()[1].split()[:2] == ["train", "interrupted"]
+    assert "names no process" in stale.stderr
+
+
 def test_finished_tasks_are_never_interrupted() -> None:
     """Only 'running' is judged."""
     task = Task.model_validate({"label": "done", "status": "finished", "pid": 999_999_999})

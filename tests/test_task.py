@@ -12,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from taskmeter import Task, TaskStatus, format_tree
+from taskmeter import task as task_module
 from taskmeter.task import _running
 
 
@@ -342,13 +343,29 @@ def test_fast_construction_matches_validation() -> None:
     """The validation-free path of Task() builds what validation would."""
     with Task("parent") as parent:
         fast = Task("child")
-    slow = Task.model_validate({"label": "child", "parent_id": parent.task_id})
+    # The validation that Task(...) runs when given fields (a new task is this process's).
+    slow = Task.model_validate(
+        {"label": "child", "parent_id": parent.task_id}, context=task_module._CONSTRUCTING
+    )
     exclude = {"task_id"}
     assert fast.model_dump(exclude=exclude) == slow.model_dump(exclude=exclude)
     assert fast.model_fields_set == slow.model_fields_set
     assert fast.model_extra == slow.model_extra == {}
     assert fast.task_id.version == 4
     assert str(Task("root").model_dump(exclude_unset=True)["label"]) == "root"
+
+
+def test_pid_is_this_process_for_a_new_task_and_none_for_a_record_without_one() -> None:
+    """Task(...) belongs to this process; a record read without a pid (LensKit's) names none."""
+    import os
+
+    assert Task("new").pid == Task("new", cpu_time=1.0).pid == os.getpid()
+    assert Task("new", subtasks=[{"label": "given"}]).subtasks[0].pid == os.getpid()
+    loaded = Task.model_validate_json('{"label": "lk", "subtasks": [{"label": "sub"}]}')
+    assert loaded.pid is None and loaded.subtasks[0].pid is None
+    assert Task.model_validate({"label": "mine", "pid": 42}).pid == 42
+    again = pickle.loads(pickle.dumps(loaded))
+    assert again.pid is None
 
 
 def test_task_ids_are_unique_and_differ_after_fork() -> None:

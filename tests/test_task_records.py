@@ -224,7 +224,7 @@ def test_refresh_survives_a_task_tree_with_a_cycle(tmp_path: Path) -> None:
     root.start()
     with Task("child") as child:
         pass
-    child.add_subtask(root)  # a misuse: the tree now has a cycle
+    child.subtasks.append(root)  # by hand (add_subtask refuses it): the tree has a cycle
     refresher = threading.Thread(target=root.monitor_refresh, daemon=True)
     refresher.start()
     refresher.join(10)

@@ -9,7 +9,8 @@ tells the two apart:
   zombie, or is a *different* process that got the same id afterwards: one
   that started after the task did (process ids are reused).  A process that
   started no later than the task (to the clock's precision) is the task's;
-* **elsewhere**, where no process can be checked: when the file has not been
+* **elsewhere**, or where the file names no process (LensKit's task files
+  have no ``pid``), so that none can be checked: when the file has not been
   rewritten for longer than ``stale_after_s`` (by default three refresh
   intervals, ``TASKMETER_MONITOR_INTERVAL``, and at least 30 s).
 """
@@ -105,6 +106,8 @@ def interruption(
     limit = default_stale_after() if stale_after_s is None else stale_after_s
     age = (time.time() if now is None else now) - file_mtime
     if age > limit:
+        if task.hostname == hostname:
+            return f"not refreshed for {age:.0f} s (the record names no process to check)"
         return f"not refreshed for {age:.0f} s (host {task.hostname} cannot be checked from here)"
     return None
 

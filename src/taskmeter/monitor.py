@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from . import settings
 from ._log import swallowed
 
-
 _LONGEST_WAIT_S = 3600.0
 """The longest the thread sleeps at once while a job is due (it then looks again)."""
 

@@ -39,6 +39,8 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializeAsAny,
+    ValidationInfo,
+    model_validator,
 )
 
 from . import _process, _workers, propagation, settings
@@ -120,6 +122,11 @@ def _dict_extract_values(data: object) -> object:
     if isinstance(data, dict):
         return list(data.values())
     return data
+
+
+_CONSTRUCTING_KEY = "taskmeter.constructing"
+_CONSTRUCTING = {_CONSTRUCTING_KEY: True}
+"""The validation context of ``Task(...)``: a new task is this process's (see pid)."""
 
 
 class _State:
@@ -256,7 +263,8 @@ class Task(BaseModel):
     energy_sources: dict[str, str] = Field(default_factory=dict)
     """How each energy figure was obtained, by domain (``{"cpu": "rapl"}``)."""
     pid: int | None = Field(default_factory=_process.current_pid)
-    """The id of the process that ran the task."""
+    """The id of the process that ran the task (``None`` in a record that
+    did not say, such as LensKit's)."""
     trace_id: str | None = None
     """The task span's trace id (32 hex digits), when a span was recorded."""
     span_id: str | None = None
@@ -265,6 +273,20 @@ class Task(BaseModel):
     __slots__ = ("_tm",)
     if TYPE_CHECKING:
         _tm: _State | None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _record_without_pid(cls, data: Any, info: ValidationInfo) -> Any:
+        # A record read from elsewhere that names no process (LensKit's task
+        # files have no pid) gets None, not the reader's pid that the default
+        # would give: ``taskmeter show`` would judge the reader's process.
+        if (
+            isinstance(data, dict)
+            and "pid" not in data
+            and not (isinstance(info.context, dict) and info.context.get(_CONSTRUCTING_KEY))
+        ):
+            return {**data, "pid": None}
+        return data
 
     def __init__(
         self,
@@ -305,7 +327,10 @@ class Task(BaseModel):
         else:
             if parent_id is not None:
                 data["parent_id"] = parent_id
-            super().__init__(label=label, **data)
+            data["label"] = label
+            self.__pydantic_validator__.validate_python(
+                data, self_instance=self, context=_CONSTRUCTING
+            )
         state = self._tm or state_of(self)
         state.parent = parent_task
         state.explicit_parent = parent is not None
