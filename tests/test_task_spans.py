@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -13,6 +14,8 @@ from opentelemetry.trace import StatusCode
 
 from taskmeter import Task
 from taskmeter import attributes as attr
+from taskmeter import probes as probes_module
+from taskmeter.probes import Probe
 from taskmeter.testing import SpanCapture
 
 
@@ -40,6 +43,30 @@ def test_span_times_match_task_times(spans: SpanCapture) -> None:
     assert span.start_time is not None and span.end_time is not None
     assert task.start_time == pytest.approx(span.start_time / 1e9, abs=1e-6)
     assert task.finish_time == pytest.approx(span.end_time / 1e9, abs=1e-6)
+
+
+def test_the_first_task_is_not_charged_for_detecting_the_probes(
+    spans: SpanCapture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Detecting energy and GPU sources (the first task of a process) happens before its
+    start time: its span lasts as long as its measured duration."""
+    detect = probes_module._detected_probes
+
+    def slow_detection() -> tuple[Probe, ...]:
+        time.sleep(0.2)
+        return detect()
+
+    monkeypatch.setattr(probes_module, "_detected_probes", slow_detection)
+    monkeypatch.setattr(probes_module, "_active", None)
+    with Task("first") as task:
+        time.sleep(0.05)
+    span = spans.one("first")
+    assert span.start_time is not None and span.end_time is not None
+    span_s = (span.end_time - span.start_time) / 1e9
+    assert task.duration is not None
+    assert 0.05 <= task.duration <= span_s < task.duration + 0.02
+    assert task.finish_time is not None and task.start_time is not None
+    assert task.finish_time - task.start_time < task.duration + 0.02
 
 
 def test_measured_attributes_present_with_units(spans: SpanCapture) -> None:

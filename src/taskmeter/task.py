@@ -457,6 +457,9 @@ class Task(BaseModel):
         state.started = True
         parent = state.parent
         values = self.__dict__
+        # Before the start time: the first call detects the probes (energy,
+        # GPU), which takes milliseconds that belong to no task.
+        probes = active_probes()
         wall_ns = time.time_ns()
 
         try:
@@ -493,7 +496,7 @@ class Task(BaseModel):
         with state.lock:  # see _own_fields_set
             _mark_fields_set(self, _START_FIELDS)
         # Readings come last, so the task is not charged for its own set-up.
-        state.probe_states = begin_probes(active_probes(), state.reset_hwm)
+        state.probe_states = begin_probes(probes, state.reset_hwm)
         state.perf_start = time.perf_counter()
 
         if state.save_file is not None:
