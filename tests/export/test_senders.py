@@ -203,3 +203,12 @@ def test_grpc_unreachable_is_retry() -> None:
         sender.close()
     assert result.outcome is Outcome.RETRY
     assert "UNAVAILABLE" in result.detail or "no answer" in result.detail
+
+
+def test_an_endpoint_that_is_not_a_string_is_a_clear_type_error(tmp_path: object) -> None:
+    from taskmeter.export import DurableSpanExporter
+
+    with pytest.raises(TypeError, match="endpoint must be a URL string, not 5"):
+        sender_for("traces", endpoint=5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="endpoint must be a URL string"):
+        DurableSpanExporter(endpoint=5)  # type: ignore[arg-type]

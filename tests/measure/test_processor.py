@@ -272,6 +272,9 @@ def test_bad_arguments_are_rejected(metrics: Metrics) -> None:
         MeasurementSpanProcessor(["isr.run"])  # type: ignore[list-item]
     with pytest.raises(TypeError, match="MeterProvider"):
         MeasurementSpanProcessor(meter_provider=object())  # type: ignore[arg-type]
+    for wrong in (None, 5, "isr.run"):
+        with pytest.raises(TypeError, match="specs must be MetricSpec objects"):
+            MeasurementSpanProcessor(wrong)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="units"):
         MeasurementSpanProcessor(
             [

@@ -73,6 +73,8 @@ def endpoint_for(
     chosen = _protocol(env, signal, protocol)
     path = f"/v1/{signal}"
     if endpoint is not None:
+        if not isinstance(endpoint, str):
+            raise TypeError(f"endpoint must be a URL string, not {endpoint!r}")
         base = endpoint if "://" in endpoint else f"http://{endpoint}"
         if chosen == "grpc":
             return chosen, base

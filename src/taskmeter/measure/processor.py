@@ -97,6 +97,10 @@ class MeasurementSpanProcessor(SpanProcessor):
     ) -> None:
         if isinstance(specs, MetricSpec):
             specs = (specs,)
+        if isinstance(specs, str | bytes) or not isinstance(specs, Iterable):
+            raise TypeError(
+                f"specs must be MetricSpec objects (an iterable of them), not {specs!r}"
+            )
         spec_list = list(specs)
         for spec in spec_list:
             if not isinstance(spec, MetricSpec):
