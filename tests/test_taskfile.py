@@ -123,6 +123,39 @@ def test_bad_files_name_the_problem(tmp_path: Path, content: str, message: str) 
     assert str(path) in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"label": "x", "duration": 1e400}', "duration: inf is not a finite number"),
+        ('{"label": "x", "duration": NaN}', "duration: nan is not a finite number"),
+        ('{"label": "x", "cpu_time": -5}', "cpu_time: -5.0 is negative"),
+        ('{"label": "x", "peak_memory": -1}', "peak_memory: -1 is negative"),
+        ('{"label": "x", "start_time": Infinity}', "start_time: inf is not a finite number"),
+        (
+            '{"label": "x", "subtasks": [{"label": "a"}, {"label": "b", "gpu_power": -Infinity}]}',
+            "subtasks.1.gpu_power: -inf is not a finite number",
+        ),
+    ],
+)
+def test_figures_that_are_not_finite_or_wrongly_negative_are_refused(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    """NaN, infinities (1e400 included) and negative times or memory: the error names the field."""
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(TaskFileError, match=message):
+        load_task(path)
+
+
+def test_negative_energy_and_early_start_times_still_load(tmp_path: Path) -> None:
+    """LensKit's energy comes from a user's Prometheus query, which may be negative."""
+    path = tmp_path / "odd.json"
+    path.write_text('{"label": "x", "cpu_power": -3.5, "start_time": -1.0, "duration": 0.0}')
+    task = load_task(path)
+    assert task.cpu_power == -3.5
+    assert task.start_time == -1.0
+
+
 def test_missing_file_is_a_task_file_error(tmp_path: Path) -> None:
     with pytest.raises(TaskFileError, match="cannot read task file"):
         load_task(tmp_path / "absent.json")
@@ -232,6 +265,19 @@ def test_we_load_a_lenskit_file(tmp_path: Path) -> None:
     assert task.duration == root.duration
     assert [t.label for t in task.subtasks] == ["lenskit child"]
     assert task.subtasks[0].parent_id == root.task_id
+
+
+def test_we_load_a_lenskit_file_whose_figure_was_not_a_number(tmp_path: Path) -> None:
+    """LensKit writes a NaN figure (a Prometheus answer "NaN") as null, which loads."""
+    LensKitTask = _lenskit_task_class()
+    root = LensKitTask.model_validate({"label": "lenskit root", "status": "finished"})
+    root.cpu_power = float("nan")
+    root.duration = 1.5
+    path = tmp_path / "lenskit.json"
+    path.write_text(root.model_dump_json())
+    task = load_task(path)
+    assert task.cpu_power is None
+    assert task.duration == 1.5
 
 
 def test_friendly_duration_agrees_with_lenskit() -> None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
+import operator
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -140,7 +143,9 @@ def load_task(path: str | os.PathLike[str], *, max_bytes: int = MAX_TASK_FILE_BY
     """Read a task file written by taskmeter or by LensKit.
 
     Raises :class:`TaskFileError` naming the file and the problem when it
-    cannot be read, is larger than ``max_bytes``, or does not hold a task.
+    cannot be read, is larger than ``max_bytes``, or does not hold a task: a
+    figure that is not a finite number (``NaN``, ``Infinity``, ``1e400``), or
+    a negative duration, CPU time or memory, makes the file invalid too.
     """
     source = Path(path)
     try:
@@ -171,16 +176,91 @@ def parse_task(data: bytes | str, source: str = "task file") -> Task:
                 f"{source} is not a valid task file: not UTF-8 text ({exc})"
             ) from exc
     try:
-        return Task.model_validate_json(data)
+        task = Task.model_validate_json(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         if first.get("type") == "json_invalid" and "recursion limit" in str(first.get("msg")):
             # pydantic's JSON parser stops at about 100 levels of subtasks,
             # fewer than it writes (about 127): take the standard parser's.
-            return _parse_deep(data, source)
-        raise _invalid(source, exc) from exc
+            task = _parse_deep(data, source)
+        else:
+            raise _invalid(source, exc) from exc
     except RecursionError as exc:
         raise _too_deep(source) from exc
+    _check_figures(task, source)
+    return task
+
+
+_MEASURED_FIELDS = (
+    "duration",
+    "cpu_time",
+    "cpu_user_time",
+    "cpu_system_time",
+    "peak_memory",
+    "peak_gpu_memory",
+)
+"""Figures read from clocks and counters that only go forward: never negative in a file
+taskmeter or LensKit writes."""
+_SIGNED_FIELDS = ("start_time", "finish_time", "system_power", "cpu_power", "gpu_power")
+"""Figures that must be finite but may be negative: LensKit's energy comes from a
+Prometheus query its users write, which can return a negative value."""
+_measured = operator.itemgetter(*_MEASURED_FIELDS)
+_signed = operator.itemgetter(*_SIGNED_FIELDS)
+_LARGEST = sys.float_info.max
+
+
+def _check_figures(root: Task, source: str) -> None:
+    """Raise :class:`TaskFileError` naming a figure of the tree that is not a finite
+    number, or that is negative where it cannot be.
+
+    Neither taskmeter nor LensKit ever writes ``NaN`` or ``Infinity`` (pydantic
+    writes ``null``), but pydantic's parser reads them, and ``1e400`` as
+    infinity: such a file was written by something else, and showing it would
+    print nonsense and JSON that is not JSON.
+    """
+    stack = [root]
+    while stack:
+        task = stack.pop()
+        values = task.__dict__
+        for value in _measured(values):
+            if value is not None and not 0 <= value <= _LARGEST:
+                raise _bad_figure(root, task, source)
+        for value in _signed(values):
+            if value is not None and not -_LARGEST <= value <= _LARGEST:
+                raise _bad_figure(root, task, source)
+        stack.extend(task.subtasks)
+
+
+def _bad_figure(root: Task, bad: Task, source: str) -> TaskFileError:
+    """The error for the task ``bad`` of ``root``'s tree, naming the field by its path."""
+    paths: list[tuple[Task, str]] = [(root, "")]
+    prefix = ""
+    while paths:
+        task, prefix = paths.pop()
+        if task is bad:
+            break
+        paths.extend((sub, f"{prefix}subtasks.{index}.") for index, sub in enumerate(task.subtasks))
+    values = bad.__dict__
+    for name in (*_MEASURED_FIELDS, *_SIGNED_FIELDS):
+        value = values.get(name)
+        if value is None:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            problem = "is not a finite number"
+        elif abs(value) > _LARGEST:
+            problem = "is too large"
+        elif value < 0 and name in _MEASURED_FIELDS:
+            problem = "is negative"
+        else:
+            continue
+        path = f"{prefix}{name}"
+        if len(path) > 200:
+            path = "..." + path[-197:]
+        shown = repr(value)
+        if len(shown) > 30:
+            shown = shown[:27] + "..."
+        return TaskFileError(f"{source} is not a valid task file: {path}: {shown} {problem}")
+    raise AssertionError("unreachable: the task has a bad figure")
 
 
 def _parse_deep(data: bytes | str, source: str) -> Task:

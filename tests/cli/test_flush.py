@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from taskmeter.export import DurableSpanExporter, DurableSpanProcessor, Spool
@@ -76,6 +77,7 @@ def test_list_shows_what_waits_without_sending(tmp_path: Path) -> None:
     assert result.stdout.startswith("traces: 1 batch(es), 30 span(s), ")
     assert "old" in result.stdout
     assert len(Spool(tmp_path).entries()) == 1
+    (tmp_path / "none").mkdir()
     empty = taskmeter("flush", str(tmp_path / "none"), "--list")
     assert empty.returncode == 0 and "empty" in empty.stdout
 
@@ -108,3 +110,51 @@ def test_damaged_batches_are_removed_and_reported(tmp_path: Path, otlp_sink: Otl
     assert result.returncode == 0, result.stderr
     assert "removed 1 damaged spool file(s)" in result.stderr
     assert len(otlp_sink.spans()) == 7
+
+
+@pytest.mark.parametrize("how", ["flush", "list", "environment"])
+def test_a_spool_that_does_not_exist_is_exit_3(tmp_path: Path, how: str) -> None:
+    """A mistyped DIR or TASKMETER_SPOOL_DIR is not an empty spool: exit 3, one line."""
+    missing = tmp_path / "no-such-spool"
+    if how == "environment":
+        env = clean_environment({"TASKMETER_SPOOL_DIR": str(missing)})
+        result = taskmeter("flush", env=env)
+    else:
+        result = taskmeter("flush", str(missing), *(["--list"] if how == "list" else []))
+    assert result.returncode == 3
+    assert result.stderr.count("\n") == 1
+    assert f"no spool at {missing}: the directory does not exist" in result.stderr
+    assert result.stdout == ""
+    assert not missing.exists()
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "message"),
+    [
+        ("http://127.0.0.1:99999", "the port must be a number from 1 to 65535"),
+        ("http://127.0.0.1:0", "the port must be a number from 1 to 65535"),
+        ("127.0.0.1:http", "the port must be a number from 1 to 65535"),
+        ("ftp://x", "must be an http:// or https:// URL"),
+        ("http://:4318", "no host"),
+        ("http://[::1", "not a URL"),
+    ],
+)
+def test_a_malformed_endpoint_is_a_usage_error(tmp_path: Path, endpoint: str, message: str) -> None:
+    """A bad port, scheme or host in --otlp-endpoint: exit 2 before anything is sent."""
+    spool_spans(tmp_path, 3)
+    before = Spool(tmp_path).entries()
+    result = taskmeter("flush", str(tmp_path), "--otlp-endpoint", endpoint)
+    assert result.returncode == 2
+    assert "--otlp-endpoint" in result.stderr and message in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert Spool(tmp_path).entries() == before
+
+
+def test_the_endpoint_message_keeps_credentials_out(tmp_path: Path) -> None:
+    """User information and query of a malformed endpoint are not printed."""
+    result = taskmeter(
+        "flush", str(tmp_path), "--otlp-endpoint", "https://user:secret@host:99999/x?key=k2"
+    )
+    assert result.returncode == 2
+    assert "https://host:99999/x" in result.stderr
+    assert "secret" not in result.stderr and "k2" not in result.stderr

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -177,3 +179,37 @@ def test_console_script_writes_output_file(metadata_file: Path, tmp_path: Path) 
     )  # fmt: skip
     assert result.returncode == EXIT_OK, result.stderr
     assert json.loads(out.read_text())[0]["value"] == 2000000.0
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def readme_measure_commands() -> list[list[str]]:
+    """The commands of the README's "From the shell" block for ``taskmeter measure``."""
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"\*\*From the shell\.\*\*.*?```sh\n(.*?)```", readme, re.S)
+    assert block, "the README shows taskmeter measure in a sh block"
+    text = block.group(1).replace("\\\n", " ")
+    commands = []
+    for line in text.splitlines():
+        words = shlex.split(line, comments=True)
+        if words:
+            commands.append(words)
+    return commands
+
+
+def test_readme_measure_command_measures_the_example_pipeline(tmp_path: Path) -> None:
+    """The README's commands, run as written: every metric is measured, none is missing."""
+    commands = readme_measure_commands()
+    assert [words[0] for words in commands] == ["python", "taskmeter"]
+    for words in commands:
+        program, *args = words
+        if program == "python":
+            line = [sys.executable, str(ROOT / args[0]), *args[1:], "--pixels", "20000"]
+        else:
+            line = [sys.executable, "-m", "taskmeter", *args]
+        result = subprocess.run(line, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert result.returncode == EXIT_OK, result.stderr
+    assert "no work found" not in result.stderr
+    metrics = [measurement["metric"] for measurement in json.loads(result.stdout)]
+    assert metrics == ["pipe_tasks.ProcessCcdTime", "ip_isr.IsrCpuTime", "ip_isr.IsrMemory"]

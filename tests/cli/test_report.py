@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from taskmeter import Task
 from taskmeter.report import COLUMNS, render_html, report_data
 from taskmeter.taskfile import save_task
 
-from .runner import taskmeter
+from .runner import clean_environment, taskmeter
 from .trees import make_tree
 
 
@@ -89,3 +91,56 @@ def test_errors_exit_3_or_4_with_one_line(tmp_path: Path) -> None:
     assert unwritable.returncode == 4 and "cannot write the report" in unwritable.stderr
     for result in (missing, unwritable):
         assert "Traceback" not in result.stderr
+
+
+def test_the_report_never_replaces_its_task_file(tmp_path: Path) -> None:
+    """A task file named .html, -o naming it, or a link to it: exit 2, the file unchanged."""
+    source = tmp_path / "run.html"
+    save_task(make_tree(1, 1, 1), source)
+    (tmp_path / "link.html").symlink_to(source)
+    before = source.read_bytes()
+    for options in ([], ["-o", str(source)], ["-o", str(tmp_path / "link.html")]):
+        result = taskmeter("report", str(source), *options)
+        assert result.returncode == 2, options
+        assert "is the task file itself" in result.stderr
+        assert result.stderr.count("\n") == 1
+        assert source.read_bytes() == before
+    linked = taskmeter("report", str(tmp_path / "link.html"), "-o", str(tmp_path / "r.html"))
+    assert linked.returncode == 0, linked.stderr
+    assert source.read_bytes() == before
+
+
+def report_from_stdin(source: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    with source.open() as stdin:
+        return subprocess.run(
+            [sys.executable, "-m", "taskmeter", "report", "-", *options],
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=clean_environment(),
+        )
+
+
+def test_standard_input_and_output(tmp_path: Path) -> None:
+    """'-' reads the task from standard input; -o - writes the page to standard output."""
+    source = tmp_path / "t.json"
+    save_task(make_tree(1, 2, 1), source)  # root > stage > 2 steps > 1 item each
+    no_output = report_from_stdin(source)
+    assert no_output.returncode == 2
+    assert "give the report's path with -o" in no_output.stderr
+    piped = report_from_stdin(source, "-o", "-")
+    assert piped.returncode == 0, piped.stderr
+    assert len(embedded_data(piped.stdout)["tasks"]) == 6  # type: ignore[arg-type]
+    to_stdout = subprocess.run(
+        [sys.executable, "-m", "taskmeter", "report", str(source), "-o", "-"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_environment(),
+        cwd=tmp_path,
+    )
+    assert to_stdout.returncode == 0, to_stdout.stderr
+    assert embedded_data(to_stdout.stdout)["file"] == str(source)
+    assert "standard output" in to_stdout.stderr
+    assert not (tmp_path / "-").exists()

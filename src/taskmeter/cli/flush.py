@@ -30,8 +30,8 @@ exit status:
   0  nothing is left in the spool (--list: the spool is empty)
   1  batches are left (the endpoint did not answer, or --timeout passed;
      --list: batches wait)
-  2  wrong options, or no spool named
-  3  the spool directory cannot be read
+  2  wrong options (a malformed --otlp-endpoint), or no spool named
+  3  the spool directory does not exist or cannot be read
 """
 
 _ITEM_NAMES = {"traces": "span(s)", "metrics": "metric point(s)", "logs": "log record(s)"}
@@ -80,16 +80,58 @@ def handle(args: argparse.Namespace) -> int:
     if not args.timeout > 0:
         error(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
         return EXIT_USAGE
-    if os.path.exists(directory) and not os.path.isdir(directory):
+    if args.otlp_endpoint is not None:
+        problem = endpoint_problem(args.otlp_endpoint)
+        if problem is not None:
+            error(f"--otlp-endpoint: {problem}")
+            return EXIT_USAGE
+    if not os.path.exists(directory):
+        # A typing mistake in DIR or TASKMETER_SPOOL_DIR must not read as "nothing left".
+        error(
+            f"no spool at {directory}: the directory does not exist "
+            "(a spool is made when a batch is first kept in it)"
+        )
+        return EXIT_BAD_FILE
+    if not os.path.isdir(directory):
         error(f"{directory} is not a directory")
         return EXIT_BAD_FILE
-    if os.path.isdir(directory) and not os.access(directory, os.R_OK | os.X_OK):
+    if not os.access(directory, os.R_OK | os.X_OK):
         error(f"cannot read the spool {directory}: permission denied")
         return EXIT_BAD_FILE
     spool = Spool(directory)
     if args.list:
         return _list(spool)
     return _flush(spool, args)
+
+
+def endpoint_problem(endpoint: str) -> str | None:
+    """Why ``endpoint`` (``--otlp-endpoint``) cannot be an OTLP endpoint, or ``None``.
+
+    The exporters take an http(s) URL, or ``host:port`` (read as
+    ``http://host:port``); the port, when given, must be 1 to 65535.
+    """
+    import re
+    from urllib.parse import urlsplit
+
+    url = endpoint if "://" in endpoint else f"http://{endpoint}"
+    # For messages: without user information, query and fragment (credentials).
+    shown = re.sub(r"//[^/]*@", "//", re.split(r"[?#]", url, maxsplit=1)[0])
+    if any(ch.isspace() for ch in url):
+        return f"{shown!r} contains white space"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        if str(exc).startswith("Port"):
+            return f"{shown}: the port must be a number from 1 to 65535"
+        return f"{shown} is not a URL ({exc})"
+    if parts.scheme not in ("http", "https"):
+        return f"{shown}: the endpoint must be an http:// or https:// URL"
+    if not parts.hostname:
+        return f"{shown}: no host"
+    if port == 0:
+        return f"{shown}: the port must be a number from 1 to 65535"
+    return None
 
 
 def _list(spool: Spool) -> int:

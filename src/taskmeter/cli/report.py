@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import sys
 import time
 from pathlib import Path
 
-from ._common import EXIT_BAD_FILE, EXIT_OK, EXIT_OUTPUT_FAILED, error, say
+from ._common import EXIT_BAD_FILE, EXIT_OK, EXIT_OUTPUT_FAILED, EXIT_USAGE, error, say
 from ._select import load_or_explain
 
 DESCRIPTION = """\
@@ -20,13 +23,18 @@ EPILOG = """\
 examples:
   taskmeter report runs/train.json                 # writes runs/train.html
   taskmeter report runs/train.json -o report.html --title "nightly training"
+  taskmeter report - -o - < runs/train.json > report.html
 
 exit status:
   0  report written
-  2  wrong options
+  2  wrong options: FILE '-' without -o, or a report path that is FILE itself
   3  FILE is missing, unreadable or not a task file
   4  the report could not be written
 """
+
+
+STDOUT = "-"
+"""``-o -``: the report goes to standard output."""
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,8 +51,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "-o",
         "--output",
         metavar="HTML",
-        type=Path,
-        help="where to write the report (default: FILE with the suffix .html)",
+        help="where to write the report, '-' for standard output (default: FILE with the "
+        "suffix .html; never FILE itself)",
     )
     parser.add_argument("--title", help="the page title (default: the root task's label)")
     parser.set_defaults(handler=handle)
@@ -52,12 +60,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def handle(args: argparse.Namespace) -> int:
     """Write the report; returns the exit status (see the epilog)."""
-    output: Path | None = args.output
+    output = _output_path(args.file, args.output)
     if output is None:
-        if args.file == "-":
-            error("reading standard input: give the report's path with -o")
-            return EXIT_OUTPUT_FAILED
-        output = Path(args.file).with_suffix(".html")
+        return EXIT_USAGE
     root = load_or_explain(args.file)
     if root is None:
         return EXIT_BAD_FILE
@@ -66,14 +71,72 @@ def handle(args: argparse.Namespace) -> int:
 
     began = time.perf_counter()
     page = render_html(root, title=args.title, source=None if args.file == "-" else args.file)
-    try:
-        write_atomic(output, page, durable=False)
-    except OSError as exc:
-        error(f"cannot write the report {output}: {exc}")
-        return EXIT_OUTPUT_FAILED
+    if output == STDOUT:
+        if not _write_stdout(page):
+            return EXIT_OUTPUT_FAILED
+        where = "the report to standard output"
+    else:
+        try:
+            write_atomic(output, page, durable=False)
+        except OSError as exc:
+            error(f"cannot write the report {output}: {exc}")
+            return EXIT_OUTPUT_FAILED
+        where = str(output)
     count = sum(1 for _ in root.walk())
     say(
-        f"taskmeter: wrote {output} ({count} task{'s' if count != 1 else ''}, "
+        f"taskmeter: wrote {where} ({count} task{'s' if count != 1 else ''}, "
         f"{len(page.encode()) / 1024:.0f} KiB, {time.perf_counter() - began:.2f} s)"
     )
     return EXIT_OK
+
+
+def _output_path(source: str, output: str | None) -> Path | str | None:
+    """Where the report of ``source`` goes (a path or :data:`STDOUT`), or ``None`` after
+    printing why it cannot go anywhere: it would replace ``source`` itself."""
+    if output == STDOUT:
+        return STDOUT
+    if output is not None:
+        if source != "-" and _same_file(source, output):
+            error(
+                f"-o {output} is the task file itself: the report would replace it; "
+                "give another path"
+            )
+            return None
+        return Path(output)
+    if source == "-":
+        error(
+            "reading standard input: give the report's path with -o "
+            "(-o - writes it to standard output)"
+        )
+        return None
+    default = Path(source).with_suffix(".html")
+    if _same_file(source, default):
+        error(
+            f"the report's default path {default} is the task file itself; "
+            "give another path with -o"
+        )
+        return None
+    return default
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether ``a`` and ``b`` name one existing file (through links too)."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
+def _write_stdout(page: str) -> bool:
+    try:
+        sys.stdout.write(page)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `taskmeter report f.json -o - | head`
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        error("cannot write the report to standard output: the reader went away")
+        return False
+    except (OSError, ValueError) as exc:
+        error(f"cannot write the report to standard output: {exc}")
+        return False
+    return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -114,7 +115,7 @@ def handle(args: argparse.Namespace) -> int:
             "file": args.file,
             "tasks": [row_json(row, reason_of(row.task)) for row in matched],
         }
-        _print(json.dumps(document, indent=2))
+        _print(json.dumps(document, indent=2, allow_nan=False))
     elif matched:
         _print(format_rows(rows, status_of))
     interrupted = {reason for row in rows if (reason := reason_of(row.task))}
@@ -150,9 +151,20 @@ def _print(text: str) -> None:
 def energy_j(task: Task) -> float | None:
     """The task's energy: the system's if measured, else CPU + GPU; ``None`` if none."""
     if task.system_power is not None:
-        return task.system_power
+        return finite(task.system_power)
     parts = [v for v in (task.cpu_power, task.gpu_power) if v is not None]
-    return sum(parts) if parts else None
+    return finite(sum(parts)) if parts else None
+
+
+def finite(value: float | None) -> float | None:
+    """``value``, or ``None`` where it is not a finite number (shown as ``-``, ``null`` in JSON).
+
+    :func:`~taskmeter.taskfile.load_task` refuses such figures; a sum of two
+    huge ones (a CPU total) can still overflow.
+    """
+    if value is None or math.isfinite(value):
+        return value
+    return None
 
 
 def row_json(row: Selected, interrupted: str | None = None) -> dict[str, Any]:
@@ -163,7 +175,7 @@ def row_json(row: Selected, interrupted: str | None = None) -> dict[str, Any]:
     """
     task = row.task
     energy = {
-        domain: value
+        domain: finite(value)
         for domain, value in (
             ("cpu", task.cpu_power),
             ("gpu", task.gpu_power),
@@ -181,11 +193,11 @@ def row_json(row: Selected, interrupted: str | None = None) -> dict[str, Any]:
         "interrupted": interrupted is not None,
         "interrupted_reason": interrupted,
         "subprocess": task.subprocess,
-        "start_time": task.start_time,
-        "finish_time": task.finish_time,
-        "duration_s": task.duration,
-        "cpu_time_s": task.cpu_time,
-        "cpu_total_s": task.total_cpu(),
+        "start_time": finite(task.start_time),
+        "finish_time": finite(task.finish_time),
+        "duration_s": finite(task.duration),
+        "cpu_time_s": finite(task.cpu_time),
+        "cpu_total_s": finite(task.total_cpu()),
         "peak_memory_bytes": task.peak_memory,
         "peak_gpu_memory_bytes": task.peak_gpu_memory,
         "energy_j": energy,
@@ -210,8 +222,8 @@ def format_rows(rows: list[Selected], status_of: Callable[[Task], str] | None = 
             (
                 f"{'  ' * row.depth}{marker}{task.label}",
                 task.status.value if status_of is None else status_of(task),
-                friendly_seconds(task.duration),
-                friendly_seconds(task.total_cpu()),
+                friendly_seconds(finite(task.duration)),
+                friendly_seconds(finite(task.total_cpu())),
                 friendly_bytes(task.peak_memory),
                 friendly_bytes(task.peak_gpu_memory),
                 friendly_energy(energy_j(task)),
