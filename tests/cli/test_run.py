@@ -156,6 +156,17 @@ def test_unwritable_task_file_stops_before_running(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:99999", "ftp://collector", "http://"])
+def test_malformed_otlp_endpoint_is_a_usage_error_before_running(
+    tmp_path: Path, endpoint: str
+) -> None:
+    marker = tmp_path / "ran"
+    result = taskmeter("run", "--otlp-endpoint", endpoint, "--", "touch", str(marker))
+    assert result.returncode == 2, result.stderr
+    assert "--otlp-endpoint" in result.stderr
+    assert not marker.exists()
+
+
 def test_task_file_in_a_place_no_file_can_be_made_stops_before_running(tmp_path: Path) -> None:
     """Permissions say yes to root, but /proc takes no files: still 125, before the command."""
     marker = tmp_path / "ran"

@@ -8,7 +8,15 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from ._common import EXIT_BAD_FILE, EXIT_NO_MATCH, EXIT_OK, EXIT_USAGE, error, say
+from ._common import (
+    EXIT_BAD_FILE,
+    EXIT_NO_MATCH,
+    EXIT_OK,
+    EXIT_USAGE,
+    endpoint_problem,
+    error,
+    say,
+)
 
 if TYPE_CHECKING:
     from ..export import Spool
@@ -102,36 +110,6 @@ def handle(args: argparse.Namespace) -> int:
     if args.list:
         return _list(spool)
     return _flush(spool, args)
-
-
-def endpoint_problem(endpoint: str) -> str | None:
-    """Why ``endpoint`` (``--otlp-endpoint``) cannot be an OTLP endpoint, or ``None``.
-
-    The exporters take an http(s) URL, or ``host:port`` (read as
-    ``http://host:port``); the port, when given, must be 1 to 65535.
-    """
-    import re
-    from urllib.parse import urlsplit
-
-    url = endpoint if "://" in endpoint else f"http://{endpoint}"
-    # For messages: without user information, query and fragment (credentials).
-    shown = re.sub(r"//[^/]*@", "//", re.split(r"[?#]", url, maxsplit=1)[0])
-    if any(ch.isspace() for ch in url):
-        return f"{shown!r} contains white space"
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        if str(exc).startswith("Port"):
-            return f"{shown}: the port must be a number from 1 to 65535"
-        return f"{shown} is not a URL ({exc})"
-    if parts.scheme not in ("http", "https"):
-        return f"{shown}: the endpoint must be an http:// or https:// URL"
-    if not parts.hostname:
-        return f"{shown}: no host"
-    if port == 0:
-        return f"{shown}: the port must be a number from 1 to 65535"
-    return None
 
 
 def _list(spool: Spool) -> int:

@@ -19,6 +19,7 @@ from .. import propagation
 from ._common import (
     EXIT_TASKMETER_FAILED,
     EXIT_USAGE,
+    endpoint_problem,
     error,
     say,
 )
@@ -138,6 +139,9 @@ def handle(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if not args.interval > 0:
         error(f"--interval must be a positive number of seconds, not {args.interval:g}")
+        return EXIT_USAGE
+    if args.otlp_endpoint is not None and (problem := endpoint_problem(args.otlp_endpoint)):
+        error(f"--otlp-endpoint: {problem}")
         return EXIT_USAGE
     try:
         return _Run(args, argv).execute()
