@@ -113,6 +113,8 @@ def test_redact_url_drops_credentials_query_and_fragment() -> None:
         == "https://collector.example:4318/v1/traces"
     )
     assert redact_url("http://[::1]:4318/v1/traces") == "http://[::1]:4318/v1/traces"
+    assert redact_url("https://u:pw@host:99999/x?t=1") == "https://host:99999/x"
+    assert redact_url("http://[::1") == "(an unparsable endpoint)"
 
 
 def test_endpoint_with_credentials_is_shown_without_them() -> None:

@@ -39,12 +39,12 @@ def endpoint_problem(endpoint: str) -> str | None:
     The exporters take an http(s) URL, or ``host:port`` (read as
     ``http://host:port``); the port, when given, must be 1 to 65535.
     """
-    import re
     from urllib.parse import urlsplit
 
+    from ..export.senders import redact_url
+
     url = endpoint if "://" in endpoint else f"http://{endpoint}"
-    # For messages: without user information, query and fragment (credentials).
-    shown = re.sub(r"//[^/]*@", "//", re.split(r"[?#]", url, maxsplit=1)[0])
+    shown = redact_url(url)  # messages never show user information or a query
     if any(ch.isspace() for ch in url):
         return f"{shown!r} contains white space"
     try:

@@ -75,12 +75,15 @@ def redact_url(url: str) -> str:
     """``url`` without user information, query and fragment (for messages)."""
     try:
         parts = urlsplit(url)
+    except ValueError:
+        return "(an unparsable endpoint)"
+    try:
         host = parts.hostname or ""
         if ":" in host:
             host = f"[{host}]"
         port = f":{parts.port}" if parts.port is not None else ""
-    except ValueError:
-        return "(an unparsable endpoint)"
+    except ValueError:  # a port that is not one: shown as given, without user information
+        host, port = parts.netloc.rpartition("@")[2], ""
     if not parts.scheme:
         return f"{host}{port}" if host else "(endpoint)"
     return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
