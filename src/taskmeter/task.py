@@ -596,19 +596,12 @@ class Task(BaseModel):
             return
         # Down the tree (a running subtask may be below finished ones); the
         # file is saved right after, which costs more than this walk.
-        below = list(self.subtasks)
-        seen = {id(self)}
-        while below:
-            task = below.pop()
-            if id(task) in seen:  # a task added as a subtask twice, or under itself
-                continue
-            seen.add(id(task))
-            if task.status is _RUNNING and _running.get(task.task_id) is task:
+        for task in _each_once(self):
+            if task is not self and task.status is _RUNNING and _running.get(task.task_id) is task:
                 try:
                     task.update_resources()
                 except Exception as exc:
                     swallowed("task.refresh", exc)
-            below.extend(task.subtasks)
         self.update()
 
     def update_resources(self) -> Figures:
@@ -878,22 +871,26 @@ _revive_lock = threading.Lock()
 _thaw_lock = threading.Lock()
 
 
-def _holds(tree: Task, task: Task) -> bool:
-    """Whether ``task``, or a task sharing its subtask list, is in ``tree`` (itself included).
+def _each_once(tree: Task) -> Iterator[Task]:
+    """Every task object of ``tree``, itself included, once each, in no set order.
 
-    Iterative, and safe on a tree that already has a cycle.
+    Iterative, and safe on a tree with a cycle or a task added twice (which
+    users can make by hand; :meth:`Task.add_subtask` refuses a cycle).
     """
-    own_list = task.subtasks
     seen: set[int] = set()
     pending = [tree]
     while pending:
-        node = pending.pop()
-        if node is task or node.subtasks is own_list:
-            return True
-        if id(node) not in seen:
-            seen.add(id(node))
-            pending.extend(node.subtasks)
-    return False
+        task = pending.pop()
+        if id(task) not in seen:
+            seen.add(id(task))
+            yield task
+            pending.extend(task.subtasks)
+
+
+def _holds(tree: Task, task: Task) -> bool:
+    """Whether ``task``, or a task sharing its subtask list, is in ``tree`` (itself included)."""
+    own_list = task.subtasks
+    return any(node is task or node.subtasks is own_list for node in _each_once(tree))
 
 
 def state_of(task: Task) -> _State:

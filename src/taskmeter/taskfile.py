@@ -218,9 +218,7 @@ def _check_figures(root: Task, source: str) -> None:
     infinity: such a file was written by something else, and showing it would
     print nonsense and JSON that is not JSON.
     """
-    stack = [root]
-    while stack:
-        task = stack.pop()
+    for _, task in root.walk():
         values = task.__dict__
         for value in _measured(values):
             if value is not None and not 0 <= value <= _LARGEST:
@@ -228,7 +226,6 @@ def _check_figures(root: Task, source: str) -> None:
         for value in _signed(values):
             if value is not None and not -_LARGEST <= value <= _LARGEST:
                 raise _bad_figure(root, task, source)
-        stack.extend(task.subtasks)
 
 
 def _bad_figure(root: Task, bad: Task, source: str) -> TaskFileError:
