@@ -510,7 +510,7 @@ class Task(BaseModel):
         :class:`TaskStatus` or its value); anything else raises ``ValueError``.
         """
         final = TaskStatus(status)
-        if final is not _FINISHED and final is not _FAILED and final is not _CANCELLED:
+        if final not in (_FINISHED, _FAILED, _CANCELLED):
             raise ValueError(
                 f"a task finishes as finished, failed or cancelled, not {final.value!r}"
             )
