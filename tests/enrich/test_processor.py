@@ -329,3 +329,72 @@ def test_selection_comes_from_the_environment_and_a_bad_one_falls_back(
     monkeypatch.setenv("TASKMETER_ENRICH", "roots,kind:client")
     assert EnrichingSpanProcessor().selector.description == "root,marked"
     assert "ignoring TASKMETER_ENRICH='roots,kind:client'" in caplog.text
+
+
+class _Hearing(SpanProcessor):
+    """Counts the starts and endings it hears (a processor that uses both hooks)."""
+
+    def __init__(self) -> None:
+        self.heard: list[str] = []
+
+    def on_start(self, span: object, parent_context: object = None) -> None:
+        self.heard.append("start")
+
+    def _on_ending(self, span: object) -> None:
+        self.heard.append("ending")
+
+
+def test_start_and_ending_reach_the_processors_that_use_them_added_at_any_time() -> None:
+    """Processors whose on_start/_on_ending do something hear every span, whether wrapped
+    at construction or added later; a removed one hears no more."""
+    first, later = _Hearing(), _Hearing()
+    wrapper = EnrichingSpanProcessor(SimpleSpanProcessor(InMemorySpanExporter()), first)
+    provider = TracerProvider()
+    provider.add_span_processor(wrapper)
+    tracer = provider.get_tracer("app")
+    with tracer.start_as_current_span("one"):
+        pass
+    wrapper.add_span_processor(later)
+    with tracer.start_as_current_span("two"):
+        pass
+    wrapper.remove_span_processor(first)
+    with tracer.start_as_current_span("three"):
+        pass
+    provider.shutdown()
+    assert first.heard == ["start", "ending"] * 2
+    assert later.heard == ["start", "ending"] * 2
+
+
+def test_only_methods_whose_body_is_pass_are_skipped() -> None:
+    """The check that spares unselected spans the calls of empty hooks skips nothing else."""
+
+    def documented(self: object, span: object, parent_context: object = None) -> None:
+        """Only a docstring."""
+
+    class Lambdas(SpanProcessor):
+        on_start = lambda self, span, parent_context=None: None  # noqa: E731
+        _on_ending = lambda self, span: print(span)  # noqa: E731
+
+    class Static(SpanProcessor):
+        on_start = staticmethod(documented)
+
+    class Intercepting(SpanProcessor):
+        def __getattribute__(self, name: str) -> object:
+            return super().__getattribute__(name)
+
+    instance_hook = SpanProcessor()
+    instance_hook.on_start = lambda span, parent_context=None: None  # type: ignore[method-assign]
+    documented_class = type("Documented", (SpanProcessor,), {"on_start": documented})
+    does_nothing = enrich_processor._does_nothing
+    assert does_nothing(SpanProcessor(), "on_start")
+    assert does_nothing(SpanProcessor(), "_on_ending")
+    assert does_nothing(SimpleSpanProcessor(InMemorySpanExporter()), "on_start")
+    assert does_nothing(documented_class(), "on_start")
+    assert does_nothing(Lambdas(), "on_start")
+    assert not does_nothing(Lambdas(), "_on_ending")
+    assert not does_nothing(_Hearing(), "on_start")
+    assert not does_nothing(_Hearing(), "_on_ending")
+    assert not does_nothing(Static(), "on_start")
+    assert not does_nothing(Intercepting(), "on_start")
+    assert not does_nothing(instance_hook, "on_start")
+    assert does_nothing(MeasurementSpanProcessor(), "on_start")  # a docstring only

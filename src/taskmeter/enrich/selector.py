@@ -17,6 +17,8 @@ from ..tracing import INSTRUMENTATION_NAME
 
 __all__ = ["SpanSelector"]
 
+_IS_REMOTE = 2  # SpanContext(trace_id, span_id, is_remote, ...)[2]
+
 _KINDS: dict[str, SpanKind] = {kind.name.lower(): kind for kind in SpanKind}
 
 
@@ -170,14 +172,19 @@ def _compile(
     def test(span: ReadableSpan) -> bool:
         if roots:
             parent = span.parent
-            if parent is None or parent.is_remote:
+            # SpanContext is a tuple; item 2 is its is_remote (read without
+            # the property's call: this runs for every span that starts).
+            if parent is None or parent[_IS_REMOTE]:
                 return _not_taskmeter(span)
         if kinds and span.kind in kinds:
             return _not_taskmeter(span)
         if match_name is not None and match_name(span.name):
             return _not_taskmeter(span)
         if marked:
-            raw = raw_attributes(span)
+            # raw_attributes(span), its common case inline.
+            raw = getattr(getattr(span, "_attributes", None), "_dict", None)
+            if type(raw) is not dict:
+                raw = raw_attributes(span)
             if raw and raw.get(enrich_key) is True:
                 return _not_taskmeter(span)
         return False
