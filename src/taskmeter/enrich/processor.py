@@ -285,6 +285,10 @@ class EnrichingSpanProcessor(SpanProcessor):
     (``enrich.processor.<class>.<method>``), and the others still receive
     the span.  Selected spans beyond ``max_open`` are counted
     (``enrich.max_open``) and passed on without figures.
+
+    A wrapped processor whose ``on_start`` (or the SDK's private
+    ``_on_ending``) has a body of ``pass`` alone is not called for it; this is
+    decided when the processor is wrapped.
     """
 
     def __init__(
