@@ -350,3 +350,18 @@ def test_back_to_back_top_level_tasks_keep_one_sampler(powercap: FakePowercap) -
     assert added == 1 and probe.sampling
     probe.tick()
     assert not probe.sampling
+
+
+def test_a_counter_going_backwards_is_not_taken_for_a_wrap(powercap: FakePowercap) -> None:
+    """A counter that drops by less than half its range was reset, not wrapped: the task
+    open across the drop gets no figure (not a whole range of joules); later tasks are right."""
+    zone = powercap.zone("intel-rapl:0", "package-0", energy_j=1000.0)
+    probe = use(RaplProbe(powercap.root))
+    with Task("across the drop") as dropped:
+        zone.total_uj -= 1_000_000  # one joule backwards
+        zone.advance(0.0)
+    with Task("after the drop") as after:
+        zone.advance(3.5)
+    assert dropped.cpu_power is None
+    assert after.cpu_power == pytest.approx(3.5, abs=1e-6)
+    assert probe.missed_wraps == 1

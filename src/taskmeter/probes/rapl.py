@@ -21,8 +21,9 @@ take only minutes.  Each counter is extended past its wraps by reading it at
 least :data:`SAMPLES_PER_WRAP` times per wrap period, the period computed from
 the range and a conservative maximum power.  The probe registers that sample
 with the monitor thread while one of its tasks is open; if the counters still
-went unread for longer than a wrap period (the process was stopped, say), the
-tasks that spanned the gap report no energy rather than a wrong one.
+went unread for longer than a wrap period (the process was stopped, say), or
+a counter went backwards instead of wrapping (a drop of less than half its
+range), the tasks that spanned the gap report no energy rather than a wrong one.
 """
 
 from __future__ import annotations
@@ -146,9 +147,16 @@ def _keep_preferred(found: dict[str, RaplZone], zone: RaplZone) -> None:
 
 
 class _Counter:
-    """One zone's ``energy_uj``, extended past its wraps: microjoules since it was opened."""
+    """One zone's ``energy_uj``, extended past its wraps: microjoules since it was opened.
 
-    __slots__ = ("fd", "last_raw", "offset_uj", "range_uj", "zone")
+    Between two reads a counter advances by at most a quarter of its range
+    (:data:`SAMPLES_PER_WRAP`), so a drop of at least half the range is a wrap,
+    and a smaller drop is the counter going backwards (reset by the firmware,
+    or wrapping below the ``max_energy_range_uj`` the driver reports): the
+    energy since the last read is then unknown, and :attr:`jumps` counts it.
+    """
+
+    __slots__ = ("fd", "jumps", "last_raw", "offset_uj", "range_uj", "zone")
 
     def __init__(self, zone: RaplZone) -> None:
         self.zone = zone
@@ -160,14 +168,21 @@ class _Counter:
             os.close(self.fd)
             raise
         self.offset_uj = -self.last_raw
+        self.jumps = 0
+        """Times the counter went backwards instead of wrapping."""
 
     def _raw(self) -> int:
         return int(os.pread(self.fd, 32, 0))
 
     def update(self) -> int:
         raw = self._raw()
-        if raw < self.last_raw:  # wrapped (at most once: see SAMPLES_PER_WRAP)
-            self.offset_uj += self.range_uj
+        drop = self.last_raw - raw
+        if drop > 0:
+            if 2 * drop >= self.range_uj:  # wrapped (at most once: see SAMPLES_PER_WRAP)
+                self.offset_uj += self.range_uj
+            else:  # went backwards: carry on from the new value, the gap uncounted
+                self.offset_uj += drop
+                self.jumps += 1
         self.last_raw = raw
         return self.offset_uj + raw
 
@@ -245,7 +260,7 @@ class RaplProbe(SampledProbe):
         else:
             self.wrap_period_s = float("inf")
         self.missed_wraps = 0
-        """Times the counters went unread for longer than a wrap period."""
+        """Times the counters went unread for longer than a wrap period, or went backwards."""
         self._last_read: float | None = None
 
     @property
@@ -314,7 +329,12 @@ class RaplProbe(SampledProbe):
             if last is not None and now - last > self.wrap_period_s:
                 self.missed_wraps += 1
             self._last_read = now
-            return [counter.update() for counter in self._counters], self.missed_wraps
+            counters = self._counters
+            jumps = sum(counter.jumps for counter in counters)
+            values = [counter.update() for counter in counters]
+            if sum(counter.jumps for counter in counters) != jumps:
+                self.missed_wraps += 1
+            return values, self.missed_wraps
 
     def begin(self, *, reset_peak: bool = True) -> _RaplState | None:
         if not self._counters:
@@ -334,8 +354,8 @@ class RaplProbe(SampledProbe):
         if missed != state.missed:
             debug_once(
                 "rapl.missed",
-                "RAPL counters went unread for over %.0f s (the process was stopped?); "
-                "tasks open meanwhile report no RAPL energy",
+                "RAPL counters went unread for over %.0f s (the process was stopped?), "
+                "or one went backwards; tasks open meanwhile report no RAPL energy",
                 self.wrap_period_s,
             )
             return
