@@ -267,6 +267,32 @@ def test_bad_spec_file_in_the_environment_is_a_warning(
     assert "TASKMETER_METRIC_SPECS" in caplog.text and "missing field" in caplog.text
 
 
+def test_spec_file_in_the_environment_with_clashing_units_is_a_warning(
+    metrics: Metrics,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A file giving one metric two units (within itself, or against the code's specs)
+    is reported and ignored: the processor is still made, with the code's specs."""
+    clash_within = tmp_path / "within.toml"
+    clash_within.write_text(
+        '[[metrics]]\nkind = "timing"\ntarget = "a.run"\npackage = "p"\nmetric = "m"\n'
+        '[[metrics]]\nkind = "memory"\ntarget = "b.run"\npackage = "p"\nmetric = "M"\n'
+    )
+    clash_with_code = tmp_path / "with_code.toml"
+    clash_with_code.write_text(
+        '[[metrics]]\nkind = "memory"\ntarget = "b.run"\npackage = "ip_isr"\n'
+        'metric = "IsrCpuTime"\n'
+    )
+    for spec_file in (clash_within, clash_with_code):
+        monkeypatch.setenv("TASKMETER_METRIC_SPECS", str(spec_file))
+        with caplog.at_level(logging.WARNING, "taskmeter"):
+            processor = MeasurementSpanProcessor(SPECS[1:2], meter_provider=metrics.provider)
+        assert processor.specs == SPECS[1:2]
+    assert str(clash_within) in caplog.text and "units 's'" in caplog.text
+
+
 def test_bad_arguments_are_rejected(metrics: Metrics) -> None:
     with pytest.raises(TypeError, match="metric spec"):
         MeasurementSpanProcessor(["isr.run"])  # type: ignore[list-item]

@@ -92,6 +92,9 @@ def test_duplicates_are_dropped_and_empty_files_are_empty(tmp_path: Path) -> Non
         ("a.json", '[{"kind": "timing", "target": "r", "package": "p", "metric": "m", '
          '"legacy_maxrss_unit": 1}]', "memory metrics only"),
         ("a.json", "[3]", "table of fields"),
+        ("a.json", '[{"kind": "timing", "target": "r", "package": "p", "metric": "m"}, '
+         '{"kind": "memory", "target": "r", "package": "p", "metric": "M"}]',
+         "metric spec 2: metric p.M is given with units 's'"),
     ],
 )  # fmt: skip
 def test_mistakes_name_the_file_and_entry(

@@ -25,7 +25,7 @@ from .instruments import (
     TASK_METRICS,
 )
 from .metadata import Reading
-from .specfile import load_specs
+from .specfile import check_units, load_specs
 from .specs import MetricSpec
 
 __all__ = ["MeasurementSpanProcessor"]
@@ -113,18 +113,12 @@ class MeasurementSpanProcessor(SpanProcessor):
             raise TypeError(f"log_interval must be a number of seconds, not {log_interval!r}")
         if not log_interval >= 0:
             raise ValueError(f"log_interval must be >= 0 seconds, not {log_interval!r}")
-        spec_list.extend(_specs_from_environment())
+        check_units(spec_list)
+        spec_list.extend(_specs_from_environment(spec_list))
         unique: list[MetricSpec] = []
         for spec in spec_list:
             if spec not in unique:
                 unique.append(spec)
-        units: dict[str, str] = {}
-        for spec in unique:
-            known = units.setdefault(spec.metric_name.lower(), spec.unit)
-            if known != spec.unit:
-                raise ValueError(
-                    f"metric {spec.metric_name} is given with units {known!r} and {spec.unit!r}"
-                )
 
         provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
         meter = provider.get_meter("taskmeter", __about__.__version__)
@@ -289,12 +283,22 @@ def _short(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _specs_from_environment() -> tuple[MetricSpec, ...]:
+def _specs_from_environment(given: list[MetricSpec]) -> tuple[MetricSpec, ...]:
+    """The specs of the file ``TASKMETER_METRIC_SPECS`` names; none if it is bad.
+
+    A file whose specs give a metric of ``given`` another unit is bad too:
+    the environment must not stop the program that made the processor.
+    """
     path = settings.metric_specs_file()
     if path is None:
         return ()
     try:
-        return load_specs(path)
+        specs = load_specs(path)
+        try:
+            check_units((*given, *specs))
+        except ValueError as exc:
+            raise SpecError(f"{path}: {exc}") from exc
+        return specs
     except SpecError as exc:
         config_warning(
             f"env.{settings.ENV_METRIC_SPECS}",

@@ -32,7 +32,7 @@ from .._files import parse_yaml, read_text_bounded
 from .errors import SpecError
 from .specs import SPEC_KINDS, MemoryMetric, MetricSpec
 
-__all__ = ["load_specs", "spec_from_dict", "specs_from_data"]
+__all__ = ["check_units", "load_specs", "spec_from_dict", "specs_from_data"]
 
 _KIND_ALIASES = {
     "timing": "timing",
@@ -100,10 +100,32 @@ def specs_from_data(data: object, source: str = "metric specs") -> tuple[MetricS
     specs: list[MetricSpec] = []
     for index, entry in enumerate(entries, start=1):
         try:
-            specs.append(spec_from_dict(entry))
-        except SpecError as exc:
+            spec = spec_from_dict(entry)
+            check_units((*specs, spec))
+        except (SpecError, ValueError) as exc:
             raise SpecError(f"{source}: metric spec {index}: {exc}") from exc
+        specs.append(spec)
     return tuple(_unique(specs))
+
+
+def check_units(specs: Iterable[MetricSpec]) -> None:
+    """Check that specs naming one metric agree on its unit.
+
+    Metric names are compared without case, as the OpenTelemetry SDK
+    lowercases instrument names: ``p.T`` and ``p.t`` are one histogram.
+
+    Raises:
+        ValueError: two specs give one metric different units.
+    """
+    units: dict[str, MetricSpec] = {}
+    for spec in specs:
+        known = units.setdefault(spec.metric_name.lower(), spec)
+        if known.unit != spec.unit:
+            raise ValueError(
+                f"metric {spec.metric_name} is given with units {known.unit!r} "
+                f"({known.kind}, target {known.target}) and {spec.unit!r} "
+                f"({spec.kind}, target {spec.target})"
+            )
 
 
 def _unique(specs: Iterable[MetricSpec]) -> list[MetricSpec]:
