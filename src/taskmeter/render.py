@@ -1,9 +1,78 @@
-"""A task tree as plain text, for terminals and logs."""
+"""A task tree as plain text, for terminals and logs.
+
+Labels come from task files that may have been written anywhere: control and
+format characters (escape sequences, line breaks, bidirectional overrides)
+are shown escaped (``\\x1b``, ``\\n``, ``\\u202e``), never sent to the
+terminal, and columns are aligned by the width a terminal gives each
+character (two columns for East Asian wide characters, none for combining
+marks).
+"""
 
 from __future__ import annotations
 
+import unicodedata
+from collections.abc import Sequence
+
 from .formats import friendly_bytes, friendly_energy, friendly_seconds
 from .task import Task
+
+COLUMNS = ("task", "status", "duration", "cpu", "peak mem", "gpu mem", "energy")
+"""The headings of a task table."""
+
+_SHOWN_AS_IS = frozenset("\u200c\u200d")  # joiners: parts of emoji and scripts, harmless
+
+
+def terminal_text(text: str) -> str:
+    """``text`` safe to print on one terminal line: control and format characters escaped.
+
+    C0 and C1 controls, line and paragraph separators and format characters
+    (bidirectional overrides, zero-width spaces) become ``\\xNN``/``\\uNNNN``
+    (``\\n``, ``\\r``, ``\\t`` as such); a backslash stays a backslash.
+    """
+    if text.isprintable():
+        return text
+    return "".join(_escaped(char) for char in text)
+
+
+def _escaped(char: str) -> str:
+    if char.isprintable() or char == " " or char in _SHOWN_AS_IS:
+        return char
+    if unicodedata.category(char) not in ("Cc", "Cf", "Zl", "Zp", "Cs"):
+        return char  # unassigned or private-use: printable enough, and not a control
+    escaped = repr(char)[1:-1]
+    return escaped if escaped != char else f"\\u{ord(char):04x}"
+
+
+def display_width(text: str) -> int:
+    """The columns a terminal gives ``text``: wide characters 2, combining marks 0."""
+    if text.isascii():
+        return len(text)
+    width = 0
+    for char in text:
+        if unicodedata.combining(char) or unicodedata.category(char) in ("Me", "Mn"):
+            continue
+        width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+    return width
+
+
+def format_table(rows: Sequence[Sequence[str]], headings: Sequence[str] = COLUMNS) -> str:
+    """``rows`` under ``headings``: the first column left-aligned, the others right-aligned.
+
+    The cells are made safe with :func:`terminal_text` and aligned by
+    :func:`display_width`.
+    """
+    table = [[terminal_text(cell) for cell in row] for row in (headings, *rows)]
+    widths = [max(display_width(line[i]) for line in table) for i in range(len(headings))]
+    lines = []
+    for line in table:
+        label = line[0] + " " * (widths[0] - display_width(line[0]))
+        cells = [label]
+        cells.extend(
+            " " * (width - display_width(cell)) + cell
+            for cell, width in zip(line[1:], widths[1:], strict=True)
+        )
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
 
 
 def _energy(task: Task) -> str:
@@ -20,11 +89,9 @@ def format_tree(task: Task, *, max_depth: int | None = None) -> str:
 
     Columns: label, status, duration, CPU time (with worker processes),
     peak memory, peak GPU memory and energy; ``-`` marks a figure that was
-    not measured.
+    not measured.  Labels are shown as :func:`terminal_text` makes them.
     """
-    rows: list[tuple[str, ...]] = [
-        ("task", "status", "duration", "cpu", "peak mem", "gpu mem", "energy")
-    ]
+    rows: list[tuple[str, ...]] = []
     for depth, sub in task.walk():
         if max_depth is not None and depth > max_depth:
             continue
@@ -40,10 +107,4 @@ def format_tree(task: Task, *, max_depth: int | None = None) -> str:
                 _energy(sub),
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for row in rows:
-        cells = [row[0].ljust(widths[0])]
-        cells.extend(cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True))
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
+    return format_table(rows)

@@ -170,3 +170,30 @@ def test_json_is_standard_json_when_a_total_overflows(tmp_path: Path) -> None:
     assert tasks[0]["cpu_time_s"] == 1e308
     table = taskmeter("show", str(path))
     assert table.stdout.splitlines()[1].split()[3] == "-"
+
+
+def test_labels_cannot_drive_the_terminal_and_wide_ones_stay_aligned(tmp_path: Path) -> None:
+    """Escape sequences, line breaks and bidi overrides in labels are printed escaped, one
+    row per task; East Asian wide labels keep the columns aligned on screen."""
+    from taskmeter.render import display_width
+
+    with Task("root") as root:
+        with Task("evil\x1b]0;title\x07\x1b[2J\nsecond\rline"):
+            pass
+        with Task("日本語のタスク"):
+            pass
+        with Task("abc\u202edef"):
+            pass
+    path = tmp_path / "labels.json"
+    path.write_text(root.model_dump_json())
+    result = taskmeter("show", str(path))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 5
+    assert not any(char in result.stdout for char in "\x1b\x07\r\u202e")
+    assert r"evil\x1b]0;title\x07\x1b[2J\nsecond\rline" in lines[2]
+    assert r"abc\u202edef" in lines[4]
+    status_ends = {
+        display_width(line[: line.index("finished") + len("finished")]) for line in lines[1:]
+    }
+    assert len(status_ends) == 1

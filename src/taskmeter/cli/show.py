@@ -121,7 +121,10 @@ def handle(args: argparse.Namespace) -> int:
     interrupted = {reason for row in rows if (reason := reason_of(row.task))}
     if interrupted and not args.json:
         count = sum(1 for row in rows if reason_of(row.task))
-        say(f"taskmeter: {count} task(s) interrupted: {'; '.join(sorted(interrupted))}")
+        from ..render import terminal_text
+
+        reasons_text = terminal_text("; ".join(sorted(interrupted)))
+        say(f"taskmeter: {count} task(s) interrupted: {reasons_text}")
     if not matched:
         say(f"taskmeter: no task in {args.file} matches the filters")
         return EXIT_NO_MATCH
@@ -211,10 +214,9 @@ def format_rows(rows: list[Selected], status_of: Callable[[Task], str] | None = 
     ``status_of`` gives the status shown (default: the task's own).
     """
     from ..formats import friendly_bytes, friendly_energy, friendly_seconds
+    from ..render import format_table
 
-    table: list[tuple[str, ...]] = [
-        ("task", "status", "duration", "cpu", "peak mem", "gpu mem", "energy")
-    ]
+    table: list[tuple[str, ...]] = []
     for row in rows:
         task = row.task
         marker = "" if row.matched else "· "
@@ -229,10 +231,4 @@ def format_rows(rows: list[Selected], status_of: Callable[[Task], str] | None = 
                 friendly_energy(energy_j(task)),
             )
         )
-    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
-    lines = []
-    for line in table:
-        cells = [line[0].ljust(widths[0])]
-        cells.extend(cell.rjust(width) for cell, width in zip(line[1:], widths[1:], strict=True))
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
+    return format_table(table)

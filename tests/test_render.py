@@ -1,0 +1,35 @@
+"""The task tree as text: one safe, aligned row per task."""
+
+from __future__ import annotations
+
+from taskmeter import Task, format_tree
+from taskmeter.render import display_width, terminal_text
+
+
+def test_terminal_text_escapes_controls_and_keeps_the_rest() -> None:
+    """Controls, separators and format characters are escaped; letters, marks and joiners
+    of any script are kept as they are."""
+    assert terminal_text("a\x1b[31mb\n\t\x7f\x9b") == r"a\x1b[31mb\n\t\x7f\x9b"
+    assert terminal_text("x\u2028y\u202ez\u200b") == r"x\u2028y\u202ez\u200b"
+    kept = "épreuve 日本 👨\u200d👩 back\\slash"
+    assert terminal_text(kept) == kept
+
+
+def test_display_width_counts_wide_and_combining_characters() -> None:
+    assert display_width("abc") == 3
+    assert display_width("日本語") == 6
+    assert display_width("e\u0301") == 1
+
+
+def test_format_tree_rows_are_one_line_each_and_aligned() -> None:
+    """A label with a line break stays on its row; a wide label does not shift the columns."""
+    with Task("root") as root:
+        with Task("two\nlines"):
+            pass
+        with Task("日本語"):
+            pass
+    lines = format_tree(root).splitlines()
+    assert len(lines) == 4
+    assert r"two\nlines" in lines[2]
+    ends = {display_width(line[: line.index("finished") + 8]) for line in lines[1:]}
+    assert len(ends) == 1
