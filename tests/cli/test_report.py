@@ -58,6 +58,16 @@ def test_data_holds_every_task_with_its_figures() -> None:
     assert data["extra"][0]["command"] == '["python", "pipeline.py"]'  # type: ignore[index]
 
 
+def test_energy_by_domain_is_apart_from_extra_fields() -> None:
+    """An extra field named ``energy`` is user data; the energy by domain has its own place."""
+    root = Task.model_validate(
+        {"label": "r", "cpu_power": 2.0, "energy": "high", "energy_sources": {"cpu": "rapl"}}
+    )
+    data = report_data(root)
+    assert data["extra"] == {0: {"energy": "high"}}
+    assert data["energy"] == {0: [["cpu", 2.0, "rapl"]]}
+
+
 def test_parents_point_at_the_enclosing_task() -> None:
     """Each row's parent index names the task that holds it in the tree."""
     root = make_tree(2, 2, 2)

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from taskmeter import Task
+from taskmeter.report import render_html
 from taskmeter.taskfile import save_task
 
 from ..conftest import require_executable
@@ -159,3 +161,26 @@ def test_report_of_a_run_hover_click_and_screenshot(browser: Any, tmp_path: Path
     keep = os.environ.get(SCREENSHOT_ENV)
     if keep:
         shutil.copyfile(screenshot, keep)
+
+
+def test_extra_fields_of_any_name_are_shown_as_text(browser: Any, tmp_path: Path) -> None:
+    """User fields named like the page's own data (``energy``) or holding markup are rows
+    of the details panel, beside the measured energy; the script runs to the end."""
+    root = Task.model_validate(
+        {
+            "label": "root",
+            "cpu_power": 12.5,
+            "energy_sources": {"cpu": "rapl"},
+            "energy": "from the wall meter",
+            "note": "<img src=x onerror=\"document.title='x'\">",
+            "subtasks": [],
+        }
+    )
+    page = tmp_path / "extra.html"
+    page.write_text(render_html(root))
+    browser.get(page.as_uri())
+    assert browser.execute_script("return typeof window.taskmeterReport") == "object"
+    details = browser.find_element("id", "details").text
+    assert "energy from the wall meter" in details
+    assert "cpu 12.5 J (rapl)" in details
+    assert "<img src=x" in details and browser.title != "x"

@@ -62,11 +62,10 @@ def _energy_j(task: Task) -> float | None:
     return sum(parts) if parts else None
 
 
-def _extras(task: Task) -> dict[str, Any]:
-    """Figures shown in the details panel only: energy by domain and extra fields."""
-    extra: dict[str, Any] = {}
-    energy = [
-        [domain, value, task.energy_sources.get(domain)]
+def _energy_parts(task: Task) -> list[list[Any]]:
+    """The energy by domain, for the details panel: ``[domain, joules, source]`` each."""
+    return [
+        [domain, _round(value), task.energy_sources.get(domain)]
         for domain, value in (
             ("cpu", task.cpu_power),
             ("gpu", task.gpu_power),
@@ -74,8 +73,15 @@ def _extras(task: Task) -> dict[str, Any]:
         )
         if value is not None
     ]
-    if energy:
-        extra["energy"] = energy
+
+
+def _extras(task: Task) -> dict[str, Any]:
+    """The task's extra fields (user data), as text for the details panel.
+
+    Any name is possible here (``energy``, ``__proto__``): the page keeps
+    them apart from its own data and shows them as text only.
+    """
+    extra: dict[str, Any] = {}
     for key, value in (task.model_extra or {}).items():
         if key in _STANDARD_FIELDS:
             continue
@@ -91,6 +97,7 @@ def report_data(root: Task, *, source: str | None = None) -> dict[str, Any]:
     hosts: dict[str, int] = {}
     rows: list[list[Any]] = []
     extra: dict[int, dict[str, Any]] = {}
+    energy: dict[int, list[list[Any]]] = {}
     stack: list[tuple[Task, int]] = [(root, -1)]
     while stack:
         task, parent = stack.pop()
@@ -126,6 +133,9 @@ def report_data(root: Task, *, source: str | None = None) -> dict[str, Any]:
         details = _extras(task)
         if details:
             extra[index] = details
+        parts = _energy_parts(task)
+        if parts:
+            energy[index] = parts
         stack.extend((sub, index) for sub in reversed(task.subtasks))
     started = None
     if origin is not None:
@@ -140,6 +150,7 @@ def report_data(root: Task, *, source: str | None = None) -> dict[str, Any]:
         "hosts": list(hosts),
         "tasks": rows,
         "extra": extra,
+        "energy": energy,
     }
 
 

@@ -242,7 +242,7 @@
       ["peak GPU memory", fmtBytes(task[C.gpu])],
       ["energy", fmtJoules(task[C.energy])]
     ];
-    (extra.energy || []).forEach(function (e) {
+    (D.energy[t] || []).forEach(function (e) {
       rows.push(["  " + e[0], fmtJoules(e[1]) + (e[2] ? " (" + e[2] + ")" : "")]);
     });
     rows.push(["subtasks", String(children[t].length) + (subtree[t] > children[t].length + 1 ? " (" + (subtree[t] - 1) + " below)" : "")]);
@@ -251,7 +251,7 @@
     rows.push(["host", D.hosts[task[C.host]] || "–"]);
     rows.push(["task id", task[C.id]]);
     Object.keys(extra).forEach(function (key) {
-      if (key !== "energy") rows.push([key, typeof extra[key] === "string" ? extra[key] : JSON.stringify(extra[key])]);
+      rows.push([key, typeof extra[key] === "string" ? extra[key] : JSON.stringify(extra[key])]);
     });
     var table = document.createElement("table");
     rows.forEach(function (pair) {
