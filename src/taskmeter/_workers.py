@@ -20,7 +20,8 @@ it is dropped with a warning.  The directory is removed at exit.
 
 **Worker side.**  A worker's top-level tasks adopt the parent task
 (:func:`taskmeter.propagation.inherit`, with ``flush_spans``).  Before a record
-is delivered, :func:`flush_spans` exports the worker's finished spans,
+is delivered, :func:`flush_spans` exports the worker's finished spans (and
+the metrics recorded from them),
 waiting at most :data:`FLUSH_TIMEOUT_S`: multiprocessing ends a worker with
 ``os._exit`` (and ``Pool.terminate`` with ``SIGTERM``), so the OpenTelemetry
 SDK's exit hook never runs there.  A multiprocessing finaliser flushes once
@@ -373,12 +374,23 @@ _flush = _FlushState()
 
 
 def _flushable_providers() -> list[Any]:
+    """The tracer providers, then the global meter provider, that have something to flush.
+
+    The meter provider holds the task metrics and Measurements that a
+    :class:`~taskmeter.measure.MeasurementSpanProcessor` recorded here: a
+    worker that ends without running exit hooks would lose them.
+    """
     from opentelemetry import trace
 
     from . import tracing
 
+    candidates: list[Any] = [tracing.current_tracer_provider(), trace.get_tracer_provider()]
+    if "opentelemetry.sdk.metrics" in sys.modules:
+        from opentelemetry import metrics
+
+        candidates.append(metrics.get_meter_provider())
     providers: list[Any] = []
-    for provider in (tracing.current_tracer_provider(), trace.get_tracer_provider()):
+    for provider in candidates:
         if provider is not None and provider not in providers and hasattr(provider, "force_flush"):
             providers.append(provider)
     return providers
@@ -393,7 +405,8 @@ def _flush_now() -> None:
 
 
 def flush_spans() -> None:
-    """Export this worker's finished spans now, waiting at most :data:`FLUSH_TIMEOUT_S`.
+    """Export this worker's finished spans (and metrics) now, waiting at most
+    :data:`FLUSH_TIMEOUT_S`.
 
     Without an OpenTelemetry SDK this does nothing.  After a flush that timed
     out (a slow or unreachable collector) the worker does not wait again for

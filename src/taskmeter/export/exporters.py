@@ -87,6 +87,18 @@ class _Durable:
             raise ValueError(f"a {sender.signal} sender cannot export {self.signal}")
         self._delivery = Delivery(self.signal, sender, _spool(spool, max_bytes), replay=replay)
         self._shutdown = False
+        self._pid = os.getpid()
+
+    @property
+    def spools_first(self) -> bool:
+        """Whether batches go to the spool before the network: in a worker process
+        (a forked child or a ``multiprocessing`` child) with a spool, as
+        :class:`~taskmeter.export.DurableSpanProcessor` does there."""
+        if self._delivery.spool is None:
+            return False
+        from .processor import in_worker_process
+
+        return os.getpid() != self._pid or in_worker_process()
 
     @property
     def spool(self) -> Spool | None:
@@ -262,11 +274,22 @@ class DurableMetricExporter(_Durable, MetricExporter):
         points = _count_points(metrics_data)
         if points == 0:
             return MetricExportResult.SUCCESS
-        ok = self._submit(lambda: _encode_metrics(metrics_data), points)
+        # A worker may be ended at any moment (Pool.terminate): its points go
+        # to the spool first, and the replay thread (or the parent) sends them.
+        ok = self._submit(
+            lambda: _encode_metrics(metrics_data), points, network=not self.spools_first
+        )
         return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        """Deliver the spooled data points now; whether none is left."""
+        """Deliver the spooled data points now; whether none is left.
+
+        In a worker process (:attr:`spools_first`) the exported points are
+        already safe in the spool: the replay thread sends them, and the
+        caller is not held by the network.
+        """
+        if self.spools_first:
+            return True
         try:
             return self._delivery.flush(timeout_millis / 1000)
         except Exception as exc:
