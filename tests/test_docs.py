@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from taskmeter.attributes import ATTRIBUTE_UNITS
@@ -50,3 +52,28 @@ def test_attribute_table_documents_every_attribute_with_its_unit() -> None:
 def test_changelog_has_unreleased_section() -> None:
     changelog = (ROOT / "CHANGELOG.md").read_text()
     assert "## [Unreleased]" in changelog
+
+
+def readme_python_block(containing: str) -> str:
+    """The README's python code block that contains ``containing``."""
+    for block in re.findall(r"```python\n(.*?)```", README, re.S):
+        if containing in block:
+            return str(block)
+    raise AssertionError(f"no python block of the README contains {containing!r}")
+
+
+def test_worker_processes_snippet_runs_as_a_script(tmp_path: Path) -> None:
+    """The Worker processes snippet, saved as a file and run, uses fork, spawn and an
+    initializer without error and prints the stage's CPU and total CPU."""
+    script = tmp_path / "score.py"
+    script.write_text(readme_python_block("init_worker, worker_context"))
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    cpu_time, total_cpu = (float(word) for word in result.stdout.split())
+    assert total_cpu >= cpu_time > 0
