@@ -158,3 +158,35 @@ def test_the_endpoint_message_keeps_credentials_out(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "https://host:99999/x" in result.stderr
     assert "secret" not in result.stderr and "k2" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("options", "hint"),
+    [
+        (["--otlp-endpoint", "http://127.0.0.1:4317"], "--otlp-protocol grpc"),
+        (
+            ["--otlp-protocol", "grpc", "--otlp-endpoint", "http://127.0.0.1:4318"],
+            "--otlp-protocol http/protobuf",
+        ),
+    ],
+)
+def test_a_port_of_the_other_protocol_gets_a_hint(
+    tmp_path: Path, options: list[str], hint: str
+) -> None:
+    """An application under opentelemetry-instrument spools for gRPC's port 4317, while
+    flush speaks http/protobuf by default: when nothing is delivered there, flush says
+    which option to pass."""
+    spool_spans(tmp_path, 5)
+    result = taskmeter("flush", str(tmp_path), "--timeout", "5", *options)
+    assert result.returncode == 1
+    assert hint in result.stderr
+    assert "opentelemetry-instrument" in result.stderr
+
+
+def test_no_protocol_hint_for_other_ports(tmp_path: Path) -> None:
+    spool_spans(tmp_path, 5)
+    result = taskmeter(
+        "flush", str(tmp_path), "--otlp-endpoint", f"http://127.0.0.1:{closed_port()}"
+    )
+    assert result.returncode == 1
+    assert "--otlp-protocol" not in result.stderr

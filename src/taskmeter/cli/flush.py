@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from ._common import (
     EXIT_BAD_FILE,
@@ -20,6 +21,7 @@ from ._common import (
 
 if TYPE_CHECKING:
     from ..export import Spool
+    from ..export.senders import Sender
 
 DESCRIPTION = """\
 Deliver the OTLP batches waiting in an export spool (TASKMETER_SPOOL_DIR, or
@@ -151,6 +153,7 @@ def _flush(spool: Spool, args: argparse.Namespace) -> int:
 
     deadline = time.monotonic() + args.timeout
     left = 0
+    hint: str | None = None
     for signal in ("traces", "metrics", "logs"):
         if not spool.entries(signal):
             continue
@@ -176,6 +179,10 @@ def _flush(spool: Spool, args: argparse.Namespace) -> int:
             line += f"; {stats.rejected_items} refused by the endpoint (dropped)"
         line += f"; {waiting} batch(es) left"
         _print(line)
+        if waiting and not stats.replayed_batches and hint is None:
+            hint = protocol_hint(sender)
+    if hint is not None:
+        say(hint)
     if spool.stats.corrupt_files:
         say(f"taskmeter: removed {spool.stats.corrupt_files} damaged spool file(s)")
     if left == 0 and not any(spool.entries(s) for s in ("traces", "metrics", "logs")):
@@ -183,6 +190,36 @@ def _flush(spool: Spool, args: argparse.Namespace) -> int:
             _print(f"{spool.directory}: empty")
         return EXIT_OK
     return EXIT_NO_MATCH
+
+
+_WELL_KNOWN_PORTS = {"grpc": 4317, "http/protobuf": 4318}
+"""OTLP's default ports, by protocol."""
+
+
+def protocol_hint(sender: Sender) -> str | None:
+    """A hint for a sender that speaks one protocol to the other's well-known port.
+
+    Applications under ``opentelemetry-instrument`` speak gRPC unless told
+    otherwise, while ``flush`` (like the OTLP specification) defaults to
+    http/protobuf: the same ``OTEL_EXPORTER_OTLP_ENDPOINT`` then names a port
+    that ``flush`` cannot talk to.
+    """
+    from ..export.senders import GrpcSender
+
+    protocol = "grpc" if isinstance(sender, GrpcSender) else "http/protobuf"
+    try:
+        port = urlsplit(sender.where).port
+    except ValueError:
+        return None
+    for other, other_port in _WELL_KNOWN_PORTS.items():
+        if other != protocol and port == other_port:
+            return (
+                f"taskmeter: port {port} is OTLP's {other} port, and this flush spoke "
+                f"{protocol}: if the collector speaks {other} there, pass --otlp-protocol "
+                f"{other} (or set OTEL_EXPORTER_OTLP_PROTOCOL={other}; applications under "
+                "opentelemetry-instrument speak grpc unless it says otherwise)"
+            )
+    return None
 
 
 def _age(seconds: float) -> str:
