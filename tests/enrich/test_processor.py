@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -398,3 +400,26 @@ def test_only_methods_whose_body_is_pass_are_skipped() -> None:
     assert not does_nothing(Intercepting(), "on_start")
     assert not does_nothing(instance_hook, "on_start")
     assert does_nothing(MeasurementSpanProcessor(), "on_start")  # a docstring only
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_drops_the_parents_open_spans(pipeline: Pipeline) -> None:
+    """The spans open at a fork are the parent's: the child holds none of their readings
+    (they would count against max_open for ever), and its own spans are enriched."""
+    with pipeline.tracer.start_as_current_span("request"):
+        assert len(pipeline.wrapper._open) == 1
+        pid = os.fork()
+        if pid == 0:  # the child
+            status = 1
+            try:
+                inherited = len(pipeline.wrapper._open)
+                with pipeline.tracer.start_span("child root", context=Context()):
+                    opened = len(pipeline.wrapper._open)
+                child = pipeline.one("child root")
+                enriched = attr.CPU_TIME in (child.attributes or {})
+                status = 0 if (inherited, opened, enriched) == (0, 1, True) else 2
+            finally:
+                os._exit(status)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    assert attr.CPU_TIME in (pipeline.one("request").attributes or {})

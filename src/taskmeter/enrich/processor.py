@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import dis
 import inspect
+import os
 import threading
 import time
 import types
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -330,6 +332,7 @@ class EnrichingSpanProcessor(SpanProcessor):
         self._reset_peak = reset_peak
         self._max_open = max_open
         self._open: dict[int, _Opened] = {}
+        _processors.add(self)
 
     @property
     def processors(self) -> tuple[SpanProcessor, ...]:
@@ -461,6 +464,21 @@ class EnrichingSpanProcessor(SpanProcessor):
         if original:
             added.update(original)  # the span's own values win
         return enriched_copy(span, _within_limit(span, added))
+
+
+_processors: weakref.WeakSet[EnrichingSpanProcessor] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # The spans open at the fork are the parent's: their starting readings are
+    # the parent process's, and the child never ends them (a worker exits
+    # inside them), so it must not hold them against max_open.
+    for processor in list(_processors):
+        processor._open = {}
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class TooManyOpenSpansError(Exception):
