@@ -24,9 +24,8 @@ from taskmeter import attributes as attr
 
 from ..collector import IN_CI, CollectorUnderTest, OtlpSink, attributes_of, wait_until
 from ..export.servers import closed_port
+from .runner import BIN, ROOT, run_instrumented_program
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 VENV = ROOT / ".venv-distro"
 REQUIREMENTS = ["opentelemetry-distro[otlp]==0.66b1"]
 STAMP = VENV / "taskmeter-requirements.txt"
@@ -85,31 +84,21 @@ def distro_venv() -> Path:
 def test_distro_configures_and_taskmeter_enriches(rotel_collector: CollectorUnderTest) -> None:
     """One configurator (the distro's), one exporting processor, wrapped; spans enriched."""
     venv = distro_venv()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TASKMETER_"))}
-    env.update(
-        OTEL_SERVICE_NAME="distro-e2e",
-        OTEL_EXPORTER_OTLP_ENDPOINT=rotel_collector.grpc_endpoint,
-        OTEL_METRICS_EXPORTER="otlp",
-        OTEL_LOGS_EXPORTER="none",
-        no_proxy="127.0.0.1,localhost",
-    )
-    result = subprocess.run(
-        [
-            str(venv / "bin" / "opentelemetry-instrument"),
-            str(venv / "bin" / "python"),
-            "-c",
-            SCRIPT,
-        ],
-        capture_output=True,
-        text=True,
+    ran = run_instrumented_program(
+        ["-c", SCRIPT],
+        {
+            "OTEL_SERVICE_NAME": "distro-e2e",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": rotel_collector.grpc_endpoint,
+            "OTEL_METRICS_EXPORTER": "otlp",
+            "OTEL_LOGS_EXPORTER": "none",
+            "no_proxy": "127.0.0.1,localhost",
+        },
+        bin_dir=venv / "bin",
         timeout=120,
-        env=env,
-        cwd=ROOT,
     )
-    assert result.returncode == 0, result.stderr
-    assert "Overriding of current" not in result.stderr
-    assert "already loaded" not in result.stderr  # no second configurator
-    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "Overriding of current" not in ran.stderr
+    assert "already loaded" not in ran.stderr  # no second configurator
+    found = ran.found
     assert found["versions"] == {
         "opentelemetry-sdk": "1.45.1",
         "opentelemetry-instrumentation": "0.66b1",

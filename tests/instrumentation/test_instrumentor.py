@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -22,9 +16,7 @@ from taskmeter.instrumentation.sdk import exporter_names
 from taskmeter.measure import MeasurementSpanProcessor
 
 from ..helpers import burn_cpu
-
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
+from .runner import run_instrumented_program
 
 
 def test_instrument_wraps_existing_processors_and_uninstrument_restores_them() -> None:
@@ -87,20 +79,8 @@ print(json.dumps({"provider": type(provider).__name__,
 
 
 def run_instrumented(env: dict[str, str]) -> dict[str, object]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TASKMETER_"))}
-    full.update(env)
-    result = subprocess.run(
-        [str(BIN / "opentelemetry-instrument"), sys.executable, "-c", PROBE],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=full,
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr
-    document: dict[str, object] = json.loads(result.stdout.strip().splitlines()[-1])
-    document["stderr"] = result.stderr
-    return document
+    ran = run_instrumented_program(["-c", PROBE], env)
+    return {**ran.found, "stderr": ran.stderr}
 
 
 QUIET = {"OTEL_TRACES_EXPORTER": "console", "OTEL_METRICS_EXPORTER": "console"}

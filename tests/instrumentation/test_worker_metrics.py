@@ -8,10 +8,7 @@ never answers does not hold the worker up.
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -21,34 +18,25 @@ import pytest
 from tests.collector import CollectorUnderTest, MetricPoint, OtlpSink, wait_until
 from tests.export.servers import silent_endpoint
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
+from .runner import BIN, ROOT, run_instrumented_program
+
 PROGRAM = ROOT / "tests" / "programs" / "worker_task_metrics.py"
 CHUNKS = 4
 
 
 def run_program(method: str, env: dict[str, str]) -> dict[str, Any]:
     """Run the program under opentelemetry-instrument; its JSON line."""
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TASKMETER_"))}
-    full.update(
+    ran = run_instrumented_program(
+        [str(PROGRAM), method],
         {
             "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
             "OTEL_METRIC_EXPORT_INTERVAL": "600000",
             "OTEL_SERVICE_NAME": "worker-metrics",
             **env,
-        }
-    )
-    result = subprocess.run(
-        [str(BIN / "opentelemetry-instrument"), sys.executable, str(PROGRAM), method],
-        capture_output=True,
-        text=True,
+        },
         timeout=120,
-        env=full,
-        cwd=ROOT,
     )
-    assert result.returncode == 0, result.stderr
-    document: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
-    return document
+    return ran.found
 
 
 def tasks_counted(points: Iterable[MetricPoint], label: str) -> int:
