@@ -192,10 +192,6 @@ def _flush(spool: Spool, args: argparse.Namespace) -> int:
     return EXIT_NO_MATCH
 
 
-_WELL_KNOWN_PORTS = {"grpc": 4317, "http/protobuf": 4318}
-"""OTLP's default ports, by protocol."""
-
-
 def protocol_hint(sender: Sender) -> str | None:
     """A hint for a sender that speaks one protocol to the other's well-known port.
 
@@ -204,14 +200,19 @@ def protocol_hint(sender: Sender) -> str | None:
     http/protobuf: the same ``OTEL_EXPORTER_OTLP_ENDPOINT`` then names a port
     that ``flush`` cannot talk to.
     """
+    from ..export.config import DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT
     from ..export.senders import GrpcSender
 
+    well_known_ports = {
+        "grpc": urlsplit(DEFAULT_GRPC_ENDPOINT).port,
+        "http/protobuf": urlsplit(DEFAULT_HTTP_ENDPOINT).port,
+    }
     protocol = "grpc" if isinstance(sender, GrpcSender) else "http/protobuf"
     try:
         port = urlsplit(sender.where).port
     except ValueError:
         return None
-    for other, other_port in _WELL_KNOWN_PORTS.items():
+    for other, other_port in well_known_ports.items():
         if other != protocol and port == other_port:
             return (
                 f"taskmeter: port {port} is OTLP's {other} port, and this flush spoke "

@@ -184,7 +184,8 @@ def sender_for(
         default,
     )
     if chosen == "grpc":
-        return GrpcSender(signal, "localhost:4317", insecure=True, headers=merged)
+        target = urlsplit(DEFAULT_GRPC_ENDPOINT).netloc
+        return GrpcSender(signal, target, insecure=True, headers=merged)
     return HttpSender(signal, f"{DEFAULT_HTTP_ENDPOINT}/v1/{signal}", headers=merged)
 
 
