@@ -149,3 +149,22 @@ def report_connections(session: Any, connection: Any) -> None:
     """Send back how many pooled connections a forked child sees."""
     connection.send(pooled_connections(session))
     connection.close()
+
+
+def spans_exported_when_task_ended(label: str) -> int:
+    """Run a task under a batching tracer provider that would wait a minute; how many
+    spans its exporter had received when the task ended (a worker flushes them first)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    import taskmeter
+    from taskmeter import Task
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=60_000))
+    taskmeter.use_tracer_provider(provider)
+    with Task(label):
+        pass
+    return len(exporter.get_finished_spans())

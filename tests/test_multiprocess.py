@@ -509,6 +509,22 @@ def test_fork_outside_a_task_keeps_the_environment_parent_and_flushes(tmp_path: 
         _workers._flush = saved
 
 
+def test_a_spawned_worker_with_the_environment_parent_flushes_its_spans(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spawned worker of a program under `taskmeter run`, given no worker context,
+    exports its spans before it delivers a record, as any worker does: its pool may end
+    it with SIGTERM (forkserver workers with os._exit), when the SDK's exit hook never runs."""
+    parent_id = uuid4()
+    monkeypatch.setenv(propagation.ENV_PARENT_TASK, str(parent_id))
+    monkeypatch.setenv(propagation.ENV_SUBTASK_DIR, str(tmp_path))
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        exported = pool.apply(mp_workers.spans_exported_when_task_ended, ("env worker",))
+    assert exported == 1
+    [record] = propagation.collect(tmp_path)
+    assert record.label == "env worker" and record.subprocess and record.parent_id == parent_id
+
+
 def test_flush_waits_a_bounded_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker's flush waits at most FLUSH_TIMEOUT_S for a stuck exporter, then backs off."""
     import threading

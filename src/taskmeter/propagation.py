@@ -26,13 +26,15 @@ Worker processes (:mod:`taskmeter.multiprocess`) use the same mechanism: in
 a forked child, or a worker given a worker context, :func:`inherit` sets the
 parent task with ``flush_spans=True``, so that the worker's spans are
 exported before each record is delivered (a worker may be ended with
-``os._exit`` or ``SIGTERM``, when no exit hook runs).
+``os._exit`` or ``SIGTERM``, when no exit hook runs).  A ``multiprocessing``
+child that read its parent from the environment flushes too.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -295,15 +297,17 @@ def deliver(task: Task) -> None:
     Called by :meth:`Task._finish` for tasks with no parent in this process:
     those that adopted the inherited parent, or were given a task of another
     process as ``parent`` (both are marked ``subprocess``); others are left
-    alone.  In a worker process the spans are exported first.  The record is
-    written as ``<task id>.json`` into the parent's directory, which must
-    exist (a parent that has gone is not re-created).  A failure is counted
-    and logged, never raised.
+    alone.  In a worker process (one given its parent by ``fork`` or a worker
+    context, or any ``multiprocessing`` child, such as a spawned worker that
+    read its parent from the environment) the spans are exported first.  The
+    record is written as ``<task id>.json`` into the parent's directory, which
+    must exist (a parent that has gone is not re-created).  A failure is
+    counted and logged, never raised.
     """
     parent = inherited
     if parent is None or not task.subprocess or task.parent_id is None:
         return
-    if parent.flush_spans:
+    if parent.flush_spans or _multiprocessing_child():
         from . import _workers
 
         _workers.flush_spans()
@@ -315,6 +319,13 @@ def deliver(task: Task) -> None:
         from ._log import swallowed
 
         swallowed("propagation.deliver", exc)
+
+
+def _multiprocessing_child() -> bool:
+    """Whether this process was started by ``multiprocessing`` (which ends it with
+    ``os._exit``, running no exit hook, for ``fork`` and ``forkserver``)."""
+    module = sys.modules.get("multiprocessing")
+    return module is not None and module.parent_process() is not None
 
 
 def write_record(directory: Path, task: Task) -> None:
