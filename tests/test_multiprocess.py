@@ -557,6 +557,46 @@ def test_flush_waits_a_bounded_time(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @fork_only
+def test_a_worker_exits_promptly_when_its_exporter_is_stuck(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The flush a worker makes as it exits is bounded as the one before each record
+    is (FLUSH_TIMEOUT_S, then the back-off): a collector that never answers must not
+    hold every worker's exit, and so the pool's join, for the exporter's timeouts."""
+    import threading
+
+    release = threading.Event()
+
+    class StuckProvider(TracerProvider):
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            release.wait(10)
+            return True
+
+    monkeypatch.setattr(_workers, "FLUSH_TIMEOUT_S", 0.2)
+    provider = StuckProvider()
+    taskmeter.use_tracer_provider(provider)
+    try:
+        with Task("stuck exporter parent") as parent:
+            process = multiprocessing.get_context("fork").Process(
+                target=mp_workers.burn_task, args=(0.0, "stuck")
+            )
+            start = time.monotonic()
+            process.start()
+            process.join(5.0)
+            elapsed = time.monotonic() - start
+            if process.is_alive():
+                process.kill()
+                process.join()
+    finally:
+        release.set()
+        taskmeter.use_tracer_provider(None)
+        provider.shutdown()
+    assert elapsed < 3.0, f"the worker took {elapsed:.1f} s to exit"
+    assert process.exitcode == 0
+    assert [t.label for t in parent.subtasks] == ["stuck"]
+
+
+@fork_only
 def test_forked_children_use_their_own_exporter_connections(
     rotel_collector: CollectorUnderTest,
 ) -> None:

@@ -25,7 +25,7 @@ the metrics recorded from them),
 waiting at most :data:`FLUSH_TIMEOUT_S`: multiprocessing ends a worker with
 ``os._exit`` (and ``Pool.terminate`` with ``SIGTERM``), so the OpenTelemetry
 SDK's exit hook never runs there.  A multiprocessing finaliser flushes once
-more when the worker exits normally.
+more when the worker exits normally, within the same bounds.
 """
 
 from __future__ import annotations
@@ -413,6 +413,10 @@ def flush_spans() -> None:
     :data:`FLUSH_BACKOFF_S`; the SDK still exports on its own schedule.
     """
     register_exit_flush()
+    _flush_bounded()
+
+
+def _flush_bounded() -> None:
     state = _flush
     if not _flushable_providers():
         return
@@ -436,7 +440,8 @@ def flush_spans() -> None:
 
 
 def register_exit_flush() -> None:
-    """Flush spans when this multiprocessing worker exits (once per process)."""
+    """Flush spans when this multiprocessing worker exits (once per process), waiting
+    no longer than :func:`flush_spans` does."""
     state = _flush
     pid = os.getpid()
     if state.exit_hook_pid == pid:
@@ -444,4 +449,4 @@ def register_exit_flush() -> None:
     state.exit_hook_pid = pid
     mp_util: Any = sys.modules.get("multiprocessing.util")
     if mp_util is not None:
-        mp_util.Finalize(None, _flush_now, exitpriority=EXIT_PRIORITY)
+        mp_util.Finalize(None, _flush_bounded, exitpriority=EXIT_PRIORITY)
