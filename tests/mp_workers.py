@@ -47,6 +47,15 @@ def burn_under(parent: Any, seconds: float) -> dict[str, Any]:
     return {"task_id": str(task.task_id), "subprocess": task.subprocess}
 
 
+def burn_under_id(parent_id: Any, seconds: float) -> dict[str, Any]:
+    """Burn inside a task whose parent is named by its id (a task of another process)."""
+    from taskmeter import Task
+
+    with Task("by id", parent=parent_id) as task:
+        burn_cpu(seconds)
+    return {"task_id": str(task.task_id), "subprocess": task.subprocess}
+
+
 def setup_otlp(endpoint: str) -> None:
     """Send this process's spans to ``endpoint`` over OTLP/HTTP (a spawned worker's set-up)."""
     from opentelemetry import trace

@@ -667,6 +667,21 @@ def test_parent_given_by_uuid_is_unchanged_outside_workers() -> None:
     assert task.subprocess is False and task.parent_id == other
 
 
+@fork_only
+def test_a_worker_task_naming_its_parent_by_id_reports_to_it() -> None:
+    """Task(..., parent=<the parent task's id>) in a worker is the worker task that the
+    parent expects (LensKit's parent takes a task or its id): marked subprocess, its
+    record back in the parent's subtasks and its CPU in total_cpu()."""
+    with Task("parent by id") as parent:
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            result = pool.apply(mp_workers.burn_under_id, (parent.task_id, BURN_S))
+    assert result["subprocess"] is True
+    [record] = parent.subtasks
+    assert str(record.task_id) == result["task_id"]
+    assert record.subprocess and record.parent_id == parent.task_id
+    check_cpu(parent, 1)
+
+
 def test_workers_example_prints_tree_and_exports_one_trace(
     rotel_collector: CollectorUnderTest, tmp_path: Path
 ) -> None:

@@ -264,11 +264,13 @@ def adopt(task: Task, context: Context | None) -> Context | None:
 
     Called by :meth:`Task.start` (only when :data:`inherited` is set) with the
     context its span would start in; returns the context to use instead.
-    The span continues the inherited trace unless a span is already current
-    in this process (then the task nests under it, as any task does).
+    A task whose parent was named by id adopts the inherited parent only if
+    that is the id.  The span continues the inherited trace unless a span is
+    already current in this process (then the task nests under it, as any
+    task does).
     """
     parent = inherited
-    if parent is None or task.parent_id is not None:
+    if parent is None or task.parent_id not in (None, parent.parent_id):
         return context
     task.parent_id = parent.parent_id
     task.subprocess = True
