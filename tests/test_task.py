@@ -273,6 +273,22 @@ def test_add_subtask_survives_reassigned_subtask_list() -> None:
     assert [t.label for t in parent.subtasks] == ["b", "a"]
 
 
+def test_add_subtask_replaces_by_id_after_the_list_is_reordered_or_replaced() -> None:
+    """A record delivered again after the subtasks were sorted in place, or replaced by
+    another list of as many tasks, replaces its earlier record instead of adding a second."""
+    parent = Task("parent")
+    a, b, c = Task("a"), Task("b"), Task("c")
+    for task in (a, b, c):
+        parent.add_subtask(task)
+    parent.subtasks.sort(key=lambda task: task.label, reverse=True)
+    parent.add_subtask(a.model_copy(update={"duration": 1.0}))
+    assert [(t.label, t.duration) for t in parent.subtasks] == [("c", None), ("b", None), ("a", 1.0)]
+    x, y, z = Task("x"), Task("y"), Task("z")
+    parent.subtasks = [x, y, z]
+    parent.add_subtask(x.model_copy(update={"duration": 2.0}))
+    assert [(t.label, t.duration) for t in parent.subtasks] == [("x", 2.0), ("y", None), ("z", None)]
+
+
 def test_total_cpu_adds_worker_subtasks_at_any_depth() -> None:
     root = Task("root", cpu_time=1.0)
     stage = Task("stage", cpu_time=0.5, parent=root)  # in-process: already in root's cpu

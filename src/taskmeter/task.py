@@ -384,6 +384,8 @@ class Task(BaseModel):
         # Tasks share their fields sets (see _fieldsets); pydantic adds to it.
         self._own_fields_set()
         super().__setattr__(name, value)
+        if name == "subtasks" and self._tm is not None:
+            self._tm.subtask_index = None  # it indexed the list just replaced
 
     @property
     def model_fields_set(self) -> set[str]:
@@ -641,11 +643,14 @@ class Task(BaseModel):
                 index = {t.task_id: i for i, t in enumerate(subtasks)}
                 state.subtask_index = index
             position = index.get(task.task_id)
-            if (
-                position is not None
-                and position < len(subtasks)
-                and (subtasks[position].task_id == task.task_id)
+            if position is not None and (
+                position >= len(subtasks) or subtasks[position].task_id != task.task_id
             ):
+                # The list was reordered in place (sorted, say): look again.
+                index = {t.task_id: i for i, t in enumerate(subtasks)}
+                state.subtask_index = index
+                position = index.get(task.task_id)
+            if position is not None:
                 subtasks[position] = task
             else:
                 index[task.task_id] = len(subtasks)
