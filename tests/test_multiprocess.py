@@ -668,6 +668,27 @@ def test_parent_given_by_uuid_is_unchanged_outside_workers() -> None:
 
 
 @fork_only
+def test_a_pool_replacing_workers_outside_the_task_warns_and_its_context_covers_them(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A fork Pool with maxtasksperchild forks replacement workers from its own thread,
+    where no task runs: their tasks cannot be the task's subtasks, and that is said once
+    (not for the workers forked in the task); get_context("fork") covers the replacements."""
+    with Task("pool owner"), multiprocessing.get_context("fork").Pool(1) as pool:
+        pool.map(mp_workers.burn_task, [0.0] * 2)
+    assert "where no task runs" not in caplog.text
+    with Task("replacing") as replacing:
+        with multiprocessing.get_context("fork").Pool(1, maxtasksperchild=1) as pool:
+            pool.map(mp_workers.burn_task, [0.0] * 3, chunksize=1)
+    assert caplog.text.count("where no task runs") == 1
+    assert len(replacing.subtasks) < 3
+    with Task("covered") as covered:
+        with get_context("fork").Pool(1, maxtasksperchild=1) as pool:
+            pool.map(mp_workers.burn_task, [0.0] * 3, chunksize=1)
+    assert len(covered.subtasks) == 3
+
+
+@fork_only
 def test_a_worker_task_naming_its_parent_by_id_reports_to_it() -> None:
     """Task(..., parent=<the parent task's id>) in a worker is the worker task that the
     parent expects (LensKit's parent takes a task or its id): marked subprocess, its

@@ -287,6 +287,27 @@ def expect_workers(task: Task) -> Inbox:
     return inbox
 
 
+def fork_without_task() -> None:
+    """As a thread where no task runs forks: warn (once) if tasks of this process
+    have workers, since the child's tasks will not be theirs.
+
+    ``multiprocessing.Pool`` forks the workers that replace others (with
+    ``maxtasksperchild``, or after one died) from a thread of its own.
+    """
+    inbox = _inbox
+    if inbox is None or inbox.expecting <= 0 or inbox.pid != os.getpid():
+        return
+    warn_once(
+        "workers.fork.no_task",
+        "a process was forked from thread %r, where no task runs, while tasks of this "
+        "process have workers: its tasks are not their subtasks (a multiprocessing Pool "
+        "forks the workers that replace others, with maxtasksperchild or after one died, "
+        "from a thread of its own); make the pool with taskmeter.multiprocess.get_context() "
+        "or initializer=init_worker",
+        threading.current_thread().name,
+    )
+
+
 def span_parent_of(
     task: Task, *, current: bool
 ) -> tuple[propagation.TraceParent | None, str | None]:

@@ -1045,11 +1045,11 @@ def _before_fork() -> None:
     # The task running in the forking thread becomes the parent of the child's
     # tasks; their records come back through the inbox, which must exist first.
     stack = _active_stack.get()
-    if not stack:
-        return
     try:
-        parent = _innermost_running(stack)
-        if parent is not None and parent.pid == _process.pid:
+        parent = _innermost_running(stack) if stack else None
+        if parent is None:
+            _workers.fork_without_task()
+        elif parent.pid == _process.pid:
             _workers.expect_workers(parent)
     except Exception as exc:
         swallowed("workers.fork", exc)
