@@ -141,6 +141,30 @@ def test_forked_child_starts_with_an_empty_monitor(fast_monitor: Monitor) -> Non
     assert threading.active_count() >= 1
 
 
+def test_forked_child_starts_with_an_empty_monitor_even_during_a_job() -> None:
+    """A fork while the monitor thread runs a job: the child has no job, that one included."""
+    monitor = get_monitor()
+    running, release = threading.Event(), threading.Event()
+
+    def job() -> None:
+        running.set()
+        release.wait(5)
+
+    handle = monitor.add(job, 0.01, name="busy")
+    try:
+        assert running.wait(5)
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            os.write(write, b"1" if get_monitor().job_names() == [] else b"0")
+            os._exit(0)
+        os.waitpid(pid, 0)
+        assert os.read(read, 1) == b"1"
+    finally:
+        release.set()
+        monitor.remove(handle)
+
+
 def test_refresh_writes_the_figures_of_running_subtasks(tmp_path: Path) -> None:
     """A killed process's file shows every open task's figures, not just the root's."""
     path = tmp_path / "task.json"

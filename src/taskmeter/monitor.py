@@ -53,8 +53,8 @@ class Monitor:
         self._stopping = False
         self.default_interval = settings.monitor_interval()
         self.wakeups = 0
-        self._running_job: _Job | None = None
         """How many times the thread has woken up (an idle monitor does not)."""
+        self._running_job: _Job | None = None
 
     def add(
         self,
@@ -154,6 +154,7 @@ class Monitor:
         # parent's tasks; a child starts with an empty monitor.
         self._cond = threading.Condition()
         self._jobs = []
+        self._running_job = None  # the parent's thread was running it
         self._thread = None
         self._stopping = False
 
