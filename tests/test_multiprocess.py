@@ -677,14 +677,13 @@ def test_a_pool_replacing_workers_outside_the_task_warns_and_its_context_covers_
     with Task("pool owner"), multiprocessing.get_context("fork").Pool(1) as pool:
         pool.map(mp_workers.burn_task, [0.0] * 2)
     assert "where no task runs" not in caplog.text
-    with Task("replacing") as replacing:
-        with multiprocessing.get_context("fork").Pool(1, maxtasksperchild=1) as pool:
-            pool.map(mp_workers.burn_task, [0.0] * 3, chunksize=1)
+    fork = multiprocessing.get_context("fork")
+    with Task("replacing") as replacing, fork.Pool(1, maxtasksperchild=1) as pool:
+        pool.map(mp_workers.burn_task, [0.0] * 3, chunksize=1)
     assert caplog.text.count("where no task runs") == 1
     assert len(replacing.subtasks) < 3
-    with Task("covered") as covered:
-        with get_context("fork").Pool(1, maxtasksperchild=1) as pool:
-            pool.map(mp_workers.burn_task, [0.0] * 3, chunksize=1)
+    with Task("covered") as covered, get_context("fork").Pool(1, maxtasksperchild=1) as pool:
+        pool.map(mp_workers.burn_task, [0.0] * 3, chunksize=1)
     assert len(covered.subtasks) == 3
 
 
@@ -693,9 +692,9 @@ def test_a_worker_task_naming_its_parent_by_id_reports_to_it() -> None:
     """Task(..., parent=<the parent task's id>) in a worker is the worker task that the
     parent expects (LensKit's parent takes a task or its id): marked subprocess, its
     record back in the parent's subtasks and its CPU in total_cpu()."""
-    with Task("parent by id") as parent:
-        with multiprocessing.get_context("fork").Pool(1) as pool:
-            result = pool.apply(mp_workers.burn_under_id, (parent.task_id, BURN_S))
+    fork = multiprocessing.get_context("fork")
+    with Task("parent by id") as parent, fork.Pool(1) as pool:
+        result = pool.apply(mp_workers.burn_under_id, (parent.task_id, BURN_S))
     assert result["subprocess"] is True
     [record] = parent.subtasks
     assert str(record.task_id) == result["task_id"]

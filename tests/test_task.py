@@ -282,11 +282,13 @@ def test_add_subtask_replaces_by_id_after_the_list_is_reordered_or_replaced() ->
         parent.add_subtask(task)
     parent.subtasks.sort(key=lambda task: task.label, reverse=True)
     parent.add_subtask(a.model_copy(update={"duration": 1.0}))
-    assert [(t.label, t.duration) for t in parent.subtasks] == [("c", None), ("b", None), ("a", 1.0)]
+    records = [(t.label, t.duration) for t in parent.subtasks]
+    assert records == [("c", None), ("b", None), ("a", 1.0)]
     x, y, z = Task("x"), Task("y"), Task("z")
     parent.subtasks = [x, y, z]
     parent.add_subtask(x.model_copy(update={"duration": 2.0}))
-    assert [(t.label, t.duration) for t in parent.subtasks] == [("x", 2.0), ("y", None), ("z", None)]
+    records = [(t.label, t.duration) for t in parent.subtasks]
+    assert records == [("x", 2.0), ("y", None), ("z", None)]
 
 
 def test_total_cpu_adds_worker_subtasks_at_any_depth() -> None:
