@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import os
 import platform
 import time
 from collections.abc import Iterator
@@ -297,6 +298,19 @@ def test_usage_logged_to_timer_logger(caplog: pytest.LogCaptureFixture) -> None:
     assert messages[1].startswith("runEndCpuTime=")
 
 
+def test_usage_log_lines_point_at_the_caller_as_lsst_does(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The timer log lines are attributed to the code that called the method, as lsst.utils'."""
+    with caplog.at_level(logging.DEBUG, logger="timer"):
+        Ours().run(1)
+        Theirs().run(1)
+    ours = [r for r in caplog.records if r.name == "timer.pipeline.ours"]
+    theirs = [r for r in caplog.records if r.name == "timer.pipeline.theirs"]
+    assert [r.filename for r in theirs] == [os.path.basename(__file__)] * 2
+    assert [(r.filename, r.funcName) for r in ours] == [(r.filename, r.funcName) for r in theirs]
+
+
 @pytest.fixture
 def environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     monkeypatch.delenv("LSST_UTILS_DISABLE_TIMER", raising=False)
@@ -412,3 +426,33 @@ def test_time_this_reports_memory_and_reraises(caplog: pytest.LogCaptureFixture)
     assert "timed code triggered exception of KeyError('missing')" in message
     assert "MiB" in message
     assert timer.mem_current_delta is not None and timer.mem_current_delta >= 31
+
+
+@pytest.mark.parametrize(
+    ("unit_name", "bytes_per_unit"),
+    [
+        ("byte", 1),
+        ("kilobyte", 1000),
+        ("MB", 1000**2),
+        ("KiB", 1024),
+        ("MiB", MIB),
+        ("GiB", 1024**3),
+    ],
+)
+def test_time_this_takes_astropy_units_of_bytes_as_lsst_does(
+    caplog: pytest.LogCaptureFixture, unit_name: str, bytes_per_unit: int
+) -> None:
+    """mem_unit=u.MiB (or any astropy unit of bytes, as lsst.utils takes) scales the figures."""
+    from astropy import units as u
+
+    unit = getattr(u, unit_name)
+    with (
+        caplog.at_level(logging.DEBUG),
+        time_this(msg="grow", mem_usage=True, mem_unit=unit) as timer,
+    ):
+        block = touch_bytes(32 * MIB)
+    del block
+    assert not [r for r in caplog.records if "Invalid memory unit" in r.getMessage()]
+    assert timer.mem_current_delta is not None
+    assert timer.mem_current_delta * bytes_per_unit == pytest.approx(32 * MIB, rel=0.1)
+    assert f" {unit}, delta: " in caplog.records[-1].getMessage()

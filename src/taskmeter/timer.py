@@ -95,9 +95,7 @@ def _write_metadata(metadata: Any, prefix: str, utc: str, usage: tuple[Any, ...]
         add(prefix + suffix, value)
 
 
-def _log_usage(
-    log: Any, level: int, prefix: str, usage: tuple[Any, ...], stacklevel: int = 4
-) -> None:
+def _log_usage(log: Any, level: int, prefix: str, usage: tuple[Any, ...], stacklevel: int) -> None:
     """Log the usage pairs to ``timer.<logger name>``, as lsst.utils does."""
     name = getattr(log, "name", None)
     if not isinstance(name, str):
@@ -266,7 +264,9 @@ class _TimedCall:
                 swallowed("timer.metadata", exc)
         if self.log is not None:
             try:
-                _log_usage(self.log, self.site.log_level, prefix, usage)
+                # 5: past _log_usage, _record, start/finish and the wrapper, to
+                # the caller of the timed method, as lsst.utils attributes it.
+                _log_usage(self.log, self.site.log_level, prefix, usage, stacklevel=5)
             except Exception as exc:
                 swallowed("timer.log", exc)
         span = self.span
@@ -427,6 +427,13 @@ _MEMORY_UNITS = {
     "MiB": 1024**2,
     "GB": 1000**3,
     "GiB": 1024**3,
+    # astropy's names, which str() of the units lsst users pass gives (u.MiB: "Mibyte")
+    "kbyte": 1000,
+    "Kibyte": 1024,
+    "Mbyte": 1000**2,
+    "Mibyte": 1024**2,
+    "Gbyte": 1000**3,
+    "Gibyte": 1024**3,
 }
 _CHILD_MAXRSS_UNIT = maxrss_unit_bytes()
 
@@ -471,7 +478,7 @@ def time_this(
     at ``level`` to ``<prefix>.<log name>``, and yields a
     :class:`TimerResult` filled in when the block ends.  ``mem_unit`` is a
     unit name (``B``, ``KiB``, ``MiB``, ``GiB``, ``kB``, ``MB``, ``GB``) or
-    an astropy unit of bytes.
+    an astropy unit of bytes up to GB/GiB (``u.byte``, ``u.kilobyte``, ``u.MiB``, ...).
 
     The block is a span named ``name`` (or ``msg``), child of the current
     task or span.  With ``name`` the block is also timed like a method called
