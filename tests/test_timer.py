@@ -385,6 +385,25 @@ def test_bad_arguments_are_rejected() -> None:
         log_info(None, 3)  # type: ignore[arg-type]
 
 
+def test_bad_metadata_is_rejected_at_every_entry_point() -> None:
+    """time_this and log_info check metadata= as time_method does, instead of failing later."""
+    with pytest.raises(TypeError, match="metadata"), time_this(name="x", metadata=["a"]):  # type: ignore[arg-type]
+        pass
+    with pytest.raises(TypeError, match="metadata"):
+        log_info(None, "x", metadata="abc")  # type: ignore[arg-type]
+    assert not error_counts
+
+
+def test_time_this_refuses_metadata_it_would_not_write() -> None:
+    """metadata= without a name, or an empty name, is an error, not keys silently not written."""
+    store: dict[str, Any] = {}
+    with pytest.raises(ValueError, match="name"), time_this(msg="write", metadata=store):
+        pass
+    with pytest.raises(ValueError, match="name"), time_this(name="", metadata=store):
+        pass
+    assert store == {}
+
+
 def test_time_this_logs_like_lsst_and_is_a_span(
     spans: SpanCapture, caplog: pytest.LogCaptureFixture
 ) -> None:

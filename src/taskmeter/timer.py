@@ -55,6 +55,16 @@ def _utc_now() -> str:
     return datetime.datetime.now(_UTC).isoformat()
 
 
+def _check_metadata(metadata: object) -> None:
+    """Raise ``TypeError`` unless ``metadata`` is ``None``, a mutable mapping or has ``add()``."""
+    if metadata is not None and not (
+        isinstance(metadata, MutableMapping) or hasattr(metadata, "add")
+    ):
+        raise TypeError(
+            f"metadata must be a mutable mapping or have an add() method, not {metadata!r}"
+        )
+
+
 def _metadata_adder(metadata: Any) -> Callable[[str, Any], None]:
     """How to append a value to ``metadata``, the way lsst.utils does.
 
@@ -130,6 +140,7 @@ def log_info(
     """
     if not isinstance(prefix, str):
         raise TypeError(f"prefix must be a str, not {type(prefix).__name__}")
+    _check_metadata(metadata)
     if metadata is None and obj is not None:
         metadata = getattr(obj, "metadata", None)
     if logger is None and obj is not None:
@@ -383,12 +394,7 @@ def time_method(
     """
     if not isinstance(log_level, int) or isinstance(log_level, bool):
         raise TypeError(f"log_level must be a logging level (int), not {log_level!r}")
-    if metadata is not None and not (
-        isinstance(metadata, MutableMapping) or hasattr(metadata, "add")
-    ):
-        raise TypeError(
-            f"metadata must be a mutable mapping or have an add() method, not {metadata!r}"
-        )
+    _check_metadata(metadata)
     disabled = settings.timers_disabled()
 
     def decorate(func: _F) -> _F:
@@ -483,10 +489,16 @@ def time_this(
     The block is a span named ``name`` (or ``msg``), child of the current
     task or span.  With ``name`` the block is also timed like a method called
     ``name``: ``<name>Start*`` / ``<name>End*`` keys on the span, and in
-    ``metadata`` if given, so metric specs can target it.
+    ``metadata`` if given, so metric specs can target it.  ``metadata``
+    without ``name`` is a ``ValueError``: it would receive nothing.
     """
     if name is not None and not isinstance(name, str):
         raise TypeError(f"name must be a str, not {type(name).__name__}")
+    if name == "":
+        raise ValueError("name must be a method-like name for the timer keys, not ''")
+    _check_metadata(metadata)
+    if metadata is not None and name is None:
+        raise ValueError("metadata= is written only for a named block: pass name= too")
     if log is None:
         log = logging.getLogger()
     log_name = getattr(log, "name", None)
