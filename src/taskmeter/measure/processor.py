@@ -115,14 +115,16 @@ class MeasurementSpanProcessor(SpanProcessor):
             raise ValueError(f"log_interval must be >= 0 seconds, not {log_interval!r}")
         check_units(spec_list)
         spec_list.extend(_specs_from_environment(spec_list))
-        unique: list[MetricSpec] = []
+        # One instrument per name without case (the SDK lowercases them): a
+        # spec differing from another only in the case of its metric would
+        # record every call twice on it.
+        unique: dict[tuple[Any, ...], MetricSpec] = {}
         for spec in spec_list:
-            if spec not in unique:
-                unique.append(spec)
+            unique.setdefault((type(spec), spec.target, spec.metric_name.lower()), spec)
 
         provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
         meter = provider.get_meter("taskmeter", __about__.__version__)
-        self.specs: tuple[MetricSpec, ...] = tuple(unique)
+        self.specs: tuple[MetricSpec, ...] = tuple(unique.values())
         """The metric specs in use (from the code and the environment)."""
         instruments: dict[str, Histogram] = {}
         targets: list[_Target] = []
