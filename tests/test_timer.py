@@ -394,6 +394,17 @@ def test_bad_metadata_is_rejected_at_every_entry_point() -> None:
     assert not error_counts
 
 
+def test_logger_given_by_name_is_rejected_not_silently_unused() -> None:
+    """A logger's name where a logger belongs is a TypeError, not timer lines never logged."""
+    with pytest.raises(TypeError, match="logger"):
+        time_method(logger="pipeline.isr")  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match="logger"):
+        log_info(None, "x", logger="pipeline.isr")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="log"), time_this("pipeline.isr"):  # type: ignore[arg-type]
+        pass
+    assert not error_counts
+
+
 def test_time_this_refuses_metadata_it_would_not_write() -> None:
     """metadata= without a name, or an empty name, is an error, not keys silently not written."""
     store: dict[str, Any] = {}

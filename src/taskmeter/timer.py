@@ -65,6 +65,15 @@ def _check_metadata(metadata: object) -> None:
         )
 
 
+def _check_logger(logger: object, argument: str = "logger") -> None:
+    """Raise ``TypeError`` unless ``logger`` is ``None`` or a logger (named: its lines go to
+    ``timer.<name>``)."""
+    if logger is not None and not (
+        callable(getattr(logger, "log", None)) and isinstance(getattr(logger, "name", None), str)
+    ):
+        raise TypeError(f"{argument} must be a logging.Logger or LoggerAdapter, not {logger!r}")
+
+
 def _metadata_adder(metadata: Any) -> Callable[[str, Any], None]:
     """How to append a value to ``metadata``, the way lsst.utils does.
 
@@ -141,6 +150,7 @@ def log_info(
     if not isinstance(prefix, str):
         raise TypeError(f"prefix must be a str, not {type(prefix).__name__}")
     _check_metadata(metadata)
+    _check_logger(logger)
     if metadata is None and obj is not None:
         metadata = getattr(obj, "metadata", None)
     if logger is None and obj is not None:
@@ -395,6 +405,7 @@ def time_method(
     if not isinstance(log_level, int) or isinstance(log_level, bool):
         raise TypeError(f"log_level must be a logging level (int), not {log_level!r}")
     _check_metadata(metadata)
+    _check_logger(logger)
     disabled = settings.timers_disabled()
 
     def decorate(func: _F) -> _F:
@@ -499,6 +510,8 @@ def time_this(
     _check_metadata(metadata)
     if metadata is not None and name is None:
         raise ValueError("metadata= is written only for a named block: pass name= too")
+    if log is not None and not callable(getattr(log, "log", None)):
+        raise TypeError(f"log must be a logging.Logger or LoggerAdapter, not {log!r}")
     if log is None:
         log = logging.getLogger()
     log_name = getattr(log, "name", None)
