@@ -332,6 +332,14 @@ def test_bad_arguments_are_rejected(metrics: Metrics) -> None:
             ],
             meter_provider=metrics.provider,
         )
+    with pytest.raises(ValueError, match=r"given as timing .* and as cpu_timing .* would mix them"):
+        MeasurementSpanProcessor(
+            [
+                TimingMetric(target="a.run", package="p", metric="m"),
+                CpuTimingMetric(target="a.run", package="p", metric="M"),
+            ],
+            meter_provider=metrics.provider,
+        )
     with pytest.raises(ValueError, match="log_interval"):
         MeasurementSpanProcessor(log_interval=-1)
 

@@ -25,7 +25,7 @@ from .instruments import (
     TASK_METRICS,
 )
 from .metadata import Reading
-from .specfile import check_units, load_specs
+from .specfile import check_metrics_agree, load_specs
 from .specs import MetricSpec
 
 __all__ = ["MeasurementSpanProcessor"]
@@ -113,7 +113,7 @@ class MeasurementSpanProcessor(SpanProcessor):
             raise TypeError(f"log_interval must be a number of seconds, not {log_interval!r}")
         if not log_interval >= 0:
             raise ValueError(f"log_interval must be >= 0 seconds, not {log_interval!r}")
-        check_units(spec_list)
+        check_metrics_agree(spec_list)
         spec_list.extend(_specs_from_environment(spec_list))
         # One instrument per name without case (the SDK lowercases them): a
         # spec differing from another only in the case of its metric would
@@ -288,7 +288,7 @@ def _short(value: object) -> str:
 def _specs_from_environment(given: list[MetricSpec]) -> tuple[MetricSpec, ...]:
     """The specs of the file ``TASKMETER_METRIC_SPECS`` names; none if it is bad.
 
-    A file whose specs give a metric of ``given`` another unit is bad too:
+    A file whose specs give a metric of ``given`` another unit or kind is bad too:
     the environment must not stop the program that made the processor.
     """
     path = settings.metric_specs_file()
@@ -297,7 +297,7 @@ def _specs_from_environment(given: list[MetricSpec]) -> tuple[MetricSpec, ...]:
     try:
         specs = load_specs(path)
         try:
-            check_units((*given, *specs))
+            check_metrics_agree((*given, *specs))
         except ValueError as exc:
             raise SpecError(f"{path}: {exc}") from exc
         return specs
