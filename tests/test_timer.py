@@ -394,6 +394,25 @@ def test_bad_metadata_is_rejected_at_every_entry_point() -> None:
     assert not error_counts
 
 
+def test_metadata_with_add_but_no_item_assignment_is_rejected() -> None:
+    """``__version__`` and ``nodeName`` are assigned, as lsst.utils does: an object with
+    add() alone would silently get only the Utc keys."""
+
+    class AddOnly:
+        def __init__(self) -> None:
+            self.values: list[tuple[str, Any]] = []
+
+        def add(self, name: str, value: Any) -> None:
+            self.values.append((name, value))
+
+    for call in (
+        lambda: time_method(metadata=AddOnly()),  # type: ignore[call-overload]
+        lambda: log_info(None, "x", metadata=AddOnly()),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(TypeError, match="item assignment"):
+            call()
+
+
 def test_logger_given_by_name_is_rejected_not_silently_unused() -> None:
     """A logger's name where a logger belongs is a TypeError, not timer lines never logged."""
     with pytest.raises(TypeError, match="logger"):

@@ -56,12 +56,15 @@ def _utc_now() -> str:
 
 
 def _check_metadata(metadata: object) -> None:
-    """Raise ``TypeError`` unless ``metadata`` is ``None``, a mutable mapping or has ``add()``."""
+    """Raise ``TypeError`` unless ``metadata`` is ``None``, a mutable mapping, or has
+    ``add()`` and item assignment (TaskMetadata, PropertySet), as lsst.utils writes both."""
     if metadata is not None and not (
-        isinstance(metadata, MutableMapping) or hasattr(metadata, "add")
+        isinstance(metadata, MutableMapping)
+        or (hasattr(metadata, "add") and hasattr(metadata, "__setitem__"))
     ):
         raise TypeError(
-            f"metadata must be a mutable mapping or have an add() method, not {metadata!r}"
+            "metadata must be a mutable mapping, or have add() and item assignment "
+            f"(as TaskMetadata and PropertySet do), not {metadata!r}"
         )
 
 
