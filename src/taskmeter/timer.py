@@ -403,7 +403,9 @@ def time_method(
     If ``LSST_UTILS_DISABLE_TIMER`` is set (to anything), or
     ``TASKMETER_DISABLE_TIMER`` is true, when the decorator is applied, the
     function is returned undecorated.  Coroutine functions are timed from
-    the first step to completion.
+    the first step to completion.  Generator functions are timed as
+    lsst.utils times them: the call that creates the generator, not its
+    iteration (time the loop with :func:`time_this`).
     """
     if not isinstance(log_level, int) or isinstance(log_level, bool):
         raise TypeError(f"log_level must be a logging level (int), not {log_level!r}")
