@@ -10,6 +10,7 @@ import pytest
 
 import taskmeter
 from taskmeter import _log, settings
+from taskmeter.export import endpoints
 from taskmeter.task import _active_stack, _running
 from taskmeter.testing import SpanCapture, capture_spans
 
@@ -43,6 +44,7 @@ def _isolate_taskmeter_state() -> Iterator[None]:
     probes = taskmeter.active_probes()
     _log.reset_for_tests()
     settings.reload()
+    endpoints.forget()  # a port that failed in one test may serve the next one
     yield
     leaked = [task.label for task in _running.values()]
     _running.clear()

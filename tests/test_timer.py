@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import os
 import platform
 import time
 from collections.abc import Iterator
@@ -297,6 +298,19 @@ def test_usage_logged_to_timer_logger(caplog: pytest.LogCaptureFixture) -> None:
     assert messages[1].startswith("runEndCpuTime=")
 
 
+def test_usage_log_lines_point_at_the_caller_as_lsst_does(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The timer log lines are attributed to the code that called the method, as lsst.utils'."""
+    with caplog.at_level(logging.DEBUG, logger="timer"):
+        Ours().run(1)
+        Theirs().run(1)
+    ours = [r for r in caplog.records if r.name == "timer.pipeline.ours"]
+    theirs = [r for r in caplog.records if r.name == "timer.pipeline.theirs"]
+    assert [r.filename for r in theirs] == [os.path.basename(__file__)] * 2
+    assert [(r.filename, r.funcName) for r in ours] == [(r.filename, r.funcName) for r in theirs]
+
+
 @pytest.fixture
 def environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     monkeypatch.delenv("LSST_UTILS_DISABLE_TIMER", raising=False)
@@ -371,6 +385,55 @@ def test_bad_arguments_are_rejected() -> None:
         log_info(None, 3)  # type: ignore[arg-type]
 
 
+def test_bad_metadata_is_rejected_at_every_entry_point() -> None:
+    """time_this and log_info check metadata= as time_method does, instead of failing later."""
+    with pytest.raises(TypeError, match="metadata"), time_this(name="x", metadata=["a"]):  # type: ignore[arg-type]
+        pass
+    with pytest.raises(TypeError, match="metadata"):
+        log_info(None, "x", metadata="abc")  # type: ignore[arg-type]
+    assert not error_counts
+
+
+def test_metadata_with_add_but_no_item_assignment_is_rejected() -> None:
+    """``__version__`` and ``nodeName`` are assigned, as lsst.utils does: an object with
+    add() alone would silently get only the Utc keys."""
+
+    class AddOnly:
+        def __init__(self) -> None:
+            self.values: list[tuple[str, Any]] = []
+
+        def add(self, name: str, value: Any) -> None:
+            self.values.append((name, value))
+
+    for call in (
+        lambda: time_method(metadata=AddOnly()),  # type: ignore[call-overload]
+        lambda: log_info(None, "x", metadata=AddOnly()),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(TypeError, match="item assignment"):
+            call()
+
+
+def test_logger_given_by_name_is_rejected_not_silently_unused() -> None:
+    """A logger's name where a logger belongs is a TypeError, not timer lines never logged."""
+    with pytest.raises(TypeError, match="logger"):
+        time_method(logger="pipeline.isr")  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match="logger"):
+        log_info(None, "x", logger="pipeline.isr")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="log"), time_this("pipeline.isr"):  # type: ignore[arg-type]
+        pass
+    assert not error_counts
+
+
+def test_time_this_refuses_metadata_it_would_not_write() -> None:
+    """metadata= without a name, or an empty name, is an error, not keys silently not written."""
+    store: dict[str, Any] = {}
+    with pytest.raises(ValueError, match="name"), time_this(msg="write", metadata=store):
+        pass
+    with pytest.raises(ValueError, match="name"), time_this(name="", metadata=store):
+        pass
+    assert store == {}
+
+
 def test_time_this_logs_like_lsst_and_is_a_span(
     spans: SpanCapture, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -412,3 +475,33 @@ def test_time_this_reports_memory_and_reraises(caplog: pytest.LogCaptureFixture)
     assert "timed code triggered exception of KeyError('missing')" in message
     assert "MiB" in message
     assert timer.mem_current_delta is not None and timer.mem_current_delta >= 31
+
+
+@pytest.mark.parametrize(
+    ("unit_name", "bytes_per_unit"),
+    [
+        ("byte", 1),
+        ("kilobyte", 1000),
+        ("MB", 1000**2),
+        ("KiB", 1024),
+        ("MiB", MIB),
+        ("GiB", 1024**3),
+    ],
+)
+def test_time_this_takes_astropy_units_of_bytes_as_lsst_does(
+    caplog: pytest.LogCaptureFixture, unit_name: str, bytes_per_unit: int
+) -> None:
+    """mem_unit=u.MiB (or any astropy unit of bytes, as lsst.utils takes) scales the figures."""
+    from astropy import units as u
+
+    unit = getattr(u, unit_name)
+    with (
+        caplog.at_level(logging.DEBUG),
+        time_this(msg="grow", mem_usage=True, mem_unit=unit) as timer,
+    ):
+        block = touch_bytes(32 * MIB)
+    del block
+    assert not [r for r in caplog.records if "Invalid memory unit" in r.getMessage()]
+    assert timer.mem_current_delta is not None
+    assert timer.mem_current_delta * bytes_per_unit == pytest.approx(32 * MIB, rel=0.1)
+    assert f" {unit}, delta: " in caplog.records[-1].getMessage()

@@ -55,6 +55,28 @@ def _utc_now() -> str:
     return datetime.datetime.now(_UTC).isoformat()
 
 
+def _check_metadata(metadata: object) -> None:
+    """Raise ``TypeError`` unless ``metadata`` is ``None``, a mutable mapping, or has
+    ``add()`` and item assignment (TaskMetadata, PropertySet), as lsst.utils writes both."""
+    if metadata is not None and not (
+        isinstance(metadata, MutableMapping)
+        or (hasattr(metadata, "add") and hasattr(metadata, "__setitem__"))
+    ):
+        raise TypeError(
+            "metadata must be a mutable mapping, or have add() and item assignment "
+            f"(as TaskMetadata and PropertySet do), not {metadata!r}"
+        )
+
+
+def _check_logger(logger: object, argument: str = "logger") -> None:
+    """Raise ``TypeError`` unless ``logger`` is ``None`` or a logger (named: its lines go to
+    ``timer.<name>``)."""
+    if logger is not None and not (
+        callable(getattr(logger, "log", None)) and isinstance(getattr(logger, "name", None), str)
+    ):
+        raise TypeError(f"{argument} must be a logging.Logger or LoggerAdapter, not {logger!r}")
+
+
 def _metadata_adder(metadata: Any) -> Callable[[str, Any], None]:
     """How to append a value to ``metadata``, the way lsst.utils does.
 
@@ -95,9 +117,7 @@ def _write_metadata(metadata: Any, prefix: str, utc: str, usage: tuple[Any, ...]
         add(prefix + suffix, value)
 
 
-def _log_usage(
-    log: Any, level: int, prefix: str, usage: tuple[Any, ...], stacklevel: int = 4
-) -> None:
+def _log_usage(log: Any, level: int, prefix: str, usage: tuple[Any, ...], stacklevel: int) -> None:
     """Log the usage pairs to ``timer.<logger name>``, as lsst.utils does."""
     name = getattr(log, "name", None)
     if not isinstance(name, str):
@@ -132,6 +152,8 @@ def log_info(
     """
     if not isinstance(prefix, str):
         raise TypeError(f"prefix must be a str, not {type(prefix).__name__}")
+    _check_metadata(metadata)
+    _check_logger(logger)
     if metadata is None and obj is not None:
         metadata = getattr(obj, "metadata", None)
     if logger is None and obj is not None:
@@ -266,7 +288,9 @@ class _TimedCall:
                 swallowed("timer.metadata", exc)
         if self.log is not None:
             try:
-                _log_usage(self.log, self.site.log_level, prefix, usage)
+                # 5: past _log_usage, _record, start/finish and the wrapper, to
+                # the caller of the timed method, as lsst.utils attributes it.
+                _log_usage(self.log, self.site.log_level, prefix, usage, stacklevel=5)
             except Exception as exc:
                 swallowed("timer.log", exc)
         span = self.span
@@ -379,16 +403,14 @@ def time_method(
     If ``LSST_UTILS_DISABLE_TIMER`` is set (to anything), or
     ``TASKMETER_DISABLE_TIMER`` is true, when the decorator is applied, the
     function is returned undecorated.  Coroutine functions are timed from
-    the first step to completion.
+    the first step to completion.  Generator functions are timed as
+    lsst.utils times them: the call that creates the generator, not its
+    iteration (time the loop with :func:`time_this`).
     """
     if not isinstance(log_level, int) or isinstance(log_level, bool):
         raise TypeError(f"log_level must be a logging level (int), not {log_level!r}")
-    if metadata is not None and not (
-        isinstance(metadata, MutableMapping) or hasattr(metadata, "add")
-    ):
-        raise TypeError(
-            f"metadata must be a mutable mapping or have an add() method, not {metadata!r}"
-        )
+    _check_metadata(metadata)
+    _check_logger(logger)
     disabled = settings.timers_disabled()
 
     def decorate(func: _F) -> _F:
@@ -427,6 +449,13 @@ _MEMORY_UNITS = {
     "MiB": 1024**2,
     "GB": 1000**3,
     "GiB": 1024**3,
+    # astropy's names, which str() of the units lsst users pass gives (u.MiB: "Mibyte")
+    "kbyte": 1000,
+    "Kibyte": 1024,
+    "Mbyte": 1000**2,
+    "Mibyte": 1024**2,
+    "Gbyte": 1000**3,
+    "Gibyte": 1024**3,
 }
 _CHILD_MAXRSS_UNIT = maxrss_unit_bytes()
 
@@ -471,15 +500,23 @@ def time_this(
     at ``level`` to ``<prefix>.<log name>``, and yields a
     :class:`TimerResult` filled in when the block ends.  ``mem_unit`` is a
     unit name (``B``, ``KiB``, ``MiB``, ``GiB``, ``kB``, ``MB``, ``GB``) or
-    an astropy unit of bytes.
+    an astropy unit of bytes up to GB/GiB (``u.byte``, ``u.kilobyte``, ``u.MiB``, ...).
 
     The block is a span named ``name`` (or ``msg``), child of the current
     task or span.  With ``name`` the block is also timed like a method called
     ``name``: ``<name>Start*`` / ``<name>End*`` keys on the span, and in
-    ``metadata`` if given, so metric specs can target it.
+    ``metadata`` if given, so metric specs can target it.  ``metadata``
+    without ``name`` is a ``ValueError``: it would receive nothing.
     """
     if name is not None and not isinstance(name, str):
         raise TypeError(f"name must be a str, not {type(name).__name__}")
+    if name == "":
+        raise ValueError("name must be a method-like name for the timer keys, not ''")
+    _check_metadata(metadata)
+    if metadata is not None and name is None:
+        raise ValueError("metadata= is written only for a named block: pass name= too")
+    if log is not None and not callable(getattr(log, "log", None)):
+        raise TypeError(f"log must be a logging.Logger or LoggerAdapter, not {log!r}")
     if log is None:
         log = logging.getLogger()
     log_name = getattr(log, "name", None)

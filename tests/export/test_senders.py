@@ -77,6 +77,7 @@ def test_http_status_classification(status: int, outcome: Outcome) -> None:
         result = HttpSender("traces", endpoint.url + "/v1/traces").send(PAYLOAD)
     assert result.outcome is outcome
     assert result.detail == f"HTTP {status}"
+    assert not result.unreachable  # an answer of this signal's service, not of the endpoint
 
 
 def test_retry_after_is_read() -> None:
@@ -92,6 +93,7 @@ def test_refused_connection_is_retry() -> None:
     result = HttpSender("traces", f"http://127.0.0.1:{closed_port()}/v1/traces").send(PAYLOAD)
     assert result.outcome is Outcome.RETRY
     assert result.detail == "connection refused"
+    assert result.unreachable
     assert time.monotonic() - began < 2
 
 
@@ -103,6 +105,7 @@ def test_silent_endpoint_times_out_within_the_timeout() -> None:
         result = sender.send(PAYLOAD)
     assert result.outcome is Outcome.RETRY
     assert "no answer within 0.3 s" in result.detail
+    assert result.unreachable
     assert time.monotonic() - began < 2
 
 
@@ -205,6 +208,38 @@ def test_grpc_unreachable_is_retry() -> None:
         sender.close()
     assert result.outcome is Outcome.RETRY
     assert "UNAVAILABLE" in result.detail or "no answer" in result.detail
+    assert result.unreachable
+
+
+def test_grpc_silent_endpoint_is_unreachable() -> None:
+    """A gRPC endpoint that never answers: DEADLINE_EXCEEDED, the endpoint's failure."""
+    with silent_endpoint() as endpoint:
+        target = endpoint.url.removeprefix("http://")
+        sender = GrpcSender("metrics", target, insecure=True, timeout_s=0.3)
+        try:
+            result = sender.send(PAYLOAD)
+        finally:
+            sender.close()
+    assert result.outcome is Outcome.RETRY
+    assert result.detail == "no answer within 0.3 s"
+    assert result.unreachable
+
+
+@pytest.mark.parametrize(
+    ("sender", "address"),
+    [
+        (HttpSender("traces", "http://Collector.example:4318/v1/traces"), "collector.example:4318"),
+        (HttpSender("metrics", "http://u:p@collector.example/v1/metrics"), "collector.example:80"),
+        (HttpSender("logs", "https://collector.example/v1/logs"), "collector.example:443"),
+        (HttpSender("traces", "http://[::1]:4318/v1/traces"), "[::1]:4318"),
+        (GrpcSender("traces", "Collector.example:4317", insecure=True), "collector.example:4317"),
+    ],
+)
+def test_every_signal_sent_to_one_host_and_port_shares_its_address(
+    sender: HttpSender | GrpcSender, address: str
+) -> None:
+    """The address that a failure is shared under: host and port, no credentials."""
+    assert sender.address == address
 
 
 def test_an_endpoint_that_is_not_a_string_is_a_clear_type_error(tmp_path: object) -> None:

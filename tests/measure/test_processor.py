@@ -251,6 +251,29 @@ def test_specs_from_the_environment(
     )
 
 
+def test_spec_repeated_with_other_case_records_each_call_once(
+    metrics: Metrics, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file spec naming the code's metric as the backend shows it (lowercased) is no second spec.
+
+    The SDK lowercases instrument names: both specs would feed one histogram, twice a call.
+    """
+    spec_file = tmp_path / "specs.toml"
+    spec_file.write_text(
+        '[[metrics]]\nkind = "cpu_timing"\ntarget = "isr.run"\npackage = "ip_isr"\n'
+        'metric = "isrcputime"\n'
+    )
+    monkeypatch.setenv("TASKMETER_METRIC_SPECS", str(spec_file))
+    spec = CpuTimingMetric(target="isr.run", package="ip_isr", metric="IsrCpuTime")
+    processor = MeasurementSpanProcessor([spec], meter_provider=metrics.provider)
+    assert processor.specs == (spec,)
+    with capture_spans(processor):
+        Stage("isr").run(0.0)
+        Stage("isr").run(0.0)
+    ((_, point, _),) = metrics.points()["ip_isr.isrcputime"]
+    assert point.count == 2
+
+
 def test_bad_spec_file_in_the_environment_is_a_warning(
     metrics: Metrics,
     tmp_path: Path,
@@ -306,6 +329,14 @@ def test_bad_arguments_are_rejected(metrics: Metrics) -> None:
             [
                 TimingMetric(target="a.run", package="p", metric="m"),
                 MemoryMetric(target="b.run", package="p", metric="M"),
+            ],
+            meter_provider=metrics.provider,
+        )
+    with pytest.raises(ValueError, match=r"given as timing .* and as cpu_timing .* would mix them"):
+        MeasurementSpanProcessor(
+            [
+                TimingMetric(target="a.run", package="p", metric="m"),
+                CpuTimingMetric(target="a.run", package="p", metric="M"),
             ],
             meter_provider=metrics.provider,
         )

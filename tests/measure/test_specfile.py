@@ -95,6 +95,9 @@ def test_duplicates_are_dropped_and_empty_files_are_empty(tmp_path: Path) -> Non
         ("a.json", '[{"kind": "timing", "target": "r", "package": "p", "metric": "m"}, '
          '{"kind": "memory", "target": "r", "package": "p", "metric": "M"}]',
          "metric spec 2: metric p.M is given with units 's'"),
+        ("a.json", '[{"kind": "timing", "target": "r", "package": "p", "metric": "m"}, '
+         '{"kind": "cpu_timing", "target": "r", "package": "p", "metric": "m"}]',
+         "metric spec 2: metric p.m is given as timing (target r) and as cpu_timing"),
     ],
 )  # fmt: skip
 def test_mistakes_name_the_file_and_entry(

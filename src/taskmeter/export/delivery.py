@@ -6,7 +6,9 @@ answer; when an attempt fails it goes to the spool, the endpoint is marked
 down for a back-off period (0.5 s, doubling to 30 s, or what ``Retry-After``
 says), and batches submitted meanwhile go straight to the spool without
 touching the network, so the exporting thread never waits on a dead
-endpoint more than once per period.  A replay thread sends the spooled
+endpoint more than once per period.  An endpoint found unreachable is
+marked for every signal sent to it (:mod:`.endpoints`), and an exit does
+not try again an endpoint that has just failed.  A replay thread sends the spooled
 batches, oldest first, when the period is over, and again whenever a fresh
 batch gets through; batches spooled by earlier processes are replayed too.
 The thread starts only once there is something to replay, and sleeps
@@ -26,6 +28,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY as _SUPPRESS_KEY
 
 from .._log import logger, swallowed
+from . import endpoints
 from .senders import Outcome, Sender, SendResult
 from .spool import Spool
 
@@ -33,6 +36,8 @@ __all__ = ["Delivery", "DeliveryStats", "ExportRejectedError", "ExportUnavailabl
 
 INITIAL_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 30.0
+EXIT_RETRY_GAP_S = 2.0
+"""At exit, an endpoint that failed less than this long ago is not tried again."""
 
 
 class ExportUnavailableError(Exception):
@@ -96,6 +101,8 @@ class Delivery:
         self._backoff_s = initial_backoff_s
         self._down_until = 0.0
         self._down = False
+        self._failed_at: float | None = None
+        self._address = sender.address
         self._cond = threading.Condition()
         self._wake = False
         self._waiting = False
@@ -127,7 +134,7 @@ class Delivery:
         if result.outcome is Outcome.REJECTED:
             self._rejected(items, result.detail)
             return False
-        self._mark_down(result.detail, result.retry_after_s)
+        self._mark_down(result.detail, result.retry_after_s, unreachable=result.unreachable)
         if self.spool is None:
             self.stats.lost_items += items
             swallowed(
@@ -173,10 +180,13 @@ class Delivery:
     # ---------------------------------------------------------------- endpoint state
 
     def is_down(self) -> bool:
-        """Whether the endpoint failed recently and is being left alone."""
-        return time.monotonic() < self._down_until
+        """Whether the endpoint failed recently and is being left alone (after a failure
+        of this delivery, or of another one that found the same endpoint unreachable)."""
+        return time.monotonic() < self._down_until or endpoints.is_down(self._address)
 
-    def _mark_down(self, detail: str, retry_after_s: float | None) -> None:
+    def _mark_down(
+        self, detail: str, retry_after_s: float | None, *, unreachable: bool = False
+    ) -> None:
         self.stats.failed_attempts += 1
         self.last_error = detail
         with self._cond:
@@ -184,8 +194,11 @@ class Delivery:
             backoff = self._backoff_s * random.uniform(0.8, 1.2)
             if retry_after_s is not None:
                 backoff = max(backoff, retry_after_s)
-            self._down_until = time.monotonic() + backoff
+            self._failed_at = time.monotonic()
+            self._down_until = self._failed_at + backoff
             self._backoff_s = min(self._backoff_s * 2, self._max_backoff_s)
+        if unreachable:
+            endpoints.mark_down(self._address, self._down_until)
         where = f"spooling to {self.spool.directory}" if self.spool is not None else "not spooled"
         swallowed(
             f"export.{self.signal}.unavailable",
@@ -193,10 +206,12 @@ class Delivery:
         )
 
     def _mark_up(self) -> None:
+        endpoints.mark_up(self._address)
         with self._cond:
             was_down = self._down
             self._down = False
             self._down_until = 0.0
+            self._failed_at = None
             self._backoff_s = self._initial_backoff_s
             waiting = self._waiting
         if was_down:
@@ -262,7 +277,9 @@ class Delivery:
                 timeout = None if remaining is None else min(remaining, self.sender.timeout_s)
                 result = self._send(batch.payload, timeout)
                 if result.outcome is Outcome.RETRY:
-                    self._mark_down(result.detail, result.retry_after_s)
+                    self._mark_down(
+                        result.detail, result.retry_after_s, unreachable=result.unreachable
+                    )
                     return True
                 if not claimed.done():
                     self._stuck.add(entry.path.name)
@@ -308,7 +325,8 @@ class Delivery:
                     if not self._waiting:
                         self._cond.wait()
                         continue
-                    delay = self._down_until - time.monotonic()
+                    until = max(self._down_until, endpoints.down_until(self._address))
+                    delay = until - time.monotonic()
                     if delay <= 0:
                         break
                     self._cond.wait(delay)
@@ -353,7 +371,21 @@ class Delivery:
 
         What is left stays in the spool for a later process or ``taskmeter flush``.
         """
-        if self.spool is not None and self.spool.pending(self.signal):
+        pending = self.spool.pending(self.signal) if self.spool is not None else 0
+        failed_now = self._failed_just_now()
+        if pending and failed_now:
+            # It has just failed (this delivery's last export, or another
+            # signal's to the same endpoint): trying again now would only
+            # hold the exit for one more timeout.
+            logger.info(
+                "%s is not answering: %d %s batch(es) stay in %s for a later run "
+                "or `taskmeter flush`",
+                self.sender.where,
+                pending,
+                self.signal,
+                self.spool.directory if self.spool is not None else "the spool",
+            )
+        elif pending:
             # While the endpoint is known to be down, one short try: it may be
             # back, but a dead one must not hold the process's exit for long.
             budget = min(timeout_s, 1.0) if self.is_down() else timeout_s
@@ -366,8 +398,17 @@ class Delivery:
             self._cond.notify_all()
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(min(timeout_s, 1.0))
+            # A replay waiting on an endpoint that has just failed is not
+            # waited for: its batch stays in the spool (a daemon thread).
+            thread.join(0.05 if failed_now else min(timeout_s, 1.0))
         self.sender.close()
+
+    def _failed_just_now(self) -> bool:
+        failed_at = self._failed_at
+        if failed_at is not None and time.monotonic() - failed_at < EXIT_RETRY_GAP_S:
+            return True
+        since = endpoints.failed_since(self._address)
+        return since is not None and since < EXIT_RETRY_GAP_S
 
 
 _deliveries: weakref.WeakSet[Delivery] = weakref.WeakSet()

@@ -69,6 +69,8 @@ class SendResult:
     """How long the endpoint asked to be left alone (``Retry-After``), if it said."""
     rejected_items: int = 0
     """Items a partially successful request did not keep."""
+    unreachable: bool = False
+    """The endpoint itself failed (no connection, no answer, TLS, gRPC ``UNAVAILABLE``)."""
 
 
 def redact_url(url: str) -> str:
@@ -134,6 +136,11 @@ class Sender(ABC):
     @abstractmethod
     def where(self) -> str:
         """The endpoint, safe to show (no credentials)."""
+
+    @property
+    def address(self) -> str:
+        """The endpoint's ``host:port``, which every signal sent there shares."""
+        return self.where
 
     @abstractmethod
     def send(self, payload: bytes, timeout_s: float | None = None) -> SendResult:
@@ -254,12 +261,17 @@ class HttpSender(Sender):
         elif client_certificate_file:
             self._cert = client_certificate_file
         self._where = redact_url(url)
+        self._address = _http_address(url)
         self._scrub = _Scrubber([*(headers or {}).values(), *_url_secrets(url)])
         self._local = threading.local()
 
     @property
     def where(self) -> str:
         return self._where
+
+    @property
+    def address(self) -> str:
+        return self._address
 
     def _session(self) -> Any:
         # One session (connection pool) per thread and process: a forked
@@ -293,7 +305,9 @@ class HttpSender(Sender):
                 allow_redirects=False,
             )
         except Exception as exc:
-            return SendResult(Outcome.RETRY, self._describe(exc, timeout))
+            return SendResult(
+                Outcome.RETRY, self._describe(exc, timeout), unreachable=_unreachable(exc)
+            )
         try:
             status = response.status_code
             body = response.content if 200 <= status < 300 else b""
@@ -378,6 +392,10 @@ class GrpcSender(Sender):
     def where(self) -> str:
         return f"{'http' if self.insecure else 'https'}://{self.target}"
 
+    @property
+    def address(self) -> str:
+        return self.target.lower()
+
     def _call(self) -> Any:
         with self._lock:
             if self._method is None or self._pid != os.getpid():
@@ -427,18 +445,41 @@ class GrpcSender(Sender):
         code = exc.code() if callable(getattr(exc, "code", None)) else None
         name = getattr(code, "name", "UNKNOWN")
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            return SendResult(Outcome.RETRY, f"no answer within {timeout:g} s")
+            return SendResult(Outcome.RETRY, f"no answer within {timeout:g} s", unreachable=True)
         details = exc.details() if callable(getattr(exc, "details", None)) else ""
         detail = f"gRPC {name}" + (f": {self._scrub(str(details))}" if details else "")
         if code == grpc.StatusCode.INVALID_ARGUMENT:
             return SendResult(Outcome.REJECTED, detail)
-        return SendResult(Outcome.RETRY, detail)
+        return SendResult(Outcome.RETRY, detail, unreachable=code == grpc.StatusCode.UNAVAILABLE)
 
     def close(self) -> None:
         with self._lock:
             channel, self._channel, self._method = self._channel, None, None
         if channel is not None:
             channel.close()
+
+
+def _http_address(url: str) -> str:
+    """``host:port`` of an http(s) URL, the scheme's port when it names none."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return redact_url(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
+    return f"{host}:{port}"
+
+
+def _unreachable(exc: Exception) -> bool:
+    """Whether a request's exception says the endpoint itself failed (no connection,
+    no answer, TLS), rather than something about this request."""
+    import requests
+
+    return isinstance(exc, requests.exceptions.Timeout | requests.exceptions.ConnectionError)
 
 
 def _grpc() -> Any:

@@ -25,7 +25,7 @@ from .instruments import (
     TASK_METRICS,
 )
 from .metadata import Reading
-from .specfile import check_units, load_specs
+from .specfile import check_metrics_agree, load_specs
 from .specs import MetricSpec
 
 __all__ = ["MeasurementSpanProcessor"]
@@ -113,16 +113,18 @@ class MeasurementSpanProcessor(SpanProcessor):
             raise TypeError(f"log_interval must be a number of seconds, not {log_interval!r}")
         if not log_interval >= 0:
             raise ValueError(f"log_interval must be >= 0 seconds, not {log_interval!r}")
-        check_units(spec_list)
+        check_metrics_agree(spec_list)
         spec_list.extend(_specs_from_environment(spec_list))
-        unique: list[MetricSpec] = []
+        # One instrument per name without case (the SDK lowercases them): a
+        # spec differing from another only in the case of its metric would
+        # record every call twice on it.
+        unique: dict[tuple[Any, ...], MetricSpec] = {}
         for spec in spec_list:
-            if spec not in unique:
-                unique.append(spec)
+            unique.setdefault((type(spec), spec.target, spec.metric_name.lower()), spec)
 
         provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
         meter = provider.get_meter("taskmeter", __about__.__version__)
-        self.specs: tuple[MetricSpec, ...] = tuple(unique)
+        self.specs: tuple[MetricSpec, ...] = tuple(unique.values())
         """The metric specs in use (from the code and the environment)."""
         instruments: dict[str, Histogram] = {}
         targets: list[_Target] = []
@@ -286,7 +288,7 @@ def _short(value: object) -> str:
 def _specs_from_environment(given: list[MetricSpec]) -> tuple[MetricSpec, ...]:
     """The specs of the file ``TASKMETER_METRIC_SPECS`` names; none if it is bad.
 
-    A file whose specs give a metric of ``given`` another unit is bad too:
+    A file whose specs give a metric of ``given`` another unit or kind is bad too:
     the environment must not stop the program that made the processor.
     """
     path = settings.metric_specs_file()
@@ -295,7 +297,7 @@ def _specs_from_environment(given: list[MetricSpec]) -> tuple[MetricSpec, ...]:
     try:
         specs = load_specs(path)
         try:
-            check_units((*given, *specs))
+            check_metrics_agree((*given, *specs))
         except ValueError as exc:
             raise SpecError(f"{path}: {exc}") from exc
         return specs

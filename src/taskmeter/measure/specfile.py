@@ -32,7 +32,7 @@ from .._files import parse_yaml, read_text_bounded
 from .errors import SpecError
 from .specs import SPEC_KINDS, MemoryMetric, MetricSpec
 
-__all__ = ["check_units", "load_specs", "spec_from_dict", "specs_from_data"]
+__all__ = ["check_metrics_agree", "load_specs", "spec_from_dict", "specs_from_data"]
 
 _KIND_ALIASES = {
     "timing": "timing",
@@ -101,30 +101,37 @@ def specs_from_data(data: object, source: str = "metric specs") -> tuple[MetricS
     for index, entry in enumerate(entries, start=1):
         try:
             spec = spec_from_dict(entry)
-            check_units((*specs, spec))
+            check_metrics_agree((*specs, spec))
         except (SpecError, ValueError) as exc:
             raise SpecError(f"{source}: metric spec {index}: {exc}") from exc
         specs.append(spec)
     return tuple(_unique(specs))
 
 
-def check_units(specs: Iterable[MetricSpec]) -> None:
-    """Check that specs naming one metric agree on its unit.
+def check_metrics_agree(specs: Iterable[MetricSpec]) -> None:
+    """Check that specs naming one metric agree on its unit and on its kind.
 
     Metric names are compared without case, as the OpenTelemetry SDK
-    lowercases instrument names: ``p.T`` and ``p.t`` are one histogram.
+    lowercases instrument names: ``p.T`` and ``p.t`` are one histogram.  A
+    timing and a CPU timing have one unit, but one histogram of both would
+    mix wall and CPU seconds.
 
     Raises:
-        ValueError: two specs give one metric different units.
+        ValueError: two specs give one metric different units, or kinds.
     """
-    units: dict[str, MetricSpec] = {}
+    known_specs: dict[str, MetricSpec] = {}
     for spec in specs:
-        known = units.setdefault(spec.metric_name.lower(), spec)
+        known = known_specs.setdefault(spec.metric_name.lower(), spec)
         if known.unit != spec.unit:
             raise ValueError(
                 f"metric {spec.metric_name} is given with units {known.unit!r} "
                 f"({known.kind}, target {known.target}) and {spec.unit!r} "
                 f"({spec.kind}, target {spec.target})"
+            )
+        if known.kind != spec.kind:
+            raise ValueError(
+                f"metric {spec.metric_name} is given as {known.kind} (target {known.target}) "
+                f"and as {spec.kind} (target {spec.target}): one histogram would mix them"
             )
 
 
