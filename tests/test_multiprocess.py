@@ -668,23 +668,55 @@ def test_parent_given_by_uuid_is_unchanged_outside_workers() -> None:
 
 
 @fork_only
-def test_a_pool_replacing_workers_outside_the_task_warns_and_its_context_covers_them(
-    caplog: pytest.LogCaptureFixture,
+def test_a_pool_replacing_workers_from_its_own_thread_reports_to_the_task_that_forked(
+    caplog: pytest.LogCaptureFixture, spans: SpanCapture
 ) -> None:
     """A fork Pool with maxtasksperchild forks replacement workers from its own thread,
-    where no task runs: their tasks cannot be the task's subtasks, and that is said once
-    (not for the workers forked in the task); get_context("fork") covers the replacements."""
-    with Task("pool owner"), multiprocessing.get_context("fork").Pool(1) as pool:
-        pool.map(mp_workers.burn_task, [0.0] * 2)
-    assert "where no task runs" not in caplog.text
+    where no task runs: their tasks are subtasks of the one task that forked the pool's
+    first workers, in its trace, with their CPU counted, and nothing is warned."""
     fork = multiprocessing.get_context("fork")
     with Task("replacing") as replacing, fork.Pool(1, maxtasksperchild=1) as pool:
-        pool.map(mp_workers.burn_task, [0.0] * 3, chunksize=1)
+        results = pool.map(mp_workers.burn_task, [BURN_S] * 3, chunksize=1)
+    assert len({r["pid"] for r in results}) == 3  # a new worker for each
+    assert sorted(str(t.task_id) for t in replacing.subtasks) == sorted(
+        r["task_id"] for r in results
+    )
+    assert all(r["subprocess"] and r["parent_id"] == str(replacing.task_id) for r in results)
+    assert {r["trace_id"] for r in results} == {replacing.trace_id}
+    assert replacing.total_cpu() >= replacing.cpu_time + 3 * BURN_S * 0.9
+    assert "where no task runs" not in caplog.text
+
+
+@fork_only
+def test_a_fork_from_a_thread_without_task_is_warned_when_two_tasks_have_workers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two tasks running at once in two threads have each forked a worker: a fork from
+    a third thread, where no task runs, cannot tell whose its tasks are; said once."""
+    import threading
+
+    forked = threading.Barrier(3)
+    done = threading.Event()
+
+    def fork_in_task(label: str) -> None:
+        with Task(label), multiprocessing.get_context("fork").Pool(1) as pool:
+            pool.map(mp_workers.burn_task, [0.0])
+            forked.wait(10)
+            done.wait(10)
+
+    threads = [threading.Thread(target=fork_in_task, args=(n,)) for n in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    forked.wait(10)
+    try:
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            [result] = pool.map(mp_workers.burn_task, [0.0])
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join(10)
+    assert result["subprocess"] is False and result["parent_id"] == "None"
     assert caplog.text.count("where no task runs") == 1
-    assert len(replacing.subtasks) < 3
-    with Task("covered") as covered, get_context("fork").Pool(1, maxtasksperchild=1) as pool:
-        pool.map(mp_workers.burn_task, [0.0] * 3, chunksize=1)
-    assert len(covered.subtasks) == 3
 
 
 @fork_only

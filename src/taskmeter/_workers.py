@@ -86,6 +86,8 @@ class Inbox:
         self._expecting = 0
         self._job: MonitorHandle | None = None
         self._finished: OrderedDict[UUID, UUID] = OrderedDict()
+        self._forking: dict[UUID, Task] = {}
+        """Running tasks that forked workers themselves (not as an ancestor)."""
         self.collected = 0
         """Records filed under a task so far."""
         self.late = 0
@@ -111,6 +113,9 @@ class Inbox:
         collects it periodically.
         """
         with self._lock:
+            own = task._tm
+            if own is not None and own.started and not own.finished:
+                self._forking[task.task_id] = task
             current: Task | None = task
             while current is not None:
                 state = current._tm
@@ -124,6 +129,26 @@ class Inbox:
             if self._expecting and self._job is None:
                 self._job = get_monitor().add(self.collect, name="workers")
 
+    def sole_forking_task(self) -> Task | None:
+        """The running task that forked workers, if exactly one did (not counting
+        its ancestors, whose workers are its own)."""
+        with self._lock:
+            forking = [
+                task
+                for task in self._forking.values()
+                if (state := task._tm) is not None and not state.finished
+            ]
+        ancestors: set[UUID] = set()
+        for task in forking:
+            state = task._tm
+            parent = state.parent if state is not None else None
+            while parent is not None and parent.task_id not in ancestors:
+                ancestors.add(parent.task_id)
+                parent_state = parent._tm
+                parent = parent_state.parent if parent_state is not None else None
+        leaves = [task for task in forking if task.task_id not in ancestors]
+        return leaves[0] if len(leaves) == 1 else None
+
     def task_finished(self, task: Task) -> None:
         """Called by a task that may have workers as it finishes, before it publishes."""
         state = task._tm
@@ -133,6 +158,7 @@ class Inbox:
         try:
             with self._lock:
                 self._expecting -= 1
+                self._forking.pop(task.task_id, None)
                 if task.parent_id is not None:
                     self._finished[task.task_id] = task.parent_id
                     while len(self._finished) > FINISHED_KEPT:
@@ -287,25 +313,31 @@ def expect_workers(task: Task) -> Inbox:
     return inbox
 
 
-def fork_without_task() -> None:
-    """As a thread where no task runs forks: warn (once) if tasks of this process
-    have workers, since the child's tasks will not be theirs.
+def fork_without_task() -> Task | None:
+    """As a thread where no task runs forks: the task whose workers the child's tasks
+    are, if tasks of this process have workers and exactly one of them forked them.
 
     ``multiprocessing.Pool`` forks the workers that replace others (with
-    ``maxtasksperchild``, or after one died) from a thread of its own.
+    ``maxtasksperchild``, or after one died) from a thread of its own: their
+    tasks belong to the task that forked the pool's first workers.  With
+    none, or several, the child's tasks have no parent here: warned once.
     """
     inbox = _inbox
     if inbox is None or inbox.expecting <= 0 or inbox.pid != os.getpid():
-        return
+        return None
+    task = inbox.sole_forking_task()
+    if task is not None:
+        return task
     warn_once(
         "workers.fork.no_task",
         "a process was forked from thread %r, where no task runs, while tasks of this "
-        "process have workers: its tasks are not their subtasks (a multiprocessing Pool "
-        "forks the workers that replace others, with maxtasksperchild or after one died, "
-        "from a thread of its own); make the pool with taskmeter.multiprocess.get_context() "
-        "or initializer=init_worker",
+        "process have workers, not one alone: its tasks are not their subtasks (a "
+        "multiprocessing Pool forks the workers that replace others, with maxtasksperchild "
+        "or after one died, from a thread of its own); make the pool with "
+        "taskmeter.multiprocess.get_context() or initializer=init_worker",
         threading.current_thread().name,
     )
+    return None
 
 
 def span_parent_of(
@@ -339,11 +371,12 @@ def span_parent_of(
 # ---------------------------------------------------------------- worker side
 
 
-def child_started(parent: Task | None) -> None:
+def child_started(parent: Task | None, *, current: bool = True) -> None:
     """In a forked child (called by the task module's fork hook).
 
-    ``parent`` is the task that was current in the forking thread (a copy of
-    the parent's): the child's top-level tasks adopt it and deliver to the
+    ``parent`` is the task that was current in the forking thread, or with
+    ``current=False`` the one :func:`fork_without_task` found (a copy of the
+    parent's): the child's top-level tasks adopt it and deliver to the
     parent's inbox.  With none, a parent read from the environment still
     applies, with spans flushed as in any worker.
     """
@@ -357,8 +390,8 @@ def child_started(parent: Task | None) -> None:
         swallowed("workers.connections", exc)
     if parent is not None:
         # The forking thread's current span (the task's, or one inside it) is
-        # a copy here, with the parent's ids.
-        traceparent, tracestate = span_parent_of(parent, current=True)
+        # a copy here, with the parent's ids; another thread's, the task's own.
+        traceparent, tracestate = span_parent_of(parent, current=current)
         propagation.inherit(
             propagation.Inherited(
                 parent.task_id,

@@ -1041,18 +1041,28 @@ def _innermost_running(stack: tuple[Task, ...]) -> Task | None:
     return None
 
 
+_fork = threading.local()
+"""``adopted``: the parent the forking thread found for the child's tasks, when no
+task runs in that thread (a Pool's thread forking replacement workers)."""
+
+
 def _before_fork() -> None:
     # The task running in the forking thread becomes the parent of the child's
     # tasks; their records come back through the inbox, which must exist first.
     stack = _active_stack.get()
+    _fork.adopted = None
     try:
         parent = _innermost_running(stack) if stack else None
         if parent is None:
-            _workers.fork_without_task()
+            _fork.adopted = _workers.fork_without_task()
         elif parent.pid == _process.pid:
             _workers.expect_workers(parent)
     except Exception as exc:
         swallowed("workers.fork", exc)
+
+
+def _after_fork_in_parent() -> None:
+    _fork.adopted = None
 
 
 def _disown(task: Task) -> None:
@@ -1074,15 +1084,24 @@ def _after_fork_in_child() -> None:
     try:
         stack = _active_stack.get()
         parent = _innermost_running(stack)
+        adopted: Task | None = getattr(_fork, "adopted", None)
+        _fork.adopted = None
         for task in (*_running.values(), *stack):
             _disown(task)
         _running.clear()
         if stack:
             _active_stack.set(())
-        _workers.child_started(parent)
+        if parent is None and adopted is not None:
+            _workers.child_started(adopted, current=False)
+        else:
+            _workers.child_started(parent)
     except Exception as exc:
         swallowed("workers.fork", exc)
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
