@@ -244,7 +244,8 @@ class Inbox:
                     LateRecordError(
                         f"the record of worker task {record.task_id} ({record.label!r}) arrived "
                         f"after its parent task {parent_id} finished (join worker processes "
-                        f"before the task ends); filed under {task}, and not counted in the "
+                        f"before the task ends; a pool reused by later tasks: map "
+                        f"with_parent(fn)); filed under {task}, and not counted in the "
                         f"parent's figures"
                     ),
                 )
