@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 
 EXIT_OK = 0
@@ -13,7 +14,7 @@ EXIT_USAGE = 2
 EXIT_BAD_FILE = 3
 """``show``/``report``: the task file is missing, unreadable or not a task file."""
 EXIT_OUTPUT_FAILED = 4
-"""``report``: the output could not be written."""
+"""``show``/``report``: the output could not be written."""
 EXIT_TASKMETER_FAILED = 125
 """``run``: taskmeter itself failed before starting the command (as ``env`` and ``timeout``)."""
 EXIT_NOT_EXECUTABLE = 126
@@ -31,6 +32,41 @@ def say(message: str) -> None:
     """Print a line on standard error, ignoring a closed stream."""
     with contextlib.suppress(OSError, ValueError):
         print(message, file=sys.stderr, flush=True)
+
+
+def write_stdout(text: str) -> bool:
+    """Write ``text`` on standard output; ``False`` after saying why it could not be written.
+
+    A reader that went away (``taskmeter show ... | head``) had what it
+    wanted: the rest is dropped quietly.  Characters the output's encoding
+    lacks are written escaped (``\\u6f22``).
+    """
+    stream = sys.stdout
+    if stream is None:
+        error("cannot write to standard output: it is closed")
+        return False
+    try:
+        try:
+            stream.write(text)
+        except UnicodeEncodeError:
+            encoding = stream.encoding or "utf-8"
+            stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
+        stream.flush()
+    except BrokenPipeError:
+        _drop_stdout()
+        return True
+    except (OSError, ValueError) as exc:
+        _drop_stdout()
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        error(f"cannot write to standard output: {reason}")
+        return False
+    return True
+
+
+def _drop_stdout() -> None:
+    """Point standard output at the null device, so the flush at exit fails no more."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def endpoint_problem(endpoint: str) -> str | None:

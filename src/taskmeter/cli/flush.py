@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -17,6 +16,7 @@ from ._common import (
     endpoint_problem,
     error,
     say,
+    write_stdout,
 )
 
 if TYPE_CHECKING:
@@ -234,8 +234,5 @@ def _age(seconds: float) -> str:
 
 
 def _print(text: str) -> None:
-    try:
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
-    except BrokenPipeError:
-        sys.stderr.close()
+    # The exit status says what the spool holds, whether or not this line got out.
+    write_stdout(text + "\n")

@@ -132,7 +132,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"cannot compute {spec.metric_name}: {reason}", file=sys.stderr)
     text = json.dumps([m.to_dict() for m in report.measurements], indent=2) + "\n"
     if args.output is None:
-        sys.stdout.write(text)
+        from ._common import write_stdout
+
+        if not write_stdout(text):
+            return EXIT_USAGE  # as when -o cannot be written
     else:
         try:
             args.output.write_text(text, encoding="utf-8")

@@ -6,11 +6,19 @@ import argparse
 import json
 import math
 import os
-import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._common import EXIT_BAD_FILE, EXIT_NO_MATCH, EXIT_OK, EXIT_USAGE, error, say
+from ._common import (
+    EXIT_BAD_FILE,
+    EXIT_NO_MATCH,
+    EXIT_OK,
+    EXIT_OUTPUT_FAILED,
+    EXIT_USAGE,
+    error,
+    say,
+    write_stdout,
+)
 from ._select import Selected, label_matcher, load_or_explain, select
 
 if TYPE_CHECKING:
@@ -42,6 +50,7 @@ exit status:
   1  no task matched --label/--status
   2  wrong options
   3  FILE is missing, unreadable or not a task file
+  4  the output could not be written (a full disk, say)
 """
 
 
@@ -115,9 +124,10 @@ def handle(args: argparse.Namespace) -> int:
             "file": args.file,
             "tasks": [row_json(row, reason_of(row.task)) for row in matched],
         }
-        _print(json.dumps(document, indent=2, allow_nan=False))
-    elif matched:
-        _print(format_rows(rows, status_of))
+        if not write_stdout(json.dumps(document, indent=2, allow_nan=False) + "\n"):
+            return EXIT_OUTPUT_FAILED
+    elif matched and not write_stdout(format_rows(rows, status_of) + "\n"):
+        return EXIT_OUTPUT_FAILED
     interrupted = {reason for row in rows if (reason := reason_of(row.task))}
     if interrupted and not args.json:
         count = sum(1 for row in rows if reason_of(row.task))
@@ -141,14 +151,6 @@ def _liveness(path: str, stale_after_s: float | None) -> Liveness:
         except OSError:
             mtime = None
     return Liveness.here(file_mtime=mtime, stale_after_s=stale_after_s)
-
-
-def _print(text: str) -> None:
-    try:
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
-    except BrokenPipeError:  # `taskmeter show ... | head`
-        sys.stderr.close()
 
 
 def energy_j(task: Task) -> float | None:
