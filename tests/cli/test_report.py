@@ -103,6 +103,22 @@ def test_errors_exit_3_or_4_with_one_line(tmp_path: Path) -> None:
         assert "Traceback" not in result.stderr
 
 
+def test_a_directory_as_output_is_named_as_such(tmp_path: Path) -> None:
+    """``-o DIR``: exit 4 and a line saying DIR is a directory, nothing written beside it
+    (it was written as a temporary file in DIR's parent, and the error named that file)."""
+    source = tmp_path / "t.json"
+    save_task(make_tree(1, 1, 1), source)
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    result = taskmeter("report", str(source), "-o", str(reports))
+    assert result.returncode == 4
+    assert (
+        result.stderr == f"taskmeter: error: cannot write the report {reports}: it is a directory\n"
+    )
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["reports", "t.json"]
+    assert list(reports.iterdir()) == []
+
+
 def test_the_report_never_replaces_its_task_file(tmp_path: Path) -> None:
     """A task file named .html, -o naming it, or a link to it: exit 2, the file unchanged."""
     source = tmp_path / "run.html"

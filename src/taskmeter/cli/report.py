@@ -63,6 +63,9 @@ def handle(args: argparse.Namespace) -> int:
     output = _output_path(args.file, args.output)
     if output is None:
         return EXIT_USAGE
+    if output != STDOUT and os.path.isdir(output):
+        error(f"cannot write the report {output}: it is a directory")
+        return EXIT_OUTPUT_FAILED
     root = load_or_explain(args.file)
     if root is None:
         return EXIT_BAD_FILE
