@@ -33,3 +33,19 @@ def test_format_tree_rows_are_one_line_each_and_aligned() -> None:
     assert r"two\nlines" in lines[2]
     ends = {display_width(line[: line.index("finished") + 8]) for line in lines[1:]}
     assert len(ends) == 1
+
+
+def test_format_tree_max_rows_keeps_the_first_tasks_depth_first() -> None:
+    """``max_rows`` keeps the first tasks in tree order; ``max_depth`` applies first."""
+    with Task("root") as root:
+        for outer in range(3):
+            with Task(f"group {outer}"):
+                for inner in range(3):
+                    with Task(f"item {outer}.{inner}"):
+                        pass
+
+    def labels(text: str) -> list[str]:
+        return [line.strip().split("  ")[0] for line in text.splitlines()[1:]]
+
+    assert labels(format_tree(root, max_rows=4)) == ["root", "group 0", "item 0.0", "item 0.1"]
+    assert labels(format_tree(root, max_depth=1, max_rows=3)) == ["root", "group 0", "group 1"]

@@ -84,17 +84,23 @@ def _energy(task: Task) -> str:
     return friendly_energy(total)
 
 
-def format_tree(task: Task, *, max_depth: int | None = None) -> str:
+def format_tree(
+    task: Task, *, max_depth: int | None = None, max_rows: int | None = None
+) -> str:
     """Render ``task`` and its subtasks as an indented table.
 
     Columns: label, status, duration, CPU time (with worker processes),
     peak memory, peak GPU memory and energy; ``-`` marks a figure that was
     not measured.  Labels are shown as :func:`terminal_text` makes them.
+    ``max_depth`` limits the levels shown below ``task``, ``max_rows`` the
+    number of tasks (the first ones, depth first).
     """
     rows: list[tuple[str, ...]] = []
     for depth, sub in task.walk():
         if max_depth is not None and depth > max_depth:
             continue
+        if max_rows is not None and len(rows) >= max_rows:
+            break
         indent = "  " * depth
         rows.append(
             (

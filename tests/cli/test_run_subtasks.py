@@ -78,3 +78,17 @@ def test_run_continues_a_trace_named_in_its_environment(tmp_path: Path) -> None:
     assert doc is not None
     assert doc["trace_id"] == trace_id
     assert doc["span_id"] != "00f067aa0ba902b7"
+
+
+def test_summary_shows_the_first_tasks_of_a_big_tree(tmp_path: Path) -> None:
+    """A command reporting 300 tasks: the summary shows 20 rows and how many more there
+    are (it printed every one, a line each); the task file keeps them all."""
+    script = "from taskmeter import Task\nfor i in range(300):\n    with Task(f'step {i}'): pass\n"
+    result, doc = run_command(tmp_path, [sys.executable, "-c", script])
+    assert result.returncode == 0, result.stderr
+    assert doc is not None and len(doc["subtasks"]) == 300
+    tree = result.stderr.split("\n\n", 1)[1].splitlines()
+    assert len(tree) == 1 + 20 + 1  # the heading, 20 tasks, the line saying what is left
+    assert tree[1].startswith("python")
+    assert tree[-2].lstrip().startswith("step 18 ")
+    assert tree[-1] == f"  ... and {301 - 20} more (taskmeter show {tmp_path / 'run.json'})"

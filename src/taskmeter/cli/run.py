@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import sys
 import time
@@ -67,6 +68,8 @@ STATUS_AFTER_S = 1.0
 STATUS_EVERY_S = 0.5
 SAMPLING_SHARE = 0.05
 """Sampling may use at most this share of one CPU: slow ``/proc`` scans are spaced out."""
+SUMMARY_TREE_ROWS = 20
+"""The most tasks of the tree the summary shows (two levels below the root)."""
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -428,7 +431,15 @@ class _Run:
             from ..render import format_tree
 
             lines.append("")
-            lines.extend(format_tree(root, max_depth=2).splitlines())
+            lines.extend(format_tree(root, max_depth=2, max_rows=SUMMARY_TREE_ROWS).splitlines())
+            shown = sum(1 for depth, _ in root.walk() if depth <= 2)
+            if shown > SUMMARY_TREE_ROWS:
+                where = (
+                    f"taskmeter show {shlex.quote(str(self.output))}"
+                    if self.output is not None
+                    else "-o FILE keeps them"
+                )
+                lines.append(f"  ... and {shown - SUMMARY_TREE_ROWS} more ({where})")
         say("\n".join(lines))
 
     def _remove_subtask_dir(self) -> None:
