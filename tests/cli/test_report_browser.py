@@ -184,3 +184,24 @@ def test_extra_fields_of_any_name_are_shown_as_text(browser: Any, tmp_path: Path
     assert "energy from the wall meter" in details
     assert "cpu 12.5 J (rapl)" in details
     assert "<img src=x" in details and browser.title != "x"
+
+
+def test_a_long_label_leaves_the_task_tree_in_view(browser: Any, tmp_path: Path) -> None:
+    """The heading of a root with a very long label takes at most two lines (the page title
+    and the heading's tooltip keep it whole); it filled the window and hid the tree."""
+    label = "step " + "x" * 3000
+    with Task(label) as root, Task("child"):
+        pass
+    page = tmp_path / "long.html"
+    page.write_text(render_html(root))
+    browser.set_window_size(1400, 800)
+    browser.get(page.as_uri())
+    heading = browser.find_element("css selector", "h1")
+    assert heading.size["height"] < 60
+    assert heading.get_attribute("title") == label
+    viewport_top = browser.execute_script(
+        "return document.getElementById('viewport').getBoundingClientRect().top"
+    )
+    assert viewport_top < 200
+    rows = [row for row in browser.find_elements("css selector", ".row") if row.is_displayed()]
+    assert [label_of(row) for row in rows][1:] == ["child"]
