@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from taskmeter import Task, format_tree
+from taskmeter.formats import friendly_seconds
 from taskmeter.render import display_width, terminal_text
 
 
@@ -49,3 +52,21 @@ def test_format_tree_max_rows_keeps_the_first_tasks_depth_first() -> None:
 
     assert labels(format_tree(root, max_rows=4)) == ["root", "group 0", "item 0.0", "item 0.1"]
     assert labels(format_tree(root, max_depth=1, max_rows=3)) == ["root", "group 0", "group 1"]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.9994, "999ms"),
+        (0.9996, "1.00s"),
+        (59.999, "60.00s"),
+        (119.994, "1m59.99s"),
+        (119.999, "2m0.00s"),
+        (7199.999, "2h0m0.00s"),
+        (None, "-"),
+    ],
+)
+def test_table_durations_round_before_choosing_the_unit(seconds: float | None, text: str) -> None:
+    """A duration just under a unit is shown in the next one, not as ``1000ms`` or
+    ``1m60.00s`` (the table's durations are rounded to what they show)."""
+    assert friendly_seconds(seconds) == text

@@ -37,9 +37,15 @@ def friendly_bytes(count: float | None) -> str:
 
 
 def friendly_seconds(seconds: float | None) -> str:
-    """A CPU or wall time in seconds, compact; ``"-"`` when unknown."""
+    """A CPU or wall time in seconds, compact; ``"-"`` when unknown.
+
+    Rounded to the hundredth of a second shown before the unit is chosen, so
+    119.999 s is ``2m0.00s``, not ``1m60.00s``.
+    """
     if seconds is None:
         return "-"
+    if seconds >= 0.9995:
+        seconds = round(seconds, 2)
     return friendly_duration(seconds).strip()
 
 
