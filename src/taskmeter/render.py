@@ -84,9 +84,7 @@ def _energy(task: Task) -> str:
     return friendly_energy(total)
 
 
-def format_tree(
-    task: Task, *, max_depth: int | None = None, max_rows: int | None = None
-) -> str:
+def format_tree(task: Task, *, max_depth: int | None = None, max_rows: int | None = None) -> str:
     """Render ``task`` and its subtasks as an indented table.
 
     Columns: label, status, duration, CPU time (with worker processes),
