@@ -70,3 +70,17 @@ def test_table_durations_round_before_choosing_the_unit(seconds: float | None, t
     """A duration just under a unit is shown in the next one, not as ``1000ms`` or
     ``1m60.00s`` (the table's durations are rounded to what they show)."""
     assert friendly_seconds(seconds) == text
+
+
+def test_a_peak_known_only_as_a_bound_is_shown_as_one() -> None:
+    """``taskmeter run`` records ``peak_memory_at_most`` where the command's own peak is
+    hidden by taskmeter's size at exec: the tree shows ``<= X``, as the run's summary does,
+    not ``-``; a measured peak is shown as it is, and a bad bound as unknown."""
+    bounded = Task.model_validate(
+        {"label": "bounded", "peak_memory": None, "peak_memory_at_most": 25_784_320}
+    )
+    measured = Task.model_validate({"label": "measured", "peak_memory": 3 * 1024**2})
+    bad = Task.model_validate({"label": "bad", "peak_memory_at_most": "lots"})
+    assert "<= 24.6 MiB" in format_tree(bounded)
+    assert "3.0 MiB" in format_tree(measured) and "<=" not in format_tree(measured)
+    assert "<=" not in format_tree(bad)

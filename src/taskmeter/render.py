@@ -84,6 +84,17 @@ def _energy(task: Task) -> str:
     return friendly_energy(total)
 
 
+def peak_memory_text(task: Task) -> str:
+    """The task's peak memory; ``<= X`` where only a bound is known (``taskmeter run``
+    records ``peak_memory_at_most`` when the command's peak may be taskmeter's own size)."""
+    if task.peak_memory is not None:
+        return friendly_bytes(task.peak_memory)
+    bound = (task.model_extra or {}).get("peak_memory_at_most")
+    if isinstance(bound, int | float) and not isinstance(bound, bool) and bound >= 0:
+        return "<= " + friendly_bytes(bound)
+    return friendly_bytes(None)
+
+
 def format_tree(task: Task, *, max_depth: int | None = None, max_rows: int | None = None) -> str:
     """Render ``task`` and its subtasks as an indented table.
 
@@ -106,7 +117,7 @@ def format_tree(task: Task, *, max_depth: int | None = None, max_rows: int | Non
                 sub.status.value,
                 friendly_seconds(sub.duration),
                 friendly_seconds(sub.total_cpu()),
-                friendly_bytes(sub.peak_memory),
+                peak_memory_text(sub),
                 friendly_bytes(sub.peak_gpu_memory),
                 _energy(sub),
             )

@@ -216,7 +216,7 @@ def format_rows(rows: list[Selected], status_of: Callable[[Task], str] | None = 
     ``status_of`` gives the status shown (default: the task's own).
     """
     from ..formats import friendly_bytes, friendly_energy, friendly_seconds
-    from ..render import format_table
+    from ..render import format_table, peak_memory_text
 
     table: list[tuple[str, ...]] = []
     for row in rows:
@@ -228,7 +228,7 @@ def format_rows(rows: list[Selected], status_of: Callable[[Task], str] | None = 
                 task.status.value if status_of is None else status_of(task),
                 friendly_seconds(finite(task.duration)),
                 friendly_seconds(finite(task.total_cpu())),
-                friendly_bytes(task.peak_memory),
+                peak_memory_text(task),
                 friendly_bytes(task.peak_gpu_memory),
                 friendly_energy(energy_j(task)),
             )
