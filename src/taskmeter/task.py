@@ -49,6 +49,7 @@ from ._fieldsets import FieldSets
 from ._fieldsets import mark as _mark_fields_set
 from ._fieldsets import thaw as _thaw_fields_set
 from ._log import logger, swallowed
+from ._spans import set_fresh_attributes as _set_fresh_attributes
 from .figures import Figures
 from .formats import friendly_duration as _friendly_duration
 from .monitor import MonitorHandle, get_monitor
@@ -563,7 +564,7 @@ class Task(BaseModel):
         span = state.span
         try:
             if span.is_recording():
-                span.set_attributes(self._span_attributes(state))
+                _set_fresh_attributes(span, self._span_attributes(state))
                 if status is not _FINISHED:
                     _record_status(span, status, error)
             span.end(end_time=wall_ns)
