@@ -48,7 +48,7 @@ from .._log import config_warning, swallowed, warn_once
 from .._spans import raw_attributes
 from ..figures import Figures
 from ..probes import active_probes
-from ..probes.base import Probe, ProbeStates, begin_probes, end_probes, read_probes
+from ..probes.base import Probe, ProbeStates, begin_probes, end_probes, finish_probes
 from .selector import SpanSelector
 
 __all__ = [
@@ -454,8 +454,8 @@ class EnrichingSpanProcessor(SpanProcessor):
             if thread_cpu < 0.0:
                 thread_cpu = 0.0
         figures = Figures(duration_s=_perf_counter() - opened.perf_start)
-        read_probes(opened.probe_states, figures)
-        _end_probes(opened)
+        states, opened.probe_states = opened.probe_states, ()
+        finish_probes(states, figures)
         added = figure_attributes(figures, thread_cpu)
         machine = settings.machine()
         if machine is not None:
