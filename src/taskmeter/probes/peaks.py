@@ -74,8 +74,14 @@ class PeakRegister:
         lock.acquire()
         try:
             if reset and source.resettable:
-                if self._open:
-                    self._fold(source.high_water() if usage is None else source.high_water(usage))
+                trackers = self._open
+                if trackers:
+                    value = source.high_water() if usage is None else source.high_water(usage)
+                    if value is not None:  # fold it into every open tracker
+                        for other in trackers:
+                            folded = other.folded
+                            if folded is None or value > folded:
+                                other.folded = value
                 source.reset()
             self._open.add(tracker)
         finally:
@@ -126,13 +132,6 @@ class PeakRegister:
         """Drop every tracker (done in a forked child, whose open tasks are the parent's)."""
         self._lock = threading.Lock()  # it may have been held at the fork
         self._open = set()
-
-    def _fold(self, value: int | None) -> None:
-        if value is None:
-            return
-        for tracker in self._open:
-            if tracker.folded is None or value > tracker.folded:
-                tracker.folded = value
 
     @property
     def open_count(self) -> int:
