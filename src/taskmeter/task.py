@@ -49,11 +49,12 @@ from ._fieldsets import FieldSets
 from ._fieldsets import mark as _mark_fields_set
 from ._fieldsets import thaw as _thaw_fields_set
 from ._log import logger, swallowed
+from ._spans import set_fresh_attributes as _set_fresh_attributes
 from .figures import Figures
 from .formats import friendly_duration as _friendly_duration
 from .monitor import MonitorHandle, get_monitor
 from .probes import active_probes
-from .probes.base import ProbeStates, begin_probes, end_probes, read_probes
+from .probes.base import ProbeStates, begin_probes, finish_probes, read_probes
 from .tracing import get_tracer
 
 __all__ = ["Task", "TaskStatus"]
@@ -495,8 +496,15 @@ class Task(BaseModel):
         values["status"] = _RUNNING
         values["start_time"] = wall_ns / 1e9
         values["pid"] = _process.pid  # the process that runs it (made before a fork, maybe)
-        with state.lock:  # see _own_fields_set
+        # The lock: see _own_fields_set.  acquire/release rather than ``with``
+        # (here, in _finish and in _adopt): the statement's lookups and calls
+        # of __enter__ and __exit__ cost twice the instructions.
+        lock = state.lock
+        lock.acquire()
+        try:
             _mark_fields_set(self, _START_FIELDS)
+        finally:
+            lock.release()
         # Readings come last, so the task is not charged for its own set-up.
         state.probe_states = begin_probes(probes, state.reset_hwm)
         state.perf_start = time.perf_counter()
@@ -531,18 +539,22 @@ class Task(BaseModel):
                 return
             logger.warning("%s already %s; finish() ignored", self, self.status.value)
             return
-        figures = self._read(state)
+        figures = Figures()
+        figures.duration_s = time.perf_counter() - state.perf_start
+        finish_probes(state.probe_states, figures)
         wall_ns = time.time_ns()
-        end_probes(state.probe_states)
+        figures.wall_time = wall_ns / 1e9
         if state.refresh is not None:
             get_monitor().remove(state.refresh)
             state.refresh = None
 
         values = self.__dict__
-        with state.lock:
+        lock = state.lock
+        lock.acquire()
+        try:
             self._apply(figures)
             state.finished = True
-            values["finish_time"] = wall_ns / 1e9
+            values["finish_time"] = figures.wall_time
             values["status"] = status
             _mark_fields_set(self, _FINISH_FIELDS)
             if state.save_file is None:
@@ -553,6 +565,8 @@ class Task(BaseModel):
                 # with ``state``; save_to_file checks, under the lock, that
                 # the state it gives a file is still the task's.
                 _set_slot(self, "_tm", None)
+        finally:
+            lock.release()
         if state.collect is not None:  # records of worker processes, before publishing
             state.collect(self)
         _running.pop(values["task_id"], None)
@@ -565,7 +579,7 @@ class Task(BaseModel):
         span = state.span
         try:
             if span.is_recording():
-                span.set_attributes(self._span_attributes(state))
+                _set_fresh_attributes(span, self._span_attributes(state))
                 if status is not _FINISHED:
                     _record_status(span, status, error)
             span.end(end_time=wall_ns)
@@ -662,12 +676,16 @@ class Task(BaseModel):
         # add_subtask for a task starting under this one: its id is new, so it
         # cannot replace a record, and its parent_id is already this task's.
         state = self._tm or state_of(self)
-        with state.lock:
-            subtasks = self.subtasks
+        lock = state.lock
+        lock.acquire()
+        try:
+            subtasks = self.__dict__["subtasks"]
             index = state.subtask_index
             if index is not None and len(index) == len(subtasks):
-                index[task.task_id] = len(subtasks)
+                index[task.__dict__["task_id"]] = len(subtasks)
             subtasks.append(task)
+        finally:
+            lock.release()
 
     def save_to_file(self, path: str | os.PathLike[str], monitor: bool = True) -> None:
         """Save this task to ``path`` now, and again while it runs and when it finishes.
@@ -796,45 +814,59 @@ class Task(BaseModel):
         """Every attribute of the task's span (set in one call as it ends).
 
         ``state``: the task's, when it has dropped it already (see _finish).
+        The names are module globals and the optional figures are tested one
+        by one, not in loops over (field, name) pairs: this runs for every
+        task.
         """
         values = self.__dict__
         if state is None:
             state = self._tm or state_of(self)
+        pid = values["pid"]
         attributes: dict[str, Any] = {
-            attr.TASK_ID: _id_text(self, state),
-            attr.TASK_SUBPROCESS: values["subprocess"],
-            attr.HOST_NAME: values["hostname"],
-            attr.PROCESS_PID: values["pid"] if values["pid"] is not None else _process.pid,
+            _A_TASK_ID: _id_text(self, state),
+            _A_TASK_SUBPROCESS: values["subprocess"],
+            _A_HOST_NAME: values["hostname"],
+            _A_PROCESS_PID: pid if pid is not None else _process.pid,
         }
         parent_id = values["parent_id"]
         if parent_id is not None:
             parent = state.parent
             if parent is not None and parent.__dict__["task_id"] is parent_id:
-                attributes[attr.TASK_PARENT_ID] = _id_text(parent)
+                attributes[_A_TASK_PARENT_ID] = _id_text(parent)
             else:
-                attributes[attr.TASK_PARENT_ID] = str(parent_id)
+                attributes[_A_TASK_PARENT_ID] = str(parent_id)
         machine = values["machine"]
         if machine is not None:
-            attributes[attr.MACHINE] = machine
-        attributes[attr.TASK_STATUS] = values["status"]._value_
-        for field, key in _OPTIONAL_FIGURES:
-            value = values[field]
-            if value is not None:
-                attributes[key] = value
+            attributes[_A_MACHINE] = machine
+        attributes[_A_TASK_STATUS] = values["status"]._value_
+        value = values["duration"]
+        if value is not None:
+            attributes[_A_DURATION] = value
+        value = values["peak_memory"]
+        if value is not None:
+            attributes[_A_MEMORY_PEAK] = value
+        value = values["peak_gpu_memory"]
+        if value is not None:
+            attributes[_A_GPU_MEMORY_PEAK] = value
         cpu_time = values["cpu_time"]
         if cpu_time is not None:
-            attributes[attr.CPU_TIME] = cpu_time
-            attributes[attr.CPU_USER] = values["cpu_user_time"]
-            attributes[attr.CPU_SYSTEM] = values["cpu_system_time"]
-            attributes[attr.CPU_TOTAL] = self.total_cpu() if values["subtasks"] else cpu_time
-        sources = values["energy_sources"]
-        for domain, field in _ENERGY_FIELDS:
-            value = values[field]
-            if value is not None:
-                attributes[attr.ENERGY[domain]] = value
-                source = sources.get(domain)
-                if source:
-                    attributes[attr.ENERGY_SOURCE[domain]] = source
+            attributes[_A_CPU_TIME] = cpu_time
+            attributes[_A_CPU_USER] = values["cpu_user_time"]
+            attributes[_A_CPU_SYSTEM] = values["cpu_system_time"]
+            attributes[_A_CPU_TOTAL] = self.total_cpu() if values["subtasks"] else cpu_time
+        if (
+            values["cpu_power"] is not None
+            or values["gpu_power"] is not None
+            or values["system_power"] is not None
+        ):
+            sources = values["energy_sources"]
+            for domain, field in _ENERGY_FIELDS:
+                value = values[field]
+                if value is not None:
+                    attributes[attr.ENERGY[domain]] = value
+                    source = sources.get(domain)
+                    if source:
+                        attributes[attr.ENERGY_SOURCE[domain]] = source
         return attributes
 
     def _deactivate(self) -> None:
@@ -1009,12 +1041,22 @@ _FAST_DEFAULTS, _FAST_INIT = _fast_defaults()
 _MEASURED_FIELDS = frozenset(
     {"duration", "cpu_time", "cpu_user_time", "cpu_system_time", "peak_memory", "peak_gpu_memory"}
 )
-_OPTIONAL_FIGURES = (
-    ("duration", attr.DURATION),
-    ("peak_memory", attr.MEMORY_PEAK),
-    ("peak_gpu_memory", attr.GPU_MEMORY_PEAK),
-)
-"""Task fields set on the span under these attributes when measured."""
+# The span attribute names _span_attributes uses, as module globals (one
+# lookup each instead of two, for every task).
+_A_TASK_ID = attr.TASK_ID
+_A_TASK_PARENT_ID = attr.TASK_PARENT_ID
+_A_TASK_STATUS = attr.TASK_STATUS
+_A_TASK_SUBPROCESS = attr.TASK_SUBPROCESS
+_A_HOST_NAME = attr.HOST_NAME
+_A_PROCESS_PID = attr.PROCESS_PID
+_A_MACHINE = attr.MACHINE
+_A_DURATION = attr.DURATION
+_A_MEMORY_PEAK = attr.MEMORY_PEAK
+_A_GPU_MEMORY_PEAK = attr.GPU_MEMORY_PEAK
+_A_CPU_TIME = attr.CPU_TIME
+_A_CPU_USER = attr.CPU_USER
+_A_CPU_SYSTEM = attr.CPU_SYSTEM
+_A_CPU_TOTAL = attr.CPU_TOTAL
 _ENERGY_FIELDS = (("cpu", "cpu_power"), ("gpu", "gpu_power"), ("system", "system_power"))
 """Energy domains and the task fields that hold them (LensKit's names)."""
 _START_FIELDS = frozenset({"status", "start_time", "trace_id", "span_id"})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from taskmeter.probes.peaks import PeakRegister
 
 
@@ -82,4 +84,36 @@ def test_forget_all_drops_trackers() -> None:
     register.open()
     register.open()
     register.forget_all()
+    assert register.open_count == 0
+
+
+def test_finish_is_peak_then_close_and_closes_when_the_reading_fails() -> None:
+    class Source:
+        resettable = True
+
+        def __init__(self) -> None:
+            self.level = 100
+            self.fail = False
+
+        def high_water(self, usage: object = None) -> int:
+            if self.fail:
+                raise OSError("unreadable")
+            return self.level
+
+        def reset(self) -> None:
+            self.level = 10
+
+    source = Source()
+    register = PeakRegister(source)
+    outer = register.open()
+    source.level = 500
+    inner = register.open()  # folds 500 into outer, resets to 10
+    source.level = 50
+    assert register.finish(inner) == 50
+    assert register.finish(outer) == 500
+    assert register.open_count == 0
+    failing = register.open()
+    source.fail = True
+    with pytest.raises(OSError):
+        register.finish(failing)
     assert register.open_count == 0

@@ -117,3 +117,80 @@ def test_a_getrusage_failure_is_contained(monkeypatch: pytest.MonkeyPatch) -> No
     assert task.status.value == "finished"
     assert task.cpu_time is None and task.peak_memory is None
     assert task.duration is not None
+
+
+def test_finish_gives_what_read_then_end_gives_and_closes_the_tracker() -> None:
+    """ProcessProbe.finish (one lock for the peak and the close) against read + end."""
+    probe = ProcessProbe()
+    fused_state, apart_state = probe.begin(), probe.begin(reset_peak=False)
+    # Above glibc's largest dynamic mmap threshold (32 MiB): freeing a smaller
+    # block would raise the threshold, and later tests' blocks would reuse
+    # resident heap memory instead of raising the RSS.
+    block = touch_bytes(50 * MIB)
+    burn_cpu(0.05)
+    del block
+    fused, apart = Figures(), Figures()
+    probe.finish(fused_state, fused)
+    probe.read(apart_state, apart)
+    probe.end(apart_state)
+    assert probe.register.open_count == 0
+    assert fused.cpu_user_s == pytest.approx(apart.cpu_user_s, abs=0.01)
+    assert fused.cpu_system_s == pytest.approx(apart.cpu_system_s, abs=0.01)
+    assert fused.peak_memory_bytes is not None and apart.peak_memory_bytes is not None
+    assert fused.peak_memory_bytes >= 50 * MIB
+    assert fused.peak_memory_bytes == pytest.approx(apart.peak_memory_bytes, rel=0.01)
+
+
+def test_a_getrusage_failure_at_finish_still_closes_the_tracker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A tracker left open would be folded into on every later reset, for ever."""
+    from taskmeter import _log
+    from taskmeter.probes.base import begin_probes, finish_probes
+
+    probe = ProcessProbe()
+    states = begin_probes([probe], True)
+    assert probe.register.open_count == 1
+
+    def failing(who: int) -> Any:
+        raise OSError("getrusage failed")
+
+    monkeypatch.setattr(process_module, "_getrusage", failing)
+    before = _log.error_counts.get("probe.process.read", 0)
+    figures = Figures()
+    finish_probes(states, figures)
+    assert probe.register.open_count == 0
+    assert figures.cpu_user_s is None and figures.peak_memory_bytes is None
+    assert _log.error_counts.get("probe.process.read", 0) == before + 1
+
+
+def test_a_changed_read_or_end_is_not_bypassed_by_the_inherited_finish() -> None:
+    """finish_probes uses a class's finish() only where read() and end() are that class's."""
+    from taskmeter.probes.base import begin_probes, finish_probes
+
+    calls: list[str] = []
+
+    class OwnRead(ProcessProbe):
+        def read(self, state: Any, figures: Figures) -> None:
+            calls.append("read")
+            super().read(state, figures)
+
+    class OwnEnd(ProcessProbe):
+        def end(self, state: Any) -> None:
+            calls.append("end")
+            super().end(state)
+
+    replaced = ProcessProbe()
+    original_read = replaced.read
+
+    def read_on_instance(state: Any, figures: Figures) -> None:
+        calls.append("instance read")
+        original_read(state, figures)
+
+    replaced.read = read_on_instance  # type: ignore[method-assign]
+    probes = [OwnRead(), OwnEnd(), replaced, ProcessProbe()]
+    figures = Figures()
+    finish_probes(begin_probes(probes, True), figures)
+    assert calls == ["read", "end", "instance read"]
+    assert all(probe.register.open_count == 0 for probe in probes)
+    assert figures.cpu_user_s is not None and figures.peak_memory_bytes is not None

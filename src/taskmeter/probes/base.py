@@ -50,6 +50,21 @@ class Probe(ABC):
     def end(self, state: Any) -> None:  # noqa: B027 - optional hook
         """Release the per-task state; called once, after the last :meth:`read`."""
 
+    def finish(self, state: Any, figures: Figures) -> None:
+        """The last :meth:`read` and the :meth:`end`, in one call (when a task finishes).
+
+        A probe may override it to do both at once (:class:`~taskmeter.probes.ProcessProbe`
+        takes its register's lock once for both); it must release the state
+        even when the reading fails.  :func:`finish_probes` calls an
+        override only for the class that defines it and its subclasses that
+        keep its ``read`` and ``end``: a subclass that changes either gets
+        its own ``read`` then ``end``.
+        """
+        try:
+            self.read(state, figures)
+        finally:
+            self.end(state)
+
     def sample(self) -> None:  # noqa: B027 - optional hook
         """Take a periodic sample (called by the monitor thread)."""
 
@@ -76,6 +91,47 @@ def read_probes(states: ProbeStates, figures: Figures) -> None:
             probe.read(state, figures)
         except Exception as exc:
             swallowed(f"probe.{probe.name}.read", exc)
+
+
+def finish_probes(states: ProbeStates, figures: Figures) -> None:
+    """Have each begun probe write its last figures and end: :func:`read_probes` then
+    :func:`end_probes`, probe by probe, through :meth:`Probe.finish` where a probe
+    overrides it; one that raises is counted and logged."""
+    for probe, state in states:
+        cls = type(probe)
+        fused = _fused_finish.get(cls)
+        if fused is None:
+            fused = _fused_finish[cls] = _finish_stands_for_read_and_end(cls)
+        if fused:
+            own = getattr(probe, "__dict__", None)
+            if own and ("read" in own or "end" in own):  # replaced on the instance
+                fused = False
+        if not fused:
+            try:
+                probe.read(state, figures)
+            except Exception as exc:
+                swallowed(f"probe.{probe.name}.read", exc)
+            try:
+                probe.end(state)
+            except Exception as exc:
+                swallowed(f"probe.{probe.name}.end", exc)
+        else:
+            try:
+                probe.finish(state, figures)
+            except Exception as exc:
+                swallowed(f"probe.{probe.name}.read", exc)
+
+
+_read_then_end = Probe.finish
+_fused_finish: dict[type[Probe], bool] = {}
+"""Whether each probe class's own finish() replaces its read() and end() (see Probe.finish)."""
+
+
+def _finish_stands_for_read_and_end(cls: type[Probe]) -> bool:
+    if cls.finish is _read_then_end:
+        return False
+    owner: Any = next(c for c in cls.__mro__ if "finish" in vars(c))
+    return cls.read is owner.read and cls.end is owner.end
 
 
 def end_probes(states: ProbeStates) -> None:

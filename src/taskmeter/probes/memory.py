@@ -300,6 +300,9 @@ class PeakMemoryProbe(Probe):
     def end(self, state: PeakTracker) -> None:
         self.register.close(state)
 
+    def finish(self, state: PeakTracker, figures: Figures) -> None:
+        figures.peak_memory_bytes = self.register.finish(state)
+
 
 _fork_safe_sources: weakref.WeakSet[LinuxRssHighWater] = weakref.WeakSet()
 

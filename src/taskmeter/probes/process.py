@@ -62,3 +62,16 @@ class ProcessProbe(Probe):
 
     def end(self, state: _ProcessState) -> None:
         self.register.close(state)
+
+    def finish(self, state: _ProcessState, figures: Figures) -> None:
+        # read() and end() with one lock operation of the register.
+        try:
+            usage = _getrusage(_SELF)
+            user = usage.ru_utime - state.user_s
+            system = usage.ru_stime - state.system_s
+        except BaseException:
+            self.register.close(state)
+            raise
+        figures.cpu_user_s = user if user > 0.0 else 0.0
+        figures.cpu_system_s = system if system > 0.0 else 0.0
+        figures.peak_memory_bytes = self.register.finish(state, usage)
