@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -525,20 +526,24 @@ def test_a_spawned_worker_with_the_environment_parent_flushes_its_spans(
     assert record.label == "env worker" and record.subprocess and record.parent_id == parent_id
 
 
+class StuckProvider(TracerProvider):
+    """A provider whose flush hangs (a collector that never answers) until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        self.release.wait(10)
+        return True
+
+
 def test_flush_waits_a_bounded_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker's flush waits at most FLUSH_TIMEOUT_S for a stuck exporter, then backs off."""
-    import threading
-
-    release = threading.Event()
-
-    class StuckProvider(TracerProvider):
-        def force_flush(self, timeout_millis: int = 30000) -> bool:
-            release.wait(10)
-            return True
-
     monkeypatch.setattr(_workers, "FLUSH_TIMEOUT_S", 0.2)
     monkeypatch.setattr(_workers, "_flush", _workers._FlushState())
     provider = StuckProvider()
+    release = provider.release
     taskmeter.use_tracer_provider(provider)
     try:
         start = time.monotonic()
@@ -563,17 +568,9 @@ def test_a_worker_exits_promptly_when_its_exporter_is_stuck(
     """The flush a worker makes as it exits is bounded as the one before each record
     is (FLUSH_TIMEOUT_S, then the back-off): a collector that never answers must not
     hold every worker's exit, and so the pool's join, for the exporter's timeouts."""
-    import threading
-
-    release = threading.Event()
-
-    class StuckProvider(TracerProvider):
-        def force_flush(self, timeout_millis: int = 30000) -> bool:
-            release.wait(10)
-            return True
-
     monkeypatch.setattr(_workers, "FLUSH_TIMEOUT_S", 0.2)
     provider = StuckProvider()
+    release = provider.release
     taskmeter.use_tracer_provider(provider)
     try:
         with Task("stuck exporter parent") as parent:
