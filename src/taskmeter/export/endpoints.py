@@ -58,8 +58,7 @@ def mark_up(address: str) -> None:
 
 def is_down(address: str) -> bool:
     """Whether a delivery found ``address`` unreachable and its back-off is not over."""
-    mark = _marks.get(address)
-    return mark is not None and time.monotonic() < mark.down_until
+    return time.monotonic() < down_until(address)
 
 
 def down_until(address: str) -> float:
