@@ -10,7 +10,8 @@ if TYPE_CHECKING:
     from ..figures import Figures
 
 CANCELLING_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
-"""A command killed by one of these was stopped on request: its task is ``cancelled``."""
+"""A command killed by one of these, or that ended after taskmeter got one, was stopped
+on request: its task is ``cancelled``."""
 
 
 class RunFigures:
@@ -31,6 +32,7 @@ class RunFigures:
         "probe_figures",
         "signal",
         "start_time",
+        "stop_signal",
     )
 
     def __init__(self, argv: Sequence[str], pid: int) -> None:
@@ -48,13 +50,23 @@ class RunFigures:
         self.exit_code = 0
         """The shell-style status: the command's own, or 128 + the signal number."""
         self.signal: int | None = None
+        self.stop_signal: int | None = None
+        """A SIGINT, SIGTERM or SIGHUP that taskmeter got while the command ran, if any."""
         self.left_running: list[int] = []
         self.probe_figures: Figures | None = None
         """Figures of the other probes (GPU memory, energy), once read."""
 
     @property
     def status(self) -> str:
-        """``finished``, ``cancelled`` (stopped by SIGINT, SIGTERM, SIGHUP) or ``failed``."""
+        """``finished``, ``cancelled`` or ``failed``.
+
+        ``cancelled``: the command was killed by SIGINT, SIGTERM or SIGHUP, or it
+        ended, with whatever status, after taskmeter got one of them (and passed it
+        on, or saw the terminal send it to the command): it was asked to stop, and
+        a program that catches the signal to clean up still stopped on request.
+        """
+        if self.stop_signal is not None:
+            return "cancelled"
         if self.signal is not None:
             return "cancelled" if self.signal in CANCELLING_SIGNALS else "failed"
         return "finished" if self.exit_code == 0 else "failed"
@@ -62,15 +74,22 @@ class RunFigures:
     @property
     def signal_name(self) -> str | None:
         """``"SIGINT"`` and the like, or ``None``."""
-        if self.signal is None:
-            return None
-        try:
-            return signal.Signals(self.signal).name
-        except ValueError:
-            return f"signal {self.signal}"
+        return None if self.signal is None else _signal_name(self.signal)
 
     def describe_end(self) -> str:
-        """``"exited with status 3"`` or ``"was killed by SIGKILL"``."""
+        """``"exited with status 3"``, ``"was killed by SIGKILL (exit status 137)"``;
+        ``" after SIGTERM"`` follows when the command was asked to stop."""
         if self.signal is not None:
-            return f"was killed by {self.signal_name} (exit status {self.exit_code})"
-        return f"exited with status {self.exit_code}"
+            text = f"was killed by {self.signal_name} (exit status {self.exit_code})"
+        else:
+            text = f"exited with status {self.exit_code}"
+        if self.stop_signal is not None and self.stop_signal != self.signal:
+            text += f" after {_signal_name(self.stop_signal)}"
+        return text
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"

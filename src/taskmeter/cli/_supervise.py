@@ -32,6 +32,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from types import FrameType
 
+from ._runfigures import CANCELLING_SIGNALS
+
 SI_KERNEL = 0x80
 """``si_code`` of a signal the kernel sent (the terminal's, for instance)."""
 
@@ -72,6 +74,7 @@ class Outcome:
         "max_rss_bytes",
         "reaped",
         "signal",
+        "stop_signal",
         "system_s",
         "user_s",
     )
@@ -81,6 +84,9 @@ class Outcome:
         """The command's exit status, when it exited normally."""
         self.signal: int | None = None
         """The signal that killed the command, if one did."""
+        self.stop_signal: int | None = None
+        """The first SIGINT, SIGTERM or SIGHUP taskmeter got while the command ran (and
+        passed on, or saw the terminal send to the command too): a request to stop it."""
         self.user_s = 0.0
         self.system_s = 0.0
         self.max_rss_bytes: int | None = None
@@ -246,6 +252,12 @@ class Supervisor:
             self.on_resize()
         if self._child_done:
             return
+        if signo in CANCELLING_SIGNALS:
+            self._reap()  # a command that already ended on its own was not stopped by this
+            if self._child_done:
+                return
+            if self.outcome.stop_signal is None:
+                self.outcome.stop_signal = signo
         if signo in _TERMINAL_SIGNALS and self._shares_our_group():
             from_terminal = code == SI_KERNEL if code is not None else _our_group_has_terminal()
             if from_terminal:

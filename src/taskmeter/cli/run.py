@@ -247,6 +247,7 @@ class _Run:
         figures.cpu_system_s = outcome.system_s
         figures.exit_code = outcome.status_code
         figures.signal = outcome.signal
+        figures.stop_signal = outcome.stop_signal
         if not self.args.wait_all:
             figures.left_running = self.sampler.descendant_pids()
         figures.peak_process_rss_bytes, figures.peak_process_rss_bound_bytes = _process_peak(
