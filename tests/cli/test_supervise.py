@@ -147,8 +147,9 @@ def test_terminal_signal_is_not_sent_twice_without_sigtimedwait(
     assert supervisor.forwarded == [signal.SIGTERM]
     assert out.read_text().split() == [str(int(signal.SIGTERM))]
     assert outcome.exit_code == 0
-    # Ctrl-C was a request to stop even though the terminal, not taskmeter, delivered it.
-    assert outcome.stop_signal == signal.SIGINT
+    # Ctrl-C, which the terminal delivered, is told apart from the SIGTERM passed on.
+    assert outcome.stop_from_terminal == signal.SIGINT
+    assert outcome.stop_signal == signal.SIGTERM
 
 
 @pytest.mark.parametrize("use_sigtimedwait", MODES)
@@ -158,6 +159,7 @@ def test_status_and_cpu_of_the_command(tmp_path: Path, use_sigtimedwait: bool) -
     assert outcome.exit_code == 3
     assert outcome.status_code == 3
     assert outcome.stop_signal is None  # nothing asked it to stop
+    assert outcome.stop_from_terminal is None
     assert 0.3 <= outcome.user_s + outcome.system_s < 1.5
     assert outcome.max_rss_bytes is not None and outcome.max_rss_bytes > 1024 * 1024
 

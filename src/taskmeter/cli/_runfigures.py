@@ -32,6 +32,7 @@ class RunFigures:
         "probe_figures",
         "signal",
         "start_time",
+        "stop_from_terminal",
         "stop_signal",
     )
 
@@ -51,7 +52,9 @@ class RunFigures:
         """The shell-style status: the command's own, or 128 + the signal number."""
         self.signal: int | None = None
         self.stop_signal: int | None = None
-        """A SIGINT, SIGTERM or SIGHUP that taskmeter got while the command ran, if any."""
+        """A SIGINT, SIGTERM or SIGHUP that taskmeter passed on to the command, if any."""
+        self.stop_from_terminal: int | None = None
+        """One that the terminal sent to the command itself (Ctrl-C), if any."""
         self.left_running: list[int] = []
         self.probe_figures: Figures | None = None
         """Figures of the other probes (GPU memory, energy), once read."""
@@ -60,12 +63,14 @@ class RunFigures:
     def status(self) -> str:
         """``finished``, ``cancelled`` or ``failed``.
 
-        ``cancelled``: the command was killed by SIGINT, SIGTERM or SIGHUP, or it
-        ended, with whatever status, after taskmeter got one of them (and passed it
-        on, or saw the terminal send it to the command): it was asked to stop, and
-        a program that catches the signal to clean up still stopped on request.
+        ``cancelled``: the command was killed by SIGINT, SIGTERM or SIGHUP; or it
+        ended, with whatever status, after taskmeter passed one of them on (it was
+        asked to stop, and a program that catches the signal to clean up still
+        stopped on request); or it ended with a non-zero status after the terminal
+        sent it one (Ctrl-C).  An interactive program that takes Ctrl-C in its
+        stride (an editor, a shell) and exits 0 later is ``finished``.
         """
-        if self.stop_signal is not None:
+        if self.stop_requested is not None:
             return "cancelled"
         if self.signal is not None:
             return "cancelled" if self.signal in CANCELLING_SIGNALS else "failed"
@@ -83,9 +88,19 @@ class RunFigures:
             text = f"was killed by {self.signal_name} (exit status {self.exit_code})"
         else:
             text = f"exited with status {self.exit_code}"
-        if self.stop_signal is not None and self.stop_signal != self.signal:
-            text += f" after {_signal_name(self.stop_signal)}"
+        stop = self.stop_requested
+        if stop is not None and stop != self.signal:
+            text += f" after {_signal_name(stop)}"
         return text
+
+    @property
+    def stop_requested(self) -> int | None:
+        """The signal that asked the command to stop, when it counts (see :attr:`status`)."""
+        if self.stop_signal is not None:
+            return self.stop_signal
+        if self.stop_from_terminal is not None and self.exit_code != 0:
+            return self.stop_from_terminal
+        return None
 
 
 def _signal_name(number: int) -> str:

@@ -249,6 +249,7 @@ class _Run:
         figures.exit_code = outcome.status_code
         figures.signal = outcome.signal
         figures.stop_signal = outcome.stop_signal
+        figures.stop_from_terminal = outcome.stop_from_terminal
         if not self.args.wait_all:
             figures.left_running = self.sampler.descendant_pids()
         figures.peak_process_rss_bytes, figures.peak_process_rss_bound_bytes = _process_peak(
