@@ -205,6 +205,46 @@ def test_plain_functions_are_not_broken_by_their_first_argument(spans: SpanCaptu
     assert all(attr.TIMER_ATTRIBUTES["EndCpuTime"] in span.attributes for span in timed)
 
 
+def test_data_frame_with_a_metadata_column_is_left_alone() -> None:
+    """A pandas Series has add() and item assignment, but is no metadata: a function of a
+    frame with a ``metadata`` column runs untouched, with nothing counted or logged."""
+    import pandas as pd
+
+    @time_method
+    def score(frame: Any) -> int:
+        return len(frame)
+
+    frame = pd.DataFrame({"metadata": [1, 2], "log": [3, 4]})
+    assert score(frame) == 2
+    assert frame.to_dict() == {"metadata": {0: 1, 1: 2}, "log": {0: 3, 1: 4}}
+    assert not error_counts
+
+
+def test_task_metadata_of_a_first_argument_is_written_as_lsst_writes_it() -> None:
+    """An LSST TaskMetadata on a function's first argument gets lsst's arrays and scalars."""
+    from lsst.pipe.base import TaskMetadata
+
+    class Carrier:
+        def __init__(self) -> None:
+            self.metadata = TaskMetadata()
+
+    @time_method
+    def ours(carrier: Carrier) -> None:
+        pass
+
+    @lsst_time_method
+    def theirs(carrier: Carrier) -> None:
+        pass
+
+    ours_carrier, theirs_carrier = Carrier(), Carrier()
+    ours(ours_carrier)
+    theirs(theirs_carrier)
+    assert {k.replace("ours", "x") for k in ours_carrier.metadata.arrays} == {
+        k.replace("theirs", "x") for k in theirs_carrier.metadata.arrays
+    }
+    assert set(ours_carrier.metadata.scalars) == set(theirs_carrier.metadata.scalars)
+
+
 def test_given_metadata_wins_over_the_first_arguments() -> None:
     """metadata= takes the place of the object's, as in lsst.utils."""
     store: dict[str, Any] = {}

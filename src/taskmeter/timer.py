@@ -155,16 +155,25 @@ def _log_usage(log: Any, level: int, prefix: str, usage: tuple[Any, ...], stackl
 
 
 def _object_metadata(obj: Any) -> Any:
-    """``obj.metadata`` if it takes timer keys, else ``None`` (absent, ``None``, or an
-    attribute of another kind, such as a dataset's description: left alone)."""
+    """``obj.metadata`` if it is task metadata, else ``None`` (absent, ``None``, or an
+    attribute of another kind, such as a data frame's column: left alone).
+
+    Task metadata here is a mutable mapping, or what has ``add()``, item
+    assignment and ``paramNames()`` (a TaskMetadata, a PropertySet): ``add()``
+    and item assignment alone are also a pandas Series' arithmetic and cells.
+    """
     metadata = getattr(obj, "metadata", None)
-    if metadata is None or _is_metadata(metadata):
+    if metadata is None or type(metadata) is dict:
+        return metadata
+    if isinstance(metadata, MutableMapping) or (
+        _is_metadata(metadata) and hasattr(metadata, "paramNames")
+    ):
         return metadata
     kind = type(metadata)
     debug_once(
         f"timer.metadata.kind:{kind.__module__}.{kind.__qualname__}",
         "timer keys not written to the metadata of a %s: a %s is neither a mutable mapping "
-        "nor has add() and item assignment",
+        "nor a TaskMetadata or PropertySet",
         type(obj).__qualname__,
         kind.__qualname__,
     )
@@ -185,7 +194,7 @@ def log_info(
 
     lsst.utils' ``logInfo``, with its parameters in its order: into
     ``metadata`` (default ``obj.metadata``, when the object has one that is
-    a mutable mapping or has ``add()`` and item assignment) go
+    a mutable mapping, a TaskMetadata or a PropertySet) go
     ``<prefix>Utc`` (ISO 8601 with offset), ``<prefix>CpuTime``,
     ``UserTime``, ``SystemTime`` (s), ``MaxResidentSetSize`` (bytes),
     ``MinorPageFaults``, ``MajorPageFaults``, ``BlockInputs``,
@@ -442,8 +451,8 @@ def time_method(
     The object of a call is its first positional argument, whatever the
     parameter is named (``self``, ``cls``, ``task``, ...), as lsst.utils
     takes it.  Its ``metadata`` receives the keys when it is a mutable
-    mapping or has ``add()`` and item assignment (a dict, TaskMetadata,
-    PropertySet); its ``log``, when it is a logger, gets the lines.  Given
+    mapping, a TaskMetadata or a PropertySet (``add()``, item assignment and
+    ``paramNames()``); its ``log``, when it is a logger, gets the lines.  Given
     ``metadata=`` or ``logger=`` take their place.  A call without a
     positional argument, or whose object has neither, writes its keys only
     to its span; an attribute of another kind (or one whose lookup raises)
