@@ -2,9 +2,11 @@
 
 :func:`time_method` writes exactly the keys lsst.utils writes (``runStartUtc``,
 ``runStartCpuTime``, ... ``runEndInvoluntaryContextSwitches``, ``nodeName``,
-``__version__ = 1``), in the same units, into the object's ``metadata``
-(appended as lists, or through its ``add`` method), so a metadata object
-written by either is the same key by key.  Each call is also a span, child of
+``__version__ = 1``), in the same units, into the ``metadata`` of the
+call's first positional argument (appended as lists, or through its ``add``
+method), so a metadata object written by either is the same key by key.
+lsst's argument names (``logLevel``, ``stacklevel``, ``kwargs``, ``mem_*``)
+are taken as they are.  Each call is also a span, child of
 the current task or span, carrying that call's keys as ``taskmeter.timer.*``
 attributes; :class:`taskmeter.measure.MeasurementSpanProcessor` turns them
 into lsst.verify-style Measurements.
@@ -513,7 +515,7 @@ class TimerResult:
 
 @contextmanager
 def time_this(
-    log: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+    log: Any = None,  # a logging.Logger or LoggerAdapter, or a structlog logger
     msg: str | None = None,
     level: int = logging.DEBUG,
     prefix: str | None = "timer",
@@ -557,7 +559,9 @@ def time_this(
     if metadata is not None and name is None:
         raise ValueError("metadata= is written only for a named block: pass name= too")
     if log is not None and not callable(getattr(log, "log", None)):
-        raise TypeError(f"log must be a logging.Logger or LoggerAdapter, not {log!r}")
+        raise TypeError(
+            f"log must be a logging.Logger, LoggerAdapter or structlog logger, not {log!r}"
+        )
     if log is None:
         log = logging.getLogger()
     structured = is_structlog(log)
