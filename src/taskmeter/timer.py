@@ -156,15 +156,14 @@ def _log_usage(log: Any, level: int, prefix: str, usage: tuple[Any, ...], stackl
         timer_logger.log(level, message, stacklevel=stacklevel)
 
 
-def _object_metadata(obj: Any) -> Any:
-    """``obj.metadata`` if it is task metadata, else ``None`` (absent, ``None``, or an
-    attribute of another kind, such as a data frame's column: left alone).
+def _object_metadata(obj: Any, metadata: Any) -> Any:
+    """``metadata`` (``obj.metadata``) if it is task metadata, else ``None`` (``None``,
+    or an attribute of another kind, such as a data frame's column: left alone).
 
     Task metadata here is a mutable mapping, or what has ``add()``, item
     assignment and ``paramNames()`` (a TaskMetadata, a PropertySet): ``add()``
     and item assignment alone are also a pandas Series' arithmetic and cells.
     """
-    metadata = getattr(obj, "metadata", None)
     if metadata is None or type(metadata) is dict:
         return metadata
     if isinstance(metadata, MutableMapping) or (
@@ -222,7 +221,7 @@ def log_info(
     _check_metadata(metadata)
     _check_logger(logger)
     if metadata is None and obj is not None:
-        metadata = _object_metadata(obj)
+        metadata = _object_metadata(obj, getattr(obj, "metadata", None))
     if logger is None and obj is not None:
         logger = getattr(obj, "log", None)
     utc = _utc_now()
@@ -287,7 +286,9 @@ class _TimedCall:
             # must run all the same, without the metadata or log it lacks.
             try:
                 if metadata is None:
-                    metadata = _object_metadata(obj)
+                    metadata = getattr(obj, "metadata", None)
+                    if metadata is not None and type(metadata) is not dict:
+                        metadata = _object_metadata(obj, metadata)
                 if log is None:
                     log = getattr(obj, "log", None)
             except Exception as exc:
