@@ -393,7 +393,8 @@ def test_page_formats_figures_as_python_does(browser: Any, tmp_path: Path) -> No
     )
     python = [[friendly_seconds(v), friendly_bytes(v), friendly_energy(v)] for v in FORMAT_EDGES]
     mismatches = [
-        (value, py, js) for value, py, js in zip(FORMAT_EDGES, python, written, strict=True)
+        (value, py, js)
+        for value, py, js in zip(FORMAT_EDGES, python, written, strict=True)
         if py != js
     ]
     assert not mismatches
