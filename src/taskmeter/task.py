@@ -10,9 +10,9 @@ it), so processors see them in ``on_end``, not in ``on_start``.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -49,7 +49,6 @@ from ._fieldsets import FieldSets
 from ._fieldsets import mark as _mark_fields_set
 from ._fieldsets import thaw as _thaw_fields_set
 from ._log import logger, swallowed
-from ._spans import set_fresh_attributes as _set_fresh_attributes
 from .figures import Figures
 from .formats import friendly_duration as _friendly_duration
 from .monitor import MonitorHandle, get_monitor
@@ -64,6 +63,17 @@ _active_stack: ContextVar[tuple[Task, ...]] = ContextVar("taskmeter_active_tasks
 
 _running: dict[UUID, Task] = {}
 """Every running task of this process, by id (for parents given by id, and the monitor)."""
+
+
+def _set_fresh_attributes(span: trace.Span, attributes: dict[str, Any]) -> None:
+    """:func:`taskmeter._spans.set_fresh_attributes`, imported by the first task to end
+    with a recording span (which replaces this function with it): it imports the
+    OpenTelemetry SDK, which reading a task file (``taskmeter show``) does not need."""
+    global _set_fresh_attributes
+    from ._spans import set_fresh_attributes
+
+    _set_fresh_attributes = set_fresh_attributes
+    set_fresh_attributes(span, attributes)
 
 
 class TaskStatus(str, Enum):  # noqa: UP042 - LensKit's definition, str() included
@@ -988,7 +998,11 @@ def _runs_elsewhere(task: Task) -> bool:
 def _status_for(error: BaseException | None) -> TaskStatus:
     if error is None:
         return _FINISHED
-    if isinstance(error, KeyboardInterrupt | asyncio.CancelledError | GeneratorExit):
+    if isinstance(error, KeyboardInterrupt | GeneratorExit):
+        return _CANCELLED
+    # asyncio is not imported for this: without it, nothing raised a CancelledError.
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None and isinstance(error, asyncio.CancelledError):
         return _CANCELLED
     if isinstance(error, SystemExit) and error.code in (None, 0):
         return _FINISHED
