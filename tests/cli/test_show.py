@@ -233,3 +233,14 @@ def test_show_imports_no_sdk_no_asyncio_no_energy_probes(tmp_path: Path) -> None
         "urllib.request",
     }
     assert not unwanted & modules
+
+
+def test_a_directory_given_as_file_is_said_plainly(tmp_path: Path) -> None:
+    """``show DIR`` and ``report DIR``: one line naming DIR once with the reason, exit 3
+    (it was ``[Errno 21] Is a directory: 'DIR'`` after the path)."""
+    for verb in ("show", "report"):
+        result = taskmeter(verb, str(tmp_path))
+        assert result.returncode == 3
+        assert (
+            result.stderr == f"taskmeter: error: cannot read task file {tmp_path}: Is a directory\n"
+        )

@@ -98,8 +98,11 @@ def load_or_explain(path: str) -> Task | None:
         return load_task(path)
     except TaskFileError as exc:
         message = str(exc)
-        if isinstance(exc.__cause__, FileNotFoundError):
+        cause = exc.__cause__
+        if isinstance(cause, FileNotFoundError):
             message = f"no such task file: {path}"
+        elif isinstance(cause, OSError) and cause.strerror:  # not "[Errno 21] ...: 'path'"
+            message = f"cannot read task file {path}: {cause.strerror}"
         error(message)
         return None
 
