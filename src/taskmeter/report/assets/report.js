@@ -38,7 +38,7 @@
   var fmtSeconds = taskmeterFormat.seconds, fmtBytes = taskmeterFormat.bytes;
   var fmtJoules = taskmeterFormat.energy;
   function fmtTick(s) {
-    if (s < 60) return fmtSeconds(s).replace(".00s", "s");
+    if (s < 60) return fmtSeconds(s).replace(/(\.\d*?)0+s$/, "$1s").replace(".s", "s");
     if (s < 3600) return (s % 60 ? (s / 60).toFixed(1) : String(s / 60)) + " min";
     return (s % 3600 ? (s / 3600).toFixed(1) : String(s / 3600)) + " h";
   }
