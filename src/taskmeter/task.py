@@ -65,15 +65,24 @@ _running: dict[UUID, Task] = {}
 """Every running task of this process, by id (for parents given by id, and the monitor)."""
 
 
-def _set_fresh_attributes(span: trace.Span, attributes: dict[str, Any]) -> None:
-    """:func:`taskmeter._spans.set_fresh_attributes`, imported by the first task to end
-    with a recording span (which replaces this function with it): it imports the
-    OpenTelemetry SDK, which reading a task file (``taskmeter show``) does not need."""
+def _load_fresh_store() -> None:
+    """Import :func:`taskmeter._spans.set_fresh_attributes` (and so the OpenTelemetry
+    SDK), which reading a task file (``taskmeter show``) does not need, and put it in
+    place of the stand-in below."""
     global _set_fresh_attributes
     from ._spans import set_fresh_attributes
 
     _set_fresh_attributes = set_fresh_attributes
-    set_fresh_attributes(span, attributes)
+
+
+def _set_fresh_attributes_first(span: trace.Span, attributes: dict[str, Any]) -> None:
+    """``_set_fresh_attributes`` until it is loaded: :meth:`Task.start` loads it before
+    its readings where the SDK is imported; here for an SDK imported after that."""
+    _load_fresh_store()
+    _set_fresh_attributes(span, attributes)
+
+
+_set_fresh_attributes = _set_fresh_attributes_first
 
 
 class TaskStatus(str, Enum):  # noqa: UP042 - LensKit's definition, str() included
@@ -471,8 +480,14 @@ class Task(BaseModel):
         parent = state.parent
         values = self.__dict__
         # Before the start time: the first call detects the probes (energy,
-        # GPU), which takes milliseconds that belong to no task.
+        # GPU), which takes milliseconds that belong to no task; so is the
+        # import of the one-step attribute store, once the SDK is there.
         probes = active_probes()
+        if (
+            _set_fresh_attributes is _set_fresh_attributes_first
+            and "opentelemetry.sdk.trace" in sys.modules
+        ):
+            _load_fresh_store()
         wall_ns = time.time_ns()
 
         try:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -199,40 +197,6 @@ def test_labels_cannot_drive_the_terminal_and_wide_ones_stay_aligned(tmp_path: P
         display_width(line[: line.index("finished") + len("finished")]) for line in lines[1:]
     }
     assert len(status_ends) == 1
-
-
-def test_show_imports_no_sdk_no_asyncio_no_energy_probes(tmp_path: Path) -> None:
-    """Reading a task file needs the Task model, not what running tasks needs: ``show``
-    imports neither the OpenTelemetry SDK, nor asyncio, nor the energy and GPU probes
-    (HTTP, ctypes for NVML), nor the HTML report (start-up time, bench/bench_cli.py)."""
-    path = tree_file(tmp_path)
-    code = (
-        "import sys\n"
-        "from taskmeter.cli import main\n"
-        f"status = main(['show', {str(path)!r}])\n"
-        "sys.stderr.write('\\n'.join(sorted(sys.modules)))\n"
-        "raise SystemExit(status)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    assert "pipeline" in result.stdout
-    modules = set(result.stderr.splitlines())
-    assert "taskmeter.task" in modules  # the check sees what show imported
-    unwanted = {
-        "asyncio",
-        "opentelemetry.sdk",
-        "opentelemetry.sdk.trace",
-        "taskmeter._spans",
-        "taskmeter.probes.prometheus",
-        "taskmeter.probes.rapl",
-        "taskmeter.probes.nvml",
-        "taskmeter.probes.selection",
-        "taskmeter.report",
-        "urllib.request",
-    }
-    assert not unwanted & modules
 
 
 def test_a_directory_given_as_file_is_said_plainly(tmp_path: Path) -> None:

@@ -11,49 +11,26 @@ drop one).
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
 
 from .base import Probe
 from .cpu import CpuTimeProbe
 from .errors import ProbeUnavailableError
+from .gpu_energy import NvmlEnergyProbe
+from .gpu_memory import GpuMemoryProbe
 from .memory import LinuxRssHighWater, PeakMemoryProbe, RusageHighWater
 
 try:
     from .process import ProcessProbe
 except ImportError:  # pragma: no cover - no getrusage (Windows)
     ProcessProbe = None  # type: ignore[assignment,misc]
+from .nvml import Nvml
 from .peaks import HighWaterSource, PeakRegister, PeakTracker
+from .prometheus import PrometheusProbe
+from .rapl import RaplProbe
 from .sampling import SampledProbe
-
-if TYPE_CHECKING:
-    from .gpu_energy import NvmlEnergyProbe
-    from .gpu_memory import GpuMemoryProbe
-    from .nvml import Nvml
-    from .prometheus import PrometheusProbe
-    from .rapl import RaplProbe
-
-_LAZY = {
-    "GpuMemoryProbe": ".gpu_memory",
-    "Nvml": ".nvml",
-    "NvmlEnergyProbe": ".gpu_energy",
-    "PrometheusProbe": ".prometheus",
-    "RaplProbe": ".rapl",
-}
-"""Probes of energy and GPU sources, imported on first use: reading a task file (as
-``taskmeter show`` does) needs none of them, nor their imports (HTTP, ctypes)."""
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
+from .selection import energy_probes, parse_energy_selection, selection_from_environment
 
 __all__ = [
     "CpuTimeProbe",
@@ -91,8 +68,6 @@ def default_probes(energy: str | Iterable[str] | None = None) -> tuple[Probe, ..
             :class:`ProbeUnavailableError`.  ``None`` reads ``TASKMETER_ENERGY``,
             whose named sources that cannot work are logged as errors instead.
     """
-    from .selection import energy_probes, parse_energy_selection, selection_from_environment
-
     if energy is None:
         extra = energy_probes(selection_from_environment(), strict=False)
     else:
