@@ -300,7 +300,7 @@ def test_report_shows_every_status_as_show_does(browser: Any, tmp_path: Path) ->
     page = tmp_path / "statuses.html"
     result = taskmeter("report", str(source), "-o", str(page))
     assert result.returncode == 0, result.stderr
-    assert "1 task(s) interrupted: process " in result.stderr
+    assert "taskmeter: 1 task interrupted: process " in result.stderr
     browser.get(page.as_uri())
     rows = report_rows(browser)
     assert {label: row["status"] for label, row in rows.items()} == statuses

@@ -71,7 +71,8 @@ class Interruptions:
             from ..render import terminal_text
 
             text = terminal_text("; ".join(sorted(set(reasons))))
-            say(f"taskmeter: {len(reasons)} task(s) interrupted: {text}")
+            count = len(reasons)
+            say(f"taskmeter: {count} task{'s' if count != 1 else ''} interrupted: {text}")
 
 
 def load_or_explain(path: str) -> Task | None:

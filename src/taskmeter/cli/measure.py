@@ -40,7 +40,8 @@ def register(subparsers: Any) -> None:
             "TaskMetadata, or a flat or nested mapping) the way lsst.verify's Timing-, "
             "CpuTiming- and MemoryMetricTask do, and write the Measurements as JSON. "
             f"Exit status: {EXIT_OK} measured (metrics with no work found are skipped), "
-            f"{EXIT_USAGE} usage, {EXIT_BAD_METADATA} unreadable metadata, "
+            f"{EXIT_USAGE} usage (or the output could not be written), "
+            f"{EXIT_BAD_METADATA} unreadable metadata, "
             f"{EXIT_BAD_SPECS} bad metric spec, {EXIT_NOT_COMPUTED} a metric could not be "
             "computed."
         ),
