@@ -210,6 +210,43 @@ def test_thread_cpu_is_absent_when_the_span_ends_on_another_thread(pipeline: Pip
     assert attr.CPU_TIME in attributes
 
 
+def test_thread_cpu_is_absent_when_the_ending_thread_reuses_the_starters_ident(
+    pipeline: Pipeline,
+) -> None:
+    """A thread that exits leaves its ident to the next one: a span started on the
+    first and ended on the second ended on another thread, whatever their idents."""
+    started: list[tuple[int, object]] = []
+
+    def start() -> None:
+        started.append((threading.get_ident(), pipeline.tracer.start_span("short-lived")))
+        burn_cpu(0.05)
+
+    starter = threading.Thread(target=start)
+    starter.start()
+    starter.join()
+    (starter_ident, span), = started
+    for _ in range(50):  # the C library hands the exited thread's descriptor on
+        idents: list[int] = []
+        probe = threading.Thread(target=lambda: idents.append(threading.get_ident()))
+        probe.start()
+        probe.join()
+        if idents == [starter_ident]:
+            break
+    else:
+        pytest.skip("no thread reused the exited thread's ident here")
+
+    def finish() -> None:
+        burn_cpu(0.05)  # what the wrong figure would have been
+        span.end()  # type: ignore[attr-defined]
+
+    ender = threading.Thread(target=finish)
+    ender.start()
+    ender.join()
+    attributes = pipeline.one("short-lived").attributes or {}
+    assert attr.CPU_THREAD not in attributes
+    assert attributes[attr.CPU_TIME] >= 0.1
+
+
 def test_task_and_timer_spans_are_never_enriched_twice() -> None:
     """taskmeter's own spans already carry the figures; `all` still leaves them alone."""
     built = Pipeline("all")

@@ -64,8 +64,18 @@ DEFAULT_MAX_OPEN = 10_000
 
 _SPAN_ID = 1  # SpanContext(trace_id, span_id, is_remote, ...)[1]
 _thread_time = time.thread_time
-_get_ident = threading.get_ident
 _perf_counter = time.perf_counter
+_this_thread = threading.local()
+"""Holds a ``token`` object per thread: unlike ``threading.get_ident()``, which
+the next thread often reuses once one exits, a token belongs to one thread only."""
+
+
+def _thread_token() -> object:
+    try:
+        token: object = _this_thread.token
+    except AttributeError:
+        token = _this_thread.token = object()
+    return token
 
 
 class _Opened:
@@ -76,7 +86,7 @@ class _Opened:
     def __init__(
         self,
         probe_states: ProbeStates,
-        thread: int,
+        thread: object,
         thread_cpu_start: float,
         perf_start: float,
     ) -> None:
@@ -457,11 +467,11 @@ class EnrichingSpanProcessor(SpanProcessor):
     def _begin(self) -> _Opened:
         probes = self._probes if self._probes is not None else active_probes()
         states = begin_probes(probes, self._reset_peak)
-        return _Opened(states, _get_ident(), _thread_time(), _perf_counter())
+        return _Opened(states, _thread_token(), _thread_time(), _perf_counter())
 
     def _enriched(self, span: ReadableSpan, opened: _Opened) -> ReadableSpan:
         thread_cpu: float | None = None
-        if _get_ident() == opened.thread:
+        if _thread_token() is opened.thread:
             thread_cpu = _thread_time() - opened.thread_cpu_start
             if thread_cpu < 0.0:
                 thread_cpu = 0.0
