@@ -63,6 +63,21 @@ def test_exporter_names_follow_the_sdk_rules() -> None:
         exporter_names("metrics", {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
 
 
+def test_exporter_names_and_protocols_are_read_whatever_their_case() -> None:
+    """A protocol written in capitals or with spaces is the protocol, not a reason to
+    export nothing (exporter names were already read that way)."""
+    env = {
+        "OTEL_TRACES_EXPORTER": " OTLP , Console ",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": " HTTP/Protobuf ",
+    }
+    assert exporter_names("traces", env) == ["otlp_proto_http", "console"]
+    env = {
+        "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "GRPC",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+    }
+    assert exporter_names("metrics", env) == ["otlp_proto_grpc"]
+
+
 PROBE = """
 import json
 from opentelemetry import metrics, trace
