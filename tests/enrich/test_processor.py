@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -323,6 +324,49 @@ def test_measurement_processor_inside_the_wrapper_sees_task_spans_unchanged() ->
         for metric in scope.metrics
     }
     assert "taskmeter.task.cpu.time" in names
+
+
+class CountingProbe(Probe):
+    """A probe that counts the readings begun and not yet ended."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        self.open = 0
+
+    def begin(self, *, reset_peak: bool = True) -> None:
+        self.open += 1
+
+    def read(self, state: None, figures: Figures) -> None:
+        figures.duration_s = 0.0
+
+    def end(self, state: None) -> None:
+        self.open -= 1
+
+
+def test_spans_given_a_start_or_end_time_of_another_moment_are_not_enriched() -> None:
+    """A span recorded after the fact (explicit start or end time seconds away from
+    when the SDK reports it) gets no figures, which would be those of another
+    interval; its readings are released.  An explicit time of now still counts."""
+    exporter = InMemorySpanExporter()
+    probe = CountingProbe()
+    wrapper = EnrichingSpanProcessor(
+        SimpleSpanProcessor(exporter), select="all", probes=[CpuTimeProbe(), probe]
+    )
+    provider = TracerProvider()
+    provider.add_span_processor(wrapper)
+    tracer = provider.get_tracer("app")
+    now_ns = time.time_ns()
+    tracer.start_span("queued", start_time=now_ns - 30 * 10**9).end()
+    late = tracer.start_span("ended in the past")
+    late.end(end_time=now_ns - 10 * 10**9)
+    tracer.start_span("explicit now", start_time=time.time_ns()).end(end_time=time.time_ns())
+    attributes = {s.name: dict(s.attributes or {}) for s in exporter.get_finished_spans()}
+    assert attr.CPU_TIME not in attributes["queued"]
+    assert attr.CPU_TIME not in attributes["ended in the past"]
+    assert attr.CPU_TIME in attributes["explicit now"]
+    assert probe.open == 0 and not wrapper._open
+    provider.shutdown()
 
 
 def test_max_open_bounds_the_readings_held_for_spans_never_ended() -> None:

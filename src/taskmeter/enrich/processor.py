@@ -44,7 +44,7 @@ from opentelemetry.util.types import AttributeValue
 
 from .. import attributes as attr
 from .. import settings
-from .._log import config_warning, swallowed, warn_once
+from .._log import config_warning, debug_once, swallowed, warn_once
 from .._spans import raw_attributes
 from ..figures import Figures
 from ..probes import active_probes
@@ -64,6 +64,11 @@ DEFAULT_MAX_OPEN = 10_000
 
 _SPAN_ID = 1  # SpanContext(trace_id, span_id, is_remote, ...)[1]
 _thread_time = time.thread_time
+_time_ns = time.time_ns
+_CLOCK_SLACK_NS = 1_000_000_000
+"""How far a selected span's start or end time may be from the moment the SDK
+reports it: a span given an explicit time further away (one recorded after the
+fact) is not enriched, as the readings would be of another interval."""
 _perf_counter = time.perf_counter
 _this_thread = threading.local()
 """Holds a ``token`` object per thread: unlike ``threading.get_ident()``, which
@@ -287,7 +292,9 @@ class EnrichingSpanProcessor(SpanProcessor):
     ``taskmeter.machine`` when set.  The figures come from the same probes
     as tasks (:func:`taskmeter.active_probes`), so a span and the tasks
     around or inside it each get a correct memory peak.  An attribute the
-    span already has is kept as it is.
+    span already has is kept as it is.  A span started or ended with an
+    explicit time more than a second from that moment (recorded after the
+    fact) is passed on without figures: they would be of another interval.
 
     Args:
         processors: The processors that receive the spans.
@@ -405,6 +412,10 @@ class EnrichingSpanProcessor(SpanProcessor):
                     ),
                 )
                 return
+            started_ns = span.start_time
+            if started_ns is not None and abs(_time_ns() - started_ns) > _CLOCK_SLACK_NS:
+                _not_now(span.name, "started")
+                return
             self._open[span.context.span_id] = self._begin()
         except Exception as exc:
             swallowed("enrich.start", exc)
@@ -427,7 +438,12 @@ class EnrichingSpanProcessor(SpanProcessor):
             opened = self._open.pop(context[_SPAN_ID], None) if context is not None else None
             if opened is not None:
                 try:
-                    span = self._enriched(span, opened)
+                    ended_ns = span.end_time
+                    if ended_ns is not None and abs(_time_ns() - ended_ns) > _CLOCK_SLACK_NS:
+                        _not_now(span.name, "ended")
+                        _end_probes(opened)
+                    else:
+                        span = self._enriched(span, opened)
                 except Exception as exc:
                     swallowed("enrich.end", exc)
         for processor in self._processors:
@@ -556,6 +572,17 @@ def _selector_from_environment() -> SpanSelector:
             settings.DEFAULT_ENRICH,
         )
         return SpanSelector.parse(settings.DEFAULT_ENRICH)
+
+
+def _not_now(name: str, event: str) -> None:
+    debug_once(
+        f"enrich.time.{event}",
+        "span %r %s at an explicit time more than %.0f s from now: it is not enriched "
+        "(the figures would be those of another interval)",
+        name,
+        event,
+        _CLOCK_SLACK_NS / 1e9,
+    )
 
 
 def _end_probes(opened: _Opened) -> None:
