@@ -454,9 +454,7 @@ class EnrichingSpanProcessor(SpanProcessor):
 
     def shutdown(self) -> None:
         """Shut the wrapped processors down and release the readings of open spans."""
-        opened, self._open = self._open, {}
-        for entry in opened.values():
-            _end_probes(entry)
+        self._release_open()
         for processor in self._processors:
             try:
                 processor.shutdown()
@@ -479,6 +477,12 @@ class EnrichingSpanProcessor(SpanProcessor):
         return flushed
 
     # ------------------------------------------------------------ internals
+
+    def _release_open(self) -> None:
+        """End the probes of the spans open now: this processor will not see them end."""
+        opened, self._open = self._open, {}
+        for entry in opened.values():
+            _end_probes(entry)
 
     def _begin(self) -> _Opened:
         probes = self._probes if self._probes is not None else active_probes()
