@@ -66,9 +66,10 @@ _SPAN_ID = 1  # SpanContext(trace_id, span_id, is_remote, ...)[1]
 _thread_time = time.thread_time
 _time_ns = time.time_ns
 _CLOCK_SLACK_NS = 1_000_000_000
-"""How far a selected span's start or end time may be from the moment the SDK
-reports it: a span given an explicit time further away (one recorded after the
-fact) is not enriched, as the readings would be of another interval."""
+"""How far in all a selected span's start and end times may be from the moments
+the SDK reports them (or 1 % of the span's duration, if more): a span given
+explicit times further away (one recorded after the fact) is not enriched, as
+the readings would be of another interval."""
 _perf_counter = time.perf_counter
 _this_thread = threading.local()
 """Holds a ``token`` object per thread: unlike ``threading.get_ident()``, which
@@ -86,7 +87,7 @@ def _thread_token() -> object:
 class _Opened:
     """The starting readings of one selected span."""
 
-    __slots__ = ("perf_start", "probe_states", "thread", "thread_cpu_start")
+    __slots__ = ("late_ns", "perf_start", "probe_states", "thread", "thread_cpu_start")
 
     def __init__(
         self,
@@ -94,11 +95,14 @@ class _Opened:
         thread: object,
         thread_cpu_start: float,
         perf_start: float,
+        late_ns: int,
     ) -> None:
         self.probe_states = probe_states
         self.thread = thread
         self.thread_cpu_start = thread_cpu_start
         self.perf_start = perf_start
+        self.late_ns = late_ns
+        """How far the span's start time is from the moment it was reported."""
 
 
 class EnrichedSpan(ReadableSpan):
@@ -292,9 +296,10 @@ class EnrichingSpanProcessor(SpanProcessor):
     ``taskmeter.machine`` when set.  The figures come from the same probes
     as tasks (:func:`taskmeter.active_probes`), so a span and the tasks
     around or inside it each get a correct memory peak.  An attribute the
-    span already has is kept as it is.  A span started or ended with an
-    explicit time more than a second from that moment (recorded after the
-    fact) is passed on without figures: they would be of another interval.
+    span already has is kept as it is.  A span whose explicit start or end
+    time is more than a second (or 1 % of its duration) from the moment it
+    started or ended (recorded after the fact) is passed on without figures:
+    they would be of another interval.
 
     Args:
         processors: The processors that receive the spans.
@@ -412,11 +417,7 @@ class EnrichingSpanProcessor(SpanProcessor):
                     ),
                 )
                 return
-            started_ns = span.start_time
-            if started_ns is not None and abs(_time_ns() - started_ns) > _CLOCK_SLACK_NS:
-                _not_now(span.name, "started")
-                return
-            self._open[span.context.span_id] = self._begin()
+            self._open[span.context.span_id] = self._begin(span.start_time)
         except Exception as exc:
             swallowed("enrich.start", exc)
 
@@ -438,12 +439,10 @@ class EnrichingSpanProcessor(SpanProcessor):
             opened = self._open.pop(context[_SPAN_ID], None) if context is not None else None
             if opened is not None:
                 try:
-                    ended_ns = span.end_time
-                    if ended_ns is not None and abs(_time_ns() - ended_ns) > _CLOCK_SLACK_NS:
-                        _not_now(span.name, "ended")
-                        _end_probes(opened)
-                    else:
+                    if _of_its_interval(span, opened):
                         span = self._enriched(span, opened)
+                    else:
+                        _end_probes(opened)
                 except Exception as exc:
                     swallowed("enrich.end", exc)
         for processor in self._processors:
@@ -484,10 +483,11 @@ class EnrichingSpanProcessor(SpanProcessor):
         for entry in opened.values():
             _end_probes(entry)
 
-    def _begin(self) -> _Opened:
+    def _begin(self, start_time_ns: int | None) -> _Opened:
+        late_ns = abs(_time_ns() - start_time_ns) if start_time_ns is not None else 0
         probes = self._probes if self._probes is not None else active_probes()
         states = begin_probes(probes, self._reset_peak)
-        return _Opened(states, _thread_token(), _thread_time(), _perf_counter())
+        return _Opened(states, _thread_token(), _thread_time(), _perf_counter(), late_ns)
 
     def _enriched(self, span: ReadableSpan, opened: _Opened) -> ReadableSpan:
         thread_cpu: float | None = None
@@ -578,15 +578,23 @@ def _selector_from_environment() -> SpanSelector:
         return SpanSelector.parse(settings.DEFAULT_ENRICH)
 
 
-def _not_now(name: str, event: str) -> None:
+def _of_its_interval(span: ReadableSpan, opened: _Opened) -> bool:
+    """Whether the readings taken when ``span`` was reported started and ended are its own."""
+    start_ns, end_ns = span.start_time, span.end_time
+    if end_ns is None:
+        return True
+    late_ns = opened.late_ns + abs(_time_ns() - end_ns)
+    duration_ns = end_ns - start_ns if start_ns is not None else 0
+    if late_ns <= _CLOCK_SLACK_NS or late_ns <= duration_ns // 100:
+        return True
     debug_once(
-        f"enrich.time.{event}",
-        "span %r %s at an explicit time more than %.0f s from now: it is not enriched "
-        "(the figures would be those of another interval)",
-        name,
-        event,
-        _CLOCK_SLACK_NS / 1e9,
+        "enrich.time",
+        "span %r has explicit start or end times %.1f s away from when it started and "
+        "ended: it is not enriched (the figures would be those of another interval)",
+        span.name,
+        late_ns / 1e9,
     )
+    return False
 
 
 def _end_probes(opened: _Opened) -> None:
