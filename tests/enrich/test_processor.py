@@ -391,6 +391,31 @@ def test_a_late_end_within_one_percent_of_a_long_span_keeps_its_figures(
     provider.shutdown()
 
 
+def test_a_failure_while_enriching_still_ends_the_spans_probes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The span goes on unenriched, the failure is counted, and the probes it began
+    are ended (a sampling probe would otherwise keep sampling)."""
+    exporter = InMemorySpanExporter()
+    probe = CountingProbe()
+    provider = TracerProvider()
+    provider.add_span_processor(
+        EnrichingSpanProcessor(SimpleSpanProcessor(exporter), select="all", probes=[probe])
+    )
+    span = provider.get_tracer("app").start_span("request")
+
+    def broken_clock() -> float:
+        raise OSError("no thread clock")
+
+    monkeypatch.setattr(enrich_processor, "_thread_time", broken_clock)
+    span.end()
+    (ended,) = exporter.get_finished_spans()
+    assert attr.DURATION not in (ended.attributes or {})
+    assert _log.error_counts["enrich.end"] == 1
+    assert probe.open == 0
+    provider.shutdown()
+
+
 def test_max_open_bounds_the_readings_held_for_spans_never_ended() -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()

@@ -445,6 +445,7 @@ class EnrichingSpanProcessor(SpanProcessor):
                         _end_probes(opened)
                 except Exception as exc:
                     swallowed("enrich.end", exc)
+                    _end_probes(opened)  # those not ended yet (the states are taken once)
         for processor in self._processors:
             try:
                 processor.on_end(span)
