@@ -1,8 +1,8 @@
-"""What ``taskmeter run`` adds to a short command, against the bare command in the same run.
+"""What the ``taskmeter`` command costs: ``run`` around a short command, and ``show``'s start-up.
 
-    python bench/bench_cli.py [--rounds N]
+    python bench/bench_cli.py [--rounds N] [--only run|show] [--baseline-src DIR]
 
-Runs ``python -c pass`` (the shortest real command: a Python start-up)
+``run``: runs ``python -c pass`` (the shortest real command: a Python start-up)
 
 * bare,
 * under ``taskmeter run -q`` with no exporter configured,
@@ -12,12 +12,21 @@ Runs ``python -c pass`` (the shortest real command: a Python start-up)
 
 interleaving the four in each round so drift affects all alike, and prints the
 median wall time of each and its difference and ratio to the bare command.
+
+``show``: ``python -m taskmeter show FILE`` on a task file of 200 tasks,
+against ``python -c pass`` and ``python -c "import pydantic"`` (what reading a
+task file cannot avoid), interleaved; the median wall and CPU time (user +
+system) of each. ``--baseline-src DIR`` adds ``show`` run from another
+checkout's ``src`` (``git archive main | tar -x -C DIR``), to compare a change
+with the code before it in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -54,11 +63,93 @@ def timed(command: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - began
 
 
+def timed_cpu(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system) of ``command``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    began = time.perf_counter()
+    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def task_file(path: Path, count: int = 200) -> None:
+    """A finished task tree of ``count`` tasks: a root, 10 stages, their steps."""
+    now = time.time()
+
+    def task(label: str, subtasks: list[dict[str, object]]) -> dict[str, object]:
+        return {
+            "label": label,
+            "status": "finished",
+            "start_time": now,
+            "finish_time": now + 1.5,
+            "duration": 1.5,
+            "cpu_time": 1.25,
+            "peak_memory": 123_456_789,
+            "subtasks": subtasks,
+        }
+
+    per_stage = (count - 11) // 10
+    stages = [
+        task(f"stage {s}", [task(f"step {s}.{i}", []) for i in range(per_stage)]) for s in range(10)
+    ]
+    path.write_text(json.dumps(task("pipeline", stages)))
+
+
+def bench_show(rounds: int, baseline_src: str | None) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TASKMETER_"))}
+    here_src = str(Path(__file__).resolve().parent.parent / "src")
+    with tempfile.TemporaryDirectory() as scratch:
+        path = f"{scratch}/tasks.json"
+        task_file(Path(path))
+        show = [sys.executable, "-m", "taskmeter", "show", path]
+        cases = {
+            "python -c pass": ([sys.executable, "-c", "pass"], env),
+            "import pydantic": ([sys.executable, "-c", "import pydantic"], env),
+            "taskmeter show": (show, dict(env, PYTHONPATH=here_src)),
+        }
+        if baseline_src:
+            cases["taskmeter show, baseline"] = (show, dict(env, PYTHONPATH=baseline_src))
+        for case_command, case_env in cases.values():  # warm the page cache
+            timed_cpu(case_command, case_env)
+        walls: dict[str, list[float]] = {name: [] for name in cases}
+        cpus: dict[str, list[float]] = {name: [] for name in cases}
+        for _ in range(rounds):
+            for name, (case_command, case_env) in cases.items():
+                wall, cpu = timed_cpu(case_command, case_env)
+                walls[name].append(wall)
+                cpus[name].append(cpu)
+    bare = statistics.median(walls["python -c pass"])
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, {rounds} rounds")
+    print(f"{'case':<26}{'wall':>9}{'minus bare':>12}{'ratio':>7}{'cpu':>9}")
+    for name in cases:
+        wall = statistics.median(walls[name])
+        cpu = statistics.median(cpus[name])
+        print(
+            f"{name:<26}{wall * 1000:>7.1f}ms{(wall - bare) * 1000:>10.1f}ms"
+            f"{wall / bare:>7.2f}{cpu * 1000:>7.1f}ms"
+        )
+    if baseline_src:
+        ratio = statistics.median(walls["taskmeter show"]) / statistics.median(
+            walls["taskmeter show, baseline"]
+        )
+        print(f"taskmeter show / baseline (wall): {ratio:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--only", choices=("run", "show"), help="one part of the benchmark")
+    parser.add_argument("--baseline-src", metavar="DIR", help="another checkout's src, for show")
     args = parser.parse_args()
+    if args.only != "run":
+        bench_show(args.rounds, args.baseline_src)
+    if args.only != "show":
+        bench_run(args.rounds)
 
+
+def bench_run(rounds: int) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Accept)
     server.received = 0  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -78,13 +169,13 @@ def main() -> None:
         for case_command, case_env in cases.values():  # warm the page cache
             timed(case_command, case_env)
         times: dict[str, list[float]] = {name: [] for name in cases}
-        for _ in range(args.rounds):
+        for _ in range(rounds):
             for name, (case_command, case_env) in cases.items():
                 times[name].append(timed(case_command, case_env))
     server.shutdown()
 
     bare = statistics.median(times["bare"])
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, {args.rounds} rounds")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, {rounds} rounds")
     print(f"{'case':<22}{'median':>10}{'minus bare':>12}{'ratio':>8}")
     for name, values in times.items():
         median = statistics.median(values)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from taskmeter import Task, format_tree
-from taskmeter.formats import friendly_seconds
+from taskmeter.formats import friendly_bytes, friendly_energy, friendly_seconds
 from taskmeter.render import display_width, terminal_text
 
 
@@ -84,3 +84,47 @@ def test_a_peak_known_only_as_a_bound_is_shown_as_one() -> None:
     assert "<= 24.6 MiB" in format_tree(bounded)
     assert "3.0 MiB" in format_tree(measured) and "<=" not in format_tree(measured)
     assert "<=" not in format_tree(bad)
+
+
+@pytest.mark.parametrize(
+    ("count", "text"),
+    [
+        (0, "0 B"),
+        (1023, "1023 B"),
+        (1023.5, "1.0 KiB"),
+        (1024, "1.0 KiB"),
+        (1280, "1.2 KiB"),
+        (1048575, "1.0 MiB"),
+        (1048576, "1.0 MiB"),
+        (1024 * 1023.94, "1023.9 KiB"),
+        (2**30 - 1, "1.0 GiB"),
+        (2**40 - 1, "1.0 TiB"),
+        (2**50 - 1, "1.0 PiB"),
+        (2**60, "1024.0 PiB"),
+        (None, "-"),
+    ],
+)
+def test_byte_counts_round_before_choosing_the_unit(count: float | None, text: str) -> None:
+    """A count just under a unit is shown in that unit (1048575 bytes: ``1.0 MiB``, not
+    ``1024.0 KiB``); PiB is the largest."""
+    assert friendly_bytes(count) == text
+
+
+@pytest.mark.parametrize(
+    ("joules", "text"),
+    [
+        (0.25, "0.2 J"),
+        (999.94, "999.9 J"),
+        (999.95, "1.0 kJ"),
+        (999.96, "1.0 kJ"),
+        (1000, "1.0 kJ"),
+        (999_949, "999.9 kJ"),
+        (999_950, "1.0 MJ"),
+        (2.5e9, "2500.0 MJ"),
+        (None, "-"),
+    ],
+)
+def test_energies_round_before_choosing_the_unit(joules: float | None, text: str) -> None:
+    """An energy just under a unit is shown in that unit (999.96 J: ``1.0 kJ``, not
+    ``1000.0 J``); MJ is the largest."""
+    assert friendly_energy(joules) == text

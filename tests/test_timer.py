@@ -472,7 +472,7 @@ def test_time_this_reports_memory_and_reraises(caplog: pytest.LogCaptureFixture)
         raise KeyError("missing")
     del block
     message = caplog.records[-1].getMessage()
-    assert "timed code triggered exception of KeyError('missing')" in message
+    assert "timed code triggered exception of \"KeyError('missing') @ " in message
     assert "MiB" in message
     assert timer.mem_current_delta is not None and timer.mem_current_delta >= 31
 

@@ -25,13 +25,18 @@ _BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
 
 def friendly_bytes(count: float | None) -> str:
-    """A byte count in binary units (``"512.0 MiB"``); ``"-"`` when unknown."""
+    """A byte count in binary units (``"512.0 MiB"``); ``"-"`` when unknown.
+
+    The unit is chosen after rounding to the digits shown, so 1048575 bytes
+    are ``1.0 MiB``, not ``1024.0 KiB``.
+    """
     if count is None:
         return "-"
     value = float(count)
     for unit in _BYTE_UNITS:
-        if abs(value) < 1024 or unit == _BYTE_UNITS[-1]:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        text = f"{value:.0f}" if unit == "B" else f"{value:.1f}"
+        if abs(float(text)) < 1024 or unit == _BYTE_UNITS[-1]:
+            return f"{text} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
 
@@ -49,11 +54,19 @@ def friendly_seconds(seconds: float | None) -> str:
     return friendly_duration(seconds).strip()
 
 
+_ENERGY_UNITS = (("J", 1.0), ("kJ", 1e3), ("MJ", 1e6))
+
+
 def friendly_energy(joules: float | None) -> str:
-    """An energy in J, kJ or MJ (``"3.2 kJ"``); ``"-"`` when unknown."""
+    """An energy in J, kJ or MJ (``"3.2 kJ"``); ``"-"`` when unknown.
+
+    The unit is chosen after rounding to the digit shown, so 999.96 J is
+    ``1.0 kJ``, not ``1000.0 J``.
+    """
     if joules is None:
         return "-"
-    for unit, scale in (("MJ", 1e6), ("kJ", 1e3)):
-        if abs(joules) >= scale:
-            return f"{joules / scale:.1f} {unit}"
-    return f"{joules:.1f} J"
+    for unit, scale in _ENERGY_UNITS:
+        text = f"{joules / scale:.1f}"
+        if abs(float(text)) < 1000 or unit == _ENERGY_UNITS[-1][0]:
+            return f"{text} {unit}"
+    raise AssertionError("unreachable")

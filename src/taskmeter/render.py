@@ -10,6 +10,7 @@ marks).
 
 from __future__ import annotations
 
+import math
 import unicodedata
 from collections.abc import Sequence
 
@@ -89,10 +90,17 @@ def peak_memory_text(task: Task) -> str:
     records ``peak_memory_at_most`` when the command's peak may be taskmeter's own size)."""
     if task.peak_memory is not None:
         return friendly_bytes(task.peak_memory)
+    bound = peak_memory_bound(task)
+    return friendly_bytes(None) if bound is None else "<= " + friendly_bytes(bound)
+
+
+def peak_memory_bound(task: Task) -> float | None:
+    """The bound ``taskmeter run`` recorded on the task's peak memory
+    (``peak_memory_at_most``), or ``None`` where there is none (or it is not a size)."""
     bound = (task.model_extra or {}).get("peak_memory_at_most")
-    if isinstance(bound, int | float) and not isinstance(bound, bool) and bound >= 0:
-        return "<= " + friendly_bytes(bound)
-    return friendly_bytes(None)
+    if isinstance(bound, int | float) and not isinstance(bound, bool) and 0 <= bound < math.inf:
+        return bound
+    return None
 
 
 def format_tree(task: Task, *, max_depth: int | None = None, max_rows: int | None = None) -> str:

@@ -10,9 +10,9 @@ it), so processors see them in ``on_end``, not in ``on_start``.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -49,7 +49,6 @@ from ._fieldsets import FieldSets
 from ._fieldsets import mark as _mark_fields_set
 from ._fieldsets import thaw as _thaw_fields_set
 from ._log import logger, swallowed
-from ._spans import set_fresh_attributes as _set_fresh_attributes
 from .figures import Figures
 from .formats import friendly_duration as _friendly_duration
 from .monitor import MonitorHandle, get_monitor
@@ -64,6 +63,26 @@ _active_stack: ContextVar[tuple[Task, ...]] = ContextVar("taskmeter_active_tasks
 
 _running: dict[UUID, Task] = {}
 """Every running task of this process, by id (for parents given by id, and the monitor)."""
+
+
+def _load_fresh_store() -> None:
+    """Import :func:`taskmeter._spans.set_fresh_attributes` (and so the OpenTelemetry
+    SDK), which reading a task file (``taskmeter show``) does not need, and put it in
+    place of the stand-in below."""
+    global _set_fresh_attributes
+    from ._spans import set_fresh_attributes
+
+    _set_fresh_attributes = set_fresh_attributes
+
+
+def _set_fresh_attributes_first(span: trace.Span, attributes: dict[str, Any]) -> None:
+    """``_set_fresh_attributes`` until it is loaded: :meth:`Task.start` loads it before
+    its readings where the SDK is imported; here for an SDK imported after that."""
+    _load_fresh_store()
+    _set_fresh_attributes(span, attributes)
+
+
+_set_fresh_attributes = _set_fresh_attributes_first
 
 
 class TaskStatus(str, Enum):  # noqa: UP042 - LensKit's definition, str() included
@@ -466,8 +485,14 @@ class Task(BaseModel):
         parent = state.parent
         values = self.__dict__
         # Before the start time: the first call detects the probes (energy,
-        # GPU), which takes milliseconds that belong to no task.
+        # GPU), which takes milliseconds that belong to no task; so is the
+        # import of the one-step attribute store, once the SDK is there.
         probes = active_probes()
+        if (
+            _set_fresh_attributes is _set_fresh_attributes_first
+            and "opentelemetry.sdk.trace" in sys.modules
+        ):
+            _load_fresh_store()
         wall_ns = time.time_ns()
 
         try:
@@ -993,7 +1018,11 @@ def _runs_elsewhere(task: Task) -> bool:
 def _status_for(error: BaseException | None) -> TaskStatus:
     if error is None:
         return _FINISHED
-    if isinstance(error, KeyboardInterrupt | asyncio.CancelledError | GeneratorExit):
+    if isinstance(error, KeyboardInterrupt | GeneratorExit):
+        return _CANCELLED
+    # asyncio is not imported for this: without it, nothing raised a CancelledError.
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None and isinstance(error, asyncio.CancelledError):
         return _CANCELLED
     if isinstance(error, SystemExit) and error.code in (None, 0):
         return _FINISHED

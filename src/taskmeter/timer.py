@@ -2,9 +2,11 @@
 
 :func:`time_method` writes exactly the keys lsst.utils writes (``runStartUtc``,
 ``runStartCpuTime``, ... ``runEndInvoluntaryContextSwitches``, ``nodeName``,
-``__version__ = 1``), in the same units, into the object's ``metadata``
-(appended as lists, or through its ``add`` method), so a metadata object
-written by either is the same key by key.  Each call is also a span, child of
+``__version__ = 1``), in the same units, into the ``metadata`` of the
+call's first positional argument (appended as lists, or through its ``add``
+method), so a metadata object written by either is the same key by key.
+lsst's argument names (``logLevel``, ``stacklevel``, ``kwargs``, ``mem_*``)
+are taken as they are.  Each call is also a span, child of
 the current task or span, carrying that call's keys as ``taskmeter.timer.*``
 attributes; :class:`taskmeter.measure.MeasurementSpanProcessor` turns them
 into lsst.verify-style Measurements.
@@ -19,23 +21,21 @@ import datetime
 import functools
 import inspect
 import logging
-import resource
 import time
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast, overload
 
-import psutil
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from . import _process, settings
 from . import attributes as attr
-from ._log import logger as _taskmeter_logger
-from ._log import swallowed
-from ._rusage import USAGE_SUFFIXES, maxrss_unit_bytes, node_name, read_usage
+from ._log import debug_once, swallowed
+from ._rusage import USAGE_SUFFIXES, node_name, read_usage
+from ._timer_report import enabled_for, is_structlog, memory_now, memory_unit, report
 from .task import Task
 from .tracing import get_tracer
 
@@ -58,10 +58,7 @@ def _utc_now() -> str:
 def _check_metadata(metadata: object) -> None:
     """Raise ``TypeError`` unless ``metadata`` is ``None``, a mutable mapping, or has
     ``add()`` and item assignment (TaskMetadata, PropertySet), as lsst.utils writes both."""
-    if metadata is not None and not (
-        isinstance(metadata, MutableMapping)
-        or (hasattr(metadata, "add") and hasattr(metadata, "__setitem__"))
-    ):
+    if metadata is not None and not _is_metadata(metadata):
         raise TypeError(
             "metadata must be a mutable mapping, or have add() and item assignment "
             f"(as TaskMetadata and PropertySet do), not {metadata!r}"
@@ -75,6 +72,35 @@ def _check_logger(logger: object, argument: str = "logger") -> None:
         callable(getattr(logger, "log", None)) and isinstance(getattr(logger, "name", None), str)
     ):
         raise TypeError(f"{argument} must be a logging.Logger or LoggerAdapter, not {logger!r}")
+
+
+def _level(log_level: int | None, lsst_level: int | None, names: tuple[str, str]) -> int:
+    """The logging level given as ``log_level`` or by lsst.utils' spelling (``logLevel``).
+
+    Both may be given only with the same value: two different levels for one
+    option is a ``TypeError``, as Python reports a keyword given twice.
+    """
+    ours, theirs = names
+    if log_level is not None and lsst_level is not None and log_level != lsst_level:
+        raise TypeError(
+            f"{ours}={log_level!r} and {theirs}={lsst_level!r} are one option "
+            f"({theirs} is lsst.utils' spelling): pass one of them"
+        )
+    level, name = (log_level, ours) if log_level is not None else (lsst_level, theirs)
+    if level is None:
+        return logging.DEBUG
+    if not isinstance(level, int) or isinstance(level, bool):
+        raise TypeError(f"{name} must be a logging level (int), not {level!r}")
+    return level
+
+
+def _is_metadata(value: object) -> bool:
+    """Whether ``value`` takes timer keys: a mutable mapping, or ``add()`` and item
+    assignment (TaskMetadata, PropertySet)."""
+    return type(value) is dict or (
+        isinstance(value, MutableMapping)
+        or (hasattr(value, "add") and hasattr(value, "__setitem__"))
+    )
 
 
 def _metadata_adder(metadata: Any) -> Callable[[str, Any], None]:
@@ -130,32 +156,72 @@ def _log_usage(log: Any, level: int, prefix: str, usage: tuple[Any, ...], stackl
         timer_logger.log(level, message, stacklevel=stacklevel)
 
 
+def _object_metadata(obj: Any, metadata: Any) -> Any:
+    """``metadata`` (``obj.metadata``) if it is task metadata, else ``None`` (``None``,
+    or an attribute of another kind, such as a data frame's column: left alone).
+
+    Task metadata here is a mutable mapping, or what has ``add()``, item
+    assignment and ``paramNames()`` (a TaskMetadata, a PropertySet): ``add()``
+    and item assignment alone are also a pandas Series' arithmetic and cells.
+    """
+    if metadata is None or type(metadata) is dict:
+        return metadata
+    if isinstance(metadata, MutableMapping) or (
+        _is_metadata(metadata) and hasattr(metadata, "paramNames")
+    ):
+        return metadata
+    kind = type(metadata)
+    debug_once(
+        f"timer.metadata.kind:{kind.__module__}.{kind.__qualname__}",
+        "timer keys not written to the metadata of a %s: a %s is neither a mutable mapping "
+        "nor a TaskMetadata or PropertySet",
+        type(obj).__qualname__,
+        kind.__qualname__,
+    )
+    return None
+
+
 def log_info(
     obj: Any,
     prefix: str,
-    log_level: int = logging.DEBUG,
+    log_level: int | None = None,
     metadata: MutableMapping[str, Any] | None = None,
     logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+    stacklevel: int | None = None,
+    *,
+    logLevel: int | None = None,  # lsst.utils' spelling
 ) -> dict[str, Any]:
     """Record the current time and resource usage under keys starting with ``prefix``.
 
-    lsst.utils' ``logInfo``: into ``metadata`` (default ``obj.metadata``, if
-    the object has one) go ``<prefix>Utc`` (ISO 8601 with offset),
-    ``<prefix>CpuTime``, ``UserTime``, ``SystemTime`` (s),
-    ``MaxResidentSetSize`` (bytes), ``MinorPageFaults``, ``MajorPageFaults``,
-    ``BlockInputs``, ``BlockOutputs``, ``VoluntaryContextSwitches`` and
+    lsst.utils' ``logInfo``, with its parameters in its order: into
+    ``metadata`` (default ``obj.metadata``, when the object has one that is
+    a mutable mapping, a TaskMetadata or a PropertySet) go
+    ``<prefix>Utc`` (ISO 8601 with offset), ``<prefix>CpuTime``,
+    ``UserTime``, ``SystemTime`` (s), ``MaxResidentSetSize`` (bytes),
+    ``MinorPageFaults``, ``MajorPageFaults``, ``BlockInputs``,
+    ``BlockOutputs``, ``VoluntaryContextSwitches`` and
     ``InvoluntaryContextSwitches``, each appended to a list, and the scalars
     ``__version__ = 1`` and ``nodeName``.  The usage pairs are also logged at
-    ``log_level`` to ``timer.<name>`` of ``logger`` (default ``obj.log``).
+    ``log_level`` (``logging.DEBUG`` unless given; ``logLevel=`` is the
+    same option in lsst's spelling) to ``timer.<name>`` of ``logger``
+    (default ``obj.log``), attributed to the caller of ``log_info``, or with
+    ``stacklevel=N`` to the frame ``N`` levels up from that caller's
+    (``stacklevel=1`` is the caller itself), as lsst's ``stacklevel`` counts.
 
     Returns the keys and values recorded (whether or not there was metadata).
     """
     if not isinstance(prefix, str):
         raise TypeError(f"prefix must be a str, not {type(prefix).__name__}")
+    level = _level(log_level, logLevel, ("log_level", "logLevel"))
+    if stacklevel is not None:
+        if not isinstance(stacklevel, int) or isinstance(stacklevel, bool):
+            raise TypeError(f"stacklevel must be an int, not {stacklevel!r}")
+        if stacklevel < 1:
+            raise ValueError(f"stacklevel must be at least 1 (log_info's caller), not {stacklevel}")
     _check_metadata(metadata)
     _check_logger(logger)
     if metadata is None and obj is not None:
-        metadata = getattr(obj, "metadata", None)
+        metadata = _object_metadata(obj, getattr(obj, "metadata", None))
     if logger is None and obj is not None:
         logger = getattr(obj, "log", None)
     utc = _utc_now()
@@ -163,7 +229,8 @@ def log_info(
     if metadata is not None:
         _write_metadata(metadata, prefix, utc, usage)
     if logger is not None:
-        _log_usage(logger, log_level, prefix, usage, stacklevel=3)
+        # Past _log_usage and log_info: 3 is log_info's caller, lsst's stacklevel=1.
+        _log_usage(logger, level, prefix, usage, stacklevel=2 + (stacklevel or 1))
     values: dict[str, Any] = {prefix + "Utc": utc}
     values.update(zip((prefix + s for s in USAGE_SUFFIXES), usage, strict=True))
     return values
@@ -187,10 +254,13 @@ class _Site:
 
 def _task_path(obj: Any) -> str | None:
     """The LSST task path of ``obj`` as ``getFullMetadata()`` spells it (``top:sub``)."""
-    get_full_name = getattr(obj, "getFullName", None)
-    if get_full_name is None or not callable(get_full_name):
+    try:
+        get_full_name = getattr(obj, "getFullName", None)
+        name = get_full_name() if callable(get_full_name) else None
+    except Exception as exc:
+        # The object's own failure: the span keeps its other attributes.
+        swallowed("timer.task_path", exc)
         return None
-    name = get_full_name()
     if isinstance(name, str) and name:
         return name.replace(".", ":")
     return None
@@ -217,6 +287,8 @@ class _TimedCall:
             try:
                 if metadata is None:
                     metadata = getattr(obj, "metadata", None)
+                    if metadata is not None and type(metadata) is not dict:
+                        metadata = _object_metadata(obj, metadata)
                 if log is None:
                     log = getattr(obj, "log", None)
             except Exception as exc:
@@ -301,20 +373,6 @@ class _TimedCall:
                 swallowed("timer.span.attributes", exc)
 
 
-def _is_method(func: Callable[..., Any]) -> bool:
-    """Whether ``func``'s first parameter is an instance (``self``) or class (``cls``)."""
-    try:
-        parameters = inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return False
-    first = next(iter(parameters.values()), None)
-    return (
-        first is not None
-        and first.kind in (first.POSITIONAL_ONLY, first.POSITIONAL_OR_KEYWORD)
-        and first.name in ("self", "cls")
-    )
-
-
 def _decorate(func: _F, metadata: Any, logger: Any, log_level: int) -> _F:
     if not callable(func):
         raise TypeError(f"time_method decorates a function or method, not {func!r}")
@@ -329,13 +387,12 @@ def _decorate(func: _F, metadata: Any, logger: Any, log_level: int) -> _F:
         logger=logger,
         log_level=log_level,
     )
-    method = _is_method(func)
 
     if inspect.iscoroutinefunction(func):
 
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            timed = _TimedCall(site, args[0] if method and args else None)
+            timed = _TimedCall(site, args[0] if args else None)
             timed.start()
             try:
                 result = await func(*args, **kwargs)
@@ -349,7 +406,7 @@ def _decorate(func: _F, metadata: Any, logger: Any, log_level: int) -> _F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        timed = _TimedCall(site, args[0] if method and args else None)
+        timed = _TimedCall(site, args[0] if args else None)
         timed.start()
         try:
             result = func(*args, **kwargs)
@@ -371,7 +428,8 @@ def time_method(
     *,
     metadata: MutableMapping[str, Any] | None = None,
     logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
-    log_level: int = logging.DEBUG,
+    log_level: int | None = None,
+    logLevel: int | None = None,  # lsst.utils' spelling
 ) -> Callable[[_F], _F]: ...
 
 
@@ -380,17 +438,31 @@ def time_method(
     *,
     metadata: MutableMapping[str, Any] | None = None,
     logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
-    log_level: int = logging.DEBUG,
+    log_level: int | None = None,
+    logLevel: int | None = None,  # lsst.utils' spelling
 ) -> Any:
     """Time each call of a method or function, as lsst.utils' ``timeMethod`` does.
 
     Use it bare (``@time_method``) or with options (``@time_method(metadata=md)``).
-    For a method ``run`` (first parameter ``self``) every call appends
-    ``runStart*`` keys before and ``runEnd*`` keys after it (also when it
-    raises) to ``self.metadata``, or to ``metadata`` when given, exactly as
-    :func:`log_info` describes; the usage is logged to ``timer.<name>`` of
-    ``self.log`` (or ``logger``) at ``log_level``.  A plain function writes
-    its keys only to ``metadata`` (if given) and to its span.
+    Every call of ``run`` appends ``runStart*`` keys before and ``runEnd*``
+    keys after it (also when it raises), exactly as :func:`log_info`
+    describes, and logs the usage to ``timer.<name>`` of a logger at
+    ``log_level`` (``logging.DEBUG`` unless given; ``logLevel=`` is the same
+    option in lsst.utils' spelling, and giving both with different values
+    is a ``TypeError``).
+
+    The object of a call is its first positional argument, whatever the
+    parameter is named (``self``, ``cls``, ``task``, ...), as lsst.utils
+    takes it.  Its ``metadata`` receives the keys when it is a mutable
+    mapping, a TaskMetadata or a PropertySet (``add()``, item assignment and
+    ``paramNames()``); its ``log``, when it is a logger, gets the lines.  Given
+    ``metadata=`` or ``logger=`` take their place.  A call without a
+    positional argument, or whose object has neither, writes its keys only
+    to its span; an attribute of another kind (or one whose lookup raises)
+    is left alone.  So a plain function ``f(dataset)`` writes into
+    ``dataset.metadata`` if that is a dict, as lsst.utils would: pass
+    ``metadata=`` to send the keys elsewhere.  ``time_method`` also goes
+    on either side of ``@staticmethod`` and ``@classmethod``.
 
     Each call is a span named by the function's qualified name, child of the
     current task or span, with attributes ``taskmeter.timer.method``,
@@ -407,8 +479,7 @@ def time_method(
     lsst.utils times them: the call that creates the generator, not its
     iteration (time the loop with :func:`time_this`).
     """
-    if not isinstance(log_level, int) or isinstance(log_level, bool):
-        raise TypeError(f"log_level must be a logging level (int), not {log_level!r}")
+    level = _level(log_level, logLevel, ("log_level", "logLevel"))
     _check_metadata(metadata)
     _check_logger(logger)
     disabled = settings.timers_disabled()
@@ -416,7 +487,10 @@ def time_method(
     def decorate(func: _F) -> _F:
         if disabled:
             return func
-        return _decorate(func, metadata, logger, log_level)
+        if isinstance(func, staticmethod | classmethod):
+            # The descriptor stays outermost, so the class binds as it would.
+            return cast(_F, type(func)(_decorate(func.__func__, metadata, logger, level)))
+        return _decorate(func, metadata, logger, level)
 
     if _func is None:
         return decorate
@@ -440,45 +514,9 @@ class TimerResult:
     """Change of the RSS over the block, in ``mem_unit``."""
 
 
-_MEMORY_UNITS = {
-    "B": 1,
-    "byte": 1,
-    "kB": 1000,
-    "KiB": 1024,
-    "MB": 1000**2,
-    "MiB": 1024**2,
-    "GB": 1000**3,
-    "GiB": 1024**3,
-    # astropy's names, which str() of the units lsst users pass gives (u.MiB: "Mibyte")
-    "kbyte": 1000,
-    "Kibyte": 1024,
-    "Mbyte": 1000**2,
-    "Mibyte": 1024**2,
-    "Gbyte": 1000**3,
-    "Gibyte": 1024**3,
-}
-_CHILD_MAXRSS_UNIT = maxrss_unit_bytes()
-
-
-def _memory_now() -> tuple[tuple[int, int], tuple[int, int]]:
-    """(current RSS of this process, of its children), (peak RSS of this process, of children)."""
-    process = psutil.Process()
-    with process.oneshot():
-        current = process.memory_info().rss
-        children = 0
-        for child in process.children():
-            try:
-                children += child.memory_info().rss
-            except psutil.Error:
-                continue
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _CHILD_MAXRSS_UNIT
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * _CHILD_MAXRSS_UNIT
-    return (current, children), (own, kids)
-
-
 @contextmanager
 def time_this(
-    log: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+    log: Any = None,  # a logging.Logger or LoggerAdapter, or a structlog logger
     msg: str | None = None,
     level: int = logging.DEBUG,
     prefix: str | None = "timer",
@@ -486,7 +524,7 @@ def time_this(
     kwargs: dict[str, Any] | None = None,
     mem_usage: bool = False,
     mem_child: bool = False,
-    mem_unit: Any = "B",
+    mem_unit: Any = "byte",
     mem_fmt: str = ".0f",
     force_mem_usage: bool = False,
     *,
@@ -495,12 +533,18 @@ def time_this(
 ) -> Iterator[TimerResult]:
     """Time the enclosed block, log how long it took, and record it as a span.
 
-    lsst.utils' ``time_this``: logs ``"<msg>: Took <s> seconds"`` (plus the
-    exception, if the block raised, and memory figures when ``mem_usage``)
-    at ``level`` to ``<prefix>.<log name>``, and yields a
-    :class:`TimerResult` filled in when the block ends.  ``mem_unit`` is a
-    unit name (``B``, ``KiB``, ``MiB``, ``GiB``, ``kB``, ``MB``, ``GB``) or
-    an astropy unit of bytes up to GB/GiB (``u.byte``, ``u.kilobyte``, ``u.MiB``, ...).
+    lsst.utils' ``time_this``, with its parameters in its order: logs
+    ``"<msg>: Took <s> seconds"`` (plus, if the block raised, ``(timed code
+    triggered exception of "<repr> @ <file>:<line>")``, and the memory
+    figures when ``mem_usage``) at ``level`` to ``<prefix>.<log name>``,
+    and yields a :class:`TimerResult` filled in when the block ends.
+    ``mem_unit`` is an astropy unit of information (``u.byte``, the
+    default's name, ``u.MiB``, ``u.kbyte``, ...; printed as astropy names
+    it: ``Mibyte``) or a unit name (``B``, ``KiB``, ``MiB``, ``GiB``,
+    ``TiB``, ``kB``, ``MB``, ``GB``, ``TB``); another unit is warned about
+    and bytes used, as lsst.utils does.  A structlog logger gets the message
+    unprefixed, with ``duration``, the memory figures and ``kwargs`` as
+    key-value pairs, as lsst.utils logs to it.
 
     The block is a span named ``name`` (or ``msg``), child of the current
     task or span.  With ``name`` the block is also timed like a method called
@@ -516,23 +560,22 @@ def time_this(
     if metadata is not None and name is None:
         raise ValueError("metadata= is written only for a named block: pass name= too")
     if log is not None and not callable(getattr(log, "log", None)):
-        raise TypeError(f"log must be a logging.Logger or LoggerAdapter, not {log!r}")
+        raise TypeError(
+            f"log must be a logging.Logger, LoggerAdapter or structlog logger, not {log!r}"
+        )
     if log is None:
         log = logging.getLogger()
+    structured = is_structlog(log)
     log_name = getattr(log, "name", None)
-    if prefix and isinstance(log_name, str):
+    if prefix and not structured and isinstance(log_name, str):
         log = logging.getLogger(
             f"{prefix}.{log_name}" if not isinstance(log, logging.RootLogger) else prefix
         )
-    unit_name = str(mem_unit)
-    unit_bytes = _MEMORY_UNITS.get(unit_name)
-    if unit_bytes is None:
-        _taskmeter_logger.warning("Invalid memory unit '%s', using 'B' instead", unit_name)
-        unit_name, unit_bytes = "B", 1
-    if mem_usage and not log.isEnabledFor(level):
+    if mem_usage and not enabled_for(log, level):
         mem_usage = False
     if force_mem_usage:
         mem_usage = True
+    unit = memory_unit(mem_unit) if mem_usage else ("byte", 1.0)
 
     site = _Site(
         span_name=name or msg or "time_this",
@@ -543,7 +586,7 @@ def time_this(
         log_level=level,
     )
     timed = _TimedCall(site, None)
-    memory_start = _memory_now() if mem_usage else None
+    memory_start = memory_now() if mem_usage else None
     result = TimerResult()
     timed.start()
     start = time.perf_counter()
@@ -556,8 +599,9 @@ def time_this(
     finally:
         result.duration = time.perf_counter() - start
         timed.finish(error)
-        _report(
+        report(
             log,
+            structured,
             level,
             msg,
             args,
@@ -567,56 +611,5 @@ def time_this(
             memory_start,
             mem_child,
             mem_fmt,
-            unit_name,
-            unit_bytes,
+            unit,
         )
-
-
-def _report(
-    log: Any,
-    level: int,
-    msg: str | None,
-    args: Iterable[Any],
-    kwargs: dict[str, Any] | None,
-    result: TimerResult,
-    error: BaseException | None,
-    memory_start: tuple[tuple[int, int], tuple[int, int]] | None,
-    mem_child: bool,
-    mem_fmt: str,
-    unit_name: str,
-    unit_bytes: int,
-) -> None:
-    text = msg or ""
-    params: list[Any] = list(args)
-    text += "%sTook %.4f seconds"
-    params += [": " if msg else "", result.duration]
-    if error is not None:
-        text += "%s"
-        params.append(f" (timed code triggered exception of {error!r})")
-    if memory_start is not None:
-        try:
-            (current_end, children_end), (peak_end, peak_children_end) = _memory_now()
-            (current_start, children_start), (peak_start, peak_children_start) = memory_start
-            current = current_end + (children_end if mem_child else 0)
-            current_delta = current_end - current_start
-            peak_delta = peak_end - peak_start
-            if mem_child:
-                current_delta += children_end - children_start
-                peak_delta += peak_children_end - peak_children_start
-            result.mem_current_usage = current / unit_bytes
-            result.mem_current_delta = current_delta / unit_bytes
-            result.mem_peak_delta = peak_delta / unit_bytes
-            text += (
-                f"; current memory usage: {result.mem_current_usage:{mem_fmt}} {unit_name}"
-                f", delta: {result.mem_current_delta:{mem_fmt}} {unit_name}"
-                f", peak delta: {result.mem_peak_delta:{mem_fmt}} {unit_name}"
-            )
-        except Exception as exc:
-            swallowed("timer.memory", exc)
-    if kwargs is not None:
-        text += " %s"
-        params.append("; ".join(f"{k}={v!r}" for k, v in kwargs.items()))
-    try:
-        log.log(level, text, *params, stacklevel=4)
-    except Exception as exc:
-        swallowed("timer.log", exc)

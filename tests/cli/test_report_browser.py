@@ -3,10 +3,15 @@ the page renders fast with 5000 tasks, and its screenshot is not blank."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +19,7 @@ from typing import Any
 import pytest
 
 from taskmeter import Task
+from taskmeter.formats import friendly_bytes, friendly_energy, friendly_seconds
 from taskmeter.report import render_html
 from taskmeter.taskfile import save_task
 
@@ -205,3 +211,194 @@ def test_a_long_label_leaves_the_task_tree_in_view(browser: Any, tmp_path: Path)
     assert viewport_top < 200
     rows = [row for row in browser.find_elements("css selector", ".row") if row.is_displayed()]
     assert [label_of(row) for row in rows][1:] == ["child"]
+
+
+def every_status_file(tmp_path: Path) -> Path:
+    """A root with one child of each status, ``running`` twice: one whose process (this
+    test's) runs, one whose process is gone; and figures at the units' edges."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    now = time.time()
+    here = socket.gethostname()
+
+    def child(label: str, status: str, **fields: object) -> dict[str, object]:
+        return {"label": label, "status": status, "hostname": here, "start_time": now, **fields}
+
+    root = Task.model_validate(
+        {
+            "label": "every status",
+            "status": "running",
+            "hostname": here,
+            "pid": os.getpid(),
+            "start_time": now,
+            "subtasks": [
+                child("done", "finished", duration=0.9995, cpu_time=59.995, peak_memory=1048575),
+                child("broke", "failed", duration=3600.005, cpu_power=999.96),
+                child("stopped", "cancelled", duration=0.0025, peak_memory=1280),
+                child("queued", "pending"),
+                child("alive", "running", pid=os.getpid(), peak_memory_at_most=25_784_320),
+                child("killed", "running", pid=dead.pid, cpu_time=119.999, gpu_power=999_950.0),
+            ],
+        }
+    )
+    path = tmp_path / "statuses.json"
+    save_task(root, path)
+    return path
+
+
+def report_rows(browser: Any) -> dict[str, dict[str, str]]:
+    """Each row of the page by label: its status, its status mark, and its figures."""
+    rows: dict[str, dict[str, str]] = browser.execute_script(
+        """
+        const out = {};
+        for (const row of document.querySelectorAll('.row')) {
+          if (row.style.display === 'none') continue;
+          const res = Array.from(row.querySelectorAll('.res span')).map(s => s.textContent);
+          const state = row.querySelector('.state');
+          out[row.querySelector('.text').textContent] = {
+            status: row.dataset.status,
+            bar: row.querySelector('.bar').className,
+            mark: state.style.display === 'none' ? '' : state.textContent,
+            cpu: res[0], mem: res[1], gpu: res[2], energy: res[3],
+          };
+        }
+        return out;
+        """
+    )
+    return rows
+
+
+def test_report_shows_every_status_as_show_does(browser: Any, tmp_path: Path) -> None:
+    """Each task's status in the report is the one ``taskmeter show`` gives it, for every
+    status: a task recorded as running whose process is gone is ``interrupted`` (bar and
+    mark, with the reason in the details, and a note on standard error), one whose process
+    runs stays ``running``; every status but ``finished`` is written beside the label; the
+    figures are the table's, to the character."""
+    source = every_status_file(tmp_path)
+    shown = taskmeter("show", str(source), "--json")
+    assert shown.returncode == 0, shown.stderr
+    statuses = {
+        task["label"]: "interrupted" if task["interrupted"] else task["status"]
+        for task in json.loads(shown.stdout)["tasks"]
+    }
+    assert statuses == {
+        "every status": "running",
+        "done": "finished",
+        "broke": "failed",
+        "stopped": "cancelled",
+        "queued": "pending",
+        "alive": "running",
+        "killed": "interrupted",
+    }
+    table = taskmeter("show", str(source))
+    assert table.returncode == 0, table.stderr
+    figures = {}
+    for line in table.stdout.splitlines()[1:]:
+        label, status, _duration, cpu, mem, gpu, energy = re.split(r"\s{2,}", line.strip())
+        figures[label] = {"status": status, "cpu": cpu, "mem": mem, "gpu": gpu, "energy": energy}
+
+    page = tmp_path / "statuses.html"
+    result = taskmeter("report", str(source), "-o", str(page))
+    assert result.returncode == 0, result.stderr
+    assert "taskmeter: 1 task interrupted: process " in result.stderr
+    browser.get(page.as_uri())
+    rows = report_rows(browser)
+    assert {label: row["status"] for label, row in rows.items()} == statuses
+    for label, row in rows.items():
+        status = statuses[label]
+        assert row["bar"] == f"bar {status}", label
+        assert row["mark"] == ("" if status == "finished" else status), label
+        expected = figures[label]
+        assert expected["status"] == status
+        for column in ("cpu", "mem", "gpu", "energy"):
+            assert row[column] == expected[column], (label, column)
+    assert rows["alive"]["mem"] == "<= 24.6 MiB"
+    assert rows["done"]["mem"] == "1.0 MiB"
+    assert "(1 interrupted)" in browser.find_element("id", "meta").text
+
+    killed = browser.find_element("xpath", "//div[@class='row']//span[text()='killed']")
+    killed.click()
+    details = browser.find_element("id", "details").text
+    assert re.search(r"status interrupted: process \d+ is gone", details), details
+    legend = browser.find_element("css selector", ".legend").text
+    for status in ("finished", "failed", "cancelled", "running", "interrupted", "pending"):
+        assert status in legend
+
+
+FORMAT_EDGES: list[float | None] = [
+    None,
+    0,
+    0.0004,
+    0.0005,
+    0.0015,
+    0.0025,
+    0.05,
+    0.25,
+    0.5,
+    0.9994,
+    0.9995,
+    1,
+    1.005,
+    1.125,
+    59.994,
+    59.995,
+    59.999,
+    60,
+    60.005,
+    119.994,
+    119.999,
+    999.94,
+    999.95,
+    999.96,
+    1000,
+    1023,
+    1023.4,
+    1023.5,
+    1024,
+    1152,
+    1250,
+    1280,
+    3599.995,
+    3600,
+    3600.005,
+    7199.999,
+    90061.125,
+    999_949,
+    999_950,
+    1_000_000,
+    1048575,
+    1048576,
+    2**30 - 1,
+    2**40 - 1,
+    2**50 - 1,
+    2**60,
+    2.5e9,
+]
+"""Values at the edges of the units of durations, bytes and energy, and exact ties
+(2.5, 1.25 KiB, 0.25 J: Python rounds them to even, JavaScript's toFixed up)."""
+
+
+def test_page_formats_figures_as_python_does(browser: Any, tmp_path: Path) -> None:
+    """The page's formatters write durations, byte counts and energies exactly as
+    ``friendly_seconds``, ``friendly_bytes`` and ``friendly_energy`` do, at every unit
+    edge: 1048575 bytes are ``1.0 MiB`` on both sides, 999.96 J ``1.0 kJ``, 1.25 KiB
+    ``1.2 KiB``."""
+    page = tmp_path / "format.html"
+    page.write_text(render_html(Task.model_validate({"label": "r", "subtasks": []})))
+    browser.get(page.as_uri())
+    written = browser.execute_script(
+        "const f = window.taskmeterFormat;"
+        "return arguments[0].map(v => [f.seconds(v), f.bytes(v), f.energy(v)]);",
+        FORMAT_EDGES,
+    )
+    python = [[friendly_seconds(v), friendly_bytes(v), friendly_energy(v)] for v in FORMAT_EDGES]
+    mismatches = [
+        (value, py, js)
+        for value, py, js in zip(FORMAT_EDGES, python, written, strict=True)
+        if py != js
+    ]
+    assert not mismatches
+    by_value = dict(zip(map(str, FORMAT_EDGES), python, strict=True))
+    assert by_value["1048575"][1] == "1.0 MiB"
+    assert by_value["999.96"][2] == "1.0 kJ"
+    assert by_value["1280"][1] == "1.2 KiB"

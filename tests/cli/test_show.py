@@ -197,3 +197,14 @@ def test_labels_cannot_drive_the_terminal_and_wide_ones_stay_aligned(tmp_path: P
         display_width(line[: line.index("finished") + len("finished")]) for line in lines[1:]
     }
     assert len(status_ends) == 1
+
+
+def test_a_directory_given_as_file_is_said_plainly(tmp_path: Path) -> None:
+    """``show DIR`` and ``report DIR``: one line naming DIR once with the reason, exit 3
+    (it was ``[Errno 21] Is a directory: 'DIR'`` after the path)."""
+    for verb in ("show", "report"):
+        result = taskmeter(verb, str(tmp_path))
+        assert result.returncode == 3
+        assert (
+            result.stderr == f"taskmeter: error: cannot read task file {tmp_path}: Is a directory\n"
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -210,6 +211,43 @@ def test_thread_cpu_is_absent_when_the_span_ends_on_another_thread(pipeline: Pip
     assert attr.CPU_TIME in attributes
 
 
+def test_thread_cpu_is_absent_when_the_ending_thread_reuses_the_starters_ident(
+    pipeline: Pipeline,
+) -> None:
+    """A thread that exits leaves its ident to the next one: a span started on the
+    first and ended on the second ended on another thread, whatever their idents."""
+    started: list[tuple[int, object]] = []
+
+    def start() -> None:
+        started.append((threading.get_ident(), pipeline.tracer.start_span("short-lived")))
+        burn_cpu(0.05)
+
+    starter = threading.Thread(target=start)
+    starter.start()
+    starter.join()
+    ((starter_ident, span),) = started
+    idents: list[int] = []
+    for _ in range(50):  # the C library hands the exited thread's descriptor on
+        probe = threading.Thread(target=lambda: idents.append(threading.get_ident()))
+        probe.start()
+        probe.join()
+        if idents[-1] == starter_ident:
+            break
+    else:
+        pytest.skip("no thread reused the exited thread's ident here")
+
+    def finish() -> None:
+        burn_cpu(0.05)  # what the wrong figure would have been
+        span.end()  # type: ignore[attr-defined]
+
+    ender = threading.Thread(target=finish)
+    ender.start()
+    ender.join()
+    attributes = pipeline.one("short-lived").attributes or {}
+    assert attr.CPU_THREAD not in attributes
+    assert attributes[attr.CPU_TIME] >= 0.1
+
+
 def test_task_and_timer_spans_are_never_enriched_twice() -> None:
     """taskmeter's own spans already carry the figures; `all` still leaves them alone."""
     built = Pipeline("all")
@@ -286,6 +324,96 @@ def test_measurement_processor_inside_the_wrapper_sees_task_spans_unchanged() ->
         for metric in scope.metrics
     }
     assert "taskmeter.task.cpu.time" in names
+
+
+class CountingProbe(Probe):
+    """A probe that counts the readings begun and not yet ended."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        self.open = 0
+
+    def begin(self, *, reset_peak: bool = True) -> None:
+        self.open += 1
+
+    def read(self, state: None, figures: Figures) -> None:
+        figures.duration_s = 0.0
+
+    def end(self, state: None) -> None:
+        self.open -= 1
+
+
+def test_spans_given_a_start_or_end_time_of_another_moment_are_not_enriched() -> None:
+    """A span recorded after the fact (explicit start or end times seconds away from
+    when the SDK reports them) gets no figures, which would be those of another
+    interval; its readings are released.  An explicit time of now still counts."""
+    exporter = InMemorySpanExporter()
+    probe = CountingProbe()
+    wrapper = EnrichingSpanProcessor(
+        SimpleSpanProcessor(exporter), select="all", probes=[CpuTimeProbe(), probe]
+    )
+    provider = TracerProvider()
+    provider.add_span_processor(wrapper)
+    tracer = provider.get_tracer("app")
+    now_ns = time.time_ns()
+    tracer.start_span("queued", start_time=now_ns - 30 * 10**9).end()
+    late = tracer.start_span("ended in the past")
+    late.end(end_time=now_ns - 10 * 10**9)
+    tracer.start_span("explicit now", start_time=time.time_ns()).end(end_time=time.time_ns())
+    attributes = {s.name: dict(s.attributes or {}) for s in exporter.get_finished_spans()}
+    assert attr.CPU_TIME not in attributes["queued"]
+    assert attr.CPU_TIME not in attributes["ended in the past"]
+    assert attr.CPU_TIME in attributes["explicit now"]
+    assert probe.open == 0 and not wrapper._open
+    provider.shutdown()
+
+
+def test_a_late_end_within_one_percent_of_a_long_span_keeps_its_figures(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Reported 20 s after its end time, a span of 3 h keeps its figures (off by 0.2 %),
+    and a span of 60 s does not (off by a third)."""
+    clock = {"now_ns": 10**18}
+    monkeypatch.setattr(enrich_processor, "_time_ns", lambda: clock["now_ns"])
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(EnrichingSpanProcessor(SimpleSpanProcessor(exporter), select="all"))
+    tracer = provider.get_tracer("app")
+    for name, seconds in (("3 h", 3 * 3600), ("60 s", 60)):
+        start_ns = clock["now_ns"]
+        span = tracer.start_span(name, start_time=start_ns)
+        clock["now_ns"] = start_ns + (seconds + 20) * 10**9  # reported 20 s late
+        span.end(end_time=start_ns + seconds * 10**9)
+    attributes = {s.name: dict(s.attributes or {}) for s in exporter.get_finished_spans()}
+    assert attr.CPU_TIME in attributes["3 h"]
+    assert attr.CPU_TIME not in attributes["60 s"]
+    provider.shutdown()
+
+
+def test_a_failure_while_enriching_still_ends_the_spans_probes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The span goes on unenriched, the failure is counted, and the probes it began
+    are ended (a sampling probe would otherwise keep sampling)."""
+    exporter = InMemorySpanExporter()
+    probe = CountingProbe()
+    provider = TracerProvider()
+    provider.add_span_processor(
+        EnrichingSpanProcessor(SimpleSpanProcessor(exporter), select="all", probes=[probe])
+    )
+    span = provider.get_tracer("app").start_span("request")
+
+    def broken_clock() -> float:
+        raise OSError("no thread clock")
+
+    monkeypatch.setattr(enrich_processor, "_thread_time", broken_clock)
+    span.end()
+    (ended,) = exporter.get_finished_spans()
+    assert attr.DURATION not in (ended.attributes or {})
+    assert _log.error_counts["enrich.end"] == 1
+    assert probe.open == 0
+    provider.shutdown()
 
 
 def test_max_open_bounds_the_readings_held_for_spans_never_ended() -> None:

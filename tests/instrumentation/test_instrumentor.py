@@ -9,11 +9,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+import taskmeter
 from taskmeter import attributes as attr
 from taskmeter.enrich import EnrichingSpanProcessor
+from taskmeter.figures import Figures
 from taskmeter.instrumentation import TaskmeterInstrumentor
 from taskmeter.instrumentation.sdk import exporter_names
 from taskmeter.measure import MeasurementSpanProcessor
+from taskmeter.probes import SampledProbe
 
 from ..helpers import burn_cpu
 from .runner import run_instrumented_program
@@ -52,6 +55,41 @@ def test_instrument_wraps_existing_processors_and_uninstrument_restores_them() -
     assert attr.CPU_TIME not in (plain.attributes or {})
 
 
+def test_uninstrument_releases_the_readings_of_spans_still_open() -> None:
+    """A selected span open when the wrapper is taken out ends without it: the probes
+    it began (a sampled probe keeps the monitor sampling while it is open) are ended."""
+    sampled = SampledCpuProbe()
+    taskmeter.set_probes([sampled])
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+    instrumentor = TaskmeterInstrumentor()
+    instrumentor.instrument(tracer_provider=provider, meter_provider=MeterProvider())
+    try:
+        span = provider.get_tracer("app").start_span("request")
+        assert sampled.open_tasks == 1
+    finally:
+        instrumentor.uninstrument()
+    assert sampled.open_tasks == 0
+    span.end()
+    assert sampled.open_tasks == 0
+
+
+class SampledCpuProbe(SampledProbe):
+    """A probe that asks for periodic samples while a span or task is open."""
+
+    name = "sampled-cpu"
+    sample_interval = 60.0
+
+    def begin(self, *, reset_peak: bool = True) -> int:
+        return self._task_opened()
+
+    def read(self, state: int, figures: Figures) -> None:
+        figures.duration_s = 0.0
+
+    def end(self, state: int) -> None:
+        self._task_closed(state)
+
+
 def test_exporter_names_follow_the_sdk_rules() -> None:
     assert exporter_names("traces", {}) == ["otlp_proto_grpc"]
     env = {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_METRICS_EXPORTER": "otlp,console"}
@@ -61,6 +99,21 @@ def test_exporter_names_follow_the_sdk_rules() -> None:
     assert exporter_names("traces", {"OTEL_TRACES_EXPORTER": "none"}) == []
     with pytest.raises(ValueError, match="http/json"):
         exporter_names("metrics", {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
+
+
+def test_exporter_names_and_protocols_are_read_whatever_their_case() -> None:
+    """A protocol written in capitals or with spaces is the protocol, not a reason to
+    export nothing (exporter names were already read that way)."""
+    env = {
+        "OTEL_TRACES_EXPORTER": " OTLP , Console ",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": " HTTP/Protobuf ",
+    }
+    assert exporter_names("traces", env) == ["otlp_proto_http", "console"]
+    env = {
+        "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "GRPC",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+    }
+    assert exporter_names("metrics", env) == ["otlp_proto_grpc"]
 
 
 PROBE = """

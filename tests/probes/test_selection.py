@@ -262,6 +262,18 @@ def test_defaults_when_taskmeter_keys_are_absent(tmp_path: Path) -> None:
             "machines.m.power_queries: the system query",
         ),
         ("machine = 'm'\n[machines.m.power_queries]\nchassis = 'x'\n", "unknown energy domain"),
+        (
+            "machine = 'm'\n[machines.m.power_queries]\nsystem = 'x{{i=\"{machine.host}\"}}'\n",
+            "the system query .* does not format",
+        ),
+        (
+            "machine = 'm'\n[machines.m.power_queries]\ngpu = 'x[{elapsed[0]}ms]'\n",
+            "the gpu query .* does not format",
+        ),
+        (
+            "machine = 'm'\n[machines.m.power_queries]\ncpu = 'x{{i=\"{machine[3]}\"}}'\n",
+            "the cpu query .* does not format",
+        ),
         ("prometheus = 3\n", "prometheus must be a table"),
     ],
 )
@@ -271,6 +283,29 @@ def test_config_errors_name_the_file_and_the_key(tmp_path: Path, text: str, mess
     with pytest.raises(ValueError, match=message) as raised:
         load_energy_config(path)
     assert str(path) in str(raised.value)
+
+
+def test_a_query_that_cannot_format_leaves_the_counters_in_use(
+    powercap: FakePowercap, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A typo in a Prometheus template (an attribute of the machine label) is a warning
+    about the file; RAPL, which needs no file, is still used."""
+    path = tmp_path / "typo.toml"
+    path.write_text(
+        "machine = 'm'\n[prometheus]\nurl = 'http://127.0.0.1:1'\n"
+        "[machines.m.power_queries]\nsystem = 'x{{i=\"{machine.host}\"}}'\n"
+    )
+    with caplog.at_level(logging.WARNING, logger="taskmeter"):
+        probes = energy_probes(
+            parse_energy_selection("auto"),
+            powercap_root=powercap.root,
+            nvml=no_nvml(),
+            config_path=path,
+        )
+    assert kinds(probes) == ["RaplProbe"]
+    assert any(
+        str(path) in r.getMessage() and "machine.host" in r.getMessage() for r in caplog.records
+    )
 
 
 def test_unreadable_config_is_a_clear_error(tmp_path: Path) -> None:

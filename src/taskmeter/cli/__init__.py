@@ -13,6 +13,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 VERBS: dict[str, str] = {
     "run": "run a command as a task and report what it cost",
@@ -25,10 +26,23 @@ VERBS: dict[str, str] = {
 
 EXIT_USAGE = 2
 
+ERROR_PREFIX = "taskmeter: error: "
+"""How every error line of every verb begins (options included)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, its errors written as the verbs write theirs
+    (``taskmeter: error: ...``, after the usage), its verbs' parsers too."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print the usage and ``taskmeter: error: message``; exit with status 2."""
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{ERROR_PREFIX}{message}\n")
+
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser with every available verb (or only ``only``, for speed)."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="taskmeter",
         description="Measure what coarse units of work cost, and publish it through OpenTelemetry.",
     )

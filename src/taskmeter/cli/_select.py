@@ -2,15 +2,77 @@
 
 from __future__ import annotations
 
+import argparse
 import fnmatch
+import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from ._common import error
+from ._common import error, say
 
 if TYPE_CHECKING:
+    from ..liveness import Liveness
     from ..task import Task
+
+STALE_AFTER_HELP = (
+    "a running task of another host whose file is older than this is shown as "
+    "interrupted (default: 3 x TASKMETER_MONITOR_INTERVAL, at least 30)"
+)
+
+
+def add_stale_after(parser: argparse.ArgumentParser) -> None:
+    """Add ``--stale-after SECONDS`` (how :func:`liveness_of` judges other hosts' tasks)."""
+    parser.add_argument("--stale-after", type=float, metavar="SECONDS", help=STALE_AFTER_HELP)
+
+
+def stale_after_problem(stale_after_s: float | None) -> str | None:
+    """Why ``--stale-after`` is wrong, or ``None``."""
+    if stale_after_s is not None and not stale_after_s > 0:
+        return f"--stale-after must be a positive number of seconds, not {stale_after_s:g}"
+    return None
+
+
+def liveness_of(path: str, stale_after_s: float | None) -> Liveness:
+    """How the running tasks of the file ``path`` (``-``: standard input) are judged."""
+    from ..liveness import Liveness
+
+    mtime: float | None = None
+    if path != "-":
+        try:
+            mtime = os.stat(path).st_mtime
+        except OSError:
+            mtime = None
+    return Liveness.here(file_mtime=mtime, stale_after_s=stale_after_s)
+
+
+class Interruptions:
+    """Why each task recorded as running is not running any more (judged once each)."""
+
+    def __init__(self, liveness: Liveness) -> None:
+        self.liveness = liveness
+        self._reasons: dict[int, str | None] = {}
+
+    def __call__(self, task: Task) -> str | None:
+        """Why ``task`` was interrupted, or ``None`` when it was not (or may still run)."""
+        key = id(task)
+        if key not in self._reasons:
+            self._reasons[key] = self.liveness.interruption(task)
+        return self._reasons[key]
+
+    def status_of(self, task: Task) -> str:
+        """The status to show: ``interrupted``, or the recorded one."""
+        return "interrupted" if self(task) else task.status.value
+
+    def report(self, tasks: Iterable[Task]) -> None:
+        """Say on standard error how many of ``tasks`` were interrupted, and why."""
+        reasons = [reason for task in tasks if (reason := self(task))]
+        if reasons:
+            from ..render import terminal_text
+
+            text = terminal_text("; ".join(sorted(set(reasons))))
+            count = len(reasons)
+            say(f"taskmeter: {count} task{'s' if count != 1 else ''} interrupted: {text}")
 
 
 def load_or_explain(path: str) -> Task | None:
@@ -37,8 +99,11 @@ def load_or_explain(path: str) -> Task | None:
         return load_task(path)
     except TaskFileError as exc:
         message = str(exc)
-        if isinstance(exc.__cause__, FileNotFoundError):
+        cause = exc.__cause__
+        if isinstance(cause, FileNotFoundError):
             message = f"no such task file: {path}"
+        elif isinstance(cause, OSError) and cause.strerror:  # not "[Errno 21] ...: 'path'"
+            message = f"cannot read task file {path}: {cause.strerror}"
         error(message)
         return None
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,8 @@ def register(subparsers: Any) -> None:
             "TaskMetadata, or a flat or nested mapping) the way lsst.verify's Timing-, "
             "CpuTiming- and MemoryMetricTask do, and write the Measurements as JSON. "
             f"Exit status: {EXIT_OK} measured (metrics with no work found are skipped), "
-            f"{EXIT_USAGE} usage, {EXIT_BAD_METADATA} unreadable metadata, "
+            f"{EXIT_USAGE} usage (or the output could not be written), "
+            f"{EXIT_BAD_METADATA} unreadable metadata, "
             f"{EXIT_BAD_SPECS} bad metric spec, {EXIT_NOT_COMPUTED} a metric could not be "
             "computed."
         ),
@@ -102,44 +102,54 @@ def _option_specs(args: argparse.Namespace) -> list[Any]:
     return specs
 
 
+def _file_problem(exc: Exception, kind: str, path: Path) -> str:
+    """The message of a metadata or spec file error: a missing file said plainly."""
+    cause = exc.__cause__
+    if isinstance(cause, FileNotFoundError):
+        return f"no such {kind} file: {path}"
+    if isinstance(cause, OSError) and cause.strerror:
+        return f"cannot read the {kind} file {path}: {cause.strerror}"
+    return str(exc)
+
+
 def run(args: argparse.Namespace) -> int:
     """Measure the file; returns the exit status."""
     from ..measure import MetadataError, SpecError, load_metadata, load_specs, measure_metadata
+    from ._common import error, say, write_stdout
 
     try:
         specs = _option_specs(args)
         for path in args.specs:
-            specs.extend(load_specs(path))
+            try:
+                specs.extend(load_specs(path))
+            except SpecError as exc:
+                raise SpecError(_file_problem(exc, "spec", path)) from exc
     except SpecError as exc:
-        print(f"taskmeter measure: bad metric spec: {exc}", file=sys.stderr)
+        error(f"bad metric spec: {exc}")
         return EXIT_BAD_SPECS
     if not specs:
-        print(
-            "taskmeter measure: no metric specs; give --timing, --cpu-timing, --memory or --specs",
-            file=sys.stderr,
-        )
+        error("no metric specs; give --timing, --cpu-timing, --memory or --specs")
         return EXIT_USAGE
     try:
         metadata = load_metadata(args.metadata)
     except MetadataError as exc:
-        print(f"taskmeter measure: bad metadata: {exc}", file=sys.stderr)
+        problem = _file_problem(exc, "metadata", args.metadata)
+        error(problem if problem != str(exc) else f"bad metadata: {exc}")
         return EXIT_BAD_METADATA
 
     report = measure_metadata(metadata, specs)
     for spec, reason in report.no_work:
-        print(f"no work found for {spec.metric_name}: {reason}", file=sys.stderr)
+        say(f"taskmeter: no work found for {spec.metric_name}: {reason}")
     for spec, reason in report.errors:
-        print(f"cannot compute {spec.metric_name}: {reason}", file=sys.stderr)
+        error(f"cannot compute {spec.metric_name}: {reason}")
     text = json.dumps([m.to_dict() for m in report.measurements], indent=2) + "\n"
     if args.output is None:
-        from ._common import write_stdout
-
         if not write_stdout(text):
             return EXIT_USAGE  # as when -o cannot be written
     else:
         try:
             args.output.write_text(text, encoding="utf-8")
         except OSError as exc:
-            print(f"taskmeter measure: cannot write {args.output}: {exc}", file=sys.stderr)
+            error(f"cannot write {args.output}: {exc.strerror or exc}")
             return EXIT_USAGE
     return EXIT_NOT_COMPUTED if report.errors else EXIT_OK

@@ -10,13 +10,22 @@ import time
 from pathlib import Path
 
 from ._common import EXIT_BAD_FILE, EXIT_OK, EXIT_OUTPUT_FAILED, EXIT_USAGE, error, say
-from ._select import load_or_explain
+from ._select import (
+    Interruptions,
+    add_stale_after,
+    liveness_of,
+    load_or_explain,
+    stale_after_problem,
+)
 
 DESCRIPTION = """\
 Write FILE's task tree as one HTML page: a timeline of the tasks and bars of
 their CPU time, peak memory, GPU memory and energy.  Hover over a task to see
 its figures, click to keep them.  The page has everything inline (no network
 needed), and stays fast with thousands of tasks.
+
+Statuses are those of 'taskmeter show': a task whose status is 'running' but
+whose process is gone is marked 'interrupted' (see 'taskmeter show --help').
 """
 
 EPILOG = """\
@@ -55,11 +64,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "suffix .html; never FILE itself)",
     )
     parser.add_argument("--title", help="the page title (default: the root task's label)")
+    add_stale_after(parser)
     parser.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
     """Write the report; returns the exit status (see the epilog)."""
+    problem = stale_after_problem(args.stale_after)
+    if problem:
+        error(problem)
+        return EXIT_USAGE
     output = _output_path(args.file, args.output)
     if output is None:
         return EXIT_USAGE
@@ -73,7 +87,9 @@ def handle(args: argparse.Namespace) -> int:
     from ..taskfile import write_atomic
 
     began = time.perf_counter()
-    page = render_html(root, title=args.title, source=None if args.file == "-" else args.file)
+    interrupted = Interruptions(liveness_of(args.file, args.stale_after))
+    source = None if args.file == "-" else args.file
+    page = render_html(root, title=args.title, source=source, interrupted=interrupted)
     if output == STDOUT:
         if not _write_stdout(page):
             return EXIT_OUTPUT_FAILED
@@ -85,6 +101,7 @@ def handle(args: argparse.Namespace) -> int:
             error(f"cannot write the report {output}: {exc}")
             return EXIT_OUTPUT_FAILED
         where = str(output)
+    interrupted.report(task for _, task in root.walk())
     count = sum(1 for _ in root.walk())
     say(
         f"taskmeter: wrote {where} ({count} task{'s' if count != 1 else ''}, "

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -19,10 +18,18 @@ from ._common import (
     say,
     write_stdout,
 )
-from ._select import Selected, label_matcher, load_or_explain, select
+from ._select import (
+    Interruptions,
+    Selected,
+    add_stale_after,
+    label_matcher,
+    liveness_of,
+    load_or_explain,
+    select,
+    stale_after_problem,
+)
 
 if TYPE_CHECKING:
-    from ..liveness import Liveness
     from ..task import Task
 
 STATUSES = ("pending", "running", "finished", "failed", "cancelled", "interrupted")
@@ -78,13 +85,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--json", action="store_true", help="print the matching tasks as JSON, one object each"
     )
-    parser.add_argument(
-        "--stale-after",
-        type=float,
-        metavar="SECONDS",
-        help="a running task of another host whose file is older than this is shown as "
-        "interrupted (default: 3 x TASKMETER_MONITOR_INTERVAL, at least 30)",
-    )
+    add_stale_after(parser)
     parser.set_defaults(handler=handle)
 
 
@@ -93,24 +94,15 @@ def handle(args: argparse.Namespace) -> int:
     if args.depth is not None and args.depth < 0:
         error(f"--depth must be 0 or more, not {args.depth}")
         return EXIT_USAGE
-    if args.stale_after is not None and not args.stale_after > 0:
-        error(f"--stale-after must be a positive number of seconds, not {args.stale_after:g}")
+    problem = stale_after_problem(args.stale_after)
+    if problem:
+        error(problem)
         return EXIT_USAGE
     root = load_or_explain(args.file)
     if root is None:
         return EXIT_BAD_FILE
-    liveness = _liveness(args.file, args.stale_after)
-    reasons: dict[int, str | None] = {}
-
-    def reason_of(task: Task) -> str | None:
-        key = id(task)
-        if key not in reasons:
-            reasons[key] = liveness.interruption(task)
-        return reasons[key]
-
-    def status_of(task: Task) -> str:
-        return "interrupted" if reason_of(task) else task.status.value
-
+    reason_of = Interruptions(liveness_of(args.file, args.stale_after))
+    status_of = reason_of.status_of
     rows = select(
         root,
         max_depth=args.depth,
@@ -128,29 +120,12 @@ def handle(args: argparse.Namespace) -> int:
             return EXIT_OUTPUT_FAILED
     elif matched and not write_stdout(format_rows(rows, status_of) + "\n"):
         return EXIT_OUTPUT_FAILED
-    interrupted = {reason for row in rows if (reason := reason_of(row.task))}
-    if interrupted and not args.json:
-        count = sum(1 for row in rows if reason_of(row.task))
-        from ..render import terminal_text
-
-        reasons_text = terminal_text("; ".join(sorted(interrupted)))
-        say(f"taskmeter: {count} task(s) interrupted: {reasons_text}")
+    if not args.json:
+        reason_of.report(row.task for row in rows)
     if not matched:
         say(f"taskmeter: no task in {args.file} matches the filters")
         return EXIT_NO_MATCH
     return EXIT_OK
-
-
-def _liveness(path: str, stale_after_s: float | None) -> Liveness:
-    from ..liveness import Liveness
-
-    mtime: float | None = None
-    if path != "-":
-        try:
-            mtime = os.stat(path).st_mtime
-        except OSError:
-            mtime = None
-    return Liveness.here(file_mtime=mtime, stale_after_s=stale_after_s)
 
 
 def energy_j(task: Task) -> float | None:

@@ -44,7 +44,7 @@ from opentelemetry.util.types import AttributeValue
 
 from .. import attributes as attr
 from .. import settings
-from .._log import config_warning, swallowed, warn_once
+from .._log import config_warning, debug_once, swallowed, warn_once
 from .._spans import raw_attributes
 from ..figures import Figures
 from ..probes import active_probes
@@ -64,26 +64,45 @@ DEFAULT_MAX_OPEN = 10_000
 
 _SPAN_ID = 1  # SpanContext(trace_id, span_id, is_remote, ...)[1]
 _thread_time = time.thread_time
-_get_ident = threading.get_ident
+_time_ns = time.time_ns
+_CLOCK_SLACK_NS = 1_000_000_000
+"""How far in all a selected span's start and end times may be from the moments
+the SDK reports them (or 1 % of the span's duration, if more): a span given
+explicit times further away (one recorded after the fact) is not enriched, as
+the readings would be of another interval."""
 _perf_counter = time.perf_counter
+_this_thread = threading.local()
+"""Holds a ``token`` object per thread: unlike ``threading.get_ident()``, which
+the next thread often reuses once one exits, a token belongs to one thread only."""
+
+
+def _thread_token() -> object:
+    try:
+        token: object = _this_thread.token
+    except AttributeError:
+        token = _this_thread.token = object()
+    return token
 
 
 class _Opened:
     """The starting readings of one selected span."""
 
-    __slots__ = ("perf_start", "probe_states", "thread", "thread_cpu_start")
+    __slots__ = ("late_ns", "perf_start", "probe_states", "thread", "thread_cpu_start")
 
     def __init__(
         self,
         probe_states: ProbeStates,
-        thread: int,
+        thread: object,
         thread_cpu_start: float,
         perf_start: float,
+        late_ns: int,
     ) -> None:
         self.probe_states = probe_states
         self.thread = thread
         self.thread_cpu_start = thread_cpu_start
         self.perf_start = perf_start
+        self.late_ns = late_ns
+        """How far the span's start time is from the moment it was reported."""
 
 
 class EnrichedSpan(ReadableSpan):
@@ -277,7 +296,10 @@ class EnrichingSpanProcessor(SpanProcessor):
     ``taskmeter.machine`` when set.  The figures come from the same probes
     as tasks (:func:`taskmeter.active_probes`), so a span and the tasks
     around or inside it each get a correct memory peak.  An attribute the
-    span already has is kept as it is.
+    span already has is kept as it is.  A span whose explicit start or end
+    time is more than a second (or 1 % of its duration) from the moment it
+    started or ended (recorded after the fact) is passed on without figures:
+    they would be of another interval.
 
     Args:
         processors: The processors that receive the spans.
@@ -395,7 +417,7 @@ class EnrichingSpanProcessor(SpanProcessor):
                     ),
                 )
                 return
-            self._open[span.context.span_id] = self._begin()
+            self._open[span.context.span_id] = self._begin(span.start_time)
         except Exception as exc:
             swallowed("enrich.start", exc)
 
@@ -417,9 +439,13 @@ class EnrichingSpanProcessor(SpanProcessor):
             opened = self._open.pop(context[_SPAN_ID], None) if context is not None else None
             if opened is not None:
                 try:
-                    span = self._enriched(span, opened)
+                    if _of_its_interval(span, opened):
+                        span = self._enriched(span, opened)
+                    else:
+                        _end_probes(opened)
                 except Exception as exc:
                     swallowed("enrich.end", exc)
+                    _end_probes(opened)  # those not ended yet (the states are taken once)
         for processor in self._processors:
             try:
                 processor.on_end(span)
@@ -428,9 +454,7 @@ class EnrichingSpanProcessor(SpanProcessor):
 
     def shutdown(self) -> None:
         """Shut the wrapped processors down and release the readings of open spans."""
-        opened, self._open = self._open, {}
-        for entry in opened.values():
-            _end_probes(entry)
+        self._release_open()
         for processor in self._processors:
             try:
                 processor.shutdown()
@@ -454,14 +478,21 @@ class EnrichingSpanProcessor(SpanProcessor):
 
     # ------------------------------------------------------------ internals
 
-    def _begin(self) -> _Opened:
+    def _release_open(self) -> None:
+        """End the probes of the spans open now: this processor will not see them end."""
+        opened, self._open = self._open, {}
+        for entry in opened.values():
+            _end_probes(entry)
+
+    def _begin(self, start_time_ns: int | None) -> _Opened:
+        late_ns = abs(_time_ns() - start_time_ns) if start_time_ns is not None else 0
         probes = self._probes if self._probes is not None else active_probes()
         states = begin_probes(probes, self._reset_peak)
-        return _Opened(states, _get_ident(), _thread_time(), _perf_counter())
+        return _Opened(states, _thread_token(), _thread_time(), _perf_counter(), late_ns)
 
     def _enriched(self, span: ReadableSpan, opened: _Opened) -> ReadableSpan:
         thread_cpu: float | None = None
-        if _get_ident() == opened.thread:
+        if _thread_token() is opened.thread:
             thread_cpu = _thread_time() - opened.thread_cpu_start
             if thread_cpu < 0.0:
                 thread_cpu = 0.0
@@ -546,6 +577,25 @@ def _selector_from_environment() -> SpanSelector:
             settings.DEFAULT_ENRICH,
         )
         return SpanSelector.parse(settings.DEFAULT_ENRICH)
+
+
+def _of_its_interval(span: ReadableSpan, opened: _Opened) -> bool:
+    """Whether the readings taken when ``span`` was reported started and ended are its own."""
+    start_ns, end_ns = span.start_time, span.end_time
+    if end_ns is None:
+        return True
+    late_ns = opened.late_ns + abs(_time_ns() - end_ns)
+    duration_ns = end_ns - start_ns if start_ns is not None else 0
+    if late_ns <= _CLOCK_SLACK_NS or late_ns <= duration_ns // 100:
+        return True
+    debug_once(
+        "enrich.time",
+        "span %r has explicit start or end times %.1f s away from when it started and "
+        "ended: it is not enriched (the figures would be those of another interval)",
+        span.name,
+        late_ns / 1e9,
+    )
+    return False
 
 
 def _end_probes(opened: _Opened) -> None:

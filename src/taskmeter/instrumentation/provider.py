@@ -78,6 +78,9 @@ class Wrapped:
                 else:
                     restored.append(processor)
             multi._span_processors = tuple(restored)
+        # The spans open now end outside the wrapper: their readings (a sampled
+        # probe's registration with the monitor among them) must not stay held.
+        self.wrapper._release_open()
         for durable in self.replaced:
             # Its queue goes out through the exporter it shares with the restored processor.
             close: Any = getattr(durable, "close", None)

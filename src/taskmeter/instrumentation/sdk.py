@@ -193,7 +193,8 @@ def exporter_names(signal: str, environ: Mapping[str, str] | None = None) -> lis
     """The entry-point names of the exporters ``OTEL_<SIGNAL>_EXPORTER`` asks for (default otlp).
 
     ``otlp`` becomes ``otlp_proto_grpc`` or ``otlp_proto_http`` by the OTLP
-    protocol variables; ``none`` gives no exporter.  Raises ``ValueError``
+    protocol variables; ``none`` gives no exporter.  Names and protocols are
+    read without regard to case or surrounding spaces.  Raises ``ValueError``
     for an unsupported OTLP protocol.
     """
     env = os.environ if environ is None else environ
@@ -206,8 +207,10 @@ def exporter_names(signal: str, environ: Mapping[str, str] | None = None) -> lis
             continue
         if name == "otlp":
             protocol = (
-                env.get(_SIGNAL_PROTOCOL[signal]) or env.get(OTLP_PROTOCOL) or "grpc"
-            ).strip()
+                (env.get(_SIGNAL_PROTOCOL[signal]) or env.get(OTLP_PROTOCOL) or "grpc")
+                .strip()
+                .lower()
+            )  # as the exporter names: "HTTP/Protobuf" is http/protobuf
             mapped = _OTLP_BY_PROTOCOL.get(protocol)
             if mapped is None:
                 raise ValueError(

@@ -65,15 +65,19 @@ class PrometheusSettings:
         return None
 
 
-def check_query_template(domain: str, template: str) -> None:
-    """Raise ``ValueError`` unless ``template`` formats with ``elapsed`` and ``machine``."""
+def check_query_template(domain: str, template: str, machine: str | None = None) -> None:
+    """Raise ``ValueError`` unless ``template`` formats with ``elapsed`` and ``machine``.
+
+    ``machine`` is the label the template will be given (default: a stand-in).
+    """
     if domain not in ENERGY_DOMAINS:
         raise ValueError(f"unknown energy domain {domain!r}; expected one of {ENERGY_DOMAINS}")
     if not isinstance(template, str) or not template.strip():
         raise ValueError(f"the {domain} query must be a non-empty string")
     try:
-        template.format(elapsed=1000, machine="machine")
-    except (KeyError, IndexError, ValueError) as exc:
+        template.format(elapsed=1000, machine="machine" if machine is None else machine)
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
+        # {machine.host} and {elapsed[0]} fail by attribute and type, not by key
         raise ValueError(
             f"the {domain} query {template!r} does not format ({type(exc).__name__}: {exc}); "
             "the placeholders are {elapsed} and {machine}, and PromQL's own braces must "
@@ -122,7 +126,7 @@ def load_energy_config(
         power = _table(entry, "power_queries", f"{source}: machines.{chosen}")
         for domain, template in power.items():
             try:
-                check_query_template(domain, template)
+                check_query_template(domain, template, chosen)
             except ValueError as exc:
                 raise ValueError(f"{source}: machines.{chosen}.power_queries: {exc}") from None
             queries[domain] = template

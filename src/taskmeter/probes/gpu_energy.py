@@ -206,6 +206,10 @@ class NvmlEnergyProbe(SampledProbe):
     def _sampling_started(self) -> None:
         self.sample()
 
+    def _after_fork_in_child(self) -> None:
+        super()._after_fork_in_child()
+        self._lock = threading.Lock()  # the monitor thread may have held it at the fork
+
     def sample(self) -> None:
         """Take a power sample of every GPU without an energy counter."""
         nvml = self.nvml

@@ -61,6 +61,10 @@ class SampledHighWater:
         with self._lock:
             self._mark = self.level
 
+    def after_fork_in_child(self) -> None:
+        """Make the lock anew: the monitor thread may have held it at the fork."""
+        self._lock = threading.Lock()
+
 
 class _GpuMemoryState:
     __slots__ = ("nvml", "token", "torch")
@@ -144,6 +148,11 @@ class GpuMemoryProbe(SampledProbe):
 
     def _sampling_started(self) -> None:
         self.sample()
+
+    def _after_fork_in_child(self) -> None:
+        super()._after_fork_in_child()
+        if self._nvml_level is not None:
+            self._nvml_level.after_fork_in_child()
 
     def sample(self) -> None:
         """Sample this process's GPU memory (bytes, all visible devices) through NVML."""

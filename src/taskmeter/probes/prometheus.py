@@ -90,7 +90,7 @@ class PrometheusProbe(Probe):
         if not queries:
             raise ValueError("at least one Prometheus query is needed")
         for domain, template in queries.items():
-            check_query_template(domain, template)
+            check_query_template(domain, template, machine)
         for label, value in (("timeout_s", timeout_s), ("backoff_s", backoff_s)):
             if not (isinstance(value, int | float) and 0 < value < math.inf):
                 raise ValueError(f"{label} must be a positive number of seconds, got {value!r}")

@@ -375,6 +375,10 @@ class RaplProbe(SampledProbe):
         """Read every counter, so that no wrap goes unseen."""
         self._read_all()
 
+    def _after_fork_in_child(self) -> None:
+        super()._after_fork_in_child()
+        self._lock = threading.Lock()  # the monitor thread may have held it at the fork
+
     def close(self) -> None:
         """Close the counter files (the probe measures nothing afterwards)."""
         with self._lock:

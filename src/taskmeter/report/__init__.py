@@ -11,15 +11,17 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from html import escape
 from importlib import resources
 from typing import Any
 
 from ..__about__ import __version__
+from ..render import peak_memory_bound
 from ..task import Task, TaskStatus
 
-__all__ = ["COLUMNS", "render_html", "report_data"]
+__all__ = ["COLUMNS", "STATUSES", "render_html", "report_data"]
 
 COLUMNS = (
     "parent",
@@ -32,6 +34,7 @@ COLUMNS = (
     "user",
     "system",
     "mem",
+    "mem_bound",
     "gpu",
     "energy",
     "proc",
@@ -41,18 +44,29 @@ COLUMNS = (
 )
 """The fields of each task's row in the embedded data, in order."""
 
-_STATUS_CODES = {status: i for i, status in enumerate(TaskStatus)}
+STATUSES = (*(status.value for status in TaskStatus), "interrupted")
+"""The statuses a row's ``status`` field indexes: the recorded ones, and ``interrupted``
+(recorded as running, but its process is gone), as ``taskmeter show`` shows them."""
+
+_STATUS_CODES = {status: STATUSES.index(status.value) for status in TaskStatus}
+_INTERRUPTED = STATUSES.index("interrupted")
 _STANDARD_FIELDS = frozenset(Task.model_fields)
 _EXTRA_TEXT_LIMIT = 500
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:
-    """Keep ``digits`` significant digits: the page shows three, JSON stays short."""
+    """Keep ``digits`` significant digits (for positions on the timeline)."""
     if value is None or not math.isfinite(value):
         return None
     if value == 0:
         return 0.0
     return round(value, max(digits - 1 - math.floor(math.log10(abs(value))), 0))
+
+
+def _exact(value: float | None) -> float | None:
+    """A figure the page writes out: whole, so it writes what ``taskmeter show`` does
+    (rounded once, as Python rounds), ``None`` where it is not a finite number."""
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _energy_j(task: Task) -> float | None:
@@ -65,7 +79,7 @@ def _energy_j(task: Task) -> float | None:
 def _energy_parts(task: Task) -> list[list[Any]]:
     """The energy by domain, for the details panel: ``[domain, joules, source]`` each."""
     return [
-        [domain, _round(value), task.energy_sources.get(domain)]
+        [domain, _exact(value), task.energy_sources.get(domain)]
         for domain, value in (
             ("cpu", task.cpu_power),
             ("gpu", task.gpu_power),
@@ -90,14 +104,25 @@ def _extras(task: Task) -> dict[str, Any]:
     return extra
 
 
-def report_data(root: Task, *, source: str | None = None) -> dict[str, Any]:
-    """The data the page draws: tasks depth first, each a row of :data:`COLUMNS`."""
+def report_data(
+    root: Task,
+    *,
+    source: str | None = None,
+    interrupted: Callable[[Task], str | None] | None = None,
+) -> dict[str, Any]:
+    """The data the page draws: tasks depth first, each a row of :data:`COLUMNS`.
+
+    ``interrupted`` tells why a task recorded as running is not running any
+    more (``None`` if it may be), as :meth:`taskmeter.liveness.Liveness.interruption`
+    does; such tasks have the status ``interrupted``, and their reason is kept.
+    """
     origin = root.start_time
     end = origin
     hosts: dict[str, int] = {}
     rows: list[list[Any]] = []
     extra: dict[int, dict[str, Any]] = {}
     energy: dict[int, list[list[Any]]] = {}
+    reasons: dict[int, str] = {}
     stack: list[tuple[Task, int]] = [(root, -1)]
     while stack:
         task, parent = stack.pop()
@@ -110,20 +135,26 @@ def report_data(root: Task, *, source: str | None = None) -> dict[str, Any]:
                 finish = task.start_time + task.duration
             if finish is not None and (end is None or finish > end):
                 end = finish
+        status = _STATUS_CODES.get(task.status, 0)
+        reason = interrupted(task) if interrupted is not None else None
+        if reason:
+            status = _INTERRUPTED
+            reasons[index] = reason
         rows.append(
             [
                 parent,
                 task.label,
-                _STATUS_CODES.get(task.status, 0),
+                status,
                 _round(start, 6),
-                _round(task.duration),
-                _round(task.cpu_time),
-                _round(task.total_cpu()),
-                _round(task.cpu_user_time),
-                _round(task.cpu_system_time),
+                _exact(task.duration),
+                _exact(task.cpu_time),
+                _exact(task.total_cpu()),
+                _exact(task.cpu_user_time),
+                _exact(task.cpu_system_time),
                 task.peak_memory,
+                peak_memory_bound(task) if task.peak_memory is None else None,
                 task.peak_gpu_memory,
-                _round(_energy_j(task)),
+                _exact(_energy_j(task)),
                 1 if task.subprocess else 0,
                 str(task.task_id),
                 task.pid,
@@ -147,10 +178,12 @@ def report_data(root: Task, *, source: str | None = None) -> dict[str, Any]:
         "started": started,
         "span": _round(span, 6),
         "columns": list(COLUMNS),
+        "statuses": list(STATUSES),
         "hosts": list(hosts),
         "tasks": rows,
         "extra": extra,
         "energy": energy,
+        "interrupted": reasons,
     }
 
 
@@ -158,9 +191,20 @@ def _asset(name: str) -> str:
     return resources.files(__package__).joinpath("assets", name).read_text(encoding="utf-8")
 
 
-def render_html(root: Task, *, title: str | None = None, source: str | None = None) -> str:
-    """The report page for ``root`` and its subtasks, as one HTML document."""
-    data = json.dumps(report_data(root, source=source), separators=(",", ":"), allow_nan=False)
+def render_html(
+    root: Task,
+    *,
+    title: str | None = None,
+    source: str | None = None,
+    interrupted: Callable[[Task], str | None] | None = None,
+) -> str:
+    """The report page for ``root`` and its subtasks, as one HTML document.
+
+    ``interrupted`` is as for :func:`report_data` (``taskmeter report`` passes
+    :meth:`taskmeter.liveness.Liveness.interruption`).
+    """
+    document = report_data(root, source=source, interrupted=interrupted)
+    data = json.dumps(document, separators=(",", ":"), allow_nan=False)
     # Inside <script>, "</script>" or "<!--" in a label would end the element early.
     data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     page = _asset("template.html")
@@ -168,6 +212,7 @@ def render_html(root: Task, *, title: str | None = None, source: str | None = No
         "{{TITLE}}": escape(title or root.label),
         "{{VERSION}}": escape(__version__),
         "{{STYLE}}": _asset("report.css"),
+        "{{FORMAT}}": _asset("format.js"),
         "{{SCRIPT}}": _asset("report.js"),
         "{{DATA}}": data,
     }

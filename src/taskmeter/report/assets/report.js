@@ -3,7 +3,7 @@
   "use strict";
   var started = performance.now();
   var D = JSON.parse(document.getElementById("taskmeter-data").textContent);
-  var STATUS = ["pending", "running", "finished", "failed", "cancelled"];
+  var STATUS = D.statuses; // as `taskmeter show` shows them, "interrupted" included
   var C = {};
   D.columns.forEach(function (name, i) { C[name] = i; });
   var tasks = D.tasks;
@@ -35,39 +35,29 @@
   var maxima = { total: max(C.total), mem: max(C.mem), gpu: max(C.gpu), energy: max(C.energy) };
 
   // ------------------------------------------------------------ formatting
-  function fmtSeconds(s) {
-    if (s == null) return "–";
-    if (s < 1) return (s * 1000).toFixed(s < 0.01 ? 1 : 0) + " ms";
-    if (s < 60) return s.toFixed(2) + " s";
-    if (s < 3600) return Math.floor(s / 60) + "m " + (s % 60).toFixed(1) + "s";
-    return Math.floor(s / 3600) + "h " + Math.floor((s % 3600) / 60) + "m";
-  }
+  var fmtSeconds = taskmeterFormat.seconds, fmtBytes = taskmeterFormat.bytes;
+  var fmtJoules = taskmeterFormat.energy;
   function fmtTick(s) {
-    if (s < 60) return fmtSeconds(s).replace(".00 s", " s");
+    if (s < 60) return fmtSeconds(s).replace(/(\.\d*?)0+s$/, "$1s").replace(".s", "s");
     if (s < 3600) return (s % 60 ? (s / 60).toFixed(1) : String(s / 60)) + " min";
     return (s % 3600 ? (s / 3600).toFixed(1) : String(s / 3600)) + " h";
   }
-  function fmtBytes(b) {
-    if (b == null) return "–";
-    var units = ["B", "KiB", "MiB", "GiB", "TiB"], v = b, u = 0;
-    while (v >= 1024 && u < units.length - 1) { v /= 1024; u++; }
-    return (u === 0 ? v.toFixed(0) : v.toFixed(1)) + " " + units[u];
-  }
-  function fmtJoules(j) {
-    if (j == null) return "–";
-    if (j >= 1e6) return (j / 1e6).toFixed(1) + " MJ";
-    if (j >= 1e3) return (j / 1e3).toFixed(1) + " kJ";
-    return j.toFixed(1) + " J";
-  }
 
   // ------------------------------------------------------------ header
+  function statusOf(t) { return STATUS[tasks[t][C.status]] || "pending"; }
+  function memText(task) {
+    var bound = task[C.mem_bound];
+    return task[C.mem] == null && bound != null ? "<= " + fmtBytes(bound) : fmtBytes(task[C.mem]);
+  }
   var root = tasks[0];
+  var interruptedCount = Object.keys(D.interrupted).length;
   document.getElementById("meta").textContent =
     (D.file ? D.file + " · " : "") + n + " task" + (n === 1 ? "" : "s") +
+    (interruptedCount ? " (" + interruptedCount + " interrupted)" : "") +
     (D.started ? " · started " + D.started : "") + " · taskmeter " + D.version;
   var totals = document.getElementById("totals");
   [["duration", fmtSeconds(root[C.duration])], ["CPU time", fmtSeconds(root[C.total])],
-   ["peak memory", fmtBytes(root[C.mem])], ["energy", fmtJoules(root[C.energy])]
+   ["peak memory", memText(root)], ["energy", fmtJoules(root[C.energy])]
   ].forEach(function (pair) {
     var dt = document.createElement("dt"), dd = document.createElement("dd");
     dt.textContent = pair[0]; dd.textContent = pair[1];
@@ -158,7 +148,8 @@
     var toggle = document.createElement("span"); toggle.className = "toggle";
     var text = document.createElement("span"); text.className = "text";
     var badge = document.createElement("span"); badge.className = "badge"; badge.textContent = "proc";
-    label.appendChild(toggle); label.appendChild(text); label.appendChild(badge);
+    var state = document.createElement("span"); state.className = "state";
+    label.appendChild(toggle); label.appendChild(text); label.appendChild(badge); label.appendChild(state);
     var time = cell("c-time"); var bar = cell("bar"); time.appendChild(bar);
     row.appendChild(label); row.appendChild(time);
     row.res = [];
@@ -167,7 +158,7 @@
       res.appendChild(fill); res.appendChild(value); row.appendChild(res);
       row.res.push([fill, value]);
     }
-    row.parts = { label: label, toggle: toggle, text: text, badge: badge, bar: bar };
+    row.parts = { label: label, toggle: toggle, text: text, badge: badge, state: state, bar: bar };
     spacer.appendChild(row);
     return row;
   }
@@ -188,7 +179,12 @@
     parts.toggle.textContent = keep || !children[t].length ? "" : (expanded[t] ? "▾" : "▸");
     parts.text.textContent = task[C.label];
     parts.badge.style.display = task[C.proc] ? "" : "none";
-    var status = STATUS[task[C.status]] || "pending";
+    var status = statusOf(t);
+    // Every status but finished is written beside the label, as the table of `show` does.
+    parts.state.textContent = status === "finished" ? "" : status;
+    parts.state.className = "state " + status;
+    parts.state.style.display = status === "finished" ? "none" : "";
+    row.dataset.status = status;
     var start = task[C.start], duration = task[C.duration];
     if (start == null) { parts.bar.style.display = "none"; }
     else {
@@ -199,7 +195,7 @@
       parts.bar.style.width = "calc((100% - 16px) * " + ((duration || 0) / span).toFixed(5) + ")";
     }
     setRes(row.res[0], task[C.total], maxima.total, fmtSeconds(task[C.total]));
-    setRes(row.res[1], task[C.mem], maxima.mem, fmtBytes(task[C.mem]));
+    setRes(row.res[1], task[C.mem], maxima.mem, memText(task));
     setRes(row.res[2], task[C.gpu], maxima.gpu, fmtBytes(task[C.gpu]));
     setRes(row.res[3], task[C.energy], maxima.energy, fmtJoules(task[C.energy]));
   }
@@ -232,13 +228,13 @@
     details.textContent = "";
     var h = document.createElement("h2"); h.textContent = task[C.label]; details.appendChild(h);
     var rows = [
-      ["status", STATUS[task[C.status]]],
-      ["starts at", task[C.start] == null ? "–" : "+" + fmtSeconds(task[C.start])],
+      ["status", statusOf(t) + (D.interrupted[t] ? ": " + D.interrupted[t] : "")],
+      ["starts at", task[C.start] == null ? "-" : "+" + fmtSeconds(task[C.start])],
       ["duration", fmtSeconds(task[C.duration])],
       ["CPU, this task", fmtSeconds(task[C.cpu])],
       ["CPU, with workers", fmtSeconds(task[C.total])],
       ["CPU user / system", fmtSeconds(task[C.user]) + " / " + fmtSeconds(task[C.system])],
-      ["peak memory", fmtBytes(task[C.mem])],
+      ["peak memory", memText(task)],
       ["peak GPU memory", fmtBytes(task[C.gpu])],
       ["energy", fmtJoules(task[C.energy])]
     ];
@@ -247,8 +243,8 @@
     });
     rows.push(["subtasks", String(children[t].length) + (subtree[t] > children[t].length + 1 ? " (" + (subtree[t] - 1) + " below)" : "")]);
     rows.push(["worker process", task[C.proc] ? "yes" : "no"]);
-    rows.push(["pid", task[C.pid] == null ? "–" : String(task[C.pid])]);
-    rows.push(["host", D.hosts[task[C.host]] || "–"]);
+    rows.push(["pid", task[C.pid] == null ? "-" : String(task[C.pid])]);
+    rows.push(["host", D.hosts[task[C.host]] || "-"]);
     rows.push(["task id", task[C.id]]);
     Object.keys(extra).forEach(function (key) {
       rows.push([key, typeof extra[key] === "string" ? extra[key] : JSON.stringify(extra[key])]);

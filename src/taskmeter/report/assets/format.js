@@ -1,0 +1,75 @@
+// taskmeter HTML report: figures written exactly as taskmeter.formats writes them in
+// Python (friendly_seconds, friendly_bytes, friendly_energy), so the page and
+// `taskmeter show` print the same text for the same number.
+var taskmeterFormat = (function () {
+  "use strict";
+
+  // Python's format(x, ".Nf"): the exact value rounded to N digits, a tie (a value
+  // exactly half way, such as 2.5 or 1.25) to the even digit.  toFixed rounds ties up.
+  function fixed(x, digits) {
+    var text = x.toFixed(digits);
+    var scaled = x * Math.pow(2, digits + 1); // an odd integer exactly at a tie
+    if (Number.isInteger(scaled) && scaled % 2 !== 0) {
+      var exact = Math.abs(x).toFixed(digits + 1); // the tie's digits, ending in 5
+      var lower = exact.slice(0, digits ? -1 : -2);
+      if ((lower.charCodeAt(lower.length - 1) - 48) % 2 === 0) text = (x < 0 ? "-" : "") + lower;
+    }
+    return text;
+  }
+
+  // Python's divmod for floats.
+  function divmod(x, y) {
+    var mod = x % y;
+    var div = (x - mod) / y;
+    if (mod && (y < 0) !== (mod < 0)) { mod += y; div -= 1; }
+    var floor = Math.floor(div);
+    if (div - floor > 0.5) floor += 1;
+    return [floor, mod];
+  }
+
+  // friendly_seconds: LensKit's friendly_duration, rounded to what it shows first.
+  function seconds(s) {
+    if (s == null) return "-";
+    if (s >= 0.9995) s = Number(fixed(s, 2));
+    if (s < 1) return fixed(s * 1000, 0) + "ms";
+    if (s > 3600) {
+      var hours = divmod(s, 3600), minutes = divmod(hours[1], 60);
+      return fixed(hours[0], 0) + "h" + fixed(minutes[0], 0) + "m" + fixed(minutes[1], 2) + "s";
+    }
+    if (s > 60) {
+      var parts = divmod(s, 60);
+      return fixed(parts[0], 0) + "m" + fixed(parts[1], 2) + "s";
+    }
+    return fixed(s, 2) + "s";
+  }
+
+  var BYTE_UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+
+  // friendly_bytes: the unit chosen after rounding, so 1048575 B is 1.0 MiB.
+  function bytes(b) {
+    if (b == null) return "-";
+    var value = b;
+    for (var u = 0; u < BYTE_UNITS.length; u++) {
+      var text = fixed(value, u === 0 ? 0 : 1);
+      if (Math.abs(Number(text)) < 1024 || u === BYTE_UNITS.length - 1) {
+        return text + " " + BYTE_UNITS[u];
+      }
+      value /= 1024;
+    }
+  }
+
+  var ENERGY_UNITS = [["J", 1], ["kJ", 1e3], ["MJ", 1e6]];
+
+  // friendly_energy: the unit chosen after rounding, so 999.96 J is 1.0 kJ.
+  function energy(j) {
+    if (j == null) return "-";
+    for (var u = 0; u < ENERGY_UNITS.length; u++) {
+      var text = fixed(j / ENERGY_UNITS[u][1], 1);
+      if (Math.abs(Number(text)) < 1000 || u === ENERGY_UNITS.length - 1) {
+        return text + " " + ENERGY_UNITS[u][0];
+      }
+    }
+  }
+
+  return { fixed: fixed, seconds: seconds, bytes: bytes, energy: energy };
+})();
