@@ -164,6 +164,29 @@ def test_explicit_parent_uuid_of_running_task_links_subtask() -> None:
     assert root.subtasks == [child]
 
 
+@pytest.mark.parametrize(
+    "clone", [pickle.loads, copy.copy, copy.deepcopy], ids=["pickle", "copy", "deepcopy"]
+)
+def test_parent_given_as_a_copy_of_a_running_task_links_to_the_running_task(
+    clone: object,
+) -> None:
+    """``parent=`` a copy (unpickled, copied) of a task running in this process: the subtask
+    goes to the running task, as with ``parent=<its id>``, not to the copy; in-process, so
+    not a worker's subtask; its span is the running task's child."""
+    with Task("root") as root:
+        original = pickle.dumps(root) if clone is pickle.loads else root
+        copied = clone(original)  # type: ignore[operator]
+        assert copied is not root
+        with Task("via copy", parent=copied) as child:
+            pass
+    assert root.subtasks == [child]
+    if clone is not copy.copy:  # a shallow copy shares the list
+        assert copied.subtasks == []
+    assert child.parent_id == root.task_id
+    assert child.subprocess is False
+    assert child.trace_id == root.trace_id
+
+
 def test_parent_uuid_unknown_here_is_recorded() -> None:
     remote = uuid.uuid4()
     with Task("child of remote", parent=remote) as task:

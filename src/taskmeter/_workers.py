@@ -25,7 +25,10 @@ the metrics recorded from them),
 waiting at most :data:`FLUSH_TIMEOUT_S`: multiprocessing ends a worker with
 ``os._exit`` (and ``Pool.terminate`` with ``SIGTERM``), so the OpenTelemetry
 SDK's exit hook never runs there.  A multiprocessing finaliser flushes once
-more when the worker exits normally, within the same bounds.
+more when the worker exits normally, within the same bounds, except the
+providers whose owner shuts them down at exit itself, boundedly
+(:func:`shut_down_at_exit`: those taskmeter's instrumentor built, in a
+spawned worker, which does run exit hooks).
 """
 
 from __future__ import annotations
@@ -38,7 +41,9 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections import OrderedDict
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -451,8 +456,8 @@ def _flushable_providers() -> list[Any]:
     return providers
 
 
-def _flush_now() -> None:
-    for provider in _flushable_providers():
+def _flush_now(providers: list[Any]) -> None:
+    for provider in providers:
         try:
             provider.force_flush()
         except Exception as exc:
@@ -471,15 +476,18 @@ def flush_spans() -> None:
     _flush_bounded()
 
 
-def _flush_bounded() -> None:
+def _flush_bounded(skip: Collection[Any] = ()) -> None:
     state = _flush
-    if not _flushable_providers():
+    providers = [p for p in _flushable_providers() if p not in skip]
+    if not providers:
         return
     if state.thread is not None and state.thread.is_alive():
         return  # an earlier flush is still exporting
     if time.monotonic() < state.skip_until:
         return
-    thread = threading.Thread(target=_flush_now, name="taskmeter-flush", daemon=True)
+    thread = threading.Thread(
+        target=_flush_now, args=(providers,), name="taskmeter-flush", daemon=True
+    )
     state.thread = thread
     thread.start()
     thread.join(FLUSH_TIMEOUT_S)
@@ -494,6 +502,28 @@ def _flush_bounded() -> None:
         )
 
 
+_shut_down_at_exit: tuple[int, weakref.WeakSet[Any]] = (0, weakref.WeakSet())
+"""Providers that this process (its pid first) shuts down itself at exit, boundedly."""
+
+
+def shut_down_at_exit(*providers: Any) -> None:
+    """Note that ``providers`` are shut down (so flushed) at this process's exit by their
+    owner, within a bound: the exit flush leaves them to it rather than wait twice.
+    (Not in a process forked from this one, which exits without exit hooks.)"""
+    global _shut_down_at_exit
+    pid, known = _shut_down_at_exit
+    if pid != os.getpid():
+        known = weakref.WeakSet()
+        _shut_down_at_exit = (os.getpid(), known)
+    for provider in providers:
+        known.add(provider)
+
+
+def _flush_at_exit() -> None:
+    pid, known = _shut_down_at_exit
+    _flush_bounded(skip=known if pid == os.getpid() else ())
+
+
 def register_exit_flush() -> None:
     """Flush spans when this multiprocessing worker exits (once per process), waiting
     no longer than :func:`flush_spans` does."""
@@ -504,4 +534,4 @@ def register_exit_flush() -> None:
     state.exit_hook_pid = pid
     mp_util: Any = sys.modules.get("multiprocessing.util")
     if mp_util is not None:
-        mp_util.Finalize(None, _flush_bounded, exitpriority=EXIT_PRIORITY)
+        mp_util.Finalize(None, _flush_at_exit, exitpriority=EXIT_PRIORITY)

@@ -328,7 +328,12 @@ class Task(BaseModel):
                     parent_id = parent_task.task_id
         elif isinstance(parent, Task):
             parent_id = parent.task_id
-            if _runs_elsewhere(parent):  # a copy left by fork, or unpickled: a worker's parent
+            live = _running.get(parent_id)
+            if live is not None:
+                # The task itself, or a copy of it (unpickled, copied) while it
+                # runs here: the running task takes the subtask, as by id.
+                parent_task = live
+            elif _runs_elsewhere(parent):  # a copy left by fork, or unpickled: a worker's parent
                 remote_parent = parent
                 data["subprocess"] = True
             else:

@@ -150,6 +150,20 @@ def test_a_malformed_endpoint_is_a_usage_error(tmp_path: Path, endpoint: str, me
     assert Spool(tmp_path).entries() == before
 
 
+def test_a_malformed_endpoint_variable_is_a_usage_error_naming_it(tmp_path: Path) -> None:
+    """OTEL_EXPORTER_OTLP_ENDPOINT with a bad port: exit 2 naming the variable, nothing sent,
+    as for --otlp-endpoint (not a delivery to localhost instead); credentials not shown."""
+    spool_spans(tmp_path, 3)
+    before = Spool(tmp_path).entries()
+    env = clean_environment({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://u:secret@127.0.0.1:99999"})
+    result = taskmeter("flush", str(tmp_path), env=env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("taskmeter: error: OTEL_EXPORTER_OTLP_ENDPOINT: ")
+    assert "the port must be a number from 1 to 65535" in result.stderr
+    assert "secret" not in result.stderr and "localhost" not in result.stderr
+    assert Spool(tmp_path).entries() == before
+
+
 def test_the_endpoint_message_keeps_credentials_out(tmp_path: Path) -> None:
     """User information and query of a malformed endpoint are not printed."""
     result = taskmeter(

@@ -274,6 +274,66 @@ def test_sigint_to_taskmeter_stops_the_command_with_130(tmp_path: Path) -> None:
     assert doc["exit_signal"] == "SIGINT"
 
 
+CATCHES_AND_EXITS = """
+import signal, sys, time
+ready, signo, status = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+signal.signal(signo, lambda *_: sys.exit(status))
+open(ready, "w").write("ready")
+time.sleep(20)
+sys.exit(99)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("exit_status", [0, 3])
+def test_command_that_catches_the_stop_signal_is_cancelled_whatever_its_status(
+    tmp_path: Path, sig: signal.Signals, exit_status: int
+) -> None:
+    """A command that catches the SIGTERM (or SIGINT) taskmeter passed on and exits with a
+    status of its own was stopped on request: cancelled, with its status kept."""
+    import json
+
+    ready = tmp_path / "ready"
+    command = [sys.executable, "-c", CATCHES_AND_EXITS, str(ready), str(int(sig)), str(exit_status)]
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "taskmeter",
+            "run",
+            "-o",
+            str(tmp_path / "run.json"),
+            "--",
+            *command,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_environment(),
+    )
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the program did not start"
+        time.sleep(0.02)
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == exit_status, stderr
+    doc = json.loads((tmp_path / "run.json").read_text())
+    assert doc["status"] == "cancelled"
+    assert doc["exit_code"] == exit_status
+    assert doc.get("exit_signal") is None
+    assert f"exited with status {exit_status} after {sig.name}" in stderr
+
+
+def test_command_that_fails_on_its_own_is_failed_not_cancelled(tmp_path: Path) -> None:
+    """No signal reached taskmeter: a non-zero status of the command's own is a failure."""
+    result, doc = run_command(tmp_path, ["sh", "-c", "sleep 0.2; exit 3"])
+    assert result.returncode == 3
+    assert doc is not None and doc["status"] == "failed"
+    assert "after SIG" not in result.stderr
+
+
 def test_command_inherits_ignored_signals_as_from_a_shell(tmp_path: Path) -> None:
     """A background job starts with SIGINT ignored; so does its command under taskmeter."""
     script = "import signal; print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)"

@@ -102,15 +102,78 @@ def test_unreachable_endpoint_is_reported_quickly_and_keeps_the_status(tmp_path:
     assert "taskmeter: error:" in result.stderr and str(port) in result.stderr
 
 
-def test_bad_otlp_timeout_is_a_taskmeter_error(tmp_path: Path) -> None:
-    """A malformed OTEL_EXPORTER_OTLP_TIMEOUT stops taskmeter before the command (125)."""
-    env = clean_environment(
-        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "OTEL_EXPORTER_OTLP_TIMEOUT": "soon"}
-    )
-    result, doc = run_command(tmp_path, ["true"], env=env)
-    assert result.returncode == 125
-    assert "OTEL_EXPORTER_OTLP_TIMEOUT" in result.stderr
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:99999"}, "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"}, "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "ftp://collector"}, "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        (
+            {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://bad host/v1/traces"},
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        ),
+        (
+            {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_ENDPOINT": "unix:///s"},
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ),
+        (
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+                "OTEL_EXPORTER_OTLP_TIMEOUT": "soon",
+            },
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+        ),
+        (
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "json",
+            },
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ),
+    ],
+)
+def test_malformed_export_variable_is_a_usage_error_naming_it_before_running(
+    tmp_path: Path, variables: dict[str, str], named: str
+) -> None:
+    """A malformed OTLP variable is what a malformed --otlp-endpoint is: exit 2 before the
+    command starts, one line naming the variable; not a fallback to localhost, nor an error
+    found after the command ran."""
+    marker = tmp_path / "ran"
+    result, doc = run_command(tmp_path, ["touch", str(marker)], env=clean_environment(variables))
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"taskmeter: error: {named}")
+    assert "localhost" not in result.stderr
+    assert not marker.exists()
     assert doc is None
+
+
+def test_flag_endpoint_wins_over_a_malformed_variable(tmp_path: Path) -> None:
+    """--otlp-endpoint replaces the variable, which is then neither used nor checked."""
+    with otlp_receiver() as (url, received):
+        env = clean_environment({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:99999"})
+        result, _ = run_command(tmp_path, ["true"], "--otlp-endpoint", url, env=env)
+    assert result.returncode == 0, result.stderr
+    assert len(received.spans) == 1
+
+
+def test_grpc_host_port_variable_is_not_a_usage_error(tmp_path: Path) -> None:
+    """host:port is a valid OTLP/gRPC endpoint: the command runs, and the unreachable
+    collector is reported after it, with the command's status."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = clean_environment(
+        {
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"127.0.0.1:{port}",
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "1000",
+        }
+    )
+    result, doc = run_command(tmp_path, ["sh", "-c", "exit 4"], env=env, timeout=30)
+    assert result.returncode == 4, result.stderr
+    assert doc is not None
+    assert str(port) in result.stderr
 
 
 def test_spool_keeps_the_span_of_a_run_and_the_next_run_delivers_it(tmp_path: Path) -> None:

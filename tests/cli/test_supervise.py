@@ -147,6 +147,9 @@ def test_terminal_signal_is_not_sent_twice_without_sigtimedwait(
     assert supervisor.forwarded == [signal.SIGTERM]
     assert out.read_text().split() == [str(int(signal.SIGTERM))]
     assert outcome.exit_code == 0
+    # Ctrl-C, which the terminal delivered, is told apart from the SIGTERM passed on.
+    assert outcome.stop_from_terminal == signal.SIGINT
+    assert outcome.stop_signal == signal.SIGTERM
 
 
 @pytest.mark.parametrize("use_sigtimedwait", MODES)
@@ -155,6 +158,8 @@ def test_status_and_cpu_of_the_command(tmp_path: Path, use_sigtimedwait: bool) -
     _, outcome = supervise([sys.executable, "-c", burn + "raise SystemExit(3)"], use_sigtimedwait)
     assert outcome.exit_code == 3
     assert outcome.status_code == 3
+    assert outcome.stop_signal is None  # nothing asked it to stop
+    assert outcome.stop_from_terminal is None
     assert 0.3 <= outcome.user_s + outcome.system_s < 1.5
     assert outcome.max_rss_bytes is not None and outcome.max_rss_bytes > 1024 * 1024
 

@@ -13,6 +13,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from taskmeter.export import GrpcSender, HttpSender, Outcome, redact_url, sender_for
+from taskmeter.export.config import endpoint_variable_problem
 from tests.collector import CollectorUnderTest
 
 from .servers import Answer, closed_port, scripted_endpoint, silent_endpoint
@@ -171,6 +172,49 @@ def test_bad_variables_fall_back_with_a_warning(caplog: pytest.LogCaptureFixture
     assert sender.timeout_s == 10.0
     assert "OTEL_EXPORTER_OTLP_TIMEOUT" in caplog.text
     assert "OTEL_EXPORTER_OTLP_PROTOCOL" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable"),
+    [
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:99999"}, "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"}, "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        (
+            {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://bad host:4318/v1/traces"},
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        ),
+        (
+            {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_ENDPOINT": "h:70000"},
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ),
+    ],
+)
+def test_malformed_endpoint_variable_falls_back_with_a_warning_naming_it(
+    caplog: pytest.LogCaptureFixture, environ: dict[str, str], variable: str
+) -> None:
+    """The library never raises for a variable: a malformed endpoint (a port out of range,
+    no scheme for HTTP, white space) is the default endpoint and one warning naming the
+    variable, at construction rather than a failure at every send."""
+    assert endpoint_variable_problem("traces", environ) is not None
+    sender = sender_for("traces", environ)
+    assert sender.where in ("http://localhost:4318/v1/traces", "http://localhost:4317")
+    assert variable in caplog.text
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector.example:4318/base/"},
+        {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://[::1]:4318/v1/traces"},
+        {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4317"},
+        {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317"},
+        {},
+    ],
+)
+def test_usable_endpoint_variables_have_no_problem(environ: dict[str, str]) -> None:
+    """Valid endpoints, a gRPC host:port among them, are not reported (nor replaced)."""
+    assert endpoint_variable_problem("traces", environ) is None
+    assert "localhost" not in sender_for("traces", environ).where or not environ
 
 
 def test_grpc_delivers_to_a_real_collector(rotel_collector: CollectorUnderTest) -> None:

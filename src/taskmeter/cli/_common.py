@@ -75,25 +75,6 @@ def endpoint_problem(endpoint: str) -> str | None:
     The exporters take an http(s) URL, or ``host:port`` (read as
     ``http://host:port``); the port, when given, must be 1 to 65535.
     """
-    from urllib.parse import urlsplit
+    from ..export.senders import url_problem
 
-    from ..export.senders import redact_url
-
-    url = endpoint if "://" in endpoint else f"http://{endpoint}"
-    shown = redact_url(url)  # messages never show user information or a query
-    if any(ch.isspace() for ch in url):
-        return f"{shown!r} contains white space"
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        if str(exc).startswith("Port"):
-            return f"{shown}: the port must be a number from 1 to 65535"
-        return f"{shown} is not a URL ({exc})"
-    if parts.scheme not in ("http", "https"):
-        return f"{shown}: the endpoint must be an http:// or https:// URL"
-    if not parts.hostname:
-        return f"{shown}: no host"
-    if port == 0:
-        return f"{shown}: the port must be a number from 1 to 65535"
-    return None
+    return url_problem(endpoint if "://" in endpoint else f"http://{endpoint}")

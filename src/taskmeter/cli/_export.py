@@ -59,8 +59,13 @@ def export_config(
 
     Export happens when ``endpoint`` is given or ``OTEL_EXPORTER_OTLP_ENDPOINT``
     / ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is set, unless ``disabled``,
-    ``OTEL_SDK_DISABLED=true`` or ``OTEL_TRACES_EXPORTER=none``.  Raises
-    ``ValueError`` for a protocol or timeout that cannot be used.
+    ``OTEL_SDK_DISABLED=true`` or ``OTEL_TRACES_EXPORTER=none``.
+
+    Raises ``ValueError``, with a message naming the variable, for an
+    endpoint, protocol or timeout variable that cannot be used: the user
+    asked for export, and a run must not send elsewhere (the library's
+    exporters warn and fall back to ``localhost``) or find out only after
+    the command ran.  ``endpoint`` itself is checked by the caller.
     """
     if disabled:
         return None
@@ -74,29 +79,41 @@ def export_config(
             or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
         ):
             return None
-    chosen = (
-        protocol
-        or environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "").strip()
-        or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "").strip()
-        or "http/protobuf"
-    )
-    timeout_text = (
-        environ.get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "").strip()
-        or environ.get("OTEL_EXPORTER_OTLP_TIMEOUT", "").strip()
-    )
+    chosen = protocol
+    if chosen is None:
+        name, text = _variable(environ, "PROTOCOL") or ("", "http/protobuf")
+        if text not in PROTOCOLS:
+            raise ValueError(f"{name}={text!r}: the OTLP protocol is one of {', '.join(PROTOCOLS)}")
+        chosen = text
     timeout_s = DEFAULT_TIMEOUT_S
-    if timeout_text:
+    found = _variable(environ, "TIMEOUT")
+    if found is not None:
+        name, text = found
         try:
-            timeout_s = float(timeout_text) / 1000.0  # the variables are in milliseconds
+            timeout_s = float(text) / 1000.0  # the variables are in milliseconds
         except ValueError:
-            raise ValueError(
-                f"OTEL_EXPORTER_OTLP_TIMEOUT={timeout_text!r} is not a number"
-            ) from None
-        if not timeout_s > 0:
-            raise ValueError(f"OTEL_EXPORTER_OTLP_TIMEOUT={timeout_text!r} must be positive")
+            raise ValueError(f"{name}={text!r} is not a number (of milliseconds)") from None
+        if not 0 < timeout_s < float("inf"):
+            raise ValueError(f"{name}={text!r} must be a positive number (of milliseconds)")
+    if endpoint is None:
+        from ..export.config import endpoint_variable_problem
+
+        problem = endpoint_variable_problem("traces", environ, protocol=chosen)
+        if problem is not None:
+            raise ValueError(problem)
     if endpoint is not None and chosen == "http/protobuf":
         endpoint = _http_traces_url(endpoint)
     return ExportConfig(endpoint, chosen, timeout_s)
+
+
+def _variable(environ: Mapping[str, str], suffix: str) -> tuple[str, str] | None:
+    """``OTEL_EXPORTER_OTLP_TRACES_<SUFFIX>``, else ``OTEL_EXPORTER_OTLP_<SUFFIX>``, if set:
+    its name and value."""
+    for name in (f"OTEL_EXPORTER_OTLP_TRACES_{suffix}", f"OTEL_EXPORTER_OTLP_{suffix}"):
+        value = environ.get(name, "").strip()
+        if value:
+            return name, value
+    return None
 
 
 def _http_traces_url(base: str) -> str:

@@ -10,7 +10,8 @@ if TYPE_CHECKING:
     from ..figures import Figures
 
 CANCELLING_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
-"""A command killed by one of these was stopped on request: its task is ``cancelled``."""
+"""A command killed by one of these, or that ended after taskmeter got one, was stopped
+on request: its task is ``cancelled``."""
 
 
 class RunFigures:
@@ -31,6 +32,8 @@ class RunFigures:
         "probe_figures",
         "signal",
         "start_time",
+        "stop_from_terminal",
+        "stop_signal",
     )
 
     def __init__(self, argv: Sequence[str], pid: int) -> None:
@@ -48,13 +51,27 @@ class RunFigures:
         self.exit_code = 0
         """The shell-style status: the command's own, or 128 + the signal number."""
         self.signal: int | None = None
+        self.stop_signal: int | None = None
+        """A SIGINT, SIGTERM or SIGHUP that taskmeter passed on to the command, if any."""
+        self.stop_from_terminal: int | None = None
+        """One that the terminal sent to the command itself (Ctrl-C), if any."""
         self.left_running: list[int] = []
         self.probe_figures: Figures | None = None
         """Figures of the other probes (GPU memory, energy), once read."""
 
     @property
     def status(self) -> str:
-        """``finished``, ``cancelled`` (stopped by SIGINT, SIGTERM, SIGHUP) or ``failed``."""
+        """``finished``, ``cancelled`` or ``failed``.
+
+        ``cancelled``: the command was killed by SIGINT, SIGTERM or SIGHUP; or it
+        ended, with whatever status, after taskmeter passed one of them on (it was
+        asked to stop, and a program that catches the signal to clean up still
+        stopped on request); or it ended with a non-zero status after the terminal
+        sent it one (Ctrl-C).  An interactive program that takes Ctrl-C in its
+        stride (an editor, a shell) and exits 0 later is ``finished``.
+        """
+        if self.stop_requested is not None:
+            return "cancelled"
         if self.signal is not None:
             return "cancelled" if self.signal in CANCELLING_SIGNALS else "failed"
         return "finished" if self.exit_code == 0 else "failed"
@@ -62,15 +79,32 @@ class RunFigures:
     @property
     def signal_name(self) -> str | None:
         """``"SIGINT"`` and the like, or ``None``."""
-        if self.signal is None:
-            return None
-        try:
-            return signal.Signals(self.signal).name
-        except ValueError:
-            return f"signal {self.signal}"
+        return None if self.signal is None else _signal_name(self.signal)
 
     def describe_end(self) -> str:
-        """``"exited with status 3"`` or ``"was killed by SIGKILL"``."""
+        """``"exited with status 3"``, ``"was killed by SIGKILL (exit status 137)"``;
+        ``" after SIGTERM"`` follows when the command was asked to stop."""
         if self.signal is not None:
-            return f"was killed by {self.signal_name} (exit status {self.exit_code})"
-        return f"exited with status {self.exit_code}"
+            text = f"was killed by {self.signal_name} (exit status {self.exit_code})"
+        else:
+            text = f"exited with status {self.exit_code}"
+        stop = self.stop_requested
+        if stop is not None and stop != self.signal:
+            text += f" after {_signal_name(stop)}"
+        return text
+
+    @property
+    def stop_requested(self) -> int | None:
+        """The signal that asked the command to stop, when it counts (see :attr:`status`)."""
+        if self.stop_signal is not None:
+            return self.stop_signal
+        if self.stop_from_terminal is not None and self.exit_code != 0:
+            return self.stop_from_terminal
+        return None
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"

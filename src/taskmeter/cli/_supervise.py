@@ -32,6 +32,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from types import FrameType
 
+from ._runfigures import CANCELLING_SIGNALS
+
 SI_KERNEL = 0x80
 """``si_code`` of a signal the kernel sent (the terminal's, for instance)."""
 
@@ -72,6 +74,8 @@ class Outcome:
         "max_rss_bytes",
         "reaped",
         "signal",
+        "stop_from_terminal",
+        "stop_signal",
         "system_s",
         "user_s",
     )
@@ -81,6 +85,12 @@ class Outcome:
         """The command's exit status, when it exited normally."""
         self.signal: int | None = None
         """The signal that killed the command, if one did."""
+        self.stop_signal: int | None = None
+        """The first SIGINT, SIGTERM or SIGHUP taskmeter got while the command ran and
+        passed on to it: a request to stop it."""
+        self.stop_from_terminal: int | None = None
+        """The first such signal the terminal sent to the command and to taskmeter
+        (Ctrl-C, a hang-up), which taskmeter did not pass on."""
         self.user_s = 0.0
         self.system_s = 0.0
         self.max_rss_bytes: int | None = None
@@ -246,9 +256,17 @@ class Supervisor:
             self.on_resize()
         if self._child_done:
             return
+        stopping = signo in CANCELLING_SIGNALS
+        if stopping:
+            self._reap()  # a command that already ended on its own was not stopped by this
+            if self._child_done:
+                return
+        outcome = self.outcome
         if signo in _TERMINAL_SIGNALS and self._shares_our_group():
             from_terminal = code == SI_KERNEL if code is not None else _our_group_has_terminal()
             if from_terminal:
+                if stopping and outcome.stop_from_terminal is None:
+                    outcome.stop_from_terminal = signo
                 return  # sent to the whole group: the command has it already
         if signo == getattr(signal, "SIGWINCH", None):
             return
@@ -257,6 +275,8 @@ class Supervisor:
         except ProcessLookupError:
             return
         self.forwarded.append(signo)
+        if stopping and outcome.stop_signal is None:
+            outcome.stop_signal = signo
 
     def _shares_our_group(self) -> bool:
         try:

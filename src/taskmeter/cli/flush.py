@@ -40,7 +40,8 @@ exit status:
   0  nothing is left in the spool (--list: the spool is empty)
   1  batches are left (the endpoint did not answer, or --timeout passed;
      --list: batches wait)
-  2  wrong options (a malformed --otlp-endpoint), or no spool named
+  2  wrong options (a malformed --otlp-endpoint, or OTEL_EXPORTER_OTLP_[SIGNAL_]ENDPOINT),
+     or no spool named
   3  the spool directory does not exist or cannot be read
 """
 
@@ -150,6 +151,7 @@ def _list(spool: Spool) -> int:
 
 def _flush(spool: Spool, args: argparse.Namespace) -> int:
     from ..export import Delivery, sender_for
+    from ..export.config import endpoint_variable_problem
 
     deadline = time.monotonic() + args.timeout
     left = 0
@@ -157,6 +159,12 @@ def _flush(spool: Spool, args: argparse.Namespace) -> int:
     for signal in ("traces", "metrics", "logs"):
         if not spool.entries(signal):
             continue
+        if args.otlp_endpoint is None and (
+            problem := endpoint_variable_problem(signal, protocol=args.otlp_protocol)
+        ):
+            # As for a malformed --otlp-endpoint: not a delivery to localhost instead.
+            error(problem)
+            return EXIT_USAGE
         try:
             sender = sender_for(signal, endpoint=args.otlp_endpoint, protocol=args.otlp_protocol)
         except ValueError as exc:

@@ -53,10 +53,11 @@ examples:
 
 exit status:
   the command's own status; 128+N if a signal N killed it (as shells report)
-  125  taskmeter failed before starting the command (a bad option value, say)
+  125  taskmeter failed before starting the command (a task file it cannot write)
   126  the command was found but could not be executed
   127  the command was not found
-  2    taskmeter's options were wrong (nothing was run)
+  2    taskmeter's options, or the OTEL_EXPORTER_OTLP_* variables it reads to
+       export the run, were wrong (nothing was run)
 
 Signals sent to taskmeter (SIGINT, SIGTERM, SIGHUP, ...) are passed on to the
 command.  Use --no-status for full-screen programs (editors, top).
@@ -247,6 +248,8 @@ class _Run:
         figures.cpu_system_s = outcome.system_s
         figures.exit_code = outcome.status_code
         figures.signal = outcome.signal
+        figures.stop_signal = outcome.stop_signal
+        figures.stop_from_terminal = outcome.stop_from_terminal
         if not self.args.wait_all:
             figures.left_running = self.sampler.descendant_pids()
         figures.peak_process_rss_bytes, figures.peak_process_rss_bound_bytes = _process_peak(
@@ -274,8 +277,10 @@ class _Run:
                 os.environ, endpoint=args.otlp_endpoint, protocol=args.otlp_protocol
             )
         except ValueError as exc:
+            # The same status as a malformed option: the variables are the
+            # user's configuration of this run, and nothing was run.
             error(str(exc))
-            return EXIT_TASKMETER_FAILED
+            return EXIT_USAGE
 
     def _trace_parent(self) -> propagation.TraceParent | None:
         # A nested run continues its parent's trace; a top-level one continues

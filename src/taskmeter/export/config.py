@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from .._log import config_warning
-from .senders import GrpcSender, HttpSender, Sender, redact_url
+from .senders import GrpcSender, HttpSender, Sender, redact_url, url_problem
 
-__all__ = ["PROTOCOLS", "endpoint_for", "sender_for"]
+__all__ = ["PROTOCOLS", "endpoint_for", "endpoint_variable_problem", "sender_for"]
 
 PROTOCOLS = ("http/protobuf", "grpc")
 DEFAULT_HTTP_ENDPOINT = "http://localhost:4318"
@@ -87,6 +87,40 @@ def endpoint_for(
     if chosen == "grpc":
         return chosen, general or DEFAULT_GRPC_ENDPOINT
     return chosen, (general or DEFAULT_HTTP_ENDPOINT).rstrip("/") + path
+
+
+def endpoint_variable_problem(
+    signal: str, environ: Mapping[str, str] | None = None, *, protocol: str | None = None
+) -> str | None:
+    """Why the endpoint variable read for ``signal`` cannot be used, naming it; ``None`` if
+    none is set or it can be used.
+
+    The variable is the one :func:`endpoint_for` reads
+    (``OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT``, else ``OTEL_EXPORTER_OTLP_ENDPOINT``).
+    For OTLP/HTTP it must be an http(s) URL with a host and a valid port; for
+    gRPC, that or ``host:port``.  :func:`sender_for` warns about such a variable
+    and falls back to the default endpoint; a command line that reads the
+    variables on behalf of its user can refuse it instead.
+    """
+    env = os.environ if environ is None else environ
+    found = _variable(env, signal, "ENDPOINT")
+    if found is None:
+        return None
+    name, value = found
+    chosen = _protocol(env, signal, protocol)
+    problem = _grpc_problem(value) if chosen == "grpc" else url_problem(value)
+    return None if problem is None else f"{name}: {problem}"
+
+
+def _grpc_problem(value: str) -> str | None:
+    """Why ``value`` cannot be an OTLP/gRPC endpoint (an http(s) URL or ``host:port``)."""
+    if "://" in value:
+        if value.split("://", 1)[0].lower() in ("http", "https"):
+            return url_problem(value)
+        return (
+            f"{redact_url(value)}: an OTLP/gRPC endpoint is host:port or an http:// or https:// URL"
+        )
+    return url_problem(f"http://{value}")
 
 
 def _headers(environ: Mapping[str, str], signal: str) -> dict[str, str]:
@@ -172,15 +206,16 @@ def sender_for(
             client_certificate_file=files["CLIENT_CERTIFICATE"],
             client_key_file=files["CLIENT_KEY"],
         )
-    except ValueError:
+    except ValueError as exc:
         if endpoint is not None:
             raise
+        problem = endpoint_variable_problem(signal, env, protocol=chosen) or str(exc)
     default = DEFAULT_GRPC_ENDPOINT if chosen == "grpc" else DEFAULT_HTTP_ENDPOINT
     config_warning(
         f"env.endpoint.{signal}",
-        "the OTLP %s endpoint %s cannot be used; using %s",
+        "the OTLP %s endpoint cannot be used (%s); using %s",
         signal,
-        redact_url(url),
+        problem,
         default,
     )
     if chosen == "grpc":
@@ -198,6 +233,8 @@ def _grpc_sender(
     compression: str,
     files: Mapping[str, str | None],
 ) -> GrpcSender:
+    if problem := _grpc_problem(url):
+        raise ValueError(f"OTLP/gRPC endpoint {problem}")
     parts = urlsplit(url)
     if parts.scheme in ("http", "https") and parts.netloc:
         target = parts.netloc.rpartition("@")[2]

@@ -371,6 +371,7 @@ class Delivery:
 
         What is left stays in the spool for a later process or ``taskmeter flush``.
         """
+        deadline = time.monotonic() + timeout_s
         pending = self.spool.pending(self.signal) if self.spool is not None else 0
         failed_now = self._failed_just_now()
         if pending and failed_now:
@@ -400,7 +401,8 @@ class Delivery:
         if thread is not None and thread is not threading.current_thread():
             # A replay waiting on an endpoint that has just failed is not
             # waited for: its batch stays in the spool (a daemon thread).
-            thread.join(0.05 if failed_now else min(timeout_s, 1.0))
+            left_s = max(deadline - time.monotonic(), 0.0)
+            thread.join(0.05 if failed_now else min(left_s, 1.0))
         self.sender.close()
 
     def _failed_just_now(self) -> bool:

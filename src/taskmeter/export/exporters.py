@@ -32,6 +32,10 @@ from .spool import Spool
 __all__ = ["DurableMetricExporter", "DurableSpanExporter", "spool_from_environment"]
 
 DEFAULT_SHUTDOWN_TIMEOUT_S = 5.0
+"""The longest a shutdown tries to deliver the spool before it leaves it for later."""
+WORKER_SHUTDOWN_TIMEOUT_S = 0.5
+"""The same in a worker process, whose batches are safe in the spool already and are
+replayed by the parent process (which collects its records) or a later run."""
 
 
 def spool_from_environment() -> Spool | None:
@@ -114,6 +118,10 @@ class _Durable:
     def delivery(self) -> Delivery:
         """The delivery behind this exporter."""
         return self._delivery
+
+    def _shutdown_timeout_s(self, asked_s: float) -> float:
+        limit = WORKER_SHUTDOWN_TIMEOUT_S if self.spools_first else DEFAULT_SHUTDOWN_TIMEOUT_S
+        return min(asked_s, limit)
 
     def _submit(self, encode: Any, items: int, *, network: bool = True) -> bool:
         if self._shutdown:
@@ -211,7 +219,7 @@ class DurableSpanExporter(_Durable, SpanExporter):
             return
         self._shutdown = True
         try:
-            self._delivery.close(DEFAULT_SHUTDOWN_TIMEOUT_S)
+            self._delivery.close(self._shutdown_timeout_s(DEFAULT_SHUTDOWN_TIMEOUT_S))
         except Exception as exc:
             swallowed("export.traces.shutdown", exc)
 
@@ -302,7 +310,7 @@ class DurableMetricExporter(_Durable, MetricExporter):
             return
         self._shutdown = True
         try:
-            self._delivery.close(min(timeout_millis / 1000, DEFAULT_SHUTDOWN_TIMEOUT_S))
+            self._delivery.close(self._shutdown_timeout_s(timeout_millis / 1000))
         except Exception as exc:
             swallowed("export.metrics.shutdown", exc)
 

@@ -40,6 +40,7 @@ __all__ = [
     "SendResult",
     "Sender",
     "redact_url",
+    "url_problem",
 ]
 
 GRPC_METHODS = {
@@ -89,6 +90,32 @@ def redact_url(url: str) -> str:
     if not parts.scheme:
         return f"{host}{port}" if host else "(endpoint)"
     return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be an OTLP endpoint URL, or ``None``.
+
+    It must be an ``http://`` or ``https://`` URL with a host, no white
+    space, and a port (if given) from 1 to 65535.  Messages show the URL
+    without credentials (:func:`redact_url`).
+    """
+    shown = redact_url(url)
+    if any(ch.isspace() for ch in url):
+        return f"{shown!r} contains white space"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        if str(exc).startswith("Port"):
+            return f"{shown}: the port must be a number from 1 to 65535"
+        return f"{shown} is not a URL ({exc})"
+    if parts.scheme not in ("http", "https"):
+        return f"{shown}: the endpoint must be an http:// or https:// URL"
+    if not parts.hostname:
+        return f"{shown}: no host"
+    if port == 0:
+        return f"{shown}: the port must be a number from 1 to 65535"
+    return None
 
 
 class _Scrubber:
@@ -236,10 +263,10 @@ class HttpSender(Sender):
         client_key_file: str | None = None,
     ) -> None:
         _check_signal(signal)
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ValueError(
-                f"OTLP/HTTP endpoint must be an http(s) URL, not {redact_url(str(url))}"
-            )
+        if not isinstance(url, str):
+            raise ValueError(f"OTLP/HTTP endpoint must be an http(s) URL, not {url!r}")
+        if problem := url_problem(url):
+            raise ValueError(f"OTLP/HTTP endpoint {problem}")
         if compression not in ("none", "gzip", "deflate"):
             raise ValueError(f"compression must be none, gzip or deflate, not {compression!r}")
         self.signal = signal

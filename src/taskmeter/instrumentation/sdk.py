@@ -34,7 +34,9 @@ SDK classes and the exporters' entry points are used.
 
 from __future__ import annotations
 
+import atexit
 import os
+import threading
 from collections.abc import Mapping
 from importlib.metadata import entry_points
 from typing import Any
@@ -76,12 +78,115 @@ _OTLP_BY_PROTOCOL = {"grpc": "otlp_proto_grpc", "http/protobuf": "otlp_proto_htt
 _PROTOCOL_OF_OTLP = {name: protocol for protocol, name in _OTLP_BY_PROTOCOL.items()}
 
 
-class SdkSetup:
-    """The providers taskmeter configured (to flush or shut down)."""
+WORKER_EXIT_TIMEOUT_S = 3.0
+"""The longest a worker process's exit waits for the providers taskmeter built to shut down."""
 
-    def __init__(self, tracer_provider: TracerProvider, meter_provider: MeterProvider) -> None:
+
+def _shut_down(providers: list[Any]) -> None:
+    for provider in providers:
+        try:
+            provider.shutdown()
+        except Exception as exc:
+            swallowed("instrument.shutdown", exc)
+
+
+def _take_exit(provider: Any) -> bool:
+    """Unregister the SDK's exit hook of ``provider``; whether it still had one (it has
+    none once the program shut the provider down)."""
+    handler = getattr(provider, "_atexit_handler", provider.shutdown)
+    if handler is None:
+        return False
+    atexit.unregister(handler)
+    return True
+
+
+class SdkSetup:
+    """The providers taskmeter configured (to flush or shut down).
+
+    Built by :func:`build_from_environment`, they are shut down at exit by
+    the SDK's own exit hooks, except in a ``multiprocessing`` worker, where
+    :meth:`shutdown_at_exit` takes over and bounds that shutdown: a collector
+    that accepts connections and never answers cannot hold every worker (and
+    the pool that joins them) for the exporters' timeouts.  (The SDK's hook
+    is found as the provider's ``_atexit_handler``, or as its bound
+    ``shutdown`` method, which is what the SDK registers.)
+    """
+
+    def __init__(
+        self,
+        tracer_provider: TracerProvider,
+        meter_provider: MeterProvider,
+        *,
+        durable: bool = False,
+    ) -> None:
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
+        self.durable = durable
+        """Whether every exporter keeps what it cannot deliver in the spool."""
+        self._exit_pid = 0
+
+    def shutdown(self) -> None:
+        """Shut the tracer provider down, then the meter provider (which holds the
+        metrics recorded from the spans); never raises."""
+        _shut_down([self.tracer_provider, self.meter_provider])
+
+    def register_exit(self) -> None:
+        """Take over the providers' exit shutdown in ``multiprocessing`` workers
+        (:meth:`shutdown_at_exit`, run before the SDK's own exit hooks)."""
+        from .. import _workers
+
+        atexit.register(self.shutdown_at_exit)
+        self._exit_pid = os.getpid()
+        _workers.shut_down_at_exit(self.tracer_provider, self.meter_provider)
+
+    def shutdown_at_exit(self, timeout_s: float | None = None) -> bool:
+        """At exit, in a ``multiprocessing`` worker: the SDK's shutdown of the providers
+        (those the program has not shut down), waiting at most ``timeout_s``
+        (:data:`WORKER_EXIT_TIMEOUT_S`).  Elsewhere nothing: the SDK's hooks do it.
+
+        Returns whether the shutdown ended.  One that did not is said in a
+        warning: what the exporters had not delivered waits in the spool
+        (:attr:`durable`), or is lost.
+        """
+        from ..export.processor import in_worker_process
+
+        if os.getpid() != self._exit_pid or not in_worker_process():
+            # The main process (or a forked child of the one that built them):
+            # the SDK's exit hooks shut the providers down, as everywhere else.
+            return True
+        providers = [p for p in (self.tracer_provider, self.meter_provider) if _take_exit(p)]
+        if not providers:
+            return True  # shut down already, by the program
+        limit_s = WORKER_EXIT_TIMEOUT_S if timeout_s is None else timeout_s
+        thread = threading.Thread(
+            target=_shut_down, args=(providers,), name="taskmeter-shutdown", daemon=True
+        )
+        try:
+            thread.start()
+        except RuntimeError:  # no new thread at this point of the exit: unbounded, as before
+            _shut_down(providers)
+            return True
+        thread.join(limit_s)
+        if not thread.is_alive():
+            return True
+        from .._log import warn_once
+
+        if self.durable:
+            fate = "what they had not delivered waits in the spool (TASKMETER_SPOOL_DIR)"
+        else:
+            fate = (
+                "spans and metrics they had not delivered are lost "
+                "(TASKMETER_SPOOL_DIR keeps them for a later delivery)"
+            )
+        warn_once(
+            "instrument.exit.timeout",
+            "worker process %d: the OpenTelemetry exporters did not finish within %.0f s "
+            "of its exit (a collector that does not answer?); not waiting for them: %s",
+            os.getpid(),
+            limit_s,
+            fate,
+        )
+        return False
 
 
 def exporter_names(signal: str, environ: Mapping[str, str] | None = None) -> list[str]:
@@ -152,6 +257,8 @@ class _Durable:
         self.environ = environ
         self.directory = settings.spool_dir(environ)
         self._spool: Any = None
+        self.all_durable = self.directory is not None
+        """Whether every exporter made so far is a durable one (keeps what it cannot send)."""
 
     def spool(self) -> Any:
         from ..export import Spool
@@ -176,7 +283,11 @@ class _Durable:
 
 
 def _made(signal: str, name: str, durable: _Durable) -> Any:
-    return durable.exporter(signal, name) or _load(signal, name)()
+    made = durable.exporter(signal, name)
+    if made is None:
+        durable.all_durable = False
+        made = _load(signal, name)()
+    return made
 
 
 def _span_processors(environ: Mapping[str, str], durable: _Durable) -> list[SpanProcessor]:
@@ -244,8 +355,11 @@ def build_from_environment(
     tracer_provider = TracerProvider(resource=resource)
     for processor in _span_processors(env, durable):
         tracer_provider.add_span_processor(processor)
-    meter_provider = MeterProvider(resource=resource, metric_readers=_metric_readers(env, durable))
-    return SdkSetup(tracer_provider, meter_provider)
+    readers = _metric_readers(env, durable)
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    setup = SdkSetup(tracer_provider, meter_provider, durable=durable.all_durable)
+    setup.register_exit()  # after the SDK's exit hooks, so that it runs before them
+    return setup
 
 
 def configure_from_environment(

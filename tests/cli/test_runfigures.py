@@ -1,0 +1,53 @@
+"""How a run's figures name its end: finished, failed or cancelled."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from taskmeter.cli._runfigures import RunFigures
+
+INT, TERM, KILL = signal.SIGINT, signal.SIGTERM, signal.SIGKILL
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "killed_by", "passed_on", "from_terminal", "status", "end"),
+    [
+        (0, None, None, None, "finished", "exited with status 0"),
+        (3, None, None, None, "failed", "exited with status 3"),
+        (137, KILL, None, None, "failed", "was killed by SIGKILL (exit status 137)"),
+        (143, TERM, TERM, None, "cancelled", "was killed by SIGTERM (exit status 143)"),
+        # Caught the signal taskmeter passed on, and exited: stopped on request.
+        (3, None, TERM, None, "cancelled", "exited with status 3 after SIGTERM"),
+        (0, None, TERM, None, "cancelled", "exited with status 0 after SIGTERM"),
+        (
+            137,
+            KILL,
+            TERM,
+            None,
+            "cancelled",
+            "was killed by SIGKILL (exit status 137) after SIGTERM",
+        ),
+        # Ctrl-C from the terminal: counts when the command then fails ...
+        (1, None, None, INT, "cancelled", "exited with status 1 after SIGINT"),
+        (130, INT, None, INT, "cancelled", "was killed by SIGINT (exit status 130)"),
+        # ... not for an interactive program that took it and exited 0 later.
+        (0, None, None, INT, "finished", "exited with status 0"),
+    ],
+)
+def test_status_and_end(
+    exit_code: int,
+    killed_by: int | None,
+    passed_on: int | None,
+    from_terminal: int | None,
+    status: str,
+    end: str,
+) -> None:
+    figures = RunFigures(["cmd"], 1)
+    figures.exit_code = exit_code
+    figures.signal = killed_by
+    figures.stop_signal = passed_on
+    figures.stop_from_terminal = from_terminal
+    assert figures.status == status
+    assert figures.describe_end() == end
