@@ -77,3 +77,19 @@ def test_worker_processes_snippet_runs_as_a_script(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     cpu_time, total_cpu = (float(word) for word in result.stdout.split())
     assert total_cpu >= cpu_time > 0
+
+
+def test_rapl_permission_glob_covers_every_zone_the_probe_reads() -> None:
+    """The README's chmod and tmpfiles globs match every powercap zone RaplProbe reads:
+    each control type it knows (intel-rapl, -mmio, -tpmi) and subzones such as DRAM."""
+    from fnmatch import fnmatch
+
+    from taskmeter.probes import rapl
+
+    globs = re.findall(r"/sys/class/powercap/(\S+)/energy_uj", README)
+    assert len(globs) >= 2, "the README shows the chmod command and the tmpfiles rule"
+    zones = [f"{kind}:{index}" for kind in rapl._CONTROL_TYPE_RANK for index in ("0", "0:2")]
+    for glob in globs:
+        for zone in zones:
+            assert fnmatch(zone, glob), f"{glob} misses {zone}"
+    assert "/sys/class/powercap/" + globs[0] in rapl.README_FIX
