@@ -158,3 +158,14 @@ def test_readme_energy_configuration_loads(tmp_path: Path) -> None:
     settings = load_energy_config(path, machine=None)
     assert settings.machine == "gpu01" and set(settings.queries) == {"system", "gpu"}
     assert settings.timeout_s == 2.0 and settings.min_duration_s == 10.0
+
+
+def test_configuration_table_lists_exactly_the_variables_the_code_reads() -> None:
+    """Every TASKMETER_* name the package's source spells out is a row of the README's
+    Configuration table, and every TASKMETER_* row is read by the package."""
+    source = "\n".join(path.read_text() for path in (ROOT / "src" / "taskmeter").rglob("*.py"))
+    read = set(re.findall(r"[\"'](TASKMETER_[A-Z_]+)[\"']", source))
+    table = README[README.index("## Configuration") : README.index("## Performance")]
+    rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
+    documented = {name for row in rows for name in re.findall(r"`(TASKMETER_[A-Z_]+)`", row)}
+    assert read == documented, (sorted(read - documented), sorted(documented - read))
