@@ -77,3 +77,95 @@ def test_worker_processes_snippet_runs_as_a_script(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     cpu_time, total_cpu = (float(word) for word in result.stdout.split())
     assert total_cpu >= cpu_time > 0
+
+
+def test_rapl_permission_glob_covers_every_zone_the_probe_reads() -> None:
+    """The README's chmod and tmpfiles globs match every powercap zone RaplProbe reads:
+    each control type it knows (intel-rapl, -mmio, -tpmi) and subzones such as DRAM."""
+    from fnmatch import fnmatch
+
+    from taskmeter.probes import rapl
+
+    globs = re.findall(r"/sys/class/powercap/(\S+)/energy_uj", README)
+    assert len(globs) >= 2, "the README shows the chmod command and the tmpfiles rule"
+    zones = [f"{kind}:{index}" for kind in rapl._CONTROL_TYPE_RANK for index in ("0", "0:2")]
+    for glob in globs:
+        for zone in zones:
+            assert fnmatch(zone, glob), f"{glob} misses {zone}"
+    assert "/sys/class/powercap/" + globs[0] in rapl.README_FIX
+
+
+def run_readme_block(containing: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """The README's python block that contains ``containing``, saved as a file and run."""
+    script = tmp_path / "snippet.py"
+    script.write_text(readme_python_block(containing))
+    return subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+
+
+def test_using_it_snippet_writes_its_file_and_prints_duration_cpu_and_peak(
+    tmp_path: Path,
+) -> None:
+    """The first example runs as written: three figures printed, runs/train.json written."""
+    result = run_readme_block('Task("train model", file="runs/train.json")', tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    duration, cpu_time, peak = result.stdout.split()
+    assert float(duration) > 0 and float(cpu_time) >= 0 and int(peak) > 1024 * 1024
+    assert (tmp_path / "runs" / "train.json").stat().st_size > 0
+
+
+def test_lsst_timer_snippet_prints_the_cpu_measurement(tmp_path: Path) -> None:
+    """The IsrTask example runs as written and prints a CPU-time Measurement in seconds."""
+    result = run_readme_block("class IsrTask", tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("Measurement(metric='ip_isr.IsrCpuTime', value=")
+    assert "unit='s'" in result.stdout
+
+
+def test_choosing_sources_snippet_raises_or_exits_with_the_reason(tmp_path: Path) -> None:
+    """The default_probes("auto,rapl,nvml") example either installs the probes or stops
+    with 'cannot measure energy here: <reason>' (no RAPL or NVML on the machine)."""
+    result = run_readme_block('default_probes("auto,rapl,nvml")', tmp_path)
+    if result.returncode != 0:
+        assert result.returncode == 1
+        assert result.stderr.startswith("cannot measure energy here: energy source"), result.stderr
+
+
+def readme_toml_blocks() -> list[str]:
+    return [str(block) for block in re.findall(r"```toml\n(.*?)```", README, re.S)]
+
+
+def test_readme_metric_spec_file_loads(tmp_path: Path) -> None:
+    """The [[metrics]] TOML of the README is a valid TASKMETER_METRIC_SPECS file."""
+    from taskmeter.measure import load_specs
+
+    (block,) = [b for b in readme_toml_blocks() if "[[metrics]]" in b]
+    path = tmp_path / "metrics.toml"
+    path.write_text(block)
+    (spec,) = load_specs(path)
+    assert spec.target == "apPipe:ccdProcessor.runDataRef"
+
+
+def test_readme_energy_configuration_loads(tmp_path: Path) -> None:
+    """The Prometheus TOML of the README is a valid TASKMETER_ENERGY_CONFIG file, with the
+    timeout and minimum duration its comments give."""
+    from taskmeter.probes.energy_config import load_energy_config
+
+    (block,) = [b for b in readme_toml_blocks() if "[prometheus]" in b]
+    path = tmp_path / "taskmeter.toml"
+    path.write_text(block)
+    settings = load_energy_config(path, machine=None)
+    assert settings.machine == "gpu01" and set(settings.queries) == {"system", "gpu"}
+    assert settings.timeout_s == 2.0 and settings.min_duration_s == 10.0
+
+
+def test_configuration_table_lists_exactly_the_variables_the_code_reads() -> None:
+    """Every TASKMETER_* name the package's source spells out is a row of the README's
+    Configuration table, and every TASKMETER_* row is read by the package."""
+    source = "\n".join(path.read_text() for path in (ROOT / "src" / "taskmeter").rglob("*.py"))
+    read = set(re.findall(r"[\"'](TASKMETER_[A-Z_]+)[\"']", source))
+    table = README[README.index("## Configuration") : README.index("## Performance")]
+    rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
+    documented = {name for row in rows for name in re.findall(r"`(TASKMETER_[A-Z_]+)`", row)}
+    assert read == documented, (sorted(read - documented), sorted(documented - read))

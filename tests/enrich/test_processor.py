@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -459,6 +460,26 @@ def test_selection_comes_from_the_environment_and_a_bad_one_falls_back(
     monkeypatch.setenv("TASKMETER_ENRICH", "roots,kind:client")
     assert EnrichingSpanProcessor().selector.description == "root,marked"
     assert "ignoring TASKMETER_ENRICH='roots,kind:client'" in caplog.text
+
+
+@pytest.mark.parametrize(("text", "reason"), [("none,root", "none beside"), (",", "empty")])
+def test_a_self_contradicting_enrich_variable_is_one_config_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, text: str, reason: str
+) -> None:
+    """TASKMETER_ENRICH=none,root or only commas is warned about once, counted, and the
+    default root,marked applies (it used to be read silently as none)."""
+    key = "env.TASKMETER_ENRICH"
+    monkeypatch.setitem(_log.error_counts, key, 0)
+    monkeypatch.setattr(_log, "_seen", set(_log._seen) - {key})
+    monkeypatch.setenv("TASKMETER_ENRICH", text)
+    with caplog.at_level(logging.WARNING, logger="taskmeter"):
+        first = EnrichingSpanProcessor()
+        second = EnrichingSpanProcessor()
+    assert first.selector.description == second.selector.description == "root,marked"
+    assert _log.error_counts[key] == 2
+    warnings = [r for r in caplog.records if "TASKMETER_ENRICH" in r.getMessage()]
+    assert len(warnings) == 1, caplog.text
+    assert reason in warnings[0].getMessage()
 
 
 class _Hearing(SpanProcessor):

@@ -53,14 +53,31 @@ def test_taskmeter_own_spans_are_never_selected() -> None:
     assert SpanSelector.parse("all")(span(scope="app"))
 
 
-def test_none_and_empty_select_nothing_and_describe_themselves() -> None:
-    for text in ("none", "", " , "):
+def test_none_selects_nothing_and_selections_describe_themselves() -> None:
+    for text in ("none", " none ", "none,none"):
         selector = SpanSelector.parse(text)
         assert selector.selects_nothing
         assert not selector(span(parent=None))
+    assert SpanSelector().selects_nothing
     assert SpanSelector.parse("name:a*,root,kind:SERVER").description == (
         "root,kind:server,name:a*"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty span selection"),
+        (",", "empty span selection"),
+        (" , ", "empty span selection"),
+        ("none,root", "none beside other terms"),
+        ("marked, none", "none beside other terms"),
+    ],
+)
+def test_selections_that_contradict_themselves_are_value_errors(text: str, message: str) -> None:
+    """No term at all, or none beside terms that select spans, is not read as "none"."""
+    with pytest.raises(ValueError, match=message):
+        SpanSelector.parse(text)
 
 
 @pytest.mark.parametrize("text", ["roots", "kind:serverish", "name", "colour:red"])

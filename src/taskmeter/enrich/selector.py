@@ -99,16 +99,28 @@ class SpanSelector:
         Terms: ``root``, ``marked``, ``kind:<server|client|consumer|producer|internal>``,
         ``name:<pattern>``, ``all``, ``none``.  ``"root,kind:consumer,name:batch *"``
         selects local roots, consumer spans and spans whose name starts with
-        ``batch``.  Raises ``ValueError`` naming a term it does not know.
+        ``batch``.  Raises ``ValueError`` naming a term it does not know, for
+        ``none`` beside other terms (``"none,root"``: which is meant?), and for
+        text with no term at all (``""``, ``","``).
         """
         if not isinstance(text, str):
             raise TypeError(f"expected a string of selection terms, not {text!r}")
         names: list[str] = []
         kinds: list[str] = []
         flags = {"root": False, "marked": False, "all": False}
-        for raw_term in text.split(","):
-            term = raw_term.strip()
-            if not term or term == "none":
+        terms = [term.strip() for term in text.split(",") if term.strip()]
+        if not terms:
+            raise ValueError(
+                f"empty span selection {text!r}: expected root, marked, all, none, "
+                "kind:<kind> or name:<pattern>, comma-separated"
+            )
+        if "none" in terms and any(term != "none" for term in terms):
+            raise ValueError(
+                f"span selection {text!r} names none beside other terms: give none alone, "
+                "or only the spans to enrich"
+            )
+        for term in terms:
+            if term == "none":
                 continue
             key, sep, value = term.partition(":")
             key = key.strip().lower()

@@ -54,7 +54,7 @@ SAMPLES_PER_WRAP = 4
 README_FIX = (
     "since Linux 5.10 energy_uj is readable by root only; grant read access as shown in "
     "the README section 'GPU memory and energy' (e.g. sudo chmod a+r "
-    "/sys/class/powercap/intel-rapl:*/energy_uj), or run as root"
+    "/sys/class/powercap/intel-rapl*:*/energy_uj), or run as root"
 )
 
 _ZONE = re.compile(r"^(?P<type>[a-z][a-z0-9-]*):(?P<index>\d+)$")
