@@ -222,8 +222,8 @@ def test_names_that_are_not_utf8_are_recorded_escaped(tmp_path: Path) -> None:
     assert "exited with status 3" in labelled.stderr  # the summary, printed
 
 
-def start_signal_program(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
-    ready, out = tmp_path / "ready", tmp_path / "received"
+def start_run_until_ready(tmp_path: Path, command: list[str], ready: Path) -> subprocess.Popen[str]:
+    """``taskmeter run -o run.json -- command``, once the command has made ``ready``."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -233,7 +233,7 @@ def start_signal_program(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
             "-o",
             str(tmp_path / "run.json"),
             "--",
-            *program("signals.py", ready, out),
+            *command,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -245,7 +245,12 @@ def start_signal_program(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "the program did not start"
         time.sleep(0.02)
-    return process, out
+    return process
+
+
+def start_signal_program(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
+    ready, out = tmp_path / "ready", tmp_path / "received"
+    return start_run_until_ready(tmp_path, program("signals.py", ready, out), ready), out
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1])
@@ -295,27 +300,7 @@ def test_command_that_catches_the_stop_signal_is_cancelled_whatever_its_status(
 
     ready = tmp_path / "ready"
     command = [sys.executable, "-c", CATCHES_AND_EXITS, str(ready), str(int(sig)), str(exit_status)]
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "taskmeter",
-            "run",
-            "-o",
-            str(tmp_path / "run.json"),
-            "--",
-            *command,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=clean_environment(),
-    )
-    deadline = time.monotonic() + 30
-    while not ready.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "the program did not start"
-        time.sleep(0.02)
+    process = start_run_until_ready(tmp_path, command, ready)
     process.send_signal(sig)
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == exit_status, stderr

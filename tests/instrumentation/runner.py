@@ -9,10 +9,17 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tests.collector import OtlpSink
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -50,3 +57,20 @@ def run_instrumented_program(
     assert result.returncode == 0, result.stderr
     found: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
     return Instrumented(found, result.stderr)
+
+
+def flush_spool_into_sink(spool: Path, read: Callable[[OtlpSink], _T]) -> _T:
+    """``taskmeter flush spool`` into a fresh OTLP sink; what ``read`` finds in that sink."""
+    from tests.collector import OtlpSink
+
+    sink = OtlpSink().start()
+    try:
+        subprocess.run(
+            [str(BIN / "taskmeter"), "flush", str(spool), "--otlp-endpoint", sink.endpoint],
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+        return read(sink)
+    finally:
+        sink.stop()

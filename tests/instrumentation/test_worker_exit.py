@@ -12,14 +12,12 @@ says what that costs: nothing with a spool, the undelivered data without.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from taskmeter.instrumentation.sdk import WORKER_EXIT_TIMEOUT_S
-from tests.collector import OtlpSink
 from tests.export.servers import silent_endpoint
 
-from .runner import BIN, ROOT, run_instrumented_program
+from .runner import ROOT, flush_spool_into_sink, run_instrumented_program
 
 PROGRAM = ROOT / "tests" / "programs" / "spawned_worker_exit.py"
 SETTINGS = {
@@ -62,15 +60,5 @@ def test_worker_exit_with_a_spool_is_quick_and_keeps_the_spans(tmp_path: Path) -
     assert ran.found["exitcode"] == 0
     assert ran.found["exit_s"] < WORKER_EXIT_TIMEOUT_S, ran.stderr
     assert "did not finish" not in ran.stderr
-    sink = OtlpSink().start()
-    try:
-        subprocess.run(
-            [str(BIN / "taskmeter"), "flush", str(spool), "--otlp-endpoint", sink.endpoint],
-            capture_output=True,
-            timeout=60,
-            check=True,
-        )
-        delivered = sink.spans("worker span")
-    finally:
-        sink.stop()
+    delivered = flush_spool_into_sink(spool, lambda sink: sink.spans("worker span"))
     assert len(delivered) >= 1

@@ -8,17 +8,16 @@ never answers does not hold the worker up.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.collector import CollectorUnderTest, MetricPoint, OtlpSink, wait_until
+from tests.collector import CollectorUnderTest, MetricPoint, wait_until
 from tests.export.servers import silent_endpoint
 
-from .runner import BIN, ROOT, run_instrumented_program
+from .runner import ROOT, flush_spool_into_sink, run_instrumented_program
 
 PROGRAM = ROOT / "tests" / "programs" / "worker_task_metrics.py"
 CHUNKS = 4
@@ -83,16 +82,8 @@ def test_worker_task_metrics_wait_in_the_spool_without_holding_the_workers(
             },
         )
     assert found["pool_s"] < 2.5  # a worker that tried the network waited out its flush (5 s)
-    sink = OtlpSink().start()
-    try:
-        subprocess.run(
-            [str(BIN / "taskmeter"), "flush", str(spool), "--otlp-endpoint", sink.endpoint],
-            capture_output=True,
-            timeout=60,
-            check=True,
-        )
-        points = sink.metric_points("taskmeter.task.duration")
-    finally:
-        sink.stop()
+    points = flush_spool_into_sink(
+        spool, lambda sink: sink.metric_points("taskmeter.task.duration")
+    )
     assert tasks_counted(points, "chunk") == CHUNKS
     assert tasks_counted(points, "stage") == 1
