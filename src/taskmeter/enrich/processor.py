@@ -439,7 +439,13 @@ class EnrichingSpanProcessor(SpanProcessor):
             opened = self._open.pop(context[_SPAN_ID], None) if context is not None else None
             if opened is not None:
                 try:
-                    if _of_its_interval(span, opened):
+                    # The common case inline: ended now, and started when reported.
+                    end_ns = span.end_time
+                    if (
+                        end_ns is None
+                        or opened.late_ns + abs(_time_ns() - end_ns) <= _CLOCK_SLACK_NS
+                        or _of_its_interval(span, opened)
+                    ):
                         span = self._enriched(span, opened)
                     else:
                         _end_probes(opened)
@@ -492,7 +498,7 @@ class EnrichingSpanProcessor(SpanProcessor):
 
     def _enriched(self, span: ReadableSpan, opened: _Opened) -> ReadableSpan:
         thread_cpu: float | None = None
-        if _thread_token() is opened.thread:
+        if getattr(_this_thread, "token", None) is opened.thread:  # _thread_token(), inline
             thread_cpu = _thread_time() - opened.thread_cpu_start
             if thread_cpu < 0.0:
                 thread_cpu = 0.0
