@@ -45,7 +45,7 @@ def parse_yaml(text: str, path: Path, error: type[ValueError]) -> Any:
     """
     try:
         import yaml
-    except ImportError as exc:  # pragma: no cover - pyyaml is in the test extra
+    except ImportError as exc:  # the yaml extra is not installed
         raise error(f"{path}: reading YAML needs PyYAML (pip install 'taskmeter[yaml]')") from exc
     try:
         return yaml.safe_load(text)

@@ -109,11 +109,14 @@ def test_real_pynvml_without_a_driver_is_a_reason_not_an_error() -> None:
     assert nvml.reason
 
 
-def test_module_not_installed_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_module_not_installed_names_the_package_and_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The reason names the missing package and the install command, once each."""
     monkeypatch.setattr(nvml_module, "NVML_MODULE", "taskmeter_no_such_module")
     nvml = Nvml(environ={})
     assert not nvml.start()
-    assert nvml.reason is not None and "taskmeter[gpu]" in nvml.reason
+    assert nvml.reason == "nvidia-ml-py is not installed (pip install 'taskmeter[gpu]')"
 
 
 def test_no_visible_gpu_is_a_reason() -> None:

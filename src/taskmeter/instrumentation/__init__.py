@@ -34,7 +34,6 @@ from collections.abc import Collection
 from typing import Any
 
 from opentelemetry import metrics, trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.environment_variables import OTEL_SDK_DISABLED
 from opentelemetry.trace import ProxyTracerProvider
@@ -46,6 +45,17 @@ from ..monitor import get_monitor
 from ..probes import active_probes
 from .provider import Wrapped, wrap_provider
 from .sdk import SdkSetup, configure_from_environment
+
+try:
+    from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
+        BaseInstrumentor,
+    )
+except ImportError as exc:  # the base install has no opentelemetry-instrumentation
+    raise ModuleNotFoundError(
+        "taskmeter.instrumentation needs opentelemetry-instrumentation "
+        "(pip install 'taskmeter[instrument]')",
+        name=exc.name,
+    ) from exc
 
 __all__ = ["TaskmeterInstrumentor"]
 

@@ -74,6 +74,8 @@ _ENTRY_POINT_GROUP = {
     "traces": "opentelemetry_traces_exporter",
     "metrics": "opentelemetry_metrics_exporter",
 }
+_INSTALL_HINT = {"prometheus": "pip install 'taskmeter[prometheus]'"}
+"""Exporter name -> how to install it, for the names a taskmeter extra provides."""
 _OTLP_BY_PROTOCOL = {"grpc": "otlp_proto_grpc", "http/protobuf": "otlp_proto_http"}
 _PROTOCOL_OF_OTLP = {name: protocol for protocol, name in _OTLP_BY_PROTOCOL.items()}
 
@@ -227,9 +229,10 @@ def _load(signal: str, name: str) -> Any:
     found = entry_points(group=_ENTRY_POINT_GROUP[signal], name=name)
     for entry_point in found:
         return entry_point.load()
+    hint = _INSTALL_HINT.get(name)
     raise LookupError(
         f"no {signal} exporter named {name!r} is installed "
-        f"(entry point group {_ENTRY_POINT_GROUP[signal]})"
+        f"(entry point group {_ENTRY_POINT_GROUP[signal]})" + (f"; {hint}" if hint else "")
     )
 
 

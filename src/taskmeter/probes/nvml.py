@@ -33,7 +33,7 @@ from typing import Any
 from .._log import debug_once
 
 NVML_MODULE = "pynvml"
-INSTALL_HINT = "pip install 'taskmeter[gpu]' (nvidia-ml-py)"
+INSTALL_HINT = "pip install 'taskmeter[gpu]'"
 _LEGACY_MIG = re.compile(r"^MIG-(GPU-[0-9A-Fa-f-]+)/(\d+)/(\d+)$")
 _MIG_ENABLED = 1
 
