@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import copy
 import pickle
 import threading
 import uuid
+from uuid import UUID
 
 import pytest
 from pydantic import ValidationError
@@ -464,3 +466,28 @@ def test_update_resources_after_finish_returns_final_figures() -> None:
     assert figures.cpu_time_s == pytest.approx(task.cpu_time)
     assert figures.peak_memory_bytes == task.peak_memory
     assert task.update_resources().duration_s == task.duration
+
+
+def test_active_task_in_executor_to_thread_and_copied_context() -> None:
+    """As the README says: ``loop.run_in_executor`` runs with no active task,
+    ``asyncio.to_thread`` and ``contextvars.copy_context().run`` see the caller's,
+    and a task started in a copied context nests under it without becoming
+    active in the caller."""
+
+    def nested() -> tuple[Task | None, Task | None, UUID | None]:
+        with Task("in copy") as inner:
+            return Task.current(), Task.root(), inner.parent_id
+
+    async def main() -> None:
+        with Task("root") as root:
+            loop = asyncio.get_running_loop()
+            assert await loop.run_in_executor(None, Task.current) is None
+            assert await loop.run_in_executor(None, Task.root) is None
+            assert await asyncio.to_thread(Task.current) is root
+            assert contextvars.copy_context().run(Task.root) is root
+            current, outermost, parent_id = contextvars.copy_context().run(nested)
+            assert current is not None and current.label == "in copy"
+            assert outermost is root and parent_id == root.task_id
+            assert Task.current() is root and [t.label for t in root.subtasks] == ["in copy"]
+
+    asyncio.run(main())

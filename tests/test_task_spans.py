@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from typing import Any
 
@@ -259,3 +261,77 @@ def test_a_raising_span_processor_never_reaches_the_application(where: str) -> N
     assert task.status.value == "finished" and task.cpu_time is not None
     assert _log.error_counts[f"task.span.{where}"] == 1
     assert Task.current() is None
+
+
+def test_task_finished_in_another_thread_leaves_the_starting_threads_spans(
+    spans: SpanCapture,
+) -> None:
+    """A task started in one thread and finished in another stops being the span
+    parent in the starting thread: its next task nests under the running task
+    there, in the task tree and the span tree alike."""
+    started, finished = threading.Event(), threading.Event()
+    seen: dict[str, Any] = {}
+
+    def starter() -> None:
+        with Task("outer") as outer:
+            seen["moved"] = moved = Task("moved")
+            moved.start()
+            started.set()
+            assert finished.wait(5)
+            with Task("next") as after:
+                seen["current"] = Task.current()
+                seen["span"] = trace.get_current_span()
+            seen["outer"], seen["next"] = outer, after
+            seen["current after"] = Task.current()
+            seen["span after"] = trace.get_current_span()
+
+    thread = threading.Thread(target=starter)
+    thread.start()
+    assert started.wait(5)
+    moved = seen["moved"]
+    moved.finish()
+    finished.set()
+    thread.join(5)
+    outer, after = seen["outer"], seen["next"]
+    assert moved.status.value == "finished" and moved.parent_id == outer.task_id
+    assert after.parent_id == outer.task_id and seen["current"] is after
+    outer_span, next_span = spans.one("outer"), spans.one("next")
+    assert next_span.parent is not None
+    assert next_span.parent.span_id == outer_span.context.span_id
+    assert seen["span"].get_span_context().span_id == next_span.context.span_id
+    assert seen["current after"] is outer
+    assert seen["span after"].get_span_context().span_id == outer_span.context.span_id
+
+
+def test_task_finished_in_another_asyncio_task_leaves_the_starting_ones_spans(
+    spans: SpanCapture,
+) -> None:
+    """The same across asyncio tasks: the coroutine that started a task another one
+    finished starts its next task without it as parent span, and without cross-talk
+    into the finishing coroutine."""
+
+    async def main() -> tuple[Task, Task]:
+        moved = Task("moved")
+        handed = asyncio.Event()
+
+        async def starter() -> Task:
+            moved.start()
+            handed.set()
+            while moved.status.value == "running":
+                await asyncio.sleep(0.001)
+            with Task("next") as after:
+                assert Task.current() is after
+            return after
+
+        async def finisher() -> None:
+            await handed.wait()
+            with Task("finisher's own"):
+                moved.finish()
+
+        after, _ = await asyncio.gather(starter(), finisher())
+        return moved, after
+
+    moved, after = asyncio.run(main())
+    assert after.parent_id is None and moved.parent_id is None
+    assert spans.one("next").parent is None
+    assert spans.one("finisher's own").parent is None

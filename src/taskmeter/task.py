@@ -482,6 +482,11 @@ class Task(BaseModel):
         if state.started:
             raise RuntimeError(f"{self} cannot start: it is already {self.status.value}")
         state.started = True
+        stack = _active_stack.get()
+        if stack and stack[-1].__dict__["status"] is not _RUNNING:
+            # The innermost task here was finished in another thread or
+            # asyncio task: it leaves this one's stack and span context now.
+            stack = _leave_finished(stack)
         parent = state.parent
         values = self.__dict__
         # Before the start time: the first call detects the probes (energy,
@@ -519,7 +524,7 @@ class Task(BaseModel):
         state.context = context
 
         _running[values["task_id"]] = self
-        _active_stack.set((*_active_stack.get(), self))
+        _active_stack.set((*stack, self))
         if parent is not None:
             parent._adopt(self)
 
@@ -579,6 +584,8 @@ class Task(BaseModel):
             state.refresh = None
 
         values = self.__dict__
+        stack = _active_stack.get()
+        innermost = bool(stack) and stack[-1] is self
         lock = state.lock
         lock.acquire()
         try:
@@ -587,21 +594,23 @@ class Task(BaseModel):
             values["finish_time"] = figures.wall_time
             values["status"] = status
             _mark_fields_set(self, _FINISH_FIELDS)
-            if state.save_file is None:
+            if state.save_file is None and innermost:
                 # A finished task's record may be kept a long time (a root
                 # keeps all its subtasks), and its state is now a finished
                 # task's defaults: dropping it saves the garbage collector two
                 # objects per record (see state_of).  This method goes on
                 # with ``state``; save_to_file checks, under the lock, that
-                # the state it gives a file is still the task's.
+                # the state it gives a file is still the task's.  A task
+                # finished elsewhere than where it is innermost keeps it: the
+                # context that started it may still have to detach its span
+                # (see _leave_finished).
                 _set_slot(self, "_tm", None)
         finally:
             lock.release()
         if state.collect is not None:  # records of worker processes, before publishing
             state.collect(self)
         _running.pop(values["task_id"], None)
-        stack = _active_stack.get()
-        if stack and stack[-1] is self:  # _deactivate's common case, inline (1 % of a task)
+        if innermost:  # _deactivate's common case, inline (1 % of a task)
             _active_stack.set(stack[:-1])
         else:
             self._deactivate()
@@ -909,15 +918,26 @@ class Task(BaseModel):
 
     def _detach(self, state: _State) -> None:
         token = state.ctx_token
-        state.ctx_token = None
         if token is None:
             return
-        # Detaching from another context (the task finished in a different
-        # thread than it started) would fail; the span simply stays current
-        # there, as it would for any span started with attach().
         if otel_context.get_current() is state.context:
+            state.ctx_token = None
+            state.context = None
             otel_context.detach(token)  # type: ignore[arg-type]
-        state.context = None
+            return
+        # Finished in another thread or asyncio task than the one that started
+        # it, where detaching would fail: the task keeps its token (and so its
+        # state), and the starting context detaches it when it next starts a
+        # task (see _leave_finished).
+        with _revive_lock:
+            kept = self._tm
+            if kept is None:
+                _set_slot(self, "_tm", state)
+            elif kept is not state:  # revived meanwhile (save_to_file)
+                kept.ctx_token = token
+                kept.context = state.context
+                state.ctx_token = None
+                state.context = None
 
     def _save(self) -> None:
         state = state_of(self)
@@ -1013,6 +1033,32 @@ def _runs_elsewhere(task: Task) -> bool:
         return False
     state = state_of(task)
     return state.finished or not state.started
+
+
+def _leave_finished(stack: tuple[Task, ...]) -> tuple[Task, ...]:
+    """``stack`` without the finished tasks at its top, which were finished in
+    another thread or asyncio task: their spans stop being current here too.
+
+    Innermost first, as finishing them here would have: each one's context is
+    detached if it is still the current one (a span the application attached
+    on top of it, and left, keeps it).
+    """
+    while stack and stack[-1].__dict__["status"] is not _RUNNING:
+        task = stack[-1]
+        stack = stack[:-1]
+        state = task._tm
+        if state is None or state.ctx_token is None:
+            continue
+        if otel_context.get_current() is state.context:
+            token = state.ctx_token
+            state.ctx_token = None
+            state.context = None
+            try:
+                otel_context.detach(token)  # type: ignore[arg-type]
+            except Exception as exc:
+                swallowed("task.detach", exc)
+    _active_stack.set(stack)
+    return stack
 
 
 def _status_for(error: BaseException | None) -> TaskStatus:
