@@ -439,12 +439,14 @@ class EnrichingSpanProcessor(SpanProcessor):
             opened = self._open.pop(context[_SPAN_ID], None) if context is not None else None
             if opened is not None:
                 try:
-                    # The common case inline: ended now, and started when reported.
+                    # Whether the readings are of the span's interval: its start
+                    # and end times are (in all) at most _CLOCK_SLACK_NS from when
+                    # it was reported started and ended, or 1 % of its duration.
                     end_ns = span.end_time
                     if (
                         end_ns is None
-                        or opened.late_ns + abs(_time_ns() - end_ns) <= _CLOCK_SLACK_NS
-                        or _of_its_interval(span, opened)
+                        or (late_ns := opened.late_ns + abs(_time_ns() - end_ns)) <= _CLOCK_SLACK_NS
+                        or _late_within_duration(span, late_ns)
                     ):
                         span = self._enriched(span, opened)
                     else:
@@ -585,14 +587,12 @@ def _selector_from_environment() -> SpanSelector:
         return SpanSelector.parse(settings.DEFAULT_ENRICH)
 
 
-def _of_its_interval(span: ReadableSpan, opened: _Opened) -> bool:
-    """Whether the readings taken when ``span`` was reported started and ended are its own."""
+def _late_within_duration(span: ReadableSpan, late_ns: int) -> bool:
+    """Whether ``late_ns``, how far in all the start and end times of ``span`` are from
+    when it was reported started and ended, is within 1 % of its duration (else
+    it is not enriched, said once at debug level)."""
     start_ns, end_ns = span.start_time, span.end_time
-    if end_ns is None:
-        return True
-    late_ns = opened.late_ns + abs(_time_ns() - end_ns)
-    duration_ns = end_ns - start_ns if start_ns is not None else 0
-    if late_ns <= _CLOCK_SLACK_NS or late_ns <= duration_ns // 100:
+    if start_ns is not None and end_ns is not None and late_ns <= (end_ns - start_ns) // 100:
         return True
     debug_once(
         "enrich.time",
