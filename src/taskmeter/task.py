@@ -50,12 +50,12 @@ from . import attributes as attr
 from ._fieldsets import FieldSets
 from ._fieldsets import mark as _mark_fields_set
 from ._fieldsets import thaw as _thaw_fields_set
-from ._log import debug_once, logger, swallowed
+from ._log import logger, swallowed
 from .figures import Figures
 from .formats import friendly_duration as _friendly_duration
 from .monitor import MonitorHandle, get_monitor
 from .probes import active_probes
-from .probes.base import ProbeStates, begin_probes, end_probes, finish_probes, read_probes
+from .probes.base import ProbeStates, begin_probes, finish_probes, read_probes, release_dropped
 from .tracing import get_tracer
 
 __all__ = ["Task", "TaskStatus"]
@@ -93,26 +93,20 @@ def _running_task(task_id: UUID) -> Task | None:
 
 
 def _release_dropped() -> None:
-    """Forget the running tasks that were dropped unfinished, and end their probes.
+    """Forget the running tasks that were dropped unfinished, and end their probes
+    (nothing could finish such a task any more).  Called when a task starts."""
+    release_dropped(
+        _dropped,
+        _running,
+        _task_id_of,
+        "task.dropped",
+        "a task was garbage-collected while running (never finished): it is forgotten "
+        "and its probes are ended; its span is not exported",
+    )
 
-    Nothing could finish such a task any more; ending its probes closes its
-    peak trackers, which would otherwise stay open for good (and be folded
-    into at every reset).  Called when a task starts, outside every lock.
-    """
-    while _dropped:
-        try:
-            entry = _dropped.popleft()
-        except IndexError:  # another thread took the last one
-            return
-        if _running.get(entry.task_id) is entry:
-            _running.pop(entry.task_id, None)
-        probe_states, entry.probe_states = entry.probe_states, ()
-        end_probes(probe_states)
-        debug_once(
-            "task.dropped",
-            "a task was garbage-collected while running (never finished): it is forgotten "
-            "and its probes are ended; its span is not exported",
-        )
+
+def _task_id_of(entry: _RunningRef) -> UUID:
+    return entry.task_id
 
 
 def _load_fresh_store() -> None:

@@ -49,7 +49,14 @@ from .._log import config_warning, debug_once, swallowed, warn_once
 from .._spans import raw_attributes
 from ..figures import Figures
 from ..probes import active_probes
-from ..probes.base import Probe, ProbeStates, begin_probes, end_probes, finish_probes
+from ..probes.base import (
+    Probe,
+    ProbeStates,
+    begin_probes,
+    end_probes,
+    finish_probes,
+    release_dropped,
+)
 from .selector import SpanSelector
 
 __all__ = [
@@ -509,24 +516,15 @@ class EnrichingSpanProcessor(SpanProcessor):
     def _release_dropped(self) -> None:
         """End the probes of selected spans that were collected without having ended.
 
-        Called when a selected span starts (outside every lock): the weak
-        references' callback, which may run inside any allocation, only queues
-        them.
+        Called when a selected span starts (outside every lock).
         """
-        dropped = self._dropped
-        while dropped:
-            try:
-                entry = dropped.popleft()
-            except IndexError:  # another thread took the last one
-                return
-            if self._open.get(entry.span_id) is entry:
-                self._open.pop(entry.span_id, None)
-            _end_probes(entry)
-            debug_once(
-                "enrich.dropped",
-                "a selected span was garbage-collected without having ended: "
-                "its readings are released",
-            )
+        release_dropped(
+            self._dropped,
+            self._open,
+            _span_id_of,
+            "enrich.dropped",
+            "a selected span was garbage-collected without having ended: its readings are released",
+        )
 
     def _begin(self, span: Span, span_id: int) -> _Opened:
         start_time_ns = span.start_time
@@ -646,6 +644,10 @@ def _late_within_duration(span: ReadableSpan, late_ns: int) -> bool:
         late_ns / 1e9,
     )
     return False
+
+
+def _span_id_of(opened: _Opened) -> int:
+    return opened.span_id
 
 
 def _end_probes(opened: _Opened) -> None:
