@@ -13,9 +13,11 @@ first entry that names no device ends the list.  Indices are NVML's, which
 follow PCI bus order; CUDA follows it too when ``CUDA_DEVICE_ORDER=PCI_BUS_ID``
 (and on machines whose GPUs are all alike).
 
-NVML is started (``nvmlInit``) once per process and shut down at exit.  A
-forked child starts it again for itself on first use: the parent's device
-handles are not reused.
+NVML is started (``nvmlInit``) once per process and shut down at exit; once
+shut down it is never started again in that process (a monitor tick or a
+task finished later gets no device, and the GPU figures that would need a
+reading are absent).  A forked child starts it again for itself on first
+use: the parent's device handles are not reused.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ class Nvml:
         self.reason: str | None = None
         """Why NVML cannot be used here (``None`` when it can, or before :meth:`start`)."""
         self._atexit = False
+        self._shut_down = False
         _instances.add(self)
 
     def start(self) -> bool:
@@ -94,10 +97,20 @@ class Nvml:
         return bool(self._devices)
 
     @property
+    def shut_down(self) -> bool:
+        """Whether :meth:`shutdown` ran in this process (NVML is then never started again)."""
+        return self._shut_down
+
+    @property
     def module(self) -> Any:
         """The NVML module (after a successful :meth:`start`)."""
         if self._module is None:
             raise RuntimeError("NVML is not started")
+        return self._module
+
+    def started_module(self) -> Any | None:
+        """The NVML module if NVML is started and not shut down, else ``None`` (never raises;
+        for the monitor thread, which may run while the process shuts NVML down)."""
         return self._module
 
     @property
@@ -119,6 +132,8 @@ class Nvml:
         return self._gpus
 
     def _start(self) -> None:
+        if self._shut_down:
+            return
         module = self._injected
         if module is None:
             try:
@@ -160,13 +175,20 @@ class Nvml:
             _note_device_order(module, self._devices, environ)
 
     def shutdown(self) -> None:
-        """Shut NVML down, if this process started it (registered to run at exit)."""
+        """Shut NVML down, if this process started it (registered to run at exit).
+
+        For good: nothing starts it again in this process (a sampler's tick
+        or a task that ends after this finds no device), as a library shut
+        down at exit must not be initialised anew behind it.
+        """
         with self._lock:
             module, pid = self._module, self._started_pid
             self._module = None
             self._started_pid = None
             self._devices = self._gpus = ()
-            self._tried = False
+            self._tried = True
+            self._shut_down = True
+            self.reason = "NVML was shut down (the process is exiting)"
         if module is not None and pid == os.getpid():
             try:
                 module.nvmlShutdown()
@@ -180,6 +202,7 @@ class Nvml:
         self._started_pid = None
         self._devices = self._gpus = ()
         self._tried = False
+        self._shut_down = False
         self.reason = None
 
 
