@@ -7,30 +7,76 @@ that; see :mod:`taskmeter.probes.selection`).  Detection runs once, when the
 first task starts.  :func:`set_probes` replaces the set (for instance to add a
 probe built on a test's fake ``/proc`` or ``/sys/class/powercap`` tree, or to
 drop one).
+
+Importing the package loads none of the probe modules: each of its names
+is imported on first use (``PrometheusProbe`` alone brings in ``urllib``,
+``http.client`` and ``ssl``), so that a program, or ``taskmeter run``, pays
+only for the probes it builds.
 """
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from .base import Probe
-from .cpu import CpuTimeProbe
 from .errors import ProbeUnavailableError
-from .gpu_energy import NvmlEnergyProbe
-from .gpu_memory import GpuMemoryProbe
-from .memory import LinuxRssHighWater, PeakMemoryProbe, RusageHighWater
 
-try:
+if TYPE_CHECKING:
+    from .cpu import CpuTimeProbe
+    from .gpu_energy import NvmlEnergyProbe
+    from .gpu_memory import GpuMemoryProbe
+    from .memory import LinuxRssHighWater, PeakMemoryProbe, RusageHighWater
+    from .nvml import Nvml
+    from .peaks import HighWaterSource, PeakRegister, PeakTracker
     from .process import ProcessProbe
-except ImportError:  # pragma: no cover - no getrusage (Windows)
-    ProcessProbe = None  # type: ignore[assignment,misc]
-from .nvml import Nvml
-from .peaks import HighWaterSource, PeakRegister, PeakTracker
-from .prometheus import PrometheusProbe
-from .rapl import RaplProbe
-from .sampling import SampledProbe
-from .selection import energy_probes, parse_energy_selection, selection_from_environment
+    from .prometheus import PrometheusProbe
+    from .rapl import RaplProbe
+    from .sampling import SampledProbe
+
+_LAZY = {
+    "CpuTimeProbe": "cpu",
+    "GpuMemoryProbe": "gpu_memory",
+    "HighWaterSource": "peaks",
+    "LinuxRssHighWater": "memory",
+    "Nvml": "nvml",
+    "NvmlEnergyProbe": "gpu_energy",
+    "PeakMemoryProbe": "memory",
+    "PeakRegister": "peaks",
+    "PeakTracker": "peaks",
+    "PrometheusProbe": "prometheus",
+    "RaplProbe": "rapl",
+    "RusageHighWater": "memory",
+    "SampledProbe": "sampling",
+}
+"""The names of the package imported on first use, and their modules."""
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ProcessProbe":
+        value: Any = _process_probe_class()
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+def _process_probe_class() -> type[Probe] | None:
+    """:class:`ProcessProbe`, or ``None`` where there is no ``getrusage`` (Windows)."""
+    try:
+        from .process import ProcessProbe
+    except ImportError:  # pragma: no cover - no getrusage (Windows)
+        return None
+    return ProcessProbe
+
 
 __all__ = [
     "CpuTimeProbe",
@@ -68,6 +114,8 @@ def default_probes(energy: str | Iterable[str] | None = None) -> tuple[Probe, ..
             :class:`ProbeUnavailableError`.  ``None`` reads ``TASKMETER_ENERGY``,
             whose named sources that cannot work are logged as errors instead.
     """
+    from .selection import energy_probes, parse_energy_selection, selection_from_environment
+
     if energy is None:
         extra = energy_probes(selection_from_environment(), strict=False)
     else:
@@ -77,9 +125,13 @@ def default_probes(energy: str | Iterable[str] | None = None) -> tuple[Probe, ..
 
 def _process_probes() -> tuple[Probe, ...]:
     """CPU time and peak memory: one probe where ``getrusage`` exists, else two."""
-    if ProcessProbe is not None:
-        return (ProcessProbe(),)
-    return (CpuTimeProbe(), PeakMemoryProbe())  # pragma: no cover - Windows
+    process_probe = _process_probe_class()
+    if process_probe is not None:
+        return (process_probe(),)
+    from .cpu import CpuTimeProbe  # pragma: no cover - Windows
+    from .memory import PeakMemoryProbe  # pragma: no cover
+
+    return (CpuTimeProbe(), PeakMemoryProbe())  # pragma: no cover
 
 
 def active_probes() -> tuple[Probe, ...]:
@@ -129,6 +181,8 @@ def set_probes(probes: Iterable[Probe] | None) -> tuple[Probe, ...]:
         previous = _active if _active is not None else _detected_probes()
         _active = new
     # A probe taken out of use stops sampling now rather than at its next tick.
+    from .sampling import SampledProbe
+
     for probe in previous:
         if isinstance(probe, SampledProbe) and (new is None or probe not in new):
             probe.release_if_idle()

@@ -13,6 +13,12 @@ first entry that names no device ends the list.  Indices are NVML's, which
 follow PCI bus order; CUDA follows it too when ``CUDA_DEVICE_ORDER=PCI_BUS_ID``
 (and on machines whose GPUs are all alike).
 
+On Linux, where none of the NVIDIA driver's traces is found (its kernel
+module's ``/proc/driver/nvidia``, ``/dev/nvidia*``, WSL's ``/dev/dxg``, or
+``libnvidia-ml`` where the dynamic linker looks), NVML could not start and
+``pynvml`` is not imported: that import alone takes 25 ms, which every task
+process and ``taskmeter run`` would pay on a machine without a GPU.
+
 NVML is started (``nvmlInit``) once per process and shut down at exit; once
 shut down it is never started again in that process (a monitor tick or a
 task finished later gets no device, and the GPU figures that would need a
@@ -23,9 +29,12 @@ use: the parent's device handles are not reused.
 from __future__ import annotations
 
 import atexit
+import glob
 import importlib
+import importlib.util
 import os
 import re
+import sys
 import threading
 import weakref
 from collections.abc import Mapping
@@ -36,6 +45,10 @@ from .._log import debug_once
 
 NVML_MODULE = "pynvml"
 INSTALL_HINT = "pip install 'taskmeter[gpu]'"
+DRIVER_TRACES = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/nvidia[0-9]*", "/dev/dxg")
+"""Paths (glob patterns) one of which exists where the NVIDIA driver is loaded (or WSL's GPU)."""
+LINKER_CACHE = "/etc/ld.so.cache"
+NVML_LIBRARY = "libnvidia-ml.so.1"
 _LEGACY_MIG = re.compile(r"^MIG-(GPU-[0-9A-Fa-f-]+)/(\d+)/(\d+)$")
 _MIG_ENABLED = 1
 
@@ -136,6 +149,16 @@ class Nvml:
             return
         module = self._injected
         if module is None:
+            if importlib.util.find_spec(NVML_MODULE) is None:
+                self.reason = f"nvidia-ml-py is not installed ({INSTALL_HINT})"
+                return
+            if not nvml_possible():
+                self.reason = (
+                    "no NVIDIA driver here (none of "
+                    + ", ".join(DRIVER_TRACES)
+                    + f", nor {NVML_LIBRARY} where the dynamic linker looks)"
+                )
+                return
             try:
                 module = importlib.import_module(NVML_MODULE)
             except ImportError:
@@ -204,6 +227,29 @@ class Nvml:
         self._tried = False
         self._shut_down = False
         self.reason = None
+
+
+def nvml_possible() -> bool:
+    """Whether NVML might start here, judged from a few paths without loading it.
+
+    Elsewhere than on Linux, always.  On Linux, when the NVIDIA kernel driver
+    (or WSL's GPU device) shows, or its NVML library is where the dynamic
+    linker looks (``LD_LIBRARY_PATH``, the linker's cache: the driver may be
+    installed with its module loaded on first use).  When in doubt (the
+    cache cannot be read), ``True``.
+    """
+    if not sys.platform.startswith("linux"):
+        return True
+    if any(glob.glob(pattern) for pattern in DRIVER_TRACES):
+        return True
+    for directory in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep):
+        if directory and os.path.exists(os.path.join(directory, NVML_LIBRARY)):
+            return True
+    try:
+        with open(LINKER_CACHE, "rb") as cache:
+            return NVML_LIBRARY.encode() in cache.read()
+    except OSError:
+        return True
 
 
 def resolve_visible_devices(module: Any, visible: str | None) -> list[GpuDevice]:
