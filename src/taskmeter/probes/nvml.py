@@ -211,7 +211,8 @@ class Nvml:
             self._devices = self._gpus = ()
             self._tried = True
             self._shut_down = True
-            self.reason = "NVML was shut down (the process is exiting)"
+            if self.reason is None:  # else the reason it never started stays
+                self.reason = "NVML was shut down (the process is exiting)"
         if module is not None and pid == os.getpid():
             try:
                 module.nvmlShutdown()
