@@ -35,6 +35,9 @@ if TYPE_CHECKING:
     from .prometheus import PrometheusProbe
     from .rapl import RaplProbe
     from .sampling import SampledProbe
+    from .selection import energy_probes as energy_probes
+    from .selection import parse_energy_selection as parse_energy_selection
+    from .selection import selection_from_environment as selection_from_environment
 
 _LAZY = {
     "CpuTimeProbe": "cpu",
@@ -50,6 +53,9 @@ _LAZY = {
     "RaplProbe": "rapl",
     "RusageHighWater": "memory",
     "SampledProbe": "sampling",
+    "energy_probes": "selection",
+    "parse_energy_selection": "selection",
+    "selection_from_environment": "selection",
 }
 """The names of the package imported on first use, and their modules."""
 
