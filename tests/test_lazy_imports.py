@@ -274,9 +274,10 @@ def test_plain_run_loads_only_what_its_probes_and_figures_need(tmp_path: Path) -
         assert "pynvml" not in at_exit
 
 
-def test_probe_names_are_imported_on_first_use() -> None:
-    """``taskmeter.probes`` imports its probe modules when a name is first asked for: every
-    public name still resolves, and an unknown one is an AttributeError."""
+def test_prometheus_probe_is_imported_on_first_use() -> None:
+    """``taskmeter.probes`` imports the Prometheus probe (and its HTTP client) when it is
+    first asked for, or with the package where TASKMETER_ENERGY_CONFIG names a
+    configuration; every public name resolves, and an unknown one is an AttributeError."""
     code = (
         "import sys\n"
         "import taskmeter.probes as probes\n"
@@ -295,3 +296,13 @@ def test_probe_names_are_imported_on_first_use() -> None:
     assert result.stdout.strip() == (
         "False True True module 'taskmeter.probes' has no attribute 'NoSuchName'"
     )
+    check = "import sys, taskmeter.probes; print('urllib.request' in sys.modules)"
+    configured = subprocess.run(
+        [sys.executable, "-c", check],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=clean_environment({"TASKMETER_ENERGY_CONFIG": "/nonexistent/lenskit.toml"}),
+    )
+    assert configured.stdout.strip() == "True", configured.stderr

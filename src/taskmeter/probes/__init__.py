@@ -8,80 +8,51 @@ first task starts.  :func:`set_probes` replaces the set (for instance to add a
 probe built on a test's fake ``/proc`` or ``/sys/class/powercap`` tree, or to
 drop one).
 
-Importing the package loads none of the probe modules: each of its names
-is imported on first use (``PrometheusProbe`` alone brings in ``urllib``,
-``http.client`` and ``ssl``), so that a program, or ``taskmeter run``, pays
-only for the probes it builds.
+The Prometheus probe (whose HTTP client brings in ``urllib``, ``http.client``
+and ``ssl``) is imported on first use: detection needs it only where
+``TASKMETER_ENERGY_CONFIG`` is set.  The other probe modules are imported
+with the package, so that processes forked after ``import taskmeter`` (a
+pool's workers) do not each import them at their first task.
 """
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .base import Probe
+from .cpu import CpuTimeProbe
 from .errors import ProbeUnavailableError
+from .gpu_energy import NvmlEnergyProbe
+from .gpu_memory import GpuMemoryProbe
+from .memory import LinuxRssHighWater, PeakMemoryProbe, RusageHighWater
+
+try:
+    from .process import ProcessProbe
+except ImportError:  # pragma: no cover - no getrusage (Windows)
+    ProcessProbe = None  # type: ignore[assignment,misc]
+from .nvml import Nvml
+from .peaks import HighWaterSource, PeakRegister, PeakTracker
+from .rapl import RaplProbe
+from .sampling import SampledProbe
+from .selection import energy_probes, parse_energy_selection, selection_from_environment
 
 if TYPE_CHECKING:
-    from .cpu import CpuTimeProbe
-    from .gpu_energy import NvmlEnergyProbe
-    from .gpu_memory import GpuMemoryProbe
-    from .memory import LinuxRssHighWater, PeakMemoryProbe, RusageHighWater
-    from .nvml import Nvml
-    from .peaks import HighWaterSource, PeakRegister, PeakTracker
-    from .process import ProcessProbe
     from .prometheus import PrometheusProbe
-    from .rapl import RaplProbe
-    from .sampling import SampledProbe
-    from .selection import energy_probes as energy_probes
-    from .selection import parse_energy_selection as parse_energy_selection
-    from .selection import selection_from_environment as selection_from_environment
-
-_LAZY = {
-    "CpuTimeProbe": "cpu",
-    "GpuMemoryProbe": "gpu_memory",
-    "HighWaterSource": "peaks",
-    "LinuxRssHighWater": "memory",
-    "Nvml": "nvml",
-    "NvmlEnergyProbe": "gpu_energy",
-    "PeakMemoryProbe": "memory",
-    "PeakRegister": "peaks",
-    "PeakTracker": "peaks",
-    "PrometheusProbe": "prometheus",
-    "RaplProbe": "rapl",
-    "RusageHighWater": "memory",
-    "SampledProbe": "sampling",
-    "energy_probes": "selection",
-    "parse_energy_selection": "selection",
-    "selection_from_environment": "selection",
-}
-"""The names of the package imported on first use, and their modules."""
 
 
 def __getattr__(name: str) -> Any:
-    if name == "ProcessProbe":
-        value: Any = _process_probe_class()
-    elif name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
+    if name == "PrometheusProbe":
+        from .prometheus import PrometheusProbe
+
+        globals()[name] = PrometheusProbe
+        return PrometheusProbe
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
-
-
-def _process_probe_class() -> type[Probe] | None:
-    """:class:`ProcessProbe`, or ``None`` where there is no ``getrusage`` (Windows)."""
-    try:
-        from .process import ProcessProbe
-    except ImportError:  # pragma: no cover - no getrusage (Windows)
-        return None
-    return ProcessProbe
 
 
 __all__ = [
@@ -120,8 +91,6 @@ def default_probes(energy: str | Iterable[str] | None = None) -> tuple[Probe, ..
             :class:`ProbeUnavailableError`.  ``None`` reads ``TASKMETER_ENERGY``,
             whose named sources that cannot work are logged as errors instead.
     """
-    from .selection import energy_probes, parse_energy_selection, selection_from_environment
-
     if energy is None:
         extra = energy_probes(selection_from_environment(), strict=False)
     else:
@@ -131,13 +100,9 @@ def default_probes(energy: str | Iterable[str] | None = None) -> tuple[Probe, ..
 
 def _process_probes() -> tuple[Probe, ...]:
     """CPU time and peak memory: one probe where ``getrusage`` exists, else two."""
-    process_probe = _process_probe_class()
-    if process_probe is not None:
-        return (process_probe(),)
-    from .cpu import CpuTimeProbe  # pragma: no cover - Windows
-    from .memory import PeakMemoryProbe  # pragma: no cover
-
-    return (CpuTimeProbe(), PeakMemoryProbe())  # pragma: no cover
+    if ProcessProbe is not None:
+        return (ProcessProbe(),)
+    return (CpuTimeProbe(), PeakMemoryProbe())  # pragma: no cover - Windows
 
 
 def active_probes() -> tuple[Probe, ...]:
@@ -187,8 +152,6 @@ def set_probes(probes: Iterable[Probe] | None) -> tuple[Probe, ...]:
         previous = _active if _active is not None else _detected_probes()
         _active = new
     # A probe taken out of use stops sampling now rather than at its next tick.
-    from .sampling import SampledProbe
-
     for probe in previous:
         if isinstance(probe, SampledProbe) and (new is None or probe not in new):
             probe.release_if_idle()

@@ -42,6 +42,11 @@ from .rapl import DEFAULT_POWERCAP_ROOT, RaplProbe
 if TYPE_CHECKING:
     from .prometheus import PrometheusProbe
 
+if settings.energy_config_path() is not None:
+    # Detection will build the Prometheus probe: imported with the package, as
+    # the other probes are, not in each worker forked before the first task.
+    from . import energy_config, prometheus  # noqa: F401
+
 ENERGY_SOURCES = ("rapl", "dram", "psys", "nvml", "prometheus")
 """Source names a selection may ask for explicitly."""
 
