@@ -149,9 +149,8 @@ def test_table_label_is_cut_to_the_column_limit_by_display_width(label: str, sho
 
 def test_format_tree_cuts_a_huge_label() -> None:
     """The tree taskmeter run prints stays readable with a label of 100,000 characters."""
-    with Task("root") as root:
-        with Task("y" * 100_000):
-            pass
+    with Task("root") as root, Task("y" * 100_000):
+        pass
     lines = format_tree(root).splitlines()
     assert all(display_width(line) < LABEL_COLUMNS + 60 for line in lines)
     assert lines[2].startswith("  yyy") and "…" in lines[2]
