@@ -169,3 +169,55 @@ def test_configuration_table_lists_exactly_the_variables_the_code_reads() -> Non
     rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
     documented = {name for row in rows for name in re.findall(r"`(TASKMETER_[A-Z_]+)`", row)}
     assert read == documented, (sorted(read - documented), sorted(documented - read))
+
+
+PUBLIC_MODULES = (
+    "taskmeter",
+    "taskmeter.timer",
+    "taskmeter.measure",
+    "taskmeter.export",
+    "taskmeter.testing",
+)
+
+
+def docstring_examples(text: str) -> list[str]:
+    """The literal blocks (after a line ending in ``::``) of a docstring, dedented."""
+    import textwrap
+
+    blocks: list[str] = []
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        if not line.rstrip().endswith("::"):
+            continue
+        body: list[str] = []
+        for following in lines[index + 1 :]:
+            if following.strip() and not following.startswith((" ", "\t")):
+                break
+            body.append(following)
+        blocks.append(textwrap.dedent("\n".join(body)).strip())
+    return blocks
+
+
+def test_public_module_docstring_examples_import_what_they_use() -> None:
+    """Each example in a public module's docstring compiles, and its import lines run as a
+    user's script would run them (no relative import, no name the module lacks)."""
+    import importlib
+
+    checked = 0
+    for name in PUBLIC_MODULES:
+        doc = importlib.import_module(name).__doc__ or ""
+        for example in docstring_examples(doc):
+            compile(example, f"<{name} docstring>", "exec")
+            imports = "\n".join(
+                line for line in example.splitlines() if line.startswith(("from ", "import "))
+            )
+            result = subprocess.run(
+                [sys.executable, "-c", imports],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                cwd=Path(__file__).parent,
+            )
+            assert result.returncode == 0, f"{name}: {imports}\n{result.stderr}"
+            checked += 1
+    assert checked >= 2, "the export and testing modules show an example each"

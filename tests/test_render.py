@@ -6,7 +6,7 @@ import pytest
 
 from taskmeter import Task, format_tree
 from taskmeter.formats import friendly_bytes, friendly_energy, friendly_seconds
-from taskmeter.render import display_width, terminal_text
+from taskmeter.render import LABEL_COLUMNS, display_width, table_label, terminal_text
 
 
 def test_terminal_text_escapes_controls_and_keeps_the_rest() -> None:
@@ -128,3 +128,29 @@ def test_energies_round_before_choosing_the_unit(joules: float | None, text: str
     """An energy just under a unit is shown in that unit (999.96 J: ``1.0 kJ``, not
     ``1000.0 J``); MJ is the largest."""
     assert friendly_energy(joules) == text
+
+
+@pytest.mark.parametrize(
+    ("label", "shown"),
+    [
+        ("epoch 3", "epoch 3"),
+        ("x" * LABEL_COLUMNS, "x" * LABEL_COLUMNS),
+        ("x" * (LABEL_COLUMNS + 1), "x" * (LABEL_COLUMNS - 1) + "…"),
+        ("語" * LABEL_COLUMNS, "語" * (LABEL_COLUMNS // 2 - 1) + "…"),
+        ("a\nb" * LABEL_COLUMNS, ("a\\nb" * LABEL_COLUMNS)[: LABEL_COLUMNS - 1] + "…"),
+    ],
+)
+def test_table_label_is_cut_to_the_column_limit_by_display_width(label: str, shown: str) -> None:
+    """Labels up to LABEL_COLUMNS terminal columns stay whole; longer ones are cut, wide
+    characters counting two, escapes counted as printed, and end in an ellipsis."""
+    assert table_label(label) == shown
+    assert display_width(table_label(label)) <= LABEL_COLUMNS
+
+
+def test_format_tree_cuts_a_huge_label() -> None:
+    """The tree taskmeter run prints stays readable with a label of 100,000 characters."""
+    with Task("root") as root, Task("y" * 100_000):
+        pass
+    lines = format_tree(root).splitlines()
+    assert all(display_width(line) < LABEL_COLUMNS + 60 for line in lines)
+    assert lines[2].startswith("  yyy") and "…" in lines[2]

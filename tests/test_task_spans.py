@@ -337,6 +337,60 @@ def test_task_finished_in_another_asyncio_task_leaves_the_starting_ones_spans(
     assert spans.one("finisher's own").parent is None
 
 
+def _detach_failures(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "detach" in r.getMessage().lower()]
+
+
+def test_task_finished_elsewhere_then_left_in_a_copied_context_logs_no_detach_error(
+    spans: SpanCapture, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A task finished in another thread, whose starting context is next entered
+    through a copy (an asyncio task here), leaves that copy without OpenTelemetry's
+    "Failed to detach context" error (its token belongs to the original context): the
+    copy's next task has no stale parent, and the original context still leaves the
+    finished task cleanly at its own next task."""
+    moved = Task("finished elsewhere")
+    moved.start()
+    finisher = threading.Thread(target=moved.finish)
+    finisher.start()
+    finisher.join(5)
+
+    async def in_a_copy() -> None:
+        with Task("next, in an asyncio task"):
+            pass
+        assert Task.current() is None
+        assert not trace.get_current_span().get_span_context().is_valid
+
+    asyncio.run(in_a_copy())
+    with Task("next, where it started"):
+        pass
+    assert not trace.get_current_span().get_span_context().is_valid
+    assert Task.current() is None
+    assert _detach_failures(caplog) == []
+    assert spans.one("next, in an asyncio task").parent is None
+    assert spans.one("next, where it started").parent is None
+
+
+def test_task_finished_in_a_copy_of_its_context_logs_no_detach_error(
+    spans: SpanCapture, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A task finished inside ``contextvars.copy_context().run`` (as an executor
+    callback may be) ends without a detach error; the starting context drops it
+    at its next task, which nests under nothing stale."""
+    import contextvars
+
+    moved = Task("finished in a copy")
+    moved.start()
+    contextvars.copy_context().run(moved.finish)
+    with Task("next"):
+        pass
+    assert moved.status.value == "finished"
+    assert Task.current() is None
+    assert not trace.get_current_span().get_span_context().is_valid
+    assert _detach_failures(caplog) == []
+    assert spans.one("next").parent is None
+
+
 def _task_span_under(limit: int | None, *, own: int) -> ReadableSpan:
     """The span of a task whose code set ``own`` attributes on it, under ``limit``."""
     from opentelemetry.sdk.trace import SpanLimits

@@ -207,6 +207,54 @@ def test_failed_write_leaves_old_file_and_no_temporary(
     assert list(tmp_path.iterdir()) == [path]
 
 
+def test_symlink_keeps_pointing_at_its_target_which_gets_the_text(tmp_path: Path) -> None:
+    """A task file or report path that is a symlink writes its target; the link stays."""
+    target = tmp_path / "kept" / "task.json"
+    target.parent.mkdir()
+    target.write_text("old\n")
+    link = tmp_path / "task.json"
+    link.symlink_to(target)
+    write_atomic(link, "new\n")
+    assert link.is_symlink()
+    assert target.read_text() == "new\n"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["task.json"]
+
+
+def test_fifo_is_written_through_not_replaced(tmp_path: Path) -> None:
+    """A path that is not a regular file (a FIFO, /dev/stdout, a device) is written
+    through: renaming a file over it would replace the node (as root, even /dev/null)."""
+    fifo = tmp_path / "report.html"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader, as `cat` would be
+    try:
+        write_atomic(fifo, "through the pipe\n")
+        received = [os.read(reader, 4096)]
+    finally:
+        os.close(reader)
+    assert received == [b"through the pipe\n"]
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+
+
+def test_fifo_without_a_reader_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    """Nobody reads the FIFO: the write fails at once (ENXIO) instead of blocking the task."""
+    fifo = tmp_path / "task.json"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError):
+        write_atomic(fifo, "nobody listens\n")
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_task_file_on_a_fifo_leaves_the_fifo_in_place(tmp_path: Path) -> None:
+    """Task(file=<a FIFO nobody reads>) finishes; the save fails (counted), the node stays."""
+    fifo = tmp_path / "task.json"
+    os.mkfifo(fifo)
+    with Task("to a pipe", file=fifo) as task:
+        pass
+    assert task.status is TaskStatus.FINISHED
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
 def test_save_failure_does_not_break_the_task(tmp_path: Path) -> None:
     blocker = tmp_path / "not a directory"
     blocker.write_text("")

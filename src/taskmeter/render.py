@@ -20,6 +20,10 @@ from .task import Task
 COLUMNS = ("task", "status", "duration", "cpu", "peak mem", "gpu mem", "energy")
 """The headings of a task table."""
 
+LABEL_COLUMNS = 120
+"""Terminal columns a label takes at most in a table (longer ones are cut, ending in ``…``);
+as wide as the longest label ``taskmeter run`` gives a command line."""
+
 _SHOWN_AS_IS = frozenset("\u200c\u200d")  # joiners: parts of emoji and scripts, harmless
 
 
@@ -54,6 +58,23 @@ def display_width(text: str) -> int:
             continue
         width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
     return width
+
+
+def table_label(label: str, limit: int = LABEL_COLUMNS) -> str:
+    """``label`` as :func:`terminal_text` makes it, cut to ``limit`` terminal columns
+    (the last one an ellipsis) when it is wider, so that one label cannot make every
+    row of a table that wide."""
+    text = terminal_text(label)
+    if len(text) * 2 <= limit or display_width(text) <= limit:
+        return text
+    kept: list[str] = []
+    width = 0
+    for char in text:
+        width += display_width(char)
+        if width > limit - 1:
+            break
+        kept.append(char)
+    return "".join(kept) + "…"
 
 
 def format_table(rows: Sequence[Sequence[str]], headings: Sequence[str] = COLUMNS) -> str:
@@ -108,7 +129,8 @@ def format_tree(task: Task, *, max_depth: int | None = None, max_rows: int | Non
 
     Columns: label, status, duration, CPU time (with worker processes),
     peak memory, peak GPU memory and energy; ``-`` marks a figure that was
-    not measured.  Labels are shown as :func:`terminal_text` makes them.
+    not measured.  Labels are shown as :func:`table_label` makes them (escaped, at
+    most :data:`LABEL_COLUMNS` wide).
     ``max_depth`` limits the levels shown below ``task``, ``max_rows`` the
     number of tasks (the first ones, depth first).
     """
@@ -121,7 +143,7 @@ def format_tree(task: Task, *, max_depth: int | None = None, max_rows: int | Non
         indent = "  " * depth
         rows.append(
             (
-                f"{indent}{sub.label}",
+                f"{indent}{table_label(sub.label)}",
                 sub.status.value,
                 friendly_seconds(sub.duration),
                 friendly_seconds(sub.total_cpu()),

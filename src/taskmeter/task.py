@@ -18,7 +18,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from enum import Enum
 from pathlib import Path
 from types import TracebackType
@@ -969,15 +969,14 @@ class Task(BaseModel):
         token = state.ctx_token
         if token is None:
             return
-        if otel_context.get_current() is state.context:
+        if otel_context.get_current() is state.context and _leave_context(token):
             state.ctx_token = None
             state.context = None
-            otel_context.detach(token)  # type: ignore[arg-type]
             return
         # Finished in another thread or asyncio task than the one that started
-        # it, where detaching would fail: the task keeps its token (and so its
-        # state), and the starting context detaches it when it next starts a
-        # task (see _leave_finished).
+        # it (or in a copy of its context), where detaching would fail: the
+        # task keeps its token (and so its state), and the starting context
+        # detaches it when it next starts a task (see _leave_finished).
         with _revive_lock:
             kept = self._tm
             if kept is None:
@@ -1099,15 +1098,37 @@ def _leave_finished(stack: tuple[Task, ...]) -> tuple[Task, ...]:
         if state is None or state.ctx_token is None:
             continue
         if otel_context.get_current() is state.context:
-            token = state.ctx_token
-            state.ctx_token = None
-            state.context = None
             try:
-                otel_context.detach(token)  # type: ignore[arg-type]
+                left = _leave_context(state.ctx_token)
             except Exception as exc:
                 swallowed("task.detach", exc)
+                left = True
+            if left:
+                state.ctx_token = None
+                state.context = None
     _active_stack.set(stack)
     return stack
+
+
+def _leave_context(token: object) -> bool:
+    """Make current again the span context that was current before ``token``'s attach.
+
+    Where it was attached, by detaching ``token`` (``True``).  In a copy of that
+    context (an asyncio task, ``contextvars.copy_context().run``) a token cannot
+    be used (OpenTelemetry's ``detach`` would log the ``ValueError`` as an
+    error): there the earlier context is attached instead and ``False`` says
+    that the token is still for the original context to detach.
+    """
+    if type(token) is not Token:  # another runtime context's token
+        otel_context.detach(token)  # type: ignore[arg-type]
+        return True
+    try:
+        token.var.reset(token)
+    except ValueError:  # created in another Context, of which this is a copy
+        earlier = token.old_value
+        otel_context.attach(otel_context.Context() if earlier is Token.MISSING else earlier)
+        return False
+    return True
 
 
 def _status_for(error: BaseException | None) -> TaskStatus:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import operator
 import os
+import stat
 import sys
 import tempfile
 import threading
@@ -37,10 +39,24 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, durable: bool = Tru
     at any moment leaves either the old file or the new one; the temporary
     file a killed writer leaves behind is removed by a later writer of the
     same directory.
+
+    A symbolic link is followed: its target is replaced, the link stays.  A
+    path that exists and is not a regular file (a FIFO, ``/dev/stdout``, a
+    device) is written through, not replaced: renaming over it would put a
+    plain file in place of the node.  A FIFO that no process reads is an
+    ``OSError`` at once rather than a wait.
     """
     target = Path(path)
+    if _write_through(target, text):
+        return
+    if target.is_symlink():
+        target = Path(os.path.realpath(target))
     directory = target.parent
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:  # a file where a directory of the path belongs
+        problem = errno.ENOTDIR
+        raise NotADirectoryError(problem, os.strerror(problem), exc.filename) from exc
     _remove_dead_temporaries(directory)
     fd, tmp_name = tempfile.mkstemp(
         prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=directory
@@ -56,6 +72,27 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, durable: bool = Tru
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
         raise
+
+
+def _write_through(target: Path, text: str) -> bool:
+    """Write ``text`` into ``target`` if it exists and is not a regular file (following
+    links); ``False`` (nothing done) for a regular file or a path that does not exist."""
+    try:
+        mode = os.stat(target).st_mode
+    except OSError:  # missing (or a dangling link): the atomic path creates it
+        return False
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):  # a directory fails in the atomic path
+        return False
+    # O_NONBLOCK: opening a FIFO nobody reads fails (ENXIO) instead of blocking.
+    fd = os.open(target, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    try:
+        os.set_blocking(fd, True)
+        data = text.encode("utf-8")
+        while data:
+            data = data[os.write(fd, data) :]
+    finally:
+        os.close(fd)
+    return True
 
 
 def _remove_dead_temporaries(directory: Path) -> None:

@@ -37,6 +37,9 @@ CASES: dict[str, list[str]] = {
     "measure: bad metadata": ["measure", "{garbage}", "--timing", "isr.run", "p.T"],
     "measure: metric without package": ["measure", "{metadata}", "--timing", "isr.run", "T"],
     "measure: missing spec file": ["measure", "{metadata}", "--specs", "{missing}"],
+    "measure: legacy unit 0": [
+        "measure", "{metadata}", "--timing", "isr.run", "p.T", "--legacy-maxrss-unit", "0",
+    ],
     "measure: cannot compute": ["measure", "{metadata}", "--cpu-timing", "isr.run", "p.C"],
     "measure: no work found, output unwritable": [
         "measure", "{metadata}", "--timing", "other.run", "p.T", "-o", "{dir}/no/m.json",

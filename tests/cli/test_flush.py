@@ -69,6 +69,20 @@ def test_unreachable_endpoint_leaves_the_spool_and_exits_1(tmp_path: Path) -> No
     assert Spool(tmp_path).entries() == before
 
 
+def test_every_line_on_standard_error_begins_with_taskmeter(tmp_path: Path) -> None:
+    """The warning logged when the endpoint refuses (why nothing was delivered) is one of
+    taskmeter's lines like the others: ``taskmeter: export.traces.unavailable: ...``; it
+    came out bare, through Python's last-resort handler."""
+    spool_spans(tmp_path, 5)
+    result = taskmeter(
+        "flush", str(tmp_path), "--otlp-endpoint", f"http://127.0.0.1:{closed_port()}"
+    )
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert any("connection refused" in line for line in lines), result.stderr
+    assert all(line.startswith("taskmeter: ") for line in lines), result.stderr
+
+
 def test_list_shows_what_waits_without_sending(tmp_path: Path) -> None:
     """--list counts batches and spans by signal; nothing is sent or removed."""
     spool_spans(tmp_path, 30)

@@ -100,6 +100,43 @@ def test_spec_file_and_no_work_found(
     assert "no work found for pipe_tasks.CharTime" in err
 
 
+def test_legacy_maxrss_unit_applies_to_memory_specs_from_files_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--legacy-maxrss-unit`` describes the metadata: memory metrics of a spec file get
+    it as those of ``--memory`` do (200 units of 1 byte each, not of the platform's KiB)."""
+    legacy = tmp_path / "legacy.json"  # no __version__: ru_maxrss in the writer's unit
+    legacy.write_text(
+        json.dumps({"isr.runStartMaxResidentSetSize": [100], "isr.runEndMaxResidentSetSize": [200]})
+    )
+    specs = tmp_path / "metrics.toml"
+    specs.write_text(
+        '[[metrics]]\nkind = "memory"\ntarget = "isr.run"\n'
+        'package = "ip_isr"\nmetric = "IsrMemory"\n'
+    )
+    options = ["--memory", "isr.run", "ip_isr.CliMemory", "--specs", str(specs)]
+    status, out, _ = run([str(legacy), *options, "--legacy-maxrss-unit", "1"], capsys)
+    assert status == EXIT_OK
+    assert {m["metric"]: m["value"] for m in out} == {
+        "ip_isr.CliMemory": 200.0,
+        "ip_isr.IsrMemory": 200.0,
+    }
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_legacy_maxrss_unit_must_be_positive_even_without_memory_specs(
+    metadata_file: Path, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    """A nonsensical unit is a usage error whatever the specs are, not silently unused."""
+    status, out, err = run(
+        [str(metadata_file), "--timing", "isr.run", "a.b", "--legacy-maxrss-unit", value],
+        capsys,
+    )
+    assert status == EXIT_USAGE
+    assert out is None
+    assert f"--legacy-maxrss-unit must be a positive number of bytes, not {value}" in err
+
+
 def test_uncomputable_metric_has_its_own_exit_code(
     metadata_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -117,6 +118,33 @@ def test_a_directory_as_output_is_named_as_such(tmp_path: Path) -> None:
     )
     assert sorted(path.name for path in tmp_path.iterdir()) == ["reports", "t.json"]
     assert list(reports.iterdir()) == []
+
+
+def test_output_through_a_link_to_standard_output_is_written_there(tmp_path: Path) -> None:
+    """``-o`` naming a link to a pipe (as /dev/stdout is): the page goes down the pipe
+    and the link stays; renaming over it would have put a file in its place."""
+    source = tmp_path / "t.json"
+    save_task(make_tree(1, 1, 1), source)
+    link = tmp_path / "out.html"
+    link.symlink_to("/proc/self/fd/1")
+    result = taskmeter("report", str(source), "-o", str(link))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("<!DOCTYPE html>") and "taskmeter-data" in result.stdout
+    assert link.is_symlink() and os.readlink(link) == "/proc/self/fd/1"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out.html", "t.json"]
+
+
+def test_unwritable_directory_is_named_without_temporary_file_names(tmp_path: Path) -> None:
+    """The error names the report and the reason, not the hidden temporary file."""
+    source = tmp_path / "t.json"
+    save_task(make_tree(1, 1, 1), source)
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    result = taskmeter("report", str(source), "-o", str(blocked / "r.html"))
+    assert result.returncode == 4
+    assert result.stderr == (
+        f"taskmeter: error: cannot write the report {blocked / 'r.html'}: Not a directory\n"
+    )
 
 
 def test_the_report_never_replaces_its_task_file(tmp_path: Path) -> None:

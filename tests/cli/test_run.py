@@ -338,6 +338,51 @@ def test_command_inherits_ignored_signals_as_from_a_shell(tmp_path: Path) -> Non
     assert result.stdout == "True\n"
 
 
+def test_sigint_to_a_background_job_that_ignores_it_changes_nothing(tmp_path: Path) -> None:
+    """``taskmeter run ... &`` in a script ignores SIGINT, as its command does: a
+    ``kill -INT`` of taskmeter is not passed on, and the command that ran to its end
+    is ``finished``, not ``cancelled``."""
+    import json
+
+    ready = tmp_path / "ready"
+    script = (
+        "import pathlib, sys, time; pathlib.Path(sys.argv[1]).write_text('ready'); time.sleep(0.5)"
+    )
+    launcher = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+        "os.execv(sys.executable, sys.argv[1:])"
+    )
+    taskmeter_run = [sys.executable, "-m", "taskmeter", "run", "-o", str(tmp_path / "run.json")]
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            launcher,
+            *taskmeter_run,
+            "--",
+            sys.executable,
+            "-c",
+            script,
+            str(ready),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_environment(),
+    )
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the program did not start"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    doc = json.loads((tmp_path / "run.json").read_text())
+    assert doc["status"] == "finished"
+    assert "SIGINT" not in stderr
+
+
 def test_running_task_file_is_written_while_the_command_runs(tmp_path: Path) -> None:
     """With -o, the file shows a running task before the command ends."""
     import json

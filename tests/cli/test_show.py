@@ -199,6 +199,29 @@ def test_labels_cannot_drive_the_terminal_and_wide_ones_stay_aligned(tmp_path: P
     assert len(status_ends) == 1
 
 
+def test_a_very_long_label_is_cut_in_the_table_and_whole_in_json(tmp_path: Path) -> None:
+    """A 100,000-character label no longer makes every row 100,000 columns wide: the
+    table cuts it at LABEL_COLUMNS with an ellipsis; --json keeps it whole."""
+    from taskmeter.render import LABEL_COLUMNS, display_width
+
+    long_label = "step " + "x" * 100_000
+    with Task("root") as root:
+        with Task(long_label):
+            pass
+        with Task("short"):
+            pass
+    path = tmp_path / "long.json"
+    path.write_text(root.model_dump_json())
+    result = taskmeter("show", str(path))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 4
+    assert max(display_width(line) for line in lines) < LABEL_COLUMNS + 60
+    assert lines[2].startswith("  step xxx") and "…" in lines[2]
+    as_json = taskmeter("show", str(path), "--json")
+    assert [task["label"] for task in json.loads(as_json.stdout)["tasks"]][1] == long_label
+
+
 def test_a_directory_given_as_file_is_said_plainly(tmp_path: Path) -> None:
     """``show DIR`` and ``report DIR``: one line naming DIR once with the reason, exit 3
     (it was ``[Errno 21] Is a directory: 'DIR'`` after the path)."""

@@ -207,6 +207,31 @@ def test_ignored_sigint_stays_ignored_for_the_command(
     assert out.read_text() == "True"
 
 
+@pytest.mark.parametrize("use_sigtimedwait", MODES)
+def test_signal_ignored_at_start_sent_to_the_supervisor_is_ignored(
+    tmp_path: Path, use_sigtimedwait: bool, restored_signals: None
+) -> None:
+    """A background job ignores SIGINT: a ``kill -INT`` of it neither reaches the
+    command (which runs to its end) nor counts as a stop request (no cancel)."""
+    ready = tmp_path / "ready"
+    script = (
+        "import pathlib, sys, time\n"
+        "pathlib.Path(sys.argv[1]).write_text('ready')\n"
+        "time.sleep(0.5)\n"
+    )
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    supervisor, outcome = supervise(
+        [sys.executable, "-c", script, str(ready)],
+        use_sigtimedwait,
+        send_once_ready(ready, signal.SIGINT),
+    )
+    assert supervisor.forwarded == []
+    assert outcome.exit_code == 0
+    assert outcome.signal is None
+    assert outcome.stop_signal is None
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
 def test_sigtimedwait_cannot_be_forced_where_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delattr(signal, "sigtimedwait", raising=False)
     with pytest.raises(ValueError, match="sigtimedwait is not available"):

@@ -121,6 +121,22 @@ def test_redact_url_drops_credentials_query_and_fragment() -> None:
     assert redact_url("http://[::1") == "(an unparsable endpoint)"
 
 
+def test_redact_url_without_a_scheme_drops_credentials_too() -> None:
+    """A value missing its ``http://`` (``user:pw@host:port``) is shown as host and port:
+    parsed as it was, the user name read as a scheme and the password was shown."""
+    assert redact_url("user:s3cret@collector.example:4318") == "collector.example:4318"
+    assert redact_url("collector.example:4318/v1?token=abc") == "collector.example:4318"
+    assert redact_url("nope") == "nope"  # shown, not an anonymous "(endpoint)"
+
+
+def test_bad_endpoint_variable_message_has_no_credentials() -> None:
+    """The message naming a malformed variable keeps its password out (it reaches CI logs)."""
+    environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": "user:s3cret@collector.example:4318"}
+    problem = endpoint_variable_problem("traces", environ, protocol="http/protobuf")
+    assert problem is not None and "s3cret" not in problem
+    assert problem.startswith("OTEL_EXPORTER_OTLP_ENDPOINT: collector.example:4318: ")
+
+
 def test_endpoint_with_credentials_is_shown_without_them() -> None:
     """An endpoint URL with user:password is used, but `where` never shows the password."""
     with scripted_endpoint() as endpoint:

@@ -10,9 +10,11 @@ pay for what ``taskmeter report`` needs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NoReturn
 
 VERBS: dict[str, str] = {
@@ -74,7 +76,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    return int(handler(args))
+    with _log_lines_prefixed():
+        return int(handler(args))
+
+
+@contextlib.contextmanager
+def _log_lines_prefixed() -> Iterator[None]:
+    """Print the warnings of the ``taskmeter`` logger as ``taskmeter: ...`` lines on
+    standard error while a verb runs, as the verb's own lines are, where logging is not
+    configured (they would come out bare, through Python's last-resort handler)."""
+    logger = logging.getLogger("taskmeter")
+    if logger.handlers or logging.getLogger().handlers:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("taskmeter: %(message)s"))
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 if __name__ == "__main__":  # pragma: no cover

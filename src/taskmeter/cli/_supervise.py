@@ -8,9 +8,12 @@ become its children and are reaped, and counted, here.  Descendants still
 running when the command exits are counted only with ``wait_all``.
 
 Signals sent to taskmeter (``SIGINT``, ``SIGTERM``, ``SIGHUP``, ...) are
-forwarded to the command.  Those the terminal sends to the whole foreground
-process group (Ctrl-C, Ctrl-\\, a resize, a hang-up) already reached the
-command, which shares taskmeter's group, and are not sent twice.
+forwarded to the command, but for those ignored when taskmeter started (a
+background job's ``SIGINT``, ``nohup``'s ``SIGHUP``): they stay ignored, by
+taskmeter and the command alike, as a shell leaves them.  Those the terminal
+sends to the whole foreground process group (Ctrl-C, Ctrl-\\, a resize, a
+hang-up) already reached the command, which shares taskmeter's group, and are
+not sent twice.
 
 Where ``sigtimedwait`` exists (Linux) the signals are blocked and taken one
 by one, with the sender's ``si_code`` telling the terminal's from a
@@ -172,6 +175,12 @@ class Supervisor:
             reset.append(signal.SIGXFSZ)
         options: dict[str, object] = {"setsigdef": reset}
         if self._queue is None:
+            # Signals ignored when taskmeter started stay ignored, for the
+            # command too, as a shell leaves them (a background job's SIGINT,
+            # nohup's SIGHUP): blocked, Linux would queue them for sigtimedwait.
+            self._waited -= {
+                signo for signo in FORWARDED_SIGNALS if signal.getsignal(signo) is signal.SIG_IGN
+            }
             # Block the signals before the child exists, so none is lost between
             # the spawn and the first wait; the child gets the original mask.
             old_mask: set[int] = set(signal.pthread_sigmask(signal.SIG_BLOCK, self._waited))

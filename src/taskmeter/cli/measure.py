@@ -70,7 +70,8 @@ def register(subparsers: Any) -> None:
         type=int,
         default=None,
         metavar="BYTES",
-        help="bytes per ru_maxrss unit for metadata without __version__ (default: this platform's)",
+        help="bytes per ru_maxrss unit for metadata without __version__, for every memory "
+        "metric, --specs files' included (default: this platform's)",
     )
     parser.add_argument(
         "-o", "--output", type=Path, default=None, help="write the JSON here (default: stdout)"
@@ -102,6 +103,18 @@ def _option_specs(args: argparse.Namespace) -> list[Any]:
     return specs
 
 
+def _with_legacy_unit(spec: Any, unit: int | None) -> Any:
+    """``spec``, or for a memory spec with ``unit`` given, the same spec with that
+    ``ru_maxrss`` unit: the option describes the metadata, whichever file the spec is from."""
+    from ..measure import MemoryMetric
+
+    if unit is None or not isinstance(spec, MemoryMetric):
+        return spec
+    return MemoryMetric(
+        target=spec.target, package=spec.package, metric=spec.metric, legacy_maxrss_unit=unit
+    )
+
+
 def _file_problem(exc: Exception, kind: str, path: Path) -> str:
     """The message of a metadata or spec file error: a missing file said plainly."""
     cause = exc.__cause__
@@ -117,11 +130,15 @@ def run(args: argparse.Namespace) -> int:
     from ..measure import MetadataError, SpecError, load_metadata, load_specs, measure_metadata
     from ._common import error, say, write_stdout
 
+    unit = args.legacy_maxrss_unit
+    if unit is not None and unit <= 0:
+        error(f"--legacy-maxrss-unit must be a positive number of bytes, not {unit}")
+        return EXIT_USAGE
     try:
         specs = _option_specs(args)
         for path in args.specs:
             try:
-                specs.extend(load_specs(path))
+                specs.extend(_with_legacy_unit(spec, unit) for spec in load_specs(path))
             except SpecError as exc:
                 raise SpecError(_file_problem(exc, "spec", path)) from exc
     except SpecError as exc:

@@ -98,7 +98,7 @@ def handle(args: argparse.Namespace) -> int:
         try:
             write_atomic(output, page, durable=False)
         except OSError as exc:
-            error(f"cannot write the report {output}: {exc}")
+            error(f"cannot write the report {output}: {exc.strerror or exc}")
             return EXIT_OUTPUT_FAILED
         where = str(output)
     interrupted.report(task for _, task in root.walk())

@@ -60,7 +60,8 @@ exit status:
        export the run, were wrong (nothing was run)
 
 Signals sent to taskmeter (SIGINT, SIGTERM, SIGHUP, ...) are passed on to the
-command.  Use --no-status for full-screen programs (editors, top).
+command, except those ignored when taskmeter started (a background job's
+SIGINT), which stay ignored.  Use --no-status for full-screen programs (editors, top).
 """
 
 DEFAULT_INTERVAL_S = 0.1

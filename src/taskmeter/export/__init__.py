@@ -6,9 +6,6 @@
     from opentelemetry.sdk.trace import TracerProvider
     from taskmeter.export import DurableSpanExporter, DurableSpanProcessor
 
-    from .exporters import DurableSpanExporter
-    from .processor import DurableSpanProcessor
-
     provider = TracerProvider()
     provider.add_span_processor(DurableSpanProcessor(DurableSpanExporter("/var/spool/myapp")))
     trace.set_tracer_provider(provider)

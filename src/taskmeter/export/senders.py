@@ -75,9 +75,15 @@ class SendResult:
 
 
 def redact_url(url: str) -> str:
-    """``url`` without user information, query and fragment (for messages)."""
+    """``url`` without user information, query and fragment (for messages).
+
+    A value without ``scheme://`` (``user:pw@host:port``, a mistake) is shown as
+    ``host:port``: parsed as it stands, its user name would pass for a scheme and
+    the rest, password included, for a path.
+    """
+    schemeless = "://" not in url
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(f"//{url}" if schemeless else url)
     except ValueError:
         return "(an unparsable endpoint)"
     try:
@@ -87,7 +93,7 @@ def redact_url(url: str) -> str:
         port = f":{parts.port}" if parts.port is not None else ""
     except ValueError:  # a port that is not one: shown as given, without user information
         host, port = parts.netloc.rpartition("@")[2], ""
-    if not parts.scheme:
+    if schemeless or not parts.scheme:
         return f"{host}{port}" if host else "(endpoint)"
     return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
 
