@@ -91,9 +91,15 @@ class FakeNvmlError(Exception):
         self.value = value
 
     def __str__(self) -> str:
-        return {3: "Not Supported", 12: "NVML Shared Library Not Found", 15: "GPU is lost"}.get(
-            self.value, f"NVML error {self.value}"
-        )
+        return {
+            UNINITIALIZED: "Uninitialized",
+            3: "Not Supported",
+            12: "NVML Shared Library Not Found",
+            15: "GPU is lost",
+        }.get(self.value, f"NVML error {self.value}")
+
+
+UNINITIALIZED = 1
 
 
 NOT_SUPPORTED = 3
@@ -135,28 +141,41 @@ class FakeNvml:
         self.init_error = init_error
         self.init_calls = 0
         self.shutdown_calls = 0
+        self.initialised = 0
+        """``nvmlInit`` calls not yet matched by ``nvmlShutdown`` (NVML counts them)."""
         self.calls: dict[str, int] = {}
 
     def _count(self, name: str) -> None:
         self.calls[name] = self.calls.get(name, 0) + 1
 
-    @staticmethod
-    def _check(gpu: FakeGpu) -> None:
+    def _check(self, gpu: FakeGpu) -> None:
+        self._check_initialised()
         if gpu.failing:
             raise FakeNvmlError(GPU_IS_LOST)
+
+    def _check_initialised(self) -> None:
+        # As NVML after its last nvmlShutdown.  (Queries before any nvmlInit
+        # are let through: tests resolve devices without starting the fake.)
+        if self.shutdown_calls and not self.initialised:
+            raise FakeNvmlError(UNINITIALIZED)
 
     def nvmlInit(self) -> None:
         self.init_calls += 1
         if self.init_error is not None:
             raise FakeNvmlError(self.init_error)
+        self.initialised += 1
 
     def nvmlShutdown(self) -> None:
+        self._check_initialised()
         self.shutdown_calls += 1
+        self.initialised = max(self.initialised - 1, 0)
 
     def nvmlDeviceGetCount(self) -> int:
+        self._check_initialised()
         return len(self.gpus)
 
     def nvmlDeviceGetHandleByIndex(self, index: int) -> FakeGpu:
+        self._check_initialised()
         if not 0 <= index < len(self.gpus):
             raise FakeNvmlError(2)
         return self.gpus[index]

@@ -245,3 +245,64 @@ def test_export_names_are_imported_on_first_use() -> None:
     assert result.stdout.strip() == (
         "False True True module 'taskmeter.export' has no attribute 'NoSuchName'"
     )
+
+
+UNNEEDED_FOR_A_PLAIN_RUN = (
+    "taskmeter.probes.prometheus",  # no TASKMETER_ENERGY_CONFIG: no Prometheus probe
+    "taskmeter.probes.energy_config",
+    "urllib.request",  # the Prometheus probe's HTTP client
+    "http.client",
+    "ssl",
+    "taskmeter.taskfile",  # no task file, no subtask record to read
+)
+
+
+def test_plain_run_loads_only_what_its_probes_and_figures_need(tmp_path: Path) -> None:
+    """``taskmeter run`` with no task file, no export and no energy configuration loads no
+    Prometheus client, no task-file reader, and (on a machine without an NVIDIA driver) not
+    pynvml: what it loads after starting the command delays its exit when the command is
+    short (bench/bench_cli.py --only run)."""
+    status, _, at_exit = cli_imports(
+        tmp_path, "run", "-q", "--", sys.executable, "-c", "pass", env=clean_environment()
+    )
+    assert status == 0
+    assert "taskmeter.probes.selection" in at_exit  # the check sees the probes detected
+    assert [m for m in UNNEEDED_FOR_A_PLAIN_RUN if m in at_exit] == []
+    from taskmeter.probes.nvml import nvml_possible
+
+    if not nvml_possible():
+        assert "pynvml" not in at_exit
+
+
+def test_prometheus_probe_is_imported_on_first_use() -> None:
+    """``taskmeter.probes`` imports the Prometheus probe (and its HTTP client) when it is
+    first asked for, or with the package where TASKMETER_ENERGY_CONFIG names a
+    configuration; every public name resolves, and an unknown one is an AttributeError."""
+    code = (
+        "import sys\n"
+        "import taskmeter.probes as probes\n"
+        "before = 'taskmeter.probes.prometheus' in sys.modules\n"
+        "names = [getattr(probes, name) for name in probes.__all__]\n"
+        "from taskmeter.probes import PrometheusProbe, ProcessProbe\n"
+        "after = 'taskmeter.probes.prometheus' in sys.modules\n"
+        "try:\n"
+        "    probes.NoSuchName\n"
+        "except AttributeError as exc:\n"
+        "    missing = str(exc)\n"
+        "print(before, after, all(n is not None for n in names), missing)\n"
+    )
+    result = python(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        "False True True module 'taskmeter.probes' has no attribute 'NoSuchName'"
+    )
+    check = "import sys, taskmeter.probes; print('urllib.request' in sys.modules)"
+    configured = subprocess.run(
+        [sys.executable, "-c", check],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=clean_environment({"TASKMETER_ENERGY_CONFIG": "/nonexistent/lenskit.toml"}),
+    )
+    assert configured.stdout.strip() == "True", configured.stderr

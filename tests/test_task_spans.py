@@ -389,3 +389,34 @@ def test_task_finished_in_a_copy_of_its_context_logs_no_detach_error(
     assert not trace.get_current_span().get_span_context().is_valid
     assert _detach_failures(caplog) == []
     assert spans.one("next").parent is None
+
+
+def _task_span_under(limit: int | None, *, own: int) -> ReadableSpan:
+    """The span of a task whose code set ``own`` attributes on it, under ``limit``."""
+    from opentelemetry.sdk.trace import SpanLimits
+
+    from taskmeter import use_tracer_provider
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(span_limits=SpanLimits(max_span_attributes=limit))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    use_tracer_provider(provider)
+    try:
+        with Task("limited"):
+            for index in range(own):
+                trace.get_current_span().set_attribute(f"app.{index}", index)
+    finally:
+        use_tracer_provider(None)
+    (span,) = exporter.get_finished_spans()
+    return span
+
+
+@pytest.mark.parametrize("own", [0, 2])
+def test_task_attributes_cut_by_the_attribute_limit_are_counted_as_dropped(own: int) -> None:
+    """A task span over the attribute count limit reports every attribute it lost, the
+    task's figures included, as ``dropped_attributes`` (offered minus kept)."""
+    offered = len(_task_span_under(None, own=own).attributes or {})
+    assert offered > 8
+    span = _task_span_under(5, own=own)
+    assert len(span.attributes or {}) == 5
+    assert span.dropped_attributes == offered - 5

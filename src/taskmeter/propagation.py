@@ -363,17 +363,22 @@ def collect(directory: str | os.PathLike[str]) -> list[Task]:
     others are still returned.
     """
     from ._log import logger
-    from .taskfile import TaskFileError, load_task
 
     tasks: list[Task] = []
     try:
-        entries = sorted(Path(directory).glob("*.json"))
+        names = sorted(
+            name for name in os.listdir(directory) if name.endswith(".json") and name[0] != "."
+        )  # a dot file: a temporary file of a write still in progress
+    except FileNotFoundError:
+        return tasks
     except OSError as exc:
         logger.warning("cannot list delivered subtasks in %s: %s", directory, exc)
         return tasks
-    for path in entries:
-        if path.name.startswith("."):
-            continue  # a temporary file of a write still in progress
+    if not names:
+        return tasks  # the common case: the task model need not be loaded
+    from .taskfile import TaskFileError, load_task
+
+    for path in (Path(directory, name) for name in names):
         try:
             tasks.append(load_task(path))
         except TaskFileError as exc:

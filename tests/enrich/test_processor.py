@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, Tracer
@@ -572,3 +572,59 @@ def test_a_forked_child_drops_the_parents_open_spans(pipeline: Pipeline) -> None
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
     assert attr.CPU_TIME in (pipeline.one("request").attributes or {})
+
+
+def _limited_request(limit: int | None, own: dict[str, int]) -> ReadableSpan:
+    """A span with ``own`` attributes, enriched by CPU and memory probes, under ``limit``."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(span_limits=SpanLimits(max_span_attributes=limit))
+    provider.add_span_processor(
+        EnrichingSpanProcessor(
+            SimpleSpanProcessor(exporter), select="all", probes=[CpuTimeProbe(), PeakMemoryProbe()]
+        )
+    )
+    with provider.get_tracer("app").start_as_current_span("request") as span:
+        for key, value in own.items():
+            span.set_attribute(key, value)
+    provider.shutdown()
+    (finished,) = exporter.get_finished_spans()
+    return finished
+
+
+@pytest.mark.parametrize("copy_by_dict", [True, False])
+def test_figures_cut_by_the_attribute_limit_are_counted_as_dropped(
+    monkeypatch: pytest.MonkeyPatch, copy_by_dict: bool
+) -> None:
+    """Figures left off for the span attribute limit add to ``dropped_attributes``, on top
+    of what the SDK dropped itself: the count is every attribute offered minus those kept."""
+    monkeypatch.delenv("TASKMETER_MACHINE", raising=False)
+    taskmeter.settings.reload()
+    monkeypatch.setattr(enrich_processor, "_DICT_COPY_IS_FAITHFUL", copy_by_dict)
+    own = {"a": 1, "b": 2, "c": 3}
+    unlimited = _limited_request(None, own)
+    figures = [key for key in unlimited.attributes or {} if key not in own]
+    assert len(figures) == 6  # duration, cpu time/user/system/thread, memory peak
+    assert unlimited.dropped_attributes == 0
+
+    # Room for the span's own three and one figure: five figures are cut.
+    span = _limited_request(4, own)
+    assert {k: v for k, v in (span.attributes or {}).items() if k in own} == own
+    assert len(span.attributes or {}) == 4
+    assert span.dropped_attributes == 5
+
+    # The SDK already dropped one of five own attributes (limit 4): all six figures cut.
+    span = _limited_request(4, {**own, "d": 4, "e": 5})
+    assert set(span.attributes or {}) == {"b", "c", "d", "e"}
+    assert span.dropped_attributes == 1 + 6
+
+
+def test_a_figure_the_span_already_has_is_not_counted_as_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An attribute the span set itself under a figure's name is kept, not cut: the count
+    is of figures really left off."""
+    monkeypatch.delenv("TASKMETER_MACHINE", raising=False)
+    taskmeter.settings.reload()
+    span = _limited_request(2, {attr.DURATION: 7, "a": 1})
+    assert dict(span.attributes or {}) == {attr.DURATION: 7, "a": 1}
+    assert span.dropped_attributes == 5  # six figures, one of them the span's own

@@ -214,3 +214,44 @@ def test_method_sampled_ignores_counters_and_counter_refuses_sampling() -> None:
         NvmlEnergyProbe(old, method="counter", required=True)
     with pytest.raises(ValueError, match="method"):
         NvmlEnergyProbe(old, method="guess")
+
+
+@pytest.mark.parametrize("counter", [True, False], ids=["counter", "sampled"])
+def test_energy_read_after_nvml_shutdown_is_absent_and_nvml_stays_down(counter: bool) -> None:
+    """A task that ends after NVML's exit-time shutdown has no GPU energy (no counter can
+    be read; sampled power would be extrapolated past its last sample), never a wrong
+    one, and neither its end nor a sampler tick starts NVML again."""
+    gpu = FakeGpu(gpu_uuid(0), energy_mj=1_000_000 if counter else None, power_mw=100_000)
+    fake, nvml = nvml_over([gpu])
+    clock = Clock()
+    probe = use(NvmlEnergyProbe(nvml, clock=clock))
+    with Task("finished before") as before:
+        if counter:
+            gpu.use_energy(7.0)
+        clock.now += 1.0
+        probe.sample()
+    with Task("open at exit") as task:
+        clock.now += 1.0
+        probe.sample()
+        nvml.shutdown()  # what atexit runs
+        if counter:
+            gpu.use_energy(50.0)
+        clock.now += 60.0
+        probe.tick()  # the monitor, still running
+        with Task("started after the shutdown") as late:
+            clock.now += 1.0
+    assert before.gpu_power == pytest.approx(7.0 if counter else 100.0, abs=1e-3)
+    assert task.gpu_power is None and late.gpu_power is None
+    assert "gpu" not in task.energy_sources
+    assert (fake.init_calls, fake.shutdown_calls) == (1, 1)
+    assert _log.error_counts == {}
+
+
+def test_nvml_is_not_started_again_after_its_shutdown() -> None:
+    fake, nvml = nvml_over([FakeGpu(gpu_uuid(0))])
+    assert nvml.start()
+    nvml.shutdown()
+    assert not nvml.start()
+    assert nvml.devices() == () and nvml.gpus() == ()
+    assert nvml.shut_down and nvml.reason is not None and "shut down" in nvml.reason
+    assert (fake.init_calls, fake.shutdown_calls) == (1, 1)

@@ -245,3 +245,27 @@ def test_sampled_high_water_resets_to_the_last_sample() -> None:
     assert mark.high_water() == 30
     mark.reset()
     assert mark.high_water() == 20
+
+
+def test_no_sample_restarts_nvml_after_its_shutdown_at_exit() -> None:
+    """A sampler tick after NVML's exit-time shutdown neither starts NVML again nor
+    changes the open task's peak: it keeps the samples taken while NVML ran."""
+    pid = this_pid()
+    gpus = [FakeGpu(gpu_uuid(0), processes={pid: 2 * GIB})]
+    fake = FakeNvml(gpus)
+    nvml = Nvml(fake, environ={})
+    probe = use(GpuMemoryProbe(nvml, torch_source=torch_with(FakeCuda(initialized=False))))
+    with Task("open at exit") as task:
+        gpus[0].processes[pid] = 3 * GIB
+        probe.sample()
+        nvml.shutdown()  # what atexit runs
+        gpus[0].processes[pid] = 5 * GIB
+        probe.tick()  # the monitor, still running
+        probe.sample()
+        assert process_gpu_memory(nvml, pid) is None
+        with Task("started after the shutdown") as late:
+            probe.sample()
+    assert (fake.init_calls, fake.shutdown_calls, fake.initialised) == (1, 1, 0)
+    assert task.peak_gpu_memory == 3 * GIB
+    assert late.peak_gpu_memory is None  # no sample of its own: absent, not the last one
+    assert _log.error_counts == {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -167,3 +168,48 @@ def test_shutdown_in_another_process_is_skipped(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(nvml_module.os, "getpid", lambda: -1)
     nvml.shutdown()
     assert fake.shutdown_calls == 0
+
+
+def test_without_any_trace_of_the_driver_pynvml_is_not_imported(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """On Linux with no NVIDIA kernel driver, WSL GPU or NVML library in the linker's
+    cache, NVML cannot start: the reason says so, and pynvml is not imported for it."""
+    imported: list[str] = []
+    monkeypatch.setattr(nvml_module.sys, "platform", "linux")
+    monkeypatch.setattr(nvml_module, "DRIVER_TRACES", (str(tmp_path / "nvidia*"),))
+    monkeypatch.setattr(nvml_module, "LINKER_CACHE", str(tmp_path / "ld.so.cache"))
+    monkeypatch.setattr(nvml_module.importlib, "import_module", imported.append)
+    monkeypatch.delenv("LD_LIBRARY_PATH", raising=False)
+    (tmp_path / "ld.so.cache").write_bytes(b"\0libc.so.6\0/lib/libc.so.6\0")
+    nvml = Nvml(environ={})
+    assert not nvml.start()
+    assert nvml.reason is not None and "no NVIDIA driver" in nvml.reason
+    assert imported == []
+
+
+@pytest.mark.parametrize("trace", ["device", "library in the cache", "LD_LIBRARY_PATH"])
+def test_any_trace_of_the_driver_lets_nvml_be_tried(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, trace: str
+) -> None:
+    """A device node, the library in the linker's cache (its module loaded on first use), or
+    the library on LD_LIBRARY_PATH: NVML is tried."""
+    monkeypatch.setattr(nvml_module.sys, "platform", "linux")
+    monkeypatch.setattr(nvml_module, "DRIVER_TRACES", (str(tmp_path / "dev" / "nvidia*"),))
+    monkeypatch.setattr(nvml_module, "LINKER_CACHE", str(tmp_path / "ld.so.cache"))
+    monkeypatch.delenv("LD_LIBRARY_PATH", raising=False)
+    (tmp_path / "ld.so.cache").write_bytes(b"\0libc.so.6\0")
+    (tmp_path / "dev").mkdir()
+    if trace == "device":
+        (tmp_path / "dev" / "nvidiactl").touch()
+    elif trace == "library in the cache":
+        (tmp_path / "ld.so.cache").write_bytes(b"\0libnvidia-ml.so.1\0/usr/lib/libnvidia-ml.so.1\0")
+    else:
+        (tmp_path / "lib").mkdir()
+        (tmp_path / "lib" / "libnvidia-ml.so.1").touch()
+        monkeypatch.setenv("LD_LIBRARY_PATH", f"/nonexistent:{tmp_path / 'lib'}")
+    fake = machine()
+    monkeypatch.setattr(nvml_module.importlib, "import_module", lambda name: fake)
+    nvml = Nvml(environ={})
+    assert nvml.start()
+    assert fake.init_calls == 1

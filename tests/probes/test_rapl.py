@@ -365,3 +365,71 @@ def test_a_counter_going_backwards_is_not_taken_for_a_wrap(powercap: FakePowerca
     assert dropped.cpu_power is None
     assert after.cpu_power == pytest.approx(3.5, abs=1e-6)
     assert probe.missed_wraps == 1
+
+
+def test_every_psys_zone_of_a_multi_package_machine_is_summed_once(
+    powercap: FakePowercap,
+) -> None:
+    """Two packages, each with its platform zone: the kernel names them ``psys`` and
+    ``psys-1``; the system figure is both advances, through wraps, each counted once
+    (a psys-named subzone and the mmio view of a package are not added again)."""
+    p0 = powercap.zone("intel-rapl:0", "package-0", range_j=1000.0, energy_j=950.0)
+    p1 = powercap.zone("intel-rapl:1", "package-1")
+    part = powercap.zone("intel-rapl:1:0", "psys")  # a part of package-1, not a platform
+    psys0 = powercap.zone("intel-rapl:2", "psys", range_j=1000.0, energy_j=900.0)
+    psys1 = powercap.zone("intel-rapl:3", "psys-1", range_j=1000.0, energy_j=990.0)
+    mmio = powercap.zone("intel-rapl-mmio:0", "package-0")
+    probe = use(RaplProbe(powercap.root, ("package", "psys")))
+    assert sorted((z.name, z.domain) for z in probe.zones) == [
+        ("package-0", "package"),
+        ("package-1", "package"),
+        ("psys", "psys"),
+        ("psys-1", "psys"),
+    ]
+    assert probe.energy_domains == {"cpu", "system"}
+    with Task("two platforms") as task:
+        for _ in range(3):  # each psys wraps at least once, seen by a sample
+            psys0.advance(200.0)
+            psys1.advance(150.0)
+            p0.advance(30.0)
+            probe.sample()
+        p1.advance(4.0)
+        part.advance(77.0)
+        mmio.advance(90.0)
+    assert psys0.raw_uj < 900_000_000 and psys1.raw_uj < 990_000_000  # they wrapped
+    assert task.system_power == pytest.approx(3 * 200.0 + 3 * 150.0, abs=1e-6)
+    assert task.cpu_power == pytest.approx(3 * 30.0 + 4.0, abs=1e-6)
+    assert task.energy_sources == {"cpu": "rapl", "system": "rapl-psys"}
+
+
+def test_psys_of_each_package_through_tpmi_is_counted_once_per_domain(
+    powercap: FakePowercap,
+) -> None:
+    """The same platform domains seen through the MSR and TPMI interfaces: one of each."""
+    msr0 = powercap.zone("intel-rapl:0", "psys")
+    msr1 = powercap.zone("intel-rapl:1", "psys-1")
+    tpmi0 = powercap.zone("intel-rapl-tpmi:0", "psys")
+    tpmi1 = powercap.zone("intel-rapl-tpmi:1", "psys-1")
+    probe = use(RaplProbe(powercap.root, ("psys",)))
+    assert sorted((z.name, z.control_type) for z in probe.zones) == [
+        ("psys", "intel-rapl"),
+        ("psys-1", "intel-rapl"),
+    ]
+    with Task("platforms") as task:
+        for zone, joules in ((msr0, 5.0), (msr1, 7.0), (tpmi0, 5.0), (tpmi1, 7.0)):
+            zone.advance(joules)
+    assert task.system_power == pytest.approx(12.0, abs=1e-6)
+
+
+def test_two_zones_of_one_interface_with_the_same_name_are_both_counted(
+    powercap: FakePowercap,
+) -> None:
+    """Within one interface each top-level zone is its own domain, even under one name."""
+    first = powercap.zone("intel-rapl:2", "psys")
+    second = powercap.zone("intel-rapl:10", "psys")
+    probe = use(RaplProbe(powercap.root, ("psys",)))
+    assert len(probe.zones) == 2
+    with Task("same names") as task:
+        first.advance(3.0)
+        second.advance(4.0)
+    assert task.system_power == pytest.approx(7.0, abs=1e-6)

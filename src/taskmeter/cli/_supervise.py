@@ -10,9 +10,10 @@ running when the command exits are counted only with ``wait_all``.
 Signals sent to taskmeter (``SIGINT``, ``SIGTERM``, ``SIGHUP``, ...) are
 forwarded to the command, but for those ignored when taskmeter started (a
 background job's ``SIGINT``, ``nohup``'s ``SIGHUP``): they stay ignored, by
-taskmeter and the command alike, as a shell leaves them.  Those the terminal sends to the whole foreground
-process group (Ctrl-C, Ctrl-\\, a resize, a hang-up) already reached the
-command, which shares taskmeter's group, and are not sent twice.
+taskmeter and the command alike, as a shell leaves them.  Those the terminal
+sends to the whole foreground process group (Ctrl-C, Ctrl-\\, a resize, a
+hang-up) already reached the command, which shares taskmeter's group, and are
+not sent twice.
 
 Where ``sigtimedwait`` exists (Linux) the signals are blocked and taken one
 by one, with the sender's ``si_code`` telling the terminal's from a

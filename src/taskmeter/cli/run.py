@@ -450,9 +450,12 @@ class _Run:
 
     def _remove_subtask_dir(self) -> None:
         if self.subtask_dir is not None:
-            import shutil
+            try:
+                os.rmdir(self.subtask_dir)  # empty, unless a record could not be read
+            except OSError:
+                import shutil
 
-            shutil.rmtree(self.subtask_dir, ignore_errors=True)
+                shutil.rmtree(self.subtask_dir, ignore_errors=True)
             self.subtask_dir = None
 
 

@@ -121,9 +121,22 @@ class _Opened(weakref.ref[Span]):
 
 
 class EnrichedSpan(ReadableSpan):
-    """A copy of an ended span with more attributes; what the wrapped processors receive."""
+    """A copy of an ended span with more attributes; what the wrapped processors receive.
 
-    def __init__(self, original: ReadableSpan, attributes: dict[str, AttributeValue]) -> None:
+    ``cut_attributes``: how many attributes were left off the copy for the
+    span attribute count limit; ``dropped_attributes`` reports them on top
+    of those the SDK dropped from the original, as the SDK counts an
+    attribute it cannot keep.
+    """
+
+    _cut_attributes = 0
+
+    def __init__(
+        self,
+        original: ReadableSpan,
+        attributes: dict[str, AttributeValue],
+        cut_attributes: int = 0,
+    ) -> None:
         # Positional, in the constructor's order (see also enriched_copy).
         super().__init__(
             original.name,
@@ -141,10 +154,11 @@ class EnrichedSpan(ReadableSpan):
             original.instrumentation_scope,
         )
         self._original = original
+        self._cut_attributes = cut_attributes
 
     @property
     def dropped_attributes(self) -> int:
-        return self._original.dropped_attributes
+        return self._original.dropped_attributes + self._cut_attributes
 
     @property
     def dropped_events(self) -> int:
@@ -155,8 +169,11 @@ class EnrichedSpan(ReadableSpan):
         return self._original.dropped_links
 
 
-def enriched_copy(original: ReadableSpan, attributes: dict[str, AttributeValue]) -> EnrichedSpan:
-    """``EnrichedSpan(original, attributes)``, made faster for the SDK's own ``ReadableSpan``.
+def enriched_copy(
+    original: ReadableSpan, attributes: dict[str, AttributeValue], cut_attributes: int = 0
+) -> EnrichedSpan:
+    """``EnrichedSpan(original, attributes, cut_attributes)``, made faster for the SDK's
+    own ``ReadableSpan``.
 
     The constructor reads thirteen properties (two of which copy the events
     and links into tuples) and passes them on: about 2 us a selected span.
@@ -168,16 +185,20 @@ def enriched_copy(original: ReadableSpan, attributes: dict[str, AttributeValue])
     otherwise, and for any other span class, the constructor runs.
     """
     if _DICT_COPY_IS_FAITHFUL and type(original) is ReadableSpan:
-        return _dict_copy(original, attributes)
-    return EnrichedSpan(original, attributes)
+        return _dict_copy(original, attributes, cut_attributes)
+    return EnrichedSpan(original, attributes, cut_attributes)
 
 
-def _dict_copy(original: ReadableSpan, attributes: dict[str, AttributeValue]) -> EnrichedSpan:
+def _dict_copy(
+    original: ReadableSpan, attributes: dict[str, AttributeValue], cut_attributes: int = 0
+) -> EnrichedSpan:
     copy: EnrichedSpan = _new_object(EnrichedSpan)
     fields = copy.__dict__
     fields.update(original.__dict__)
     fields["_attributes"] = attributes
     fields["_original"] = original
+    if cut_attributes:  # else the class's 0
+        fields["_cut_attributes"] = cut_attributes
     return copy
 
 
@@ -555,7 +576,8 @@ class EnrichingSpanProcessor(SpanProcessor):
         original = raw_attributes(span)
         if original:
             added.update(original)  # the span's own values win
-        return enriched_copy(span, _within_limit(span, added))
+        kept = _within_limit(span, added)
+        return enriched_copy(span, kept, len(added) - len(kept))
 
 
 _processors: weakref.WeakSet[EnrichingSpanProcessor] = weakref.WeakSet()
@@ -656,7 +678,11 @@ def _end_probes(opened: _Opened) -> None:
 
 
 def _within_limit(span: ReadableSpan, attributes: dict[str, Any]) -> dict[str, Any]:
-    """Keep the SDK's attribute-count limit: the span's own attributes first."""
+    """Keep the SDK's attribute-count limit: the span's own attributes first.
+
+    ``attributes`` holds the span's own ones too, so the figures left off
+    number ``len(attributes) - len(result)`` (counted as dropped, see
+    :class:`EnrichedSpan`)."""
     limit = getattr(getattr(span, "_attributes", None), "maxlen", None)
     if not isinstance(limit, int) or len(attributes) <= limit:
         return attributes

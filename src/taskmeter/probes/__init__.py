@@ -7,12 +7,19 @@ that; see :mod:`taskmeter.probes.selection`).  Detection runs once, when the
 first task starts.  :func:`set_probes` replaces the set (for instance to add a
 probe built on a test's fake ``/proc`` or ``/sys/class/powercap`` tree, or to
 drop one).
+
+The Prometheus probe (whose HTTP client brings in ``urllib``, ``http.client``
+and ``ssl``) is imported on first use: detection needs it only where
+``TASKMETER_ENERGY_CONFIG`` is set.  The other probe modules are imported
+with the package, so that processes forked after ``import taskmeter`` (a
+pool's workers) do not each import them at their first task.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from .base import Probe
 from .cpu import CpuTimeProbe
@@ -27,10 +34,26 @@ except ImportError:  # pragma: no cover - no getrusage (Windows)
     ProcessProbe = None  # type: ignore[assignment,misc]
 from .nvml import Nvml
 from .peaks import HighWaterSource, PeakRegister, PeakTracker
-from .prometheus import PrometheusProbe
 from .rapl import RaplProbe
 from .sampling import SampledProbe
 from .selection import energy_probes, parse_energy_selection, selection_from_environment
+
+if TYPE_CHECKING:
+    from .prometheus import PrometheusProbe
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PrometheusProbe":
+        from .prometheus import PrometheusProbe
+
+        globals()[name] = PrometheusProbe
+        return PrometheusProbe
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "CpuTimeProbe",

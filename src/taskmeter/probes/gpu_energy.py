@@ -12,6 +12,8 @@ one.  ``taskmeter.energy.gpu.source`` says which: ``nvml-counter``,
 
 The figure covers whole GPUs: other processes on them, and every MIG slice of
 a GPU, are included; a GPU shared by two visible MIG devices is counted once.
+A task read after NVML was shut down (at exit) has no figure: no counter can
+be read, and sampled power would be extrapolated past the last sample.
 """
 
 from __future__ import annotations
@@ -156,19 +158,28 @@ class NvmlEnergyProbe(SampledProbe):
             self.source = "nvml-sampled"
         return None
 
-    def _read_counters(self) -> list[int]:
+    def _read_counters(self) -> list[int] | None:
+        """The counters, in millijoules; ``None`` once NVML is shut down (at exit)."""
         if not self.counter_gpus:
             return []
         gpus = self.nvml.gpus()
-        energy = self.nvml.module.nvmlDeviceGetTotalEnergyConsumption
-        return [int(energy(gpus[p].gpu_handle)) for p in self.counter_gpus]
+        module = self.nvml.started_module()
+        if module is None or not gpus:
+            return None
+        energy = module.nvmlDeviceGetTotalEnergyConsumption
+        try:
+            return [int(energy(gpus[p].gpu_handle)) for p in self.counter_gpus]
+        except module.NVMLError:
+            if self.nvml.shut_down:  # shut down meanwhile
+                return None
+            raise
 
     def _integrals_at(self, now: float) -> list[float | None]:
         with self._lock:
             return [integral.at(now) for integral in self._integrals]
 
     def begin(self, *, reset_peak: bool = True) -> _GpuEnergyState | None:
-        if self.reason is not None:
+        if self.reason is not None or self.nvml.shut_down:
             return None
         token = self._task_opened() if self.sampled_gpus else 0
         try:
@@ -177,14 +188,24 @@ class NvmlEnergyProbe(SampledProbe):
             if self.sampled_gpus:
                 self._task_closed(token)
             raise
+        if counters is None:
+            if self.sampled_gpus:
+                self._task_closed(token)
+            return None
         return _GpuEnergyState(token, counters, self._integrals_at(self._clock()))
 
     def read(self, state: _GpuEnergyState | None, figures: Figures) -> None:
         if state is None:
             return
+        if self.nvml.shut_down:
+            debug_once("nvml.energy.shutdown", "no GPU energy for tasks read after NVML shut down")
+            return
         total_j = 0.0
         if self.counter_gpus:
-            for start, now in zip(state.counters_mj, self._read_counters(), strict=True):
+            counters = self._read_counters()
+            if counters is None:
+                return
+            for start, now in zip(state.counters_mj, counters, strict=True):
                 if now < start:
                     debug_once("nvml.counter", "a GPU energy counter went backwards (reset?)")
                     return
@@ -214,14 +235,17 @@ class NvmlEnergyProbe(SampledProbe):
         """Take a power sample of every GPU without an energy counter."""
         nvml = self.nvml
         gpus = nvml.gpus()
-        if not gpus:
+        module = nvml.started_module()
+        if not gpus or module is None:  # unusable, or shut down (at exit)
             return
-        power = nvml.module.nvmlDeviceGetPowerUsage
+        power = module.nvmlDeviceGetPowerUsage
         readings: list[tuple[int, float]] = []
         for slot, position in enumerate(self.sampled_gpus):
             try:
                 readings.append((slot, power(gpus[position].gpu_handle) / 1000))
-            except nvml.error as exc:
+            except module.NVMLError as exc:
+                if nvml.shut_down:  # shut down meanwhile
+                    return
                 swallowed("probe.nvml-energy.sample", exc)
         now = self._clock()
         with self._lock:

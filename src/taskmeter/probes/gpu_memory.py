@@ -123,6 +123,9 @@ class GpuMemoryProbe(SampledProbe):
 
     def begin(self, *, reset_peak: bool = True) -> _GpuMemoryState:
         register = self.nvml_register
+        if register is not None and self.nvml is not None and self.nvml.shut_down:
+            # No sample can be taken any more: the last one is no figure of this task.
+            register = None
         token = self._task_opened() if register is not None else 0
         try:
             torch = self.torch_register.open(reset=reset_peak)
@@ -134,6 +137,8 @@ class GpuMemoryProbe(SampledProbe):
         return _GpuMemoryState(token, torch, nvml)
 
     def read(self, state: _GpuMemoryState, figures: Figures) -> None:
+        # A task open when NVML was shut down (at exit) keeps the peak of the
+        # samples taken while it ran (sampled, as always); none is taken after.
         peak = self.torch_register.peak(state.torch)
         if peak is None and state.nvml is not None and self.nvml_register is not None:
             peak = self.nvml_register.peak(state.nvml)
@@ -169,17 +174,18 @@ def process_gpu_memory(nvml: Nvml, pid: int) -> int | None:
     driver does not report its usage.
     """
     devices = nvml.devices()
-    if not devices:
+    module = nvml.started_module()
+    if not devices or module is None:  # unusable, or shut down (at exit)
         return None
-    module = nvml.module
     total = 0
     found = False
     others = False
     for device in devices:
         try:
             processes = module.nvmlDeviceGetComputeRunningProcesses(device.handle)
-        except nvml.error as exc:
-            swallowed("probe.gpu-memory.sample", exc)
+        except module.NVMLError as exc:
+            if not nvml.shut_down:  # else shut down meanwhile: no reading, nothing amiss
+                swallowed("probe.gpu-memory.sample", exc)
             return None
         for process in processes:
             if process.pid != pid:

@@ -20,11 +20,11 @@ process since it started (macOS reports it in bytes, other Unixes in KiB).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import threading
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -242,11 +242,15 @@ class LinuxRssHighWater(HighWaterSource):
         self._floor_bound = None
         self._floor = None
 
-    def _close_files(self) -> None:
+    def _close_files(self, _close: Callable[[int], None] = os.close) -> None:
+        # ``os.close`` bound here: called from __del__, possibly at interpreter
+        # exit, when this module's globals may already be gone (None).
         for fd in (self._status_fd, self._statm_fd, self._clear_fd):
             if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+                try:  # noqa: SIM105 - not contextlib.suppress: the module's globals may be gone
+                    _close(fd)
+                except OSError:
+                    pass
 
     def __del__(self) -> None:
         self._close_files()

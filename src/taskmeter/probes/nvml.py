@@ -13,17 +13,28 @@ first entry that names no device ends the list.  Indices are NVML's, which
 follow PCI bus order; CUDA follows it too when ``CUDA_DEVICE_ORDER=PCI_BUS_ID``
 (and on machines whose GPUs are all alike).
 
-NVML is started (``nvmlInit``) once per process and shut down at exit.  A
-forked child starts it again for itself on first use: the parent's device
-handles are not reused.
+On Linux, where none of the NVIDIA driver's traces is found (its kernel
+module's ``/proc/driver/nvidia``, ``/dev/nvidia*``, WSL's ``/dev/dxg``, or
+``libnvidia-ml`` where the dynamic linker looks), NVML could not start and
+``pynvml`` is not imported: that import alone takes 25 ms, which every task
+process and ``taskmeter run`` would pay on a machine without a GPU.
+
+NVML is started (``nvmlInit``) once per process and shut down at exit; once
+shut down it is never started again in that process (a monitor tick or a
+task finished later gets no device, and the GPU figures that would need a
+reading are absent).  A forked child starts it again for itself on first
+use: the parent's device handles are not reused.
 """
 
 from __future__ import annotations
 
 import atexit
+import glob
 import importlib
+import importlib.util
 import os
 import re
+import sys
 import threading
 import weakref
 from collections.abc import Mapping
@@ -34,6 +45,10 @@ from .._log import debug_once
 
 NVML_MODULE = "pynvml"
 INSTALL_HINT = "pip install 'taskmeter[gpu]'"
+DRIVER_TRACES = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/nvidia[0-9]*", "/dev/dxg")
+"""Paths (glob patterns) one of which exists where the NVIDIA driver is loaded (or WSL's GPU)."""
+LINKER_CACHE = "/etc/ld.so.cache"
+NVML_LIBRARY = "libnvidia-ml.so.1"
 _LEGACY_MIG = re.compile(r"^MIG-(GPU-[0-9A-Fa-f-]+)/(\d+)/(\d+)$")
 _MIG_ENABLED = 1
 
@@ -81,6 +96,7 @@ class Nvml:
         self.reason: str | None = None
         """Why NVML cannot be used here (``None`` when it can, or before :meth:`start`)."""
         self._atexit = False
+        self._shut_down = False
         _instances.add(self)
 
     def start(self) -> bool:
@@ -94,10 +110,20 @@ class Nvml:
         return bool(self._devices)
 
     @property
+    def shut_down(self) -> bool:
+        """Whether :meth:`shutdown` ran in this process (NVML is then never started again)."""
+        return self._shut_down
+
+    @property
     def module(self) -> Any:
         """The NVML module (after a successful :meth:`start`)."""
         if self._module is None:
             raise RuntimeError("NVML is not started")
+        return self._module
+
+    def started_module(self) -> Any | None:
+        """The NVML module if NVML is started and not shut down, else ``None`` (never raises;
+        for the monitor thread, which may run while the process shuts NVML down)."""
         return self._module
 
     @property
@@ -119,8 +145,20 @@ class Nvml:
         return self._gpus
 
     def _start(self) -> None:
+        if self._shut_down:
+            return
         module = self._injected
         if module is None:
+            if importlib.util.find_spec(NVML_MODULE) is None:
+                self.reason = f"nvidia-ml-py is not installed ({INSTALL_HINT})"
+                return
+            if not nvml_possible():
+                self.reason = (
+                    "no NVIDIA driver here (none of "
+                    + ", ".join(DRIVER_TRACES)
+                    + f", nor {NVML_LIBRARY} where the dynamic linker looks)"
+                )
+                return
             try:
                 module = importlib.import_module(NVML_MODULE)
             except ImportError:
@@ -160,13 +198,21 @@ class Nvml:
             _note_device_order(module, self._devices, environ)
 
     def shutdown(self) -> None:
-        """Shut NVML down, if this process started it (registered to run at exit)."""
+        """Shut NVML down, if this process started it (registered to run at exit).
+
+        For good: nothing starts it again in this process (a sampler's tick
+        or a task that ends after this finds no device), as a library shut
+        down at exit must not be initialised anew behind it.
+        """
         with self._lock:
             module, pid = self._module, self._started_pid
             self._module = None
             self._started_pid = None
             self._devices = self._gpus = ()
-            self._tried = False
+            self._tried = True
+            self._shut_down = True
+            if self.reason is None:  # else the reason it never started stays
+                self.reason = "NVML was shut down (the process is exiting)"
         if module is not None and pid == os.getpid():
             try:
                 module.nvmlShutdown()
@@ -180,7 +226,31 @@ class Nvml:
         self._started_pid = None
         self._devices = self._gpus = ()
         self._tried = False
+        self._shut_down = False
         self.reason = None
+
+
+def nvml_possible() -> bool:
+    """Whether NVML might start here, judged from a few paths without loading it.
+
+    Elsewhere than on Linux, always.  On Linux, when the NVIDIA kernel driver
+    (or WSL's GPU device) shows, or its NVML library is where the dynamic
+    linker looks (``LD_LIBRARY_PATH``, the linker's cache: the driver may be
+    installed with its module loaded on first use).  When in doubt (the
+    cache cannot be read), ``True``.
+    """
+    if not sys.platform.startswith("linux"):
+        return True
+    if any(glob.glob(pattern) for pattern in DRIVER_TRACES):
+        return True
+    for directory in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep):
+        if directory and os.path.exists(os.path.join(directory, NVML_LIBRARY)):
+            return True
+    try:
+        with open(LINKER_CACHE, "rb") as cache:
+            return NVML_LIBRARY.encode() in cache.read()
+    except OSError:
+        return True
 
 
 def resolve_visible_devices(module: Any, visible: str | None) -> list[GpuDevice]:

@@ -14,7 +14,10 @@ The ``cpu`` figure is the sum of the package zones (plus the DRAM zones when
 asked); ``core`` and ``uncore`` are parts of their package and never added.
 A physical domain seen through two interfaces (``intel-rapl`` and
 ``intel-rapl-mmio``) is counted once.  ``psys``, when asked, is the
-``system`` figure.
+``system`` figure: the sum of every top-level platform zone, as for packages.
+The kernel names the first ``psys`` and those of further packages ``psys-N``
+(N the physical package id, or the TPMI domain id), each its own top-level
+zone.
 
 ``energy_uj`` wraps to zero after ``max_energy_range_uj``; on AMD that can
 take only minutes.  Each counter is extended past its wraps by reading it at
@@ -34,7 +37,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .._log import debug_once
@@ -58,6 +61,8 @@ README_FIX = (
 )
 
 _ZONE = re.compile(r"^(?P<type>[a-z][a-z0-9-]*):(?P<index>\d+)$")
+_PSYS = re.compile(r"^psys(-\d+)?$")
+"""The platform zones' names: ``psys``, and ``psys-N`` for packages other than the first."""
 _CONTROL_TYPE_RANK = {"intel-rapl": 0, "intel-rapl-tpmi": 1, "intel-rapl-mmio": 2}
 
 
@@ -83,7 +88,7 @@ def zone_domain(name: str) -> str:
         return "package"
     if name.startswith("dram"):
         return "dram"
-    if name == "psys":
+    if _PSYS.match(name):
         return "psys"
     return ""
 
@@ -93,14 +98,15 @@ def find_rapl_zones(root: str | os.PathLike[str] = DEFAULT_POWERCAP_ROOT) -> lis
 
     Top-level zones (``intel-rapl:0``) and their subzones (``intel-rapl:0:2``,
     found inside the parent's directory) are listed; where two interfaces show
-    the same domain, the ``intel-rapl`` (MSR) one is kept.
+    the same domain (the same name), the ``intel-rapl`` (MSR) one is kept.
+    Within one interface every zone is a domain of its own.
     """
     base = Path(root)
     try:
-        entries = sorted(os.listdir(base))
+        entries = sorted(os.listdir(base), key=_entry_order)
     except OSError:
         return []
-    found: dict[str, RaplZone] = {}
+    by_type: dict[str, list[RaplZone]] = {}
     for entry in entries:
         match = _ZONE.match(entry)
         if match is None or "rapl" not in match["type"]:
@@ -108,18 +114,43 @@ def find_rapl_zones(root: str | os.PathLike[str] = DEFAULT_POWERCAP_ROOT) -> lis
         zone = _read_zone(base / entry, match["type"], parent=None)
         if zone is None:
             continue
-        _keep_preferred(found, zone)
+        zones = by_type.setdefault(match["type"], [])
+        zones.append(zone)
         child_name = re.compile(re.escape(entry) + r":\d+")
         try:
-            children = sorted(os.listdir(base / entry))
+            children = sorted(os.listdir(base / entry), key=_entry_order)
         except OSError:
             continue
         for child in children:
             if child_name.fullmatch(child):
                 sub = _read_zone(base / entry / child, match["type"], parent=zone.name)
                 if sub is not None:
-                    _keep_preferred(found, sub)
+                    zones.append(sub)
+    found: dict[str, RaplZone] = {}
+    for control_type in sorted(by_type, key=_control_type_rank):
+        # The first interface (by rank) to show a domain keeps it; a name seen
+        # twice within one interface is two zones (a second key for the second).
+        own: dict[str, RaplZone] = {}
+        for zone in by_type[control_type]:
+            key = zone.key
+            if key in own:
+                key = f"{key}@{zone.path.name}"
+                zone = replace(zone, key=key)
+            own[key] = zone
+        for key, zone in own.items():
+            found.setdefault(key, zone)
     return sorted(found.values(), key=lambda z: (z.key, z.control_type))
+
+
+def _entry_order(entry: str) -> tuple[str, tuple[int, ...]]:
+    """``intel-rapl:10`` after ``intel-rapl:9``: by control type, then numerically."""
+    control_type, _, rest = entry.partition(":")
+    indices = tuple(int(part) if part.isdigit() else -1 for part in rest.split(":"))
+    return control_type, indices
+
+
+def _control_type_rank(control_type: str) -> tuple[int, str]:
+    return _CONTROL_TYPE_RANK.get(control_type, len(_CONTROL_TYPE_RANK)), control_type
 
 
 def _read_zone(path: Path, control_type: str, parent: str | None) -> RaplZone | None:
@@ -137,13 +168,6 @@ def _read_zone(path: Path, control_type: str, parent: str | None) -> RaplZone | 
     if parent is not None and domain != "dram":
         domain = ""  # a part of its parent (core, uncore, a die): counted there
     return RaplZone(path, name, domain, key, control_type, range_uj)
-
-
-def _keep_preferred(found: dict[str, RaplZone], zone: RaplZone) -> None:
-    other = found.get(zone.key)
-    rank = _CONTROL_TYPE_RANK.get(zone.control_type, len(_CONTROL_TYPE_RANK))
-    if other is None or rank < _CONTROL_TYPE_RANK.get(other.control_type, rank + 1):
-        found[zone.key] = zone
 
 
 class _Counter:
@@ -251,7 +275,7 @@ class RaplProbe(SampledProbe):
         self._cpu_indices = tuple(cpu)
         self._cpu_source = _cpu_source({self._counters[i].zone.domain for i in cpu})
         psys = [i for i, c in enumerate(self._counters) if c.zone.domain == "psys"]
-        self._psys_index = psys[0] if psys else None
+        self._psys_indices = tuple(psys)
         if self._counters:
             shortest_range_j = min(c.range_uj for c in self._counters) / 1e6
             self.wrap_period_s = shortest_range_j / max_power_w
@@ -272,7 +296,7 @@ class RaplProbe(SampledProbe):
     def energy_domains(self) -> frozenset[str]:
         """The figures this probe fills: ``cpu`` and/or ``system``."""
         domains = {"cpu"} if self._cpu_indices else set()
-        if self._psys_index is not None:
+        if self._psys_indices:
             domains.add("system")
         return frozenset(domains)
 
@@ -293,8 +317,6 @@ class RaplProbe(SampledProbe):
             zones = find_rapl_zones(self.root)
             for domain in self.domains:
                 chosen = [z for z in zones if z.domain == domain]
-                if domain == "psys":
-                    chosen = chosen[:1]
                 if not chosen:
                     self.unavailable[domain] = f"no RAPL {domain} zone under {self.root}"
                     continue
@@ -363,9 +385,9 @@ class RaplProbe(SampledProbe):
         if self._cpu_indices:
             cpu_uj = sum(values[i] - start[i] for i in self._cpu_indices)
             figures.set_energy("cpu", cpu_uj / 1e6, self._cpu_source)
-        psys = self._psys_index
-        if psys is not None:
-            figures.set_energy("system", (values[psys] - start[psys]) / 1e6, "rapl-psys")
+        if self._psys_indices:
+            system_uj = sum(values[i] - start[i] for i in self._psys_indices)
+            figures.set_energy("system", system_uj / 1e6, "rapl-psys")
 
     def end(self, state: _RaplState | None) -> None:
         if state is not None:

@@ -28,17 +28,24 @@ import importlib.util
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .. import settings
 from .._log import config_warning, debug_once, error_once, warn_once
 from .base import Probe
-from .energy_config import load_energy_config
 from .errors import ProbeUnavailableError
 from .gpu_energy import NvmlEnergyProbe
 from .gpu_memory import GpuMemoryProbe
 from .nvml import Nvml, default_nvml
-from .prometheus import PrometheusProbe
 from .rapl import DEFAULT_POWERCAP_ROOT, RaplProbe
+
+if TYPE_CHECKING:
+    from .prometheus import PrometheusProbe
+
+if settings.energy_config_path() is not None:
+    # Detection will build the Prometheus probe: imported with the package, as
+    # the other probes are, not in each worker forked before the first task.
+    from . import energy_config, prometheus  # noqa: F401
 
 ENERGY_SOURCES = ("rapl", "dram", "psys", "nvml", "prometheus")
 """Source names a selection may ask for explicitly."""
@@ -185,6 +192,11 @@ def _prometheus_probe(
     if path is None:
         chooser.unavailable("prometheus", f"{settings.ENV_ENERGY_CONFIG} is not set")
         return None
+    # Only now: the probe's HTTP client (urllib, http.client, ssl) costs a
+    # process without a configuration 40 ms of start-up.
+    from .energy_config import load_energy_config
+    from .prometheus import PrometheusProbe
+
     try:
         config = load_energy_config(path, machine=settings.machine())
     except ValueError as exc:
