@@ -2,7 +2,8 @@
 
     python bench/bench_cli.py [--rounds N] [--only run|show] [--baseline-src DIR]
 
-``run``: runs ``python -c pass`` (the shortest real command: a Python start-up)
+``run``: runs a Python start-up that writes the time its first line ran (the
+shortest real command; the time tells how long ``taskmeter`` took to start it)
 
 * bare,
 * under ``taskmeter run -q`` with no exporter configured,
@@ -11,14 +12,18 @@
   on 127.0.0.1 started by this script,
 
 interleaving the four in each round so drift affects all alike, and prints the
-median wall time of each and its difference and ratio to the bare command.
+median wall time of each and its difference and ratio to the bare command, and
+the median delay before the command starts beyond the bare command's.
 
 ``show``: ``python -m taskmeter show FILE`` on a task file of 200 tasks,
 against ``python -c pass`` and ``python -c "import pydantic"`` (what reading a
 task file cannot avoid), interleaved; the median wall and CPU time (user +
-system) of each. ``--baseline-src DIR`` adds ``show`` run from another
-checkout's ``src`` (``git archive main | tar -x -C DIR``), to compare a change
-with the code before it in the same run.
+system) of each.
+
+``--baseline-src DIR`` adds ``show``, ``run`` and ``run`` exporting, run from
+another checkout's ``src`` directory (``git archive main src | tar -x -C
+/tmp/base``, then ``--baseline-src /tmp/base/src``), to compare a change with
+the code before it in the same run.
 """
 
 from __future__ import annotations
@@ -141,49 +146,91 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--only", choices=("run", "show"), help="one part of the benchmark")
-    parser.add_argument("--baseline-src", metavar="DIR", help="another checkout's src, for show")
+    parser.add_argument("--baseline-src", metavar="DIR", help="another checkout's src")
     args = parser.parse_args()
     if args.only != "run":
         bench_show(args.rounds, args.baseline_src)
     if args.only != "show":
-        bench_run(args.rounds)
+        bench_run(args.rounds, args.baseline_src)
 
 
-def bench_run(rounds: int) -> None:
+def bench_run(rounds: int, baseline_src: str | None) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Accept)
     server.received = 0  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     endpoint = f"http://127.0.0.1:{server.server_address[1]}"
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TASKMETER_"))}
-    otlp_env = dict(env, OTEL_EXPORTER_OTLP_ENDPOINT=endpoint)
-    command = [sys.executable, "-c", "pass"]
+    here = dict(env)
     run = [*taskmeter_command(), "run", "-q"]
+    if baseline_src:
+        # Both from a src directory, started the same way, so only the code differs.
+        here["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent / "src")
+        run = [sys.executable, "-m", "taskmeter", "run", "-q"]
     with tempfile.TemporaryDirectory() as scratch:
+        stamp = f"{scratch}/started"
+        # The command writes when it started: what taskmeter does before it is the delay.
+        command = [sys.executable, "-c", STAMP, stamp]
         cases = {
             "bare": (command, env),
-            "taskmeter run": ([*run, "--", *command], env),
-            "taskmeter run -o": ([*run, "-o", f"{scratch}/run.json", "--", *command], env),
-            "taskmeter run, OTLP": ([*run, "--", *command], otlp_env),
+            "taskmeter run": ([*run, "--", *command], here),
+            "taskmeter run -o": ([*run, "-o", f"{scratch}/run.json", "--", *command], here),
+            "taskmeter run, OTLP": (
+                [*run, "--", *command],
+                dict(here, OTEL_EXPORTER_OTLP_ENDPOINT=endpoint),
+            ),
         }
+        if baseline_src:
+            baseline = dict(env, PYTHONPATH=baseline_src)
+            cases["taskmeter run, baseline"] = ([*run, "--", *command], baseline)
+            cases["taskmeter run, OTLP, baseline"] = (
+                [*run, "--", *command],
+                dict(baseline, OTEL_EXPORTER_OTLP_ENDPOINT=endpoint),
+            )
         for case_command, case_env in cases.values():  # warm the page cache
-            timed(case_command, case_env)
+            timed_start(case_command, case_env, stamp)
         times: dict[str, list[float]] = {name: [] for name in cases}
+        delays: dict[str, list[float]] = {name: [] for name in cases}
         for _ in range(rounds):
             for name, (case_command, case_env) in cases.items():
-                times[name].append(timed(case_command, case_env))
+                wall, delay = timed_start(case_command, case_env, stamp)
+                times[name].append(wall)
+                delays[name].append(delay)
     server.shutdown()
 
     bare = statistics.median(times["bare"])
+    bare_delay = statistics.median(delays["bare"])
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, {rounds} rounds")
-    print(f"{'case':<22}{'median':>10}{'minus bare':>12}{'ratio':>8}")
+    print(f"{'case':<32}{'median':>10}{'minus bare':>12}{'ratio':>8}{'start delay':>13}")
     for name, values in times.items():
         median = statistics.median(values)
+        delay = statistics.median(delays[name]) - bare_delay
         print(
-            f"{name:<22}{median * 1000:>8.1f}ms{(median - bare) * 1000:>10.1f}ms"
-            f"{median / bare:>8.2f}"
+            f"{name:<32}{median * 1000:>8.1f}ms{(median - bare) * 1000:>10.1f}ms"
+            f"{median / bare:>8.2f}{delay * 1000:>11.1f}ms"
         )
+    print("start delay: from launch to the command's first line, minus the bare command's")
+    if baseline_src:
+        for case in ("taskmeter run", "taskmeter run, OTLP"):
+            wall = statistics.median(times[case]) / statistics.median(times[f"{case}, baseline"])
+            delay = (statistics.median(delays[case]) - bare_delay) / (
+                statistics.median(delays[f"{case}, baseline"]) - bare_delay
+            )
+            print(f"{case} / baseline: wall {wall:.2f}, start delay {delay:.2f}")
     print(f"spans received by the local OTLP endpoint: {server.received}")  # type: ignore[attr-defined]
+
+
+STAMP = "import sys, time; open(sys.argv[1], 'w').write(repr(time.time()))"
+"""The command: writes the wall-clock time its first line ran to the file it is given."""
+
+
+def timed_start(command: list[str], env: dict[str, str], stamp: str) -> tuple[float, float]:
+    """Wall seconds of ``command``, and seconds from its launch to the time it wrote."""
+    launched = time.time()
+    began = time.perf_counter()
+    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - began
+    return wall, float(Path(stamp).read_text()) - launched
 
 
 if __name__ == "__main__":

@@ -46,7 +46,8 @@ def _isolate_taskmeter_state() -> Iterator[None]:
     settings.reload()
     endpoints.forget()  # a port that failed in one test may serve the next one
     yield
-    leaked = [task.label for task in _running.values()]
+    running = [entry() for entry in _running.values()]
+    leaked = [task.label for task in running if task is not None]
     _running.clear()
     _active_stack.reset(token)
     taskmeter.set_probes(probes)

@@ -43,7 +43,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -192,7 +192,7 @@ class Inbox:
         return filed
 
     def _collect(self) -> tuple[int, int]:
-        from .task import _running
+        from .task import _running_task
         from .taskfile import TaskFileError, load_task
 
         try:
@@ -212,7 +212,7 @@ class Inbox:
         records.sort(key=lambda item: (item[0].start_time is None, item[0].start_time or 0.0))
         filed = 0
         for record, path in records:
-            target = self._parent_of(record, _running)
+            target = self._parent_of(record, _running_task)
             if target is None:
                 self.dropped += 1
                 swallowed(
@@ -229,11 +229,11 @@ class Inbox:
         self.collected += filed
         return len(records), filed
 
-    def _parent_of(self, record: Task, running: dict[UUID, Task]) -> Task | None:
+    def _parent_of(self, record: Task, running: Callable[[UUID], Task | None]) -> Task | None:
         parent_id = record.parent_id
         if parent_id is None:
             return None
-        parent = running.get(parent_id)
+        parent = running(parent_id)
         if parent is not None:
             return parent
         # The parent finished before the record came: its nearest running ancestor.
@@ -241,7 +241,7 @@ class Inbox:
         for _ in range(len(self._finished)):
             if ancestor is None:
                 break
-            task = running.get(ancestor)
+            task = running(ancestor)
             if task is not None:
                 self.late += 1
                 swallowed(

@@ -55,6 +55,8 @@ class Monitor:
         self.wakeups = 0
         """How many times the thread has woken up (an idle monitor does not)."""
         self._running_job: _Job | None = None
+        self._cancelled = 0
+        """How many jobs in ``_jobs`` are cancelled."""
 
     def add(
         self,
@@ -75,12 +77,30 @@ class Monitor:
         return MonitorHandle(job)
 
     def remove(self, handle: MonitorHandle) -> None:
-        """Stop calling a job (a no-op if it was already removed)."""
+        """Stop calling a job (a no-op if it was already removed).
+
+        The job lets go of its callback at once (a task's refresh holds the
+        task and its records).  Removed jobs leave the schedule when they
+        come first, or all at once when they are half of it: many short
+        tasks saving files within one interval do not pile up there.
+        """
         with self._cond:
-            handle._job.cancelled = True
+            job = handle._job
+            if job.cancelled:
+                return
+            job.cancelled = True
+            job.callback = _removed
+            if job is not self._running_job:
+                self._cancelled += 1
+            jobs = self._jobs
             # Drop cancelled jobs from the head so an empty monitor sleeps untimed.
-            while self._jobs and self._jobs[0].cancelled:
-                heapq.heappop(self._jobs)
+            while jobs and jobs[0].cancelled:
+                heapq.heappop(jobs)
+                self._cancelled -= 1
+            if self._cancelled > 16 and self._cancelled * 2 > len(jobs):
+                self._jobs = [job for job in jobs if not job.cancelled]
+                heapq.heapify(self._jobs)
+                self._cancelled = 0
 
     @property
     def job_count(self) -> int:
@@ -126,6 +146,7 @@ class Monitor:
                         return
                     while self._jobs and self._jobs[0].cancelled:
                         heapq.heappop(self._jobs)
+                        self._cancelled -= 1
                     if not self._jobs:
                         self._cond.wait()
                         continue
@@ -154,9 +175,14 @@ class Monitor:
         # parent's tasks; a child starts with an empty monitor.
         self._cond = threading.Condition()
         self._jobs = []
+        self._cancelled = 0
         self._running_job = None  # the parent's thread was running it
         self._thread = None
         self._stopping = False
+
+
+def _removed() -> None:
+    """The callback of a removed job (which lets go of its own)."""
 
 
 _monitor: Monitor | None = None

@@ -46,7 +46,7 @@ from uuid import UUID
 
 from . import _process, _workers, propagation
 from ._log import swallowed, warn_once
-from .task import Task, _running, state_of
+from .task import Task, _running_task, state_of
 
 __all__ = ["WorkerContext", "get_context", "init_worker", "with_parent", "worker_context"]
 
@@ -215,7 +215,7 @@ def _capture(fallback: UUID | None) -> WorkerContext | None:
     try:
         context = worker_context()
         if context is None and fallback is not None:
-            task = _running.get(fallback)
+            task = _running_task(fallback)
             task_state = task._tm if task is not None else None
             if task is not None and task_state is not None and not task_state.finished:
                 context = worker_context(task)

@@ -15,6 +15,8 @@ import random
 import sys
 import threading
 import time
+import weakref
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from enum import Enum
@@ -53,7 +55,7 @@ from .figures import Figures
 from .formats import friendly_duration as _friendly_duration
 from .monitor import MonitorHandle, get_monitor
 from .probes import active_probes
-from .probes.base import ProbeStates, begin_probes, finish_probes, read_probes
+from .probes.base import ProbeStates, begin_probes, finish_probes, read_probes, release_dropped
 from .tracing import get_tracer
 
 __all__ = ["Task", "TaskStatus"]
@@ -61,8 +63,50 @@ __all__ = ["Task", "TaskStatus"]
 _active_stack: ContextVar[tuple[Task, ...]] = ContextVar("taskmeter_active_tasks", default=())
 """The tasks active in this thread or asyncio task, innermost last."""
 
-_running: dict[UUID, Task] = {}
+
+class _RunningRef(weakref.ref["Task"]):
+    """A running task's entry in :data:`_running`: weak, so that a task dropped before
+    it finished (an abandoned request's) is not kept; its probe states, kept
+    here, are then ended (see :func:`_release_dropped`).  Not the task's whole
+    state: its context token holds the context that holds the task."""
+
+    __slots__ = ("probe_states", "task_id")
+
+    probe_states: ProbeStates
+    task_id: UUID
+
+
+_running: dict[UUID, _RunningRef] = {}
 """Every running task of this process, by id (for parents given by id, and the monitor)."""
+
+_dropped: deque[_RunningRef] = deque()
+"""Entries of running tasks that were garbage-collected, to release (see
+:func:`_release_dropped`).  Filled by the weak references' callback, which may
+run inside any allocation of any thread, so it only appends here."""
+_dropped_append = _dropped.append
+
+
+def _running_task(task_id: UUID) -> Task | None:
+    """The running task of this process with ``task_id``, if there is one."""
+    entry = _running.get(task_id)
+    return entry() if entry is not None else None
+
+
+def _release_dropped() -> None:
+    """Forget the running tasks that were dropped unfinished, and end their probes
+    (nothing could finish such a task any more).  Called when a task starts."""
+    release_dropped(
+        _dropped,
+        _running,
+        _task_id_of,
+        "task.dropped",
+        "a task was garbage-collected while running (never finished): it is forgotten "
+        "and its probes are ended; its span is not exported",
+    )
+
+
+def _task_id_of(entry: _RunningRef) -> UUID:
+    return entry.task_id
 
 
 def _load_fresh_store() -> None:
@@ -290,7 +334,7 @@ class Task(BaseModel):
     span_id: str | None = None
     """The task span's id (16 hex digits), when a span was recorded."""
 
-    __slots__ = ("_tm",)
+    __slots__ = ("__weakref__", "_tm")
     if TYPE_CHECKING:
         _tm: _State | None
 
@@ -328,7 +372,7 @@ class Task(BaseModel):
                     parent_id = parent_task.task_id
         elif isinstance(parent, Task):
             parent_id = parent.task_id
-            live = _running.get(parent_id)
+            live = _running_task(parent_id)
             if live is not None:
                 # The task itself, or a copy of it (unpickled, copied) while it
                 # runs here: the running task takes the subtask, as by id.
@@ -339,7 +383,7 @@ class Task(BaseModel):
             else:
                 parent_task = parent
         elif isinstance(parent, UUID):
-            parent_task = _running.get(parent)
+            parent_task = _running_task(parent)
             parent_id = parent
         else:
             raise TypeError(f"parent must be a Task, a UUID or None, not {type(parent).__name__}")
@@ -482,6 +526,8 @@ class Task(BaseModel):
         if state.started:
             raise RuntimeError(f"{self} cannot start: it is already {self.status.value}")
         state.started = True
+        if _dropped:
+            _release_dropped()
         stack = _active_stack.get()
         if stack and stack[-1].__dict__["status"] is not _RUNNING:
             # The innermost task here was finished in another thread or
@@ -523,7 +569,10 @@ class Task(BaseModel):
         state.ctx_token = otel_context.attach(context)
         state.context = context
 
-        _running[values["task_id"]] = self
+        entry = _RunningRef(self, _dropped_append)
+        entry.probe_states = ()
+        entry.task_id = task_id = values["task_id"]
+        _running[task_id] = entry
         _active_stack.set((*stack, self))
         if parent is not None:
             parent._adopt(self)
@@ -541,7 +590,7 @@ class Task(BaseModel):
         finally:
             lock.release()
         # Readings come last, so the task is not charged for its own set-up.
-        state.probe_states = begin_probes(probes, state.reset_hwm)
+        state.probe_states = entry.probe_states = begin_probes(probes, state.reset_hwm)
         state.perf_start = time.perf_counter()
 
         if state.save_file is not None:
@@ -652,7 +701,7 @@ class Task(BaseModel):
         # Down the tree (a running subtask may be below finished ones); the
         # file is saved right after, which costs more than this walk.
         for task in _each_once(self):
-            if task is not self and task.status is _RUNNING and _running.get(task.task_id) is task:
+            if task is not self and task.status is _RUNNING and _running_task(task.task_id) is task:
                 try:
                     task.update_resources()
                 except Exception as exc:
@@ -1208,9 +1257,12 @@ def _after_fork_in_child() -> None:
         parent = _innermost_running(stack)
         adopted: Task | None = getattr(_fork, "adopted", None)
         _fork.adopted = None
-        for task in (*_running.values(), *stack):
-            _disown(task)
+        running = [entry() for entry in _running.values()]
+        for task in (*running, *stack):
+            if task is not None:
+                _disown(task)
         _running.clear()
+        _dropped.clear()  # the parent's tasks: the parent releases them
         if stack:
             _active_stack.set(())
         if parent is None and adopted is not None:

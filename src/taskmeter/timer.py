@@ -1,5 +1,8 @@
 """lsst.utils.timer's ``timeMethod``, ``logInfo`` and ``time_this``, with a span per call.
 
+:func:`duration_from_time_method` (lsst's ``duration_from_timeMethod``, also
+under that name) reads a method's duration back from the keys written.
+
 :func:`time_method` writes exactly the keys lsst.utils writes (``runStartUtc``,
 ``runStartCpuTime``, ... ``runEndInvoluntaryContextSwitches``, ``nodeName``,
 ``__version__ = 1``), in the same units, into the ``metadata`` of the
@@ -35,13 +38,23 @@ from . import _process, settings
 from . import attributes as attr
 from ._log import debug_once, swallowed
 from ._rusage import USAGE_SUFFIXES, node_name, read_usage
+from ._timer_duration import duration_from_time_method
 from ._timer_report import enabled_for, is_structlog, memory_now, memory_unit, report
 from .task import Task
 from .tracing import get_tracer
 
-__all__ = ["TimerResult", "log_info", "time_method", "time_this"]
+__all__ = [
+    "TimerResult",
+    "duration_from_timeMethod",
+    "duration_from_time_method",
+    "log_info",
+    "time_method",
+    "time_this",
+]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+duration_from_timeMethod = duration_from_time_method  # lsst.utils' spelling
 
 METADATA_VERSION = 1
 """The ``__version__`` written into metadata: ``MaxResidentSetSize`` is in bytes."""

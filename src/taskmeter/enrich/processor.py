@@ -35,6 +35,7 @@ import threading
 import time
 import types
 import weakref
+from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -48,7 +49,14 @@ from .._log import config_warning, debug_once, swallowed, warn_once
 from .._spans import raw_attributes
 from ..figures import Figures
 from ..probes import active_probes
-from ..probes.base import Probe, ProbeStates, begin_probes, end_probes, finish_probes
+from ..probes.base import (
+    Probe,
+    ProbeStates,
+    begin_probes,
+    end_probes,
+    finish_probes,
+    release_dropped,
+)
 from .selector import SpanSelector
 
 __all__ = [
@@ -84,25 +92,32 @@ def _thread_token() -> object:
     return token
 
 
-class _Opened:
-    """The starting readings of one selected span."""
+class _Opened(weakref.ref[Span]):
+    """The starting readings of one selected span, and a weak reference to the span.
 
-    __slots__ = ("late_ns", "perf_start", "probe_states", "thread", "thread_cpu_start")
+    Weak, with the processor's ``_dropped.append`` as its callback: a span that
+    is garbage-collected without having ended (an abandoned request's) has its
+    readings released at the next selected span, instead of holding them, and
+    a place under ``max_open``, for good.  The fields are set after the
+    reference is made (see :meth:`EnrichingSpanProcessor._begin`).
+    """
 
-    def __init__(
-        self,
-        probe_states: ProbeStates,
-        thread: object,
-        thread_cpu_start: float,
-        perf_start: float,
-        late_ns: int,
-    ) -> None:
-        self.probe_states = probe_states
-        self.thread = thread
-        self.thread_cpu_start = thread_cpu_start
-        self.perf_start = perf_start
-        self.late_ns = late_ns
-        """How far the span's start time is from the moment it was reported."""
+    __slots__ = (
+        "late_ns",
+        "perf_start",
+        "probe_states",
+        "span_id",
+        "thread",
+        "thread_cpu_start",
+    )
+
+    probe_states: ProbeStates
+    span_id: int
+    thread: object
+    thread_cpu_start: float
+    perf_start: float
+    late_ns: int
+    """How far the span's start time is from the moment it was reported."""
 
 
 class EnrichedSpan(ReadableSpan):
@@ -366,6 +381,8 @@ class EnrichingSpanProcessor(SpanProcessor):
         self._reset_peak = reset_peak
         self._max_open = max_open
         self._open: dict[int, _Opened] = {}
+        # Readings of spans collected without having ended (see _Opened).
+        self._dropped: deque[_Opened] = deque()
         _processors.add(self)
 
     @property
@@ -408,6 +425,8 @@ class EnrichingSpanProcessor(SpanProcessor):
         try:
             if not select(span):
                 return
+            if self._dropped:
+                self._release_dropped()
             if len(self._open) >= self._max_open:
                 swallowed(
                     "enrich.max_open",
@@ -417,7 +436,8 @@ class EnrichingSpanProcessor(SpanProcessor):
                     ),
                 )
                 return
-            self._open[span.context.span_id] = self._begin(span.start_time)
+            span_id = span.context.span_id
+            self._open[span_id] = self._begin(span, span_id)
         except Exception as exc:
             swallowed("enrich.start", exc)
 
@@ -489,14 +509,35 @@ class EnrichingSpanProcessor(SpanProcessor):
     def _release_open(self) -> None:
         """End the probes of the spans open now: this processor will not see them end."""
         opened, self._open = self._open, {}
+        self._dropped.clear()  # their entries were in ``opened`` (or released)
         for entry in opened.values():
             _end_probes(entry)
 
-    def _begin(self, start_time_ns: int | None) -> _Opened:
+    def _release_dropped(self) -> None:
+        """End the probes of selected spans that were collected without having ended.
+
+        Called when a selected span starts (outside every lock).
+        """
+        release_dropped(
+            self._dropped,
+            self._open,
+            _span_id_of,
+            "enrich.dropped",
+            "a selected span was garbage-collected without having ended: its readings are released",
+        )
+
+    def _begin(self, span: Span, span_id: int) -> _Opened:
+        start_time_ns = span.start_time
         late_ns = abs(_time_ns() - start_time_ns) if start_time_ns is not None else 0
         probes = self._probes if self._probes is not None else active_probes()
-        states = begin_probes(probes, self._reset_peak)
-        return _Opened(states, _thread_token(), _thread_time(), _perf_counter(), late_ns)
+        opened = _Opened(span, self._dropped.append)
+        opened.span_id = span_id
+        opened.probe_states = begin_probes(probes, self._reset_peak)
+        opened.thread = _thread_token()
+        opened.thread_cpu_start = _thread_time()
+        opened.perf_start = _perf_counter()
+        opened.late_ns = late_ns
+        return opened
 
     def _enriched(self, span: ReadableSpan, opened: _Opened) -> ReadableSpan:
         thread_cpu: float | None = None
@@ -526,6 +567,7 @@ def _after_fork_in_child() -> None:
     # inside them), so it must not hold them against max_open.
     for processor in list(_processors):
         processor._open = {}
+        processor._dropped = deque()
 
 
 if hasattr(os, "register_at_fork"):
@@ -602,6 +644,10 @@ def _late_within_duration(span: ReadableSpan, late_ns: int) -> bool:
         late_ns / 1e9,
     )
     return False
+
+
+def _span_id_of(opened: _Opened) -> int:
+    return opened.span_id
 
 
 def _end_probes(opened: _Opened) -> None:

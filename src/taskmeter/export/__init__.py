@@ -6,6 +6,9 @@
     from opentelemetry.sdk.trace import TracerProvider
     from taskmeter.export import DurableSpanExporter, DurableSpanProcessor
 
+    from .exporters import DurableSpanExporter
+    from .processor import DurableSpanProcessor
+
     provider = TracerProvider()
     provider.add_span_processor(DurableSpanProcessor(DurableSpanExporter("/var/spool/myapp")))
     trace.set_tracer_provider(provider)
@@ -28,24 +31,26 @@ timestamps) twice.
 
 from __future__ import annotations
 
+import importlib
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .config import endpoint_for, sender_for
-from .delivery import Delivery, DeliveryStats, ExportRejectedError, ExportUnavailableError
-from .exporters import DurableMetricExporter, DurableSpanExporter, spool_from_environment
-from .processor import DurableSpanProcessor, SpansDroppedError
-from .senders import GrpcSender, HttpSender, Outcome, Sender, SendResult, redact_url
-from .spool import (
-    Batch,
-    Spool,
-    SpoolCorruptError,
-    SpoolEntry,
-    SpoolFullError,
-    SpoolStats,
-    decode_batch,
-    encode_batch,
-)
+if TYPE_CHECKING:
+    from .config import endpoint_for, sender_for
+    from .delivery import Delivery, DeliveryStats, ExportRejectedError, ExportUnavailableError
+    from .exporters import DurableMetricExporter, DurableSpanExporter, spool_from_environment
+    from .processor import DurableSpanProcessor, SpansDroppedError
+    from .senders import GrpcSender, HttpSender, Outcome, Sender, SendResult, redact_url
+    from .spool import (
+        Batch,
+        Spool,
+        SpoolCorruptError,
+        SpoolEntry,
+        SpoolFullError,
+        SpoolStats,
+        decode_batch,
+        encode_batch,
+    )
 
 __all__ = [
     "Batch",
@@ -76,6 +81,54 @@ __all__ = [
     "spool_from_environment",
 ]
 
+_LAZY: dict[str, str] = {
+    "endpoint_for": ".config",
+    "sender_for": ".config",
+    "Delivery": ".delivery",
+    "DeliveryStats": ".delivery",
+    "ExportRejectedError": ".delivery",
+    "ExportUnavailableError": ".delivery",
+    "DurableMetricExporter": ".exporters",
+    "DurableSpanExporter": ".exporters",
+    "spool_from_environment": ".exporters",
+    "DurableSpanProcessor": ".processor",
+    "SpansDroppedError": ".processor",
+    "GrpcSender": ".senders",
+    "HttpSender": ".senders",
+    "Outcome": ".senders",
+    "SendResult": ".senders",
+    "Sender": ".senders",
+    "redact_url": ".senders",
+    "Batch": ".spool",
+    "Spool": ".spool",
+    "SpoolCorruptError": ".spool",
+    "SpoolEntry": ".spool",
+    "SpoolFullError": ".spool",
+    "SpoolStats": ".spool",
+    "decode_batch": ".spool",
+    "encode_batch": ".spool",
+}
+"""Public name -> the module (relative to this package) that defines it.
+
+Imported on first use (PEP 562): the exporters and the processor import the
+OpenTelemetry SDK, which reading the ``OTEL_*`` configuration (``taskmeter
+run`` before it starts the command) and replaying a spool (``taskmeter
+flush``) do not need.
+"""
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 def durable_tracer_provider(
     spool: Spool | str | os.PathLike[str] | None = None, **exporter_options: Any
@@ -88,6 +141,9 @@ def durable_tracer_provider(
     it to :func:`taskmeter.use_tracer_provider`.
     """
     from opentelemetry.sdk.trace import TracerProvider
+
+    from .exporters import DurableSpanExporter
+    from .processor import DurableSpanProcessor
 
     provider = TracerProvider()
     provider.add_span_processor(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
-from typing import Any, ClassVar
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar, Protocol, TypeVar
 
-from .._log import swallowed
+from .._log import debug_once, swallowed
 from ..figures import Figures
 
 ProbeStates = tuple[tuple["Probe", Any], ...]
@@ -141,3 +142,43 @@ def end_probes(states: ProbeStates) -> None:
             probe.end(state)
         except Exception as exc:
             swallowed(f"probe.{probe.name}.end", exc)
+
+
+class HoldsProbeStates(Protocol):
+    """An entry that holds the begun probes of a task or span."""
+
+    probe_states: ProbeStates
+
+
+_Entry = TypeVar("_Entry", bound=HoldsProbeStates)
+
+
+def release_dropped(
+    dropped: deque[_Entry],
+    open_entries: dict[Any, _Entry],
+    key_of: Callable[[_Entry], Any],
+    log_key: str,
+    message: str,
+) -> None:
+    """Forget the entries in ``dropped`` and end their probes.
+
+    ``dropped`` holds entries of tasks or spans that were garbage-collected
+    before they ended (their weak references' callback queued them; it may
+    run inside any allocation, so it does nothing else).  Each leaves
+    ``open_entries`` (under ``key_of(entry)``, if it is still the entry there)
+    and has its probes ended, which closes its peak trackers; that would
+    otherwise stay open for good, and be folded into at every reset.  Said
+    once at debug level (``log_key``, ``message``).  Called outside every
+    lock; threads may drain the same queue at once.
+    """
+    while dropped:
+        try:
+            entry = dropped.popleft()
+        except IndexError:  # another thread took the last one
+            return
+        key = key_of(entry)
+        if open_entries.get(key) is entry:
+            open_entries.pop(key, None)
+        states, entry.probe_states = entry.probe_states, ()
+        end_probes(states)
+        debug_once(log_key, message)
