@@ -12,9 +12,11 @@ says what that costs: nothing with a spool, the undelivered data without.
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
 
 from taskmeter.instrumentation.sdk import WORKER_EXIT_TIMEOUT_S
+from tests import mp_workers
 from tests.export.servers import silent_endpoint
 
 from .runner import ROOT, flush_spool_into_sink, run_instrumented_program
@@ -62,3 +64,17 @@ def test_worker_exit_with_a_spool_is_quick_and_keeps_the_spans(tmp_path: Path) -
     assert "did not finish" not in ran.stderr
     delivered = flush_spool_into_sink(spool, lambda sink: sink.spans("worker span"))
     assert len(delivered) >= 1
+
+
+def test_a_worker_shuts_the_providers_down_before_its_exit_hooks(tmp_path: Path) -> None:
+    """In a spawned worker the bounded shutdown runs among multiprocessing's exit
+    finalizers, before the exit hooks: from Python 3.12 an exit hook can start no
+    thread, and the shutdown there would wait without a bound."""
+    path = tmp_path / "order.txt"
+    process = multiprocessing.get_context("spawn").Process(
+        target=mp_workers.record_exit_order, args=(str(path),)
+    )
+    process.start()
+    process.join(60)
+    assert process.exitcode == 0
+    assert path.read_text().splitlines() == ["providers shut down", "exit hooks"]
