@@ -114,11 +114,13 @@ class SdkSetup:
     is found as the provider's ``_atexit_handler``, or as its bound
     ``shutdown`` method, which is what the SDK registers.)
 
-    In a worker that bounded shutdown runs among ``multiprocessing``'s own
-    exit finalizers, before the interpreter finalizes: from Python 3.12 an
-    exit hook can start no thread (``RuntimeError: can't create new thread
-    at interpreter shutdown``), and without a thread the wait has no bound.
-    The exit hook stays, for a worker whose finalizers did not run.
+    The bounded shutdown is also one of ``multiprocessing``'s exit
+    finalizers, and whichever of the two runs first does it: Python 3.12 lets no
+    exit hook start a thread (``RuntimeError: can't create new thread at
+    interpreter shutdown``), and without a thread the wait has no bound, but
+    there a worker runs its finalizers before the interpreter finalizes.
+    (Python 3.11 and 3.13 run the exit hook's thread; 3.13 runs a worker's
+    finalizers from an exit hook.)
     """
 
     def __init__(
