@@ -24,6 +24,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sysconfig
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -246,6 +247,18 @@ def rotel_executable() -> str:
     return path
 
 
+def _add_libpython_dir(env: dict[str, str]) -> None:
+    """Let rotel's agent find the ``libpython`` of the interpreter running the tests.
+
+    The agent links ``libpython3.X.so``; an interpreter installed outside the
+    system library path (pyenv, a custom prefix) keeps it in its own LIBDIR.
+    """
+    libdir = sysconfig.get_config_var("LIBDIR")
+    if libdir and sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        paths = [libdir, *filter(None, env.get("LD_LIBRARY_PATH", "").split(os.pathsep))]
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(paths)
+
+
 def _accepts(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2):
@@ -303,6 +316,7 @@ class RotelCollector:
             "http",
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("ROTEL_")}
+        _add_libpython_dir(env)
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env

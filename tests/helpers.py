@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import math
+import mmap
 import os
 import time
 
 MIB = 1024 * 1024
 
 
-def touch_bytes(size: int) -> bytearray:
-    """Allocate ``size`` bytes and write to every page, so all of it is resident."""
-    block = bytearray(size)
+def touch_bytes(size: int) -> mmap.mmap:
+    """Map ``size`` bytes of fresh anonymous memory and write to every page, so the
+    process's resident set grows by exactly ``size`` until the block is released.
+
+    A private anonymous mapping, not a ``bytearray``: glibc's malloc raises its
+    mmap threshold (up to 32 MiB) each time it frees a mapped block, after which
+    a block of that size comes from the heap, may reuse pages freed earlier that
+    are still resident, and stays resident when freed; the resident set would
+    then not grow by ``size`` at all, and the measured peak would be right
+    while the test's ground truth was wrong.  ``del`` of the last reference
+    unmaps the block.
+    """
+    block = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     for offset in range(0, size, 4096):
         block[offset] = 1
     return block

@@ -177,3 +177,23 @@ def spans_exported_when_task_ended(label: str) -> int:
     with Task(label):
         pass
     return len(exporter.get_finished_spans())
+
+
+def record_exit_shutdown(path: str) -> None:
+    """Build an :class:`~taskmeter.instrumentation.sdk.SdkSetup` whose span processor
+    writes to ``path`` the name of the thread that shuts it down at this worker's exit."""
+    import threading
+
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
+    from taskmeter.instrumentation.sdk import SdkSetup
+
+    class NotingProcessor(SpanProcessor):
+        def shutdown(self) -> None:
+            with open(path, "a") as handle:
+                handle.write(threading.current_thread().name + "\n")
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(NotingProcessor())
+    SdkSetup(tracer_provider, MeterProvider()).register_exit()

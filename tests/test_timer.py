@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import mmap
 import os
 import platform
 import time
@@ -239,7 +240,7 @@ def test_cpu_and_wall_keys_match_ground_truth() -> None:
             time.sleep(0.2)
 
         @time_method
-        def grow(self) -> bytearray:
+        def grow(self) -> mmap.mmap:
             return touch_bytes(64 * MIB)
 
     sleeper = Sleeper()

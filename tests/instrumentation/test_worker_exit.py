@@ -12,9 +12,11 @@ says what that costs: nothing with a spool, the undelivered data without.
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
 
 from taskmeter.instrumentation.sdk import WORKER_EXIT_TIMEOUT_S
+from tests import mp_workers
 from tests.export.servers import silent_endpoint
 
 from .runner import ROOT, flush_spool_into_sink, run_instrumented_program
@@ -62,3 +64,18 @@ def test_worker_exit_with_a_spool_is_quick_and_keeps_the_spans(tmp_path: Path) -
     assert "did not finish" not in ran.stderr
     delivered = flush_spool_into_sink(spool, lambda sink: sink.spans("worker span"))
     assert len(delivered) >= 1
+
+
+def test_a_worker_shuts_the_providers_down_in_a_bounded_thread(tmp_path: Path) -> None:
+    """A spawned worker's exit shuts the providers down once, in the thread whose wait
+    is bounded: Python 3.12 lets no exit hook start a thread (the shutdown then ran in
+    the main thread, without a bound), so there it runs among multiprocessing's exit
+    finalizers, which a worker runs before the interpreter finalizes."""
+    path = tmp_path / "shutdown.txt"
+    process = multiprocessing.get_context("spawn").Process(
+        target=mp_workers.record_exit_shutdown, args=(str(path),)
+    )
+    process.start()
+    process.join(60)
+    assert process.exitcode == 0
+    assert path.read_text().splitlines() == ["taskmeter-shutdown"]

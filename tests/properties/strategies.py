@@ -1,4 +1,4 @@
-"""Hostile inputs: JSON-like values of every shape, odd scalars, and deep nesting."""
+"""Hostile inputs: JSON-like values of every shape and odd scalars."""
 
 from __future__ import annotations
 
@@ -86,11 +86,3 @@ def task_like() -> st.SearchStrategy[Any]:
         ),
         max_leaves=10,
     )
-
-
-def nested(depth: int, leaf: Any, key: str = "subtasks") -> Any:
-    """``{"label": ..., key: [ ... depth levels ... ]}``, built without recursion."""
-    document: Any = leaf
-    for _ in range(depth):
-        document = {"label": "level", key: [document]}
-    return document

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
 from collections.abc import Mapping
 from importlib.metadata import entry_points
@@ -112,6 +113,14 @@ class SdkSetup:
     the pool that joins them) for the exporters' timeouts.  (The SDK's hook
     is found as the provider's ``_atexit_handler``, or as its bound
     ``shutdown`` method, which is what the SDK registers.)
+
+    The bounded shutdown is also one of ``multiprocessing``'s exit
+    finalizers, and whichever of the two runs first does it: Python 3.12 lets no
+    exit hook start a thread (``RuntimeError: can't create new thread at
+    interpreter shutdown``), and without a thread the wait has no bound, but
+    there a worker runs its finalizers before the interpreter finalizes.
+    (Python 3.11 and 3.13 run the exit hook's thread; 3.13 runs a worker's
+    finalizers from an exit hook.)
     """
 
     def __init__(
@@ -126,6 +135,7 @@ class SdkSetup:
         self.durable = durable
         """Whether every exporter keeps what it cannot deliver in the spool."""
         self._exit_pid = 0
+        self._exit_done = False
 
     def shutdown(self) -> None:
         """Shut the tracer provider down, then the meter provider (which holds the
@@ -139,7 +149,11 @@ class SdkSetup:
 
         atexit.register(self.shutdown_at_exit)
         self._exit_pid = os.getpid()
+        self._exit_done = False
         _workers.shut_down_at_exit(self.tracer_provider, self.meter_provider)
+        mp_util = _multiprocessing_util()
+        if mp_util is not None:
+            mp_util.Finalize(None, self.shutdown_at_exit, exitpriority=_workers.EXIT_PRIORITY)
 
     def shutdown_at_exit(self, timeout_s: float | None = None) -> bool:
         """At exit, in a ``multiprocessing`` worker: the SDK's shutdown of the providers
@@ -156,6 +170,9 @@ class SdkSetup:
             # The main process (or a forked child of the one that built them):
             # the SDK's exit hooks shut the providers down, as everywhere else.
             return True
+        if self._exit_done:
+            return True  # done by multiprocessing's finalizers, before this exit hook
+        self._exit_done = True
         providers = [p for p in (self.tracer_provider, self.meter_provider) if _take_exit(p)]
         if not providers:
             return True  # shut down already, by the program
@@ -189,6 +206,16 @@ class SdkSetup:
             fate,
         )
         return False
+
+
+def _multiprocessing_util() -> Any:
+    """``multiprocessing.util`` if this process is, or may become, a ``multiprocessing``
+    worker: imported already, or this is the start of a spawned worker (whose
+    arguments hold ``--multiprocessing-fork``); else ``None``."""
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is None and "--multiprocessing-fork" in sys.argv:
+        import multiprocessing.util as mp_util
+    return mp_util
 
 
 def exporter_names(signal: str, environ: Mapping[str, str] | None = None) -> list[str]:
