@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -222,10 +223,14 @@ def test_names_that_are_not_utf8_are_recorded_escaped(tmp_path: Path) -> None:
     assert "exited with status 3" in labelled.stderr  # the summary, printed
 
 
-def start_run_until_ready(tmp_path: Path, command: list[str], ready: Path) -> subprocess.Popen[str]:
-    """``taskmeter run -o run.json -- command``, once the command has made ``ready``."""
+def start_run_until_ready(
+    tmp_path: Path, command: list[str], ready: Path, launcher: Sequence[str] = ()
+) -> subprocess.Popen[str]:
+    """``taskmeter run -o run.json -- command``, once the command has made ``ready``;
+    started through ``launcher`` (a program that execs its arguments), if given."""
     process = subprocess.Popen(
         [
+            *launcher,
             sys.executable,
             "-m",
             "taskmeter",
@@ -348,33 +353,14 @@ def test_sigint_to_a_background_job_that_ignores_it_changes_nothing(tmp_path: Pa
     script = (
         "import pathlib, sys, time; pathlib.Path(sys.argv[1]).write_text('ready'); time.sleep(0.5)"
     )
-    launcher = (
+    ignoring_sigint = [
+        sys.executable,
+        "-c",
         "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
-        "os.execv(sys.executable, sys.argv[1:])"
-    )
-    taskmeter_run = [sys.executable, "-m", "taskmeter", "run", "-o", str(tmp_path / "run.json")]
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            launcher,
-            *taskmeter_run,
-            "--",
-            sys.executable,
-            "-c",
-            script,
-            str(ready),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=clean_environment(),
-    )
-    deadline = time.monotonic() + 30
-    while not ready.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "the program did not start"
-        time.sleep(0.02)
+        "os.execv(sys.executable, sys.argv[1:])",
+    ]
+    command = [sys.executable, "-c", script, str(ready)]
+    process = start_run_until_ready(tmp_path, command, ready, launcher=ignoring_sigint)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr
