@@ -90,6 +90,21 @@ def test_5000_tasks_make_a_small_report_quickly(tmp_path: Path) -> None:
     assert "5011 tasks" in result.stderr
 
 
+def test_report_is_created_owner_only_as_task_files_are(tmp_path: Path) -> None:
+    """A new report holds what its task file holds: created 0600 whatever the umask."""
+    import stat
+
+    source = tmp_path / "t.json"
+    save_task(make_tree(1, 1, 1), source)
+    old_umask = os.umask(0o022)
+    try:
+        result = taskmeter("report", str(source), "-o", str(tmp_path / "r.html"))
+    finally:
+        os.umask(old_umask)
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE((tmp_path / "r.html").stat().st_mode) == 0o600
+
+
 def test_errors_exit_3_or_4_with_one_line(tmp_path: Path) -> None:
     """Missing input: 3; unwritable output: 4; never a traceback."""
     missing = taskmeter("report", str(tmp_path / "none.json"))
