@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import psutil
@@ -32,10 +33,18 @@ def running_record(**fields: object) -> Task:
     return Task.model_validate(document)
 
 
+def refreshed_record(path: Path) -> bool:
+    """Whether the task file at ``path`` exists and carries figures of a monitor refresh."""
+    return path.exists() and load_task(path).duration is not None
+
+
 def test_fifty_kills_at_random_moments_leave_no_corrupt_file(tmp_path: Path) -> None:
     """50 children refreshing their task file every 5 ms, each SIGKILLed at a random moment:
     every file that exists loads, is still 'running' with the child's pid, and is judged
-    interrupted once the child is gone."""
+    interrupted once the child is gone.  Every other child is killed at a random moment
+    after its file was first refreshed (the file keeps the refreshed figures), whatever CPU
+    the child got; the others at a random moment after it was started, its first write
+    included."""
     rng = random.Random(20240611)
     env = clean_environment({"TASKMETER_MONITOR_INTERVAL": "0.005", "TASKMETER_ENERGY": "none"})
     zygote = subprocess.Popen(
@@ -55,18 +64,29 @@ def test_fifty_kills_at_random_moments_leave_no_corrupt_file(tmp_path: Path) -> 
             zygote.stdin.write(f"run {path}\n")
             zygote.stdin.flush()
             pid = int(zygote.stdout.readline())
-            time.sleep(rng.uniform(0.0, 0.12))
+            after_refresh = round_ % 2 == 1
+            if after_refresh:
+                # Reading while the child writes is safe: records are renamed into place.
+                assert wait_until(partial(refreshed_record, path), 60, 0.002), (
+                    f"child {pid} did not refresh its task file"
+                )
+                time.sleep(rng.uniform(0.0, 0.05))
+            else:
+                time.sleep(rng.uniform(0.0, 0.12))
             os.kill(pid, signal.SIGKILL)
             zygote.stdin.write(f"reap {pid}\n")
             zygote.stdin.flush()
             assert zygote.stdout.readline().strip() == "reaped"
             if not path.exists():
+                assert not after_refresh, "a refreshed task file disappeared"
                 continue  # killed before its first write: no record, and none corrupt
             files += 1
             task = load_task(path)  # raises if the file were damaged
             assert task.status is TaskStatus.RUNNING
             assert task.pid == pid
             assert here.interruption(task) == f"process {pid} is gone"
+            if after_refresh:
+                assert task.duration is not None, "a kill mid-refresh lost the refreshed figures"
             refreshed += task.duration is not None
             for _, sub in task.walk():
                 if sub.status is TaskStatus.RUNNING:
@@ -75,8 +95,6 @@ def test_fifty_kills_at_random_moments_leave_no_corrupt_file(tmp_path: Path) -> 
         zygote.stdin.close()
         zygote.wait(10)
     print(f"\n{KILLS} kills: {files} task files, all valid; {refreshed} with refreshed figures")
-    assert files >= KILLS * 0.8
-    assert refreshed >= files // 2, "most files carry figures of a refresh"
     leftovers = [p.name for p in tmp_path.iterdir() if p.suffix != ".json"]
     # A writer killed mid-write leaves at most its temporary file, never a damaged record.
     assert all(name.startswith(".") and name.endswith(".tmp") for name in leftovers)

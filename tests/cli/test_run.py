@@ -285,13 +285,19 @@ def test_sigint_to_taskmeter_stops_the_command_with_130(tmp_path: Path) -> None:
 
 
 CATCHES_AND_EXITS = """
-import signal, sys, time
+import os, signal, sys, time
 ready, signo, status = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 signal.signal(signo, lambda *_: sys.exit(status))
-open(ready, "w").write("ready")
+with open(ready + ".tmp", "w") as handle:
+    handle.write("ready")
+os.replace(ready + ".tmp", ready)
 time.sleep(20)
 sys.exit(99)
 """
+"""Catches a signal and exits with a status of its own.  READY appears, renamed into
+place, only once the file is written and closed: the handler's ``SystemExit``, raised
+while the interpreter finalizes a file object (which flushing does as it checks for
+signals), would be dropped, and the program would sleep on to status 99."""
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
