@@ -420,3 +420,19 @@ def test_task_attributes_cut_by_the_attribute_limit_are_counted_as_dropped(own: 
     span = _task_span_under(5, own=own)
     assert len(span.attributes or {}) == 5
     assert span.dropped_attributes == offered - 5
+
+
+def test_leaving_a_context_whose_token_was_used_counts_it_and_never_raises() -> None:
+    """A span-context token reset once already cannot be reset again: the task's
+    context code counts and logs that (``task.detach``), as OpenTelemetry's own
+    ``detach`` would, instead of raising into the application."""
+    from opentelemetry import context as otel_context
+
+    from taskmeter import _log
+    from taskmeter.task import _leave_context
+
+    token = otel_context.attach(otel_context.Context())
+    otel_context.detach(token)
+    before = _log.error_counts["task.detach"]
+    assert _leave_context(token) is True
+    assert _log.error_counts["task.detach"] == before + 1

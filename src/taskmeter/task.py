@@ -1097,15 +1097,9 @@ def _leave_finished(stack: tuple[Task, ...]) -> tuple[Task, ...]:
         state = task._tm
         if state is None or state.ctx_token is None:
             continue
-        if otel_context.get_current() is state.context:
-            try:
-                left = _leave_context(state.ctx_token)
-            except Exception as exc:
-                swallowed("task.detach", exc)
-                left = True
-            if left:
-                state.ctx_token = None
-                state.context = None
+        if otel_context.get_current() is state.context and _leave_context(state.ctx_token):
+            state.ctx_token = None
+            state.context = None
     _active_stack.set(stack)
     return stack
 
@@ -1117,7 +1111,9 @@ def _leave_context(token: object) -> bool:
     context (an asyncio task, ``contextvars.copy_context().run``) a token cannot
     be used (OpenTelemetry's ``detach`` would log the ``ValueError`` as an
     error): there the earlier context is attached instead and ``False`` says
-    that the token is still for the original context to detach.
+    that the token is still for the original context to detach.  Never raises
+    (as OpenTelemetry's ``detach`` does not): a token that cannot be reset at
+    all is counted and logged, and done with.
     """
     if type(token) is not Token:  # another runtime context's token
         otel_context.detach(token)  # type: ignore[arg-type]
@@ -1128,6 +1124,8 @@ def _leave_context(token: object) -> bool:
         earlier = token.old_value
         otel_context.attach(otel_context.Context() if earlier is Token.MISSING else earlier)
         return False
+    except RuntimeError as exc:  # used once already
+        swallowed("task.detach", exc)
     return True
 
 
