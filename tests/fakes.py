@@ -37,6 +37,14 @@ class FakeZone:
     def raw_uj(self) -> int:
         return self.total_uj % self.range_uj
 
+    def consume_unreadable(self, joules: float) -> None:
+        """Let ``joules`` be consumed while ``energy_uj`` cannot be read (no number in it)."""
+        self.total_uj += round(joules * 1e6)
+        with (self.path / "energy_uj").open("r+") as f:
+            f.seek(0)
+            f.truncate()
+            f.write("\n")
+
     def _write(self) -> None:
         # In place (same inode), as the kernel's file would be: the probe keeps it open.
         with (self.path / "energy_uj").open(

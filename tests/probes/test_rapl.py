@@ -433,3 +433,24 @@ def test_two_zones_of_one_interface_with_the_same_name_are_both_counted(
         first.advance(3.0)
         second.advance(4.0)
     assert task.system_power == pytest.approx(7.0, abs=1e-6)
+
+
+def test_reads_that_fail_do_not_hide_a_gap_from_the_wrap_check(powercap: FakePowercap) -> None:
+    """Samples that could not read the counters are no readings: if the counters went
+    unread (here, failing) for longer than a wrap period, the wraps meanwhile are unknown
+    and the task open across them gets no figure rather than one short by whole ranges."""
+    zone = powercap.zone("intel-rapl:0", "package-0", range_j=1000.0)
+    now = [0.0]
+    probe = use(RaplProbe(powercap.root, clock=lambda: now[0]))
+    assert probe.wrap_period_s == pytest.approx(1.0)
+    with Task("unreadable meanwhile") as unreadable:
+        for _ in range(8):  # 2400 J in 2 s, 0.25 s apart: two wraps and more
+            zone.consume_unreadable(300.0)
+            now[0] += 0.25
+            with pytest.raises(ValueError):
+                probe.sample()
+        zone.advance(0.0)  # readable again
+    with Task("after") as after:
+        zone.advance(20.0)
+    assert unreadable.cpu_power is None
+    assert after.cpu_power == pytest.approx(20.0, abs=1e-6)

@@ -24,9 +24,10 @@ take only minutes.  Each counter is extended past its wraps by reading it at
 least :data:`SAMPLES_PER_WRAP` times per wrap period, the period computed from
 the range and a conservative maximum power.  The probe registers that sample
 with the monitor thread while one of its tasks is open; if the counters still
-went unread for longer than a wrap period (the process was stopped, say), or
-a counter went backwards instead of wrapping (a drop of less than half its
-range), the tasks that spanned the gap report no energy rather than a wrong one.
+went unread for longer than a wrap period (the process was stopped, say, or
+reading them failed meanwhile), or a counter went backwards instead of
+wrapping (a drop of less than half its range), the tasks that spanned the gap
+report no energy rather than a wrong one.
 """
 
 from __future__ import annotations
@@ -345,15 +346,18 @@ class RaplProbe(SampledProbe):
             debug_once(f"rapl.{domain}", "no RAPL %s energy: %s", domain, reason)
 
     def _read_all(self) -> tuple[list[int], int]:
-        now = self._clock()
         with self._lock:
+            # The time of a reading is taken under the lock (so readings are in
+            # the order of their times), and it counts as a reading only once
+            # every counter was read: reads that fail leave the gap open.
+            now = self._clock()
             last = self._last_read
-            if last is not None and now - last > self.wrap_period_s:
-                self.missed_wraps += 1
-            self._last_read = now
             counters = self._counters
             jumps = sum(counter.jumps for counter in counters)
             values = [counter.update() for counter in counters]
+            self._last_read = now
+            if last is not None and now - last > self.wrap_period_s:
+                self.missed_wraps += 1
             if sum(counter.jumps for counter in counters) != jumps:
                 self.missed_wraps += 1
             return values, self.missed_wraps
