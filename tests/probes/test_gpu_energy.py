@@ -255,3 +255,49 @@ def test_nvml_is_not_started_again_after_its_shutdown() -> None:
     assert nvml.devices() == () and nvml.gpus() == ()
     assert nvml.shut_down and nvml.reason is not None and "shut down" in nvml.reason
     assert (fake.init_calls, fake.shutdown_calls) == (1, 1)
+
+
+def test_sampled_gpu_lost_mid_task_gives_no_figure_not_an_extrapolation() -> None:
+    """A GPU whose power can no longer be read (lost, here) has unknown energy from its last
+    sample on: the task open across the failed samples gets no figure, not the last power
+    extrapolated over the rest of the task (300 W x 100 s); once samples come back, a
+    task begun after them is measured right."""
+    gpu = FakeGpu(gpu_uuid(0), energy_mj=None, power_mw=300_000)
+    _, nvml = nvml_over([gpu])
+    clock = Clock()
+    probe = use(NvmlEnergyProbe(nvml, clock=clock, power_interval_s=3600.0))
+    with Task("lost") as lost:
+        clock.now += 1.0
+        probe.sample()
+        gpu.failing = True
+        for _ in range(99):
+            clock.now += 1.0
+            probe.sample()
+    assert lost.gpu_power is None
+    gpu.failing = False
+    gpu.power_mw = 100_000
+    probe.sample()
+    with Task("back") as back:
+        clock.now += 2.0
+        probe.sample()
+    assert back.gpu_power == pytest.approx(200.0, rel=1e-9)
+
+
+def test_one_lost_gpu_of_two_sampled_leaves_no_partial_sum() -> None:
+    """Two sampled GPUs, one lost mid-task: no figure (a sum without it would be wrong)."""
+    gpus = [
+        FakeGpu(gpu_uuid(0), energy_mj=None, power_mw=100_000),
+        FakeGpu(gpu_uuid(1), energy_mj=None, power_mw=100_000),
+    ]
+    _, nvml = nvml_over(gpus)
+    clock = Clock()
+    probe = use(NvmlEnergyProbe(nvml, clock=clock, power_interval_s=3600.0))
+    with Task("one lost") as task:
+        clock.now += 1.0
+        gpus[1].failing = True
+        probe.sample()
+        clock.now += 1.0
+        gpus[1].failing = False
+        probe.sample()
+    assert task.gpu_power is None
+

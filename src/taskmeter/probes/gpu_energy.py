@@ -7,8 +7,11 @@ the counter's own update rate.  Otherwise the power (``nvmlDeviceGetPowerUsage``
 milliwatts, itself an average the driver keeps over about a second) is sampled
 on the monitor thread while a task is open and integrated by trapezoids; a
 task's begin and end fall between samples and are extrapolated from the last
-one.  ``taskmeter.energy.gpu.source`` says which: ``nvml-counter``,
-``nvml-sampled``, or ``nvml-counter+sampled`` on a mix.
+one.  A sample that fails (the GPU lost, say) leaves the energy from the last
+good one on unknown: the tasks open across it report no GPU energy rather
+than the last power extrapolated over the gap, and the integral starts again
+at the next good sample.  ``taskmeter.energy.gpu.source`` says which:
+``nvml-counter``, ``nvml-sampled``, or ``nvml-counter+sampled`` on a mix.
 
 The figure covers whole GPUs: other processes on them, and every MIG slice of
 a GPU, are included; a GPU shared by two visible MIG devices is counted once.
@@ -35,12 +38,14 @@ DEFAULT_POWER_INTERVAL_S = 0.1
 class PowerIntegral:
     """Energy integrated from power samples by trapezoids, extrapolated past the last one."""
 
-    __slots__ = ("energy_j", "power_w", "time_s")
+    __slots__ = ("energy_j", "gaps", "power_w", "time_s")
 
     def __init__(self) -> None:
         self.time_s: float | None = None
         self.power_w = 0.0
         self.energy_j = 0.0
+        self.gaps = 0
+        """Times a sample failed: the energy from the sample before it to the next is unknown."""
 
     def add(self, time_s: float, power_w: float) -> None:
         """Record a power sample taken at ``time_s`` (monotonic seconds)."""
@@ -50,19 +55,29 @@ class PowerIntegral:
         self.power_w = power_w
 
     def at(self, time_s: float) -> float | None:
-        """The integral up to ``time_s``; ``None`` before the first sample."""
+        """The integral up to ``time_s``; ``None`` before the first sample (or the
+        first after a failed one)."""
         if self.time_s is None:
             return None
         return self.energy_j + self.power_w * (time_s - self.time_s)
 
+    def interrupt(self) -> None:
+        """A sample could not be taken: the integral stops at the last good sample
+        (:meth:`at` is ``None``) and goes on from the next one; :attr:`gaps` counts it."""
+        self.time_s = None
+        self.gaps += 1
+
 
 class _GpuEnergyState:
-    __slots__ = ("counters_mj", "sampled_j", "token")
+    __slots__ = ("counters_mj", "gaps", "sampled_j", "token")
 
-    def __init__(self, token: int, counters_mj: list[int], sampled_j: list[float | None]) -> None:
+    def __init__(
+        self, token: int, counters_mj: list[int], sampled_j: list[float | None], gaps: int
+    ) -> None:
         self.token = token
         self.counters_mj = counters_mj
         self.sampled_j = sampled_j
+        self.gaps = gaps
 
 
 class NvmlEnergyProbe(SampledProbe):
@@ -174,9 +189,11 @@ class NvmlEnergyProbe(SampledProbe):
                 return None
             raise
 
-    def _integrals_at(self, now: float) -> list[float | None]:
+    def _integrals_at(self, now: float) -> tuple[list[float | None], int]:
+        """Each sampled GPU's integral at ``now``, and the failed samples so far."""
         with self._lock:
-            return [integral.at(now) for integral in self._integrals]
+            integrals = self._integrals
+            return [i.at(now) for i in integrals], sum(i.gaps for i in integrals)
 
     def begin(self, *, reset_peak: bool = True) -> _GpuEnergyState | None:
         if self.reason is not None or self.nvml.shut_down:
@@ -192,7 +209,8 @@ class NvmlEnergyProbe(SampledProbe):
             if self.sampled_gpus:
                 self._task_closed(token)
             return None
-        return _GpuEnergyState(token, counters, self._integrals_at(self._clock()))
+        sampled, gaps = self._integrals_at(self._clock())
+        return _GpuEnergyState(token, counters, sampled, gaps)
 
     def read(self, state: _GpuEnergyState | None, figures: Figures) -> None:
         if state is None:
@@ -211,9 +229,15 @@ class NvmlEnergyProbe(SampledProbe):
                     return
                 total_j += (now - start) / 1000
         if self.sampled_gpus:
-            for start_j, now_j in zip(
-                state.sampled_j, self._integrals_at(self._clock()), strict=True
-            ):
+            sampled, gaps = self._integrals_at(self._clock())
+            if gaps != state.gaps:
+                debug_once(
+                    "nvml.energy.gap",
+                    "a GPU's power could not be sampled while a task was open: "
+                    "that task has no GPU energy",
+                )
+                return
+            for start_j, now_j in zip(state.sampled_j, sampled, strict=True):
                 if start_j is None or now_j is None:
                     return
                 total_j += max(now_j - start_j, 0.0)
@@ -239,7 +263,7 @@ class NvmlEnergyProbe(SampledProbe):
         if not gpus or module is None:  # unusable, or shut down (at exit)
             return
         power = module.nvmlDeviceGetPowerUsage
-        readings: list[tuple[int, float]] = []
+        readings: list[tuple[int, float | None]] = []
         for slot, position in enumerate(self.sampled_gpus):
             try:
                 readings.append((slot, power(gpus[position].gpu_handle) / 1000))
@@ -247,7 +271,11 @@ class NvmlEnergyProbe(SampledProbe):
                 if nvml.shut_down:  # shut down meanwhile
                     return
                 swallowed("probe.nvml-energy.sample", exc)
+                readings.append((slot, None))
         now = self._clock()
         with self._lock:
             for slot, watts in readings:
-                self._integrals[slot].add(now, watts)
+                if watts is None:
+                    self._integrals[slot].interrupt()
+                else:
+                    self._integrals[slot].add(now, watts)
