@@ -236,15 +236,22 @@ def test_nvml_explicitly_required_but_missing_is_an_error() -> None:
 
 
 def test_sampled_high_water_resets_to_the_last_sample() -> None:
+    """A reset restarts at the last sample; one that knew nothing keeps the mark but
+    leaves the level unknown, so a reset then restarts at nothing."""
     mark = SampledHighWater()
     assert mark.high_water() is None
     mark.observe(10)
     mark.observe(30)
     mark.observe(20)
-    mark.observe(None)
-    assert mark.high_water() == 30
     mark.reset()
     assert mark.high_water() == 20
+    mark.observe(25)
+    mark.observe(None)
+    assert mark.high_water() == 25
+    mark.reset()
+    assert mark.high_water() is None
+    mark.observe(5)
+    assert mark.high_water() == 5
 
 
 def test_no_sample_restarts_nvml_after_its_shutdown_at_exit() -> None:
@@ -269,3 +276,30 @@ def test_no_sample_restarts_nvml_after_its_shutdown_at_exit() -> None:
     assert task.peak_gpu_memory == 3 * GIB
     assert late.peak_gpu_memory is None  # no sample of its own: absent, not the last one
     assert _log.error_counts == {}
+
+
+def test_a_task_begun_after_a_failed_sample_reports_no_stale_peak() -> None:
+    """Once a sample fails (the GPU lost), the level is unknown: a task begun then, with no
+    good sample of its own, has no figure, not the level of the last good sample; the
+    tasks open before keep the peaks they saw."""
+    pid = this_pid()
+    gpus, nvml = gpus_with_process({pid: 4 * GIB})
+    probe = use(
+        GpuMemoryProbe(
+            nvml, torch_source=torch_with(FakeCuda(initialized=False)), interval_s=3600.0
+        )
+    )
+    with Task("root") as root:
+        with Task("before") as before:
+            probe.sample()
+        gpus[0].failing = True
+        probe.sample()
+        with Task("after") as after:
+            probe.sample()
+        gpus[0].failing = False
+        gpus[0].processes[pid] = 1 * GIB
+        with Task("back") as back:
+            probe.sample()
+    assert (root.peak_gpu_memory, before.peak_gpu_memory) == (4 * GIB, 4 * GIB)
+    assert after.peak_gpu_memory is None
+    assert back.peak_gpu_memory == 1 * GIB
