@@ -103,6 +103,7 @@ class FakeNvmlError(Exception):
             UNINITIALIZED: "Uninitialized",
             3: "Not Supported",
             12: "NVML Shared Library Not Found",
+            13: "Function Not Found",
             15: "GPU is lost",
         }.get(self.value, f"NVML error {self.value}")
 
@@ -113,6 +114,7 @@ UNINITIALIZED = 1
 NOT_SUPPORTED = 3
 NOT_FOUND = 6
 LIBRARY_NOT_FOUND = 12
+FUNCTION_NOT_FOUND = 13
 GPU_IS_LOST = 15
 
 
@@ -127,6 +129,8 @@ class FakeGpu:
     power_mw: int | None = 100_000
     processes: dict[int, int | None] = field(default_factory=dict)
     """Compute processes: pid -> used bytes (``None``: not available)."""
+    processes_error: int | None = None
+    """The error the process list raises (``NOT_SUPPORTED`` on old boards, ...)."""
     migs: list[FakeGpu] | None = None
     """MIG devices when MIG mode is on."""
     gi: int = 0
@@ -211,6 +215,8 @@ class FakeNvml:
     def nvmlDeviceGetComputeRunningProcesses(self, handle: FakeGpu) -> list[Any]:
         self._count("processes")
         self._check(handle)
+        if handle.processes_error is not None:
+            raise FakeNvmlError(handle.processes_error)
         return [
             SimpleNamespace(pid=pid, usedGpuMemory=used) for pid, used in handle.processes.items()
         ]

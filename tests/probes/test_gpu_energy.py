@@ -300,4 +300,3 @@ def test_one_lost_gpu_of_two_sampled_leaves_no_partial_sum() -> None:
         gpus[1].failing = False
         probe.sample()
     assert task.gpu_power is None
-

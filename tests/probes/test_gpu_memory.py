@@ -16,7 +16,15 @@ from taskmeter.probes.gpu_memory import SampledHighWater, process_gpu_memory
 from taskmeter.probes.nvml import Nvml
 from taskmeter.probes.torch_memory import TorchCudaHighWater
 from taskmeter.testing import SpanCapture
-from tests.fakes import LIBRARY_NOT_FOUND, FakeGpu, FakeNvml, gpu_uuid, this_pid
+from tests.fakes import (
+    FUNCTION_NOT_FOUND,
+    LIBRARY_NOT_FOUND,
+    NOT_SUPPORTED,
+    FakeGpu,
+    FakeNvml,
+    gpu_uuid,
+    this_pid,
+)
 
 GIB = 1024**3
 
@@ -303,3 +311,29 @@ def test_a_task_begun_after_a_failed_sample_reports_no_stale_peak() -> None:
     assert (root.peak_gpu_memory, before.peak_gpu_memory) == (4 * GIB, 4 * GIB)
     assert after.peak_gpu_memory is None
     assert back.peak_gpu_memory == 1 * GIB
+
+
+@pytest.mark.parametrize("code", [NOT_SUPPORTED, FUNCTION_NOT_FOUND])
+def test_process_list_unsupported_by_the_board_is_absent_and_said_once_quietly(
+    code: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A board (or a driver older than pynvml) that cannot list GPU processes: the figure
+    is absent, the reason said once at debug level, and no error is counted or warned
+    about on every sample, as for any figure this machine cannot give."""
+    pid = this_pid()
+    gpus, nvml = gpus_with_process({pid: GIB})
+    gpus[0].processes_error = code
+    probe = use(
+        GpuMemoryProbe(
+            nvml, torch_source=torch_with(FakeCuda(initialized=False)), interval_s=3600.0
+        )
+    )
+    caplog.set_level("DEBUG", logger="taskmeter")
+    with Task("old board") as task:
+        for _ in range(3):
+            probe.sample()
+    assert task.peak_gpu_memory is None
+    assert _log.error_counts == {}
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    said = [r.getMessage() for r in caplog.records if "cannot list" in r.getMessage()]
+    assert len(said) == 1 and f"GPU 0 ({gpu_uuid(0)})" in said[0], said

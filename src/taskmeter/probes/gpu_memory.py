@@ -24,7 +24,7 @@ from .. import _process
 from .._log import debug_once, swallowed
 from ..figures import Figures
 from .errors import ProbeUnavailableError
-from .nvml import Nvml, default_nvml
+from .nvml import Nvml, default_nvml, unsupported
 from .peaks import HighWaterSource, PeakRegister, PeakTracker
 from .sampling import SampledProbe
 from .torch_memory import TorchCudaHighWater
@@ -188,7 +188,18 @@ def process_gpu_memory(nvml: Nvml, pid: int) -> int | None:
         try:
             processes = module.nvmlDeviceGetComputeRunningProcesses(device.handle)
         except module.NVMLError as exc:
-            if not nvml.shut_down:  # else shut down meanwhile: no reading, nothing amiss
+            if nvml.shut_down:  # shut down meanwhile: no reading, nothing amiss
+                return None
+            if unsupported(exc):  # a lasting property of the board: no figure, said once
+                debug_once(
+                    f"nvml.memory.unsupported.{device.uuid}",
+                    "NVML cannot list the processes on GPU %d (%s): %s; no GPU memory "
+                    "figure through NVML",
+                    device.index,
+                    device.uuid,
+                    exc,
+                )
+            else:
                 swallowed("probe.gpu-memory.sample", exc)
             return None
         for process in processes:

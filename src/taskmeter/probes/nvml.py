@@ -49,6 +49,9 @@ DRIVER_TRACES = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/nvidia[0-9]*", "
 """Paths (glob patterns) one of which exists where the NVIDIA driver is loaded (or WSL's GPU)."""
 LINKER_CACHE = "/etc/ld.so.cache"
 NVML_LIBRARY = "libnvidia-ml.so.1"
+NVML_ERROR_NOT_SUPPORTED = 3
+NVML_ERROR_FUNCTION_NOT_FOUND = 13
+"""NVML return codes (``pynvml.NVMLError.value``) of a query this board or driver cannot answer."""
 _LEGACY_MIG = re.compile(r"^MIG-(GPU-[0-9A-Fa-f-]+)/(\d+)/(\d+)$")
 _MIG_ENABLED = 1
 
@@ -359,6 +362,13 @@ def _all_gpus(module: Any) -> list[tuple[int, Any, str]]:
     return [
         (i, module.nvmlDeviceGetHandleByIndex(i), "") for i in range(module.nvmlDeviceGetCount())
     ]
+
+
+def unsupported(error: BaseException) -> bool:
+    """Whether an ``NVMLError`` says the query can never work here (``Not Supported`` by
+    the board, or ``Function Not Found`` in a driver older than ``pynvml``)."""
+    code = getattr(error, "value", None)
+    return code in (NVML_ERROR_NOT_SUPPORTED, NVML_ERROR_FUNCTION_NOT_FOUND)
 
 
 def _text(value: str | bytes) -> str:
