@@ -454,3 +454,19 @@ def test_reads_that_fail_do_not_hide_a_gap_from_the_wrap_check(powercap: FakePow
         zone.advance(20.0)
     assert unreadable.cpu_power is None
     assert after.cpu_power == pytest.approx(20.0, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("range_j", "interval_s"),
+    [(262_143.328850, 65.5), (2**32 * 15.2587890625e-6, 16.4)],  # Intel's, AMD's range
+)
+def test_sample_interval_the_readme_states(
+    powercap: FakePowercap, range_j: float, interval_s: float
+) -> None:
+    """Four reads per wrap period at 1000 W: every 65 s on Intel, every 16 s on AMD."""
+    powercap.zone("intel-rapl:0", "package-0", range_j=range_j)
+    probe = RaplProbe(powercap.root)
+    assert probe.sample_interval == pytest.approx(interval_s, abs=0.05)
+    assert RaplProbe(powercap.root, max_power_w=2000.0).sample_interval == pytest.approx(
+        interval_s / 2, abs=0.05
+    )
