@@ -16,6 +16,7 @@ import taskmeter
 from taskmeter import Task
 from taskmeter.monitor import get_monitor
 from taskmeter.probes import CpuTimeProbe, ProbeUnavailableError, RaplProbe
+from taskmeter.probes import rapl as rapl_module
 from taskmeter.probes.rapl import find_rapl_zones
 from taskmeter.testing import SpanCapture
 from tests.fakes import FakePowercap, FakeZone
@@ -470,3 +471,32 @@ def test_sample_interval_the_readme_states(
     assert RaplProbe(powercap.root, max_power_w=2000.0).sample_interval == pytest.approx(
         interval_s / 2, abs=0.05
     )
+
+
+def test_a_task_across_a_system_suspend_reports_none(powercap: FakePowercap) -> None:
+    """While the system is suspended the monotonic clock stops (the wrap check cannot see
+    the time) and the firmware may clear the counters: the task open across a suspend
+    gets no figure, here where a cleared counter would look like a wrap; later tasks
+    are right again."""
+    zone = powercap.zone("intel-rapl:0", "package-0", range_j=1000.0, energy_j=850.0)
+    now = [0.0]
+    asleep = [0.0]
+    probe = use(RaplProbe(powercap.root, clock=lambda: now[0], suspended=lambda: asleep[0]))
+    with Task("across a suspend") as suspended:
+        zone.advance(10.0)
+        asleep[0] += 3600.0  # an hour suspended; the monotonic clock did not move
+        zone.total_uj = 0  # cleared by the firmware on resume
+        zone.advance(5.0)
+    with Task("after") as after:
+        zone.advance(20.0)
+    assert suspended.cpu_power is None and probe.missed_wraps == 1
+    assert after.cpu_power == pytest.approx(20.0, abs=1e-6)
+
+
+def test_suspended_time_is_boottime_less_monotonic() -> None:
+    """The default measure of time spent suspended: CLOCK_BOOTTIME - CLOCK_MONOTONIC, which
+    stays put while the system runs."""
+    first = rapl_module.suspended_s()
+    time.sleep(0.05)
+    assert rapl_module.suspended_s() == pytest.approx(first, abs=0.01)
+    assert first >= -0.01
