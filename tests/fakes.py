@@ -102,6 +102,7 @@ class FakeNvmlError(Exception):
         return {
             UNINITIALIZED: "Uninitialized",
             3: "Not Supported",
+            4: "Insufficient Permissions",
             12: "NVML Shared Library Not Found",
             13: "Function Not Found",
             15: "GPU is lost",
@@ -112,6 +113,7 @@ UNINITIALIZED = 1
 
 
 NOT_SUPPORTED = 3
+NO_PERMISSION = 4
 NOT_FOUND = 6
 LIBRARY_NOT_FOUND = 12
 FUNCTION_NOT_FOUND = 13
@@ -137,6 +139,9 @@ class FakeGpu:
     ci: int = 0
     failing: bool = False
     """Every query raises ``GPU is lost``."""
+    handle_error: int | None = None
+    """The error ``nvmlDeviceGetHandleByIndex`` raises for this GPU (``GPU_IS_LOST``,
+    ``NO_PERMISSION`` where the process may not open its device node)."""
 
     def use_energy(self, joules: float) -> None:
         assert self.energy_mj is not None
@@ -190,7 +195,10 @@ class FakeNvml:
         self._check_initialised()
         if not 0 <= index < len(self.gpus):
             raise FakeNvmlError(2)
-        return self.gpus[index]
+        gpu = self.gpus[index]
+        if gpu.handle_error is not None:
+            raise FakeNvmlError(gpu.handle_error)
+        return gpu
 
     def nvmlDeviceGetUUID(self, handle: FakeGpu) -> str:
         return handle.uuid

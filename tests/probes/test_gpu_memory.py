@@ -19,6 +19,7 @@ from taskmeter.testing import SpanCapture
 from tests.fakes import (
     FUNCTION_NOT_FOUND,
     LIBRARY_NOT_FOUND,
+    NO_PERMISSION,
     NOT_SUPPORTED,
     FakeGpu,
     FakeNvml,
@@ -313,7 +314,7 @@ def test_a_task_begun_after_a_failed_sample_reports_no_stale_peak() -> None:
     assert back.peak_gpu_memory == 1 * GIB
 
 
-@pytest.mark.parametrize("code", [NOT_SUPPORTED, FUNCTION_NOT_FOUND])
+@pytest.mark.parametrize("code", [NOT_SUPPORTED, FUNCTION_NOT_FOUND, NO_PERMISSION])
 def test_process_list_unsupported_by_the_board_is_absent_and_said_once_quietly(
     code: int, caplog: pytest.LogCaptureFixture
 ) -> None:
