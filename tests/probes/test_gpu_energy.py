@@ -12,7 +12,7 @@ from taskmeter.probes import CpuTimeProbe, NvmlEnergyProbe, ProbeUnavailableErro
 from taskmeter.probes.gpu_energy import PowerIntegral
 from taskmeter.probes.nvml import Nvml
 from taskmeter.testing import SpanCapture
-from tests.fakes import LIBRARY_NOT_FOUND, FakeGpu, FakeNvml, gpu_uuid
+from tests.fakes import GPU_IS_LOST, LIBRARY_NOT_FOUND, FakeGpu, FakeNvml, gpu_uuid
 
 
 class Clock:
@@ -300,3 +300,16 @@ def test_one_lost_gpu_of_two_sampled_leaves_no_partial_sum() -> None:
         gpus[1].failing = False
         probe.sample()
     assert task.gpu_power is None
+
+
+def test_a_gpu_lost_before_the_start_leaves_the_others_measured() -> None:
+    """One of three GPUs lost before NVML started: the task's figure is the energy of the
+    two this process can use, exactly."""
+    gpus = [FakeGpu(gpu_uuid(0)), FakeGpu(gpu_uuid(1)), FakeGpu(gpu_uuid(2))]
+    gpus[1].handle_error = GPU_IS_LOST
+    _, nvml = nvml_over(gpus)
+    use(NvmlEnergyProbe(nvml))
+    with Task("two of three reachable") as task:
+        for joules, gpu in zip((10.0, 500.0, 32.5), gpus, strict=True):
+            gpu.use_energy(joules)
+    assert task.gpu_power == pytest.approx(42.5, abs=1e-3)
