@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import taskmeter
-from taskmeter import Task
+from taskmeter import Task, _log
 from taskmeter.monitor import get_monitor
 from taskmeter.probes import CpuTimeProbe, ProbeUnavailableError, RaplProbe
 from taskmeter.probes import rapl as rapl_module
@@ -500,3 +500,31 @@ def test_suspended_time_is_boottime_less_monotonic() -> None:
     time.sleep(0.05)
     assert rapl_module.suspended_s() == pytest.approx(first, abs=0.01)
     assert first >= -0.01
+
+
+def test_a_zone_that_disappears_leaves_no_figure_never_zero(
+    powercap: FakePowercap, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A zone removed while the probe holds its counter open (its package taken offline,
+    the driver unloaded): sysfs answers ENODEV from then on.  The tasks get no CPU
+    energy (not 0, not the other zones' sum), the error is counted, and the program
+    goes on; zones that appear later are not read (README)."""
+    powercap.zone("intel-rapl:0", "package-0")
+    second = powercap.zone("intel-rapl:1", "package-1")
+    probe = use(RaplProbe(powercap.root))
+    gone = next(c.fd for c in probe._counters if c.zone.name == "package-1")
+    real_pread = os.pread
+
+    def pread(fd: int, size: int, offset: int) -> bytes:
+        if fd == gone:
+            raise OSError(19, "No such device")
+        return real_pread(fd, size, offset)
+
+    with Task("before") as before:
+        second.advance(2.0)
+    monkeypatch.setattr(os, "pread", pread)
+    with Task("after removal") as after:
+        second.advance(2.0)
+    assert before.cpu_power == pytest.approx(2.0, abs=1e-6)
+    assert after.cpu_power is None and after.cpu_time is not None
+    assert _log.error_counts["probe.rapl.begin"] >= 1
