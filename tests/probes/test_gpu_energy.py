@@ -73,8 +73,10 @@ def test_mig_devices_count_their_gpu_once() -> None:
     assert task.gpu_power == pytest.approx(300.0, abs=1e-3)
 
 
-def test_sampled_power_is_integrated_exactly_for_piecewise_linear_power() -> None:
-    """No energy counter: power sampled by the probe's hook is integrated by trapezoids."""
+def test_sampled_power_is_integrated_holding_each_sample_until_the_next() -> None:
+    """No energy counter: power sampled by the probe's hook is integrated, each sample's
+    power held until the next; a change made just after a sample is seen at the next
+    one (the resolution of sampling)."""
     gpu = FakeGpu(gpu_uuid(0), energy_mj=None, power_mw=200_000)
     _, nvml = nvml_over([gpu])
     clock = Clock()
@@ -85,10 +87,10 @@ def test_sampled_power_is_integrated_exactly_for_piecewise_linear_power() -> Non
             clock.now += 1.0
             probe.sample()
         gpu.power_mw = 300_000
-        for _ in range(5):  # a ramp to 300 W over 1 s, then 5 s at 300 W
+        for _ in range(5):  # 300 W from here on, first read 1 s later
             clock.now += 1.0
             probe.sample()
-    expected = 10 * 200.0 + (200.0 + 300.0) / 2 * 1.0 + 4 * 300.0
+    expected = 10 * 200.0 + 1 * 200.0 + 4 * 300.0
     assert task.gpu_power == pytest.approx(expected, rel=1e-9)
     assert task.energy_sources == {"gpu": "nvml-sampled"}
 
@@ -188,8 +190,8 @@ def test_power_integral_before_any_sample_is_unknown() -> None:
     assert integral.at(1.0) is None
     integral.add(1.0, 100.0)
     integral.add(3.0, 200.0)
-    assert integral.at(3.0) == pytest.approx(300.0)
-    assert integral.at(4.0) == pytest.approx(500.0)
+    assert integral.at(3.0) == pytest.approx(200.0)  # 100 W held from 1 s to 3 s
+    assert integral.at(4.0) == pytest.approx(400.0)
 
 
 def test_power_interval_must_be_positive() -> None:
@@ -313,3 +315,31 @@ def test_a_gpu_lost_before_the_start_leaves_the_others_measured() -> None:
         for joules, gpu in zip((10.0, 500.0, 32.5), gpus, strict=True):
             gpu.use_energy(joules)
     assert task.gpu_power == pytest.approx(42.5, abs=1e-3)
+
+
+def test_sampled_short_task_across_a_power_drop_is_neither_zero_nor_lost() -> None:
+    """A task begun and ended between samples, across one where the power fell from 100 W
+    to 0 W: each sample's power holds until the next, for the task's ends as between
+    samples, so the figure is the 4 J the samples tell (100 W from 0.06 s to 0.10 s),
+    not a negative difference clamped to 0; and back-to-back tasks add up to the task
+    around them."""
+    gpu = FakeGpu(gpu_uuid(0), energy_mj=None, power_mw=100_000)
+    _, nvml = nvml_over([gpu])
+    clock = Clock()
+    clock.now = 0.0
+    probe = use(NvmlEnergyProbe(nvml, clock=clock, power_interval_s=3600.0))
+    with Task("outer") as outer:
+        clock.now = 0.06
+        with Task("short") as short:
+            clock.now = 0.10
+            gpu.power_mw = 0
+            probe.sample()
+            clock.now = 0.11
+        with Task("next") as after:
+            clock.now = 0.15
+            gpu.power_mw = 50_000
+            probe.sample()
+            clock.now = 0.25
+    assert short.gpu_power == pytest.approx(4.0, rel=1e-9)
+    assert after.gpu_power == pytest.approx(50.0 * 0.10, rel=1e-9)
+    assert outer.gpu_power == pytest.approx(6.0 + 4.0 + 5.0, rel=1e-9)

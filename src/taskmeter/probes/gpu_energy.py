@@ -4,10 +4,11 @@ Where a GPU has a total-energy counter (``nvmlDeviceGetTotalEnergyConsumption``,
 millijoules since the driver loaded; Volta and newer) a task's energy is the
 counter's difference, read when the task begins and when it is read: exact to
 the counter's own update rate.  Otherwise the power (``nvmlDeviceGetPowerUsage``,
-milliwatts, itself an average the driver keeps over about a second) is sampled
-on the monitor thread while a task is open and integrated by trapezoids; a
-task's begin and end fall between samples and are extrapolated from the last
-one.  A sample that fails (the GPU lost, say) leaves the energy from the last
+milliwatts) is sampled on the monitor thread while a task is open and
+integrated, each sample's power held until the next.  A task's begin and end
+fall between samples and are read the same way, from the last sample, so the
+figures of back-to-back tasks add up to the task around them and none is
+negative, however short.  A sample that fails (the GPU lost, say) leaves the energy from the last
 good one on unknown: the tasks open across it report no GPU energy rather
 than the last power extrapolated over the gap, and the integral starts again
 at the next good sample.  ``taskmeter.energy.gpu.source`` says which:
@@ -36,7 +37,9 @@ DEFAULT_POWER_INTERVAL_S = 0.1
 
 
 class PowerIntegral:
-    """Energy integrated from power samples by trapezoids, extrapolated past the last one."""
+    """Energy integrated from power samples, each sample's power held until the next
+    (and past the last one): the integral of a step function, so :meth:`at` never
+    decreases and never changes for a time it was already asked about."""
 
     __slots__ = ("energy_j", "gaps", "power_w", "time_s")
 
@@ -50,7 +53,7 @@ class PowerIntegral:
     def add(self, time_s: float, power_w: float) -> None:
         """Record a power sample taken at ``time_s`` (monotonic seconds)."""
         if self.time_s is not None and time_s > self.time_s:
-            self.energy_j += (power_w + self.power_w) / 2 * (time_s - self.time_s)
+            self.energy_j += self.power_w * (time_s - self.time_s)
         self.time_s = time_s
         self.power_w = power_w
 
@@ -189,9 +192,12 @@ class NvmlEnergyProbe(SampledProbe):
                 return None
             raise
 
-    def _integrals_at(self, now: float) -> tuple[list[float | None], int]:
-        """Each sampled GPU's integral at ``now``, and the failed samples so far."""
+    def _integrals_now(self) -> tuple[list[float | None], int]:
+        """Each sampled GPU's integral now, and the failed samples so far.  The time is
+        taken under the lock, as :meth:`sample` takes its own: the integral is never
+        read at a time before its last sample's."""
         with self._lock:
+            now = self._clock()
             integrals = self._integrals
             return [i.at(now) for i in integrals], sum(i.gaps for i in integrals)
 
@@ -209,7 +215,7 @@ class NvmlEnergyProbe(SampledProbe):
             if self.sampled_gpus:
                 self._task_closed(token)
             return None
-        sampled, gaps = self._integrals_at(self._clock())
+        sampled, gaps = self._integrals_now()
         return _GpuEnergyState(token, counters, sampled, gaps)
 
     def read(self, state: _GpuEnergyState | None, figures: Figures) -> None:
@@ -229,7 +235,7 @@ class NvmlEnergyProbe(SampledProbe):
                     return
                 total_j += (now - start) / 1000
         if self.sampled_gpus:
-            sampled, gaps = self._integrals_at(self._clock())
+            sampled, gaps = self._integrals_now()
             if gaps != state.gaps:
                 debug_once(
                     "nvml.energy.gap",
@@ -240,7 +246,7 @@ class NvmlEnergyProbe(SampledProbe):
             for start_j, now_j in zip(state.sampled_j, sampled, strict=True):
                 if start_j is None or now_j is None:
                     return
-                total_j += max(now_j - start_j, 0.0)
+                total_j += max(now_j - start_j, 0.0)  # (rounding)
         assert self.source is not None
         figures.set_energy("gpu", total_j, self.source)
 
@@ -272,8 +278,8 @@ class NvmlEnergyProbe(SampledProbe):
                     return
                 swallowed("probe.nvml-energy.sample", exc)
                 readings.append((slot, None))
-        now = self._clock()
         with self._lock:
+            now = self._clock()
             for slot, watts in readings:
                 if watts is None:
                     self._integrals[slot].interrupt()
