@@ -8,10 +8,10 @@ milliwatts) is sampled on the monitor thread while a task is open and
 integrated, each sample's power held until the next.  A task's begin and end
 fall between samples and are read the same way, from the last sample, so the
 figures of back-to-back tasks add up to the task around them and none is
-negative, however short.  A sample that fails (the GPU lost, say) leaves the energy from the last
-good one on unknown: the tasks open across it report no GPU energy rather
-than the last power extrapolated over the gap, and the integral starts again
-at the next good sample.  ``taskmeter.energy.gpu.source`` says which:
+negative, however short.  A sample that fails (the GPU lost, say) leaves the
+energy from the last good one on unknown: the tasks open across it report no
+GPU energy rather than the last power extrapolated over the gap, and the
+integral starts again at the next good sample.  ``taskmeter.energy.gpu.source`` says which:
 ``nvml-counter``, ``nvml-sampled``, or ``nvml-counter+sampled`` on a mix.
 
 The figure covers whole GPUs: other processes on them, and every MIG slice of
@@ -38,8 +38,9 @@ DEFAULT_POWER_INTERVAL_S = 0.1
 
 class PowerIntegral:
     """Energy integrated from power samples, each sample's power held until the next
-    (and past the last one): the integral of a step function, so :meth:`at` never
-    decreases and never changes for a time it was already asked about."""
+    (and past the last one): the integral of a step function.  Read at a time no
+    earlier than the last sample, :meth:`at` is that integral up to then, which
+    later samples do not change, and it never decreases."""
 
     __slots__ = ("energy_j", "gaps", "power_w", "time_s")
 
