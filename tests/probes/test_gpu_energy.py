@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import taskmeter
 from taskmeter import Task, _log
@@ -343,3 +347,48 @@ def test_sampled_short_task_across_a_power_drop_is_neither_zero_nor_lost() -> No
     assert short.gpu_power == pytest.approx(4.0, rel=1e-9)
     assert after.gpu_power == pytest.approx(50.0 * 0.10, rel=1e-9)
     assert outer.gpu_power == pytest.approx(6.0 + 4.0 + 5.0, rel=1e-9)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(min_value=0.001, max_value=5.0),  # time since the previous event
+            st.one_of(st.none(), st.floats(min_value=0.0, max_value=700.0)),  # None: a read
+        ),
+        min_size=2,
+        max_size=40,
+    )
+)
+def test_sampled_energy_between_any_two_reads_is_the_held_power_integral(
+    events: list[tuple[float, float | None]],
+) -> None:
+    """Samples and reads in any order: between two reads the energy is the integral of
+    the power each sample held until the next (computed here independently), never
+    negative, and back-to-back intervals add up to the whole."""
+    integral = PowerIntegral()
+    integral.add(0.0, 100.0)
+    samples = [(0.0, 100.0)]
+    reads: list[tuple[float, float]] = []
+    now = 0.0
+    for step, power in events:
+        now += step
+        if power is None:
+            value = integral.at(now)
+            assert value is not None
+            reads.append((now, value))
+        else:
+            integral.add(now, power)
+            samples.append((now, power))
+
+    def held(start: float, end: float) -> float:
+        total = 0.0
+        for (t0, watts), (t1, _) in zip(samples, [*samples[1:], (math.inf, 0.0)], strict=True):
+            total += watts * max(0.0, min(end, t1) - max(start, t0))
+        return total
+
+    for (t0, e0), (t1, e1) in itertools.pairwise(reads):
+        assert e1 - e0 >= -1e-9
+        assert e1 - e0 == pytest.approx(held(t0, t1), rel=1e-9, abs=1e-9)
+    if len(reads) >= 2:
+        parts = sum(e1 - e0 for (_, e0), (_, e1) in itertools.pairwise(reads))
+        assert parts == pytest.approx(reads[-1][1] - reads[0][1], rel=1e-9, abs=1e-9)
