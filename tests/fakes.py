@@ -37,6 +37,14 @@ class FakeZone:
     def raw_uj(self) -> int:
         return self.total_uj % self.range_uj
 
+    def consume_unreadable(self, joules: float) -> None:
+        """Let ``joules`` be consumed while ``energy_uj`` cannot be read (no number in it)."""
+        self.total_uj += round(joules * 1e6)
+        with (self.path / "energy_uj").open("r+") as f:
+            f.seek(0)
+            f.truncate()
+            f.write("\n")
+
     def _write(self) -> None:
         # In place (same inode), as the kernel's file would be: the probe keeps it open.
         with (self.path / "energy_uj").open(
@@ -94,7 +102,9 @@ class FakeNvmlError(Exception):
         return {
             UNINITIALIZED: "Uninitialized",
             3: "Not Supported",
+            4: "Insufficient Permissions",
             12: "NVML Shared Library Not Found",
+            13: "Function Not Found",
             15: "GPU is lost",
         }.get(self.value, f"NVML error {self.value}")
 
@@ -103,8 +113,10 @@ UNINITIALIZED = 1
 
 
 NOT_SUPPORTED = 3
+NO_PERMISSION = 4
 NOT_FOUND = 6
 LIBRARY_NOT_FOUND = 12
+FUNCTION_NOT_FOUND = 13
 GPU_IS_LOST = 15
 
 
@@ -119,12 +131,17 @@ class FakeGpu:
     power_mw: int | None = 100_000
     processes: dict[int, int | None] = field(default_factory=dict)
     """Compute processes: pid -> used bytes (``None``: not available)."""
+    processes_error: int | None = None
+    """The error the process list raises (``NOT_SUPPORTED`` on old boards, ...)."""
     migs: list[FakeGpu] | None = None
     """MIG devices when MIG mode is on."""
     gi: int = 0
     ci: int = 0
     failing: bool = False
     """Every query raises ``GPU is lost``."""
+    handle_error: int | None = None
+    """The error ``nvmlDeviceGetHandleByIndex`` raises for this GPU (``GPU_IS_LOST``,
+    ``NO_PERMISSION`` where the process may not open its device node)."""
 
     def use_energy(self, joules: float) -> None:
         assert self.energy_mj is not None
@@ -178,7 +195,10 @@ class FakeNvml:
         self._check_initialised()
         if not 0 <= index < len(self.gpus):
             raise FakeNvmlError(2)
-        return self.gpus[index]
+        gpu = self.gpus[index]
+        if gpu.handle_error is not None:
+            raise FakeNvmlError(gpu.handle_error)
+        return gpu
 
     def nvmlDeviceGetUUID(self, handle: FakeGpu) -> str:
         return handle.uuid
@@ -203,6 +223,8 @@ class FakeNvml:
     def nvmlDeviceGetComputeRunningProcesses(self, handle: FakeGpu) -> list[Any]:
         self._count("processes")
         self._check(handle)
+        if handle.processes_error is not None:
+            raise FakeNvmlError(handle.processes_error)
         return [
             SimpleNamespace(pid=pid, usedGpuMemory=used) for pid, used in handle.processes.items()
         ]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import taskmeter
 from taskmeter import Task, _log
@@ -12,7 +16,7 @@ from taskmeter.probes import CpuTimeProbe, NvmlEnergyProbe, ProbeUnavailableErro
 from taskmeter.probes.gpu_energy import PowerIntegral
 from taskmeter.probes.nvml import Nvml
 from taskmeter.testing import SpanCapture
-from tests.fakes import LIBRARY_NOT_FOUND, FakeGpu, FakeNvml, gpu_uuid
+from tests.fakes import GPU_IS_LOST, LIBRARY_NOT_FOUND, FakeGpu, FakeNvml, gpu_uuid
 
 
 class Clock:
@@ -73,8 +77,10 @@ def test_mig_devices_count_their_gpu_once() -> None:
     assert task.gpu_power == pytest.approx(300.0, abs=1e-3)
 
 
-def test_sampled_power_is_integrated_exactly_for_piecewise_linear_power() -> None:
-    """No energy counter: power sampled by the probe's hook is integrated by trapezoids."""
+def test_sampled_power_is_integrated_holding_each_sample_until_the_next() -> None:
+    """No energy counter: power sampled by the probe's hook is integrated, each sample's
+    power held until the next; a change made just after a sample is seen at the next
+    one (the resolution of sampling)."""
     gpu = FakeGpu(gpu_uuid(0), energy_mj=None, power_mw=200_000)
     _, nvml = nvml_over([gpu])
     clock = Clock()
@@ -85,10 +91,10 @@ def test_sampled_power_is_integrated_exactly_for_piecewise_linear_power() -> Non
             clock.now += 1.0
             probe.sample()
         gpu.power_mw = 300_000
-        for _ in range(5):  # a ramp to 300 W over 1 s, then 5 s at 300 W
+        for _ in range(5):  # 300 W from here on, first read 1 s later
             clock.now += 1.0
             probe.sample()
-    expected = 10 * 200.0 + (200.0 + 300.0) / 2 * 1.0 + 4 * 300.0
+    expected = 10 * 200.0 + 1 * 200.0 + 4 * 300.0
     assert task.gpu_power == pytest.approx(expected, rel=1e-9)
     assert task.energy_sources == {"gpu": "nvml-sampled"}
 
@@ -188,8 +194,8 @@ def test_power_integral_before_any_sample_is_unknown() -> None:
     assert integral.at(1.0) is None
     integral.add(1.0, 100.0)
     integral.add(3.0, 200.0)
-    assert integral.at(3.0) == pytest.approx(300.0)
-    assert integral.at(4.0) == pytest.approx(500.0)
+    assert integral.at(3.0) == pytest.approx(200.0)  # 100 W held from 1 s to 3 s
+    assert integral.at(4.0) == pytest.approx(400.0)
 
 
 def test_power_interval_must_be_positive() -> None:
@@ -255,3 +261,134 @@ def test_nvml_is_not_started_again_after_its_shutdown() -> None:
     assert nvml.devices() == () and nvml.gpus() == ()
     assert nvml.shut_down and nvml.reason is not None and "shut down" in nvml.reason
     assert (fake.init_calls, fake.shutdown_calls) == (1, 1)
+
+
+def test_sampled_gpu_lost_mid_task_gives_no_figure_not_an_extrapolation() -> None:
+    """A GPU whose power can no longer be read (lost, here) has unknown energy from its last
+    sample on: the task open across the failed samples gets no figure, not the last power
+    extrapolated over the rest of the task (300 W x 100 s); once samples come back, a
+    task begun after them is measured right."""
+    gpu = FakeGpu(gpu_uuid(0), energy_mj=None, power_mw=300_000)
+    _, nvml = nvml_over([gpu])
+    clock = Clock()
+    probe = use(NvmlEnergyProbe(nvml, clock=clock, power_interval_s=3600.0))
+    with Task("lost") as lost:
+        clock.now += 1.0
+        probe.sample()
+        gpu.failing = True
+        for _ in range(99):
+            clock.now += 1.0
+            probe.sample()
+    assert lost.gpu_power is None
+    gpu.failing = False
+    gpu.power_mw = 100_000
+    probe.sample()
+    with Task("back") as back:
+        clock.now += 2.0
+        probe.sample()
+    assert back.gpu_power == pytest.approx(200.0, rel=1e-9)
+
+
+def test_one_lost_gpu_of_two_sampled_leaves_no_partial_sum() -> None:
+    """Two sampled GPUs, one lost mid-task: no figure (a sum without it would be wrong)."""
+    gpus = [
+        FakeGpu(gpu_uuid(0), energy_mj=None, power_mw=100_000),
+        FakeGpu(gpu_uuid(1), energy_mj=None, power_mw=100_000),
+    ]
+    _, nvml = nvml_over(gpus)
+    clock = Clock()
+    probe = use(NvmlEnergyProbe(nvml, clock=clock, power_interval_s=3600.0))
+    with Task("one lost") as task:
+        clock.now += 1.0
+        gpus[1].failing = True
+        probe.sample()
+        clock.now += 1.0
+        gpus[1].failing = False
+        probe.sample()
+    assert task.gpu_power is None
+
+
+def test_a_gpu_lost_before_the_start_leaves_the_others_measured() -> None:
+    """One of three GPUs lost before NVML started: the task's figure is the energy of the
+    two this process can use, exactly."""
+    gpus = [FakeGpu(gpu_uuid(0)), FakeGpu(gpu_uuid(1)), FakeGpu(gpu_uuid(2))]
+    gpus[1].handle_error = GPU_IS_LOST
+    _, nvml = nvml_over(gpus)
+    use(NvmlEnergyProbe(nvml))
+    with Task("two of three reachable") as task:
+        for joules, gpu in zip((10.0, 500.0, 32.5), gpus, strict=True):
+            gpu.use_energy(joules)
+    assert task.gpu_power == pytest.approx(42.5, abs=1e-3)
+
+
+def test_sampled_short_task_across_a_power_drop_is_neither_zero_nor_lost() -> None:
+    """A task begun and ended between samples, across one where the power fell from 100 W
+    to 0 W: each sample's power holds until the next, for the task's ends as between
+    samples, so the figure is the 4 J the samples tell (100 W from 0.06 s to 0.10 s),
+    not a negative difference clamped to 0; and back-to-back tasks add up to the task
+    around them."""
+    gpu = FakeGpu(gpu_uuid(0), energy_mj=None, power_mw=100_000)
+    _, nvml = nvml_over([gpu])
+    clock = Clock()
+    clock.now = 0.0
+    probe = use(NvmlEnergyProbe(nvml, clock=clock, power_interval_s=3600.0))
+    with Task("outer") as outer:
+        clock.now = 0.06
+        with Task("short") as short:
+            clock.now = 0.10
+            gpu.power_mw = 0
+            probe.sample()
+            clock.now = 0.11
+        with Task("next") as after:
+            clock.now = 0.15
+            gpu.power_mw = 50_000
+            probe.sample()
+            clock.now = 0.25
+    assert short.gpu_power == pytest.approx(4.0, rel=1e-9)
+    assert after.gpu_power == pytest.approx(50.0 * 0.10, rel=1e-9)
+    assert outer.gpu_power == pytest.approx(6.0 + 4.0 + 5.0, rel=1e-9)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(min_value=0.001, max_value=5.0),  # time since the previous event
+            st.one_of(st.none(), st.floats(min_value=0.0, max_value=700.0)),  # None: a read
+        ),
+        min_size=2,
+        max_size=40,
+    )
+)
+def test_sampled_energy_between_any_two_reads_is_the_held_power_integral(
+    events: list[tuple[float, float | None]],
+) -> None:
+    """Samples and reads in any order: between two reads the energy is the integral of
+    the power each sample held until the next (computed here independently), never
+    negative, and back-to-back intervals add up to the whole."""
+    integral = PowerIntegral()
+    integral.add(0.0, 100.0)
+    samples = [(0.0, 100.0)]
+    reads: list[tuple[float, float]] = []
+    now = 0.0
+    for step, power in events:
+        now += step
+        if power is None:
+            value = integral.at(now)
+            assert value is not None
+            reads.append((now, value))
+        else:
+            integral.add(now, power)
+            samples.append((now, power))
+
+    def held(start: float, end: float) -> float:
+        total = 0.0
+        for (t0, watts), (t1, _) in zip(samples, [*samples[1:], (math.inf, 0.0)], strict=True):
+            total += watts * max(0.0, min(end, t1) - max(start, t0))
+        return total
+
+    for (t0, e0), (t1, e1) in itertools.pairwise(reads):
+        assert e1 - e0 >= -1e-9
+        assert e1 - e0 == pytest.approx(held(t0, t1), rel=1e-9, abs=1e-9)
+    if len(reads) >= 2:
+        parts = sum(e1 - e0 for (_, e0), (_, e1) in itertools.pairwise(reads))
+        assert parts == pytest.approx(reads[-1][1] - reads[0][1], rel=1e-9, abs=1e-9)

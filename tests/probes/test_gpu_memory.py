@@ -16,7 +16,16 @@ from taskmeter.probes.gpu_memory import SampledHighWater, process_gpu_memory
 from taskmeter.probes.nvml import Nvml
 from taskmeter.probes.torch_memory import TorchCudaHighWater
 from taskmeter.testing import SpanCapture
-from tests.fakes import LIBRARY_NOT_FOUND, FakeGpu, FakeNvml, gpu_uuid, this_pid
+from tests.fakes import (
+    FUNCTION_NOT_FOUND,
+    LIBRARY_NOT_FOUND,
+    NO_PERMISSION,
+    NOT_SUPPORTED,
+    FakeGpu,
+    FakeNvml,
+    gpu_uuid,
+    this_pid,
+)
 
 GIB = 1024**3
 
@@ -236,15 +245,22 @@ def test_nvml_explicitly_required_but_missing_is_an_error() -> None:
 
 
 def test_sampled_high_water_resets_to_the_last_sample() -> None:
+    """A reset restarts at the last sample; one that knew nothing keeps the mark but
+    leaves the level unknown, so a reset then restarts at nothing."""
     mark = SampledHighWater()
     assert mark.high_water() is None
     mark.observe(10)
     mark.observe(30)
     mark.observe(20)
-    mark.observe(None)
-    assert mark.high_water() == 30
     mark.reset()
     assert mark.high_water() == 20
+    mark.observe(25)
+    mark.observe(None)
+    assert mark.high_water() == 25
+    mark.reset()
+    assert mark.high_water() is None
+    mark.observe(5)
+    assert mark.high_water() == 5
 
 
 def test_no_sample_restarts_nvml_after_its_shutdown_at_exit() -> None:
@@ -269,3 +285,56 @@ def test_no_sample_restarts_nvml_after_its_shutdown_at_exit() -> None:
     assert task.peak_gpu_memory == 3 * GIB
     assert late.peak_gpu_memory is None  # no sample of its own: absent, not the last one
     assert _log.error_counts == {}
+
+
+def test_a_task_begun_after_a_failed_sample_reports_no_stale_peak() -> None:
+    """Once a sample fails (the GPU lost), the level is unknown: a task begun then, with no
+    good sample of its own, has no figure, not the level of the last good sample; the
+    tasks open before keep the peaks they saw."""
+    pid = this_pid()
+    gpus, nvml = gpus_with_process({pid: 4 * GIB})
+    probe = use(
+        GpuMemoryProbe(
+            nvml, torch_source=torch_with(FakeCuda(initialized=False)), interval_s=3600.0
+        )
+    )
+    with Task("root") as root:
+        with Task("before") as before:
+            probe.sample()
+        gpus[0].failing = True
+        probe.sample()
+        with Task("after") as after:
+            probe.sample()
+        gpus[0].failing = False
+        gpus[0].processes[pid] = 1 * GIB
+        with Task("back") as back:
+            probe.sample()
+    assert (root.peak_gpu_memory, before.peak_gpu_memory) == (4 * GIB, 4 * GIB)
+    assert after.peak_gpu_memory is None
+    assert back.peak_gpu_memory == 1 * GIB
+
+
+@pytest.mark.parametrize("code", [NOT_SUPPORTED, FUNCTION_NOT_FOUND, NO_PERMISSION])
+def test_process_list_unsupported_by_the_board_is_absent_and_said_once_quietly(
+    code: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A board (or a driver older than pynvml) that cannot list GPU processes: the figure
+    is absent, the reason said once at debug level, and no error is counted or warned
+    about on every sample, as for any figure this machine cannot give."""
+    pid = this_pid()
+    gpus, nvml = gpus_with_process({pid: GIB})
+    gpus[0].processes_error = code
+    probe = use(
+        GpuMemoryProbe(
+            nvml, torch_source=torch_with(FakeCuda(initialized=False)), interval_s=3600.0
+        )
+    )
+    caplog.set_level("DEBUG", logger="taskmeter")
+    with Task("old board") as task:
+        for _ in range(3):
+            probe.sample()
+    assert task.peak_gpu_memory is None
+    assert _log.error_counts == {}
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    said = [r.getMessage() for r in caplog.records if "cannot list" in r.getMessage()]
+    assert len(said) == 1 and f"GPU 0 ({gpu_uuid(0)})" in said[0], said

@@ -10,7 +10,7 @@ import pytest
 
 from taskmeter.probes import nvml as nvml_module
 from taskmeter.probes.nvml import Nvml, resolve_visible_devices
-from tests.fakes import LIBRARY_NOT_FOUND, FakeGpu, FakeNvml, gpu_uuid
+from tests.fakes import GPU_IS_LOST, LIBRARY_NOT_FOUND, NO_PERMISSION, FakeGpu, FakeNvml, gpu_uuid
 
 
 def machine() -> FakeNvml:
@@ -213,3 +213,35 @@ def test_any_trace_of_the_driver_lets_nvml_be_tried(
     nvml = Nvml(environ={})
     assert nvml.start()
     assert fake.init_calls == 1
+
+
+@pytest.mark.parametrize("error", [GPU_IS_LOST, NO_PERMISSION])
+def test_a_gpu_nvml_cannot_reach_is_left_out_and_the_others_are_kept(error: int) -> None:
+    """One GPU of three lost (fallen off the bus) or not this process's (no permission on
+    its device node): the process cannot use it, and the other GPUs are still its own,
+    with every GPU visible or named by UUID."""
+    fake = machine()
+    fake.gpus[1].handle_error = error
+    assert visible(fake, None) == [gpu_uuid(0), gpu_uuid(2)]
+    assert visible(fake, f"{gpu_uuid(2)},{gpu_uuid(0)}") == [gpu_uuid(2), gpu_uuid(0)]
+    assert visible(fake, "MIG-22222222-bbbb-5555-8888-000000000002") == [
+        "MIG-22222222-bbbb-5555-8888-000000000002"
+    ]
+    nvml = Nvml(fake, environ={})
+    assert nvml.start() and nvml.reason is None
+    assert [g.index for g in nvml.gpus()] == [0, 2]
+
+
+def test_indices_beside_a_gpu_nvml_cannot_reach_give_no_gpu_and_say_why() -> None:
+    """With a GPU NVML cannot reach, which CUDA index is which GPU is unknown (CUDA may
+    or may not count it): no GPU rather than perhaps the wrong one, and the reason
+    says to name the GPUs by UUID; so for a UUID prefix that might be the lost GPU's."""
+    fake = machine()
+    fake.gpus[1].handle_error = GPU_IS_LOST
+    nvml = Nvml(fake, environ={"CUDA_VISIBLE_DEVICES": "0,2"})
+    assert not nvml.start()
+    assert nvml.reason is not None
+    assert "GPU 1" in nvml.reason and "UUID" in nvml.reason
+    prefix = Nvml(fake, environ={"CUDA_VISIBLE_DEVICES": "GPU-00000002"})
+    assert not prefix.start()
+    assert prefix.reason is not None and "UUID" in prefix.reason

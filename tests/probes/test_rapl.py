@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 import taskmeter
-from taskmeter import Task
+from taskmeter import Task, _log
 from taskmeter.monitor import get_monitor
 from taskmeter.probes import CpuTimeProbe, ProbeUnavailableError, RaplProbe
+from taskmeter.probes import rapl as rapl_module
 from taskmeter.probes.rapl import find_rapl_zones
 from taskmeter.testing import SpanCapture
 from tests.fakes import FakePowercap, FakeZone
@@ -433,3 +434,97 @@ def test_two_zones_of_one_interface_with_the_same_name_are_both_counted(
         first.advance(3.0)
         second.advance(4.0)
     assert task.system_power == pytest.approx(7.0, abs=1e-6)
+
+
+def test_reads_that_fail_do_not_hide_a_gap_from_the_wrap_check(powercap: FakePowercap) -> None:
+    """Samples that could not read the counters are no readings: if the counters went
+    unread (here, failing) for longer than a wrap period, the wraps meanwhile are unknown
+    and the task open across them gets no figure rather than one short by whole ranges."""
+    zone = powercap.zone("intel-rapl:0", "package-0", range_j=1000.0)
+    now = [0.0]
+    probe = use(RaplProbe(powercap.root, clock=lambda: now[0]))
+    assert probe.wrap_period_s == pytest.approx(1.0)
+    with Task("unreadable meanwhile") as unreadable:
+        for _ in range(8):  # 2400 J in 2 s, 0.25 s apart: two wraps and more
+            zone.consume_unreadable(300.0)
+            now[0] += 0.25
+            with pytest.raises(ValueError):
+                probe.sample()
+        zone.advance(0.0)  # readable again
+    with Task("after") as after:
+        zone.advance(20.0)
+    assert unreadable.cpu_power is None
+    assert after.cpu_power == pytest.approx(20.0, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("range_j", "interval_s"),
+    [(262_143.328850, 65.5), (2**32 * 15.2587890625e-6, 16.4)],  # Intel's, AMD's range
+)
+def test_sample_interval_the_readme_states(
+    powercap: FakePowercap, range_j: float, interval_s: float
+) -> None:
+    """Four reads per wrap period at 1000 W: every 65 s on Intel, every 16 s on AMD."""
+    powercap.zone("intel-rapl:0", "package-0", range_j=range_j)
+    probe = RaplProbe(powercap.root)
+    assert probe.sample_interval == pytest.approx(interval_s, abs=0.05)
+    assert RaplProbe(powercap.root, max_power_w=2000.0).sample_interval == pytest.approx(
+        interval_s / 2, abs=0.05
+    )
+
+
+def test_a_task_across_a_system_suspend_reports_none(powercap: FakePowercap) -> None:
+    """While the system is suspended the monotonic clock stops (the wrap check cannot see
+    the time) and the firmware may clear the counters: the task open across a suspend
+    gets no figure, here where a cleared counter would look like a wrap; later tasks
+    are right again."""
+    zone = powercap.zone("intel-rapl:0", "package-0", range_j=1000.0, energy_j=850.0)
+    now = [0.0]
+    asleep = [0.0]
+    probe = use(RaplProbe(powercap.root, clock=lambda: now[0], suspended=lambda: asleep[0]))
+    with Task("across a suspend") as suspended:
+        zone.advance(10.0)
+        asleep[0] += 3600.0  # an hour suspended; the monotonic clock did not move
+        zone.total_uj = 0  # cleared by the firmware on resume
+        zone.advance(5.0)
+    with Task("after") as after:
+        zone.advance(20.0)
+    assert suspended.cpu_power is None and probe.missed_wraps == 1
+    assert after.cpu_power == pytest.approx(20.0, abs=1e-6)
+
+
+def test_suspended_time_is_boottime_less_monotonic() -> None:
+    """The default measure of time spent suspended: CLOCK_BOOTTIME - CLOCK_MONOTONIC, which
+    stays put while the system runs."""
+    first = rapl_module.suspended_s()
+    time.sleep(0.05)
+    assert rapl_module.suspended_s() == pytest.approx(first, abs=0.01)
+    assert first >= -0.01
+
+
+def test_a_zone_that_disappears_leaves_no_figure_never_zero(
+    powercap: FakePowercap, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A zone removed while the probe holds its counter open (its package taken offline,
+    the driver unloaded): sysfs answers ENODEV from then on.  The tasks get no CPU
+    energy (not 0, not the other zones' sum), the error is counted, and the program
+    goes on; zones that appear later are not read (README)."""
+    powercap.zone("intel-rapl:0", "package-0")
+    second = powercap.zone("intel-rapl:1", "package-1")
+    probe = use(RaplProbe(powercap.root))
+    gone = next(c.fd for c in probe._counters if c.zone.name == "package-1")
+    real_pread = os.pread
+
+    def pread(fd: int, size: int, offset: int) -> bytes:
+        if fd == gone:
+            raise OSError(19, "No such device")
+        return real_pread(fd, size, offset)
+
+    with Task("before") as before:
+        second.advance(2.0)
+    monkeypatch.setattr(os, "pread", pread)
+    with Task("after removal") as after:
+        second.advance(2.0)
+    assert before.cpu_power == pytest.approx(2.0, abs=1e-6)
+    assert after.cpu_power is None and after.cpu_time is not None
+    assert _log.error_counts["probe.rapl.begin"] >= 1

@@ -4,11 +4,15 @@ Where a GPU has a total-energy counter (``nvmlDeviceGetTotalEnergyConsumption``,
 millijoules since the driver loaded; Volta and newer) a task's energy is the
 counter's difference, read when the task begins and when it is read: exact to
 the counter's own update rate.  Otherwise the power (``nvmlDeviceGetPowerUsage``,
-milliwatts, itself an average the driver keeps over about a second) is sampled
-on the monitor thread while a task is open and integrated by trapezoids; a
-task's begin and end fall between samples and are extrapolated from the last
-one.  ``taskmeter.energy.gpu.source`` says which: ``nvml-counter``,
-``nvml-sampled``, or ``nvml-counter+sampled`` on a mix.
+milliwatts) is sampled on the monitor thread while a task is open and
+integrated, each sample's power held until the next.  A task's begin and end
+fall between samples and are read the same way, from the last sample, so the
+figures of back-to-back tasks add up to the task around them and none is
+negative, however short.  A sample that fails (the GPU lost, say) leaves the
+energy from the last good one on unknown: the tasks open across it report no
+GPU energy rather than the last power extrapolated over the gap, and the
+integral starts again at the next good sample.  ``taskmeter.energy.gpu.source`` says which:
+``nvml-counter``, ``nvml-sampled``, or ``nvml-counter+sampled`` on a mix.
 
 The figure covers whole GPUs: other processes on them, and every MIG slice of
 a GPU, are included; a GPU shared by two visible MIG devices is counted once.
@@ -33,36 +37,51 @@ DEFAULT_POWER_INTERVAL_S = 0.1
 
 
 class PowerIntegral:
-    """Energy integrated from power samples by trapezoids, extrapolated past the last one."""
+    """Energy integrated from power samples, each sample's power held until the next
+    (and past the last one): the integral of a step function.  Read at a time no
+    earlier than the last sample, :meth:`at` is that integral up to then, which
+    later samples do not change, and it never decreases."""
 
-    __slots__ = ("energy_j", "power_w", "time_s")
+    __slots__ = ("energy_j", "gaps", "power_w", "time_s")
 
     def __init__(self) -> None:
         self.time_s: float | None = None
         self.power_w = 0.0
         self.energy_j = 0.0
+        self.gaps = 0
+        """Times a sample failed: the energy from the sample before it to the next is unknown."""
 
     def add(self, time_s: float, power_w: float) -> None:
         """Record a power sample taken at ``time_s`` (monotonic seconds)."""
         if self.time_s is not None and time_s > self.time_s:
-            self.energy_j += (power_w + self.power_w) / 2 * (time_s - self.time_s)
+            self.energy_j += self.power_w * (time_s - self.time_s)
         self.time_s = time_s
         self.power_w = power_w
 
     def at(self, time_s: float) -> float | None:
-        """The integral up to ``time_s``; ``None`` before the first sample."""
+        """The integral up to ``time_s``; ``None`` before the first sample (or the
+        first after a failed one)."""
         if self.time_s is None:
             return None
         return self.energy_j + self.power_w * (time_s - self.time_s)
 
+    def interrupt(self) -> None:
+        """A sample could not be taken: the integral stops at the last good sample
+        (:meth:`at` is ``None``) and goes on from the next one; :attr:`gaps` counts it."""
+        self.time_s = None
+        self.gaps += 1
+
 
 class _GpuEnergyState:
-    __slots__ = ("counters_mj", "sampled_j", "token")
+    __slots__ = ("counters_mj", "gaps", "sampled_j", "token")
 
-    def __init__(self, token: int, counters_mj: list[int], sampled_j: list[float | None]) -> None:
+    def __init__(
+        self, token: int, counters_mj: list[int], sampled_j: list[float | None], gaps: int
+    ) -> None:
         self.token = token
         self.counters_mj = counters_mj
         self.sampled_j = sampled_j
+        self.gaps = gaps
 
 
 class NvmlEnergyProbe(SampledProbe):
@@ -174,9 +193,14 @@ class NvmlEnergyProbe(SampledProbe):
                 return None
             raise
 
-    def _integrals_at(self, now: float) -> list[float | None]:
+    def _integrals_now(self) -> tuple[list[float | None], int]:
+        """Each sampled GPU's integral now, and the failed samples so far.  The time is
+        taken under the lock, as :meth:`sample` takes its own: the integral is never
+        read at a time before its last sample's."""
         with self._lock:
-            return [integral.at(now) for integral in self._integrals]
+            now = self._clock()
+            integrals = self._integrals
+            return [i.at(now) for i in integrals], sum(i.gaps for i in integrals)
 
     def begin(self, *, reset_peak: bool = True) -> _GpuEnergyState | None:
         if self.reason is not None or self.nvml.shut_down:
@@ -192,7 +216,8 @@ class NvmlEnergyProbe(SampledProbe):
             if self.sampled_gpus:
                 self._task_closed(token)
             return None
-        return _GpuEnergyState(token, counters, self._integrals_at(self._clock()))
+        sampled, gaps = self._integrals_now()
+        return _GpuEnergyState(token, counters, sampled, gaps)
 
     def read(self, state: _GpuEnergyState | None, figures: Figures) -> None:
         if state is None:
@@ -211,12 +236,18 @@ class NvmlEnergyProbe(SampledProbe):
                     return
                 total_j += (now - start) / 1000
         if self.sampled_gpus:
-            for start_j, now_j in zip(
-                state.sampled_j, self._integrals_at(self._clock()), strict=True
-            ):
+            sampled, gaps = self._integrals_now()
+            if gaps != state.gaps:
+                debug_once(
+                    "nvml.energy.gap",
+                    "a GPU's power could not be sampled while a task was open: "
+                    "that task has no GPU energy",
+                )
+                return
+            for start_j, now_j in zip(state.sampled_j, sampled, strict=True):
                 if start_j is None or now_j is None:
                     return
-                total_j += max(now_j - start_j, 0.0)
+                total_j += max(now_j - start_j, 0.0)  # (rounding)
         assert self.source is not None
         figures.set_energy("gpu", total_j, self.source)
 
@@ -239,7 +270,7 @@ class NvmlEnergyProbe(SampledProbe):
         if not gpus or module is None:  # unusable, or shut down (at exit)
             return
         power = module.nvmlDeviceGetPowerUsage
-        readings: list[tuple[int, float]] = []
+        readings: list[tuple[int, float | None]] = []
         for slot, position in enumerate(self.sampled_gpus):
             try:
                 readings.append((slot, power(gpus[position].gpu_handle) / 1000))
@@ -247,7 +278,11 @@ class NvmlEnergyProbe(SampledProbe):
                 if nvml.shut_down:  # shut down meanwhile
                     return
                 swallowed("probe.nvml-energy.sample", exc)
-        now = self._clock()
+                readings.append((slot, None))
         with self._lock:
+            now = self._clock()
             for slot, watts in readings:
-                self._integrals[slot].add(now, watts)
+                if watts is None:
+                    self._integrals[slot].interrupt()
+                else:
+                    self._integrals[slot].add(now, watts)

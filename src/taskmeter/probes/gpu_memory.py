@@ -24,7 +24,7 @@ from .. import _process
 from .._log import debug_once, swallowed
 from ..figures import Figures
 from .errors import ProbeUnavailableError
-from .nvml import Nvml, default_nvml
+from .nvml import Nvml, default_nvml, unsupported
 from .peaks import HighWaterSource, PeakRegister, PeakTracker
 from .sampling import SampledProbe
 from .torch_memory import TorchCudaHighWater
@@ -34,7 +34,13 @@ DEFAULT_MEMORY_INTERVAL_S = 0.2
 
 
 class SampledHighWater:
-    """A high-water mark kept from periodic samples; a reset restarts it at the last sample."""
+    """A high-water mark kept from periodic samples; a reset restarts it at the last sample.
+
+    A sample that knows nothing (``None``: a failed query, the GPU lost) keeps
+    the mark (the samples before it were real), but the level is unknown from
+    then on: a reset before the next good sample restarts the mark at nothing,
+    so a task begun then is not charged the level of a sample from before it.
+    """
 
     resettable = True
 
@@ -44,12 +50,10 @@ class SampledHighWater:
         self._mark: int | None = None
 
     def observe(self, level: int | None) -> None:
-        """Record a sample (``None``: nothing known)."""
-        if level is None:
-            return
+        """Record a sample (``None``: nothing known now)."""
         with self._lock:
             self.level = level
-            if self._mark is None or level > self._mark:
+            if level is not None and (self._mark is None or level > self._mark):
                 self._mark = level
 
     def high_water(self, usage: Any = None) -> int | None:
@@ -57,7 +61,7 @@ class SampledHighWater:
         return self._mark
 
     def reset(self) -> None:
-        """Restart the mark at the last sample."""
+        """Restart the mark at the last sample (at nothing if it knew nothing)."""
         with self._lock:
             self._mark = self.level
 
@@ -184,7 +188,18 @@ def process_gpu_memory(nvml: Nvml, pid: int) -> int | None:
         try:
             processes = module.nvmlDeviceGetComputeRunningProcesses(device.handle)
         except module.NVMLError as exc:
-            if not nvml.shut_down:  # else shut down meanwhile: no reading, nothing amiss
+            if nvml.shut_down:  # shut down meanwhile: no reading, nothing amiss
+                return None
+            if unsupported(exc):  # a lasting property of the board: no figure, said once
+                debug_once(
+                    f"nvml.memory.unsupported.{device.uuid}",
+                    "NVML cannot list the processes on GPU %d (%s): %s; no GPU memory "
+                    "figure through NVML",
+                    device.index,
+                    device.uuid,
+                    exc,
+                )
+            else:
                 swallowed("probe.gpu-memory.sample", exc)
             return None
         for process in processes:

@@ -13,6 +13,12 @@ first entry that names no device ends the list.  Indices are NVML's, which
 follow PCI bus order; CUDA follows it too when ``CUDA_DEVICE_ORDER=PCI_BUS_ID``
 (and on machines whose GPUs are all alike).
 
+A GPU NVML cannot reach (lost, fallen off the bus; or not this process's, its
+device node closed to it) is one this process cannot use either: it is left
+out.  Beside such a GPU, which index is which is unknown (CUDA may or may not
+count it), so indices, and UUID prefixes that might be its UUID's, give no
+GPU at all, with a reason that says to name the GPUs by their whole UUID.
+
 On Linux, where none of the NVIDIA driver's traces is found (its kernel
 module's ``/proc/driver/nvidia``, ``/dev/nvidia*``, WSL's ``/dev/dxg``, or
 ``libnvidia-ml`` where the dynamic linker looks), NVML could not start and
@@ -49,6 +55,11 @@ DRIVER_TRACES = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/nvidia[0-9]*", "
 """Paths (glob patterns) one of which exists where the NVIDIA driver is loaded (or WSL's GPU)."""
 LINKER_CACHE = "/etc/ld.so.cache"
 NVML_LIBRARY = "libnvidia-ml.so.1"
+NVML_ERROR_NOT_SUPPORTED = 3
+NVML_ERROR_NO_PERMISSION = 4
+NVML_ERROR_FUNCTION_NOT_FOUND = 13
+"""NVML return codes (``pynvml.NVMLError.value``) of a query this process can never have
+answered here."""
 _LEGACY_MIG = re.compile(r"^MIG-(GPU-[0-9A-Fa-f-]+)/(\d+)/(\d+)$")
 _MIG_ENABLED = 1
 
@@ -184,6 +195,9 @@ class Nvml:
         except module.NVMLError as exc:
             self.reason = f"NVML could not list the GPUs: {exc}"
             return
+        except AmbiguousDevicesError as exc:
+            self.reason = str(exc)
+            return
         physical: dict[str, GpuDevice] = {}
         for device in self._devices:
             physical.setdefault(device.gpu_uuid, device)
@@ -253,27 +267,70 @@ def nvml_possible() -> bool:
         return True
 
 
+class AmbiguousDevicesError(Exception):
+    """``CUDA_VISIBLE_DEVICES`` cannot be resolved for sure beside a GPU NVML cannot reach."""
+
+
 def resolve_visible_devices(module: Any, visible: str | None) -> list[GpuDevice]:
     """The devices ``CUDA_VISIBLE_DEVICES=visible`` leaves visible, as CUDA reads it.
 
     ``None`` means every GPU.  Entries are indices, ``GPU-`` UUIDs (or unique
     prefixes), ``MIG-`` UUIDs or ``MIG-GPU-<uuid>/<gi>/<ci>``; the first entry
-    that names no device ends the list, and repeats are dropped.
+    that names no device ends the list, and repeats are dropped.  GPUs NVML
+    cannot reach are left out; beside one, an index or a UUID prefix raises
+    :class:`AmbiguousDevicesError` (it might name that GPU, or count it).
     """
     gpus = []
+    unreachable: list[str] = []
     for index in range(module.nvmlDeviceGetCount()):
-        handle = module.nvmlDeviceGetHandleByIndex(index)
-        gpus.append((index, handle, _text(module.nvmlDeviceGetUUID(handle))))
+        try:
+            handle = module.nvmlDeviceGetHandleByIndex(index)
+            uuid = _text(module.nvmlDeviceGetUUID(handle))
+        except module.NVMLError as exc:
+            unreachable.append(f"GPU {index} ({exc})")
+            continue
+        gpus.append((index, handle, uuid))
+    if unreachable:
+        debug_once(
+            "nvml.unreachable",
+            "NVML cannot reach %s: left out, as this process cannot use it",
+            ", ".join(unreachable),
+        )
     if visible is None:
         return [GpuDevice(uuid, handle, uuid, handle, index) for index, handle, uuid in gpus]
     devices: list[GpuDevice] = []
     for entry in visible.split(","):
-        device = _resolve_entry(module, gpus, entry.strip())
+        entry = entry.strip()
+        if unreachable and _may_name_another(module, gpus, entry):
+            raise AmbiguousDevicesError(
+                f"CUDA_VISIBLE_DEVICES={visible!r} names {entry!r}, which cannot be resolved "
+                f"for sure while NVML cannot reach {', '.join(unreachable)}; name the GPUs "
+                "by their whole UUID (nvidia-smi -L)"
+            )
+        device = _resolve_entry(module, gpus, entry)
         if device is None:
             break
         if all(d.uuid != device.uuid for d in devices):
             devices.append(device)
     return devices
+
+
+def _may_name_another(module: Any, gpus: list[tuple[int, Any, str]], entry: str) -> bool:
+    """Whether ``entry`` may mean another GPU than the reachable ones say: an index (CUDA
+    may count an unreachable GPU), or a UUID prefix that is no reachable GPU's whole
+    UUID (it may be an unreachable GPU's, or one of its MIG devices')."""
+    if entry.isdigit():
+        return True
+    upper = entry.upper()
+    if _LEGACY_MIG.match(entry) is not None or not upper.startswith(("GPU-", "MIG-")):
+        return False
+    if upper.startswith("GPU-"):
+        return all(uuid.upper() != upper for _, _, uuid in gpus)
+    return all(
+        mig_uuid.upper() != upper
+        for _, handle, _ in gpus
+        for _, mig_uuid in _mig_devices(module, handle)
+    )
 
 
 def _resolve_entry(module: Any, gpus: list[tuple[int, Any, str]], entry: str) -> GpuDevice | None:
@@ -359,6 +416,18 @@ def _all_gpus(module: Any) -> list[tuple[int, Any, str]]:
     return [
         (i, module.nvmlDeviceGetHandleByIndex(i), "") for i in range(module.nvmlDeviceGetCount())
     ]
+
+
+def unsupported(error: BaseException) -> bool:
+    """Whether an ``NVMLError`` says the query can never work here (``Not Supported`` by
+    the board, ``Function Not Found`` in a driver older than ``pynvml``, or
+    ``Insufficient Permissions``, as for a MIG-enabled GPU's whole process list)."""
+    code = getattr(error, "value", None)
+    return code in (
+        NVML_ERROR_NOT_SUPPORTED,
+        NVML_ERROR_FUNCTION_NOT_FOUND,
+        NVML_ERROR_NO_PERMISSION,
+    )
 
 
 def _text(value: str | bytes) -> str:

@@ -24,9 +24,12 @@ take only minutes.  Each counter is extended past its wraps by reading it at
 least :data:`SAMPLES_PER_WRAP` times per wrap period, the period computed from
 the range and a conservative maximum power.  The probe registers that sample
 with the monitor thread while one of its tasks is open; if the counters still
-went unread for longer than a wrap period (the process was stopped, say), or
-a counter went backwards instead of wrapping (a drop of less than half its
-range), the tasks that spanned the gap report no energy rather than a wrong one.
+went unread for longer than a wrap period (the process was stopped, say, or
+reading them failed meanwhile), or a counter went backwards instead of
+wrapping (a drop of less than half its range), the tasks that spanned the gap
+report no energy rather than a wrong one.  So do the tasks open across a
+system suspend: the monotonic clock of the wrap check stops meanwhile, and
+the firmware may clear the counters on resume (which would look like a wrap).
 """
 
 from __future__ import annotations
@@ -53,6 +56,9 @@ DEFAULT_MAX_POWER_W = 1000.0
 """A power no single RAPL domain reaches; it bounds how fast a counter can wrap."""
 SAMPLES_PER_WRAP = 4
 """Counter reads per (shortest) wrap period while a task is open."""
+SUSPEND_TOLERANCE_S = 1.0
+"""More suspended time than this between two readings is a system suspend (less is
+the jitter of reading two clocks one after the other)."""
 
 README_FIX = (
     "since Linux 5.10 energy_uj is readable by root only; grant read access as shown in "
@@ -80,6 +86,15 @@ class RaplZone:
     control_type: str
     """``intel-rapl``, ``intel-rapl-mmio``, ..."""
     max_energy_range_uj: int
+
+
+def suspended_s() -> float:
+    """Seconds the system has spent suspended since it booted (``CLOCK_BOOTTIME`` less
+    ``CLOCK_MONOTONIC``, Linux); ``0.0`` where that cannot be told."""
+    boottime = getattr(time, "CLOCK_BOOTTIME", None)
+    if boottime is None:  # pragma: no cover - not Linux
+        return 0.0
+    return time.clock_gettime(boottime) - time.clock_gettime(time.CLOCK_MONOTONIC)
 
 
 def zone_domain(name: str) -> str:
@@ -237,6 +252,8 @@ class RaplProbe(SampledProbe):
         max_power_w: A power no domain can reach, which bounds how fast a
             counter wraps and so how often it is read while a task is open.
         clock: Monotonic clock in seconds (for tests).
+        suspended: Seconds the system has spent suspended (for tests; default
+            :func:`suspended_s`).
 
     The figures are machine-wide: every process running on the CPUs during
     the task is counted.  ``cpu`` is sourced ``rapl`` (packages), ``rapl+dram``
@@ -253,6 +270,7 @@ class RaplProbe(SampledProbe):
         required: bool = False,
         max_power_w: float = DEFAULT_MAX_POWER_W,
         clock: Callable[[], float] = time.monotonic,
+        suspended: Callable[[], float] = suspended_s,
     ) -> None:
         super().__init__()
         if isinstance(domains, str):
@@ -266,6 +284,7 @@ class RaplProbe(SampledProbe):
         self.root = Path(root)
         self.domains = wanted
         self._clock = clock
+        self._suspended = suspended
         self._lock = threading.Lock()
         self._counters: list[_Counter] = []
         self.unavailable: dict[str, str] = {}
@@ -284,8 +303,10 @@ class RaplProbe(SampledProbe):
         else:
             self.wrap_period_s = float("inf")
         self.missed_wraps = 0
-        """Times the counters went unread for longer than a wrap period, or went backwards."""
+        """Times the counters went unread for longer than a wrap period (or across a
+        system suspend), or went backwards."""
         self._last_read: float | None = None
+        self._last_suspended_s = 0.0
 
     @property
     def zones(self) -> tuple[RaplZone, ...]:
@@ -345,15 +366,23 @@ class RaplProbe(SampledProbe):
             debug_once(f"rapl.{domain}", "no RAPL %s energy: %s", domain, reason)
 
     def _read_all(self) -> tuple[list[int], int]:
-        now = self._clock()
         with self._lock:
+            # The time of a reading is taken under the lock (so readings are in
+            # the order of their times), and it counts as a reading only once
+            # every counter was read: reads that fail leave the gap open.
+            now = self._clock()
+            suspended = self._suspended()
             last = self._last_read
-            if last is not None and now - last > self.wrap_period_s:
-                self.missed_wraps += 1
-            self._last_read = now
             counters = self._counters
             jumps = sum(counter.jumps for counter in counters)
             values = [counter.update() for counter in counters]
+            self._last_read = now
+            if last is not None and (
+                now - last > self.wrap_period_s
+                or suspended - self._last_suspended_s > SUSPEND_TOLERANCE_S
+            ):
+                self.missed_wraps += 1
+            self._last_suspended_s = suspended
             if sum(counter.jumps for counter in counters) != jumps:
                 self.missed_wraps += 1
             return values, self.missed_wraps
@@ -377,7 +406,8 @@ class RaplProbe(SampledProbe):
             debug_once(
                 "rapl.missed",
                 "RAPL counters went unread for over %.0f s (the process was stopped?), "
-                "or one went backwards; tasks open meanwhile report no RAPL energy",
+                "the system was suspended, or one went backwards; tasks open meanwhile "
+                "report no RAPL energy",
                 self.wrap_period_s,
             )
             return
