@@ -33,9 +33,6 @@ class Isr:
 def run_pipeline(limit: int, monkeypatch: pytest.MonkeyPatch) -> tuple[list[Any], set[str]]:
     """Two tasks, three timed calls and a wide user span under ``limit``: the spans, and the
     names of the metrics recorded."""
-    for key in list(_log.error_counts):
-        monkeypatch.delitem(_log.error_counts, key)
-    monkeypatch.setattr(_log, "_seen", set())
     monkeypatch.setenv(VARIABLE, str(limit))
     monkeypatch.setenv("TASKMETER_MACHINE", "rack-7")
     reader = InMemoryMetricReader()
