@@ -1,9 +1,11 @@
-"""The OTLP/gRPC exporters taskmeter sets up under ``opentelemetry-instrument`` survive the
-timeout and compression variables the SDK's own exporters cannot read.
+"""The exporters taskmeter sets up under ``opentelemetry-instrument`` survive the
+variables the SDK's own classes cannot use.
 
 The SDK's gRPC exporters raise when made with ``OTEL_EXPORTER_OTLP_COMPRESSION=none``
-(a value the specification defines) or a timeout that is not a number; an exporter
-that cannot be made exports nothing.  These tests run a program as a user would,
+(a value the specification defines) or a timeout that is not a number, and its
+``BatchSpanProcessor`` raises on ``OTEL_BSP_*`` sizes it parses but refuses (a delay
+of 0, a batch larger than the queue); an exporter that cannot be set up exports
+nothing.  These tests run a program as a user would,
 against a real collector, and read back what reached it.
 """
 
@@ -19,7 +21,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from taskmeter import _log
 from taskmeter.instrumentation.otlp_grpc import grpc_exporter_arguments
-from taskmeter.instrumentation.sdk import build_from_environment
+from taskmeter.instrumentation.sdk import batch_arguments, build_from_environment
 from tests.collector import CollectorUnderTest, wait_until
 
 from .runner import run_instrumented_program
@@ -40,6 +42,8 @@ print(json.dumps({"ok": True}))
         ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "GZIP", False),
         ("OTEL_EXPORTER_OTLP_COMPRESSION", "brotli", True),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon", True),
+        ("OTEL_BSP_SCHEDULE_DELAY", "0", True),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4096", True),
     ],
 )
 def test_spans_and_metrics_reach_the_collector_whatever_the_otlp_variables(
@@ -70,7 +74,7 @@ def test_spans_and_metrics_reach_the_collector_whatever_the_otlp_variables(
     if warned:
         lines = [line for line in ran.stderr.splitlines() if variable in line]
         assert len(lines) == 1, ran.stderr
-        assert repr(value) in lines[0] and "using" in lines[0]
+        assert value in lines[0] and "using" in lines[0]
     else:
         assert variable not in ran.stderr
 
@@ -140,3 +144,29 @@ def test_the_exporter_made_with_those_arguments_is_the_sdk_s(
         assert isinstance(processor._batch_processor._exporter, OTLPSpanExporter)
     finally:
         setup.shutdown()
+
+
+def test_batch_sizes_are_checked_as_the_sdk_would_and_default_when_refused() -> None:
+    """Values the SDK accepts pass through; refused ones give the SDK's defaults."""
+    assert batch_arguments({}) == {
+        "max_queue_size": 2048,
+        "max_export_batch_size": 512,
+        "schedule_delay_millis": 5000,
+        "export_timeout_millis": 30000,
+    }
+    env = {
+        "OTEL_BSP_MAX_QUEUE_SIZE": "100",
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "50",
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+        "OTEL_BSP_EXPORT_TIMEOUT": "1000",
+    }
+    assert batch_arguments(env) == {
+        "max_queue_size": 100,
+        "max_export_batch_size": 50,
+        "schedule_delay_millis": 200,
+        "export_timeout_millis": 1000,
+    }
+    env = {"OTEL_BSP_MAX_QUEUE_SIZE": "-1", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "4096"}
+    assert batch_arguments(env)["max_queue_size"] == 2048
+    assert batch_arguments(env)["max_export_batch_size"] == 2048
+    assert _log.error_counts["env.OTEL_BSP_MAX_QUEUE_SIZE"] == 2

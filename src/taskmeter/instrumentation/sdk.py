@@ -59,6 +59,7 @@ from .otlp_grpc import UnusableVariable, grpc_exporter_arguments
 
 __all__ = [
     "SdkSetup",
+    "batch_arguments",
     "build_from_environment",
     "configure_from_environment",
     "exporter_names",
@@ -278,7 +279,51 @@ def span_processor_for(
 
     if isinstance(exporter, DurableSpanExporter):
         return DurableSpanProcessor.from_environment(exporter, environ)
-    return BatchSpanProcessor(exporter)
+    sizes = batch_arguments(environ)
+    return BatchSpanProcessor(
+        exporter,
+        max_queue_size=sizes["max_queue_size"],
+        schedule_delay_millis=sizes["schedule_delay_millis"],
+        max_export_batch_size=sizes["max_export_batch_size"],
+        export_timeout_millis=sizes["export_timeout_millis"],
+    )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError("expected a positive integer")
+    return value
+
+
+def batch_arguments(environ: Mapping[str, str] | None = None) -> dict[str, int]:
+    """The ``BatchSpanProcessor`` sizes the ``OTEL_BSP_*`` variables ask for, checked here.
+
+    The SDK's ``BatchSpanProcessor`` reads them itself, but raises on values it
+    parses and cannot use (a delay of 0, a batch larger than the queue), which
+    left the exporter out altogether; here such a value is reported once,
+    naming the variable, and the SDK's default applies.
+    """
+    queue = settings.env_value("OTEL_BSP_MAX_QUEUE_SIZE", _positive_int, 2048, environ)
+    batch = settings.env_value("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", _positive_int, 512, environ)
+    delay_ms = settings.env_value("OTEL_BSP_SCHEDULE_DELAY", _positive_int, 5000, environ)
+    timeout_ms = settings.env_value("OTEL_BSP_EXPORT_TIMEOUT", _positive_int, 30000, environ)
+    if batch > queue:
+        config_warning(
+            "env.OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+            "ignoring OTEL_BSP_MAX_EXPORT_BATCH_SIZE=%d: it exceeds OTEL_BSP_MAX_QUEUE_SIZE=%d; "
+            "using %d",
+            batch,
+            queue,
+            queue,
+        )
+        batch = queue
+    return {
+        "max_queue_size": queue,
+        "max_export_batch_size": batch,
+        "schedule_delay_millis": delay_ms,
+        "export_timeout_millis": timeout_ms,
+    }
 
 
 class _Durable:
