@@ -21,7 +21,11 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from taskmeter import _log
 from taskmeter.instrumentation.otlp_grpc import grpc_exporter_arguments
-from taskmeter.instrumentation.sdk import batch_arguments, build_from_environment
+from taskmeter.instrumentation.sdk import (
+    batch_arguments,
+    build_from_environment,
+    reader_intervals,
+)
 from tests.collector import CollectorUnderTest, wait_until
 
 from .runner import run_instrumented_program
@@ -44,6 +48,7 @@ print(json.dumps({"ok": True}))
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon", True),
         ("OTEL_BSP_SCHEDULE_DELAY", "0", True),
         ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4096", True),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "0", True),
     ],
 )
 def test_spans_and_metrics_reach_the_collector_whatever_the_otlp_variables(
@@ -170,3 +175,14 @@ def test_batch_sizes_are_checked_as_the_sdk_would_and_default_when_refused() -> 
     assert batch_arguments(env)["max_queue_size"] == 2048
     assert batch_arguments(env)["max_export_batch_size"] == 2048
     assert _log.error_counts["env.OTEL_BSP_MAX_QUEUE_SIZE"] == 2
+
+
+def test_metric_reader_intervals_default_when_the_sdk_would_refuse_them() -> None:
+    """A positive interval and timeout pass through; 0, negative or no number: defaults."""
+    assert reader_intervals({}) == (60000.0, 30000.0)
+    env = {"OTEL_METRIC_EXPORT_INTERVAL": "500", "OTEL_METRIC_EXPORT_TIMEOUT": "250.5"}
+    assert reader_intervals(env) == (500.0, 250.5)
+    env = {"OTEL_METRIC_EXPORT_INTERVAL": "0", "OTEL_METRIC_EXPORT_TIMEOUT": "soon"}
+    assert reader_intervals(env) == (60000.0, 30000.0)
+    assert _log.error_counts["env.OTEL_METRIC_EXPORT_INTERVAL"] == 1
+    assert _log.error_counts["env.OTEL_METRIC_EXPORT_TIMEOUT"] == 1

@@ -63,6 +63,7 @@ __all__ = [
     "build_from_environment",
     "configure_from_environment",
     "exporter_names",
+    "reader_intervals",
     "span_processor_for",
 ]
 
@@ -296,6 +297,25 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_ms(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise ValueError("expected a positive number of milliseconds")
+    return value
+
+
+def reader_intervals(environ: Mapping[str, str] | None = None) -> tuple[float, float]:
+    """``OTEL_METRIC_EXPORT_INTERVAL`` and ``_TIMEOUT`` (ms) for a periodic metric reader.
+
+    The SDK's ``PeriodicExportingMetricReader`` raises on an interval of 0 or
+    less, which left the metric exporter out altogether; here such a value is
+    reported once, naming the variable, and the SDK's default applies.
+    """
+    interval_ms = settings.env_value("OTEL_METRIC_EXPORT_INTERVAL", _positive_ms, 60000.0, environ)
+    timeout_ms = settings.env_value("OTEL_METRIC_EXPORT_TIMEOUT", _positive_ms, 30000.0, environ)
+    return interval_ms, timeout_ms
+
+
 def batch_arguments(environ: Mapping[str, str] | None = None) -> dict[str, int]:
     """The ``BatchSpanProcessor`` sizes the ``OTEL_BSP_*`` variables ask for, checked here.
 
@@ -397,7 +417,10 @@ def _metric_readers(environ: Mapping[str, str], durable: _Durable) -> list[Metri
         try:
             made = _made("metrics", name, durable)
             if isinstance(made, MetricExporter):
-                made = PeriodicExportingMetricReader(made)
+                interval_ms, timeout_ms = reader_intervals(environ)
+                made = PeriodicExportingMetricReader(
+                    made, export_interval_millis=interval_ms, export_timeout_millis=timeout_ms
+                )
             if not isinstance(made, MetricReader):
                 raise TypeError(f"{made!r} is neither a metric exporter nor a reader")
         except UnusableVariable:
