@@ -212,6 +212,21 @@ def test_a_timeout_meant_in_seconds_is_used_as_milliseconds_and_said_once(
     assert not caplog.records
 
 
+def test_compression_variables_take_every_specification_value(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """none, gzip and deflate in any case are used; another value is named with the three."""
+    for value in ("none", "GZIP", "Deflate"):
+        sender = sender_for("metrics", {"OTEL_EXPORTER_OTLP_COMPRESSION": value})
+        assert sender.compression == value.lower()
+    assert not caplog.records
+    sender = sender_for("metrics", {"OTEL_EXPORTER_OTLP_METRICS_COMPRESSION": "br"})
+    assert sender.compression == "none"
+    (record,) = caplog.records
+    assert "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION='br'" in record.getMessage()
+    assert "none, gzip or deflate" in record.getMessage()
+
+
 @pytest.mark.parametrize(
     ("environ", "variable"),
     [

@@ -181,7 +181,7 @@ def _compression(environ: Mapping[str, str], signal: str) -> str:
     name, value = found
     lowered = value.lower()
     if lowered not in ("none", "gzip", "deflate"):
-        config_warning(f"env.{name}", "ignoring %s=%r: expected none or gzip", name, value)
+        config_warning(f"env.{name}", "ignoring %s=%r: expected none, gzip or deflate", name, value)
         return "none"
     return lowered
 
