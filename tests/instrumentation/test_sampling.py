@@ -60,11 +60,14 @@ def test_samplers_that_record_every_root_say_nothing(sampler: str | None) -> Non
 
 
 def test_warning_reads_the_provider_s_sampler(caplog: pytest.LogCaptureFixture) -> None:
-    """Samplers set in code count as well; a provider without one says nothing."""
+    """Samplers set in code count as well; a ratio of 1 records every trace; a provider
+    without a sampler says nothing."""
     with caplog.at_level(logging.WARNING, logger="taskmeter"):
         assert not warn_if_sampling(TracerProvider())
         assert not warn_if_sampling(TracerProvider(sampler=ALWAYS_ON))
         assert not warn_if_sampling(object())
+        assert not warn_if_sampling(TracerProvider(sampler=TraceIdRatioBased(1.0)))
+        assert not warn_if_sampling(TracerProvider(sampler=ParentBased(TraceIdRatioBased(1))))
         assert warn_if_sampling(TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.1))))
         assert warn_if_sampling(TracerProvider(sampler=ALWAYS_OFF))
     assert len([r for r in caplog.records if "sampler" in r.getMessage()]) == 1

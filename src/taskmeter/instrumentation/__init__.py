@@ -30,6 +30,7 @@ them).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Collection
 from typing import Any
 
@@ -142,7 +143,9 @@ def warn_if_sampling(tracer_provider: Any) -> bool:
         description = str(sampler.get_description())
     except Exception:  # a sampler of another shape: nothing to say about it
         return False
-    if description in _keeps_every_root():
+    # A ratio of 1 records every trace, as AlwaysOn does.
+    normalized = re.sub(r"TraceIdRatioBased\{1(?:\.0*)?\}", "AlwaysOnSampler", description)
+    if normalized in _keeps_every_root():
         return False
     config_warning(
         "env.OTEL_TRACES_SAMPLER",
