@@ -278,3 +278,27 @@ def test_compose_mounts_files_that_exist_where_each_part_reads_them() -> None:
     home = services["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert home == f"{dashboards_dir}/{dashboard.DASHBOARD.name}"
     assert mounts["/etc/grafana/provisioning"] == "./grafana/provisioning"
+
+
+def test_each_dashboard_query_uses_labels_its_own_metrics_carry(
+    exported: dict[str, set[str]],
+) -> None:
+    """Per expression, every label it selects or groups on is one the real exporter serves
+    on the metrics of that expression (not merely on some metric of the library)."""
+    measurement_base = prometheus_name(SPEC.metric_name, SPEC.unit)
+    scrape_labels = {"job", "instance"}
+    for expr in dashboard.expressions():
+        metrics, labels = dashboard.names_in(
+            dashboard.substitute(expr, measurement=measurement_base)
+        )
+        carried = set().union(*(exported[name] for name in metrics))
+        assert labels <= carried | scrape_labels, f"{labels - carried - scrape_labels} in {expr}"
+    for query in dashboard.variable_queries():
+        selector, label = dashboard.label_values(dashboard.substitute(query))
+        metrics, labels = dashboard.names_in(selector)
+        named = {m for m in metrics if m in exported} or {
+            name for name in exported if any(re.fullmatch(m, name) for m in metrics)
+        }
+        carried = set().union(*(exported[name] for name in named)) | {"__name__"}
+        assert named, query
+        assert (labels | {label}) - {"__name__"} <= carried | scrape_labels, query

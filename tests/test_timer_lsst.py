@@ -24,7 +24,7 @@ from taskmeter.testing import SpanCapture
 
 from .helpers import MIB, touch_bytes
 from .test_docs import readme_python_block
-from .test_timer import shape
+from .test_timer import USAGE_KEYS, shape
 
 
 class Holder:
@@ -419,3 +419,47 @@ def test_readme_porting_snippet_runs() -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["1", "True"]
+
+
+# ---------------------------------------------------------------- both timers on one object
+
+
+@pytest.mark.parametrize("kind", ["dict", "TaskMetadata"])
+def test_ours_and_lsst_s_calls_on_one_object_write_the_same_keys_and_types(kind: str) -> None:
+    """taskmeter's time_method and lsst.utils' timeMethod, taking turns on one object's
+    metadata: every key gets one entry per call, all of one type (a TaskMetadata refuses
+    to mix them), the scalars agree, and lsst's duration reader reads our last call as
+    ours does."""
+    from lsst.pipe.base import TaskMetadata
+    from lsst.utils.timer import duration_from_timeMethod as lsst_duration
+
+    from taskmeter.timer import duration_from_time_method
+
+    class Isr:
+        def __init__(self) -> None:
+            self.metadata: Any = {} if kind == "dict" else TaskMetadata()
+
+        def run(self) -> int:
+            return sum(i * i for i in range(20_000))
+
+    ours, theirs = time_method(Isr.run), lsst_time_method(Isr.run)
+    isr = Isr()
+    for call in (theirs, ours, theirs, ours):
+        call(isr)
+    metadata = isr.metadata
+    if kind == "dict":
+        arrays = {k: v for k, v in metadata.items() if isinstance(v, list)}
+        scalars = {k: v for k, v in metadata.items() if not isinstance(v, list)}
+    else:
+        arrays, scalars = dict(metadata.arrays), dict(metadata.scalars)
+    expected = {f"run{phase}{key}" for phase in ("Start", "End") for key in ("Utc", *USAGE_KEYS)}
+    assert set(arrays) == expected
+    for key, values in arrays.items():
+        assert len(values) == 4, key
+        assert len({type(v) for v in values}) == 1, (key, values)
+    assert scalars == {"__version__": 1, "nodeName": scalars["nodeName"]}
+    for clock in ("Cpu", "User", "System", "Utc"):
+        assert lsst_duration(metadata, "run", clock) == duration_from_time_method(
+            metadata, "run", clock
+        )
+    assert duration_from_time_method(metadata, "run", "Cpu") > 0

@@ -12,6 +12,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from taskmeter import _log
 from taskmeter.export import GrpcSender, HttpSender, Outcome, redact_url, sender_for
 from taskmeter.export.config import endpoint_variable_problem
 from tests.collector import CollectorUnderTest
@@ -188,6 +189,42 @@ def test_bad_variables_fall_back_with_a_warning(caplog: pytest.LogCaptureFixture
     assert sender.timeout_s == 10.0
     assert "OTEL_EXPORTER_OTLP_TIMEOUT" in caplog.text
     assert "OTEL_EXPORTER_OTLP_PROTOCOL" in caplog.text
+
+
+def test_a_timeout_meant_in_seconds_is_used_as_milliseconds_and_said_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """OTEL_EXPORTER_OTLP_TIMEOUT=5 is 5 s to the SDK's exporters and 5 ms to taskmeter's (the
+    specification's unit): the value is used as the specification says, and a warning names
+    the variable and the value meaning 5 s, once; 100 ms and more are taken silently."""
+    environ = {"OTEL_EXPORTER_OTLP_TIMEOUT": "5"}
+    for signal in ("traces", "metrics", "traces"):
+        assert sender_for(signal, environ).timeout_s == 0.005
+    warnings = [
+        r.getMessage() for r in caplog.records if "OTEL_EXPORTER_OTLP_TIMEOUT" in r.getMessage()
+    ]
+    assert len(warnings) == 1, warnings
+    assert "read as 5 ms" in warnings[0] and "for 5 s, give 5000" in warnings[0]
+    assert _log.error_counts["env.OTEL_EXPORTER_OTLP_TIMEOUT"] == 3
+    caplog.clear()
+    assert sender_for("traces", {"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "100"}).timeout_s == 0.1
+    assert sender_for("traces", {"OTEL_EXPORTER_OTLP_TIMEOUT": "2500"}).timeout_s == 2.5
+    assert not caplog.records
+
+
+def test_compression_variables_take_every_specification_value(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """none, gzip and deflate in any case are used; another value is named with the three."""
+    for value in ("none", "GZIP", "Deflate"):
+        sender = sender_for("metrics", {"OTEL_EXPORTER_OTLP_COMPRESSION": value})
+        assert sender.compression == value.lower()
+    assert not caplog.records
+    sender = sender_for("metrics", {"OTEL_EXPORTER_OTLP_METRICS_COMPRESSION": "br"})
+    assert sender.compression == "none"
+    (record,) = caplog.records
+    assert "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION='br'" in record.getMessage()
+    assert "none, gzip or deflate" in record.getMessage()
 
 
 @pytest.mark.parametrize(

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
 from taskmeter import Task, time_method
+from taskmeter.attributes import CPU_TIME, DURATION, MEMORY_PEAK
 from taskmeter.measure import CpuTimingMetric, MeasurementSpanProcessor, MemoryMetric, TimingMetric
-from taskmeter.measure.instruments import TASK_DURATION
+from taskmeter.measure.instruments import TASK_DURATION, TASK_METRICS
 from taskmeter.testing import capture_spans
 
 from ..collector import CollectorUnderTest, wait_until
 from ..helpers import burn_cpu
+
+CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
 
 
 class Calibrate:
@@ -94,3 +99,41 @@ def test_collector_fixture_stops_the_collector(rotel_collector: CollectorUnderTe
     collector.stop()
     assert process.poll() is not None
     assert time.monotonic() - started < 10
+
+
+def test_task_metrics_arrive_with_their_units_kinds_and_descriptions(
+    rotel_collector: CollectorUnderTest,
+) -> None:
+    """Each per-task histogram reaches the collector as a cumulative histogram with the unit
+    and description of TASK_METRICS; a failed task is counted beside a finished one (by
+    status), so no description may speak of finished tasks only."""
+    exporter = OTLPMetricExporter(endpoint=rotel_collector.grpc_endpoint, insecure=True, timeout=5)
+    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=600_000)
+    meter_provider = MeterProvider(metric_readers=[reader])
+    try:
+        processor = MeasurementSpanProcessor(meter_provider=meter_provider)
+        with capture_spans(processor):
+            with Task("load"):
+                burn_cpu(0.05)
+            with contextlib.suppress(RuntimeError), Task("load"):
+                raise RuntimeError("disk on fire")
+    finally:
+        meter_provider.shutdown(timeout_millis=10_000)
+
+    sink = rotel_collector.sink
+    measured = [m for m in TASK_METRICS if m.source in (DURATION, CPU_TIME, MEMORY_PEAK)]
+    assert wait_until(lambda: all(sink.metric_points(m.name) for m in measured), timeout=15)
+    for request in sink.requests("metrics"):
+        for resource_metrics in request.resource_metrics:
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    (spec,) = [m for m in TASK_METRICS if m.name == metric.name]
+                    assert metric.description == spec.description
+                    assert "finished" not in spec.description.lower()
+                    assert metric.WhichOneof("data") == "histogram"
+                    assert metric.histogram.aggregation_temporality == CUMULATIVE
+    for metric in measured:
+        points = sink.metric_points(metric.name)
+        assert {p.unit for p in points} == {metric.unit}
+        statuses = {p.attributes["taskmeter.task.status"]: p.point.count for p in points}
+        assert statuses == {"finished": 1, "failed": 1}, metric.name

@@ -25,6 +25,8 @@ PROTOCOLS = ("http/protobuf", "grpc")
 DEFAULT_HTTP_ENDPOINT = "http://localhost:4318"
 DEFAULT_GRPC_ENDPOINT = "http://localhost:4317"
 DEFAULT_TIMEOUT_S = 10.0
+SECONDS_LIKE_TIMEOUT_S = 0.1
+"""A timeout variable below this (100 ms) was most likely meant in seconds: said once."""
 
 
 def _variable(environ: Mapping[str, str], signal: str, suffix: str) -> tuple[str, str] | None:
@@ -154,6 +156,21 @@ def _timeout(environ: Mapping[str, str], signal: str) -> float:
             DEFAULT_TIMEOUT_S,
         )
         return DEFAULT_TIMEOUT_S
+    if seconds < SECONDS_LIKE_TIMEOUT_S:
+        # The OpenTelemetry Python SDK's own exporters read these variables in
+        # seconds: a program moved to taskmeter's exporters keeps its value.
+        config_warning(
+            f"env.{name}",
+            "%s=%r is read as %g ms, the specification's unit, by taskmeter's exporters "
+            "(the OpenTelemetry Python SDK's own exporters read it as seconds): an export "
+            "that takes longer fails (and waits in the spool, if there is one); for %s s, "
+            "give %s",
+            name,
+            value,
+            seconds * 1000.0,
+            value,
+            f"{float(value) * 1000.0:g}",
+        )
     return seconds
 
 
@@ -164,7 +181,7 @@ def _compression(environ: Mapping[str, str], signal: str) -> str:
     name, value = found
     lowered = value.lower()
     if lowered not in ("none", "gzip", "deflate"):
-        config_warning(f"env.{name}", "ignoring %s=%r: expected none or gzip", name, value)
+        config_warning(f"env.{name}", "ignoring %s=%r: expected none, gzip or deflate", name, value)
         return "none"
     return lowered
 

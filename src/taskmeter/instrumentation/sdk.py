@@ -55,12 +55,15 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from .. import settings
 from .._log import config_warning, swallowed
+from .otlp_grpc import UnusableVariable, grpc_exporter_arguments
 
 __all__ = [
     "SdkSetup",
+    "batch_arguments",
     "build_from_environment",
     "configure_from_environment",
     "exporter_names",
+    "reader_intervals",
     "span_processor_for",
 ]
 
@@ -277,7 +280,70 @@ def span_processor_for(
 
     if isinstance(exporter, DurableSpanExporter):
         return DurableSpanProcessor.from_environment(exporter, environ)
-    return BatchSpanProcessor(exporter)
+    sizes = batch_arguments(environ)
+    return BatchSpanProcessor(
+        exporter,
+        max_queue_size=sizes["max_queue_size"],
+        schedule_delay_millis=sizes["schedule_delay_millis"],
+        max_export_batch_size=sizes["max_export_batch_size"],
+        export_timeout_millis=sizes["export_timeout_millis"],
+    )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError("expected a positive integer")
+    return value
+
+
+def _positive_ms(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise ValueError("expected a positive number of milliseconds")
+    return value
+
+
+def reader_intervals(environ: Mapping[str, str] | None = None) -> tuple[float, float]:
+    """``OTEL_METRIC_EXPORT_INTERVAL`` and ``_TIMEOUT`` (ms) for a periodic metric reader.
+
+    The SDK's ``PeriodicExportingMetricReader`` raises on an interval of 0 or
+    less, which left the metric exporter out altogether; here such a value is
+    reported once, naming the variable, and the SDK's default applies.
+    """
+    interval_ms = settings.env_value("OTEL_METRIC_EXPORT_INTERVAL", _positive_ms, 60000.0, environ)
+    timeout_ms = settings.env_value("OTEL_METRIC_EXPORT_TIMEOUT", _positive_ms, 30000.0, environ)
+    return interval_ms, timeout_ms
+
+
+def batch_arguments(environ: Mapping[str, str] | None = None) -> dict[str, int]:
+    """The ``BatchSpanProcessor`` sizes the ``OTEL_BSP_*`` variables ask for, checked here.
+
+    The SDK's ``BatchSpanProcessor`` reads them itself, but raises on values it
+    parses and cannot use (a delay of 0, a batch larger than the queue), which
+    left the exporter out altogether; here such a value is reported once,
+    naming the variable, and the SDK's default applies.
+    """
+    queue = settings.env_value("OTEL_BSP_MAX_QUEUE_SIZE", _positive_int, 2048, environ)
+    batch = settings.env_value("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", _positive_int, 512, environ)
+    delay_ms = settings.env_value("OTEL_BSP_SCHEDULE_DELAY", _positive_int, 5000, environ)
+    timeout_ms = settings.env_value("OTEL_BSP_EXPORT_TIMEOUT", _positive_int, 30000, environ)
+    if batch > queue:
+        config_warning(
+            "env.OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+            "ignoring OTEL_BSP_MAX_EXPORT_BATCH_SIZE=%d: it exceeds OTEL_BSP_MAX_QUEUE_SIZE=%d; "
+            "using %d",
+            batch,
+            queue,
+            queue,
+        )
+        batch = queue
+    return {
+        "max_queue_size": queue,
+        "max_export_batch_size": batch,
+        "schedule_delay_millis": delay_ms,
+        "export_timeout_millis": timeout_ms,
+    }
 
 
 class _Durable:
@@ -313,10 +379,18 @@ class _Durable:
 
 
 def _made(signal: str, name: str, durable: _Durable) -> Any:
+    """The exporter ``name`` of ``signal``; raises :class:`UnusableVariable` (reported
+    already) when a variable keeps it from being made."""
     made = durable.exporter(signal, name)
     if made is None:
         durable.all_durable = False
-        made = _load(signal, name)()
+        factory = _load(signal, name)
+        if name == _OTLP_BY_PROTOCOL["grpc"]:
+            # The SDK's gRPC exporters raise on timeout and compression values
+            # they cannot use (``none`` among them): read them here instead.
+            made = factory(**grpc_exporter_arguments(signal, durable.environ))
+        else:
+            made = factory()
     return made
 
 
@@ -328,6 +402,8 @@ def _span_processors(environ: Mapping[str, str], durable: _Durable) -> list[Span
             if not isinstance(exporter, SpanExporter):
                 raise TypeError(f"{exporter!r} is not a span exporter")
             processors.append(span_processor_for(exporter, environ))
+        except UnusableVariable:
+            continue
         except Exception as exc:
             swallowed(
                 f"instrument.exporter.traces.{name}", _ExporterError(TRACES_EXPORTER, name, exc)
@@ -341,9 +417,14 @@ def _metric_readers(environ: Mapping[str, str], durable: _Durable) -> list[Metri
         try:
             made = _made("metrics", name, durable)
             if isinstance(made, MetricExporter):
-                made = PeriodicExportingMetricReader(made)
+                interval_ms, timeout_ms = reader_intervals(environ)
+                made = PeriodicExportingMetricReader(
+                    made, export_interval_millis=interval_ms, export_timeout_millis=timeout_ms
+                )
             if not isinstance(made, MetricReader):
                 raise TypeError(f"{made!r} is neither a metric exporter nor a reader")
+        except UnusableVariable:
+            continue
         except Exception as exc:
             swallowed(
                 f"instrument.exporter.metrics.{name}", _ExporterError(METRICS_EXPORTER, name, exc)

@@ -47,7 +47,7 @@ PROCESSOR_ERRORS: Final = "taskmeter.processor.errors"
 """Counter of errors the processor absorbed (attribute ``error.type``)."""
 
 TASK_METRICS: Final[tuple[TaskMetric, ...]] = (
-    TaskMetric(TASK_DURATION, attr.DURATION, "s", "Duration of finished tasks"),
+    TaskMetric(TASK_DURATION, attr.DURATION, "s", "Duration of tasks, by label and status"),
     TaskMetric(TASK_CPU_TIME, attr.CPU_TIME, "s", "CPU time of this process during tasks"),
     TaskMetric(TASK_MEMORY_PEAK, attr.MEMORY_PEAK, "By", "Peak RSS during tasks"),
     TaskMetric(TASK_GPU_MEMORY_PEAK, attr.GPU_MEMORY_PEAK, "By", "Peak GPU memory during tasks"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics
@@ -176,6 +176,8 @@ class MeasurementSpanProcessor(SpanProcessor):
             raw = _raw_attributes(span)
             if not raw:
                 return
+            if getattr(getattr(span, "_attributes", None), "dropped", 0):
+                _report_dropped(span, raw)
             method = raw.get(attr.TIMER_METHOD)
             if method is not None:
                 if self._targets:
@@ -275,6 +277,35 @@ class MeasurementSpanProcessor(SpanProcessor):
             self._errors.add(1, {ERROR_TYPE: kind})
         except Exception as inner:  # pragma: no cover - the SDK's counters do not raise
             swallowed("measure.errors", inner, interval=self._log_interval)
+
+
+ATTRIBUTE_COUNT_NEEDED: Final = 32
+"""A span attribute count limit that keeps every attribute of taskmeter's spans (a timer
+span carries 28, a task span at most 20)."""
+
+
+def _report_dropped(span: ReadableSpan, raw: Mapping[str, Any]) -> None:
+    """Say once that the SDK dropped attributes of one of taskmeter's spans.
+
+    The SDK drops the oldest attributes first, and taskmeter sets a span's ids
+    and timer method first: a task or timer span over the limit loses what
+    makes it one, and its task metrics and Measurements are then not recorded.
+    """
+    if not any(key.startswith("taskmeter.") for key in raw):
+        return  # not a span of taskmeter's
+    limit = getattr(getattr(span, "_attributes", None), "maxlen", None)
+    config_warning(
+        "env.OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+        "span %r lost %d attribute(s) to the span attribute count limit (%s; "
+        "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT, OTEL_ATTRIBUTE_COUNT_LIMIT or the tracer "
+        "provider's SpanLimits): the oldest go first, a task's ids and a timer's method "
+        "among them, so task metrics and Measurements of such spans are missing or "
+        "incomplete; a limit of at least %d keeps every attribute of taskmeter's spans",
+        span.name,
+        span.dropped_attributes,
+        limit,
+        ATTRIBUTE_COUNT_NEEDED,
+    )
 
 
 def _short(value: object) -> str:

@@ -1,0 +1,188 @@
+"""The exporters taskmeter sets up under ``opentelemetry-instrument`` survive the
+variables the SDK's own classes cannot use.
+
+The SDK's gRPC exporters raise when made with ``OTEL_EXPORTER_OTLP_COMPRESSION=none``
+(a value the specification defines) or a timeout that is not a number, and its
+``BatchSpanProcessor`` raises on ``OTEL_BSP_*`` sizes it parses but refuses (a delay
+of 0, a batch larger than the queue); an exporter that cannot be set up exports
+nothing.  These tests run a program as a user would,
+against a real collector, and read back what reached it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+import pytest
+from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from taskmeter import _log
+from taskmeter.instrumentation.otlp_grpc import grpc_exporter_arguments
+from taskmeter.instrumentation.sdk import (
+    batch_arguments,
+    build_from_environment,
+    reader_intervals,
+)
+from tests.collector import CollectorUnderTest, wait_until
+
+from .runner import run_instrumented_program
+
+PROGRAM = """
+import json
+from taskmeter import Task
+with Task("compressed job"):
+    sum(range(10000))
+print(json.dumps({"ok": True}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "warned"),
+    [
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "none", False),
+        ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "GZIP", False),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "brotli", True),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon", True),
+        ("OTEL_BSP_SCHEDULE_DELAY", "0", True),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4096", True),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "0", True),
+    ],
+)
+def test_spans_and_metrics_reach_the_collector_whatever_the_otlp_variables(
+    rotel_collector: CollectorUnderTest, variable: str, value: str, warned: bool
+) -> None:
+    """A spec value (none, any case) is used; a malformed one is said once, naming the
+    variable, and the default applies: the task's span and metrics arrive either way."""
+    ran = run_instrumented_program(
+        ["-c", PROGRAM],
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": rotel_collector.grpc_endpoint,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_SERVICE_NAME": "otlp-variables",
+            variable: value,
+        },
+    )
+    sink = rotel_collector.sink
+    arrived = wait_until(
+        lambda: (
+            bool(sink.spans("compressed job"))
+            and bool(sink.metric_points("taskmeter.task.duration"))
+        ),
+        10.0,
+    )
+    assert arrived, f"nothing arrived; program stderr: {ran.stderr}"
+    assert "OTEL_TRACES_EXPORTER" not in ran.stderr
+    assert "OTEL_METRICS_EXPORTER" not in ran.stderr
+    if warned:
+        lines = [line for line in ran.stderr.splitlines() if variable in line]
+        assert len(lines) == 1, ran.stderr
+        assert value in lines[0] and "using" in lines[0]
+    else:
+        assert variable not in ran.stderr
+
+
+def test_signal_timeout_that_is_no_number_is_named_and_other_signals_still_export(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """OTEL_EXPORTER_OTLP_TRACES_TIMEOUT=soon: the SDK cannot make that exporter whatever it
+    is given; the warning names the variable (not OTEL_TRACES_EXPORTER), and metrics go on."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "soon")
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "otlp")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    with caplog.at_level(logging.WARNING, logger="taskmeter"):
+        setup = build_from_environment()
+    try:
+        processors = setup.tracer_provider._active_span_processor._span_processors
+        assert processors == ()
+        readers = setup.meter_provider._metric_readers
+        assert [type(r._exporter) for r in readers] == [OTLPMetricExporter]  # type: ignore[attr-defined]
+    finally:
+        setup.shutdown()
+    messages = [r.getMessage() for r in caplog.records]
+    named = [m for m in messages if "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT" in m]
+    assert len(named) == 1 and "no traces are exported" in named[0], messages
+    assert not any("OTEL_TRACES_EXPORTER" in m for m in messages), messages
+    assert _log.error_counts["env.OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"] == 1
+
+
+def test_grpc_arguments_follow_the_specification_values() -> None:
+    """none / gzip / deflate in any case, the signal's variable first; seconds as the SDK
+    reads them; nothing passed when nothing is set."""
+    assert grpc_exporter_arguments("traces", {}) == {}
+    env = {
+        "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip",
+        "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION": " Deflate ",
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "2.5",
+    }
+    assert grpc_exporter_arguments("metrics", env) == {
+        "timeout": 2.5,
+        "compression": grpc.Compression.Deflate,
+    }
+    assert grpc_exporter_arguments("traces", env) == {
+        "timeout": 2.5,
+        "compression": grpc.Compression.Gzip,
+    }
+    env = {"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "-1", "OTEL_EXPORTER_OTLP_TIMEOUT": "3"}
+    assert grpc_exporter_arguments("traces", env) == {"timeout": 10.0}
+    assert grpc_exporter_arguments("metrics", env) == {"timeout": 3.0}
+
+
+def test_the_exporter_made_with_those_arguments_is_the_sdk_s(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With OTEL_EXPORTER_OTLP_COMPRESSION=none the SDK's own gRPC exporter is behind the
+    batch processor (the very class that raises when made from that variable alone)."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "none")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+    with pytest.raises(Exception, match="none"):
+        OTLPSpanExporter()
+    setup = build_from_environment()
+    try:
+        (processor,) = setup.tracer_provider._active_span_processor._span_processors
+        assert isinstance(processor, BatchSpanProcessor)
+        assert isinstance(processor._batch_processor._exporter, OTLPSpanExporter)
+    finally:
+        setup.shutdown()
+
+
+def test_batch_sizes_are_checked_as_the_sdk_would_and_default_when_refused() -> None:
+    """Values the SDK accepts pass through; refused ones give the SDK's defaults."""
+    assert batch_arguments({}) == {
+        "max_queue_size": 2048,
+        "max_export_batch_size": 512,
+        "schedule_delay_millis": 5000,
+        "export_timeout_millis": 30000,
+    }
+    env = {
+        "OTEL_BSP_MAX_QUEUE_SIZE": "100",
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "50",
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+        "OTEL_BSP_EXPORT_TIMEOUT": "1000",
+    }
+    assert batch_arguments(env) == {
+        "max_queue_size": 100,
+        "max_export_batch_size": 50,
+        "schedule_delay_millis": 200,
+        "export_timeout_millis": 1000,
+    }
+    env = {"OTEL_BSP_MAX_QUEUE_SIZE": "-1", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "4096"}
+    assert batch_arguments(env)["max_queue_size"] == 2048
+    assert batch_arguments(env)["max_export_batch_size"] == 2048
+    assert _log.error_counts["env.OTEL_BSP_MAX_QUEUE_SIZE"] == 2
+
+
+def test_metric_reader_intervals_default_when_the_sdk_would_refuse_them() -> None:
+    """A positive interval and timeout pass through; 0, negative or no number: defaults."""
+    assert reader_intervals({}) == (60000.0, 30000.0)
+    env = {"OTEL_METRIC_EXPORT_INTERVAL": "500", "OTEL_METRIC_EXPORT_TIMEOUT": "250.5"}
+    assert reader_intervals(env) == (500.0, 250.5)
+    env = {"OTEL_METRIC_EXPORT_INTERVAL": "0", "OTEL_METRIC_EXPORT_TIMEOUT": "soon"}
+    assert reader_intervals(env) == (60000.0, 30000.0)
+    assert _log.error_counts["env.OTEL_METRIC_EXPORT_INTERVAL"] == 1
+    assert _log.error_counts["env.OTEL_METRIC_EXPORT_TIMEOUT"] == 1
