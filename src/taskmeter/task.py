@@ -45,7 +45,7 @@ from pydantic import (
     model_validator,
 )
 
-from . import _process, _workers, propagation, settings
+from . import _process, _unrecorded, _workers, propagation, settings
 from . import attributes as attr
 from ._fieldsets import FieldSets
 from ._fieldsets import mark as _mark_fields_set
@@ -670,6 +670,8 @@ class Task(BaseModel):
                 _set_fresh_attributes(span, self._span_attributes(state))
                 if status is not _FINISHED:
                     _record_status(span, status, error)
+            elif _unrecorded.sinks:  # metrics count the tasks of unsampled traces too
+                _unrecorded.task_ended(values["label"], self._span_attributes(state))
             span.end(end_time=wall_ns)
         except Exception as exc:  # a span processor's exception, let through by the SDK
             swallowed("task.span.end", exc)

@@ -34,7 +34,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from . import _process, settings
+from . import _process, _unrecorded, settings
 from . import attributes as attr
 from ._log import debug_once, swallowed
 from ._rusage import USAGE_SUFFIXES, node_name, read_usage
@@ -287,7 +287,7 @@ def _enclosing_task_label() -> str | None:
 class _TimedCall:
     """The readings, metadata entries, log lines and span of one call."""
 
-    __slots__ = ("log", "metadata", "obj", "site", "span", "token")
+    __slots__ = ("log", "metadata", "obj", "site", "span", "token", "unrecorded")
 
     def __init__(self, site: _Site, obj: Any) -> None:
         self.site = site
@@ -310,6 +310,9 @@ class _TimedCall:
         self.log = log
         self.span: trace.Span = trace.INVALID_SPAN
         self.token: object | None = None
+        self.unrecorded: dict[str, Any] | None = None
+        """The attributes a span that is not recorded would carry, gathered for the
+        Measurements (see :mod:`taskmeter._unrecorded`) when something takes them."""
 
     def start(self) -> None:
         site = self.site
@@ -320,6 +323,8 @@ class _TimedCall:
                 self.token = otel_context.attach(trace.set_span_in_context(span))
             if span.is_recording():
                 span.set_attributes(self._static_attributes())
+            elif site.prefix is not None and _unrecorded.sinks:
+                self.unrecorded = self._static_attributes()
         except Exception as exc:
             swallowed("timer.span.start", exc)
         prefix = site.prefix
@@ -345,6 +350,10 @@ class _TimedCall:
                 otel_context.detach(token)  # type: ignore[arg-type]
             except Exception as exc:
                 swallowed("timer.context", exc)
+        unrecorded = self.unrecorded
+        if unrecorded is not None:
+            self.unrecorded = None
+            _unrecorded.timer_ended(unrecorded)
 
     def _static_attributes(self) -> dict[str, Any]:
         site = self.site
@@ -384,6 +393,8 @@ class _TimedCall:
                 span.set_attributes(dict(zip(names, (utc, *usage), strict=True)))
             except Exception as exc:
                 swallowed("timer.span.attributes", exc)
+        elif self.unrecorded is not None:
+            self.unrecorded.update(zip(names, (utc, *usage), strict=True))
 
 
 def _decorate(func: _F, metadata: Any, logger: Any, log_level: int) -> _F:

@@ -30,7 +30,6 @@ them).
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Collection
 from typing import Any
 
@@ -40,7 +39,7 @@ from opentelemetry.sdk.environment_variables import OTEL_SDK_DISABLED
 from opentelemetry.trace import ProxyTracerProvider
 
 from .. import __about__, settings
-from .._log import config_warning, logger, swallowed
+from .._log import logger, swallowed
 from ..measure import MeasurementSpanProcessor
 from ..monitor import get_monitor
 from ..probes import active_probes
@@ -108,7 +107,6 @@ class TaskmeterInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         self._wrapped = wrap_provider(
             tracer_provider, select=kwargs.get("select"), extra=(measurement,)
         )
-        warn_if_sampling(tracer_provider)
         active_probes()  # detect the sources now, not in the first request
         get_monitor()
         if self._wrapped is not None:
@@ -118,44 +116,6 @@ class TaskmeterInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         wrapped, self._wrapped = self._wrapped, None
         if wrapped is not None:
             wrapped.undo()
-
-
-def _keeps_every_root() -> frozenset[str]:
-    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
-
-    parent_based: Any = ParentBased(ALWAYS_ON)
-    always_on: Any = ALWAYS_ON
-    return frozenset({str(always_on.get_description()), str(parent_based.get_description())})
-
-
-def warn_if_sampling(tracer_provider: Any) -> bool:
-    """Warn once when the provider's sampler drops spans of the program's own traces.
-
-    A span that is not recorded reaches no span processor: its task's metrics
-    and Measurements are not recorded either, so they would count the tasks
-    of sampled traces only.  The SDK's default (parent-based, every root
-    recorded) says nothing.  Returns whether it warned.
-    """
-    sampler: Any = getattr(tracer_provider, "sampler", None)
-    if sampler is None:
-        return False
-    try:
-        description = str(sampler.get_description())
-    except Exception:  # a sampler of another shape: nothing to say about it
-        return False
-    # A ratio of 1 records every trace, as AlwaysOn does.
-    normalized = re.sub(r"TraceIdRatioBased\{1(?:\.0*)?\}", "AlwaysOnSampler", description)
-    if normalized in _keeps_every_root():
-        return False
-    config_warning(
-        "env.OTEL_TRACES_SAMPLER",
-        "the tracer provider's sampler %s (OTEL_TRACES_SAMPLER=%r) drops spans: task "
-        "metrics and Measurements are recorded from recorded spans only, so they count "
-        "only the tasks and timed calls of sampled traces",
-        description,
-        os.environ.get("OTEL_TRACES_SAMPLER", ""),
-    )
-    return True
 
 
 def _auto_version() -> str | None:

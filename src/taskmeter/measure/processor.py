@@ -12,7 +12,7 @@ from opentelemetry import metrics
 from opentelemetry.metrics import Histogram, MeterProvider
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from .. import __about__, settings
+from .. import __about__, _unrecorded, settings
 from .. import attributes as attr
 from .._log import config_warning, debug_once, swallowed
 from .._spans import raw_attributes as _raw_attributes
@@ -77,6 +77,12 @@ class MeasurementSpanProcessor(SpanProcessor):
             also when it is set after this processor is made).
         task_metrics: Whether to record the per-task histograms.
         log_interval: Seconds between log lines about the same kind of error.
+        unrecorded: Whether to record, too, the tasks and timed calls whose
+            spans are not recorded (a sampler dropped them, or no SDK tracer
+            provider is set), which reach no span processor.  Metrics then
+            count every task, whatever the trace sampling, as OpenTelemetry's
+            own instrumentations do.  Every processor made with it (and not
+            shut down) records them: make one per process that counts.
 
     The processor never raises into the application: a span whose keys give
     no value (:class:`MetricComputationError`) or any other failure is counted
@@ -94,6 +100,7 @@ class MeasurementSpanProcessor(SpanProcessor):
         meter_provider: MeterProvider | None = None,
         task_metrics: bool = True,
         log_interval: float = 60.0,
+        unrecorded: bool = True,
     ) -> None:
         if isinstance(specs, MetricSpec):
             specs = (specs,)
@@ -109,6 +116,8 @@ class MeasurementSpanProcessor(SpanProcessor):
             raise TypeError(f"expected an OpenTelemetry MeterProvider, got {meter_provider!r}")
         if not isinstance(task_metrics, bool):
             raise TypeError(f"task_metrics must be a bool, not {task_metrics!r}")
+        if not isinstance(unrecorded, bool):
+            raise TypeError(f"unrecorded must be a bool, not {unrecorded!r}")
         if isinstance(log_interval, bool) or not isinstance(log_interval, int | float):
             raise TypeError(f"log_interval must be a number of seconds, not {log_interval!r}")
         if not log_interval >= 0:
@@ -164,6 +173,8 @@ class MeasurementSpanProcessor(SpanProcessor):
         self._matches: dict[tuple[str | None, str], tuple[_Target, ...]] = {}
         self._task_attributes: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._measurement_attributes: dict[tuple[Any, ...], dict[str, Any]] = {}
+        if unrecorded and (self._targets or self._task_instruments):
+            _unrecorded.add(self)
 
     # ------------------------------------------------------------ SpanProcessor
 
@@ -183,12 +194,33 @@ class MeasurementSpanProcessor(SpanProcessor):
                 if self._targets:
                     self._measure(raw, method)
             elif self._task_instruments and attr.TASK_ID in raw:
-                self._record_task(span, raw)
+                self._record_task(span.name, raw)
+        except Exception as exc:
+            self._fail("span", exc)
+
+    def unrecorded_task(self, name: str, attributes: Mapping[str, Any]) -> None:
+        """Record the figures of a task named ``name`` whose span was not recorded."""
+        try:
+            if self._task_instruments:
+                self._record_task(name, attributes)
+        except Exception as exc:
+            self._fail("span", exc)
+
+    def unrecorded_timer(self, attributes: Mapping[str, Any]) -> None:
+        """Record the Measurements of a timed call whose span was not recorded."""
+        try:
+            method = attributes.get(attr.TIMER_METHOD)
+            if method is not None and self._targets:
+                self._measure(attributes, method)
         except Exception as exc:
             self._fail("span", exc)
 
     def shutdown(self) -> None:
-        """Nothing to release: the meter provider belongs to the application."""
+        """Stop recording the tasks and timed calls of spans that are not recorded.
+
+        The meter provider belongs to the application: nothing else to release.
+        """
+        _unrecorded.remove(self)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Nothing is buffered here (the meter provider's readers export)."""
@@ -242,11 +274,11 @@ class MeasurementSpanProcessor(SpanProcessor):
             self._measurement_attributes[key] = point
         return point
 
-    def _record_task(self, span: ReadableSpan, raw: Mapping[str, Any]) -> None:
-        key = (span.name, raw.get(attr.TASK_STATUS), raw.get(attr.HOST_NAME), raw.get(attr.MACHINE))
+    def _record_task(self, name: str, raw: Mapping[str, Any]) -> None:
+        key = (name, raw.get(attr.TASK_STATUS), raw.get(attr.HOST_NAME), raw.get(attr.MACHINE))
         point = self._task_attributes.get(key)
         if point is None:
-            point = {attr.TASK_LABEL: span.name}
+            point = {attr.TASK_LABEL: name}
             for name, value in zip(
                 (attr.TASK_STATUS, attr.HOST_NAME, attr.MACHINE), key[1:], strict=True
             ):
