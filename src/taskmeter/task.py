@@ -590,12 +590,20 @@ class Task(BaseModel):
         finally:
             lock.release()
         # Readings come last, so the task is not charged for its own set-up.
-        state.probe_states = entry.probe_states = begin_probes(probes, state.reset_hwm)
-        state.perf_start = time.perf_counter()
+        try:
+            state.probe_states = entry.probe_states = begin_probes(probes, state.reset_hwm)
+            state.perf_start = time.perf_counter()
 
-        if state.save_file is not None:
-            self._save()
-            state.refresh = get_monitor().add(self.monitor_refresh, name="task-file")
+            if state.save_file is not None:
+                self._save()
+                state.refresh = get_monitor().add(self.monitor_refresh, name="task-file")
+        except BaseException as exc:  # KeyboardInterrupt and the like, while starting
+            # No ``with`` block will finish a task whose start raised: it is
+            # finished here as cancelled (or it would stay current for good).
+            if not state.perf_start:
+                state.perf_start = time.perf_counter()
+            self._finish(_status_for(exc), exc)
+            raise
 
     def finish(self, status: TaskStatus = TaskStatus.FINISHED) -> None:
         """Finish the task with ``status``: take the final readings and end its span.
@@ -625,7 +633,13 @@ class Task(BaseModel):
             return
         figures = Figures()
         figures.duration_s = time.perf_counter() - state.perf_start
-        finish_probes(state.probe_states, figures)
+        interrupted: BaseException | None = None
+        try:
+            finish_probes(state.probe_states, figures)
+        except BaseException as exc:  # KeyboardInterrupt and the like, while reading
+            # The task still finishes (or it would stay current and running
+            # for good); the exception goes on once it has.
+            interrupted = exc
         wall_ns = time.time_ns()
         figures.wall_time = wall_ns / 1e9
         if state.refresh is not None:
@@ -660,7 +674,8 @@ class Task(BaseModel):
             state.collect(self)
         _running.pop(values["task_id"], None)
         if innermost:  # _deactivate's common case, inline (1 % of a task)
-            _active_stack.set(stack[:-1])
+            stack = stack[:-1]
+            _active_stack.set(stack)
         else:
             self._deactivate()
 
@@ -674,6 +689,10 @@ class Task(BaseModel):
         except Exception as exc:  # a span processor's exception, let through by the SDK
             swallowed("task.span.end", exc)
         self._detach(state)
+        if innermost and stack and stack[-1].__dict__["status"] is not _RUNNING:
+            # The task below this one finished first (here, or in another
+            # thread): its span context, under this one's, stops being current.
+            _leave_finished(stack)
         # A finished task keeps its ids (trace_id, span_id), not the span:
         # a root of 100k subtasks must not hold 100k spans.
         state.span = trace.INVALID_SPAN
@@ -682,6 +701,8 @@ class Task(BaseModel):
             self._save()
         if state.parent is None and propagation.inherited is not None:
             propagation.deliver(self)
+        if interrupted is not None:
+            raise interrupted
 
     def update(self) -> None:
         """Refresh the resource figures and save the file (if one is set)."""
@@ -962,8 +983,12 @@ class Task(BaseModel):
         if stack and stack[-1] is self:
             _active_stack.set(stack[:-1])
         elif self in stack:
+            # Finished before a subtask still active here (or a generator's
+            # task, finished under the caller's): its span context is below
+            # the subtask's, so it stays in the stack, finished (no longer
+            # current), and leaves with its context when the tasks above it
+            # have left (see _leave_finished).
             logger.debug("%s finished while a subtask was still active", self)
-            _active_stack.set(tuple(t for t in stack if t is not self))
 
     def _detach(self, state: _State) -> None:
         token = state.ctx_token
