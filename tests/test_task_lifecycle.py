@@ -3,8 +3,11 @@ inside generators, across threads, interrupted while they take their readings.""
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +19,7 @@ from taskmeter import Task
 from taskmeter.figures import Figures
 from taskmeter.probes import CpuTimeProbe, Probe
 from taskmeter.task import _active_stack, _running
+from taskmeter.taskfile import load_task, parse_task
 from taskmeter.testing import SpanCapture
 
 
@@ -162,3 +166,164 @@ def test_an_interrupt_while_a_task_starts_finishes_it_as_cancelled(spans: SpanCa
     with Task("next") as after:
         pass
     assert after.parent_id is None
+
+
+class _Ticking(Probe):
+    """A probe whose every reading is a tick of one counter, as ``peak_memory``: a task's
+    figure tells when it was read.  ``on_read`` is called with a task's begin index on
+    each reading; ``begin`` can be held (``hold``) until ``release`` is set."""
+
+    name = "ticking"
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self.started = 0
+        self.order: list[int] = []
+        self.on_read: Any = None
+        self.hold = False
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    def begin(self, *, reset_peak: bool = True) -> Any:
+        if self.hold:
+            self.hold = False
+            self.holding.set()
+            assert self.release.wait(5)
+        self.started += 1
+        return self.started - 1
+
+    def read(self, state: Any, figures: Figures) -> None:
+        self.ticks += 1
+        figures.peak_memory_bytes = self.ticks
+        self.order.append(state)
+        if self.on_read is not None:
+            self.on_read(state)
+
+
+def test_a_task_refreshed_while_it_starts_in_another_thread_has_no_figures_yet() -> None:
+    """Refreshing a task that another thread is starting (its first readings not taken)
+    gives no figures: not a duration counted from the clock's origin (hours)."""
+    probe = _Ticking()
+    taskmeter.set_probes([probe])
+    task = Task("starting")
+    probe.hold = True
+    starter = threading.Thread(target=task.start)
+    starter.start()
+    try:
+        assert probe.holding.wait(5)
+        assert task.status.value == "running"
+        figures = task.update_resources()
+        assert figures.duration_s is None and figures.peak_memory_bytes is None
+        assert task.duration is None
+    finally:
+        probe.release.set()
+        starter.join(5)
+    figures = task.update_resources()
+    assert figures.duration_s is not None and figures.duration_s < 60
+    task.finish()
+
+
+def test_refresh_reads_every_running_subtask_before_its_parent() -> None:
+    """A running tree's refresh reads each task after its running subtasks, so that no
+    task's figures are older (smaller) than a subtask's."""
+    probe = _Ticking()
+    taskmeter.set_probes([probe])
+    with Task("root") as root, Task("middle") as middle, Task("leaf") as leaf:
+        probe.order.clear()
+        root.monitor_refresh()
+        assert probe.order == [2, 1, 0]
+        assert root.peak_memory > middle.peak_memory > leaf.peak_memory  # type: ignore[operator]
+
+
+def _figures_never_exceed_a_running_ancestors(document: dict[str, Any]) -> list[str]:
+    problems = []
+    pending: list[tuple[dict[str, Any], list[dict[str, Any]]]] = [(document, [])]
+    while pending:
+        node, running_above = pending.pop()
+        for above in running_above:
+            if (node["peak_memory"] or 0) > (above["peak_memory"] or 0):
+                problems.append(f"{node['label']} {node['peak_memory']} > {above['label']}")
+        above_here = [*running_above, node] if node["status"] == "running" else running_above
+        pending.extend((sub, above_here) for sub in node["subtasks"])
+    return problems
+
+
+def test_a_running_tasks_file_never_shows_a_subtask_read_after_its_parent(
+    tmp_path: Path,
+) -> None:
+    """A subtask that finishes in another thread while a running task's file is being
+    refreshed is never written with figures read after its running parent's: each
+    running task is read once its subtasks have been written."""
+    probe = _Ticking()
+    taskmeter.set_probes([probe])
+    path = tmp_path / "root.json"
+    root = Task("root")
+    root.start()
+    go, done = threading.Event(), threading.Event()
+
+    def late_subtask() -> None:
+        with Task("late", parent=root):
+            assert go.wait(5)
+        done.set()
+
+    def finish_late_when_root_is_read(index: int) -> None:
+        if index == 0 and not go.is_set():  # the root's reading
+            go.set()
+            assert done.wait(5)
+
+    worker = threading.Thread(target=late_subtask)
+    worker.start()
+    while len(root.subtasks) < 1:
+        time.sleep(0.001)
+    try:
+        root.save_to_file(path, monitor=False)
+        probe.on_read = finish_late_when_root_is_read
+        root.monitor_refresh()
+        document = json.loads(path.read_text())
+        assert go.is_set()
+        assert _figures_never_exceed_a_running_ancestors(document) == []
+        assert [sub["label"] for sub in document["subtasks"]] == ["late"]
+    finally:
+        go.set()
+        worker.join(5)
+        probe.on_read = None
+        root.finish()
+    assert load_task(path).subtasks[0].status.value == "finished"
+
+
+def test_a_running_tasks_file_holds_every_field_and_subtask_once_in_order(
+    tmp_path: Path,
+) -> None:
+    """The file of a running tree has the fields of ``model_dump_json`` for every task
+    and each subtask once, in the tree's order; taskmeter and LensKit's model read it."""
+    path = tmp_path / "tree.json"
+    with Task("root", file=path, extra_field="kept") as root:
+        with Task("done"):
+            pass
+        with Task("open"):
+            with Task("inner done"):
+                pass
+            with Task("inner open"):
+                root.update()
+                written = json.loads(path.read_text())
+                expected = json.loads(root.model_dump_json())
+    pending = [(written, expected)]
+    while pending:
+        ours, model = pending.pop()
+        assert set(ours) == set(model)
+        assert [s["task_id"] for s in ours["subtasks"]] == [s["task_id"] for s in model["subtasks"]]
+        pending.extend(zip(ours["subtasks"], model["subtasks"], strict=True))
+    assert written["extra_field"] == "kept"
+    loaded = parse_task(json.dumps(written))
+    assert [task.label for _, task in loaded.walk()] == [
+        "root",
+        "done",
+        "open",
+        "inner done",
+        "inner open",
+    ]
+    try:
+        from lenskit.logging.tasks import Task as LensKitTask
+    except ImportError:
+        return
+    assert LensKitTask.model_validate_json(json.dumps(written)).task_id == root.task_id

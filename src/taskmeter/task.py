@@ -595,7 +595,7 @@ class Task(BaseModel):
             state.perf_start = time.perf_counter()
 
             if state.save_file is not None:
-                self._save()
+                self._save(read=False)
                 state.refresh = get_monitor().add(self.monitor_refresh, name="task-file")
         except BaseException as exc:  # KeyboardInterrupt and the like, while starting
             # No ``with`` block will finish a task whose start raised: it is
@@ -719,14 +719,25 @@ class Task(BaseModel):
         """
         if self.status is not _RUNNING:
             return
-        # Down the tree (a running subtask may be below finished ones); the
-        # file is saved right after, which costs more than this walk.
-        for task in _each_once(self):
-            if task is not self and task.status is _RUNNING and _running_task(task.task_id) is task:
-                try:
-                    task.update_resources()
-                except Exception as exc:
-                    swallowed("task.refresh", exc)
+        state = self._tm
+        if state is not None and state.save_file is not None:
+            self._save()  # reads every running task of the tree as it writes it
+            return
+        # Down the tree (a running subtask may be below finished ones).  The
+        # readings are taken subtasks first, each task after all of its
+        # subtasks (the walk's order reversed: it yields every task before
+        # the tasks below it), so that no task's figures are older, and
+        # smaller, than a subtask's.
+        running = [
+            task
+            for task in _each_once(self)
+            if task is not self and task.status is _RUNNING and _running_task(task.task_id) is task
+        ]
+        for task in reversed(running):
+            try:
+                task.update_resources()
+            except Exception as exc:
+                swallowed("task.refresh", exc)
         self.update()
 
     def update_resources(self) -> Figures:
@@ -739,6 +750,10 @@ class Task(BaseModel):
             raise RuntimeError(f"{self} has not started")
         if state.finished:
             return self._final_figures()
+        if not state.perf_start:
+            # Starting in another thread, its first readings not taken yet: it
+            # has no figures (a duration would count from the clock's origin).
+            return Figures(wall_time=time.time())
         figures = self._read(state)
         with state.lock:
             if state.finished:  # finished meanwhile
@@ -1012,7 +1027,9 @@ class Task(BaseModel):
                 state.ctx_token = None
                 state.context = None
 
-    def _save(self) -> None:
+    def _save(self, read: bool = True) -> None:
+        # ``read``: whether the running tasks of the tree are read as it is
+        # written (not as the task starts: it has no figures yet).
         state = state_of(self)
         path = state.save_file
         if path is None:
@@ -1020,8 +1037,12 @@ class Task(BaseModel):
         try:
             from .taskfile import dump_task, write_atomic
 
-            with state.lock:
-                text = dump_task(self)
+            if read and state.started and not state.finished:
+                # Running: each running task is read as the tree is written.
+                text = dump_task(self, snapshot=True)
+            else:
+                with state.lock:
+                    text = dump_task(self)
             write_atomic(path, text + "\n")
         except Exception as exc:
             swallowed("taskfile.save", exc)
@@ -1032,7 +1053,9 @@ _thaw_lock = threading.Lock()
 
 
 def _each_once(tree: Task) -> Iterator[Task]:
-    """Every task object of ``tree``, itself included, once each, in no set order.
+    """Every task object of ``tree``, itself included, once each: depth first, each
+    task before its subtasks (in a tree; where a task is added twice, at its
+    first place), siblings in no set order.
 
     Iterative, and safe on a tree with a cycle or a task added twice (which
     users can make by hand; :meth:`Task.add_subtask` refuses a cycle).

@@ -1,0 +1,99 @@
+"""The JSON of a running task for its file: a snapshot whose figures never contradict.
+
+Subtasks start and finish in other threads while a running tree is written.
+Were the tasks' figures read first and the tree serialized after, a subtask
+finishing in between would be written with figures taken after its running
+parent's, and larger.  Here each running task of this process is read after
+its subtasks have been serialized (from a copy of its subtask list, so a
+subtask added meanwhile is left for the next save rather than written with
+its parent's older reading): every figure in the file is then no larger than
+the figures of the running tasks above it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import SerializeAsAny, TypeAdapter
+
+from ._log import swallowed
+from .task import Task, TaskStatus, _running_task, state_of
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+_RUNNING = TaskStatus.RUNNING
+_EXCLUDE_SUBTASKS: set[str] = {"subtasks"}
+_records: TypeAdapter[list[Any]] = TypeAdapter(list[SerializeAsAny[Task]])
+"""Serializes runs of sibling records as the ``subtasks`` field of a task would."""
+
+
+def running_tree_json(root: Task) -> str:
+    """The JSON of ``root`` (running here) and its subtasks, each running task of this
+    process read (:meth:`Task.update_resources`) just after its subtasks were serialized.
+
+    Raises what serializing a task raises (a tree nested too deeply, or with a cycle).
+    """
+    return _dump(root, _holding_running(root), set())
+
+
+def _refreshed(task: Task) -> bool:
+    """Whether ``task`` is running in this process (so its figures are read here)."""
+    return task.__dict__["status"] is _RUNNING and _running_task(task.task_id) is task
+
+
+def _holding_running(root: Task) -> set[int]:
+    """The ``id`` of every task of ``root``'s tree that is, or has below it, a task
+    running in this process (a running task may be below finished ones)."""
+    parent_of: dict[int, Task | None] = {id(root): None}
+    holding: set[int] = set()
+    pending = [root]
+    while pending:
+        task = pending.pop()
+        for subtask in task.subtasks:
+            if id(subtask) not in parent_of:  # a task added twice, or a cycle: once
+                parent_of[id(subtask)] = task
+                pending.append(subtask)
+        if _refreshed(task):
+            node: Task | None = task
+            while node is not None and id(node) not in holding:
+                holding.add(id(node))
+                node = parent_of[id(node)]
+    return holding
+
+
+def _dump(task: Task, holding: set[int], path: set[int]) -> str:
+    if id(task) not in holding or id(task) in path:  # on the path: a cycle, which fails
+        return task.model_dump_json()
+    path.add(id(task))
+    parts: list[str] = []
+    records: list[Task] = []
+    for subtask in list(task.subtasks):  # a copy: subtasks are added meanwhile
+        if id(subtask) in holding:
+            _flush(records, parts)
+            parts.append(_dump(subtask, holding, path))
+        else:
+            records.append(subtask)
+    _flush(records, parts)
+    path.discard(id(task))
+    if _refreshed(task):
+        _read(task.update_resources)
+        state = state_of(task)
+        with state.lock:  # not halfway through a reading applied or the task finishing
+            own = task.model_dump_json(exclude=_EXCLUDE_SUBTASKS)
+    else:
+        own = task.model_dump_json(exclude=_EXCLUDE_SUBTASKS)
+    return f'{own[:-1]},"subtasks":[{",".join(parts)}]}}'
+
+
+def _flush(records: list[Task], parts: list[str]) -> None:
+    if records:
+        parts.append(_records.dump_json(records).decode()[1:-1])
+        records.clear()
+
+
+def _read(update: Callable[[], object]) -> None:
+    try:
+        update()
+    except Exception as exc:
+        swallowed("task.refresh", exc)
