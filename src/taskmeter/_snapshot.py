@@ -34,7 +34,10 @@ def running_tree_json(root: Task) -> str:
 
     Raises what serializing a task raises (a tree nested too deeply, or with a cycle).
     """
-    return _dump(root, _holding_running(root), set())
+    # Pieces of bytes, joined and decoded once: a tree of 100k tasks is 50 MB of JSON.
+    pieces: list[bytes | memoryview] = []
+    _dump(root, _holding_running(root), set(), pieces)
+    return b"".join(pieces).decode()
 
 
 def _refreshed(task: Task) -> bool:
@@ -62,34 +65,53 @@ def _holding_running(root: Task) -> set[int]:
     return holding
 
 
-def _dump(task: Task, holding: set[int], path: set[int]) -> str:
+def _dump(task: Task, holding: set[int], path: set[int], pieces: list[bytes | memoryview]) -> None:
+    """Append the JSON of ``task`` to ``pieces``."""
     if id(task) not in holding or id(task) in path:  # on the path: a cycle, which fails
-        return task.model_dump_json()
+        pieces.append(_to_json(task))
+        return
     path.add(id(task))
-    parts: list[str] = []
+    own_at = len(pieces)
+    pieces.append(b"")  # the task's own fields, read once its subtasks are written
+    pieces.append(b',"subtasks":[')
     records: list[Task] = []
+    first = True
     for subtask in list(task.subtasks):  # a copy: subtasks are added meanwhile
-        if id(subtask) in holding:
-            _flush(records, parts)
-            parts.append(_dump(subtask, holding, path))
-        else:
+        if id(subtask) not in holding:
             records.append(subtask)
-    _flush(records, parts)
+            continue
+        first = _flush(records, pieces, first)
+        if not first:
+            pieces.append(b",")
+        _dump(subtask, holding, path, pieces)
+        first = False
+    _flush(records, pieces, first)
+    pieces.append(b"]}")
     path.discard(id(task))
     if _refreshed(task):
         _read(task.update_resources)
         state = state_of(task)
         with state.lock:  # not halfway through a reading applied or the task finishing
-            own = task.model_dump_json(exclude=_EXCLUDE_SUBTASKS)
+            own = _to_json(task, exclude=_EXCLUDE_SUBTASKS)
     else:
-        own = task.model_dump_json(exclude=_EXCLUDE_SUBTASKS)
-    return f'{own[:-1]},"subtasks":[{",".join(parts)}]}}'
+        own = _to_json(task, exclude=_EXCLUDE_SUBTASKS)
+    pieces[own_at] = memoryview(own)[:-1]  # without its closing brace
 
 
-def _flush(records: list[Task], parts: list[str]) -> None:
-    if records:
-        parts.append(_records.dump_json(records).decode()[1:-1])
-        records.clear()
+def _to_json(task: Task, exclude: set[str] | None = None) -> bytes:
+    return task.__pydantic_serializer__.to_json(task, exclude=exclude)
+
+
+def _flush(records: list[Task], pieces: list[bytes | memoryview], first: bool) -> bool:
+    """Append ``records`` (siblings) as the next items of a JSON array; whether none has
+    been appended yet (``first`` if ``records`` was empty)."""
+    if not records:
+        return first
+    if not first:
+        pieces.append(b",")
+    pieces.append(memoryview(_records.dump_json(records))[1:-1])
+    records.clear()
+    return False
 
 
 def _read(update: Callable[[], object]) -> None:
