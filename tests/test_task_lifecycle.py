@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import StatusCode
 
 import taskmeter
@@ -20,7 +21,7 @@ from taskmeter.figures import Figures
 from taskmeter.probes import CpuTimeProbe, Probe
 from taskmeter.task import _active_stack, _running
 from taskmeter.taskfile import load_task, parse_task
-from taskmeter.testing import SpanCapture
+from taskmeter.testing import SpanCapture, capture_spans
 
 
 def _no_span_current() -> bool:
@@ -327,3 +328,31 @@ def test_a_running_tasks_file_holds_every_field_and_subtask_once_in_order(
     except ImportError:
         return
     assert LensKitTask.model_validate_json(json.dumps(written)).task_id == root.task_id
+
+
+class _InterruptingProcessor(SpanProcessor):
+    """A span processor that raises ``KeyboardInterrupt`` when the first span ends (a
+    Ctrl-C arriving while the span is exported)."""
+
+    def __init__(self) -> None:
+        self.armed = True
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.armed:
+            self.armed = False
+            raise KeyboardInterrupt
+
+
+def test_an_interrupt_in_a_span_processor_as_a_task_ends_leaves_no_span_current() -> None:
+    """A ``KeyboardInterrupt`` raised by a span processor while a task's span ends reaches
+    the application; the task is finished and its span context left, so later spans
+    and tasks do not nest under the ended span."""
+    with capture_spans(_InterruptingProcessor()) as spans:
+        with pytest.raises(KeyboardInterrupt), Task("interrupted") as task:
+            pass
+        assert task.status.value == "finished"
+        assert Task.current() is None and _no_span_current()
+        with Task("next") as after:
+            pass
+    assert after.parent_id is None
+    assert spans.one("interrupted") is not None

@@ -688,6 +688,9 @@ class Task(BaseModel):
             span.end(end_time=wall_ns)
         except Exception as exc:  # a span processor's exception, let through by the SDK
             swallowed("task.span.end", exc)
+        except BaseException as exc:  # an interrupt in a span processor
+            if interrupted is None:
+                interrupted = exc
         self._detach(state)
         if innermost and stack and stack[-1].__dict__["status"] is not _RUNNING:
             # The task below this one finished first (here, or in another
