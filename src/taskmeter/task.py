@@ -590,12 +590,20 @@ class Task(BaseModel):
         finally:
             lock.release()
         # Readings come last, so the task is not charged for its own set-up.
-        state.probe_states = entry.probe_states = begin_probes(probes, state.reset_hwm)
-        state.perf_start = time.perf_counter()
+        try:
+            state.probe_states = entry.probe_states = begin_probes(probes, state.reset_hwm)
+            state.perf_start = time.perf_counter()
 
-        if state.save_file is not None:
-            self._save()
-            state.refresh = get_monitor().add(self.monitor_refresh, name="task-file")
+            if state.save_file is not None:
+                self._save(read=False)
+                state.refresh = get_monitor().add(self.monitor_refresh, name="task-file")
+        except BaseException as exc:  # KeyboardInterrupt and the like, while starting
+            # No ``with`` block will finish a task whose start raised: it is
+            # finished here as cancelled (or it would stay current for good).
+            if not state.perf_start:
+                state.perf_start = time.perf_counter()
+            self._finish(_status_for(exc), exc)
+            raise
 
     def finish(self, status: TaskStatus = TaskStatus.FINISHED) -> None:
         """Finish the task with ``status``: take the final readings and end its span.
@@ -625,7 +633,13 @@ class Task(BaseModel):
             return
         figures = Figures()
         figures.duration_s = time.perf_counter() - state.perf_start
-        finish_probes(state.probe_states, figures)
+        interrupted: BaseException | None = None
+        try:
+            finish_probes(state.probe_states, figures)
+        except BaseException as exc:  # KeyboardInterrupt and the like, while reading
+            # The task still finishes (or it would stay current and running
+            # for good); the exception goes on once it has.
+            interrupted = exc
         wall_ns = time.time_ns()
         figures.wall_time = wall_ns / 1e9
         if state.refresh is not None:
@@ -660,7 +674,8 @@ class Task(BaseModel):
             state.collect(self)
         _running.pop(values["task_id"], None)
         if innermost:  # _deactivate's common case, inline (1 % of a task)
-            _active_stack.set(stack[:-1])
+            stack = stack[:-1]
+            _active_stack.set(stack)
         else:
             self._deactivate()
 
@@ -675,7 +690,14 @@ class Task(BaseModel):
             span.end(end_time=wall_ns)
         except Exception as exc:  # a span processor's exception, let through by the SDK
             swallowed("task.span.end", exc)
+        except BaseException as exc:  # an interrupt in a span processor
+            if interrupted is None:
+                interrupted = exc
         self._detach(state)
+        if innermost and stack and stack[-1].__dict__["status"] is not _RUNNING:
+            # The task below this one finished first (here, or in another
+            # thread): its span context, under this one's, stops being current.
+            _leave_finished(stack)
         # A finished task keeps its ids (trace_id, span_id), not the span:
         # a root of 100k subtasks must not hold 100k spans.
         state.span = trace.INVALID_SPAN
@@ -684,6 +706,8 @@ class Task(BaseModel):
             self._save()
         if state.parent is None and propagation.inherited is not None:
             propagation.deliver(self)
+        if interrupted is not None:
+            raise interrupted
 
     def update(self) -> None:
         """Refresh the resource figures and save the file (if one is set)."""
@@ -700,14 +724,25 @@ class Task(BaseModel):
         """
         if self.status is not _RUNNING:
             return
-        # Down the tree (a running subtask may be below finished ones); the
-        # file is saved right after, which costs more than this walk.
-        for task in _each_once(self):
-            if task is not self and task.status is _RUNNING and _running_task(task.task_id) is task:
-                try:
-                    task.update_resources()
-                except Exception as exc:
-                    swallowed("task.refresh", exc)
+        state = self._tm
+        if state is not None and state.save_file is not None:
+            self._save()  # reads every running task of the tree as it writes it
+            return
+        # Down the tree (a running subtask may be below finished ones).  The
+        # readings are taken subtasks first, each task after all of its
+        # subtasks (the walk's order reversed: it yields every task before
+        # the tasks below it), so that no task's figures are older, and
+        # smaller, than a subtask's.
+        running = [
+            task
+            for task in _each_once(self)
+            if task is not self and task.status is _RUNNING and _running_task(task.task_id) is task
+        ]
+        for task in reversed(running):
+            try:
+                task.update_resources()
+            except Exception as exc:
+                swallowed("task.refresh", exc)
         self.update()
 
     def update_resources(self) -> Figures:
@@ -720,6 +755,10 @@ class Task(BaseModel):
             raise RuntimeError(f"{self} has not started")
         if state.finished:
             return self._final_figures()
+        if not state.perf_start:
+            # Starting in another thread, its first readings not taken yet: it
+            # has no figures (a duration would count from the clock's origin).
+            return Figures(wall_time=time.time())
         figures = self._read(state)
         with state.lock:
             if state.finished:  # finished meanwhile
@@ -964,8 +1003,12 @@ class Task(BaseModel):
         if stack and stack[-1] is self:
             _active_stack.set(stack[:-1])
         elif self in stack:
+            # Finished before a subtask still active here (or a generator's
+            # task, finished under the caller's): its span context is below
+            # the subtask's, so it stays in the stack, finished (no longer
+            # current), and leaves with its context when the tasks above it
+            # have left (see _leave_finished).
             logger.debug("%s finished while a subtask was still active", self)
-            _active_stack.set(tuple(t for t in stack if t is not self))
 
     def _detach(self, state: _State) -> None:
         token = state.ctx_token
@@ -989,7 +1032,9 @@ class Task(BaseModel):
                 state.ctx_token = None
                 state.context = None
 
-    def _save(self) -> None:
+    def _save(self, read: bool = True) -> None:
+        # ``read``: whether the running tasks of the tree are read as it is
+        # written (not as the task starts: it has no figures yet).
         state = state_of(self)
         path = state.save_file
         if path is None:
@@ -997,8 +1042,12 @@ class Task(BaseModel):
         try:
             from .taskfile import dump_task, write_atomic
 
-            with state.lock:
-                text = dump_task(self)
+            if read and state.started and not state.finished:
+                # Running: each running task is read as the tree is written.
+                text = dump_task(self, snapshot=True)
+            else:
+                with state.lock:
+                    text = dump_task(self)
             write_atomic(path, text + "\n")
         except Exception as exc:
             swallowed("taskfile.save", exc)
@@ -1009,7 +1058,9 @@ _thaw_lock = threading.Lock()
 
 
 def _each_once(tree: Task) -> Iterator[Task]:
-    """Every task object of ``tree``, itself included, once each, in no set order.
+    """Every task object of ``tree``, itself included, once each: depth first, each
+    task before its subtasks (in a tree; where a task is added twice, at its
+    first place), siblings in no set order.
 
     Iterative, and safe on a tree with a cycle or a task added twice (which
     users can make by hand; :meth:`Task.add_subtask` refuses a cycle).

@@ -143,8 +143,11 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def dump_task(task: Task) -> str:
+def dump_task(task: Task, *, snapshot: bool = False) -> str:
     """The JSON of ``task`` with its subtasks.
+
+    With ``snapshot`` (for a task running here), each running task of the tree
+    is read as it is written, after its subtasks (see :mod:`taskmeter._snapshot`).
 
     Raises:
         TaskFileError: the tree is nested too deeply to be serialized (pydantic
@@ -153,6 +156,10 @@ def dump_task(task: Task) -> str:
     from pydantic_core import PydanticSerializationError
 
     try:
+        if snapshot:
+            from ._snapshot import running_tree_json
+
+            return running_tree_json(task)
         return task.model_dump_json()
     except (PydanticSerializationError, RecursionError) as exc:
         if "depth" in str(exc) or isinstance(exc, RecursionError):

@@ -628,3 +628,35 @@ def test_a_figure_the_span_already_has_is_not_counted_as_dropped(
     span = _limited_request(2, {attr.DURATION: 7, "a": 1})
     assert dict(span.attributes or {}) == {attr.DURATION: 7, "a": 1}
     assert span.dropped_attributes == 5  # six figures, one of them the span's own
+
+
+class _InterruptingRead(Probe):
+    """A probe whose last reading is interrupted (``KeyboardInterrupt``, a Ctrl-C)."""
+
+    name = "interrupting"
+
+    def begin(self, *, reset_peak: bool = True) -> object:
+        return None
+
+    def read(self, state: object, figures: Figures) -> None:
+        raise KeyboardInterrupt
+
+
+def test_an_interrupt_while_a_selected_span_is_read_still_passes_the_span_on() -> None:
+    """A ``KeyboardInterrupt`` raised while a selected span's last readings are taken
+    reaches the application once the span has been passed to the wrapped processors:
+    the span is exported, not lost."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(
+        EnrichingSpanProcessor(
+            SimpleSpanProcessor(exporter), select="all", probes=[_InterruptingRead()]
+        )
+    )
+    try:
+        with pytest.raises(KeyboardInterrupt):  # noqa: SIM117 - the span ends inside the raises
+            with provider.get_tracer("app").start_as_current_span("interrupted"):
+                pass
+        assert [span.name for span in exporter.get_finished_spans()] == ["interrupted"]
+    finally:
+        provider.shutdown()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import resource
 import sys
+import threading
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -194,3 +196,46 @@ def test_a_changed_read_or_end_is_not_bypassed_by_the_inherited_finish() -> None
     assert calls == ["read", "end", "instance read"]
     assert all(probe.register.open_count == 0 for probe in probes)
     assert figures.cpu_user_s is not None and figures.peak_memory_bytes is not None
+
+
+class _MarkSource:
+    """A resettable high-water mark under the test's control: ``mark`` is the level, the
+    reading is the ``ru_maxrss`` of the usage it is given (in KiB, as Linux's)."""
+
+    resettable = True
+
+    def __init__(self) -> None:
+        self.mark = 100
+        self.level_after_reset = 50
+
+    def high_water(self, usage: Any = None) -> int | None:
+        return int(usage.ru_maxrss) if usage is not None else self.mark
+
+    def reset(self) -> None:
+        self.mark = self.level_after_reset
+
+
+def test_a_task_starting_folds_the_mark_read_at_the_reset_into_the_open_tasks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A task that starts while another thread holds the high-water register reads the
+    mark once it holds it, just before its reset: a peak reached meanwhile (by other
+    threads) is folded into every open task, not lost with a reading taken earlier."""
+    source = _MarkSource()
+    probe = ProcessProbe(source)  # type: ignore[arg-type]
+    monkeypatch.setattr(
+        process_module,
+        "_getrusage",
+        lambda who: SimpleNamespace(ru_utime=0.0, ru_stime=0.0, ru_maxrss=source.mark),
+    )
+    outer = probe.begin()
+    probe.register._lock.acquire()  # another thread's reading or reset, in progress
+    starter = threading.Thread(target=probe.begin)
+    starter.start()
+    time.sleep(0.2)  # the starting task waits for the register
+    source.mark = 200  # the peak reached meanwhile; then it falls back
+    probe.register._lock.release()
+    starter.join(5)
+    figures = Figures()
+    probe.finish(outer, figures)
+    assert figures.peak_memory_bytes == 200

@@ -472,7 +472,12 @@ class EnrichingSpanProcessor(SpanProcessor):
                 _inner_failed(processor, "on_ending", exc)
 
     def on_end(self, span: ReadableSpan) -> None:
-        """Pass the ended span on: the selected ones as an enriched copy."""
+        """Pass the ended span on: the selected ones as an enriched copy.
+
+        A ``BaseException`` (``KeyboardInterrupt``) raised while a selected span's
+        last readings are taken goes on once the span has been passed on.
+        """
+        interrupted: BaseException | None = None
         if self._open:
             context = span.context
             # SpanContext is a tuple: its span_id property is item 1, read
@@ -495,11 +500,16 @@ class EnrichingSpanProcessor(SpanProcessor):
                 except Exception as exc:
                     swallowed("enrich.end", exc)
                     _end_probes(opened)  # those not ended yet (the states are taken once)
+                except BaseException as exc:
+                    interrupted = exc
+                    _end_probes(opened)
         for processor in self._processors:
             try:
                 processor.on_end(span)
             except Exception as exc:
                 _inner_failed(processor, "on_end", exc)
+        if interrupted is not None:
+            raise interrupted
 
     def shutdown(self) -> None:
         """Shut the wrapped processors down and release the readings of open spans."""

@@ -75,13 +75,22 @@ class Probe(ABC):
 
 def begin_probes(probes: Iterable[Probe], reset_peak: bool) -> ProbeStates:
     """Begin each probe for one task or span; a probe that raises is counted,
-    logged and left out."""
+    logged and left out.
+
+    A ``BaseException`` (``KeyboardInterrupt`` arriving meanwhile) ends the
+    probes begun so far, whose states would otherwise be lost with their
+    peak trackers open, and goes on.
+    """
     states = []
-    for probe in probes:
-        try:
-            states.append((probe, probe.begin(reset_peak=reset_peak)))
-        except Exception as exc:
-            swallowed(f"probe.{probe.name}.begin", exc)
+    try:
+        for probe in probes:
+            try:
+                states.append((probe, probe.begin(reset_peak=reset_peak)))
+            except Exception as exc:
+                swallowed(f"probe.{probe.name}.begin", exc)
+    except BaseException:
+        end_probes(tuple(states))
+        raise
     return tuple(states)
 
 
@@ -97,7 +106,13 @@ def read_probes(states: ProbeStates, figures: Figures) -> None:
 def finish_probes(states: ProbeStates, figures: Figures) -> None:
     """Have each begun probe write its last figures and end: :func:`read_probes` then
     :func:`end_probes`, probe by probe, through :meth:`Probe.finish` where a probe
-    overrides it; one that raises is counted and logged."""
+    overrides it; one that raises is counted and logged.
+
+    A ``BaseException`` (``KeyboardInterrupt`` arriving meanwhile) does not stop
+    the others from ending (their peak trackers would stay open for good): the
+    first one is raised once every probe has been called.
+    """
+    interrupted: BaseException | None = None
     for probe, state in states:
         cls = type(probe)
         fused = _fused_finish.get(cls)
@@ -112,15 +127,26 @@ def finish_probes(states: ProbeStates, figures: Figures) -> None:
                 probe.read(state, figures)
             except Exception as exc:
                 swallowed(f"probe.{probe.name}.read", exc)
+            except BaseException as exc:
+                if interrupted is None:
+                    interrupted = exc
             try:
                 probe.end(state)
             except Exception as exc:
                 swallowed(f"probe.{probe.name}.end", exc)
+            except BaseException as exc:
+                if interrupted is None:
+                    interrupted = exc
         else:
             try:
                 probe.finish(state, figures)
             except Exception as exc:
                 swallowed(f"probe.{probe.name}.read", exc)
+            except BaseException as exc:
+                if interrupted is None:
+                    interrupted = exc
+    if interrupted is not None:
+        raise interrupted
 
 
 _read_then_end = Probe.finish

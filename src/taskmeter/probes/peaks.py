@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any, Protocol
 
 
@@ -55,14 +56,23 @@ class PeakRegister:
         _registers.add(self)
 
     def open(
-        self, *, reset: bool = True, usage: Any = None, tracker: PeakTracker | None = None
+        self,
+        *,
+        reset: bool = True,
+        usage: Any = None,
+        tracker: PeakTracker | None = None,
+        read_usage: Callable[[], Any] | None = None,
     ) -> PeakTracker:
         """Start tracking a task; reset the high-water mark if asked and possible.
 
         ``usage``: a ``getrusage`` result taken just now (see
-        :meth:`HighWaterSource.high_water`).  ``tracker``: a new tracker to
-        use (a probe's own subclass that also holds its other readings);
-        by default one is made.
+        :meth:`HighWaterSource.high_water`); ``read_usage``: a function that
+        takes one, called under the register's lock.  Prefer the latter: the
+        mark folded into the open tasks must be read at the reset, or what
+        other threads used between the reading and the reset (while this one
+        waited for the lock) is lost from every open task's peak.
+        ``tracker``: a new tracker to use (a probe's own subclass that also
+        holds its other readings); by default one is made.
         """
         if tracker is None:
             tracker = PeakTracker()
@@ -73,6 +83,8 @@ class PeakRegister:
         lock = self._lock
         lock.acquire()
         try:
+            if read_usage is not None:
+                usage = read_usage()
             if reset and source.resettable:
                 trackers = self._open
                 if trackers:

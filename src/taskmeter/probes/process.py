@@ -32,6 +32,14 @@ class _ProcessState(PeakTracker):
         self.user_s = user_s
         self.system_s = system_s
 
+    def start(self) -> resource.struct_rusage:
+        """Take the starting reading (called under the register's lock, see
+        :meth:`PeakRegister.open`) and keep its CPU times."""
+        usage = _getrusage(_SELF)
+        self.user_s = usage.ru_utime
+        self.system_s = usage.ru_stime
+        return usage
+
 
 class ProcessProbe(Probe):
     """User and system CPU time, and peak RSS, of this process during each task.
@@ -47,9 +55,8 @@ class ProcessProbe(Probe):
         self.register = PeakRegister(source if source is not None else default_high_water_source())
 
     def begin(self, *, reset_peak: bool = True) -> _ProcessState:
-        usage = _getrusage(_SELF)
-        state = _ProcessState(usage.ru_utime, usage.ru_stime)
-        self.register.open(reset=reset_peak, usage=usage, tracker=state)
+        state = _ProcessState(0.0, 0.0)
+        self.register.open(reset=reset_peak, tracker=state, read_usage=state.start)
         return state
 
     def read(self, state: _ProcessState, figures: Figures) -> None:
