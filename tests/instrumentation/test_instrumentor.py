@@ -10,6 +10,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import taskmeter
+from taskmeter import _unrecorded
 from taskmeter import attributes as attr
 from taskmeter.enrich import EnrichingSpanProcessor
 from taskmeter.figures import Figures
@@ -23,7 +24,8 @@ from .runner import run_instrumented_program
 
 
 def test_instrument_wraps_existing_processors_and_uninstrument_restores_them() -> None:
-    """Registered exporters receive enriched spans; after undo the provider is as before."""
+    """Registered exporters receive enriched spans; after undo the provider is as before,
+    and the Measurement processor no longer counts tasks whose spans are not recorded."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     exporting = SimpleSpanProcessor(exporter)
@@ -38,7 +40,8 @@ def test_instrument_wraps_existing_processors_and_uninstrument_restores_them() -
         (wrapper,) = provider._active_span_processor._span_processors
         assert isinstance(wrapper, EnrichingSpanProcessor)
         assert exporting in wrapper.processors
-        assert any(isinstance(p, MeasurementSpanProcessor) for p in wrapper.processors)
+        (measurement,) = [p for p in wrapper.processors if isinstance(p, MeasurementSpanProcessor)]
+        assert any(ref() is measurement for ref in _unrecorded.sinks)
         with provider.get_tracer("app").start_as_current_span("request"):
             burn_cpu(0.05)
         later = SimpleSpanProcessor(InMemorySpanExporter())
@@ -46,6 +49,7 @@ def test_instrument_wraps_existing_processors_and_uninstrument_restores_them() -
     finally:
         instrumentor.uninstrument()
     assert provider._active_span_processor._span_processors == (*before, later)
+    assert all(ref() is not measurement for ref in _unrecorded.sinks)
     (enriched,) = exporter.get_finished_spans()
     assert (enriched.attributes or {})[attr.CPU_TIME] >= 0.05
     exporter.clear()

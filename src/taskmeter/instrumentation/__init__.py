@@ -72,6 +72,7 @@ class TaskmeterInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     _wrapped: Wrapped | None = None
     _sdk: SdkSetup | None = None
+    _measurement: MeasurementSpanProcessor | None = None
 
     def instrumentation_dependencies(self) -> Collection[str]:
         """Nothing to check: taskmeter instruments no third-party library."""
@@ -104,6 +105,7 @@ class TaskmeterInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             tuple(kwargs.get("specs", ())),
             meter_provider=meter_provider or metrics.get_meter_provider(),
         )
+        self._measurement = measurement
         self._wrapped = wrap_provider(
             tracer_provider, select=kwargs.get("select"), extra=(measurement,)
         )
@@ -116,6 +118,9 @@ class TaskmeterInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         wrapped, self._wrapped = self._wrapped, None
         if wrapped is not None:
             wrapped.undo()
+        measurement, self._measurement = self._measurement, None
+        if measurement is not None:  # it no longer counts tasks whose spans are not recorded
+            measurement.shutdown()
 
 
 def _auto_version() -> str | None:
