@@ -20,27 +20,14 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
 
-from taskmeter import Task, _unrecorded, time_method, tracing
+from taskmeter import Task, _unrecorded, tracing
 from taskmeter.measure import CpuTimingMetric, MeasurementSpanProcessor
 from taskmeter.measure.instruments import TASK_DURATION
 
 from ..collector import CollectorUnderTest, wait_until
 from ..helpers import burn_cpu
+from ..pipeline_tasks import IsrTask
 from .runner import run_instrumented_program
-
-
-class Isr:
-    """An LSST-shaped pipeline task with a timed method."""
-
-    def __init__(self) -> None:
-        self.metadata: dict[str, Any] = {}
-
-    def getFullName(self) -> str:
-        return "isr"
-
-    @time_method
-    def run(self, seconds: float) -> None:
-        burn_cpu(seconds)
 
 
 @contextlib.contextmanager
@@ -112,7 +99,7 @@ def test_timed_calls_of_unrecorded_spans_give_their_measurements() -> None:
     metadata keys it wrote give (ground truth: the same readings)."""
     spec = CpuTimingMetric(target="isr.run", package="pipe", metric="isr_cpu")
     with sampled_by(ParentBased(ALWAYS_OFF), specs=[spec]) as (reader, _spans):
-        isr = Isr()
+        isr = IsrTask()
         isr.run(0.05)
         (point,) = points(reader, "pipe.isr_cpu")
     metadata = isr.metadata

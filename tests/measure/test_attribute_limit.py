@@ -10,24 +10,14 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from taskmeter import Task, _log, time_method
+from taskmeter import Task, _log
 from taskmeter.measure import MeasurementSpanProcessor, TimingMetric
 from taskmeter.measure.processor import ATTRIBUTE_COUNT_NEEDED
 from taskmeter.testing import capture_spans
 
+from ..pipeline_tasks import IsrTask
+
 VARIABLE = "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT"
-
-
-class Isr:
-    def __init__(self) -> None:
-        self.metadata: dict[str, Any] = {}
-
-    def getFullName(self) -> str:
-        return "isr"
-
-    @time_method
-    def run(self) -> int:
-        return sum(range(1000))
 
 
 def run_pipeline(limit: int, monkeypatch: pytest.MonkeyPatch) -> tuple[list[Any], set[str]]:
@@ -41,7 +31,7 @@ def run_pipeline(limit: int, monkeypatch: pytest.MonkeyPatch) -> tuple[list[Any]
     processor = MeasurementSpanProcessor([spec], meter_provider=meters)
     try:
         with capture_spans(processor) as captured:
-            isr = Isr()
+            isr = IsrTask()
             with Task("visit"), Task("ccd"):
                 for _ in range(3):
                     isr.run()
@@ -72,7 +62,7 @@ def test_a_limit_that_cuts_task_and_timer_spans_is_said_once_naming_the_variable
     assert any(span.dropped_attributes for span in spans if span.name == "ccd")
     warnings = [r.getMessage() for r in caplog.records if VARIABLE in r.getMessage()]
     assert len(warnings) == 1, warnings
-    assert "'Isr.run'" in warnings[0] and f"at least {ATTRIBUTE_COUNT_NEEDED}" in warnings[0]
+    assert "'IsrTask.run'" in warnings[0] and f"at least {ATTRIBUTE_COUNT_NEEDED}" in warnings[0]
     assert "(8;" in warnings[0]
     assert _log.error_counts[f"env.{VARIABLE}"] == 5  # three timer spans, two task spans
 
