@@ -196,6 +196,46 @@ def test_a_context_made_outside_tasks_gives_replacement_workers_their_starters_t
     check_worker_cpu(parent, 3)
 
 
+def test_a_start_without_task_through_a_context_two_running_tasks_used_is_warned(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two tasks running at once in two threads have started processes through one
+    context: a process started through it where no task runs cannot tell whose its
+    tasks are; it gets no parent, and taskmeter says so once."""
+    import threading
+
+    spawn = get_context("spawn")
+    started = threading.Barrier(3)
+    done = threading.Event()
+
+    tasks: list[Task] = []
+
+    def start_in_task(label: str) -> None:
+        with Task(label) as task:
+            tasks.append(task)
+            process = spawn.Process(target=mp_workers.burn_task, args=(0.0, "in " + label))
+            process.start()
+            process.join()
+            started.wait(20)
+            done.wait(20)
+
+    threads = [threading.Thread(target=start_in_task, args=(n,)) for n in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    try:
+        started.wait(20)
+        orphan = spawn.Process(target=mp_workers.burn_task, args=(0.0, "orphan"))
+        orphan.start()
+        orphan.join()
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join(20)
+    assert orphan.exitcode == 0
+    assert sorted(t.label for task in tasks for t in task.subtasks) == ["in a", "in b"]
+    assert caplog.text.count("several running tasks started processes") == 1
+
+
 # ---------------------------------------------------------------- killed workers
 
 
