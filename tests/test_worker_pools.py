@@ -270,6 +270,28 @@ def test_an_executor_worker_dying_mid_task_keeps_what_arrived_and_says_what_is_l
     assert "'dying'" in message and str(parent.task_id) in message
 
 
+def test_a_loky_worker_killed_mid_task_is_said_and_the_parent_finishes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A loky worker SIGKILLed inside a wrapped call: joblib raises, the parent task
+    finishes (failed) with the records that came, and the lost task is named."""
+    from joblib import Parallel, delayed
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+    caplog.set_level(logging.WARNING, "taskmeter")
+    with pytest.raises(TerminatedWorkerError), Task("loky killed") as parent:
+        scored = with_parent(mp_workers.burn_task)
+        Parallel(n_jobs=2)(delayed(scored)(BURN_S, "kept") for _ in range(2))
+        Parallel(n_jobs=2)(delayed(with_parent(pool_workers.die_in_task))("kill") for _ in [0])
+    assert parent.status.value == "failed"
+    assert [t.label for t in parent.subtasks] == ["kept", "kept"]
+    check_worker_cpu(parent, 2)
+    inbox = _workers.current_inbox()
+    assert inbox is not None and inbox.lost == 1
+    [message] = lost(caplog)
+    assert "'dying'" in message
+
+
 @fork_only
 def test_pool_terminate_and_a_killed_pool_worker_neither_hang_nor_lose_silently(
     caplog: pytest.LogCaptureFixture,
