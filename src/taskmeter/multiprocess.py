@@ -263,23 +263,33 @@ class _Starters:
         self.fallback = fallback
         """The task current when the context was made."""
         self._lock = threading.Lock()
-        self._tasks: dict[UUID, Task] = {}
+        self._task_ids: set[UUID] = set()
+        """Ids, not tasks: a context made at import time keeps no finished task alive."""
 
     def __reduce__(self) -> tuple[Any, tuple[None]]:
         return (_Starters, (None,))  # a spawned process pickles its Process: none there
 
+    def _running(self) -> list[Task]:
+        tasks = []
+        for task_id in list(self._task_ids):
+            task = _running_task(task_id)
+            if task is not None and _runs(task):
+                tasks.append(task)
+            else:
+                self._task_ids.discard(task_id)  # bounded by the tasks running at once
+        return tasks
+
     def note(self, task: Task) -> None:
         with self._lock:
-            for task_id in [i for i, t in self._tasks.items() if not _runs(t)]:
-                del self._tasks[task_id]  # bounded by the tasks running at once
-            self._tasks[task.task_id] = task
+            self._running()
+            self._task_ids.add(task.task_id)
 
     def without_task(self) -> Task | None:
         """The parent of a process started where no task runs, if there is one."""
         with self._lock:
-            starters = list(self._tasks.values())
+            starters = self._running()
         task = _workers.sole_running_leaf(starters)
-        if task is None and len([t for t in starters if _runs(t)]) > 1:
+        if task is None and len(starters) > 1:
             warn_once(
                 "workers.start.no_task",
                 "a process was started from thread %r, where no task runs, through a "
