@@ -8,6 +8,9 @@ cost per task of
 * ``nested``: a task inside a worker's task (nothing crosses processes),
 * ``top-level``: a worker's top-level task, whose record is written for the
   parent (no OpenTelemetry SDK: nothing to flush),
+* ``top-level, no journal``: the same without the journal line a worker
+  writes as the task starts (so that the parent can tell a task lost with
+  its worker),
 * ``top-level + OTLP``: the same with a BatchSpanProcessor exporting over
   OTLP/HTTP to a local endpoint, flushed before each record is delivered;
 * ``top-level + durable``: the same with taskmeter's DurableSpanProcessor and
@@ -32,7 +35,7 @@ import time
 from collections.abc import Sequence
 
 import taskmeter
-from taskmeter import Task
+from taskmeter import Task, propagation
 
 
 class _Accept(http.server.BaseHTTPRequestHandler):
@@ -69,6 +72,9 @@ def per_task_us(kind: str, endpoint: str, n: int) -> float:
             DurableSpanProcessor(exporter, spool_first=not kind.endswith("network first"))
         )
     taskmeter.use_tracer_provider(provider)
+    note_start, note_delivered = propagation._note_start, propagation._note_delivered
+    if kind == "top-level, no journal":
+        propagation._note_start = propagation._note_delivered = lambda directory, task: None
     try:
         if kind == "nested":
             with Task("worker root"):
@@ -83,6 +89,7 @@ def per_task_us(kind: str, endpoint: str, n: int) -> float:
                 pass
         return (time.perf_counter() - start) / n * 1e6
     finally:
+        propagation._note_start, propagation._note_delivered = note_start, note_delivered
         taskmeter.use_tracer_provider(None)
         if provider is not None:
             provider.shutdown()
@@ -101,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     kinds = (
         "nested",
         "top-level",
+        "top-level, no journal",
         "top-level + OTLP",
         "top-level + durable",
         "top-level + durable, network first",

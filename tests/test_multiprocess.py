@@ -421,7 +421,8 @@ def test_monitor_collects_records_while_the_parent_runs(monkeypatch: pytest.Monk
         assert wait_until(lambda: len(parent.subtasks) == 1, 5.0)
         inbox = _workers.current_inbox()
         assert inbox is not None and inbox.collecting_periodically
-        assert list(inbox.path.iterdir()) == []
+        # The record is filed, then the ended worker's journal is removed.
+        assert wait_until(lambda: list(inbox.path.iterdir()) == [], 5.0)
     assert [t.label for t in parent.subtasks] == ["early"]
     assert not inbox.collecting_periodically and inbox.expecting == 0
     assert "workers" not in get_monitor().job_names()

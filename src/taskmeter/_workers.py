@@ -47,7 +47,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import propagation
+from . import _journal, propagation
 from ._forked_exporters import drop_inherited_connections
 from ._log import swallowed, warn_once
 from .monitor import MonitorHandle, get_monitor
@@ -75,6 +75,10 @@ class LateRecordError(Exception):
     """A worker's task record arrived after the task it belongs to had finished."""
 
 
+class LostWorkerTaskError(Exception):
+    """A worker process ended (killed) while a task of it was running: no record came."""
+
+
 def _notice_spool() -> None:
     delivery: Any = sys.modules.get("taskmeter.export.delivery")
     if delivery is not None:
@@ -99,6 +103,8 @@ class Inbox:
         """Records whose parent had finished, filed under an ancestor."""
         self.dropped = 0
         """Records no running task could take."""
+        self.lost = 0
+        """Tasks whose worker process ended before it delivered their record."""
         self.closed = False
 
     @property
@@ -138,21 +144,8 @@ class Inbox:
         """The running task that forked workers, if exactly one did (not counting
         its ancestors, whose workers are its own)."""
         with self._lock:
-            forking = [
-                task
-                for task in self._forking.values()
-                if (state := task._tm) is not None and not state.finished
-            ]
-        ancestors: set[UUID] = set()
-        for task in forking:
-            state = task._tm
-            parent = state.parent if state is not None else None
-            while parent is not None and parent.task_id not in ancestors:
-                ancestors.add(parent.task_id)
-                parent_state = parent._tm
-                parent = parent_state.parent if parent_state is not None else None
-        leaves = [task for task in forking if task.task_id not in ancestors]
-        return leaves[0] if len(leaves) == 1 else None
+            forking = list(self._forking.values())
+        return sole_running_leaf(forking)
 
     def task_finished(self, task: Task) -> None:
         """Called by a task that may have workers as it finishes, before it publishes."""
@@ -200,7 +193,11 @@ class Inbox:
         except FileNotFoundError:
             return 0, 0
         records: list[tuple[Task, Path]] = []
+        journals: list[str] = []
         for name in names:
+            if name.endswith(_journal.SUFFIX):
+                journals.append(name)
+                continue
             if name.startswith(".") or not name.endswith(".json"):
                 continue  # a record still being written
             path = self.path / name
@@ -227,7 +224,41 @@ class Inbox:
                 filed += 1
             _unlink(path)
         self.collected += filed
+        if journals:
+            self._check_journals(journals)
         return len(records), filed
+
+    def _check_journals(self, names: list[str]) -> None:
+        """Count and report the tasks of ended workers that never delivered a record."""
+        for name in names:
+            try:
+                pid = int(name[: -len(_journal.SUFFIX)])
+            except ValueError:
+                continue
+            if _alive(pid):
+                continue  # its open tasks may still finish
+            path = self.path / name
+            try:
+                undelivered = _journal.undelivered(path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                swallowed("workers.record", exc)
+                undelivered = []
+            _unlink(path)
+            for entry in undelivered:
+                if (self.path / f"{entry.get('start')}.json").exists():
+                    continue  # delivered as the worker was killed: filed next time
+                self.lost += 1
+                swallowed(
+                    "workers.lost",
+                    LostWorkerTaskError(
+                        f"worker task {entry.get('start')} ({entry.get('label')!r}), a subtask "
+                        f"of task {entry.get('parent')}, never finished: its process {pid} "
+                        f"ended first (killed, os._exit, Pool.terminate()); its CPU time is "
+                        f"missing from that task's total_cpu()"
+                    ),
+                )
 
     def _parent_of(self, record: Task, running: Callable[[UUID], Task | None]) -> Task | None:
         parent_id = record.parent_id
@@ -250,8 +281,9 @@ class Inbox:
                         f"the record of worker task {record.task_id} ({record.label!r}) arrived "
                         f"after its parent task {parent_id} finished (join worker processes "
                         f"before the task ends; a pool reused by later tasks: map "
-                        f"with_parent(fn)); filed under {task}, and not counted in the "
-                        f"parent's figures"
+                        f"with_parent(fn); a DataLoader with persistent_workers reports to "
+                        f"the task it first ran in); filed under {task}, and not counted in "
+                        f"the parent's figures"
                     ),
                 )
                 return task
@@ -269,6 +301,34 @@ class Inbox:
                 get_monitor().remove(self._job)
                 self._job = None
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def sole_running_leaf(tasks: Collection[Task]) -> Task | None:
+    """The one task of ``tasks`` still running that is no ancestor of another running
+    one of them; ``None`` when there are none, or several."""
+    running = [task for task in tasks if (state := task._tm) is not None and not state.finished]
+    ancestors: set[UUID] = set()
+    for task in running:
+        state = task._tm
+        parent = state.parent if state is not None else None
+        while parent is not None and parent.task_id not in ancestors:
+            ancestors.add(parent.task_id)
+            parent_state = parent._tm
+            parent = parent_state.parent if parent_state is not None else None
+    leaves = [task for task in running if task.task_id not in ancestors]
+    return leaves[0] if len(leaves) == 1 else None
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, ended and not yet reaped, does not)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True  # cannot tell: not reported as lost
 
 
 def _unlink(path: Path) -> None:

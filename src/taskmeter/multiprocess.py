@@ -34,9 +34,11 @@ is sent, since multiprocessing ends workers without running exit hooks.
 
 from __future__ import annotations
 
+import contextvars
 import multiprocessing
 import os
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.context import BaseContext
@@ -46,7 +48,7 @@ from uuid import UUID
 
 from . import _process, _workers, propagation
 from ._log import swallowed, warn_once
-from .task import Task, _running_task, state_of
+from .task import Task, _active_stack, _running_task, state_of
 
 __all__ = ["WorkerContext", "get_context", "init_worker", "with_parent", "worker_context"]
 
@@ -166,8 +168,12 @@ def init_worker(
 class WithParent:
     """A picklable callable: ``function`` run with a worker context installed.
 
-    Made by :func:`with_parent`.  In the worker, the context is installed for
-    the duration of the call, and the worker's previous parent restored after.
+    Made by :func:`with_parent`.  In a worker process, the context is
+    installed for the duration of the call, and the worker's previous parent
+    restored after.  In the process that made it, in a thread where no task
+    runs (a thread pool's), the call runs in a copy of the context variables
+    of the place it was made, so its tasks are subtasks of the parent task
+    there, their spans children of the span current there.
     """
 
     def __init__(self, function: Callable[..., Any], context: WorkerContext | None) -> None:
@@ -175,11 +181,26 @@ class WithParent:
             raise TypeError(f"expected a callable, not {type(function).__name__}")
         self.function = function
         self.context = context
+        self._local: contextvars.Context | None = None
+        """The context variables where it was made (not pickled)."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"function": self.function, "context": self.context}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.function = state["function"]
+        self.context = state["context"]
+        self._local = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         context = self.context
-        if context is None or os.getpid() == context.pid:
-            return self.function(*args, **kwargs)  # no parent, or not in a worker
+        if context is None:
+            return self.function(*args, **kwargs)  # no parent
+        if os.getpid() == context.pid:
+            local = self._local
+            if local is None or Task.current() is not None:
+                return self.function(*args, **kwargs)  # where it was made, or under a task
+            return local.copy().run(self.function, *args, **kwargs)
         previous = propagation.inherited
         _install(context)
         try:
@@ -193,7 +214,7 @@ class WithParent:
 
 
 def with_parent(function: Callable[..., Any], parent: Task | None = None) -> WithParent:
-    """``function``, whose tasks in a worker process become subtasks of ``parent``.
+    """``function``, whose tasks in a worker process or thread become subtasks of ``parent``.
 
     For pools that outlive a task, or serve several: each call carries the
     parent (by default the task current now), whichever task was current
@@ -202,24 +223,102 @@ def with_parent(function: Callable[..., Any], parent: Task | None = None) -> Wit
         with Task("score"):
             results = pool.map(with_parent(score), chunks)
 
-    In the calling process itself (a thread pool, say), ``function`` just runs.
+    The same goes for joblib's ``Parallel`` (``delayed(with_parent(score))``),
+    whatever its backend.  In a thread of this process where no task runs (a
+    thread pool's), the call runs with the context variables of the place
+    where ``with_parent`` was called (as ``contextvars.copy_context().run``
+    would), so its tasks are subtasks there; under a task, or in the
+    calling thread, ``function`` just runs.
     """
-    return WithParent(function, worker_context(parent))
+    wrapped = WithParent(function, worker_context(parent))
+    if wrapped.context is not None:
+        local = contextvars.copy_context()
+        if parent is not None and parent is not Task.current():
+            local.run(_activate, parent)
+        wrapped._local = local
+    return wrapped
+
+
+def _activate(task: Task) -> None:
+    # In a copied context: ``task`` is the active task, its span the current span.
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace
+
+    _active_stack.set((task,))
+    otel_context.attach(trace.set_span_in_context(state_of(task).span))
 
 
 # ---------------------------------------------------------------- contexts
 
 
-def _capture(fallback: UUID | None) -> WorkerContext | None:
+class _Starters:
+    """The tasks that started processes through one context (see :func:`get_context`).
+
+    A process started where no task runs (a ``Pool`` or an executor replacing
+    a worker from a thread of its own) goes to the one of them still running,
+    not counting its ancestors, as a process forked so does.
+    """
+
+    def __init__(self, fallback: UUID | None) -> None:
+        self.fallback = fallback
+        """The task current when the context was made."""
+        self._lock = threading.Lock()
+        self._task_ids: set[UUID] = set()
+        """Ids, not tasks: a context made at import time keeps no finished task alive."""
+
+    def __reduce__(self) -> tuple[Any, tuple[None]]:
+        return (_Starters, (None,))  # a spawned process pickles its Process: none there
+
+    def _running(self) -> list[Task]:
+        tasks = []
+        for task_id in list(self._task_ids):
+            task = _running_task(task_id)
+            if task is not None and _runs(task):
+                tasks.append(task)
+            else:
+                self._task_ids.discard(task_id)  # bounded by the tasks running at once
+        return tasks
+
+    def note(self, task: Task) -> None:
+        with self._lock:
+            self._running()
+            self._task_ids.add(task.task_id)
+
+    def without_task(self) -> Task | None:
+        """The parent of a process started where no task runs, if there is one."""
+        with self._lock:
+            starters = self._running()
+        task = _workers.sole_running_leaf(starters)
+        if task is None and len(starters) > 1:
+            warn_once(
+                "workers.start.no_task",
+                "a process was started from thread %r, where no task runs, through a "
+                "taskmeter.multiprocess context that several running tasks started "
+                "processes with: its tasks are not their subtasks (give each task its own "
+                "context, or its pool initializer=init_worker)",
+                threading.current_thread().name,
+            )
+            return None
+        if task is None and self.fallback is not None:
+            task = _running_task(self.fallback)
+        return task
+
+
+def _runs(task: Task) -> bool:
+    state = task._tm
+    return state is not None and state.started and not state.finished
+
+
+def _capture(starters: _Starters | None) -> WorkerContext | None:
     # In the parent, as a process starts: never raises into the caller.
     try:
-        context = worker_context()
-        if context is None and fallback is not None:
-            task = _running_task(fallback)
-            task_state = task._tm if task is not None else None
-            if task is not None and task_state is not None and not task_state.finished:
-                context = worker_context(task)
-        return context
+        current = Task.current()
+        if current is not None:
+            if starters is not None:
+                starters.note(current)
+            return worker_context(current)
+        task = starters.without_task() if starters is not None else None
+        return worker_context(task) if task is not None and _runs(task) else None
     except Exception as exc:
         swallowed("workers.capture", exc)
         return None
@@ -236,11 +335,11 @@ def _install(context: WorkerContext | None) -> None:
 class _CarriesTaskContext(multiprocessing.process.BaseProcess):
     """Captures the current task's context when started; installs it in the worker."""
 
-    _taskmeter_fallback: UUID | None = None
+    _taskmeter_starters: _Starters | None = None
     _taskmeter_context: WorkerContext | None = None
 
     def start(self) -> None:
-        self._taskmeter_context = _capture(self._taskmeter_fallback)
+        self._taskmeter_context = _capture(self._taskmeter_starters)
         super().start()
 
     def run(self) -> None:
@@ -274,9 +373,12 @@ def get_context(method: str | None = None) -> BaseContext:
     Use it as ``multiprocessing.get_context(method)``, or as
     ``ProcessPoolExecutor(mp_context=...)``: every process it starts (a
     ``Process``, the workers of its ``Pool`` or of an executor) carries the
-    task current in the thread that starts it, or else the task current when
-    the context was made, if that still runs (a ``Pool`` replaces workers from
-    a thread of its own).  Their top-level tasks become its subtasks.
+    task current in the thread that starts it.  A process started where no
+    task runs (a ``Pool``, or an executor with ``max_tasks_per_child``,
+    replaces workers from a thread of its own) carries the task that started
+    the context's other processes, if exactly one of those still runs (not
+    counting its ancestors), or else the task current when the context was
+    made, if that still runs.  Their top-level tasks become its subtasks.
 
     Args:
         method: ``"spawn"``, ``"fork"`` or ``"forkserver"``; by default the
@@ -295,11 +397,11 @@ def get_context(method: str | None = None) -> BaseContext:
         )
     process_class, base = _CONTEXTS[method]
     current = Task.current()
-    fallback = current.task_id if current is not None else None
+    starters = _Starters(current.task_id if current is not None else None)
 
     def make_process(*args: Any, **kwargs: Any) -> multiprocessing.process.BaseProcess:
         process = process_class(*args, **kwargs)
-        process._taskmeter_fallback = fallback
+        process._taskmeter_starters = starters
         return process
 
     context: Any = base()

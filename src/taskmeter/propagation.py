@@ -274,6 +274,8 @@ def adopt(task: Task, context: Context | None) -> Context | None:
         return context
     task.parent_id = parent.parent_id
     task.subprocess = True
+    if parent.flush_spans and parent.subtask_dir is not None:
+        _note_start(parent.subtask_dir, task)
     if context is not None or parent.traceparent is None:
         return context
     from opentelemetry import trace
@@ -321,6 +323,32 @@ def deliver(task: Task) -> None:
         from ._log import swallowed
 
         swallowed("propagation.deliver", exc)
+    finally:
+        if parent.flush_spans:
+            _note_delivered(parent.subtask_dir, task)
+
+
+def _note_start(directory: Path, task: Task) -> None:
+    """Note in the worker's journal that ``task`` started (see :mod:`taskmeter._journal`)."""
+    try:
+        from . import _journal
+
+        _journal.started(directory, task)
+    except Exception as exc:  # the parent's directory gone: the record will fail too
+        from ._log import swallowed
+
+        swallowed("propagation.journal", exc)
+
+
+def _note_delivered(directory: Path, task: Task) -> None:
+    try:
+        from . import _journal
+
+        _journal.delivered(directory, task)
+    except Exception as exc:
+        from ._log import swallowed
+
+        swallowed("propagation.journal", exc)
 
 
 def _multiprocessing_child() -> bool:
