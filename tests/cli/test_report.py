@@ -213,3 +213,24 @@ def test_standard_input_and_output(tmp_path: Path) -> None:
     assert embedded_data(to_stdout.stdout)["file"] == str(source)
     assert "standard output" in to_stdout.stderr
     assert not (tmp_path / "-").exists()
+
+
+def test_a_start_time_no_calendar_holds_makes_a_report_without_a_date(tmp_path: Path) -> None:
+    """A hand-made file whose root starts at -1e308 s, or in the year 33658, is finite and
+    so valid: the report is written (it raised OverflowError or ValueError making the
+    date), its header gives no start date, and the timeline's span stays a number."""
+    for start in (-1e308, 1e12, -1e12, 1e18):
+        document = {
+            "label": "r",
+            "start_time": start,
+            "duration": 5.0,
+            "subtasks": [{"label": "c", "start_time": 0.0, "duration": 3.0}],
+        }
+        path = tmp_path / "odd-start.json"
+        path.write_text(json.dumps(document))
+        page = tmp_path / "odd-start.html"
+        result = taskmeter("report", str(path), "-o", str(page))
+        assert result.returncode == 0, (start, result.stderr)
+        data = embedded_data(page.read_text())
+        assert data["started"] is None
+        assert data["span"] is None or isinstance(data["span"], float)

@@ -373,9 +373,15 @@ FORMAT_EDGES: list[float | None] = [
     2**50 - 1,
     2**60,
     2.5e9,
+    1e21,
+    2.0**70,
+    -1e25,
+    1e300,
+    1.7976931348623157e308,
 ]
 """Values at the edges of the units of durations, bytes and energy, and exact ties
-(2.5, 1.25 KiB, 0.25 J: Python rounds them to even, JavaScript's toFixed up)."""
+(2.5, 1.25 KiB, 0.25 J: Python rounds them to even, JavaScript's toFixed up), and
+numbers from 1e21 up, which toFixed writes with an exponent and Python digit by digit."""
 
 
 def test_page_formats_figures_as_python_does(browser: Any, tmp_path: Path) -> None:
@@ -402,3 +408,49 @@ def test_page_formats_figures_as_python_does(browser: Any, tmp_path: Path) -> No
     assert by_value["1048575"][1] == "1.0 MiB"
     assert by_value["999.96"][2] == "1.0 kJ"
     assert by_value["1280"][1] == "1.2 KiB"
+
+
+def test_a_huge_duration_renders_quickly_with_the_tables_figures(
+    browser: Any, tmp_path: Path
+) -> None:
+    """A hand-made file with a finite but absurd duration (1e300 s), CPU time, peak memory
+    and energy: the page loads at once (the timeline's axis drew a tick a day, forever) and
+    writes the figures as ``taskmeter show`` does, to the last digit."""
+    document = {
+        "label": "huge",
+        "status": "finished",
+        "start_time": 1e9,
+        "duration": 1e300,
+        "cpu_time": 1e25,
+        "peak_memory": 10**300,
+        "peak_gpu_memory": 10**22,
+        "cpu_power": 1e300,
+        "subtasks": [{"label": "late", "start_time": 1e299, "duration": 1.0}],
+    }
+    source = tmp_path / "huge.json"
+    source.write_text(json.dumps(document))
+    page = tmp_path / "huge.html"
+    assert taskmeter("report", str(source), "-o", str(page)).returncode == 0
+    table = taskmeter("show", str(source))
+    assert table.returncode == 0, table.stderr
+    _label, _status, _duration, cpu, mem, gpu, energy = re.split(
+        r"\s{2,}", table.stdout.splitlines()[1].strip()
+    )
+    browser.set_page_load_timeout(10)
+    try:
+        browser.get(page.as_uri())
+        rows = report_rows(browser)
+    finally:
+        browser.set_page_load_timeout(60)
+    assert rows["huge"] | {"status": "", "bar": "", "mark": ""} == {
+        "status": "",
+        "bar": "",
+        "mark": "",
+        "cpu": cpu,
+        "mem": mem,
+        "gpu": gpu,
+        "energy": energy,
+    }
+    assert "e+" not in browser.find_element("id", "details").text
+    ticks = browser.find_elements("css selector", "#axis .tick")
+    assert 2 <= len(ticks) <= 11

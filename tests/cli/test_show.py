@@ -231,3 +231,19 @@ def test_a_directory_given_as_file_is_said_plainly(tmp_path: Path) -> None:
         assert (
             result.stderr == f"taskmeter: error: cannot read task file {tmp_path}: Is a directory\n"
         )
+
+
+@pytest.mark.parametrize("verb", ["show", "report"])
+def test_an_error_naming_a_key_of_the_file_prints_it_escaped(tmp_path: Path, verb: str) -> None:
+    """A file whose invalid field sits under a key holding an escape sequence (a key of
+    ``energy_sources``): the one-line error names the key escaped, as labels are, and no
+    control character reaches the terminal."""
+    key = "\x1b]0;owned\x07\x1b[2J\u202e"
+    path = tmp_path / "key.json"
+    path.write_text(json.dumps({"label": "x", "energy_sources": {key: 5}}))
+    output = ["-o", str(tmp_path / "r.html")] if verb == "report" else []
+    result = taskmeter(verb, str(path), *output)
+    assert result.returncode == 3
+    assert r"energy_sources.\x1b]0;owned\x07\x1b[2J\u202e: " in result.stderr
+    assert not any(char in result.stderr for char in "\x1b\x07\u202e")
+    assert result.stderr.count("\n") == 1

@@ -168,9 +168,7 @@ def report_data(
         if parts:
             energy[index] = parts
         stack.extend((sub, index) for sub in reversed(task.subtasks))
-    started = None
-    if origin is not None:
-        started = datetime.fromtimestamp(origin, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    started = _utc_text(origin)
     span = (end - origin) if origin is not None and end is not None else 0.0
     return {
         "version": __version__,
@@ -185,6 +183,17 @@ def report_data(
         "energy": energy,
         "interrupted": reasons,
     }
+
+
+def _utc_text(timestamp: float | None) -> str | None:
+    """``timestamp`` as a UTC date and time; ``None`` outside the years 1 to 9999 (a task
+    file may hold any finite start time) or where the platform cannot convert it."""
+    if timestamp is None:
+        return None
+    try:
+        return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def _asset(name: str) -> str:

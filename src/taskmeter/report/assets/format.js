@@ -7,6 +7,11 @@ var taskmeterFormat = (function () {
   // Python's format(x, ".Nf"): the exact value rounded to N digits, a tie (a value
   // exactly half way, such as 2.5 or 1.25) to the even digit.  toFixed rounds ties up.
   function fixed(x, digits) {
+    // From 1e21 toFixed writes an exponent; such a number is whole, and Python writes
+    // every digit of it: so does BigInt.
+    if (Math.abs(x) >= 1e21 && isFinite(x)) {
+      return BigInt(x).toString() + (digits ? "." + "0".repeat(digits) : "");
+    }
     var text = x.toFixed(digits);
     var scaled = x * Math.pow(2, digits + 1); // an odd integer exactly at a tie
     if (Number.isInteger(scaled) && scaled % 2 !== 0) {

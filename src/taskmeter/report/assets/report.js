@@ -70,9 +70,12 @@
     var axis = document.getElementById("axis");
     var steps = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60,
                  120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400];
-    var step = steps[steps.length - 1];
+    var step = 0;
     for (var s = 0; s < steps.length; s++) { if (span / steps[s] <= 6) { step = steps[s]; break; } }
-    for (var t = 0; t <= span * 1.0001; t += step) {
+    // Longer than 6 days: whole days, a power of ten of them, so at most 10 ticks are drawn
+    // (a span of 1e300 s in a hand-made file hung the page when ticks were a day apart).
+    if (!step) step = 86400 * Math.pow(10, Math.ceil(Math.log10(span / 86400 / 10)));
+    for (var i = 0, t = 0; i <= 10 && t <= span * 1.0001; t = ++i * step) {
       var tick = document.createElement("span");
       tick.className = "tick";
       tick.style.left = (100 * t / span) + "%";
