@@ -20,6 +20,7 @@ from typing import Any
 from ..__about__ import __version__
 from ..render import peak_memory_bound
 from ..task import Task, TaskStatus
+from ._noscript import noscript_table
 
 __all__ = ["COLUMNS", "STATUSES", "render_html", "report_data"]
 
@@ -41,6 +42,7 @@ COLUMNS = (
     "id",
     "pid",
     "host",
+    "machine",
 )
 """The fields of each task's row in the embedded data, in order."""
 
@@ -119,6 +121,7 @@ def report_data(
     origin = root.start_time
     end = origin
     hosts: dict[str, int] = {}
+    machines: dict[str, int] = {}
     rows: list[list[Any]] = []
     extra: dict[int, dict[str, Any]] = {}
     energy: dict[int, list[list[Any]]] = {}
@@ -159,6 +162,7 @@ def report_data(
                 str(task.task_id),
                 task.pid,
                 hosts.setdefault(task.hostname, len(hosts)),
+                None if task.machine is None else machines.setdefault(task.machine, len(machines)),
             ]
         )
         details = _extras(task)
@@ -178,6 +182,7 @@ def report_data(
         "columns": list(COLUMNS),
         "statuses": list(STATUSES),
         "hosts": list(hosts),
+        "machines": list(machines),
         "tasks": rows,
         "extra": extra,
         "energy": energy,
@@ -224,6 +229,7 @@ def render_html(
         "{{FORMAT}}": _asset("format.js"),
         "{{SCRIPT}}": _asset("report.js"),
         "{{DATA}}": data,
+        "{{NOSCRIPT}}": noscript_table(root, len(document["tasks"]), interrupted),
     }
     # One pass, so a placeholder inside a label or the title is left as text.
     return re.sub(r"\{\{[A-Z]+\}\}", lambda m: substitutions.get(m[0], m[0]), page)
