@@ -247,3 +247,25 @@ def test_an_error_naming_a_key_of_the_file_prints_it_escaped(tmp_path: Path, ver
     assert r"energy_sources.\x1b]0;owned\x07\x1b[2J\u202e: " in result.stderr
     assert not any(char in result.stderr for char in "\x1b\x07\u202e")
     assert result.stderr.count("\n") == 1
+
+
+def test_a_tree_127_levels_deep_stays_as_wide_as_12_levels(tmp_path: Path) -> None:
+    """Rows are indented 12 levels at most; deeper ones start with their level
+    (``[13] d13``), so a chain 127 levels deep prints lines of about 90 columns instead of
+    313 (every row of the table wrapped on a terminal)."""
+    node: dict[str, object] = {"label": "d127", "status": "finished"}
+    for level in range(126, -1, -1):
+        node = {"label": f"d{level}", "status": "finished", "subtasks": [node]}
+    path = tmp_path / "deep.json"
+    path.write_text(json.dumps(node))
+    result = taskmeter("show", str(path))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 129
+    assert max(len(line) for line in lines) < 100
+    first = [line.split("  finished")[0].rstrip() for line in lines[1:]]
+    assert first[12] == " " * 24 + "d12"
+    assert first[13] == " " * 24 + "[13] d13"
+    assert first[127] == " " * 24 + "[127] d127"
+    deep = taskmeter("show", str(path), "--label", "d127")
+    assert deep.stdout.splitlines()[-1].startswith(" " * 24 + "[127] d127")
