@@ -657,3 +657,51 @@ def test_without_javascript_the_page_is_a_table_of_the_tasks(browser: Any, tmp_p
     browser.get(page.as_uri())  # with scripts: the table is not shown
     assert not browser.find_element("css selector", "main").get_attribute("hidden")
     assert browser.find_elements("css selector", ".plain") == []
+
+
+def test_the_pages_policy_runs_its_own_scripts_and_nothing_else(
+    browser: Any, tmp_path: Path
+) -> None:
+    """Defence in depth: even markup that got into the page (as a bug in escaping would let
+    it) runs no script, inline or by handler, and fetches nothing (a server on 127.0.0.1
+    counts the requests), while the page's own two scripts run: the policy (script hashes,
+    nothing fetched) is in the page itself."""
+    import http.server
+    import threading
+
+    requests: list[str] = []
+
+    class Counter(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            requests.append(self.path)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Counter)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        page_text = render_html(make_tree(1, 2, 2))
+        smuggled = (
+            "<script>window.pwned = 1</script>"
+            f"<img src={url}/a.png onerror='window.pwned = 2'>"
+            "<svg onload='window.pwned = 3'></svg>"
+            f"<link rel=stylesheet href={url}/b.css>"
+        )
+        assert page_text.count("<main>") == 1
+        page = tmp_path / "smuggled.html"
+        page.write_text(page_text.replace("<main>", smuggled + "<main>"))
+        browser.get(page.as_uri())
+        browser.execute_script("return new Promise(r => setTimeout(r, 200))")
+        assert browser.execute_script("return typeof window.taskmeterReport") == "object"
+        assert browser.execute_script("return window.taskmeterReport.taskCount") == 8
+        assert browser.execute_script("return window.pwned") is None
+        assert requests == []
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
