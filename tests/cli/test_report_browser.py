@@ -3,6 +3,7 @@ the page renders fast with 5000 tasks, and its screenshot is not blank."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -20,6 +21,7 @@ import pytest
 
 from taskmeter import Task
 from taskmeter.formats import friendly_bytes, friendly_energy, friendly_seconds
+from taskmeter.render import terminal_text
 from taskmeter.report import render_html
 from taskmeter.taskfile import save_task
 
@@ -555,7 +557,7 @@ def test_text_from_the_file_is_never_run_as_script(browser: Any, tmp_path: Path)
     energy source names, extra field names and values, the title) is shown as text: no
     script of the file runs, no element of it is made, the page's own script runs to the
     end, nothing is fetched, and the texts are written in the details as they are in the
-    file."""
+    file (control and format characters escaped, as ``taskmeter show`` writes them)."""
     count = len(PAYLOADS)
     subtasks = [
         {
@@ -593,11 +595,12 @@ def test_text_from_the_file_is_never_run_as_script(browser: Any, tmp_path: Path)
             "return [document.querySelector('#details h2').textContent, out];"
         )
         heading, details = cells
-        assert heading == PAYLOADS[i]
-        assert details["host"] == PAYLOADS[(i + 1) % count]
-        assert details["machine"] == PAYLOADS[(i + 2) % count]
-        assert details["  cpu"] == f"1.5 J ({PAYLOADS[(i + 3) % count]})"
-        assert details[PAYLOADS[(i + 4) % count]] == PAYLOADS[(i + 5) % count]
+        shown = [terminal_text(PAYLOADS[(i + k) % count]) for k in range(6)]
+        assert heading == shown[0]
+        assert details["host"] == shown[1]
+        assert details["machine"] == shown[2]
+        assert details["  cpu"] == f"1.5 J ({shown[3]})"
+        assert details[shown[4]] == shown[5]
         row.click()
     assert browser.execute_script("return window.pwned") is None
     # Nothing fetched over the network (Chromium lists even failed fetches of http URLs).
@@ -705,3 +708,51 @@ def test_the_pages_policy_runs_its_own_scripts_and_nothing_else(
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+TRICKY_LABELS = (
+    "abc\u202edef\u202c ghi",
+    "\x1b]0;title\x07\x1b[31mred\x1b[0m",
+    "two\nlines\rback\ttab",
+    "nul\x00 del\x7f csi\x9b soft\xadhyphen",
+    "line\u2028para\u2029zero\u200bwidth",
+    "emoji \U0001f469\u200d\U0001f4bb e\u0301 日本 tag\U000e0001",
+    "back\\slash \\x1b stays",
+)
+
+
+def test_page_escapes_control_and_format_characters_as_show_does(
+    browser: Any, tmp_path: Path
+) -> None:
+    """Bidirectional overrides, escape sequences, line breaks, NUL, C1 controls and
+    zero-width characters in labels are written escaped on the page (rows, details, heading,
+    title, the table without scripts) exactly as ``taskmeter show`` prints them; joiners,
+    combining marks and wide characters are kept. A right-to-left override reordered what
+    the page showed (``abc\u202edef`` read as ``abcfed``), and the file held them raw."""
+    document = {
+        "label": TRICKY_LABELS[0],
+        "subtasks": [{"label": label, "status": "finished"} for label in TRICKY_LABELS],
+    }
+    source = tmp_path / "tricky.json"
+    source.write_text(json.dumps(document))
+    table = taskmeter("show", str(source))
+    assert table.returncode == 0, table.stderr
+    printed = [re.split(r"\s{2,}", line.strip())[0] for line in table.stdout.splitlines()[1:]]
+    expected = [terminal_text(label) for label in (TRICKY_LABELS[0], *TRICKY_LABELS)]
+    assert printed == expected
+    page = tmp_path / "tricky.html"
+    assert taskmeter("report", str(source), "-o", str(page)).returncode == 0
+    browser.get(page.as_uri())
+    shown = browser.execute_script(
+        "return Array.from(document.querySelectorAll('.row .text')).map(e => e.textContent)"
+    )
+    assert shown == expected
+    assert browser.find_element("css selector", "#details h2").text == expected[0]
+    assert (
+        browser.execute_script("return document.querySelector('h1').textContent") == (expected[0])
+    )
+    assert browser.title == expected[0] + " · taskmeter report"
+    # Nor is the file itself a way to the terminal (`cat`, `-o -`): no control character.
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]", page.read_text())
+    plain = re.findall(r"<tr><td[^>]*>(.*?)</td>", page.read_text().split("<main>")[0])
+    assert [html.unescape(cell) for cell in plain] == expected

@@ -20,7 +20,7 @@ from importlib import resources
 from typing import Any
 
 from ..__about__ import __version__
-from ..render import peak_memory_bound
+from ..render import peak_memory_bound, terminal_text
 from ..task import Task, TaskStatus
 from ._noscript import noscript_table
 
@@ -241,7 +241,8 @@ def render_html(
     scripts = (_asset("format.js"), _asset("report.js"))
     substitutions = {
         "{{POLICY}}": _policy(scripts),
-        "{{TITLE}}": escape(title or root.label),
+        # Control and format characters escaped, as on every row of the page.
+        "{{TITLE}}": escape(terminal_text(title or root.label)),
         "{{VERSION}}": escape(__version__),
         "{{STYLE}}": _asset("report.css"),
         "{{FORMAT}}": scripts[0],

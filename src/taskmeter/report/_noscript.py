@@ -8,7 +8,7 @@ from html import escape
 from itertools import islice
 
 from ..formats import friendly_bytes, friendly_energy, friendly_seconds
-from ..render import INDENT_LEVELS, peak_memory_text
+from ..render import INDENT_LEVELS, peak_memory_text, terminal_text
 from ..task import Task
 
 NOSCRIPT_ROWS = 200
@@ -57,7 +57,7 @@ def noscript_table(
         lines.append(
             f'<tr><td style="padding-left:{8 + min(depth, INDENT_LEVELS) * 14}px">'
             + (f"<small>{depth}</small> " if depth > INDENT_LEVELS else "")
-            + f"{escape(task.label)}</td><td>{status}</td>"
+            + f"{escape(terminal_text(task.label))}</td><td>{status}</td>"
             + "".join(f"<td>{escape(cell)}</td>" for cell in cells)
             + "</tr>"
         )

@@ -76,5 +76,24 @@ var taskmeterFormat = (function () {
     }
   }
 
-  return { fixed: fixed, seconds: seconds, bytes: bytes, energy: energy };
+  // terminal_text: control and format characters (escape sequences, line breaks, NUL,
+  // bidirectional overrides, zero-width spaces) written escaped, as `taskmeter show` writes
+  // them, so that a text of the task file cannot reorder or hide what the page shows.
+  var HIDDEN = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/gu;
+  var NAMED = { "\n": "\\n", "\r": "\\r", "\t": "\\t", "\u200c": "\u200c", "\u200d": "\u200d" };
+  function hex(code, digits) { return ("0000000" + code.toString(16)).slice(-digits); }
+  function text(value) {
+    var s = String(value);
+    HIDDEN.lastIndex = 0;
+    if (!HIDDEN.test(s)) return s;
+    return s.replace(HIDDEN, function (c) {
+      if (Object.prototype.hasOwnProperty.call(NAMED, c)) return NAMED[c];
+      var code = c.codePointAt(0);
+      if (code < 0x100) return "\\x" + hex(code, 2);
+      if (code < 0x10000) return "\\u" + hex(code, 4);
+      return "\\U" + hex(code, 8);
+    });
+  }
+
+  return { fixed: fixed, seconds: seconds, bytes: bytes, energy: energy, text: text };
 })();

@@ -37,7 +37,7 @@
 
   // ------------------------------------------------------------ formatting
   var fmtSeconds = taskmeterFormat.seconds, fmtBytes = taskmeterFormat.bytes;
-  var fmtJoules = taskmeterFormat.energy;
+  var fmtJoules = taskmeterFormat.energy, fmtText = taskmeterFormat.text;
   function fmtTick(s) {
     if (s < 60) return fmtSeconds(s).replace(/(\.\d*?)0+s$/, "$1s").replace(".s", "s");
     if (s < 3600) return (s % 60 ? (s / 60).toFixed(1) : String(s / 60)) + " min";
@@ -53,7 +53,7 @@
   var root = tasks[0];
   var interruptedCount = Object.keys(D.interrupted).length;
   document.getElementById("meta").textContent =
-    (D.file ? D.file + " · " : "") + n + " task" + (n === 1 ? "" : "s") +
+    (D.file ? fmtText(D.file) + " · " : "") + n + " task" + (n === 1 ? "" : "s") +
     (interruptedCount ? " (" + interruptedCount + " interrupted)" : "") +
     (D.started ? " · started " + D.started : "") + " · taskmeter " + D.version;
   var totals = document.getElementById("totals");
@@ -186,7 +186,7 @@
     parts.level.textContent = depth[t] > INDENT_LEVELS ? String(depth[t]) : "";
     parts.level.style.display = depth[t] > INDENT_LEVELS ? "" : "none";
     parts.toggle.textContent = keep || !children[t].length ? "" : (expanded[t] ? "▾" : "▸");
-    parts.text.textContent = task[C.label];
+    parts.text.textContent = fmtText(task[C.label]);
     parts.badge.style.display = task[C.proc] ? "" : "none";
     var status = statusOf(t);
     // Every status but finished is written beside the label, as the table of `show` does.
@@ -235,9 +235,9 @@
     var task = tasks[t];
     var extra = D.extra[t] || {};
     details.textContent = "";
-    var h = document.createElement("h2"); h.textContent = task[C.label]; details.appendChild(h);
+    var h = document.createElement("h2"); h.textContent = fmtText(task[C.label]); details.appendChild(h);
     var rows = [
-      ["status", statusOf(t) + (D.interrupted[t] ? ": " + D.interrupted[t] : "")],
+      ["status", statusOf(t) + (D.interrupted[t] ? ": " + fmtText(D.interrupted[t]) : "")],
       ["starts at", task[C.start] == null ? "-" : "+" + fmtSeconds(task[C.start])],
       ["duration", fmtSeconds(task[C.duration])],
       ["CPU, this task", fmtSeconds(task[C.cpu])],
@@ -248,16 +248,16 @@
       ["energy", fmtJoules(task[C.energy])]
     ];
     (D.energy[t] || []).forEach(function (e) {
-      rows.push(["  " + e[0], fmtJoules(e[1]) + (e[2] ? " (" + e[2] + ")" : "")]);
+      rows.push(["  " + e[0], fmtJoules(e[1]) + (e[2] ? " (" + fmtText(e[2]) + ")" : "")]);
     });
     rows.push(["subtasks", String(children[t].length) + (subtree[t] > children[t].length + 1 ? " (" + (subtree[t] - 1) + " below)" : "")]);
     rows.push(["worker process", task[C.proc] ? "yes" : "no"]);
     rows.push(["pid", task[C.pid] == null ? "-" : String(task[C.pid])]);
-    rows.push(["host", D.hosts[task[C.host]] || "-"]);
-    if (task[C.machine] != null) rows.push(["machine", D.machines[task[C.machine]]]);
+    rows.push(["host", fmtText(D.hosts[task[C.host]] || "-")]);
+    if (task[C.machine] != null) rows.push(["machine", fmtText(D.machines[task[C.machine]])]);
     rows.push(["task id", task[C.id]]);
     Object.keys(extra).forEach(function (key) {
-      rows.push([key, typeof extra[key] === "string" ? extra[key] : JSON.stringify(extra[key])]);
+      rows.push([fmtText(key), fmtText(typeof extra[key] === "string" ? extra[key] : JSON.stringify(extra[key]))]);
     });
     var table = document.createElement("table");
     rows.forEach(function (pair) {
