@@ -234,3 +234,15 @@ def test_a_start_time_no_calendar_holds_makes_a_report_without_a_date(tmp_path: 
         data = embedded_data(page.read_text())
         assert data["started"] is None
         assert data["span"] is None or isinstance(data["span"], float)
+
+
+def test_a_title_of_bytes_that_are_not_utf8_is_written_escaped(tmp_path: Path) -> None:
+    """``--title`` given bytes that are not UTF-8 (Python holds them as lone surrogates):
+    the report is written with them escaped (``\\udcff``); writing it failed with
+    UnicodeEncodeError and a traceback."""
+    source = tmp_path / "t.json"
+    save_task(make_tree(1, 1, 1), source)
+    page = tmp_path / "t.html"
+    result = taskmeter("report", str(source), "-o", str(page), "--title", "a\udcffb")
+    assert result.returncode == 0, result.stderr
+    assert "<title>a\\udcffb · taskmeter report</title>" in page.read_text()
