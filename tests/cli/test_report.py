@@ -246,3 +246,22 @@ def test_a_title_of_bytes_that_are_not_utf8_is_written_escaped(tmp_path: Path) -
     result = taskmeter("report", str(source), "-o", str(page), "--title", "a\udcffb")
     assert result.returncode == 0, result.stderr
     assert "<title>a\\udcffb · taskmeter report</title>" in page.read_text()
+
+
+def test_a_root_never_started_times_its_tasks_from_the_first_to_start() -> None:
+    """A root without a start time (a container built by hand) whose subtasks ran: the
+    timeline starts at the earliest subtask, so their bars are drawn (none were)."""
+    root = Task.model_validate(
+        {
+            "label": "container",
+            "subtasks": [
+                {"label": "a", "status": "finished", "start_time": 1e9 + 10, "duration": 5.0},
+                {"label": "b", "status": "finished", "start_time": 1e9, "duration": 5.0},
+            ],
+        }
+    )
+    data = report_data(root)
+    start = COLUMNS.index("start")
+    assert [row[start] for row in data["tasks"]] == [None, 10.0, 0.0]  # type: ignore[union-attr]
+    assert data["span"] == 15.0
+    assert data["started"] == "2001-09-09 01:46:40 UTC"

@@ -119,8 +119,14 @@ def report_data(
     ``interrupted`` tells why a task recorded as running is not running any
     more (``None`` if it may be), as :meth:`taskmeter.liveness.Liveness.interruption`
     does; such tasks have the status ``interrupted``, and their reason is kept.
+    Start times are relative to the root's, or to the earliest of the tree where the root
+    has none.
     """
     origin = root.start_time
+    if origin is None:  # a root never started (a container built by hand): its first task's
+        origin = min(
+            (t.start_time for _, t in root.walk() if t.start_time is not None), default=None
+        )
     end = origin
     hosts: dict[str, int] = {}
     machines: dict[str, int] = {}
