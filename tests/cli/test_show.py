@@ -269,3 +269,19 @@ def test_a_tree_127_levels_deep_stays_as_wide_as_12_levels(tmp_path: Path) -> No
     assert first[127] == " " * 24 + "[127] d127"
     deep = taskmeter("show", str(path), "--label", "d127")
     assert deep.stdout.splitlines()[-1].startswith(" " * 24 + "[127] d127")
+
+
+def test_a_file_name_with_an_escape_sequence_is_printed_escaped(tmp_path: Path) -> None:
+    """Messages that name a file (``show`` of a missing one, ``report``'s "wrote"): a name
+    holding an escape sequence (one a glob over someone else's directory can pick) is
+    printed escaped, as labels are, not sent to the terminal."""
+    name = "run\x1b]0;owned\x07\x1b[2J"
+    missing = taskmeter("show", str(tmp_path / f"{name}.json"))
+    assert missing.returncode == 3
+    assert r"run\x1b]0;owned\x07\x1b[2J.json" in missing.stderr
+    source = tmp_path / f"{name}.json"
+    source.write_text(json.dumps({"label": "x"}))
+    written = taskmeter("report", str(source))
+    assert written.returncode == 0, written.stderr
+    assert r"run\x1b]0;owned\x07\x1b[2J.html (1 task" in written.stderr
+    assert not any(char in missing.stderr + written.stderr for char in "\x1b\x07")
