@@ -24,6 +24,11 @@ LABEL_COLUMNS = 120
 """Terminal columns a label takes at most in a table (longer ones are cut, ending in ``…``);
 as wide as the longest label ``taskmeter run`` gives a command line."""
 
+INDENT_LEVELS = 12
+"""Levels a table indents (two columns each); a row deeper than that is indented as level
+12 and starts with its level in brackets (``[40] label``), so that a tree 127 levels deep
+stays as wide as one 12 levels deep."""
+
 _SHOWN_AS_IS = frozenset("\u200c\u200d")  # joiners: parts of emoji and scripts, harmless
 
 
@@ -46,6 +51,14 @@ def _escaped(char: str) -> str:
         return char  # unassigned or private-use: printable enough, and not a control
     escaped = repr(char)[1:-1]
     return escaped if escaped != char else f"\\u{ord(char):04x}"
+
+
+def indent(depth: int) -> str:
+    """The indentation of a table row ``depth`` levels below the root (see
+    :data:`INDENT_LEVELS`)."""
+    if depth <= INDENT_LEVELS:
+        return "  " * depth
+    return "  " * INDENT_LEVELS + f"[{depth}] "
 
 
 def display_width(text: str) -> int:
@@ -140,10 +153,9 @@ def format_tree(task: Task, *, max_depth: int | None = None, max_rows: int | Non
             continue
         if max_rows is not None and len(rows) >= max_rows:
             break
-        indent = "  " * depth
         rows.append(
             (
-                f"{indent}{table_label(sub.label)}",
+                f"{indent(depth)}{table_label(sub.label)}",
                 sub.status.value,
                 friendly_seconds(sub.duration),
                 friendly_seconds(sub.total_cpu()),

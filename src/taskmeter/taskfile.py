@@ -331,8 +331,12 @@ def _invalid(source: str, exc: object) -> TaskFileError:
     first = exc.errors()[0]
     if first.get("type") in ("recursion_loop", "recursion_depth_exceeded"):
         return _too_deep(source)
-    where = ".".join(str(part) for part in first.get("loc", ())) or "(top level)"
-    message = str(first.get("msg"))
+    from .render import terminal_text
+
+    # The location holds the file's own keys (of energy_sources, say): escaped like
+    # labels, so that an escape sequence in a key does not reach the terminal.
+    where = terminal_text(".".join(str(part) for part in first.get("loc", ()))) or "(top level)"
+    message = terminal_text(str(first.get("msg")))
     if len(message) > 300:
         message = message[:297] + "..."
     if len(where) > 200:

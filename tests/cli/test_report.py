@@ -213,3 +213,55 @@ def test_standard_input_and_output(tmp_path: Path) -> None:
     assert embedded_data(to_stdout.stdout)["file"] == str(source)
     assert "standard output" in to_stdout.stderr
     assert not (tmp_path / "-").exists()
+
+
+def test_a_start_time_no_calendar_holds_makes_a_report_without_a_date(tmp_path: Path) -> None:
+    """A hand-made file whose root starts at -1e308 s, or in the year 33658, is finite and
+    so valid: the report is written (it raised OverflowError or ValueError making the
+    date), its header gives no start date, and the timeline's span stays a number."""
+    for start in (-1e308, 1e12, -1e12, 1e18):
+        document = {
+            "label": "r",
+            "start_time": start,
+            "duration": 5.0,
+            "subtasks": [{"label": "c", "start_time": 0.0, "duration": 3.0}],
+        }
+        path = tmp_path / "odd-start.json"
+        path.write_text(json.dumps(document))
+        page = tmp_path / "odd-start.html"
+        result = taskmeter("report", str(path), "-o", str(page))
+        assert result.returncode == 0, (start, result.stderr)
+        data = embedded_data(page.read_text())
+        assert data["started"] is None
+        assert data["span"] is None or isinstance(data["span"], float)
+
+
+def test_a_title_of_bytes_that_are_not_utf8_is_written_escaped(tmp_path: Path) -> None:
+    """``--title`` given bytes that are not UTF-8 (Python holds them as lone surrogates):
+    the report is written with them escaped (``\\udcff``); writing it failed with
+    UnicodeEncodeError and a traceback."""
+    source = tmp_path / "t.json"
+    save_task(make_tree(1, 1, 1), source)
+    page = tmp_path / "t.html"
+    result = taskmeter("report", str(source), "-o", str(page), "--title", "a\udcffb")
+    assert result.returncode == 0, result.stderr
+    assert "<title>a\\udcffb · taskmeter report</title>" in page.read_text()
+
+
+def test_a_root_never_started_times_its_tasks_from_the_first_to_start() -> None:
+    """A root without a start time (a container built by hand) whose subtasks ran: the
+    timeline starts at the earliest subtask, so their bars are drawn (none were)."""
+    root = Task.model_validate(
+        {
+            "label": "container",
+            "subtasks": [
+                {"label": "a", "status": "finished", "start_time": 1e9 + 10, "duration": 5.0},
+                {"label": "b", "status": "finished", "start_time": 1e9, "duration": 5.0},
+            ],
+        }
+    )
+    data = report_data(root)
+    start = COLUMNS.index("start")
+    assert [row[start] for row in data["tasks"]] == [None, 10.0, 0.0]  # type: ignore[union-attr]
+    assert data["span"] == 15.0
+    assert data["started"] == "2001-09-09 01:46:40 UTC"

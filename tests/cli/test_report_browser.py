@@ -3,6 +3,7 @@ the page renders fast with 5000 tasks, and its screenshot is not blank."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -20,6 +21,7 @@ import pytest
 
 from taskmeter import Task
 from taskmeter.formats import friendly_bytes, friendly_energy, friendly_seconds
+from taskmeter.render import terminal_text
 from taskmeter.report import render_html
 from taskmeter.taskfile import save_task
 
@@ -373,9 +375,15 @@ FORMAT_EDGES: list[float | None] = [
     2**50 - 1,
     2**60,
     2.5e9,
+    1e21,
+    2.0**70,
+    -1e25,
+    1e300,
+    1.7976931348623157e308,
 ]
 """Values at the edges of the units of durations, bytes and energy, and exact ties
-(2.5, 1.25 KiB, 0.25 J: Python rounds them to even, JavaScript's toFixed up)."""
+(2.5, 1.25 KiB, 0.25 J: Python rounds them to even, JavaScript's toFixed up), and
+numbers from 1e21 up, which toFixed writes with an exponent and Python digit by digit."""
 
 
 def test_page_formats_figures_as_python_does(browser: Any, tmp_path: Path) -> None:
@@ -402,3 +410,349 @@ def test_page_formats_figures_as_python_does(browser: Any, tmp_path: Path) -> No
     assert by_value["1048575"][1] == "1.0 MiB"
     assert by_value["999.96"][2] == "1.0 kJ"
     assert by_value["1280"][1] == "1.2 KiB"
+
+
+def test_a_huge_duration_renders_quickly_with_the_tables_figures(
+    browser: Any, tmp_path: Path
+) -> None:
+    """A hand-made file with a finite but absurd duration (1e300 s), CPU time, peak memory
+    and energy: the page loads at once (the timeline's axis drew a tick a day, forever) and
+    writes the figures as ``taskmeter show`` does, to the last digit."""
+    document = {
+        "label": "huge",
+        "status": "finished",
+        "start_time": 1e9,
+        "duration": 1e300,
+        "cpu_time": 1e25,
+        "peak_memory": 10**300,
+        "peak_gpu_memory": 10**22,
+        "cpu_power": 1e300,
+        "subtasks": [{"label": "late", "start_time": 1e299, "duration": 1.0}],
+    }
+    source = tmp_path / "huge.json"
+    source.write_text(json.dumps(document))
+    page = tmp_path / "huge.html"
+    assert taskmeter("report", str(source), "-o", str(page)).returncode == 0
+    table = taskmeter("show", str(source))
+    assert table.returncode == 0, table.stderr
+    _label, _status, _duration, cpu, mem, gpu, energy = re.split(
+        r"\s{2,}", table.stdout.splitlines()[1].strip()
+    )
+    browser.set_page_load_timeout(10)
+    try:
+        browser.get(page.as_uri())
+        rows = report_rows(browser)
+    finally:
+        browser.set_page_load_timeout(60)
+    assert rows["huge"] | {"status": "", "bar": "", "mark": ""} == {
+        "status": "",
+        "bar": "",
+        "mark": "",
+        "cpu": cpu,
+        "mem": mem,
+        "gpu": gpu,
+        "energy": energy,
+    }
+    assert "e+" not in browser.find_element("id", "details").text
+    ticks = browser.find_elements("css selector", "#axis .tick")
+    assert 2 <= len(ticks) <= 11
+
+
+def chain(depth: int) -> Task:
+    """A task ``d0`` with one subtask ``d1``, which has ``d2``, ... down to ``d{depth}``."""
+    node: dict[str, Any] = {"label": f"d{depth}", "status": "finished"}
+    for level in range(depth - 1, -1, -1):
+        node = {"label": f"d{level}", "status": "finished", "subtasks": [node]}
+    return Task.model_validate(node)
+
+
+def test_labels_127_levels_down_stay_in_their_column(browser: Any, tmp_path: Path) -> None:
+    """In a chain of 127 levels (as deep as a task file can be written), every row's label
+    is drawn inside the task column, and rows deeper than the indentation goes write their
+    level (labels from about level 23 on were pushed out of the column, unreadable)."""
+    page = tmp_path / "deep.html"
+    page.write_text(render_html(chain(127)))
+    browser.get(page.as_uri())
+    browser.find_element("id", "expand-all").click()
+    placed = browser.execute_script(
+        """
+        const report = window.taskmeterReport, viewport = document.getElementById('viewport');
+        const out = {};
+        for (let top = 0; top <= report.visibleCount() * report.rowHeight; top += 200) {
+          viewport.scrollTop = top;
+          report.render();
+          for (const row of viewport.querySelectorAll('.row')) {
+            if (row.style.display === 'none') continue;
+            const text = row.querySelector('.text').getBoundingClientRect();
+            const cell = row.querySelector('.c-label').getBoundingClientRect();
+            out[row.querySelector('.text').textContent] = [
+              text.width > 0 && text.left >= cell.left && text.right <= cell.right,
+              row.querySelector('.level').textContent,
+            ];
+          }
+        }
+        return out;
+        """
+    )
+    assert len(placed) == 128
+    assert [label for label, (inside, _) in placed.items() if not inside] == []
+    assert placed["d127"][1] == "127"
+    assert placed["d1"][1] == ""
+
+
+def test_the_task_tree_is_usable_from_the_keyboard(browser: Any, tmp_path: Path) -> None:
+    """Tab reaches the task tree; the arrow keys pick tasks (their figures in the details,
+    the row marked selected, scrolled into view), Right and Left open and close a task
+    and go to its subtask and parent, End goes to the last row, Escape unpins."""
+    from selenium.webdriver.common.keys import Keys
+
+    page = tmp_path / "keys.html"
+    page.write_text(render_html(make_tree(3, 50, 2)))
+    browser.get(page.as_uri())
+    browser.find_element("id", "collapse-all").click()
+    browser.switch_to.active_element.send_keys(Keys.TAB)
+    assert browser.switch_to.active_element.get_attribute("id") == "viewport"
+
+    def state() -> tuple[str, list[str]]:
+        details = browser.find_element("css selector", "#details h2").text
+        selected = [label_of(r) for r in browser.find_elements("css selector", ".row.selected")]
+        return details, selected
+
+    tree = browser.find_element("id", "viewport")
+    tree.send_keys(Keys.ARROW_DOWN)
+    assert state() == ("pipeline <b>&</b> friends", ["pipeline <b>&</b> friends"])
+    tree.send_keys(Keys.ARROW_DOWN, Keys.ARROW_DOWN)
+    assert state() == ("stage 1", ["stage 1"])
+    count = browser.execute_script("return window.taskmeterReport.visibleCount()")
+    tree.send_keys(Keys.ARROW_RIGHT)  # opens stage 1: its 50 steps show
+    assert browser.execute_script("return window.taskmeterReport.visibleCount()") == count + 50
+    tree.send_keys(Keys.ARROW_RIGHT)  # to its first step
+    assert state() == ("step 1.0", ["step 1.0"])
+    tree.send_keys(Keys.ARROW_LEFT)  # back to the parent
+    assert state() == ("stage 1", ["stage 1"])
+    tree.send_keys(Keys.ARROW_LEFT)  # closes it
+    assert browser.execute_script("return window.taskmeterReport.visibleCount()") == count
+    tree.send_keys(Keys.ARROW_RIGHT, Keys.END)
+    assert state() == ("stage 2", ["stage 2"])
+    tree.send_keys(Keys.ARROW_UP)
+    assert state() == ("step 1.49", ["step 1.49"])  # scrolled into view, marked
+    tree.send_keys(Keys.ESCAPE)
+    assert state()[1] == []
+
+
+PAYLOADS = (
+    "</script><script>window.pwned = 1; document.title = 'pwned'</script>",
+    "<!--<script>window.pwned = 2</script>",
+    "<img src=x onerror=\"window.pwned = 3; document.title = 'pwned'\">",
+    "javascript:window.pwned = 4",
+    '<svg onload="window.pwned = 5">',
+    "\"'><iframe srcdoc='<script>parent.pwned = 6</script>'>",
+    "{{SCRIPT}} {{DATA}} line\u2028sep\u2029para nul\x00 bidi\u202eevil",
+    "<link rel=stylesheet href=http://127.0.0.1:9/a.css><img src=http://127.0.0.1:9/b.png>",
+)
+
+
+def test_text_from_the_file_is_never_run_as_script(browser: Any, tmp_path: Path) -> None:
+    """Markup and script in every text a task file holds (labels, host and machine names,
+    energy source names, extra field names and values, the title) is shown as text: no
+    script of the file runs, no element of it is made, the page's own script runs to the
+    end, nothing is fetched, and the texts are written in the details as they are in the
+    file (control and format characters escaped, as ``taskmeter show`` writes them)."""
+    count = len(PAYLOADS)
+    subtasks = [
+        {
+            "label": text,
+            "status": "finished",
+            "hostname": PAYLOADS[(i + 1) % count],
+            "machine": PAYLOADS[(i + 2) % count],
+            "cpu_power": 1.5,
+            "energy_sources": {"cpu": PAYLOADS[(i + 3) % count]},
+            PAYLOADS[(i + 4) % count]: PAYLOADS[(i + 5) % count],
+            "__proto__": {"polluted": text},
+        }
+        for i, text in enumerate(PAYLOADS)
+    ]
+    source = tmp_path / "hostile.json"
+    source.write_text(json.dumps({"label": PAYLOADS[0], "subtasks": subtasks}))
+    page = tmp_path / "hostile.html"
+    result = taskmeter("report", str(source), "-o", str(page), "--title", PAYLOADS[2])
+    assert result.returncode == 0, result.stderr
+    browser.get(page.as_uri())
+    assert browser.execute_script("return typeof window.taskmeterReport") == "object"
+    assert browser.execute_script("return window.pwned") is None
+    assert browser.title == PAYLOADS[2] + " · taskmeter report"
+    made = browser.execute_script(
+        "return document.querySelectorAll('img, svg, iframe, link').length"
+    )
+    assert made == 0
+    rows = browser.find_elements("css selector", ".row")
+    for i, row in enumerate(rows[1 : count + 1]):
+        row.click()  # pinned: the details are this task's
+        cells = browser.execute_script(
+            "const out = {};"
+            "for (const tr of document.querySelectorAll('#details tr'))"
+            "  out[tr.cells[0].textContent] = tr.cells[1].textContent;"
+            "return [document.querySelector('#details h2').textContent, out];"
+        )
+        heading, details = cells
+        shown = [terminal_text(PAYLOADS[(i + k) % count]) for k in range(6)]
+        assert heading == shown[0]
+        assert details["host"] == shown[1]
+        assert details["machine"] == shown[2]
+        assert details["  cpu"] == f"1.5 J ({shown[3]})"
+        assert details[shown[4]] == shown[5]
+        row.click()
+    assert browser.execute_script("return window.pwned") is None
+    # Nothing fetched over the network (Chromium lists even failed fetches of http URLs).
+    assert browser.execute_script("return performance.getEntriesByType('resource').length") == 0
+
+
+def test_a_lenskit_file_shows_its_machine_and_worker_tasks(browser: Any, tmp_path: Path) -> None:
+    """A file LensKit's own Task wrote: the machine it names (LensKit's field, set by
+    taskmeter too) is in the details beside the host (the page left it out), and its
+    subprocess task is marked as a worker process, as taskmeter's own are."""
+    lenskit_tasks = pytest.importorskip("lenskit.logging.tasks")
+    with (
+        lenskit_tasks.Task("lenskit root", machine="gpu-box") as root,
+        lenskit_tasks.Task("lenskit worker", subprocess=True),
+    ):
+        pass
+    source = tmp_path / "lenskit.json"
+    source.write_text(root.model_dump_json())
+    page = tmp_path / "lenskit.html"
+    assert taskmeter("report", str(source), "-o", str(page)).returncode == 0
+    browser.get(page.as_uri())
+    details = browser.find_element("id", "details").text
+    assert "machine gpu-box" in details and "worker process no" in details
+    worker = browser.find_element("xpath", "//span[@class='text'][text()='lenskit worker']/..")
+    assert worker.find_element("css selector", ".badge").is_displayed()
+    worker.click()
+    details = browser.find_element("id", "details").text
+    assert "worker process yes" in details and "machine" not in details
+
+
+def test_without_javascript_the_page_is_a_table_of_the_tasks(browser: Any, tmp_path: Path) -> None:
+    """With scripts off, the page shows the first 200 tasks as a table holding the text of
+    ``taskmeter show`` (labels as text, markup included), says how many there are, and
+    hides the controls that need scripts (it showed empty columns and a one-line note)."""
+    source = tmp_path / "tree.json"
+    save_task(make_tree(2, 10, 12), source)  # 263 tasks
+    page = tmp_path / "tree.html"
+    assert taskmeter("report", str(source), "-o", str(page)).returncode == 0
+    table = taskmeter("show", str(source))
+    assert table.returncode == 0, table.stderr
+    expected = [re.split(r"\s{2,}", line.strip()) for line in table.stdout.splitlines()[1:201]]
+    browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
+    try:
+        browser.get(page.as_uri())
+        shown = browser.execute_script(
+            "return Array.from(document.querySelectorAll('.plain tbody tr'))"
+            ".map(tr => Array.from(tr.cells).map(td => td.textContent))"
+        )
+        visible = [e.is_displayed() for e in browser.find_elements("css selector", "nav, main")]
+        note = browser.find_element("css selector", ".plain p").text
+    finally:
+        browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": False})
+    assert shown == expected
+    assert shown[0][0] == "pipeline <b>&</b> friends"
+    assert visible == [False, False]
+    assert "the first 200 of 263" in note
+    browser.get(page.as_uri())  # with scripts: the table is not shown
+    assert not browser.find_element("css selector", "main").get_attribute("hidden")
+    assert browser.find_elements("css selector", ".plain") == []
+
+
+def test_the_pages_policy_runs_its_own_scripts_and_nothing_else(
+    browser: Any, tmp_path: Path
+) -> None:
+    """Defence in depth: even markup that got into the page (as a bug in escaping would let
+    it) runs no script, inline or by handler, and fetches nothing (a server on 127.0.0.1
+    counts the requests), while the page's own two scripts run: the policy (script hashes,
+    nothing fetched) is in the page itself."""
+    import http.server
+    import threading
+
+    requests: list[str] = []
+
+    class Counter(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            requests.append(self.path)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Counter)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        page_text = render_html(make_tree(1, 2, 2))
+        smuggled = (
+            "<script>window.pwned = 1</script>"
+            f"<img src={url}/a.png onerror='window.pwned = 2'>"
+            "<svg onload='window.pwned = 3'></svg>"
+            f"<link rel=stylesheet href={url}/b.css>"
+        )
+        assert page_text.count("<main>") == 1
+        page = tmp_path / "smuggled.html"
+        page.write_text(page_text.replace("<main>", smuggled + "<main>"))
+        browser.get(page.as_uri())
+        browser.execute_script("return new Promise(r => setTimeout(r, 200))")
+        assert browser.execute_script("return typeof window.taskmeterReport") == "object"
+        assert browser.execute_script("return window.taskmeterReport.taskCount") == 8
+        assert browser.execute_script("return window.pwned") is None
+        assert requests == []
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+TRICKY_LABELS = (
+    "abc\u202edef\u202c ghi",
+    "\x1b]0;title\x07\x1b[31mred\x1b[0m",
+    "two\nlines\rback\ttab",
+    "nul\x00 del\x7f csi\x9b soft\xadhyphen",
+    "line\u2028para\u2029zero\u200bwidth",
+    "emoji \U0001f469\u200d\U0001f4bb e\u0301 日本 tag\U000e0001",
+    "back\\slash \\x1b stays",
+)
+
+
+def test_page_escapes_control_and_format_characters_as_show_does(
+    browser: Any, tmp_path: Path
+) -> None:
+    """Bidirectional overrides, escape sequences, line breaks, NUL, C1 controls and
+    zero-width characters in labels are written escaped on the page (rows, details, heading,
+    title, the table without scripts) exactly as ``taskmeter show`` prints them; joiners,
+    combining marks and wide characters are kept. A right-to-left override reordered what
+    the page showed (``abc\u202edef`` read as ``abcfed``), and the file held them raw."""
+    document = {
+        "label": TRICKY_LABELS[0],
+        "subtasks": [{"label": label, "status": "finished"} for label in TRICKY_LABELS],
+    }
+    source = tmp_path / "tricky.json"
+    source.write_text(json.dumps(document))
+    table = taskmeter("show", str(source))
+    assert table.returncode == 0, table.stderr
+    printed = [re.split(r"\s{2,}", line.strip())[0] for line in table.stdout.splitlines()[1:]]
+    expected = [terminal_text(label) for label in (TRICKY_LABELS[0], *TRICKY_LABELS)]
+    assert printed == expected
+    page = tmp_path / "tricky.html"
+    assert taskmeter("report", str(source), "-o", str(page)).returncode == 0
+    browser.get(page.as_uri())
+    shown = browser.execute_script(
+        "return Array.from(document.querySelectorAll('.row .text')).map(e => e.textContent)"
+    )
+    assert shown == expected
+    assert browser.find_element("css selector", "#details h2").text == expected[0]
+    assert (
+        browser.execute_script("return document.querySelector('h1').textContent") == (expected[0])
+    )
+    assert browser.title == expected[0] + " · taskmeter report"
+    # Nor is the file itself a way to the terminal (`cat`, `-o -`): no control character.
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]", page.read_text())
+    plain = re.findall(r"<tr><td[^>]*>(.*?)</td>", page.read_text().split("<main>")[0])
+    assert [html.unescape(cell) for cell in plain] == expected

@@ -231,3 +231,57 @@ def test_a_directory_given_as_file_is_said_plainly(tmp_path: Path) -> None:
         assert (
             result.stderr == f"taskmeter: error: cannot read task file {tmp_path}: Is a directory\n"
         )
+
+
+@pytest.mark.parametrize("verb", ["show", "report"])
+def test_an_error_naming_a_key_of_the_file_prints_it_escaped(tmp_path: Path, verb: str) -> None:
+    """A file whose invalid field sits under a key holding an escape sequence (a key of
+    ``energy_sources``): the one-line error names the key escaped, as labels are, and no
+    control character reaches the terminal."""
+    key = "\x1b]0;owned\x07\x1b[2J\u202e"
+    path = tmp_path / "key.json"
+    path.write_text(json.dumps({"label": "x", "energy_sources": {key: 5}}))
+    output = ["-o", str(tmp_path / "r.html")] if verb == "report" else []
+    result = taskmeter(verb, str(path), *output)
+    assert result.returncode == 3
+    assert r"energy_sources.\x1b]0;owned\x07\x1b[2J\u202e: " in result.stderr
+    assert not any(char in result.stderr for char in "\x1b\x07\u202e")
+    assert result.stderr.count("\n") == 1
+
+
+def test_a_tree_127_levels_deep_stays_as_wide_as_12_levels(tmp_path: Path) -> None:
+    """Rows are indented 12 levels at most; deeper ones start with their level
+    (``[13] d13``), so a chain 127 levels deep prints lines of about 90 columns instead of
+    313 (every row of the table wrapped on a terminal)."""
+    node: dict[str, object] = {"label": "d127", "status": "finished"}
+    for level in range(126, -1, -1):
+        node = {"label": f"d{level}", "status": "finished", "subtasks": [node]}
+    path = tmp_path / "deep.json"
+    path.write_text(json.dumps(node))
+    result = taskmeter("show", str(path))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 129
+    assert max(len(line) for line in lines) < 100
+    first = [line.split("  finished")[0].rstrip() for line in lines[1:]]
+    assert first[12] == " " * 24 + "d12"
+    assert first[13] == " " * 24 + "[13] d13"
+    assert first[127] == " " * 24 + "[127] d127"
+    deep = taskmeter("show", str(path), "--label", "d127")
+    assert deep.stdout.splitlines()[-1].startswith(" " * 24 + "[127] d127")
+
+
+def test_a_file_name_with_an_escape_sequence_is_printed_escaped(tmp_path: Path) -> None:
+    """Messages that name a file (``show`` of a missing one, ``report``'s "wrote"): a name
+    holding an escape sequence (one a glob over someone else's directory can pick) is
+    printed escaped, as labels are, not sent to the terminal."""
+    name = "run\x1b]0;owned\x07\x1b[2J"
+    missing = taskmeter("show", str(tmp_path / f"{name}.json"))
+    assert missing.returncode == 3
+    assert r"run\x1b]0;owned\x07\x1b[2J.json" in missing.stderr
+    source = tmp_path / f"{name}.json"
+    source.write_text(json.dumps({"label": "x"}))
+    written = taskmeter("report", str(source))
+    assert written.returncode == 0, written.stderr
+    assert r"run\x1b]0;owned\x07\x1b[2J.html (1 task" in written.stderr
+    assert not any(char in missing.stderr + written.stderr for char in "\x1b\x07")

@@ -29,9 +29,17 @@ def error(message: str) -> None:
 
 
 def say(message: str) -> None:
-    """Print a line on standard error, ignoring a closed stream."""
+    """Print a line (or lines) on standard error, ignoring a closed stream.
+
+    Control and format characters inside each line are shown escaped, as labels are
+    (:func:`taskmeter.render.terminal_text`): a message may name a file, and a file's
+    name, like a label, can hold an escape sequence.
+    """
+    from ..render import terminal_text
+
+    text = "\n".join(terminal_text(line) for line in message.split("\n"))
     with contextlib.suppress(OSError, ValueError):
-        print(message, file=sys.stderr, flush=True)
+        print(text, file=sys.stderr, flush=True)
 
 
 def write_stdout(text: str) -> bool:

@@ -191,7 +191,7 @@ def format_rows(rows: list[Selected], status_of: Callable[[Task], str] | None = 
     ``status_of`` gives the status shown (default: the task's own).
     """
     from ..formats import friendly_bytes, friendly_energy, friendly_seconds
-    from ..render import format_table, peak_memory_text, table_label
+    from ..render import format_table, indent, peak_memory_text, table_label
 
     table: list[tuple[str, ...]] = []
     for row in rows:
@@ -199,7 +199,7 @@ def format_rows(rows: list[Selected], status_of: Callable[[Task], str] | None = 
         marker = "" if row.matched else "· "
         table.append(
             (
-                f"{'  ' * row.depth}{marker}{table_label(task.label)}",
+                f"{indent(row.depth)}{marker}{table_label(task.label)}",
                 task.status.value if status_of is None else status_of(task),
                 friendly_seconds(finite(task.duration)),
                 friendly_seconds(finite(task.total_cpu())),

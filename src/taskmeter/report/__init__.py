@@ -8,6 +8,8 @@ stay fast, and levels are opened until about 400 rows show.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import math
 import re
@@ -18,8 +20,9 @@ from importlib import resources
 from typing import Any
 
 from ..__about__ import __version__
-from ..render import peak_memory_bound
+from ..render import peak_memory_bound, terminal_text
 from ..task import Task, TaskStatus
+from ._noscript import noscript_table
 
 __all__ = ["COLUMNS", "STATUSES", "render_html", "report_data"]
 
@@ -41,6 +44,7 @@ COLUMNS = (
     "id",
     "pid",
     "host",
+    "machine",
 )
 """The fields of each task's row in the embedded data, in order."""
 
@@ -115,10 +119,17 @@ def report_data(
     ``interrupted`` tells why a task recorded as running is not running any
     more (``None`` if it may be), as :meth:`taskmeter.liveness.Liveness.interruption`
     does; such tasks have the status ``interrupted``, and their reason is kept.
+    Start times are relative to the root's, or to the earliest of the tree where the root
+    has none.
     """
     origin = root.start_time
+    if origin is None:  # a root never started (a container built by hand): its first task's
+        origin = min(
+            (t.start_time for _, t in root.walk() if t.start_time is not None), default=None
+        )
     end = origin
     hosts: dict[str, int] = {}
+    machines: dict[str, int] = {}
     rows: list[list[Any]] = []
     extra: dict[int, dict[str, Any]] = {}
     energy: dict[int, list[list[Any]]] = {}
@@ -159,6 +170,7 @@ def report_data(
                 str(task.task_id),
                 task.pid,
                 hosts.setdefault(task.hostname, len(hosts)),
+                None if task.machine is None else machines.setdefault(task.machine, len(machines)),
             ]
         )
         details = _extras(task)
@@ -168,9 +180,7 @@ def report_data(
         if parts:
             energy[index] = parts
         stack.extend((sub, index) for sub in reversed(task.subtasks))
-    started = None
-    if origin is not None:
-        started = datetime.fromtimestamp(origin, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    started = _utc_text(origin)
     span = (end - origin) if origin is not None and end is not None else 0.0
     return {
         "version": __version__,
@@ -180,11 +190,37 @@ def report_data(
         "columns": list(COLUMNS),
         "statuses": list(STATUSES),
         "hosts": list(hosts),
+        "machines": list(machines),
         "tasks": rows,
         "extra": extra,
         "energy": energy,
         "interrupted": reasons,
     }
+
+
+def _utc_text(timestamp: float | None) -> str | None:
+    """``timestamp`` as a UTC date and time; ``None`` outside the years 1 to 9999 (a task
+    file may hold any finite start time) or where the platform cannot convert it."""
+    if timestamp is None:
+        return None
+    try:
+        return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _policy(scripts: tuple[str, ...]) -> str:
+    """The page's Content-Security-Policy: its own two scripts run (by their hashes), and
+    nothing else does, not even markup a text of the file might one day smuggle in; nothing
+    is fetched (no network, no file), no form is sent, no base URL changes."""
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+        for text in scripts
+    )
+    return (
+        f"default-src 'none'; script-src {hashes}; style-src 'unsafe-inline'; "
+        "base-uri 'none'; form-action 'none'"
+    )
 
 
 def _asset(name: str) -> str:
@@ -208,13 +244,17 @@ def render_html(
     # Inside <script>, "</script>" or "<!--" in a label would end the element early.
     data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     page = _asset("template.html")
+    scripts = (_asset("format.js"), _asset("report.js"))
     substitutions = {
-        "{{TITLE}}": escape(title or root.label),
+        "{{POLICY}}": _policy(scripts),
+        # Control and format characters escaped, as on every row of the page.
+        "{{TITLE}}": escape(terminal_text(title or root.label)),
         "{{VERSION}}": escape(__version__),
         "{{STYLE}}": _asset("report.css"),
-        "{{FORMAT}}": _asset("format.js"),
-        "{{SCRIPT}}": _asset("report.js"),
+        "{{FORMAT}}": scripts[0],
+        "{{SCRIPT}}": scripts[1],
         "{{DATA}}": data,
+        "{{NOSCRIPT}}": noscript_table(root, len(document["tasks"]), interrupted),
     }
     # One pass, so a placeholder inside a label or the title is left as text.
     return re.sub(r"\{\{[A-Z]+\}\}", lambda m: substitutions.get(m[0], m[0]), page)

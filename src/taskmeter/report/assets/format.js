@@ -7,6 +7,11 @@ var taskmeterFormat = (function () {
   // Python's format(x, ".Nf"): the exact value rounded to N digits, a tie (a value
   // exactly half way, such as 2.5 or 1.25) to the even digit.  toFixed rounds ties up.
   function fixed(x, digits) {
+    // From 1e21 toFixed writes an exponent; such a number is whole, and Python writes
+    // every digit of it: so does BigInt.
+    if (Math.abs(x) >= 1e21 && isFinite(x)) {
+      return BigInt(x).toString() + (digits ? "." + "0".repeat(digits) : "");
+    }
     var text = x.toFixed(digits);
     var scaled = x * Math.pow(2, digits + 1); // an odd integer exactly at a tie
     if (Number.isInteger(scaled) && scaled % 2 !== 0) {
@@ -71,5 +76,24 @@ var taskmeterFormat = (function () {
     }
   }
 
-  return { fixed: fixed, seconds: seconds, bytes: bytes, energy: energy };
+  // terminal_text: control and format characters (escape sequences, line breaks, NUL,
+  // bidirectional overrides, zero-width spaces) written escaped, as `taskmeter show` writes
+  // them, so that a text of the task file cannot reorder or hide what the page shows.
+  var HIDDEN = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/gu;
+  var NAMED = { "\n": "\\n", "\r": "\\r", "\t": "\\t", "\u200c": "\u200c", "\u200d": "\u200d" };
+  function hex(code, digits) { return ("0000000" + code.toString(16)).slice(-digits); }
+  function text(value) {
+    var s = String(value);
+    HIDDEN.lastIndex = 0;
+    if (!HIDDEN.test(s)) return s;
+    return s.replace(HIDDEN, function (c) {
+      if (Object.prototype.hasOwnProperty.call(NAMED, c)) return NAMED[c];
+      var code = c.codePointAt(0);
+      if (code < 0x100) return "\\x" + hex(code, 2);
+      if (code < 0x10000) return "\\u" + hex(code, 4);
+      return "\\U" + hex(code, 8);
+    });
+  }
+
+  return { fixed: fixed, seconds: seconds, bytes: bytes, energy: energy, text: text };
 })();

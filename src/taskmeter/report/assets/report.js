@@ -9,6 +9,7 @@
   var tasks = D.tasks;
   var n = tasks.length;
   var ROW = 22;
+  var INDENT_LEVELS = 12;
 
   // ------------------------------------------------------------ tree structure
   var children = new Array(n);
@@ -36,7 +37,7 @@
 
   // ------------------------------------------------------------ formatting
   var fmtSeconds = taskmeterFormat.seconds, fmtBytes = taskmeterFormat.bytes;
-  var fmtJoules = taskmeterFormat.energy;
+  var fmtJoules = taskmeterFormat.energy, fmtText = taskmeterFormat.text;
   function fmtTick(s) {
     if (s < 60) return fmtSeconds(s).replace(/(\.\d*?)0+s$/, "$1s").replace(".s", "s");
     if (s < 3600) return (s % 60 ? (s / 60).toFixed(1) : String(s / 60)) + " min";
@@ -52,7 +53,7 @@
   var root = tasks[0];
   var interruptedCount = Object.keys(D.interrupted).length;
   document.getElementById("meta").textContent =
-    (D.file ? D.file + " · " : "") + n + " task" + (n === 1 ? "" : "s") +
+    (D.file ? fmtText(D.file) + " · " : "") + n + " task" + (n === 1 ? "" : "s") +
     (interruptedCount ? " (" + interruptedCount + " interrupted)" : "") +
     (D.started ? " · started " + D.started : "") + " · taskmeter " + D.version;
   var totals = document.getElementById("totals");
@@ -70,9 +71,12 @@
     var axis = document.getElementById("axis");
     var steps = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60,
                  120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400];
-    var step = steps[steps.length - 1];
+    var step = 0;
     for (var s = 0; s < steps.length; s++) { if (span / steps[s] <= 6) { step = steps[s]; break; } }
-    for (var t = 0; t <= span * 1.0001; t += step) {
+    // Longer than 6 days: whole days, a power of ten of them, so at most 10 ticks are drawn
+    // (a span of 1e300 s in a hand-made file hung the page when ticks were a day apart).
+    if (!step) step = 86400 * Math.pow(10, Math.ceil(Math.log10(span / 86400 / 10)));
+    for (var i = 0, t = 0; i <= 10 && t <= span * 1.0001; t = ++i * step) {
       var tick = document.createElement("span");
       tick.className = "tick";
       tick.style.left = (100 * t / span) + "%";
@@ -145,11 +149,12 @@
   function makeRow() {
     var row = cell("row");
     var label = cell("c-label");
+    var level = document.createElement("span"); level.className = "level"; level.title = "level below the root";
     var toggle = document.createElement("span"); toggle.className = "toggle";
     var text = document.createElement("span"); text.className = "text";
     var badge = document.createElement("span"); badge.className = "badge"; badge.textContent = "proc";
     var state = document.createElement("span"); state.className = "state";
-    label.appendChild(toggle); label.appendChild(text); label.appendChild(badge); label.appendChild(state);
+    label.appendChild(level); label.appendChild(toggle); label.appendChild(text); label.appendChild(badge); label.appendChild(state);
     var time = cell("c-time"); var bar = cell("bar"); time.appendChild(bar);
     row.appendChild(label); row.appendChild(time);
     row.res = [];
@@ -158,7 +163,7 @@
       res.appendChild(fill); res.appendChild(value); row.appendChild(res);
       row.res.push([fill, value]);
     }
-    row.parts = { label: label, toggle: toggle, text: text, badge: badge, state: state, bar: bar };
+    row.parts = { label: label, level: level, toggle: toggle, text: text, badge: badge, state: state, bar: bar };
     spacer.appendChild(row);
     return row;
   }
@@ -175,9 +180,13 @@
     row.dataset.index = t;
     row.dataset.taskId = task[C.id];
     row.className = "row" + (t === pinned ? " selected" : "") + (matches && matches[t] ? " match" : "");
-    parts.label.style.paddingLeft = (8 + depth[t] * 14) + "px";
+    // Indented up to INDENT_LEVELS; deeper rows write their level instead, so that the
+    // label of a task 127 levels down stays in its column (it was pushed out of view).
+    parts.label.style.paddingLeft = (8 + Math.min(depth[t], INDENT_LEVELS) * 14) + "px";
+    parts.level.textContent = depth[t] > INDENT_LEVELS ? String(depth[t]) : "";
+    parts.level.style.display = depth[t] > INDENT_LEVELS ? "" : "none";
     parts.toggle.textContent = keep || !children[t].length ? "" : (expanded[t] ? "▾" : "▸");
-    parts.text.textContent = task[C.label];
+    parts.text.textContent = fmtText(task[C.label]);
     parts.badge.style.display = task[C.proc] ? "" : "none";
     var status = statusOf(t);
     // Every status but finished is written beside the label, as the table of `show` does.
@@ -226,9 +235,9 @@
     var task = tasks[t];
     var extra = D.extra[t] || {};
     details.textContent = "";
-    var h = document.createElement("h2"); h.textContent = task[C.label]; details.appendChild(h);
+    var h = document.createElement("h2"); h.textContent = fmtText(task[C.label]); details.appendChild(h);
     var rows = [
-      ["status", statusOf(t) + (D.interrupted[t] ? ": " + D.interrupted[t] : "")],
+      ["status", statusOf(t) + (D.interrupted[t] ? ": " + fmtText(D.interrupted[t]) : "")],
       ["starts at", task[C.start] == null ? "-" : "+" + fmtSeconds(task[C.start])],
       ["duration", fmtSeconds(task[C.duration])],
       ["CPU, this task", fmtSeconds(task[C.cpu])],
@@ -239,15 +248,16 @@
       ["energy", fmtJoules(task[C.energy])]
     ];
     (D.energy[t] || []).forEach(function (e) {
-      rows.push(["  " + e[0], fmtJoules(e[1]) + (e[2] ? " (" + e[2] + ")" : "")]);
+      rows.push(["  " + e[0], fmtJoules(e[1]) + (e[2] ? " (" + fmtText(e[2]) + ")" : "")]);
     });
     rows.push(["subtasks", String(children[t].length) + (subtree[t] > children[t].length + 1 ? " (" + (subtree[t] - 1) + " below)" : "")]);
     rows.push(["worker process", task[C.proc] ? "yes" : "no"]);
     rows.push(["pid", task[C.pid] == null ? "-" : String(task[C.pid])]);
-    rows.push(["host", D.hosts[task[C.host]] || "-"]);
+    rows.push(["host", fmtText(D.hosts[task[C.host]] || "-")]);
+    if (task[C.machine] != null) rows.push(["machine", fmtText(D.machines[task[C.machine]])]);
     rows.push(["task id", task[C.id]]);
     Object.keys(extra).forEach(function (key) {
-      rows.push([key, typeof extra[key] === "string" ? extra[key] : JSON.stringify(extra[key])]);
+      rows.push([fmtText(key), fmtText(typeof extra[key] === "string" ? extra[key] : JSON.stringify(extra[key]))]);
     });
     var table = document.createElement("table");
     rows.forEach(function (pair) {
@@ -283,6 +293,57 @@
       showDetails(t);
     }
     render();
+  });
+
+  // ------------------------------------------------------------ keyboard
+  // The task tree takes the focus (Tab): up and down (page up and down, home, end) pick
+  // a task and keep its figures in the details, right and left open and close it (or go
+  // to its first subtask and to its parent), Enter and Space open or close it, Escape
+  // lets the details follow the mouse again.
+  function pick(position) {
+    var t = visible[position];
+    pinned = t;
+    showDetails(t);
+    var top = position * ROW, height = viewport.clientHeight || ROW;
+    if (top < viewport.scrollTop) viewport.scrollTop = top;
+    else if (top + ROW > viewport.scrollTop + height) viewport.scrollTop = top + ROW - height;
+    render();
+  }
+  function toggle(t) {
+    if (!children[t].length || keep) return;
+    expanded[t] = expanded[t] ? 0 : 1;
+    computeVisible();
+  }
+  viewport.addEventListener("keydown", function (event) {
+    if (event.altKey || event.ctrlKey || event.metaKey || !visible.length) return;
+    var position = pinned >= 0 ? visible.indexOf(pinned) : -1;
+    var t = position >= 0 ? visible[position] : visible[0];
+    if (position < 0) position = 0;
+    var last = visible.length - 1;
+    var page = Math.max(1, Math.floor((viewport.clientHeight || ROW) / ROW) - 1);
+    switch (event.key) {
+      case "ArrowDown": position = pinned >= 0 ? Math.min(position + 1, last) : 0; break;
+      case "ArrowUp": position = Math.max(position - 1, 0); break;
+      case "PageDown": position = Math.min(position + page, last); break;
+      case "PageUp": position = Math.max(position - page, 0); break;
+      case "Home": position = 0; break;
+      case "End": position = last; break;
+      case "ArrowRight":
+        if (children[t].length && !keep && !expanded[t]) toggle(t);
+        else if (children[t].length && position < last) position += 1;
+        break;
+      case "ArrowLeft":
+        if (children[t].length && !keep && expanded[t]) toggle(t);
+        else if (tasks[t][C.parent] >= 0 && visible.indexOf(tasks[t][C.parent]) >= 0) {
+          position = visible.indexOf(tasks[t][C.parent]);
+        }
+        break;
+      case "Enter": case " ": toggle(t); break;
+      case "Escape": pinned = -1; render(); event.preventDefault(); return;
+      default: return;
+    }
+    event.preventDefault();
+    pick(position);
   });
 
   // ------------------------------------------------------------ controls

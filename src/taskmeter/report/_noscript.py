@@ -1,0 +1,65 @@
+"""The report's tasks as a plain HTML table, for a reader whose browser runs no JavaScript."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from html import escape
+from itertools import islice
+
+from ..formats import friendly_bytes, friendly_energy, friendly_seconds
+from ..render import INDENT_LEVELS, peak_memory_text, terminal_text
+from ..task import Task
+
+NOSCRIPT_ROWS = 200
+"""Tasks the plain table holds at most (the first ones, depth first)."""
+
+_HEADINGS = ("task", "status", "duration", "CPU", "peak memory", "GPU memory", "energy")
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _energy_j(task: Task) -> float | None:
+    if task.system_power is not None:
+        return _finite(task.system_power)
+    parts = [v for v in (task.cpu_power, task.gpu_power) if v is not None]
+    return _finite(sum(parts)) if parts else None
+
+
+def noscript_table(
+    root: Task,
+    count: int,
+    interrupted: Callable[[Task], str | None] | None = None,
+    limit: int = NOSCRIPT_ROWS,
+) -> str:
+    """The first ``limit`` of the ``count`` tasks of ``root``'s tree as an HTML table, with
+    the figures ``taskmeter show`` prints (every text escaped)."""
+    lines = [
+        '<section class="plain" aria-label="tasks">',
+        "<p>Without JavaScript the report shows its tasks as a table"
+        + (f" (the first {limit} of {count}; 'taskmeter show' prints all)" if count > limit else "")
+        + ".</p>",
+        "<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in _HEADINGS) + "</tr></thead><tbody>",
+    ]
+    for depth, task in islice(root.walk(), limit):
+        status = task.status.value
+        if interrupted is not None and interrupted(task):
+            status = "interrupted"
+        cells = (
+            friendly_seconds(_finite(task.duration)),
+            friendly_seconds(_finite(task.total_cpu())),
+            peak_memory_text(task),
+            friendly_bytes(task.peak_gpu_memory),
+            friendly_energy(_energy_j(task)),
+        )
+        lines.append(
+            f'<tr><td style="padding-left:{8 + min(depth, INDENT_LEVELS) * 14}px">'
+            + (f"<small>{depth}</small> " if depth > INDENT_LEVELS else "")
+            + f"{escape(terminal_text(task.label))}</td><td>{status}</td>"
+            + "".join(f"<td>{escape(cell)}</td>" for cell in cells)
+            + "</tr>"
+        )
+    lines.append("</tbody></table></section>")
+    return "\n".join(lines)
