@@ -127,6 +127,11 @@ class ProcessTreeSampler:
         """The pids of the live descendants now."""
         return [s.pid for s in self._descendants()] if self.available else []
 
+    def child_pids(self) -> list[int]:
+        """The pids of the live children of ``root_pid`` now (not their descendants)."""
+        root = self.root_pid
+        return [s.pid for s in self._descendants() if s.ppid == root] if self.available else []
+
     def _descendants(self) -> list[ProcStat]:
         children: dict[int, list[ProcStat]] = {}
         try:

@@ -26,6 +26,7 @@ terminal's foreground.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import select
 import signal
@@ -57,6 +58,9 @@ _TERMINAL_SIGNALS = frozenset(
 )
 
 _PR_SET_CHILD_SUBREAPER = 36
+
+_SHELL = "/bin/sh"
+"""What runs an executable text file that has no ``#!`` line, as ``execvp`` runs it."""
 
 
 class SpawnError(Exception):
@@ -191,7 +195,17 @@ class Supervisor:
             # restores the default action of each caught signal in the child.
             self._queue.install(self._waited)
         try:
-            self.pid = os.posix_spawnp(self.argv[0], self.argv, self.env, **options)  # type: ignore[arg-type]
+            try:
+                self.pid = os.posix_spawnp(self.argv[0], self.argv, self.env, **options)  # type: ignore[arg-type]
+            except OSError as exc:
+                script = _script_path(self.argv[0]) if exc.errno == errno.ENOEXEC else None
+                if script is None:
+                    raise
+                # An executable file that is no binary and has no "#!" line:
+                # a shell script, which execvp (so env, nohup, timeout, xargs)
+                # and shells run with /bin/sh.
+                argv = [_SHELL, script, *self.argv[1:]]
+                self.pid = os.posix_spawn(_SHELL, argv, self.env, **options)  # type: ignore[arg-type]
         except OSError as exc:
             self.close()
             raise spawn_error(self.argv[0], exc) from None
@@ -264,6 +278,8 @@ class Supervisor:
         if signo == getattr(signal, "SIGWINCH", None) and self.on_resize is not None:
             self.on_resize()
         if self._child_done:
+            if self.wait_all:
+                self._pass_on_to_orphans(signo, code)
             return
         stopping = signo in CANCELLING_SIGNALS
         if stopping:
@@ -286,6 +302,27 @@ class Supervisor:
         self.forwarded.append(signo)
         if stopping and outcome.stop_signal is None:
             outcome.stop_signal = signo
+
+    def _pass_on_to_orphans(self, signo: int, code: int | None) -> None:
+        """With ``wait_all``, once the command ended: pass ``signo`` on to the processes
+        still waited for (its orphans, now taskmeter's children), so that a ``kill`` of
+        taskmeter, or ``timeout``'s, ends them and the wait, as it ends a command."""
+        if signo == getattr(signal, "SIGWINCH", None):
+            return
+        from ._proctree import ProcessTreeSampler
+
+        terminal = signo in _TERMINAL_SIGNALS and (
+            code == SI_KERNEL if code is not None else _our_group_has_terminal()
+        )
+        ours = os.getpgrp()
+        for pid in ProcessTreeSampler(os.getpid()).child_pids():
+            try:
+                if terminal and os.getpgid(pid) == ours:
+                    continue  # the terminal sent it to the whole group: it has it already
+                os.kill(pid, signo)
+            except ProcessLookupError:
+                continue
+            self.forwarded.append(signo)
 
     def _shares_our_group(self) -> bool:
         try:
@@ -404,3 +441,43 @@ def _set_child_subreaper(enable: bool) -> bool:
         "run.subreaper", "cannot become child subreaper (%s): orphans are not counted", problem
     )
     return False
+
+
+def end_by_signal(signo: int) -> int:
+    """End this process by signal ``signo``, as the command ended; returns ``128 + signo``
+    only where the signal does not end it.
+
+    An exit status of 128+N reads the same in ``$?``, but not to a parent that
+    tells a death by signal from an exit: bash, interrupted by Ctrl-C while it
+    waits, stops a loop or a script only if the program it waited for died of
+    ``SIGINT`` (one that exits, even with 130, handled the Ctrl-C itself), and
+    Python's ``subprocess`` gives ``-N``.  As ``timeout`` does, no core file
+    is written for taskmeter itself (the command wrote its own, if any).
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    with contextlib.suppress(ImportError, OSError, ValueError):
+        import resource
+
+        _, hard = resource.getrlimit(resource.RLIMIT_CORE)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
+    with contextlib.suppress(OSError, ValueError):  # SIGKILL's cannot be set: it needs not
+        signal.signal(signo, signal.SIG_DFL)
+    with contextlib.suppress(OSError, ValueError):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signo})
+        signal.raise_signal(signo)
+    return 128 + signo
+
+
+def _script_path(argv0: str) -> str | None:
+    """The file ``posix_spawnp`` found for ``argv0`` (which it could not execute), or ``None``.
+
+    Found as ``execvp`` finds it: ``argv0`` itself when it names a path, else
+    the first executable file of that name on ``PATH``.
+    """
+    if os.sep in argv0:
+        return argv0
+    import shutil
+
+    return shutil.which(argv0, path=os.environ.get("PATH", os.defpath))

@@ -28,7 +28,7 @@ from ._proctree import ProcessTreeSampler, TreeSample
 from ._runfigures import RunFigures
 from ._status import StatusLine, status_text
 from ._summary import command_text, program_name, summary_lines, valid_text
-from ._supervise import SpawnError, Supervisor
+from ._supervise import SpawnError, Supervisor, end_by_signal
 
 if TYPE_CHECKING:
     from ..probes.base import ProbeStates
@@ -52,7 +52,8 @@ examples:
   OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 taskmeter run -- ./pipeline.sh
 
 exit status:
-  the command's own status; 128+N if a signal N killed it (as shells report)
+  the command's own status; if a signal N killed the command, taskmeter ends
+  by the same signal (so its shell reports 128+N, and stops a loop at Ctrl-C)
   125  taskmeter failed before starting the command (a task file it cannot write)
   126  the command was found but could not be executed
   127  the command was not found
@@ -113,7 +114,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--wait-all",
         action="store_true",
-        help="also wait for processes the command leaves running in the background, and count them",
+        help="also wait for processes the command leaves running in the background, and count "
+        "them (once the command has exited, the signals passed on go to them)",
     )
     export = parser.add_argument_group(
         "OpenTelemetry export",
@@ -133,7 +135,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def handle(args: argparse.Namespace) -> int:
-    """Run the command; returns its exit status (see the epilog)."""
+    """Run the command; returns its exit status (see the epilog).
+
+    A command killed by a signal ends this process by the same signal, once
+    the run is recorded: see :func:`end_by_signal`.
+    """
     argv = list(args.command)
     if argv and argv[0] == "--":
         argv = argv[1:]
@@ -148,10 +154,14 @@ def handle(args: argparse.Namespace) -> int:
     if args.otlp_endpoint is not None and (problem := endpoint_problem(args.otlp_endpoint)):
         error(f"--otlp-endpoint: {problem}")
         return EXIT_USAGE
+    run = _Run(args, argv)
     try:
-        return _Run(args, argv).execute()
+        status = run.execute()
     except KeyboardInterrupt:
-        return 128 + signal.SIGINT
+        return end_by_signal(signal.SIGINT)
+    if run.figures.signal is not None:
+        return end_by_signal(run.figures.signal)
+    return status
 
 
 class _Run:

@@ -1,0 +1,156 @@
+"""``taskmeter run`` with commands as people run them: under a shell that is
+interrupted, scripts without ``#!``, daemons with ``--wait-all``, the environment."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_executable
+
+from .runner import clean_environment, program, run_command
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux /proc")
+
+TASKMETER = f"{sys.executable} -m taskmeter"
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout_s: float = 20) -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_a_shell_reports_128_plus_n_for_a_command_killed_by_signal_n() -> None:
+    """The status a shell shows for taskmeter is the one it shows for the command alone."""
+    script = (
+        f'{TASKMETER} run -q -- sh -c "kill -TERM \\$\\$"; echo "with taskmeter $?"; '
+        'sh -c "kill -TERM \\$\\$"; echo "alone $?"'
+    )
+    result = subprocess.run(
+        ["sh", "-c", script], capture_output=True, text=True, env=clean_environment(), timeout=30
+    )
+    assert result.stdout.split("\n")[:2] == ["with taskmeter 143", "alone 143"], result.stderr
+
+
+def test_ctrl_c_stops_the_shell_script_that_runs_taskmeter(tmp_path: Path) -> None:
+    """Ctrl-C at a terminal while bash waits for taskmeter stops bash's script, as it does
+    without taskmeter: bash goes on only when the program it waited for did not die of
+    SIGINT (a program that exits, even with 130, is taken to have handled Ctrl-C)."""
+    setsid = require_executable("setsid", "util-linux")
+    bash = require_executable("bash", "bash")
+    ready, out = tmp_path / "ready", tmp_path / "received"
+    command = " ".join(program("signals.py", ready, out))
+    script = f"{TASKMETER} run -q -- {command}; echo went on after $?"
+    master, slave = os.openpty()
+    # bash in a session of its own with the pty as its controlling terminal: the
+    # foreground group, which gets the SIGINT of a Ctrl-C typed there.
+    shell = subprocess.Popen(
+        [setsid, "--ctty", bash, "-c", script],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=clean_environment(),
+    )
+    os.close(slave)
+    output = b""
+    try:
+        wait_for(lambda: ready.exists() and ready.read_text(), "the command to start")
+        os.write(master, b"\x03")
+        deadline = time.monotonic() + 20
+        while shell.poll() is None and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.05)[0]:
+                with contextlib.suppress(OSError):
+                    output += os.read(master, 65536)
+        assert shell.poll() is not None, f"bash did not end: {output!r}"
+    finally:
+        if shell.poll() is None:
+            shell.kill()
+        shell.wait(10)
+        os.close(master)
+    assert out.read_text().split() == [str(int(signal.SIGINT))]
+    assert b"went on" not in output, output
+    assert shell.returncode == -signal.SIGINT, output
+
+
+def test_executable_script_without_a_shebang_runs_with_sh(tmp_path: Path) -> None:
+    """An executable text file with no ``#!`` line runs with /bin/sh, by path and from
+    PATH, as ``env``, ``nohup`` and ``xargs`` run it (execvp), arguments and status kept."""
+    script = tmp_path / "noshebang"
+    script.write_text('echo "ran $0 with $*"\nexit 4\n')
+    script.chmod(0o755)
+    result, doc = run_command(tmp_path, [str(script), "a", "b c"])
+    assert result.returncode == 4, result.stderr
+    assert result.stdout == f"ran {script} with a b c\n"
+    assert doc is not None and doc["exit_code"] == 4
+    env = clean_environment({"PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"})
+    result, _ = run_command(tmp_path, ["noshebang", "x"], env=env)
+    assert (result.returncode, result.stdout) == (4, f"ran {script} with x\n"), result.stderr
+
+
+def test_wait_all_passes_sigterm_on_to_the_daemon_it_waits_for(tmp_path: Path) -> None:
+    """With --wait-all, once the command has exited, a SIGTERM to taskmeter (a ``kill``,
+    ``timeout``) goes to the processes it still waits for, a daemon in its own session
+    included, so the run ends instead of ignoring it."""
+    ready = tmp_path / "ready"
+    options = ["--wait-all", "-o", str(tmp_path / "run.json")]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "taskmeter", "run", *options, "--", *program("daemonize.py", ready)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_environment(),
+    )
+    daemon = 0
+    try:
+        wait_for(lambda: ready.exists(), "the daemon to start")
+        command, daemon = (int(pid) for pid in ready.read_text().split())
+        wait_for(lambda: not os.path.exists(f"/proc/{command}"), "the command to be reaped")
+        process.send_signal(signal.SIGTERM)
+        try:
+            _, stderr = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            pytest.fail("taskmeter --wait-all went on waiting after SIGTERM")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        if daemon and os.path.exists(f"/proc/{daemon}"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(daemon, signal.SIGKILL)
+    assert process.returncode == 0, stderr  # the command's own status
+    assert not os.path.exists(f"/proc/{daemon}")
+    doc = json.loads((tmp_path / "run.json").read_text())
+    assert "left_running" not in doc
+
+
+def test_environment_reaches_the_command_unchanged(tmp_path: Path) -> None:
+    """The command gets taskmeter's environment as it is (odd names, values with newlines
+    or '=' or bytes that are not UTF-8 included), plus only the run's four variables."""
+    env = clean_environment(
+        {"TM_MULTI": "a\nb=c", "TM_EMPTY": "", "TM_LATIN1": os.fsdecode(b"caf\xe9"), "a-b.c": "1"}
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "taskmeter", "run", "-q", "--", "env", "-0"],
+        capture_output=True,
+        env=env,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    got = dict(entry.split(b"=", 1) for entry in result.stdout.split(b"\0") if entry)
+    added = {b"TASKMETER_PARENT_TASK", b"TASKMETER_SUBTASK_DIR", b"TRACEPARENT"}
+    assert set(got) - {os.fsencode(k) for k in env} == added
+    expected = {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
+    assert {k: v for k, v in got.items() if k not in added} == expected
