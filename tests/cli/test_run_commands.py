@@ -4,12 +4,15 @@ interrupted, scripts without ``#!``, daemons with ``--wait-all``, the environmen
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -83,6 +86,51 @@ def test_ctrl_c_stops_the_shell_script_that_runs_taskmeter(tmp_path: Path) -> No
     assert out.read_text().split() == [str(int(signal.SIGINT))]
     assert b"went on" not in output, output
     assert shell.returncode == -signal.SIGINT, output
+
+
+def interactive_bash(script: str, timeout_s: float = 30) -> bytes:
+    """What an interactive bash (job control on) writes on a 24 x 80 pty running ``script``."""
+    setsid = require_executable("setsid", "util-linux")
+    bash = require_executable("bash", "bash")
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    env = clean_environment({"TERM": "xterm", "PS1": "$ "})
+    shell = subprocess.Popen(
+        [setsid, "--ctty", bash, "--norc", "--noprofile", "-i"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+    )
+    os.close(slave)
+    output = b""
+    try:
+        os.write(master, f"{script}; exit\n".encode())
+        deadline = time.monotonic() + timeout_s
+        while shell.poll() is None and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.05)[0]:
+                with contextlib.suppress(OSError):
+                    output += os.read(master, 65536)
+        assert shell.poll() is not None, f"bash did not end: {output!r}"
+    finally:
+        if shell.poll() is None:
+            shell.kill()
+        shell.wait(10)
+        os.close(master)
+    return output
+
+
+def test_status_line_only_in_the_foreground() -> None:
+    """A run in the foreground of a terminal reserves its bottom row for the status line;
+    the same run as a background job (``&``) leaves the screen of the foreground program
+    alone, and still prints its summary."""
+    reserve = b"\033[1;23r"
+    command = f"{TASKMETER} run -- sleep 1.6"
+    output = interactive_bash(f"{command}; {command} & wait")
+    first, _, second = output.partition(b"exited with status 0")
+    assert reserve in first and b"taskmeter  0:01" in first, first
+    assert reserve not in second and b"taskmeter  0:01" not in second, second
+    assert b"exited with status 0" in second
 
 
 def test_executable_script_without_a_shebang_runs_with_sh(tmp_path: Path) -> None:
