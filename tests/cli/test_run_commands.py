@@ -202,3 +202,13 @@ def test_environment_reaches_the_command_unchanged(tmp_path: Path) -> None:
     assert set(got) - {os.fsencode(k) for k in env} == added
     expected = {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
     assert {k: v for k, v in got.items() if k not in added} == expected
+
+
+def test_a_tmpdir_that_does_not_exist_does_not_stop_the_command(tmp_path: Path) -> None:
+    """TMPDIR naming a missing directory: the subtask directory goes where Python's
+    ``tempfile`` would put it, and the command runs, its subtasks collected."""
+    env = clean_environment({"TMPDIR": str(tmp_path / "missing")})
+    result, doc = run_command(tmp_path, program("uses_task.py"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert doc is not None
+    assert [task["label"] for task in doc["subtasks"]] == ["child work"]

@@ -214,8 +214,8 @@ class _Run:
         try:
             self.subtask_dir = _make_private_dir()
         except OSError as exc:
-            error(f"cannot create a directory for the command's subtasks: {exc}")
-            return EXIT_TASKMETER_FAILED
+            # Only the subtasks need it: the command runs, and is measured, without.
+            say(f"taskmeter: the command's subtasks are not collected: {exc}")
         env = propagation.child_environment(
             os.environ,
             parent_id=self.task_id,
@@ -553,7 +553,12 @@ def _new_task_id() -> str:
 
 
 def _make_private_dir() -> str:
-    """A new directory only this user can enter, under ``TMPDIR`` (or ``/tmp``)."""
+    """A new directory only this user can enter, under ``TMPDIR`` (or ``/tmp``).
+
+    Where that cannot be made (a ``TMPDIR`` that does not exist, or is read
+    only), in the first directory of ``tempfile``'s list that takes one;
+    raises ``OSError`` where none does.
+    """
     base = os.environ.get("TMPDIR") or "/tmp"
     while True:
         path = os.path.join(base, f"taskmeter-subtasks-{os.urandom(6).hex()}")
@@ -561,4 +566,8 @@ def _make_private_dir() -> str:
             os.mkdir(path, 0o700)
         except FileExistsError:
             continue
+        except OSError:
+            import tempfile
+
+            return tempfile.mkdtemp(prefix="taskmeter-subtasks-")
         return path
