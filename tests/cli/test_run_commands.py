@@ -212,3 +212,15 @@ def test_a_tmpdir_that_does_not_exist_does_not_stop_the_command(tmp_path: Path) 
     assert result.returncode == 0, result.stderr
     assert doc is not None
     assert [task["label"] for task in doc["subtasks"]] == ["child work"]
+
+
+def test_closed_standard_error_runs_the_command_and_keeps_stdout_clean(tmp_path: Path) -> None:
+    """``2>&-`` (a closed standard error, as some service managers leave it): the command
+    runs, its status is taskmeter's, and the summary does not land on standard output."""
+    out = tmp_path / "run.json"
+    script = f'exec {TASKMETER} run -o {out} -- sh -c "echo out; exit 3" 2>&-'
+    result = subprocess.run(
+        ["sh", "-c", script], capture_output=True, env=clean_environment(), timeout=30
+    )
+    assert (result.returncode, result.stdout) == (3, b"out\n"), result.stderr
+    assert json.loads(out.read_text())["exit_code"] == 3

@@ -29,7 +29,14 @@ def error(message: str) -> None:
 
 
 def say(message: str) -> None:
-    """Print a line on standard error, ignoring a closed stream."""
+    """Print a line on standard error, ignoring a closed stream.
+
+    Standard error closed when Python started (``2>&-``) leaves ``sys.stderr``
+    ``None``: nothing is printed then (``print`` would write to standard
+    output, into the command's output).
+    """
+    if sys.stderr is None:
+        return
     with contextlib.suppress(OSError, ValueError):
         print(message, file=sys.stderr, flush=True)
 

@@ -54,8 +54,10 @@ class StatusLine:
         self._cols = 0
 
     @staticmethod
-    def wanted(stream: TextIO) -> bool:
-        """Whether ``stream`` is a terminal that can show the line."""
+    def wanted(stream: TextIO | None) -> bool:
+        """Whether ``stream`` is a terminal that can show the line (``None``: a closed one)."""
+        if stream is None:
+            return False
         try:
             if not stream.isatty():
                 return False
