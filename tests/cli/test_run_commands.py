@@ -224,3 +224,20 @@ def test_closed_standard_error_runs_the_command_and_keeps_stdout_clean(tmp_path:
     )
     assert (result.returncode, result.stdout) == (3, b"out\n"), result.stderr
     assert json.loads(out.read_text())["exit_code"] == 3
+
+
+def test_script_whose_interpreter_is_missing_is_named_as_such(tmp_path: Path) -> None:
+    """A script whose ``#!`` program is missing (a moved virtualenv): 127 as shells give,
+    and a message that names the interpreter, not "no such file" for a file that is there."""
+    script = tmp_path / "tool"
+    script.write_text(f"#!{tmp_path}/gone/python3 -u\nprint(1)\n")
+    script.chmod(0o755)
+    env = clean_environment({"PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"})
+    for command in (str(script), "tool"):
+        result, doc = run_command(tmp_path, [command], env=env)
+        assert result.returncode == 127, result.stderr
+        assert result.stderr.strip() == (
+            f"taskmeter: error: cannot run {str(script)!r}: its interpreter "
+            f"'{tmp_path}/gone/python3' was not found (the #! line)"
+        )
+        assert doc is None

@@ -117,6 +117,16 @@ class Outcome:
 def spawn_error(argv0: str, error: OSError) -> SpawnError:
     """The message and shell-style exit code for a command that could not start."""
     if isinstance(error, FileNotFoundError):
+        found = _script_path(argv0)
+        if found is not None and os.path.isfile(found):
+            # The file is there: what is missing is the program that runs it.
+            interpreter = _interpreter(found)
+            needs = (
+                f"its interpreter {interpreter!r} was not found (the #! line)"
+                if interpreter
+                else "a program or library it needs to start was not found"
+            )
+            return SpawnError(f"cannot run {found!r}: {needs}", 127)
         if os.sep in argv0:
             return SpawnError(f"cannot run {argv0!r}: no such file", 127)
         return SpawnError(f"cannot run {argv0!r}: command not found (searched PATH)", 127)
@@ -481,3 +491,16 @@ def _script_path(argv0: str) -> str | None:
     import shutil
 
     return shutil.which(argv0, path=os.environ.get("PATH", os.defpath))
+
+
+def _interpreter(path: str) -> str | None:
+    """The program named by the ``#!`` line of the file at ``path``, if it has one."""
+    try:
+        with open(path, "rb") as handle:
+            first = handle.readline(256)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    words = first[2:].split()
+    return os.fsdecode(words[0]) if words else None
