@@ -295,6 +295,8 @@ class Supervisor:
         if stopping:
             self._reap()  # a command that already ended on its own was not stopped by this
             if self._child_done:
+                if self.wait_all:
+                    self._pass_on_to_orphans(signo, code)
                 return
         outcome = self.outcome
         if signo in _TERMINAL_SIGNALS and self._shares_our_group():
