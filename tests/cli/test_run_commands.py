@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import importlib.abc
+import itertools
 import json
 import os
 import select
@@ -241,3 +243,36 @@ def test_script_whose_interpreter_is_missing_is_named_as_such(tmp_path: Path) ->
             f"'{tmp_path}/gone/python3' was not found (the #! line)"
         )
         assert doc is None
+
+
+class _SlowRecordImport(importlib.abc.MetaPathFinder):
+    """Makes importing the task-file record module take 0.6 s, as on a busy machine."""
+
+    def find_spec(self, name: str, path: object, target: object = None) -> None:
+        if name == "taskmeter.cli._record":
+            time.sleep(0.6)
+
+
+def test_first_task_file_save_does_not_hold_up_sampling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``-o FILE``: the task model the first save needs loads beside the sampling (here made
+    to take 0.6 s), so the command's memory is still sampled every ``--interval``."""
+    from taskmeter.cli import main
+    from taskmeter.cli._proctree import ProcessTreeSampler
+
+    monkeypatch.delitem(sys.modules, "taskmeter.cli._record", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_SlowRecordImport(), *sys.meta_path])
+    times: list[float] = []
+    sample = ProcessTreeSampler.sample
+
+    def timed_sample(self: ProcessTreeSampler) -> object:
+        times.append(time.perf_counter())
+        return sample(self)
+
+    monkeypatch.setattr(ProcessTreeSampler, "sample", timed_sample)
+    out = tmp_path / "run.json"
+    assert main(["run", "-q", "-o", str(out), "--", "sleep", "1.2"]) == 0
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert len(times) >= 5 and max(gaps) < 0.4, gaps
+    assert json.loads(out.read_text())["status"] == "finished"

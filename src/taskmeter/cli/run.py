@@ -8,10 +8,12 @@ short command pays little for being measured.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -193,6 +195,7 @@ class _Run:
         self.next_status = 0.0
         self.next_save = float("inf")
         self.save_every_s = 10.0
+        self.preload: threading.Thread | None = None
         self.sample_delay = FIRST_SAMPLE_S
         self.supervisor: Supervisor | None = None
         self.save_failed = False
@@ -247,6 +250,13 @@ class _Run:
             if self.output is not None:
                 self.save_every_s = _save_interval()
                 self.next_save = time.perf_counter()
+                # The first save needs the task model: it loads beside the
+                # sampling, which goes on meanwhile (a slow import on a busy
+                # machine held it up for a second and more, missing peaks).
+                self.preload = threading.Thread(
+                    target=_load_record_modules, name="taskmeter-preload", daemon=True
+                )
+                self.preload.start()
             outcome = supervisor.wait(self._tick, FIRST_SAMPLE_S)
             self.figures.duration_s = time.perf_counter() - self.perf_start
         finally:
@@ -318,7 +328,7 @@ class _Run:
                     0 if sample is None else len(sample.pids),
                 )
             )
-        if now >= self.next_save:
+        if now >= self.next_save and not (self.preload is not None and self.preload.is_alive()):
             self.next_save = now + self.save_every_s
             self._save_running(sample)
         self.sample_delay = min(self.sample_delay * 2, self.interval_s)
@@ -523,6 +533,15 @@ def _unwritable(path: Path) -> str | None:
     except OSError as exc:
         return f"cannot create a file in {directory} ({exc.strerror or exc})"
     return None
+
+
+def _load_record_modules() -> None:
+    """Import what saving the task file needs (in a thread of its own, see ``execute``)."""
+    with contextlib.suppress(Exception):  # an import that fails fails again where needed
+        import uuid  # noqa: F401
+
+        from .. import taskfile  # noqa: F401
+        from . import _record  # noqa: F401
 
 
 def _record_command_setting() -> bool:
