@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import importlib.abc
+import importlib.machinery
 import itertools
 import json
 import os
@@ -16,7 +17,8 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -246,11 +248,31 @@ def test_script_whose_interpreter_is_missing_is_named_as_such(tmp_path: Path) ->
 
 
 class _SlowRecordImport(importlib.abc.MetaPathFinder):
-    """Makes importing the task-file record module take 0.6 s, as on a busy machine."""
+    """Makes loading the task-file record module take 0.6 s more, as on a busy machine
+    (in the module's execution, as a real import spends its time: a finder runs
+    holding Python's global import lock)."""
 
-    def find_spec(self, name: str, path: object, target: object = None) -> None:
-        if name == "taskmeter.cli._record":
-            time.sleep(0.6)
+    def find_spec(
+        self, name: str, path: Sequence[str] | None, target: object = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if name != "taskmeter.cli._record":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        assert spec is not None and spec.loader is not None
+        spec.loader = _SlowLoader(spec.loader)
+        return spec
+
+
+class _SlowLoader(importlib.abc.Loader):
+    def __init__(self, loader: importlib.abc.Loader) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
+        return None
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        time.sleep(0.6)
+        self.loader.exec_module(module)
 
 
 def test_first_task_file_save_does_not_hold_up_sampling(

@@ -538,10 +538,11 @@ def _unwritable(path: Path) -> str | None:
 def _load_record_modules() -> None:
     """Import what saving the task file needs (in a thread of its own, see ``execute``)."""
     with contextlib.suppress(Exception):  # an import that fails fails again where needed
-        import uuid  # noqa: F401
+        # The statements the save runs (so what they load is what gets loaded).
+        from uuid import UUID  # noqa: F401
 
-        from .. import taskfile  # noqa: F401
-        from . import _record  # noqa: F401
+        from ..taskfile import TaskFileError, save_task  # noqa: F401
+        from ._record import build_root  # noqa: F401
 
 
 def _record_command_setting() -> bool:
