@@ -1,6 +1,6 @@
 """What the ``taskmeter`` command costs: ``run`` around a short command, and ``show``'s start-up.
 
-    python bench/bench_cli.py [--rounds N] [--only run|show] [--baseline-src DIR]
+    python bench/bench_cli.py [--rounds N] [--only run|show|output] [--mib N] [--baseline-src DIR]
 
 ``run``: runs a Python start-up that writes the time its first line ran (the
 shortest real command; the time tells how long ``taskmeter`` took to start it)
@@ -19,6 +19,13 @@ the median delay before the command starts beyond the bare command's.
 against ``python -c pass`` and ``python -c "import pydantic"`` (what reading a
 task file cannot avoid), interleaved; the median wall and CPU time (user +
 system) of each.
+
+``output`` (only with ``--only output``): ``dd`` writing ``--mib`` MiB of
+zeros into a pipe read by ``cat``, bare and under ``taskmeter run -q``,
+interleaved; the median throughput of each, their ratio, and the ratio once
+taskmeter's fixed cost (``true`` under it, minus ``true`` bare, measured in
+the same rounds) is taken off: the command writes to the file descriptors it
+inherits, which taskmeter never reads.
 
 ``--baseline-src DIR`` adds ``show``, ``run`` and ``run`` exporting, run from
 another checkout's ``src`` directory (``git archive main src | tar -x -C
@@ -145,13 +152,52 @@ def bench_show(rounds: int, baseline_src: str | None) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--only", choices=("run", "show"), help="one part of the benchmark")
+    parser.add_argument(
+        "--only", choices=("run", "show", "output"), help="one part of the benchmark"
+    )
+    parser.add_argument("--mib", type=int, default=4000, help="MiB written (--only output)")
     parser.add_argument("--baseline-src", metavar="DIR", help="another checkout's src")
     args = parser.parse_args()
+    if args.only == "output":
+        bench_output(args.rounds, args.mib)
+        return
     if args.only != "run":
         bench_show(args.rounds, args.baseline_src)
     if args.only != "show":
         bench_run(args.rounds, args.baseline_src)
+
+
+def piped(command: list[str]) -> float:
+    """Seconds ``command | cat > /dev/null`` takes."""
+    began = time.perf_counter()
+    writer = subprocess.Popen(command, stdout=subprocess.PIPE)
+    subprocess.run(["cat"], stdin=writer.stdout, stdout=subprocess.DEVNULL, check=True)
+    assert writer.stdout is not None
+    writer.stdout.close()
+    if writer.wait() != 0:
+        raise SystemExit(f"{command[0]} failed")
+    return time.perf_counter() - began
+
+
+def bench_output(rounds: int, mib: int) -> None:
+    """Throughput of a command's output, bare and under ``taskmeter run``."""
+    run = [*taskmeter_command(), "run", "-q", "--"]
+    writer = ["dd", "if=/dev/zero", "bs=1M", f"count={mib}", "status=none"]
+    times: dict[str, list[float]] = {"bare": [], "taskmeter run": [], "true": [], "run true": []}
+    for _ in range(rounds):
+        times["bare"].append(piped(writer))
+        times["taskmeter run"].append(piped([*run, *writer]))
+        times["true"].append(piped(["true"]))
+        times["run true"].append(piped([*run, "true"]))
+    median = {name: statistics.median(values) for name, values in times.items()}
+    fixed = median["run true"] - median["true"]
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, {rounds} rounds, {mib} MiB")
+    for name in ("bare", "taskmeter run"):
+        print(f"{name:15s} {mib / median[name]:8.0f} MiB/s  (median {median[name]:.3f} s)")
+    print(f"taskmeter run's fixed cost (true under it, minus bare): {fixed * 1000:.0f} ms")
+    print(f"throughput ratio taskmeter run / bare: {median['bare'] / median['taskmeter run']:.3f}")
+    net = median["taskmeter run"] - fixed
+    print(f"  with the fixed cost taken off: {median['bare'] / net:.3f}")
 
 
 def bench_run(rounds: int, baseline_src: str | None) -> None:

@@ -78,3 +78,24 @@ def test_process_peak_rules() -> None:
     assert _process_peak(15 * MIB, 15 * MIB, 9 * MIB) == (None, 15 * MIB)
     assert _process_peak(15 * MIB, 15 * MIB, 40 * MIB) == (40 * MIB, None)
     assert _process_peak(None, 15 * MIB, None) == (None, None)
+
+
+def test_sample_cost_is_cpu_not_time_spent_waiting(tmp_path: Path) -> None:
+    """A scan kept waiting (here: 30 ms asleep per process, as a scan on a busy machine
+    waits for a core) costs only the CPU it used: samples stay ``--interval`` apart."""
+    import time
+
+    make_proc(tmp_path, 10, 1, 5, 5)
+    make_proc(tmp_path, 11, 10, 5, 5)
+    make_proc(tmp_path, 12, 10, 5, 5)
+
+    class Waiting(ProcessTreeSampler):
+        def _read_stat(self, name: str):  # type: ignore[no-untyped-def]
+            time.sleep(0.03)
+            return super()._read_stat(name)
+
+    sampler = Waiting(10, tmp_path)
+    began = time.perf_counter()
+    assert sampler.sample() is not None
+    assert time.perf_counter() - began >= 0.06
+    assert sampler.last_cost_s < 0.03

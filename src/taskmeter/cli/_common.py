@@ -33,8 +33,12 @@ def say(message: str) -> None:
 
     Control and format characters inside each line are shown escaped, as labels are
     (:func:`taskmeter.render.terminal_text`): a message may name a file, and a file's
-    name, like a label, can hold an escape sequence.
+    name, like a label, can hold an escape sequence.  Standard error closed when
+    Python started (``2>&-``) leaves ``sys.stderr`` ``None``: nothing is printed
+    then (``print`` would write to standard output, into the command's output).
     """
+    if sys.stderr is None:
+        return
     from ..render import terminal_text
 
     text = "\n".join(terminal_text(line) for line in message.split("\n"))

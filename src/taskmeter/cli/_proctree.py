@@ -100,7 +100,10 @@ class ProcessTreeSampler:
         self.peak_process_rss_bytes: int | None = None
         self.samples = 0
         self.last_cost_s = 0.0
-        """Seconds the last sample took (the caller spaces samples by it)."""
+        """CPU seconds the last sample used (the caller spaces samples by it).  CPU,
+        not wall time: on a busy machine a scan waits for a core, and counting the
+        wait would space the samples out (a second apart and more) just when the
+        command competes for the CPU, and miss its peaks."""
         self.available = (self.procfs / "self" / "stat").exists() or (
             self.procfs / str(root_pid) / "stat"
         ).exists()
@@ -109,7 +112,7 @@ class ProcessTreeSampler:
         """Read the tree now; ``None`` where ``/proc`` cannot be read."""
         if not self.available:
             return None
-        began = time.perf_counter()
+        began = time.thread_time()
         stats = self._descendants()
         rss = sum(s.rss_bytes for s in stats)
         user = sum(s.user_s for s in stats)
@@ -120,12 +123,17 @@ class ProcessTreeSampler:
                 self.peak_tree_rss_bytes = rss
             for stat in stats:
                 self._note_high_water(stat.pid)
-        self.last_cost_s = time.perf_counter() - began
+        self.last_cost_s = time.thread_time() - began
         return TreeSample([s.pid for s in stats], rss, user, system)
 
     def descendant_pids(self) -> list[int]:
         """The pids of the live descendants now."""
         return [s.pid for s in self._descendants()] if self.available else []
+
+    def child_pids(self) -> list[int]:
+        """The pids of the live children of ``root_pid`` now (not their descendants)."""
+        root = self.root_pid
+        return [s.pid for s in self._descendants() if s.ppid == root] if self.available else []
 
     def _descendants(self) -> list[ProcStat]:
         children: dict[int, list[ProcStat]] = {}

@@ -10,7 +10,11 @@ themselves: run them with ``--no-status``.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from typing import TextIO
 
 from ..formats import friendly_bytes
@@ -50,8 +54,10 @@ class StatusLine:
         self._cols = 0
 
     @staticmethod
-    def wanted(stream: TextIO) -> bool:
-        """Whether ``stream`` is a terminal that can show the line."""
+    def wanted(stream: TextIO | None) -> bool:
+        """Whether ``stream`` is a terminal that can show the line (``None``: a closed one)."""
+        if stream is None:
+            return False
         try:
             if not stream.isatty():
                 return False
@@ -60,7 +66,17 @@ class StatusLine:
         return os.environ.get("TERM", "") not in ("", "dumb")
 
     def update(self, text: str) -> None:
-        """Show ``text`` (setting up the reserved row on first use)."""
+        """Show ``text`` (setting up the reserved row on first use).
+
+        Only while taskmeter is in the terminal's foreground: a background job
+        (``taskmeter run ... &``, or after Ctrl-Z and ``bg``) must not take a
+        row of the screen the foreground program uses, nor be stopped for
+        writing to it (``stty tostop``).  The row is given back when taskmeter
+        finds itself in the background, and taken again back in the foreground.
+        """
+        if not self._in_foreground():
+            self.close()
+            return
         if not self.shown:
             if not self._measure():
                 return
@@ -74,6 +90,9 @@ class StatusLine:
         """Re-reserve the bottom row after the terminal changed size."""
         if not self.shown:
             return
+        if not self._in_foreground():
+            self.close()
+            return
         self._write(f"{_SAVE}\033[{self._rows};1H\033[K{_RESTORE}")
         if not self._measure():
             self.close()
@@ -85,7 +104,17 @@ class StatusLine:
         if not self.shown:
             return
         self.shown = False
-        self._write(f"{_SAVE}\033[{self._rows};1H\033[K\033[r{_RESTORE}")
+        # From the background too (SIGTTOU ignored, so "stty tostop" does not
+        # stop taskmeter for it): a reserved row left behind would stay.
+        with _tostop_ignored():
+            self._write(f"{_SAVE}\033[{self._rows};1H\033[K\033[r{_RESTORE}")
+
+    def _in_foreground(self) -> bool:
+        """Whether taskmeter's process group is the terminal's foreground group."""
+        try:
+            return os.tcgetpgrp(self.stream.fileno()) == os.getpgrp()
+        except (OSError, ValueError):
+            return False
 
     def _draw(self, text: str) -> None:
         self._write(
@@ -106,3 +135,19 @@ class StatusLine:
             self.stream.flush()
         except (OSError, ValueError):
             self.shown = False
+
+
+@contextlib.contextmanager
+def _tostop_ignored() -> Iterator[None]:
+    """``SIGTTOU`` ignored meanwhile (in the main thread, where handlers can be set):
+    a background process that ignores it may write to its terminal whatever ``stty``
+    says."""
+    ttou = getattr(signal, "SIGTTOU", None)
+    if ttou is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(ttou, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(ttou, previous)

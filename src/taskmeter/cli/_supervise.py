@@ -26,6 +26,7 @@ terminal's foreground.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import select
 import signal
@@ -57,6 +58,9 @@ _TERMINAL_SIGNALS = frozenset(
 )
 
 _PR_SET_CHILD_SUBREAPER = 36
+
+_SHELL = "/bin/sh"
+"""What runs an executable text file that has no ``#!`` line, as ``execvp`` runs it."""
 
 
 class SpawnError(Exception):
@@ -113,6 +117,16 @@ class Outcome:
 def spawn_error(argv0: str, error: OSError) -> SpawnError:
     """The message and shell-style exit code for a command that could not start."""
     if isinstance(error, FileNotFoundError):
+        found = _script_path(argv0)
+        if found is not None and os.path.isfile(found):
+            # The file is there: what is missing is the program that runs it.
+            interpreter = _interpreter(found)
+            needs = (
+                f"its interpreter {interpreter!r} was not found (the #! line)"
+                if interpreter
+                else "a program or library it needs to start was not found"
+            )
+            return SpawnError(f"cannot run {found!r}: {needs}", 127)
         if os.sep in argv0:
             return SpawnError(f"cannot run {argv0!r}: no such file", 127)
         return SpawnError(f"cannot run {argv0!r}: command not found (searched PATH)", 127)
@@ -191,7 +205,17 @@ class Supervisor:
             # restores the default action of each caught signal in the child.
             self._queue.install(self._waited)
         try:
-            self.pid = os.posix_spawnp(self.argv[0], self.argv, self.env, **options)  # type: ignore[arg-type]
+            try:
+                self.pid = os.posix_spawnp(self.argv[0], self.argv, self.env, **options)  # type: ignore[arg-type]
+            except OSError as exc:
+                script = _script_path(self.argv[0]) if exc.errno == errno.ENOEXEC else None
+                if script is None:
+                    raise
+                # An executable file that is no binary and has no "#!" line:
+                # a shell script, which execvp (so env, nohup, timeout, xargs)
+                # and shells run with /bin/sh.
+                argv = [_SHELL, script, *self.argv[1:]]
+                self.pid = os.posix_spawn(_SHELL, argv, self.env, **options)  # type: ignore[arg-type]
         except OSError as exc:
             self.close()
             raise spawn_error(self.argv[0], exc) from None
@@ -264,11 +288,15 @@ class Supervisor:
         if signo == getattr(signal, "SIGWINCH", None) and self.on_resize is not None:
             self.on_resize()
         if self._child_done:
+            if self.wait_all:
+                self._pass_on_to_orphans(signo, code)
             return
         stopping = signo in CANCELLING_SIGNALS
         if stopping:
             self._reap()  # a command that already ended on its own was not stopped by this
             if self._child_done:
+                if self.wait_all:
+                    self._pass_on_to_orphans(signo, code)
                 return
         outcome = self.outcome
         if signo in _TERMINAL_SIGNALS and self._shares_our_group():
@@ -286,6 +314,27 @@ class Supervisor:
         self.forwarded.append(signo)
         if stopping and outcome.stop_signal is None:
             outcome.stop_signal = signo
+
+    def _pass_on_to_orphans(self, signo: int, code: int | None) -> None:
+        """With ``wait_all``, once the command ended: pass ``signo`` on to the processes
+        still waited for (its orphans, now taskmeter's children), so that a ``kill`` of
+        taskmeter, or ``timeout``'s, ends them and the wait, as it ends a command."""
+        if signo == getattr(signal, "SIGWINCH", None):
+            return
+        from ._proctree import ProcessTreeSampler
+
+        terminal = signo in _TERMINAL_SIGNALS and (
+            code == SI_KERNEL if code is not None else _our_group_has_terminal()
+        )
+        ours = os.getpgrp()
+        for pid in ProcessTreeSampler(os.getpid()).child_pids():
+            try:
+                if terminal and os.getpgid(pid) == ours:
+                    continue  # the terminal sent it to the whole group: it has it already
+                os.kill(pid, signo)
+            except ProcessLookupError:
+                continue
+            self.forwarded.append(signo)
 
     def _shares_our_group(self) -> bool:
         try:
@@ -404,3 +453,56 @@ def _set_child_subreaper(enable: bool) -> bool:
         "run.subreaper", "cannot become child subreaper (%s): orphans are not counted", problem
     )
     return False
+
+
+def end_by_signal(signo: int) -> int:
+    """End this process by signal ``signo``, as the command ended; returns ``128 + signo``
+    only where the signal does not end it.
+
+    An exit status of 128+N reads the same in ``$?``, but not to a parent that
+    tells a death by signal from an exit: bash, interrupted by Ctrl-C while it
+    waits, stops a loop or a script only if the program it waited for died of
+    ``SIGINT`` (one that exits, even with 130, handled the Ctrl-C itself), and
+    Python's ``subprocess`` gives ``-N``.  As ``timeout`` does, no core file
+    is written for taskmeter itself (the command wrote its own, if any).
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    with contextlib.suppress(ImportError, OSError, ValueError):
+        import resource
+
+        _, hard = resource.getrlimit(resource.RLIMIT_CORE)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
+    with contextlib.suppress(OSError, ValueError):  # SIGKILL's cannot be set: it needs not
+        signal.signal(signo, signal.SIG_DFL)
+    with contextlib.suppress(OSError, ValueError):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signo})
+        signal.raise_signal(signo)
+    return 128 + signo
+
+
+def _script_path(argv0: str) -> str | None:
+    """The file ``posix_spawnp`` found for ``argv0`` (which it could not execute), or ``None``.
+
+    Found as ``execvp`` finds it: ``argv0`` itself when it names a path, else
+    the first executable file of that name on ``PATH``.
+    """
+    if os.sep in argv0:
+        return argv0
+    import shutil
+
+    return shutil.which(argv0, path=os.environ.get("PATH", os.defpath))
+
+
+def _interpreter(path: str) -> str | None:
+    """The program named by the ``#!`` line of the file at ``path``, if it has one."""
+    try:
+        with open(path, "rb") as handle:
+            first = handle.readline(256)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    words = first[2:].split()
+    return os.fsdecode(words[0]) if words else None

@@ -8,10 +8,12 @@ short command pays little for being measured.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +30,7 @@ from ._proctree import ProcessTreeSampler, TreeSample
 from ._runfigures import RunFigures
 from ._status import StatusLine, status_text
 from ._summary import command_text, program_name, summary_lines, valid_text
-from ._supervise import SpawnError, Supervisor
+from ._supervise import SpawnError, Supervisor, end_by_signal
 
 if TYPE_CHECKING:
     from ..probes.base import ProbeStates
@@ -52,7 +54,8 @@ examples:
   OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 taskmeter run -- ./pipeline.sh
 
 exit status:
-  the command's own status; 128+N if a signal N killed it (as shells report)
+  the command's own status; if a signal N killed the command, taskmeter ends
+  by the same signal (so its shell reports 128+N, and stops a loop at Ctrl-C)
   125  taskmeter failed before starting the command (a task file it cannot write)
   126  the command was found but could not be executed
   127  the command was not found
@@ -113,7 +116,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--wait-all",
         action="store_true",
-        help="also wait for processes the command leaves running in the background, and count them",
+        help="also wait for processes the command leaves running in the background, and count "
+        "them (once the command has exited, the signals passed on go to them)",
     )
     export = parser.add_argument_group(
         "OpenTelemetry export",
@@ -133,7 +137,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def handle(args: argparse.Namespace) -> int:
-    """Run the command; returns its exit status (see the epilog)."""
+    """Run the command; returns its exit status (see the epilog).
+
+    A command killed by a signal ends this process by the same signal, once
+    the run is recorded: see :func:`end_by_signal`.
+    """
     argv = list(args.command)
     if argv and argv[0] == "--":
         argv = argv[1:]
@@ -148,10 +156,14 @@ def handle(args: argparse.Namespace) -> int:
     if args.otlp_endpoint is not None and (problem := endpoint_problem(args.otlp_endpoint)):
         error(f"--otlp-endpoint: {problem}")
         return EXIT_USAGE
+    run = _Run(args, argv)
     try:
-        return _Run(args, argv).execute()
+        status = run.execute()
     except KeyboardInterrupt:
-        return 128 + signal.SIGINT
+        return end_by_signal(signal.SIGINT)
+    if run.figures.signal is not None:
+        return end_by_signal(run.figures.signal)
+    return status
 
 
 class _Run:
@@ -183,6 +195,7 @@ class _Run:
         self.next_status = 0.0
         self.next_save = float("inf")
         self.save_every_s = 10.0
+        self.preload: threading.Thread | None = None
         self.sample_delay = FIRST_SAMPLE_S
         self.supervisor: Supervisor | None = None
         self.save_failed = False
@@ -204,8 +217,8 @@ class _Run:
         try:
             self.subtask_dir = _make_private_dir()
         except OSError as exc:
-            error(f"cannot create a directory for the command's subtasks: {exc}")
-            return EXIT_TASKMETER_FAILED
+            # Only the subtasks need it: the command runs, and is measured, without.
+            say(f"taskmeter: the command's subtasks are not collected: {exc}")
         env = propagation.child_environment(
             os.environ,
             parent_id=self.task_id,
@@ -237,6 +250,13 @@ class _Run:
             if self.output is not None:
                 self.save_every_s = _save_interval()
                 self.next_save = time.perf_counter()
+                # The first save needs the task model: it loads beside the
+                # sampling, which goes on meanwhile (a slow import on a busy
+                # machine held it up for a second and more, missing peaks).
+                self.preload = threading.Thread(
+                    target=_load_record_modules, name="taskmeter-preload", daemon=True
+                )
+                self.preload.start()
             outcome = supervisor.wait(self._tick, FIRST_SAMPLE_S)
             self.figures.duration_s = time.perf_counter() - self.perf_start
         finally:
@@ -308,7 +328,7 @@ class _Run:
                     0 if sample is None else len(sample.pids),
                 )
             )
-        if now >= self.next_save:
+        if now >= self.next_save and not (self.preload is not None and self.preload.is_alive()):
             self.next_save = now + self.save_every_s
             self._save_running(sample)
         self.sample_delay = min(self.sample_delay * 2, self.interval_s)
@@ -515,6 +535,16 @@ def _unwritable(path: Path) -> str | None:
     return None
 
 
+def _load_record_modules() -> None:
+    """Import what saving the task file needs (in a thread of its own, see ``execute``)."""
+    with contextlib.suppress(Exception):  # an import that fails fails again where needed
+        # The statements the save runs (so what they load is what gets loaded).
+        from uuid import UUID  # noqa: F401
+
+        from ..taskfile import TaskFileError, save_task  # noqa: F401
+        from ._record import build_root  # noqa: F401
+
+
 def _record_command_setting() -> bool:
     from ..settings import record_command
 
@@ -543,7 +573,12 @@ def _new_task_id() -> str:
 
 
 def _make_private_dir() -> str:
-    """A new directory only this user can enter, under ``TMPDIR`` (or ``/tmp``)."""
+    """A new directory only this user can enter, under ``TMPDIR`` (or ``/tmp``).
+
+    Where that cannot be made (a ``TMPDIR`` that does not exist, or is read
+    only), in the first directory of ``tempfile``'s list that takes one;
+    raises ``OSError`` where none does.
+    """
     base = os.environ.get("TMPDIR") or "/tmp"
     while True:
         path = os.path.join(base, f"taskmeter-subtasks-{os.urandom(6).hex()}")
@@ -551,4 +586,8 @@ def _make_private_dir() -> str:
             os.mkdir(path, 0o700)
         except FileExistsError:
             continue
+        except OSError:
+            import tempfile
+
+            return tempfile.mkdtemp(prefix="taskmeter-subtasks-")
         return path
