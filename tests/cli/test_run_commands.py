@@ -52,64 +52,27 @@ def test_a_shell_reports_128_plus_n_for_a_command_killed_by_signal_n() -> None:
     assert result.stdout.split("\n")[:2] == ["with taskmeter 143", "alone 143"], result.stderr
 
 
-def test_ctrl_c_stops_the_shell_script_that_runs_taskmeter(tmp_path: Path) -> None:
-    """Ctrl-C at a terminal while bash waits for taskmeter stops bash's script, as it does
-    without taskmeter: bash goes on only when the program it waited for did not die of
-    SIGINT (a program that exits, even with 130, is taken to have handled Ctrl-C)."""
-    setsid = require_executable("setsid", "util-linux")
-    bash = require_executable("bash", "bash")
-    ready, out = tmp_path / "ready", tmp_path / "received"
-    command = " ".join(program("signals.py", ready, out))
-    script = f"{TASKMETER} run -q -- {command}; echo went on after $?"
-    master, slave = os.openpty()
-    # bash in a session of its own with the pty as its controlling terminal: the
-    # foreground group, which gets the SIGINT of a Ctrl-C typed there.
-    shell = subprocess.Popen(
-        [setsid, "--ctty", bash, "-c", script],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=clean_environment(),
-    )
-    os.close(slave)
-    output = b""
-    try:
-        wait_for(lambda: ready.exists() and ready.read_text(), "the command to start")
-        os.write(master, b"\x03")
-        deadline = time.monotonic() + 20
-        while shell.poll() is None and time.monotonic() < deadline:
-            if select.select([master], [], [], 0.05)[0]:
-                with contextlib.suppress(OSError):
-                    output += os.read(master, 65536)
-        assert shell.poll() is not None, f"bash did not end: {output!r}"
-    finally:
-        if shell.poll() is None:
-            shell.kill()
-        shell.wait(10)
-        os.close(master)
-    assert out.read_text().split() == [str(int(signal.SIGINT))]
-    assert b"went on" not in output, output
-    assert shell.returncode == -signal.SIGINT, output
-
-
-def interactive_bash(script: str, timeout_s: float = 30) -> bytes:
-    """What an interactive bash (job control on) writes on a 24 x 80 pty running ``script``."""
+def bash_on_pty(
+    arguments: Sequence[str],
+    env: dict[str, str],
+    start: Callable[[int], object],
+    timeout_s: float,
+) -> tuple[int, bytes]:
+    """Run bash with ``arguments`` in a session of its own, a new 24 x 80 pty as its
+    controlling terminal (so its foreground group gets the SIGINT of a Ctrl-C typed
+    there); call ``start`` with the pty's master (to type into it), then read what bash
+    writes until it ends.  Returns its exit status and that output."""
     setsid = require_executable("setsid", "util-linux")
     bash = require_executable("bash", "bash")
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    env = clean_environment({"TERM": "xterm", "PS1": "$ "})
     shell = subprocess.Popen(
-        [setsid, "--ctty", bash, "--norc", "--noprofile", "-i"],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=env,
+        [setsid, "--ctty", bash, *arguments], stdin=slave, stdout=slave, stderr=slave, env=env
     )
     os.close(slave)
     output = b""
     try:
-        os.write(master, f"{script}; exit\n".encode())
+        start(master)
         deadline = time.monotonic() + timeout_s
         while shell.poll() is None and time.monotonic() < deadline:
             if select.select([master], [], [], 0.05)[0]:
@@ -121,6 +84,36 @@ def interactive_bash(script: str, timeout_s: float = 30) -> bytes:
             shell.kill()
         shell.wait(10)
         os.close(master)
+    return shell.returncode, output
+
+
+def test_ctrl_c_stops_the_shell_script_that_runs_taskmeter(tmp_path: Path) -> None:
+    """Ctrl-C at a terminal while bash waits for taskmeter stops bash's script, as it does
+    without taskmeter: bash goes on only when the program it waited for did not die of
+    SIGINT (a program that exits, even with 130, is taken to have handled Ctrl-C)."""
+    ready, out = tmp_path / "ready", tmp_path / "received"
+    command = " ".join(program("signals.py", ready, out))
+    script = f"{TASKMETER} run -q -- {command}; echo went on after $?"
+
+    def ctrl_c(master: int) -> None:
+        wait_for(lambda: ready.exists() and ready.read_text(), "the command to start")
+        os.write(master, b"\x03")
+
+    status, output = bash_on_pty(["-c", script], clean_environment(), ctrl_c, timeout_s=20)
+    assert out.read_text().split() == [str(int(signal.SIGINT))]
+    assert b"went on" not in output, output
+    assert status == -signal.SIGINT, output
+
+
+def interactive_bash(script: str, timeout_s: float = 30) -> bytes:
+    """What an interactive bash (job control on) writes on a 24 x 80 pty running ``script``."""
+    env = clean_environment({"TERM": "xterm", "PS1": "$ "})
+    _, output = bash_on_pty(
+        ["--norc", "--noprofile", "-i"],
+        env,
+        lambda master: os.write(master, f"{script}; exit\n".encode()),
+        timeout_s,
+    )
     return output
 
 
