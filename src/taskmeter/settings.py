@@ -65,6 +65,14 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def positive_int(text: str) -> int:
+    """A positive integer, for :func:`env_value` (``ValueError`` otherwise)."""
+    value = int(text)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
 def _monitor_seconds(text: str) -> float:
     value = _positive_float(text)
     if value < MIN_MONITOR_INTERVAL:

@@ -36,7 +36,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from .._log import config_warning, swallowed
-from ..settings import env_value
+from ..settings import env_value, positive_int
 
 __all__ = ["DurableSpanProcessor", "SpansDroppedError"]
 
@@ -47,13 +47,6 @@ DEFAULT_SCHEDULE_DELAY_S = 1.0
 _BSP_SCHEDULE_DELAY = "OTEL_BSP_SCHEDULE_DELAY"
 _BSP_MAX_QUEUE = "OTEL_BSP_MAX_QUEUE_SIZE"
 _BSP_MAX_BATCH = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise ValueError("must be a positive integer")
-    return value
 
 
 def _delay_ms(text: str) -> float:
@@ -241,8 +234,8 @@ class DurableSpanProcessor(SpanProcessor):
         ``OTEL_BSP_SCHEDULE_DELAY`` (ms), ``OTEL_BSP_MAX_QUEUE_SIZE``,
         ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE``.  Unset, this class's defaults apply;
         a value that cannot be used is reported once as a warning."""
-        queue = env_value(_BSP_MAX_QUEUE, _positive_int, DEFAULT_MAX_QUEUE_SIZE, environ)
-        batch = env_value(_BSP_MAX_BATCH, _positive_int, DEFAULT_MAX_BATCH_SIZE, environ)
+        queue = env_value(_BSP_MAX_QUEUE, positive_int, DEFAULT_MAX_QUEUE_SIZE, environ)
+        batch = env_value(_BSP_MAX_BATCH, positive_int, DEFAULT_MAX_BATCH_SIZE, environ)
         delay_ms = env_value(
             _BSP_SCHEDULE_DELAY, _delay_ms, DEFAULT_SCHEDULE_DELAY_S * 1000, environ
         )

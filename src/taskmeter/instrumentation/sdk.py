@@ -290,13 +290,6 @@ def span_processor_for(
     )
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise ValueError("expected a positive integer")
-    return value
-
-
 def _positive_ms(text: str) -> float:
     value = float(text)
     if not 0 < value < float("inf"):
@@ -322,12 +315,17 @@ def batch_arguments(environ: Mapping[str, str] | None = None) -> dict[str, int]:
     The SDK's ``BatchSpanProcessor`` reads them itself, but raises on values it
     parses and cannot use (a delay of 0, a batch larger than the queue), which
     left the exporter out altogether; here such a value is reported once,
-    naming the variable, and the SDK's default applies.
+    naming the variable: the SDK's default applies, and a batch larger than
+    the queue is cut to the queue's size.
     """
-    queue = settings.env_value("OTEL_BSP_MAX_QUEUE_SIZE", _positive_int, 2048, environ)
-    batch = settings.env_value("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", _positive_int, 512, environ)
-    delay_ms = settings.env_value("OTEL_BSP_SCHEDULE_DELAY", _positive_int, 5000, environ)
-    timeout_ms = settings.env_value("OTEL_BSP_EXPORT_TIMEOUT", _positive_int, 30000, environ)
+    queue = settings.env_value("OTEL_BSP_MAX_QUEUE_SIZE", settings.positive_int, 2048, environ)
+    batch = settings.env_value(
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", settings.positive_int, 512, environ
+    )
+    delay_ms = settings.env_value("OTEL_BSP_SCHEDULE_DELAY", settings.positive_int, 5000, environ)
+    timeout_ms = settings.env_value(
+        "OTEL_BSP_EXPORT_TIMEOUT", settings.positive_int, 30000, environ
+    )
     if batch > queue:
         config_warning(
             "env.OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
