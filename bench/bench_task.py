@@ -12,7 +12,11 @@ Prints, for two SDK set-ups,
   minus the network),
 
 the cost of ``with tracer.start_as_current_span(...)`` carrying the same
-attributes as a task span (set in one call, and one by one), and of
+attributes as a task span (set in one call, and one by one), of the same
+span with the three system calls a task's readings make around it (two
+``getrusage`` and the ``clear_refs`` write of the memory reset: the floor
+under any task on the machine, since the calls also slow the code after
+them), and of
 ``with Task(...)`` nested under a root task (kept in its subtasks, as in a
 pipeline) and top-level, with the ratios of the tasks to the first; then the
 cost per subtask of a root task with 1k, 10k and 100k subtasks, and the
@@ -25,6 +29,8 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
+import resource
 import statistics
 import sys
 import time
@@ -45,6 +51,7 @@ from opentelemetry.sdk.trace.export import (
 import taskmeter
 from _sdk import DropExporter
 from taskmeter import Task
+from taskmeter.probes.memory import _write_holding_gil
 
 
 class EncodeExporter(SpanExporter):
@@ -82,6 +89,7 @@ class Comparison:
     n_attributes: int
     bare: float
     bare_one_by_one: float
+    floor: float
     nested_task: float
     top_level_task: float
 
@@ -118,6 +126,27 @@ def compare(kind: str, n: int, rounds: int) -> Comparison:
                     span.set_attribute(key, value)
         provider.force_flush()
 
+    try:
+        clear_refs: int | None = os.open("/proc/self/clear_refs", os.O_WRONLY)
+    except OSError:
+        clear_refs = None
+    getrusage, self_, write, one = (
+        resource.getrusage,
+        resource.RUSAGE_SELF,
+        _write_holding_gil,
+        b"5",
+    )
+
+    def floor_spans(count: int) -> None:
+        for _ in range(count):
+            getrusage(self_)
+            if clear_refs is not None:
+                write(clear_refs, one)
+            with tracer.start_as_current_span("bench task") as span:
+                span.set_attributes(attributes)
+            getrusage(self_)
+        provider.force_flush()
+
     def tasks(count: int) -> None:
         for _ in range(count):
             with Task("bench task"):
@@ -128,7 +157,13 @@ def compare(kind: str, n: int, rounds: int) -> Comparison:
     # in an application; the root task is renewed each round so that its
     # subtask list does not grow across rounds.  Top-level tasks are each a
     # root of their own (nothing keeps them).
-    results: dict[str, list[float]] = {"bare": [], "one by one": [], "nested": [], "top-level": []}
+    results: dict[str, list[float]] = {
+        "bare": [],
+        "one by one": [],
+        "floor": [],
+        "nested": [],
+        "top-level": [],
+    }
     for round_no in range(rounds + 1):
         measured: dict[str, float] = {}
         with tracer.start_as_current_span("bench root"):
@@ -136,6 +171,8 @@ def compare(kind: str, n: int, rounds: int) -> Comparison:
             measured["bare"] = per_call_us(bare_spans, n)
             gc.collect()
             measured["one by one"] = per_call_us(bare_spans_one_by_one, n)
+            gc.collect()
+            measured["floor"] = per_call_us(floor_spans, n)
         with Task("bench root"):
             gc.collect()
             measured["nested"] = per_call_us(tasks, n)
@@ -146,11 +183,14 @@ def compare(kind: str, n: int, rounds: int) -> Comparison:
                 results[key].append(value)
     provider.shutdown()
     taskmeter.use_tracer_provider(None)
+    if clear_refs is not None:
+        os.close(clear_refs)
     median = {key: statistics.median(values) for key, values in results.items()}
     return Comparison(
         len(attributes),
         median["bare"],
         median["one by one"],
+        median["floor"],
         median["nested"],
         median["top-level"],
     )
@@ -248,12 +288,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(
         f"{'set-up':10} {'attrs':>5} {'bare span':>10} {'one by one':>11} "
-        f"{'nested task':>15} {'top-level task':>16}"
+        f"{'span + syscalls':>15} {'nested task':>15} {'top-level task':>16}"
     )
     for kind in ("sdk-min", "sdk-batch", "sdk-otlp"):
         c = compare(kind, n, rounds)
         print(
             f"{kind:10} {c.n_attributes:5d} {c.bare:8.1f}us {c.bare_one_by_one:8.1f}us "
+            f"{c.floor:8.1f}us {c.floor / c.bare:4.2f}x "
             f"{c.nested_task:8.1f}us {c.nested_task / c.bare:4.2f}x "
             f"{c.top_level_task:8.1f}us {c.top_level_task / c.bare:4.2f}x"
         )
@@ -270,6 +311,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{size:>8d} subtasks {cost:8.1f}us per subtask  ({cost / first:4.2f}x the 1k figure)"
         )
 
+    print(
+        "span + syscalls: the bare span with a task's three system calls around it "
+        "(two getrusage, the clear_refs write), the floor under any task here"
+    )
     kept = kept_bytes_per_subtask(1_000 if args.quick else 10_000)
     print(f"memory a root keeps per finished subtask: {kept:.0f} bytes")
 
