@@ -12,6 +12,7 @@ against a real collector, and read back what reached it.
 from __future__ import annotations
 
 import logging
+import os
 
 import grpc
 import pytest
@@ -46,6 +47,8 @@ print(json.dumps({"ok": True}))
         ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "GZIP", False),
         ("OTEL_EXPORTER_OTLP_COMPRESSION", "brotli", True),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon", True),
+        ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "soon", True),
+        ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "soon", True),
         ("OTEL_BSP_SCHEDULE_DELAY", "0", True),
         ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4096", True),
         ("OTEL_METRIC_EXPORT_INTERVAL", "0", True),
@@ -84,29 +87,36 @@ def test_spans_and_metrics_reach_the_collector_whatever_the_otlp_variables(
         assert variable not in ran.stderr
 
 
-def test_signal_timeout_that_is_no_number_is_named_and_other_signals_still_export(
+def test_signal_timeout_that_is_no_number_is_named_and_both_signals_still_export(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """OTEL_EXPORTER_OTLP_TRACES_TIMEOUT=soon: the SDK cannot make that exporter whatever it
-    is given; the warning names the variable (not OTEL_TRACES_EXPORTER), and metrics go on."""
+    """OTEL_EXPORTER_OTLP_TRACES_TIMEOUT=soon: the SDK's own exporter (which converts that
+    variable whatever it is given) is made all the same, with the default timeout; one
+    warning names the variable and its value, and the variable is left in the environment."""
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "soon")
     monkeypatch.setenv("OTEL_METRICS_EXPORTER", "otlp")
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    with pytest.raises(ValueError):
+        OTLPSpanExporter()
     with caplog.at_level(logging.WARNING, logger="taskmeter"):
         setup = build_from_environment()
     try:
-        processors = setup.tracer_provider._active_span_processor._span_processors
-        assert processors == ()
+        (processor,) = setup.tracer_provider._active_span_processor._span_processors
+        exporter = processor._batch_processor._exporter  # type: ignore[attr-defined]
+        assert isinstance(exporter, OTLPSpanExporter)
+        assert exporter._timeout == 10.0
         readers = setup.meter_provider._metric_readers
         assert [type(r._exporter) for r in readers] == [OTLPMetricExporter]  # type: ignore[attr-defined]
     finally:
         setup.shutdown()
     messages = [r.getMessage() for r in caplog.records]
     named = [m for m in messages if "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT" in m]
-    assert len(named) == 1 and "no traces are exported" in named[0], messages
+    assert len(named) == 1, messages
+    assert "'soon'" in named[0] and "using 10 s" in named[0]
     assert not any("OTEL_TRACES_EXPORTER" in m for m in messages), messages
     assert _log.error_counts["env.OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"] == 1
+    assert os.environ["OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"] == "soon"
 
 
 def test_grpc_arguments_follow_the_specification_values() -> None:
@@ -129,6 +139,8 @@ def test_grpc_arguments_follow_the_specification_values() -> None:
     env = {"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "-1", "OTEL_EXPORTER_OTLP_TIMEOUT": "3"}
     assert grpc_exporter_arguments("traces", env) == {"timeout": 10.0}
     assert grpc_exporter_arguments("metrics", env) == {"timeout": 3.0}
+    env = {"OTEL_EXPORTER_OTLP_METRICS_TIMEOUT": "soon", "OTEL_EXPORTER_OTLP_TIMEOUT": "3"}
+    assert grpc_exporter_arguments("metrics", env) == {"timeout": 10.0}
 
 
 def test_the_exporter_made_with_those_arguments_is_the_sdk_s(

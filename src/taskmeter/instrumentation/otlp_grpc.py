@@ -10,10 +10,11 @@ hands the exporter the result as arguments, which it then takes instead of
 the variables: a value that cannot be used is reported once, naming the
 variable, and the default applies.
 
-One case cannot be helped from outside: the SDK converts
-``OTEL_EXPORTER_OTLP_<SIGNAL>_TIMEOUT`` whatever arguments it is given, so
-with that variable not a number the exporter of that signal cannot be made;
-that is said once, naming the variable.
+The SDK converts ``OTEL_EXPORTER_OTLP_<SIGNAL>_TIMEOUT`` from the process
+environment whatever arguments it is given, so with that variable not a
+number :func:`make_grpc_exporter` hides it from ``os.environ`` for as long as
+the exporter is being made (and puts it back): the exporter is made with the
+default timeout, and the variable is named once in a warning.
 
 Timeouts are in seconds here, as the SDK's exporters read them (taskmeter's
 own durable exporters read milliseconds, as the specification says).
@@ -22,19 +23,29 @@ own durable exporters read milliseconds, as the specification says).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from .._log import config_warning
 
-__all__ = ["DEFAULT_TIMEOUT_S", "UnusableVariable", "grpc_exporter_arguments"]
+__all__ = ["DEFAULT_TIMEOUT_S", "grpc_exporter_arguments", "make_grpc_exporter"]
 
 DEFAULT_TIMEOUT_S = 10.0
 """The SDK's default export timeout, in seconds."""
 
 
-class UnusableVariable(ValueError):
-    """A variable that keeps the SDK's gRPC exporter from being made (already reported)."""
+_hiding = threading.Lock()
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _seconds(text: str) -> float | None:
@@ -51,18 +62,6 @@ def _timeout(signal: str, environ: Mapping[str, str]) -> float | None:
     general = "OTEL_EXPORTER_OTLP_TIMEOUT"
     text = environ.get(specific)
     if text is not None:
-        try:
-            float(text)
-        except ValueError:
-            config_warning(
-                f"env.{specific}",
-                "%s=%r is not a number of seconds: the OpenTelemetry OTLP/gRPC exporter "
-                "cannot be made with it, so no %s are exported (unset it, or give a number)",
-                specific,
-                text,
-                signal,
-            )
-            raise UnusableVariable(specific) from None
         seconds = _seconds(text)
         if seconds is not None:
             return seconds
@@ -121,8 +120,8 @@ def grpc_exporter_arguments(signal: str, environ: Mapping[str, str]) -> dict[str
     """Keyword arguments for the SDK's OTLP/gRPC exporter of ``signal`` (``traces`` or
     ``metrics``) that stand for its timeout and compression variables.
 
-    Raises :class:`UnusableVariable` (after reporting it) when the exporter
-    cannot be made whatever the arguments.
+    A variable that cannot be used is reported once, naming it and its value,
+    and its default is passed.
     """
     arguments: dict[str, Any] = {}
     timeout = _timeout(signal, environ)
@@ -132,3 +131,43 @@ def grpc_exporter_arguments(signal: str, environ: Mapping[str, str]) -> dict[str
     if compression is not None:
         arguments["compression"] = compression
     return arguments
+
+
+@contextmanager
+def _hidden_from_environment(name: str) -> Iterator[None]:
+    """``os.environ`` without ``name`` inside the block; restored after it."""
+    with _hiding:
+        text = os.environ.pop(name, None)
+        try:
+            yield
+        finally:
+            if text is not None:
+                os.environ[name] = text
+
+
+def make_grpc_exporter(factory: Callable[..., Any], signal: str, environ: Mapping[str, str]) -> Any:
+    """The SDK's OTLP/gRPC exporter of ``signal`` made by ``factory`` with
+    :func:`grpc_exporter_arguments`.
+
+    ``OTEL_EXPORTER_OTLP_<SIGNAL>_TIMEOUT`` in the process environment is
+    converted by the exporter itself, whatever it is given; when it is not a
+    number it is hidden from ``os.environ`` while the exporter is made (other
+    threads may miss it for that long), so that the exporter is made with the
+    timeout passed instead of raising.
+    """
+    arguments = grpc_exporter_arguments(signal, environ)
+    specific = f"OTEL_EXPORTER_OTLP_{signal.upper()}_TIMEOUT"
+    process_value = os.environ.get(specific)
+    if process_value is None or _is_number(process_value):
+        return factory(**arguments)
+    if "timeout" not in arguments:
+        config_warning(
+            f"env.{specific}",
+            "ignoring %s=%r: expected a positive number of seconds; using %g s",
+            specific,
+            process_value,
+            DEFAULT_TIMEOUT_S,
+        )
+        arguments["timeout"] = DEFAULT_TIMEOUT_S
+    with _hidden_from_environment(specific):
+        return factory(**arguments)

@@ -55,7 +55,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from .. import settings
 from .._log import config_warning, swallowed
-from .otlp_grpc import UnusableVariable, grpc_exporter_arguments
+from .otlp_grpc import make_grpc_exporter
 
 __all__ = [
     "SdkSetup",
@@ -377,8 +377,7 @@ class _Durable:
 
 
 def _made(signal: str, name: str, durable: _Durable) -> Any:
-    """The exporter ``name`` of ``signal``; raises :class:`UnusableVariable` (reported
-    already) when a variable keeps it from being made."""
+    """The exporter ``name`` of ``signal``."""
     made = durable.exporter(signal, name)
     if made is None:
         durable.all_durable = False
@@ -386,7 +385,7 @@ def _made(signal: str, name: str, durable: _Durable) -> Any:
         if name == _OTLP_BY_PROTOCOL["grpc"]:
             # The SDK's gRPC exporters raise on timeout and compression values
             # they cannot use (``none`` among them): read them here instead.
-            made = factory(**grpc_exporter_arguments(signal, durable.environ))
+            made = make_grpc_exporter(factory, signal, durable.environ)
         else:
             made = factory()
     return made
@@ -400,8 +399,6 @@ def _span_processors(environ: Mapping[str, str], durable: _Durable) -> list[Span
             if not isinstance(exporter, SpanExporter):
                 raise TypeError(f"{exporter!r} is not a span exporter")
             processors.append(span_processor_for(exporter, environ))
-        except UnusableVariable:
-            continue
         except Exception as exc:
             swallowed(
                 f"instrument.exporter.traces.{name}", _ExporterError(TRACES_EXPORTER, name, exc)
@@ -421,8 +418,6 @@ def _metric_readers(environ: Mapping[str, str], durable: _Durable) -> list[Metri
                 )
             if not isinstance(made, MetricReader):
                 raise TypeError(f"{made!r} is neither a metric exporter nor a reader")
-        except UnusableVariable:
-            continue
         except Exception as exc:
             swallowed(
                 f"instrument.exporter.metrics.{name}", _ExporterError(METRICS_EXPORTER, name, exc)
