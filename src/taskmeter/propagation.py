@@ -184,12 +184,23 @@ class Inherited:
             )
             return None
         directory = environ.get(ENV_SUBTASK_DIR, "").strip()
+        if directory and not _writable_directory(directory):
+            config_warning(
+                f"env.{ENV_SUBTASK_DIR}",
+                "ignoring %s=%r: not a directory this process can write to; the records of "
+                "its top-level tasks do not reach their parent task (their spans are still "
+                "exported)",
+                ENV_SUBTASK_DIR,
+                directory,
+            )
+            directory = ""
         traceparent_text = environ.get(ENV_TRACEPARENT, "")
         traceparent = parse_traceparent(traceparent_text) if traceparent_text else None
         if traceparent_text and traceparent is None:
             config_warning(
                 f"env.{ENV_TRACEPARENT}",
-                "ignoring %s=%r: not a W3C traceparent",
+                "ignoring %s=%r: not a W3C traceparent; the spans of this process's "
+                "top-level tasks start traces of their own",
                 ENV_TRACEPARENT,
                 traceparent_text,
             )
@@ -205,6 +216,10 @@ class Inherited:
 
 inherited: Inherited | None = Inherited.from_environment(os.environ)
 """The parent named by this process's environment, or ``None`` (read at import)."""
+
+
+def _writable_directory(directory: str) -> bool:
+    return os.path.isdir(directory) and os.access(directory, os.W_OK | os.X_OK)
 
 
 def refresh(environ: Mapping[str, str] | None = None) -> Inherited | None:

@@ -198,3 +198,66 @@ def test_metric_reader_intervals_default_when_the_sdk_would_refuse_them() -> Non
     assert reader_intervals(env) == (60000.0, 30000.0)
     assert _log.error_counts["env.OTEL_METRIC_EXPORT_INTERVAL"] == 1
     assert _log.error_counts["env.OTEL_METRIC_EXPORT_TIMEOUT"] == 1
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_headers_variable_with_a_malformed_entry_still_sends_the_others(
+    protocol: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """OTEL_EXPORTER_OTLP_HEADERS with an entry that is not name=value: the SDK's exporter
+    gets the usable headers (the SDK, left to read the variable, would log the whole value,
+    credentials and all), and the variable is left in the environment."""
+    headers = "Authorization=Bearer s3cret,api-token s3cret-too"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", headers)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+    with caplog.at_level(logging.DEBUG):
+        setup = build_from_environment()
+    try:
+        (processor,) = setup.tracer_provider._active_span_processor._span_processors
+        exporter = processor._batch_processor._exporter  # type: ignore[attr-defined]
+        sent = dict(exporter._headers if protocol == "grpc" else exporter._client._headers)
+    finally:
+        setup.shutdown()
+    assert sent.get("authorization") == "Bearer s3cret"
+    assert set(sent) & {"api-token", "api-token s3cret-too"} == set()
+    assert os.environ["OTEL_EXPORTER_OTLP_HEADERS"] == headers
+    assert not any("s3cret" in r.getMessage() for r in caplog.records)
+
+
+def test_prometheus_port_that_is_no_number_serves_on_the_default_port() -> None:
+    """OTEL_EXPORTER_PROMETHEUS_PORT=ninety: the SDK's Prometheus reader (which raises on it,
+    and then serves nothing) is made with the default port 9464, where the task's metrics
+    are scraped; one warning names the variable and its value."""
+    program = """
+import json, time, urllib.request
+from taskmeter import Task
+with Task("scraped job"):
+    sum(range(10000))
+body = ""
+for _ in range(50):
+    try:
+        body = urllib.request.urlopen("http://127.0.0.1:9464/metrics", timeout=2).read().decode()
+    except OSError:
+        time.sleep(0.1)
+        continue
+    if "taskmeter" in body:
+        break
+    time.sleep(0.1)
+print(json.dumps({"scraped": "taskmeter_task_duration" in body}))
+"""
+    ran = run_instrumented_program(
+        ["-c", program],
+        {
+            "OTEL_TRACES_EXPORTER": "none",
+            "OTEL_METRICS_EXPORTER": "prometheus",
+            "OTEL_EXPORTER_PROMETHEUS_HOST": "127.0.0.1",
+            "OTEL_EXPORTER_PROMETHEUS_PORT": "ninety",
+            "no_proxy": "127.0.0.1",
+            "NO_PROXY": "127.0.0.1",
+        },
+    )
+    assert ran.found == {"scraped": True}, ran.stderr
+    lines = [line for line in ran.stderr.splitlines() if "OTEL_EXPORTER_PROMETHEUS_PORT" in line]
+    assert len(lines) == 1 and "'ninety'" in lines[0] and "using 9464" in lines[0], ran.stderr

@@ -24,20 +24,16 @@ from __future__ import annotations
 
 import math
 import os
-import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._log import config_warning
+from ._hidden import hidden_from_environment
 
 __all__ = ["DEFAULT_TIMEOUT_S", "grpc_exporter_arguments", "make_grpc_exporter"]
 
 DEFAULT_TIMEOUT_S = 10.0
 """The SDK's default export timeout, in seconds."""
-
-
-_hiding = threading.Lock()
 
 
 def _is_number(text: str) -> bool:
@@ -133,41 +129,49 @@ def grpc_exporter_arguments(signal: str, environ: Mapping[str, str]) -> dict[str
     return arguments
 
 
-@contextmanager
-def _hidden_from_environment(name: str) -> Iterator[None]:
-    """``os.environ`` without ``name`` inside the block; restored after it."""
-    with _hiding:
-        text = os.environ.pop(name, None)
-        try:
-            yield
-        finally:
-            if text is not None:
-                os.environ[name] = text
-
-
 def make_grpc_exporter(factory: Callable[..., Any], signal: str, environ: Mapping[str, str]) -> Any:
     """The SDK's OTLP/gRPC exporter of ``signal`` made by ``factory`` with
-    :func:`grpc_exporter_arguments`.
+    :func:`grpc_exporter_arguments` and the checked headers.
 
-    ``OTEL_EXPORTER_OTLP_<SIGNAL>_TIMEOUT`` in the process environment is
-    converted by the exporter itself, whatever it is given; when it is not a
-    number it is hidden from ``os.environ`` while the exporter is made (other
-    threads may miss it for that long), so that the exporter is made with the
-    timeout passed instead of raising.
+    ``OTEL_EXPORTER_OTLP_<SIGNAL>_TIMEOUT`` is converted by the exporter
+    itself, whatever it is given: when it is not a number it is hidden from
+    ``os.environ`` while the exporter is made, which then takes the timeout
+    passed instead of raising.  So are the headers variables when they hold
+    entries that are not ``name=value`` (the exporter would log them,
+    credentials and all): the usable ones are passed.
     """
     arguments = grpc_exporter_arguments(signal, environ)
     specific = f"OTEL_EXPORTER_OTLP_{signal.upper()}_TIMEOUT"
+    hidden: list[str] = []
     process_value = os.environ.get(specific)
-    if process_value is None or _is_number(process_value):
+    if process_value is not None and not _is_number(process_value):
+        if "timeout" not in arguments:
+            config_warning(
+                f"env.{specific}",
+                "ignoring %s=%r: expected a positive number of seconds; using %g s",
+                specific,
+                process_value,
+                DEFAULT_TIMEOUT_S,
+            )
+            arguments["timeout"] = DEFAULT_TIMEOUT_S
+        hidden.append(specific)
+    headers, hide_headers = checked_headers(signal, environ)
+    if hide_headers:
+        arguments["headers"] = headers
+        hidden.extend(headers_variables(signal))
+    with hidden_from_environment(*hidden):
         return factory(**arguments)
-    if "timeout" not in arguments:
-        config_warning(
-            f"env.{specific}",
-            "ignoring %s=%r: expected a positive number of seconds; using %g s",
-            specific,
-            process_value,
-            DEFAULT_TIMEOUT_S,
-        )
-        arguments["timeout"] = DEFAULT_TIMEOUT_S
-    with _hidden_from_environment(specific):
-        return factory(**arguments)
+
+
+def headers_variables(signal: str) -> tuple[str, str]:
+    """The variables the SDK's OTLP exporters of ``signal`` read their headers from."""
+    return f"OTEL_EXPORTER_OTLP_{signal.upper()}_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"
+
+
+def checked_headers(signal: str, environ: Mapping[str, str]) -> tuple[dict[str, str], bool]:
+    """The usable headers of the variables, and whether the SDK must not read them
+    itself (they hold entries it would log)."""
+    from ..export.config import headers_variable
+
+    _, headers, dropped = headers_variable(environ, signal)
+    return headers, dropped
