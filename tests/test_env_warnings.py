@@ -361,3 +361,21 @@ _NOT_READ = {
     "OTEL_ATTRIBUTE_COUNT_LIMIT",  # read by the SDK's SpanLimits
 }
 """Variables src/ names (in docstrings, messages) without reading them itself."""
+
+
+def test_variables_read_at_import_warn_there_too(tmp_path: Path) -> None:
+    """The parent variables are read when taskmeter is imported: a bad subtask directory is
+    said there (once, on standard error), and the program runs on."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKMETER_", "OTEL_"))}
+    env.update(TASKMETER_PARENT_TASK=PARENT_ID, TASKMETER_SUBTASK_DIR=str(tmp_path / "gone"))
+    code = "import taskmeter\nwith taskmeter.Task('job'):\n    pass\nprint('ran')"
+    ran = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert ran.returncode == 0 and ran.stdout.strip() == "ran", ran.stderr
+    lines = [line for line in ran.stderr.splitlines() if "TASKMETER_SUBTASK_DIR" in line]
+    assert len(lines) == 1 and repr(str(tmp_path / "gone")) in lines[0], ran.stderr

@@ -137,6 +137,10 @@ def format_traceparent(parent: TraceParent) -> str:
     return f"00-{parent.trace_id:032x}-{parent.span_id:016x}-{parent.flags:02x}"
 
 
+def _writable_directory(directory: str) -> bool:
+    return os.path.isdir(directory) and os.access(directory, os.W_OK | os.X_OK)
+
+
 class Inherited:
     """The parent task this process's top-level tasks adopt.
 
@@ -216,10 +220,6 @@ class Inherited:
 
 inherited: Inherited | None = Inherited.from_environment(os.environ)
 """The parent named by this process's environment, or ``None`` (read at import)."""
-
-
-def _writable_directory(directory: str) -> bool:
-    return os.path.isdir(directory) and os.access(directory, os.W_OK | os.X_OK)
 
 
 def refresh(environ: Mapping[str, str] | None = None) -> Inherited | None:
