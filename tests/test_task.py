@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from taskmeter import Task, TaskStatus, format_tree
 from taskmeter import task as task_module
 from taskmeter.task import _running
+from taskmeter.testing import SpanCapture
 
 
 def test_context_manager_sets_finished_and_timestamps() -> None:
@@ -187,6 +188,36 @@ def test_parent_given_as_a_copy_of_a_running_task_links_to_the_running_task(
     assert child.parent_id == root.task_id
     assert child.subprocess is False
     assert child.trace_id == root.trace_id
+
+
+@pytest.mark.parametrize(
+    "clone", [pickle.loads, copy.copy, copy.deepcopy], ids=["pickle", "copy", "deepcopy"]
+)
+@pytest.mark.parametrize("copied_while", ["finished", "running"])
+def test_parent_given_as_a_copy_of_a_finished_task_is_a_parent_by_id(
+    clone: object, copied_while: str, spans: SpanCapture
+) -> None:
+    """``parent=`` a copy (unpickled, copied) of a task of this process that has finished
+    (copied after it finished, or while it ran): as LensKit's ``parent=``, the new task
+    records the parent's id and its span is a child of the parent's span, but neither the
+    copy nor the finished original takes it as a subtask (as with ``parent=<its id>``)."""
+    with Task("root") as root:
+        with Task("stage"):
+            pass
+        if copied_while == "running":
+            copied = clone(pickle.dumps(root) if clone is pickle.loads else root)  # type: ignore[operator]
+    if copied_while == "finished":
+        copied = clone(pickle.dumps(root) if clone is pickle.loads else root)  # type: ignore[operator]
+    copied_subtasks = list(copied.subtasks)
+    with Task("late", parent=copied) as late:
+        pass
+    assert [t.label for t in root.subtasks] == ["stage"]
+    assert copied.subtasks == copied_subtasks
+    assert late.parent_id == root.task_id
+    assert late.subprocess is False
+    assert late.trace_id == root.trace_id
+    span = spans.one("late")
+    assert span.parent is not None and span.parent.span_id == int(root.span_id or "0", 16)
 
 
 def test_parent_uuid_unknown_here_is_recorded() -> None:

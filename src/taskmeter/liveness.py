@@ -9,6 +9,12 @@ tells the two apart:
   zombie, or is a *different* process that got the same id afterwards: one
   that started after the task did (process ids are reused).  A process that
   started no later than the task (to the clock's precision) is the task's;
+* a task whose process exists but is *stopped* (``SIGTSTP`` from Ctrl-Z,
+  ``SIGTTIN``/``SIGTTOU`` for a background job that touched the terminal,
+  ``SIGSTOP``, a debugger) is not interrupted, but not running either:
+  :func:`stoppage` says so.  The file cannot: its status is LensKit's
+  enumeration, which has no such value, and a stopped process does not
+  rewrite its file anyway;
 * **elsewhere**, or where the file names no process (LensKit's task files
   have no ``pid``), so that none can be checked: when the file has not been
   rewritten for longer than ``stale_after_s`` (by default three refresh
@@ -26,7 +32,7 @@ from . import _process, settings
 if TYPE_CHECKING:
     from .task import Task
 
-__all__ = ["CLOCK_SLACK_S", "Liveness", "default_stale_after", "interruption"]
+__all__ = ["CLOCK_SLACK_S", "Liveness", "default_stale_after", "interruption", "stoppage"]
 
 CLOCK_SLACK_S = 2.0
 """How much later than the task a process may seem to have started and still be the
@@ -76,6 +82,38 @@ class Liveness:
             _facts=self.process_facts,
         )
 
+    def stoppage(self, task: Task) -> str | None:
+        """Why ``task`` (status running, its process alive) is not running now: its
+        process is stopped; ``None`` otherwise."""
+        return stoppage(task, hostname=self.hostname, _facts=self.process_facts)
+
+
+def _facts_of(pid: int, facts: dict[int, _ProcessFacts | None] | None) -> _ProcessFacts | None:
+    if facts is None:
+        return _process_facts(pid)
+    if pid not in facts:
+        facts[pid] = _process_facts(pid)
+    return facts[pid]
+
+
+def stoppage(
+    task: Task, *, hostname: str, _facts: dict[int, _ProcessFacts | None] | None = None
+) -> str | None:
+    """Why ``task``, recorded as running on this host, is not running now although its
+    process exists: the process is stopped (until ``SIGCONT``); ``None`` otherwise."""
+    if getattr(task.status, "value", task.status) != "running":
+        return None
+    pid = task.pid
+    if task.hostname != hostname or not isinstance(pid, int) or pid <= 0:
+        return None
+    facts = _facts_of(pid, _facts)
+    if facts is None or not facts.stopped or _process_gone(pid, facts, task.start_time):
+        return None
+    return (
+        f"process {pid} is stopped (Ctrl-Z, a background job reading the terminal, SIGSTOP "
+        f"or a debugger); fg, or kill -CONT {pid}, resumes it"
+    )
+
 
 def interruption(
     task: Task,
@@ -94,13 +132,7 @@ def interruption(
         return None
     pid = task.pid
     if task.hostname == hostname and isinstance(pid, int) and pid > 0:
-        if _facts is None:
-            facts = _process_facts(pid)
-        else:
-            if pid not in _facts:
-                _facts[pid] = _process_facts(pid)
-            facts = _facts[pid]
-        return _process_gone(pid, facts, task.start_time)
+        return _process_gone(pid, _facts_of(pid, _facts), task.start_time)
     if file_mtime is None:
         return None
     limit = default_stale_after() if stale_after_s is None else stale_after_s
@@ -117,6 +149,7 @@ class _ProcessFacts:
     exists: bool
     created: float = 0.0
     zombie: bool = False
+    stopped: bool = False
 
 
 def _process_facts(pid: int) -> _ProcessFacts | None:
@@ -132,7 +165,8 @@ def _process_facts(pid: int) -> _ProcessFacts | None:
         return _ProcessFacts(exists=False)
     except (psutil.AccessDenied, OSError):
         return None
-    return _ProcessFacts(True, created, status == psutil.STATUS_ZOMBIE)
+    stopped = status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
+    return _ProcessFacts(True, created, status == psutil.STATUS_ZOMBIE, stopped)
 
 
 def _process_gone(pid: int, facts: _ProcessFacts | None, start_time: float | None) -> str | None:

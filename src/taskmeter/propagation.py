@@ -137,6 +137,10 @@ def format_traceparent(parent: TraceParent) -> str:
     return f"00-{parent.trace_id:032x}-{parent.span_id:016x}-{parent.flags:02x}"
 
 
+def _writable_directory(directory: str) -> bool:
+    return os.path.isdir(directory) and os.access(directory, os.W_OK | os.X_OK)
+
+
 class Inherited:
     """The parent task this process's top-level tasks adopt.
 
@@ -184,12 +188,23 @@ class Inherited:
             )
             return None
         directory = environ.get(ENV_SUBTASK_DIR, "").strip()
+        if directory and not _writable_directory(directory):
+            config_warning(
+                f"env.{ENV_SUBTASK_DIR}",
+                "ignoring %s=%r: not a directory this process can write to; the records of "
+                "its top-level tasks do not reach their parent task (their spans are still "
+                "exported)",
+                ENV_SUBTASK_DIR,
+                directory,
+            )
+            directory = ""
         traceparent_text = environ.get(ENV_TRACEPARENT, "")
         traceparent = parse_traceparent(traceparent_text) if traceparent_text else None
         if traceparent_text and traceparent is None:
             config_warning(
                 f"env.{ENV_TRACEPARENT}",
-                "ignoring %s=%r: not a W3C traceparent",
+                "ignoring %s=%r: not a W3C traceparent; the spans of this process's "
+                "top-level tasks start traces of their own",
                 ENV_TRACEPARENT,
                 traceparent_text,
             )

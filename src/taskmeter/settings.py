@@ -121,6 +121,12 @@ def env_value(
         return default
 
 
+def _shortened(text: str, limit: int = 60) -> str:
+    """``repr(text)``, cut to about ``limit`` characters (a value quoted in a warning)."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else f"{shown[: limit - 5]}...' ({len(text)} characters)"
+
+
 _UNREAD: object = object()
 _machine: object = _UNREAD
 
@@ -138,8 +144,10 @@ def machine(environ: Mapping[str, str] | None = None) -> str | None:
     if value is not None and (len(value) > MAX_MACHINE_LABEL or not value.isprintable()):
         config_warning(
             f"env.{ENV_MACHINE}",
-            "ignoring %s: a machine label is at most %d printable characters",
+            "ignoring %s=%s: a machine label is at most %d printable characters; "
+            "recording no machine label",
             ENV_MACHINE,
+            _shortened(value),
             MAX_MACHINE_LABEL,
         )
         value = None
@@ -230,6 +238,28 @@ def configure_sdk(environ: Mapping[str, str] | None = None) -> bool:
 def spool_dir(environ: Mapping[str, str] | None = None) -> str | None:
     """The export spool directory (``TASKMETER_SPOOL_DIR``); ``None``: no spool."""
     return env_text(ENV_SPOOL_DIR, environ)
+
+
+def usable_spool_dir(environ: Mapping[str, str] | None = None) -> str | None:
+    """:func:`spool_dir`, if it is (or can be made) a directory this process can write to;
+    else ``None``, said once in a warning naming the variable."""
+    directory = spool_dir(environ)
+    if directory is None:
+        return None
+    existing = os.path.abspath(directory)
+    while not os.path.exists(existing):  # the spool makes the missing levels
+        existing = os.path.dirname(existing)
+    if os.path.isdir(existing) and os.access(existing, os.W_OK | os.X_OK):
+        return directory
+    config_warning(
+        f"env.{ENV_SPOOL_DIR}",
+        "ignoring %s=%r: %s is not a directory this process can write to; exporting "
+        "without a spool (what cannot be delivered is dropped and counted)",
+        ENV_SPOOL_DIR,
+        directory,
+        existing,
+    )
+    return None
 
 
 def spool_max_bytes(environ: Mapping[str, str] | None = None) -> int:

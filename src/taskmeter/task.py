@@ -380,6 +380,11 @@ class Task(BaseModel):
             elif _runs_elsewhere(parent):  # a copy left by fork, or unpickled: a worker's parent
                 remote_parent = parent
                 data["subprocess"] = True
+            elif _copy_of_ended(parent):
+                # A copy of a task of this process that is no longer running: it
+                # stands for the task's id (as in LensKit, whose parent= records
+                # the id): the span is the task's child, no record takes it.
+                remote_parent = parent
             else:
                 parent_task = parent
         elif isinstance(parent, UUID):
@@ -1134,6 +1139,18 @@ def _runs_elsewhere(task: Task) -> bool:
         return False
     state = state_of(task)
     return state.finished or not state.started
+
+
+def _copy_of_ended(task: Task) -> bool:
+    """Whether ``task`` is a copy (``copy``, ``pickle``) of a task of this process that is
+    no longer running here: never started as this object, past pending, made here."""
+    state = task._tm
+    return (
+        state is not None
+        and not state.started
+        and task.status is not TaskStatus.PENDING
+        and task.pid == _process.pid
+    )
 
 
 def _leave_finished(stack: tuple[Task, ...]) -> tuple[Task, ...]:

@@ -1145,7 +1145,13 @@ def _adopting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, subtask_dir: Path
     return run_application(tmp_path)
 
 
-@scenario("propagation", "unreadable", counted="propagation.deliver", check=_delivered_or_counted)
+@scenario(
+    "propagation",
+    "unreadable",
+    counted="env.TASKMETER_SUBTASK_DIR",
+    check=_delivered_or_counted,
+    logged="TASKMETER_SUBTASK_DIR",
+)
 def _deliver_dir_is_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Outcome:
     (tmp_path / "blocker").write_text("")
     return _adopting(tmp_path, monkeypatch, tmp_path / "blocker" / "subtasks")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -101,8 +100,11 @@ def test_exporter_names_follow_the_sdk_rules() -> None:
     env = {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}
     assert exporter_names("traces", env) == ["otlp_proto_grpc"]
     assert exporter_names("traces", {"OTEL_TRACES_EXPORTER": "none"}) == []
-    with pytest.raises(ValueError, match="http/json"):
-        exporter_names("metrics", {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
+    # A protocol no SDK exporter speaks: named once, and the nearest one is used.
+    env = {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}
+    assert exporter_names("metrics", env) == ["otlp_proto_http"]
+    env = {"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "thrift"}
+    assert exporter_names("metrics", env) == ["otlp_proto_grpc"]
 
 
 def test_exporter_names_and_protocols_are_read_whatever_their_case() -> None:

@@ -12,6 +12,7 @@ against a real collector, and read back what reached it.
 from __future__ import annotations
 
 import logging
+import os
 
 import grpc
 import pytest
@@ -46,6 +47,8 @@ print(json.dumps({"ok": True}))
         ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "GZIP", False),
         ("OTEL_EXPORTER_OTLP_COMPRESSION", "brotli", True),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon", True),
+        ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "soon", True),
+        ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "soon", True),
         ("OTEL_BSP_SCHEDULE_DELAY", "0", True),
         ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4096", True),
         ("OTEL_METRIC_EXPORT_INTERVAL", "0", True),
@@ -84,29 +87,36 @@ def test_spans_and_metrics_reach_the_collector_whatever_the_otlp_variables(
         assert variable not in ran.stderr
 
 
-def test_signal_timeout_that_is_no_number_is_named_and_other_signals_still_export(
+def test_signal_timeout_that_is_no_number_is_named_and_both_signals_still_export(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """OTEL_EXPORTER_OTLP_TRACES_TIMEOUT=soon: the SDK cannot make that exporter whatever it
-    is given; the warning names the variable (not OTEL_TRACES_EXPORTER), and metrics go on."""
+    """OTEL_EXPORTER_OTLP_TRACES_TIMEOUT=soon: the SDK's own exporter (which converts that
+    variable whatever it is given) is made all the same, with the default timeout; one
+    warning names the variable and its value, and the variable is left in the environment."""
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "soon")
     monkeypatch.setenv("OTEL_METRICS_EXPORTER", "otlp")
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    with pytest.raises(ValueError):
+        OTLPSpanExporter()
     with caplog.at_level(logging.WARNING, logger="taskmeter"):
         setup = build_from_environment()
     try:
-        processors = setup.tracer_provider._active_span_processor._span_processors
-        assert processors == ()
+        (processor,) = setup.tracer_provider._active_span_processor._span_processors
+        exporter = processor._batch_processor._exporter  # type: ignore[attr-defined]
+        assert isinstance(exporter, OTLPSpanExporter)
+        assert exporter._timeout == 10.0
         readers = setup.meter_provider._metric_readers
         assert [type(r._exporter) for r in readers] == [OTLPMetricExporter]  # type: ignore[attr-defined]
     finally:
         setup.shutdown()
     messages = [r.getMessage() for r in caplog.records]
     named = [m for m in messages if "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT" in m]
-    assert len(named) == 1 and "no traces are exported" in named[0], messages
+    assert len(named) == 1, messages
+    assert "'soon'" in named[0] and "using 10 s" in named[0]
     assert not any("OTEL_TRACES_EXPORTER" in m for m in messages), messages
     assert _log.error_counts["env.OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"] == 1
+    assert os.environ["OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"] == "soon"
 
 
 def test_grpc_arguments_follow_the_specification_values() -> None:
@@ -129,6 +139,8 @@ def test_grpc_arguments_follow_the_specification_values() -> None:
     env = {"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "-1", "OTEL_EXPORTER_OTLP_TIMEOUT": "3"}
     assert grpc_exporter_arguments("traces", env) == {"timeout": 10.0}
     assert grpc_exporter_arguments("metrics", env) == {"timeout": 3.0}
+    env = {"OTEL_EXPORTER_OTLP_METRICS_TIMEOUT": "soon", "OTEL_EXPORTER_OTLP_TIMEOUT": "3"}
+    assert grpc_exporter_arguments("metrics", env) == {"timeout": 10.0}
 
 
 def test_the_exporter_made_with_those_arguments_is_the_sdk_s(
@@ -186,3 +198,66 @@ def test_metric_reader_intervals_default_when_the_sdk_would_refuse_them() -> Non
     assert reader_intervals(env) == (60000.0, 30000.0)
     assert _log.error_counts["env.OTEL_METRIC_EXPORT_INTERVAL"] == 1
     assert _log.error_counts["env.OTEL_METRIC_EXPORT_TIMEOUT"] == 1
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_headers_variable_with_a_malformed_entry_still_sends_the_others(
+    protocol: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """OTEL_EXPORTER_OTLP_HEADERS with an entry that is not name=value: the SDK's exporter
+    gets the usable headers (the SDK, left to read the variable, would log the whole value,
+    credentials and all), and the variable is left in the environment."""
+    headers = "Authorization=Bearer s3cret,api-token s3cret-too"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", headers)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+    with caplog.at_level(logging.DEBUG):
+        setup = build_from_environment()
+    try:
+        (processor,) = setup.tracer_provider._active_span_processor._span_processors
+        exporter = processor._batch_processor._exporter  # type: ignore[attr-defined]
+        sent = dict(exporter._headers if protocol == "grpc" else exporter._client._headers)
+    finally:
+        setup.shutdown()
+    assert sent.get("authorization") == "Bearer s3cret"
+    assert set(sent) & {"api-token", "api-token s3cret-too"} == set()
+    assert os.environ["OTEL_EXPORTER_OTLP_HEADERS"] == headers
+    assert not any("s3cret" in r.getMessage() for r in caplog.records)
+
+
+def test_prometheus_port_that_is_no_number_serves_on_the_default_port() -> None:
+    """OTEL_EXPORTER_PROMETHEUS_PORT=ninety: the SDK's Prometheus reader (which raises on it,
+    and then serves nothing) is made with the default port 9464, where the task's metrics
+    are scraped; one warning names the variable and its value."""
+    program = """
+import json, time, urllib.request
+from taskmeter import Task
+with Task("scraped job"):
+    sum(range(10000))
+body = ""
+for _ in range(50):
+    try:
+        body = urllib.request.urlopen("http://127.0.0.1:9464/metrics", timeout=2).read().decode()
+    except OSError:
+        time.sleep(0.1)
+        continue
+    if "taskmeter" in body:
+        break
+    time.sleep(0.1)
+print(json.dumps({"scraped": "taskmeter_task_duration" in body}))
+"""
+    ran = run_instrumented_program(
+        ["-c", program],
+        {
+            "OTEL_TRACES_EXPORTER": "none",
+            "OTEL_METRICS_EXPORTER": "prometheus",
+            "OTEL_EXPORTER_PROMETHEUS_HOST": "127.0.0.1",
+            "OTEL_EXPORTER_PROMETHEUS_PORT": "ninety",
+            "no_proxy": "127.0.0.1",
+            "NO_PROXY": "127.0.0.1",
+        },
+    )
+    assert ran.found == {"scraped": True}, ran.stderr
+    lines = [line for line in ran.stderr.splitlines() if "OTEL_EXPORTER_PROMETHEUS_PORT" in line]
+    assert len(lines) == 1 and "'ninety'" in lines[0] and "using 9464" in lines[0], ran.stderr

@@ -247,6 +247,23 @@ def test_version_key_is_the_target_tasks_own() -> None:
     assert memory("calibrate.run").measure(metadata).value == 10 * memory("x").legacy_maxrss_unit
 
 
+def test_bare_target_reads_the_version_of_the_task_whose_method_matched() -> None:
+    """A target naming no task ("run") matches one method's keys and reads that task's
+    __version__ once, wherever other tasks' versions are (here: new isr, legacy calibrate)."""
+    unit = memory("x").legacy_maxrss_unit
+    metadata = {
+        "pipe": {"__version__": 1, "prepareEndMaxResidentSetSize": [7]},
+        "pipe:isr": {"__version__": 1, "runEndMaxResidentSetSize": [2048]},
+        "pipe:calibrate": {"__version__": 0, "measureEndMaxResidentSetSize": [10]},
+    }
+    assert memory("run").measure(metadata).value == 2048
+    assert memory("measure").measure(metadata).value == 10 * unit
+    assert memory("prepare").measure(metadata).value == 7
+    flat = {"runEndMaxResidentSetSize": [5], "__version__": 1, "isr.__version__": 0}
+    assert memory("run").measure(flat).value == 5
+    assert memory("run").measure({"runEndMaxResidentSetSize": [5]}).value == 5 * unit
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -362,8 +379,9 @@ def test_lsst_task_metadata_object_json_and_yaml(tmp_path: Any) -> None:
     assert memory("ccdProcessor.runDataRef").measure(full).value == full.getScalar(
         "ccdProcessor.runDataRefEndMaxResidentSetSize"
     )
-    # "run" alone selects isr's run (runDataRef's keys do not contain "runStartCpuTime"), but
-    # the version key "__version__" of an unprefixed target matches both tasks' versions.
+    # "run" alone selects isr's run (runDataRef's keys do not contain "runStartCpuTime"), and
+    # its memory reads isr's own __version__ (not ccdProcessor's as well).
     assert cpu("run").measure(full).value == cpu("isr.run").measure(full).value
-    with pytest.raises(MetricComputationError, match="matches several"):
-        memory("run").measure(full)
+    assert memory("run").measure(full).value == full.getScalar(
+        "ccdProcessor:isr.runEndMaxResidentSetSize"
+    )

@@ -52,6 +52,7 @@ class Interruptions:
     def __init__(self, liveness: Liveness) -> None:
         self.liveness = liveness
         self._reasons: dict[int, str | None] = {}
+        self._stopped: dict[int, str | None] = {}
 
     def __call__(self, task: Task) -> str | None:
         """Why ``task`` was interrupted, or ``None`` when it was not (or may still run)."""
@@ -60,12 +61,23 @@ class Interruptions:
             self._reasons[key] = self.liveness.interruption(task)
         return self._reasons[key]
 
+    def stopped(self, task: Task) -> str | None:
+        """Why ``task``, recorded as running, is not running now (its process is stopped),
+        or ``None``."""
+        key = id(task)
+        if key not in self._stopped:
+            self._stopped[key] = None if self(task) else self.liveness.stoppage(task)
+        return self._stopped[key]
+
     def status_of(self, task: Task) -> str:
-        """The status to show: ``interrupted``, or the recorded one."""
-        return "interrupted" if self(task) else task.status.value
+        """The status to show: ``interrupted``, ``stopped``, or the recorded one."""
+        if self(task):
+            return "interrupted"
+        return "stopped" if self.stopped(task) else task.status.value
 
     def report(self, tasks: Iterable[Task]) -> None:
-        """Say on standard error how many of ``tasks`` were interrupted, and why."""
+        """Say on standard error how many of ``tasks`` were interrupted or are stopped, and why."""
+        tasks = list(tasks)
         reasons = [reason for task in tasks if (reason := self(task))]
         if reasons:
             from ..render import terminal_text
@@ -73,6 +85,13 @@ class Interruptions:
             text = terminal_text("; ".join(sorted(set(reasons))))
             count = len(reasons)
             say(f"taskmeter: {count} task{'s' if count != 1 else ''} interrupted: {text}")
+        stopped = [reason for task in tasks if (reason := self.stopped(task))]
+        if stopped:
+            from ..render import terminal_text
+
+            text = terminal_text("; ".join(sorted(set(stopped))))
+            count = len(stopped)
+            say(f"taskmeter: {count} task{'s' if count != 1 else ''} stopped: {text}")
 
 
 def load_or_explain(path: str) -> Task | None:

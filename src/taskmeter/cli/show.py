@@ -32,7 +32,7 @@ from ._select import (
 if TYPE_CHECKING:
     from ..task import Task
 
-STATUSES = ("pending", "running", "finished", "failed", "cancelled", "interrupted")
+STATUSES = ("pending", "running", "finished", "failed", "cancelled", "interrupted", "stopped")
 
 DESCRIPTION = """\
 Show the task tree of FILE (written by taskmeter or by LensKit) as a table:
@@ -43,7 +43,9 @@ A task whose status is 'running' but whose process is gone (killed, or the
 machine restarted) is shown as 'interrupted', with the figures of its last
 refresh: on this host when its process no longer exists (or its id now
 belongs to a later process); for tasks of other hosts when the file has not
-been rewritten for --stale-after seconds.
+been rewritten for --stale-after seconds.  One whose process exists but is
+stopped (Ctrl-Z, a background job that read the terminal, SIGSTOP) is shown
+as 'stopped'; the file still says 'running'.
 """
 
 EPILOG = """\
@@ -114,7 +116,9 @@ def handle(args: argparse.Namespace) -> int:
     if args.json:
         document = {
             "file": args.file,
-            "tasks": [row_json(row, reason_of(row.task)) for row in matched],
+            "tasks": [
+                row_json(row, reason_of(row.task), reason_of.stopped(row.task)) for row in matched
+            ],
         }
         if not write_stdout(json.dumps(document, indent=2, allow_nan=False) + "\n"):
             return EXIT_OUTPUT_FAILED
@@ -147,11 +151,14 @@ def finite(value: float | None) -> float | None:
     return None
 
 
-def row_json(row: Selected, interrupted: str | None = None) -> dict[str, Any]:
+def row_json(
+    row: Selected, interrupted: str | None = None, stopped: str | None = None
+) -> dict[str, Any]:
     """One task as a flat JSON object, units in the names.
 
     ``interrupted`` is why a task whose status is ``running`` is not running
-    any more (it is kept as ``interrupted_reason``).
+    any more (it is kept as ``interrupted_reason``); ``stopped``, why it is
+    not running now although its process exists (``stopped_reason``).
     """
     task = row.task
     energy = {
@@ -172,6 +179,8 @@ def row_json(row: Selected, interrupted: str | None = None) -> dict[str, Any]:
         "status": task.status.value,
         "interrupted": interrupted is not None,
         "interrupted_reason": interrupted,
+        "stopped": stopped is not None,
+        "stopped_reason": stopped,
         "subprocess": task.subprocess,
         "start_time": finite(task.start_time),
         "finish_time": finite(task.finish_time),

@@ -13,6 +13,7 @@ and its default applies (configuration never stops the measured program).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
@@ -125,17 +126,69 @@ def _grpc_problem(value: str) -> str | None:
     return url_problem(f"http://{value}")
 
 
-def _headers(environ: Mapping[str, str], signal: str) -> dict[str, str]:
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+
+
+def headers_variable(environ: Mapping[str, str], signal: str) -> tuple[str, dict[str, str], bool]:
+    """The headers ``OTEL_EXPORTER_OTLP_[<SIGNAL>_]HEADERS`` gives: the variable's name
+    (``""`` if none is set), its ``name=value`` entries, and whether it had others.
+
+    Entries that are not ``name=value`` are left out and reported once, naming
+    the variable but never showing its value (it holds credentials).
+    """
     found = _variable(environ, signal, "HEADERS")
     if found is None:
-        return {}
+        return "", {}, False
+    name, text = found
+    entries = [entry for entry in text.split(",") if entry.strip()]
+    usable = [
+        entry
+        for entry in entries
+        if "=" in entry and _HEADER_NAME.fullmatch(entry.split("=", 1)[0].strip())
+    ]
+    if len(usable) < len(entries):
+        config_warning(
+            f"env.{name}",
+            "ignoring %d of the %d entries of %s (value not shown: it may hold credentials): "
+            "they are not name=value; using the other %d",
+            len(entries) - len(usable),
+            len(entries),
+            name,
+            len(usable),
+        )
+    dropped = len(usable) < len(entries)
+    if not usable:
+        return name, {}, dropped
     from opentelemetry.util.re import parse_env_headers
 
-    try:
-        return dict(parse_env_headers(found[1], liberal=True))
-    except Exception:  # never echo the value: it holds credentials
-        config_warning(f"env.{found[0]}", "ignoring %s: it is not a list of name=value", found[0])
-        return {}
+    return name, dict(parse_env_headers(",".join(usable), liberal=True)), dropped
+
+
+def _headers(environ: Mapping[str, str], signal: str) -> dict[str, str]:
+    return headers_variable(environ, signal)[1]
+
+
+def _existing_files(environ: Mapping[str, str], signal: str) -> dict[str, str | None]:
+    """The certificate and key files of the variables; one that cannot be read is
+    reported once and left out."""
+    files: dict[str, str | None] = {}
+    for suffix, instead in (
+        ("CERTIFICATE", "the system's trusted certificates"),
+        ("CLIENT_CERTIFICATE", "no client certificate"),
+        ("CLIENT_KEY", "no client key"),
+    ):
+        found = _variable(environ, signal, suffix)
+        files[suffix] = None
+        if found is None:
+            continue
+        name, path = found
+        if os.path.isfile(path) and os.access(path, os.R_OK):
+            files[suffix] = path
+            continue
+        config_warning(
+            f"env.{name}", "ignoring %s=%r: not a readable file; using %s", name, path, instead
+        )
+    return files
 
 
 def _timeout(environ: Mapping[str, str], signal: str) -> float:
@@ -181,7 +234,9 @@ def _compression(environ: Mapping[str, str], signal: str) -> str:
     name, value = found
     lowered = value.lower()
     if lowered not in ("none", "gzip", "deflate"):
-        config_warning(f"env.{name}", "ignoring %s=%r: expected none, gzip or deflate", name, value)
+        config_warning(
+            f"env.{name}", "ignoring %s=%r: expected none, gzip or deflate; using none", name, value
+        )
         return "none"
     return lowered
 
@@ -206,10 +261,7 @@ def sender_for(
     merged.update(headers or {})
     timeout = _timeout(env, signal) if timeout_s is None else timeout_s
     compression = _compression(env, signal)
-    files = {
-        suffix: (found[1] if (found := _variable(env, signal, suffix)) else None)
-        for suffix in ("CERTIFICATE", "CLIENT_CERTIFICATE", "CLIENT_KEY")
-    }
+    files = _existing_files(env, signal)
     try:
         if chosen == "grpc":
             return _grpc_sender(signal, url, env, merged, timeout, compression, files)
@@ -241,6 +293,18 @@ def sender_for(
     return HttpSender(signal, f"{DEFAULT_HTTP_ENDPOINT}/v1/{signal}", headers=merged)
 
 
+def _insecure(environ: Mapping[str, str], signal: str) -> bool:
+    found = _variable(environ, signal, "INSECURE")
+    if found is None:
+        return False
+    name, value = found
+    if value.lower() not in ("true", "false"):
+        config_warning(
+            f"env.{name}", "ignoring %s=%r: expected true or false; using false", name, value
+        )
+    return value.lower() == "true"
+
+
 def _grpc_sender(
     signal: str,
     url: str,
@@ -258,8 +322,7 @@ def _grpc_sender(
         insecure = parts.scheme == "http"
     else:
         target = url
-        insecure_setting = _variable(env, signal, "INSECURE")
-        insecure = insecure_setting is not None and insecure_setting[1].lower() == "true"
+        insecure = _insecure(env, signal)
     if not target:
         raise ValueError(f"no host in the OTLP/gRPC endpoint {redact_url(url)}")
     return GrpcSender(

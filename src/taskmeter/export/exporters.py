@@ -41,7 +41,7 @@ replayed by the parent process (which collects its records) or a later run."""
 def spool_from_environment() -> Spool | None:
     """The spool ``TASKMETER_SPOOL_DIR`` names (bounded by ``TASKMETER_SPOOL_MAX_BYTES``),
     or ``None`` when it is not set."""
-    directory = settings.spool_dir()
+    directory = settings.usable_spool_dir()
     if directory is None:
         return None
     return Spool(directory, max_bytes=settings.spool_max_bytes())

@@ -10,10 +10,11 @@ hands the exporter the result as arguments, which it then takes instead of
 the variables: a value that cannot be used is reported once, naming the
 variable, and the default applies.
 
-One case cannot be helped from outside: the SDK converts
-``OTEL_EXPORTER_OTLP_<SIGNAL>_TIMEOUT`` whatever arguments it is given, so
-with that variable not a number the exporter of that signal cannot be made;
-that is said once, naming the variable.
+The SDK converts ``OTEL_EXPORTER_OTLP_<SIGNAL>_TIMEOUT`` from the process
+environment whatever arguments it is given, so with that variable not a
+number :func:`make_grpc_exporter` hides it from ``os.environ`` for as long as
+the exporter is being made (and puts it back): the exporter is made with the
+default timeout, and the variable is named once in a warning.
 
 Timeouts are in seconds here, as the SDK's exporters read them (taskmeter's
 own durable exporters read milliseconds, as the specification says).
@@ -22,19 +23,25 @@ own durable exporters read milliseconds, as the specification says).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._log import config_warning
+from ._hidden import hidden_from_environment
 
-__all__ = ["DEFAULT_TIMEOUT_S", "UnusableVariable", "grpc_exporter_arguments"]
+__all__ = ["DEFAULT_TIMEOUT_S", "grpc_exporter_arguments", "make_grpc_exporter"]
 
 DEFAULT_TIMEOUT_S = 10.0
 """The SDK's default export timeout, in seconds."""
 
 
-class UnusableVariable(ValueError):
-    """A variable that keeps the SDK's gRPC exporter from being made (already reported)."""
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _seconds(text: str) -> float | None:
@@ -51,18 +58,6 @@ def _timeout(signal: str, environ: Mapping[str, str]) -> float | None:
     general = "OTEL_EXPORTER_OTLP_TIMEOUT"
     text = environ.get(specific)
     if text is not None:
-        try:
-            float(text)
-        except ValueError:
-            config_warning(
-                f"env.{specific}",
-                "%s=%r is not a number of seconds: the OpenTelemetry OTLP/gRPC exporter "
-                "cannot be made with it, so no %s are exported (unset it, or give a number)",
-                specific,
-                text,
-                signal,
-            )
-            raise UnusableVariable(specific) from None
         seconds = _seconds(text)
         if seconds is not None:
             return seconds
@@ -121,8 +116,8 @@ def grpc_exporter_arguments(signal: str, environ: Mapping[str, str]) -> dict[str
     """Keyword arguments for the SDK's OTLP/gRPC exporter of ``signal`` (``traces`` or
     ``metrics``) that stand for its timeout and compression variables.
 
-    Raises :class:`UnusableVariable` (after reporting it) when the exporter
-    cannot be made whatever the arguments.
+    A variable that cannot be used is reported once, naming it and its value,
+    and its default is passed.
     """
     arguments: dict[str, Any] = {}
     timeout = _timeout(signal, environ)
@@ -132,3 +127,51 @@ def grpc_exporter_arguments(signal: str, environ: Mapping[str, str]) -> dict[str
     if compression is not None:
         arguments["compression"] = compression
     return arguments
+
+
+def make_grpc_exporter(factory: Callable[..., Any], signal: str, environ: Mapping[str, str]) -> Any:
+    """The SDK's OTLP/gRPC exporter of ``signal`` made by ``factory`` with
+    :func:`grpc_exporter_arguments` and the checked headers.
+
+    ``OTEL_EXPORTER_OTLP_<SIGNAL>_TIMEOUT`` is converted by the exporter
+    itself, whatever it is given: when it is not a number it is hidden from
+    ``os.environ`` while the exporter is made, which then takes the timeout
+    passed instead of raising.  So are the headers variables when they hold
+    entries that are not ``name=value`` (the exporter would log them,
+    credentials and all): the usable ones are passed.
+    """
+    arguments = grpc_exporter_arguments(signal, environ)
+    specific = f"OTEL_EXPORTER_OTLP_{signal.upper()}_TIMEOUT"
+    hidden: list[str] = []
+    process_value = os.environ.get(specific)
+    if process_value is not None and not _is_number(process_value):
+        if "timeout" not in arguments:
+            config_warning(
+                f"env.{specific}",
+                "ignoring %s=%r: expected a positive number of seconds; using %g s",
+                specific,
+                process_value,
+                DEFAULT_TIMEOUT_S,
+            )
+            arguments["timeout"] = DEFAULT_TIMEOUT_S
+        hidden.append(specific)
+    headers, hide_headers = checked_headers(signal, environ)
+    if hide_headers:
+        arguments["headers"] = headers
+        hidden.extend(headers_variables(signal))
+    with hidden_from_environment(*hidden):
+        return factory(**arguments)
+
+
+def headers_variables(signal: str) -> tuple[str, str]:
+    """The variables the SDK's OTLP exporters of ``signal`` read their headers from."""
+    return f"OTEL_EXPORTER_OTLP_{signal.upper()}_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"
+
+
+def checked_headers(signal: str, environ: Mapping[str, str]) -> tuple[dict[str, str], bool]:
+    """The usable headers of the variables, and whether the SDK must not read them
+    itself (they hold entries it would log)."""
+    from ..export.config import headers_variable
+
+    _, headers, dropped = headers_variable(environ, signal)
+    return headers, dropped

@@ -55,7 +55,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from .. import settings
 from .._log import config_warning, swallowed
-from .otlp_grpc import UnusableVariable, grpc_exporter_arguments
+from ._hidden import hidden_from_environment
+from .otlp_grpc import checked_headers, headers_variables, make_grpc_exporter
 
 __all__ = [
     "SdkSetup",
@@ -70,6 +71,9 @@ __all__ = [
 TRACES_EXPORTER = "OTEL_TRACES_EXPORTER"
 METRICS_EXPORTER = "OTEL_METRICS_EXPORTER"
 OTLP_PROTOCOL = "OTEL_EXPORTER_OTLP_PROTOCOL"
+PROMETHEUS_PORT = "OTEL_EXPORTER_PROMETHEUS_PORT"
+DEFAULT_PROMETHEUS_PORT = 9464
+"""The port the SDK's Prometheus reader serves on when the variable is unset."""
 _SIGNAL_PROTOCOL = {
     "traces": "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
     "metrics": "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
@@ -226,8 +230,10 @@ def exporter_names(signal: str, environ: Mapping[str, str] | None = None) -> lis
 
     ``otlp`` becomes ``otlp_proto_grpc`` or ``otlp_proto_http`` by the OTLP
     protocol variables; ``none`` gives no exporter.  Names and protocols are
-    read without regard to case or surrounding spaces.  Raises ``ValueError``
-    for an unsupported OTLP protocol.
+    read without regard to case or surrounding spaces.  An unsupported OTLP
+    protocol is reported once, naming its variable: ``http/json`` gives
+    ``otlp_proto_http`` (the same endpoints take it), anything else
+    ``otlp_proto_grpc`` (the default).
     """
     env = os.environ if environ is None else environ
     variable = TRACES_EXPORTER if signal == "traces" else METRICS_EXPORTER
@@ -238,17 +244,27 @@ def exporter_names(signal: str, environ: Mapping[str, str] | None = None) -> lis
         if not name or name == "none":
             continue
         if name == "otlp":
+            variable = (
+                _SIGNAL_PROTOCOL[signal] if env.get(_SIGNAL_PROTOCOL[signal]) else OTLP_PROTOCOL
+            )
+            text = env.get(variable) or "grpc"
             protocol = (
-                (env.get(_SIGNAL_PROTOCOL[signal]) or env.get(OTLP_PROTOCOL) or "grpc")
-                .strip()
-                .lower()
+                text.strip().lower()
             )  # as the exporter names: "HTTP/Protobuf" is http/protobuf
             mapped = _OTLP_BY_PROTOCOL.get(protocol)
             if mapped is None:
-                raise ValueError(
-                    f"unsupported OTLP protocol {protocol!r} "
-                    f"(expected one of {', '.join(_OTLP_BY_PROTOCOL)})"
+                # http/json (no SDK exporter speaks it): the same endpoints take
+                # http/protobuf; anything else: the default.
+                instead = "http/protobuf" if protocol.startswith("http") else "grpc"
+                config_warning(
+                    f"env.{variable}",
+                    "ignoring %s=%r: expected one of %s; using %s",
+                    variable,
+                    text,
+                    ", ".join(_OTLP_BY_PROTOCOL),
+                    instead,
                 )
+                mapped = _OTLP_BY_PROTOCOL[instead]
             name = mapped
         if name not in names:
             names.append(name)
@@ -349,7 +365,7 @@ class _Durable:
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         self.environ = environ
-        self.directory = settings.spool_dir(environ)
+        self.directory = settings.usable_spool_dir(environ)
         self._spool: Any = None
         self.all_durable = self.directory is not None
         """Whether every exporter made so far is a durable one (keeps what it cannot send)."""
@@ -377,8 +393,7 @@ class _Durable:
 
 
 def _made(signal: str, name: str, durable: _Durable) -> Any:
-    """The exporter ``name`` of ``signal``; raises :class:`UnusableVariable` (reported
-    already) when a variable keeps it from being made."""
+    """The exporter ``name`` of ``signal``."""
     made = durable.exporter(signal, name)
     if made is None:
         durable.all_durable = False
@@ -386,22 +401,52 @@ def _made(signal: str, name: str, durable: _Durable) -> Any:
         if name == _OTLP_BY_PROTOCOL["grpc"]:
             # The SDK's gRPC exporters raise on timeout and compression values
             # they cannot use (``none`` among them): read them here instead.
-            made = factory(**grpc_exporter_arguments(signal, durable.environ))
+            made = make_grpc_exporter(factory, signal, durable.environ)
+        elif name == _OTLP_BY_PROTOCOL["http/protobuf"]:
+            headers, hide = checked_headers(signal, durable.environ)
+            if hide:
+                with hidden_from_environment(*headers_variables(signal)):
+                    made = factory(headers=headers)
+            else:
+                made = factory()
+        elif name == "prometheus" and _prometheus_port_unusable():
+            with hidden_from_environment(PROMETHEUS_PORT):
+                made = factory()
         else:
             made = factory()
     return made
 
 
+def _prometheus_port_unusable() -> bool:
+    """Whether ``OTEL_EXPORTER_PROMETHEUS_PORT`` is set to what the SDK's Prometheus reader
+    cannot use (it raises, and exports nothing); reported once if so."""
+    text = os.environ.get(PROMETHEUS_PORT)
+    if text is None:
+        return False
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if 0 <= port <= 65535:
+        return False
+    config_warning(
+        f"env.{PROMETHEUS_PORT}",
+        "ignoring %s=%r: expected a port number from 0 to 65535; using %d",
+        PROMETHEUS_PORT,
+        text,
+        DEFAULT_PROMETHEUS_PORT,
+    )
+    return True
+
+
 def _span_processors(environ: Mapping[str, str], durable: _Durable) -> list[SpanProcessor]:
     processors: list[SpanProcessor] = []
-    for name in _names_or_warn("traces", environ):
+    for name in exporter_names("traces", environ):
         try:
             exporter = _made("traces", name, durable)
             if not isinstance(exporter, SpanExporter):
                 raise TypeError(f"{exporter!r} is not a span exporter")
             processors.append(span_processor_for(exporter, environ))
-        except UnusableVariable:
-            continue
         except Exception as exc:
             swallowed(
                 f"instrument.exporter.traces.{name}", _ExporterError(TRACES_EXPORTER, name, exc)
@@ -411,7 +456,7 @@ def _span_processors(environ: Mapping[str, str], durable: _Durable) -> list[Span
 
 def _metric_readers(environ: Mapping[str, str], durable: _Durable) -> list[MetricReader]:
     readers: list[MetricReader] = []
-    for name in _names_or_warn("metrics", environ):
+    for name in exporter_names("metrics", environ):
         try:
             made = _made("metrics", name, durable)
             if isinstance(made, MetricExporter):
@@ -421,8 +466,6 @@ def _metric_readers(environ: Mapping[str, str], durable: _Durable) -> list[Metri
                 )
             if not isinstance(made, MetricReader):
                 raise TypeError(f"{made!r} is neither a metric exporter nor a reader")
-        except UnusableVariable:
-            continue
         except Exception as exc:
             swallowed(
                 f"instrument.exporter.metrics.{name}", _ExporterError(METRICS_EXPORTER, name, exc)
@@ -437,14 +480,6 @@ class _ExporterError(Exception):
 
     def __init__(self, variable: str, name: str, cause: BaseException) -> None:
         super().__init__(f"{variable}={name}: {type(cause).__name__}: {cause}; it is left out")
-
-
-def _names_or_warn(signal: str, environ: Mapping[str, str]) -> list[str]:
-    try:
-        return exporter_names(signal, environ)
-    except ValueError as exc:
-        config_warning(f"env.{_SIGNAL_PROTOCOL[signal]}", "no %s exported: %s", signal, exc)
-        return []
 
 
 def build_from_environment(

@@ -152,7 +152,16 @@ class Metadata:
             raise MetricComputationError(
                 f"{fragment!r} matches several metadata keys: {', '.join(sorted(matches))}"
             )
-        key = matches[0]
+        return self.read(matches[0])
+
+    def read(self, key: str) -> Reading | None:
+        """The value under exactly ``key`` (its last one, if a list); ``None`` if absent.
+
+        Raises:
+            MetricComputationError: the key holds an empty list.
+        """
+        if key not in self._flat:
+            return None
         value = self._flat[key]
         if isinstance(value, list | tuple):
             if not value:

@@ -367,7 +367,7 @@ def _specs_from_environment(given: list[MetricSpec]) -> tuple[MetricSpec, ...]:
     except SpecError as exc:
         config_warning(
             f"env.{settings.ENV_METRIC_SPECS}",
-            "ignoring %s=%r: %s",
+            "ignoring %s=%r: %s; using no metric specs from it",
             settings.ENV_METRIC_SPECS,
             path,
             exc,

@@ -115,7 +115,7 @@ class MetricSpec(ABC):
 
         def lookup(suffix: str) -> Reading | None:
             if suffix not in readings:
-                readings[suffix] = view.find(self._fragment(suffix))
+                readings[suffix] = self._find(view, suffix, lookup)
             return readings[suffix]
 
         return self.from_readings(lookup)
@@ -135,8 +135,9 @@ class MetricSpec(ABC):
     def compute(self, get: Getter) -> tuple[float, dict[str, Any]]:
         """The value (in :attr:`unit`) and the extras, from the readings ``get`` returns."""
 
-    def _fragment(self, suffix: str) -> str:
-        return self.target + suffix
+    def _find(self, view: Metadata, suffix: str, get: Getter) -> Reading | None:
+        """The reading for ``suffix``: the one key containing the target and the suffix."""
+        return view.find(self.target + suffix)
 
     # ------------------------------------------------------------ matching spans
 
@@ -334,13 +335,18 @@ class MemoryMetric(MetricSpec):
             )
         self.legacy_maxrss_unit: Final = legacy_maxrss_unit
 
-    def _fragment(self, suffix: str) -> str:
-        if suffix == self.VERSION:
-            # The task's own version key: the target's task prefix, if any
-            # ("isr." for "isr.run"), then __version__.
-            head, dot, _ = self.target.rpartition(".")
-            return f"{head}{dot}{suffix}"
-        return self.target + suffix
+    def _find(self, view: Metadata, suffix: str, get: Getter) -> Reading | None:
+        if suffix != self.VERSION:
+            return super()._find(view, suffix, get)
+        # The version of the task whose method matched, by that key's full task
+        # path ("ccdProcessor:isr.runEndMaxResidentSetSize" is read with
+        # "ccdProcessor:isr.__version__"): a target naming no task ("run")
+        # still reads one task's version, not every task's.
+        end = get(self.suffixes[0])
+        if end is None:
+            return None
+        task_path, dot, _ = end.key.rpartition(".")
+        return view.read(f"{task_path}{dot}{self.VERSION}")
 
     def compute(self, get: Getter) -> tuple[float, dict[str, Any]]:
         end = get("EndMaxResidentSetSize")

@@ -205,8 +205,9 @@ def _prometheus_probe(
         else:  # the file was named, so it is meant to work: say so
             warn_once(
                 f"energy.config.{path}",
-                "ignoring %s: %s",
+                "ignoring %s=%r: %s; no Prometheus energy queries are made",
                 settings.ENV_ENERGY_CONFIG,
+                os.fspath(path),
                 exc,
             )
         return None
