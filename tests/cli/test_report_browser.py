@@ -29,9 +29,6 @@ from ..conftest import require_executable
 from .runner import program, run_command, taskmeter
 from .trees import make_tree
 
-SCREENSHOT_ENV = "TASKMETER_REPORT_SCREENSHOT"
-"""Set to a path to keep the screenshot of the run report (docs/report.png comes from it)."""
-
 COLLECT_ROWS_JS = """
 const report = window.taskmeterReport;
 const viewport = document.getElementById('viewport');
@@ -166,9 +163,6 @@ def test_report_of_a_run_hover_click_and_screenshot(browser: Any, tmp_path: Path
         colours = len(image.convert("RGB").getcolors(maxcolors=1 << 24) or ())
     assert variance > 100, f"screenshot looks blank (variance {variance:.1f})"
     assert colours > 50
-    keep = os.environ.get(SCREENSHOT_ENV)
-    if keep:
-        shutil.copyfile(screenshot, keep)
 
 
 def test_extra_fields_of_any_name_are_shown_as_text(browser: Any, tmp_path: Path) -> None:
