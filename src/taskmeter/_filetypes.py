@@ -151,9 +151,10 @@ def describe(source: str, found: list[Mistyped]) -> str:
         label = label[:79] + "…"
     task_id = f"id {first.task_id[:36]}" if isinstance(first.task_id, str) else "no id"
     shown = _json_text(first.value)
+    path = first.path if len(first.path) <= 200 else "..." + first.path[-197:]
     more = len(found) - 1
     return terminal_text(
-        f"{source}: task '{label}' ({task_id}): {first.path} is {shown}, not "
+        f"{source}: task '{label}' ({task_id}): {path} is {shown}, not "
         f"{first.expected}: shown as absent"
         + (f" (and {more} more value{'s' if more != 1 else ''} of the wrong type)" if more else "")
     )

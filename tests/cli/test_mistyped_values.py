@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -116,9 +118,6 @@ def test_report_shows_mistyped_values_as_absent(tmp_path: Path) -> None:
 def test_standard_input_is_checked_too(tmp_path: Path) -> None:
     """``show -`` names standard input in the warning."""
     document = {"label": "piped", "status": "finished", "duration": "3"}
-    import subprocess
-    import sys
-
     result = subprocess.run(
         [sys.executable, "-m", "taskmeter", "show", "-", "--json"],
         input=json.dumps(document),
@@ -143,7 +142,9 @@ def test_a_deep_file_is_checked_too() -> None:
     deepest = [t for _, t in task.walk()][-1]
     assert deepest.label == "leaf" and deepest.peak_gpu_memory is None
     assert len(messages) == 1
-    assert ("subtasks.0." * depth + "peak_gpu_memory is false") in messages[0]
+    assert ".subtasks.0.subtasks.0.peak_gpu_memory is false, not a number" in messages[0]
+    assert "(no id): ..." in messages[0]
+    assert len(messages[0]) < 400
 
 
 def test_a_value_of_the_right_type_is_not_reported() -> None:
@@ -194,3 +195,21 @@ def test_lenskit_files_load_without_warning(tmp_path: Path) -> None:
     assert task.duration is not None and task.cpu_time is not None
     shown = taskmeter("show", str(path))
     assert shown.returncode == 0 and shown.stderr == ""
+
+
+def test_a_mistyped_hostname_is_not_taken_for_this_host(tmp_path: Path) -> None:
+    """``"hostname": 5`` is absent (``null``), not this host's name (the field's default):
+    a running task with the pid of a process gone here is not judged by this host's
+    processes, so it stays running while its file is fresh."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    path = tmp_path / "host.json"
+    path.write_text(
+        json.dumps({"label": "remote", "status": "running", "hostname": 5, "pid": gone.pid})
+    )
+    result = taskmeter("show", str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    (task,) = json.loads(result.stdout)["tasks"]
+    assert task["hostname"] is None
+    assert task["interrupted"] is False and task["status"] == "running"
+    assert "hostname is 5, not a string" in result.stderr
