@@ -9,7 +9,7 @@ The monitor's thread, stopped for the fork, must start again only after.
 ``sys.monitoring`` ``CALL`` events for a tool of its own until the forking
 thread makes its first call from the frame that called ``os.fork()`` (or from
 below it, once that frame has returned); the callback runs then and the events
-are turned off.  Calls made by the other ``after_in_parent`` handlers (frames
+are turned off and the tool id freed.  Calls made by the other ``after_in_parent`` handlers (frames
 above the forking frame, which is still at its call of ``os.fork()``) are not
 that call.  Where ``sys.monitoring`` is missing or its free tool ids are taken
 (a debugger, a profiler and a coverage tool at once), nothing is deferred.
@@ -77,6 +77,7 @@ def call_past_fork(callback: Callable[[], object], frame: FrameType | None) -> b
 
 
 def _claim_tool(monitoring: Any) -> int | None:
+    # Held only while a callback waits (microseconds, as a rule): freed by _release.
     global _tool
     if _tool is not None:
         return _tool
@@ -89,6 +90,17 @@ def _claim_tool(monitoring: Any) -> int | None:
         _tool = tool
         return tool
     return None
+
+
+def _release() -> None:
+    # Under _lock.
+    global _tool
+    tool, _tool = _tool, None
+    if tool is not None:
+        monitoring: Any = getattr(sys, "monitoring")  # noqa: B009 (3.12+)
+        monitoring.set_events(tool, 0)
+        monitoring.register_callback(tool, monitoring.events.CALL, None)
+        monitoring.free_tool_id(tool)
 
 
 def _on_call(code: CodeType, offset: int, callable: object, arg0: object) -> None:
@@ -111,9 +123,7 @@ def _fire(deferred: _Deferred) -> None:
         if _deferred is not deferred:
             return
         _deferred = None
-        if _tool is not None:
-            monitoring: Any = getattr(sys, "monitoring")  # noqa: B009 (3.12+)
-            monitoring.set_events(_tool, 0)
+        _release()
     deferred.frame = None
     for callback in deferred.callbacks:
         try:
@@ -128,9 +138,7 @@ def _after_fork_in_child() -> None:
     _lock = threading.Lock()
     if _deferred is not None:
         _deferred = None
-        if _tool is not None:
-            monitoring: Any = getattr(sys, "monitoring")  # noqa: B009 (3.12+)
-            monitoring.set_events(_tool, 0)
+        _release()
 
 
 if hasattr(os, "register_at_fork"):
