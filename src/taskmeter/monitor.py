@@ -155,6 +155,8 @@ class Monitor:
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+            if not thread.is_alive():
+                _wait_for_system_thread(thread)  # a fork right after counts no thread
 
     def _run(self) -> None:
         while True:
@@ -225,10 +227,11 @@ class Monitor:
 
 
 def _wait_for_system_thread(thread: threading.Thread) -> None:
-    # Before 3.13, join() returns as the thread's state is cleared, a moment
-    # before the system thread exits; the fork-with-threads check counts
-    # system threads (/proc/self/task on Linux).
-    if sys.version_info >= (3, 13) or thread.native_id is None:
+    # join() returns as the thread's state is cleared, a moment before the
+    # system thread exits (a daemon thread's is not joined at the system
+    # level); the fork-with-threads check counts system threads
+    # (/proc/self/task on Linux).
+    if thread.native_id is None:
         return
     path = f"/proc/self/task/{thread.native_id}"
     deadline = time.monotonic() + _EXIT_WAIT_S
