@@ -29,10 +29,10 @@ from taskmeter import Task
 from taskmeter.multiprocess import get_context
 from tests import mp_workers, pool_workers
 from tests.collector import OtlpSink, wait_until
+from tests.worker_fixtures import check_worker_cpu as _check_worker_cpu
 from tests.worker_fixtures import fresh_inbox  # noqa: F401 (autouse)
 
 BURN_S = 0.05
-CPU_SLACK_S = 0.08
 ITEMS = 4
 
 METHODS = [
@@ -59,22 +59,16 @@ def traced(otlp_sink: OtlpSink) -> Iterator[OtlpSink]:
         provider.shutdown()
 
 
+def check_worker_cpu(parent: Task, burns: int) -> None:
+    _check_worker_cpu(parent, burns, BURN_S)
+
+
 def start_method_context(method: str) -> Any:
     """taskmeter's context for ``method``; a forkserver started here preloads torch."""
     context: Any = get_context(method)
     if method == "forkserver":
         context.set_forkserver_preload(["torch.utils.data", "tests.pool_workers"])
     return context
-
-
-def check_worker_cpu(parent: Task, burns: int) -> None:
-    """total_cpu() is the parent's own CPU plus exactly its worker records' figures, and
-    those are the known burns within the slack."""
-    workers = [t for t in parent.subtasks if t.subprocess]
-    assert parent.cpu_time is not None
-    own_workers = sum(t.total_cpu() or 0.0 for t in workers)
-    assert parent.total_cpu() == pytest.approx(parent.cpu_time + own_workers)
-    assert burns * BURN_S <= own_workers <= burns * (BURN_S + CPU_SLACK_S)
 
 
 def spans_by_parent(sink: OtlpSink, expected: int) -> dict[str, list[str]]:
