@@ -67,6 +67,28 @@ def test_file_is_owner_only(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == [path]  # no temporary files left behind
 
 
+def test_rewriting_a_file_keeps_the_permissions_its_owner_gave_it(tmp_path: Path) -> None:
+    """A file made readable to share it (``chmod a+r``) stays so when written again, also
+    through a symbolic link; the monitor's refreshes of a running task's file too."""
+    path = tmp_path / "task.json"
+    run_tree(path)
+    path.chmod(0o644)
+    run_tree(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    link = tmp_path / "latest.json"
+    link.symlink_to(path)
+    path.chmod(0o640)
+    write_atomic(link, "{}")
+    assert link.is_symlink()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert path.read_text() == "{}"
+    with Task("job", file=path) as task:
+        task.update()  # a refresh, as the monitor makes
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.json", "task.json"]
+
+
 def test_nested_json_matches_lenskit_schema(tmp_path: Path) -> None:
     path = tmp_path / "task.json"
     root = run_tree(path)

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 MAX_TASK_FILE_BYTES = 512 * 1024 * 1024
 """Largest task file :func:`load_task` reads by default (512 MiB: about a million tasks)."""
 
+_CREATED_MODE = 0o600
+"""The permission bits of a file :func:`write_atomic` creates (``mkstemp``'s)."""
+
 _STALE_TEMP_S = 60.0
 """A temporary file of a dead writer older than this is removed by the next writer."""
 _cleaned: set[str] = set()
@@ -38,7 +41,10 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, durable: bool = Tru
     """Replace ``path`` with ``text`` so that no reader ever sees part of it.
 
     The text goes to a temporary file in the same directory (created readable
-    by the owner only, named ``.<name>.<pid>.<random>.tmp``), is flushed and,
+    by the owner only, named ``.<name>.<pid>.<random>.tmp``; a file that
+    replaces an existing regular file takes that file's permission bits, so a
+    report made readable with ``chmod a+r`` stays readable when written again),
+    is flushed and,
     when ``durable``, synced to disk, and then renamed over ``path``.  A crash
     at any moment leaves either the old file or the new one; the temporary
     file a killed writer leaves behind is removed by a later writer of the
@@ -51,7 +57,11 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, durable: bool = Tru
     ``OSError`` at once rather than a wait.
     """
     target = Path(path)
-    if _write_through(target, text):
+    try:
+        existing: os.stat_result | None = os.stat(target)
+    except OSError:  # missing (or a dangling link): created below
+        existing = None
+    if existing is not None and _write_through(target, existing, text):
         return
     if target.is_symlink():
         target = Path(os.path.realpath(target))
@@ -66,6 +76,8 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, durable: bool = Tru
         prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=directory
     )
     try:
+        if existing is not None and stat.S_IMODE(existing.st_mode) != _CREATED_MODE:
+            os.fchmod(fd, stat.S_IMODE(existing.st_mode))
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
@@ -78,13 +90,10 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, durable: bool = Tru
         raise
 
 
-def _write_through(target: Path, text: str) -> bool:
-    """Write ``text`` into ``target`` if it exists and is not a regular file (following
-    links); ``False`` (nothing done) for a regular file or a path that does not exist."""
-    try:
-        mode = os.stat(target).st_mode
-    except OSError:  # missing (or a dangling link): the atomic path creates it
-        return False
+def _write_through(target: Path, existing: os.stat_result, text: str) -> bool:
+    """Write ``text`` into ``target`` (whose ``os.stat`` is ``existing``) if it is not a
+    regular file; ``False`` (nothing done) for a regular file."""
+    mode = existing.st_mode
     if stat.S_ISREG(mode) or stat.S_ISDIR(mode):  # a directory fails in the atomic path
         return False
     # O_NONBLOCK: opening a FIFO nobody reads fails (ENXIO) instead of blocking.

@@ -103,6 +103,11 @@ def test_report_is_created_owner_only_as_task_files_are(tmp_path: Path) -> None:
         os.umask(old_umask)
     assert result.returncode == 0, result.stderr
     assert stat.S_IMODE((tmp_path / "r.html").stat().st_mode) == 0o600
+    # Shared with chmod a+r, it stays shared when the report is made again.
+    (tmp_path / "r.html").chmod(0o644)
+    again = taskmeter("report", str(source), "-o", str(tmp_path / "r.html"))
+    assert again.returncode == 0, again.stderr
+    assert stat.S_IMODE((tmp_path / "r.html").stat().st_mode) == 0o644
 
 
 def test_errors_exit_3_or_4_with_one_line(tmp_path: Path) -> None:
