@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from taskmeter.cli import build_parser
-from tests.collector import OtlpSink
+from tests.collector import CollectorUnderTest, OtlpSink, attributes_of, wait_until
 from tests.conftest import require_executable
 
 from . import readme
@@ -92,18 +92,10 @@ def is_pytest_file(block: readme.Block) -> bool:
     return re.search(r"^def test_\w+\(", block.body, re.M) is not None
 
 
-BLOCK_ENV: dict[str, dict[str, str]] = {
-    # No collector listens on the exporter's default endpoint: give up after 1 s, not 10.
-    "EnrichingSpanProcessor(": {"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "1"},
-}
-
-
-def start(block: readme.Block, directory: Path) -> subprocess.Popen[str]:
+def start(
+    block: readme.Block, directory: Path, extra: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     prepare(directory)
-    extra: dict[str, str] = {}
-    for marker, values in BLOCK_ENV.items():
-        if marker in block.body:
-            extra.update(values)
     if is_pytest_file(block):
         (directory / "test_snippet.py").write_text(block.body)
         argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_snippet.py"]
@@ -124,12 +116,17 @@ def start(block: readme.Block, directory: Path) -> subprocess.Popen[str]:
 PYTHON_BLOCKS = [block for block in BLOCKS if block.lang == "python"]
 RUNNABLE = [block for block in PYTHON_BLOCKS if not block.fragment]
 
+WITH_COLLECTOR = "EnrichingSpanProcessor("
+"""The block that exports to a collector: run by its own test, with one started for it."""
+
 
 @pytest.fixture(scope="module")
 def python_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Ran]:
     """Every runnable python block, run at once (each in its own process and directory)."""
     started = {}
     for block in RUNNABLE:
+        if WITH_COLLECTOR in block.body:
+            continue
         directory = tmp_path_factory.mktemp(f"block{block.line}")
         started[block.line] = (start(block, directory), directory, time.monotonic())
     runs: dict[int, Ran] = {}
@@ -212,7 +209,7 @@ CHECKS: dict[str, Callable[[Ran], None]] = {
     'default_probes("auto,rapl,nvml")': check_choosing_sources,
     "init_worker, worker_context": check_worker_processes,
     "parallel_config(": check_prints("4 True\n"),
-    "EnrichingSpanProcessor(": check_nothing_printed,
+    WITH_COLLECTOR: check_nothing_printed,
     "DurableSpanProcessor(exporter)": check_nothing_printed,
 }
 """A distinctive text of each runnable python block -> what its output must be."""
@@ -232,19 +229,48 @@ def test_each_runnable_python_block_has_one_output_check() -> None:
         assert len(matching) == 1, f"CHECKS[{marker!r}] matches {matching}"
 
 
-@pytest.mark.parametrize("block", RUNNABLE, ids=lambda block: block.name)
-def test_python_block_runs_and_prints_what_it_says(
-    block: readme.Block, python_runs: dict[int, Ran]
-) -> None:
-    """The block, saved as a file and run, exits as expected within the time limit,
-    reaches no host but this one, and prints what its comments say."""
-    ran = python_runs[block.line]
+def assert_ran_as_it_says(block: readme.Block, ran: Ran) -> None:
     (marker,) = markers_of(block, CHECKS)
     allowed = EXPECTED_EXIT.get(marker, (0,))
     assert ran.returncode in allowed, ran.stdout[-2000:] + ran.stderr[-3000:]
     assert "Traceback" not in ran.stderr, ran.stderr[-3000:]
     assert not ran.network, f"tried to reach {ran.network}"
     CHECKS[marker](ran)
+
+
+@pytest.mark.parametrize(
+    "block",
+    [block for block in RUNNABLE if WITH_COLLECTOR not in block.body],
+    ids=lambda block: block.name,
+)
+def test_python_block_runs_and_prints_what_it_says(
+    block: readme.Block, python_runs: dict[int, Ran]
+) -> None:
+    """The block, saved as a file and run, exits as expected within the time limit,
+    reaches no host but this one, and prints what its comments say."""
+    assert_ran_as_it_says(block, python_runs[block.line])
+
+
+def test_enriching_block_exports_its_span_with_the_figures(
+    rotel_collector: CollectorUnderTest, tmp_path: Path
+) -> None:
+    """The "Enriching spans you start yourself" block, its OTLP exporter pointed at a
+    collector started here, exports "train model" with taskmeter.cpu.time and the rest."""
+    (block,) = [block for block in RUNNABLE if WITH_COLLECTOR in block.body]
+    endpoint = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": rotel_collector.grpc_endpoint}
+    began = time.monotonic()
+    process = start(block, tmp_path, endpoint)
+    stdout, stderr = process.communicate(timeout=BLOCK_TIMEOUT_S)
+    log = tmp_path / ".network"
+    network = log.read_text().split() if log.exists() else []
+    ran = Ran(process.returncode, stdout, stderr, tmp_path, network, time.monotonic() - began)
+    assert_ran_as_it_says(block, ran)
+    sink = rotel_collector.sink
+    assert wait_until(lambda: bool(sink.spans("train model")), timeout=10)
+    (span,) = sink.spans("train model")
+    attributes = attributes_of(span.attributes)
+    assert attributes["taskmeter.cpu.time"] >= 0 and attributes["taskmeter.duration"] > 0
+    assert attributes["taskmeter.memory.peak"] > 1024 * 1024
 
 
 @pytest.mark.parametrize("block", PYTHON_BLOCKS, ids=lambda block: block.name)
