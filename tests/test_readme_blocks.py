@@ -598,15 +598,22 @@ OTHER_PROGRAMS: dict[str, str | None] = {
     "--no-deps": None,  # pip wheel
     "--sdist": None,  # python -m build
     "--password": None,  # an example of a secret on a command line
+    "-L": None,  # nvidia-smi -L
+    "-c": None,  # python -c
+    "-m": None,  # python -m
+    "-e": None,  # pip install -e
+    "-w": None,  # pip wheel -w
+    "-f": None,  # docker compose -f
 }
-"""Long options the README names that belong to another program -> its file here."""
+"""Options the README names that belong to another program -> its file here."""
 
 
-def test_every_long_option_the_readme_names_exists() -> None:
-    """A `--option` in the README is taskmeter's, or that of the program named in
+def test_every_option_the_readme_names_exists() -> None:
+    """A `--option` or `-x` in the README is taskmeter's, or that of the program named in
     OTHER_PROGRAMS (whose source defines it)."""
     known = {option for options in cli_options().values() for option in options}
     named = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", README))
+    named |= set(re.findall(r"(?<![\w/.-])(-[a-zA-Z])(?![\w-])", README))
     unknown = sorted(named - known - set(OTHER_PROGRAMS))
     assert not unknown, f"options named in the README that no verb has: {unknown}"
     for option, path in OTHER_PROGRAMS.items():
