@@ -56,3 +56,11 @@ def init_loader_worker(worker_id: int) -> None:
 
     with Task(f"init worker {worker_id}"):
         burn_cpu(0.01)
+
+
+def init_exporting_loader_worker(endpoint: str, worker_id: int) -> None:
+    """A DataLoader ``worker_init_fn`` (given the endpoint with ``functools.partial``) for
+    spawned workers: send this worker's spans to ``endpoint`` over OTLP/HTTP."""
+    from tests.mp_workers import setup_otlp
+
+    setup_otlp(endpoint)

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from taskmeter.attributes import ATTRIBUTE_UNITS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -159,3 +161,28 @@ def test_public_module_docstring_examples_import_what_they_use() -> None:
             assert result.returncode == 0, f"{name}: {imports}\n{result.stderr}"
             checked += 1
     assert checked >= 2, "the export and testing modules show an example each"
+
+
+def test_report_png_script_draws_the_readme_run(tmp_path: Path) -> None:
+    """``docs/report_png.py`` (how docs/report.png is made) runs the README's example
+    under ``taskmeter run`` and screenshots its report: a PNG of the script's size, not
+    blank; the README shows the image and names the script beside it."""
+    from .conftest import require_executable
+
+    require_executable("chromium", "chromium")
+    image_module = pytest.importorskip("PIL.Image")
+    stat_module = pytest.importorskip("PIL.ImageStat")
+    out = tmp_path / "report.png"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "report_png.py"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    with image_module.open(out) as image:
+        assert image.size == (1400, 530)
+        assert stat_module.Stat(image.convert("L")).var[0] > 100
+    shown = README.index("](docs/report.png)")
+    assert "docs/report_png.py" in README[shown - 400 : shown + 400]

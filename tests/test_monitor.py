@@ -176,3 +176,89 @@ def test_refresh_writes_the_figures_of_running_subtasks(tmp_path: Path) -> None:
         assert stage["status"] == step["status"] == "running"
         assert stage["duration"] is not None and step["duration"] is not None
         assert step["cpu_time"] is not None and step["peak_memory"] is not None
+
+
+def system_thread_exists(thread: threading.Thread) -> bool:
+    return os.path.exists(f"/proc/self/task/{thread.native_id}")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs /proc")
+def test_a_fork_stops_the_thread_before_and_restarts_it_after_keeping_the_jobs() -> None:
+    """Before a fork the monitor's thread has ended (its system thread gone, what
+    Python 3.12+ counts to warn about forking with threads); after it, in the parent, a
+    new thread runs the same jobs on their schedule: no tick is lost."""
+    monitor = Monitor()
+    calls: list[float] = []
+    handle = monitor.add(lambda: calls.append(time.monotonic()), 0.02, name="tick")
+    assert wait_until(lambda: len(calls) >= 2)
+    before = monitor._thread
+    assert before is not None and before.is_alive()
+    monitor._before_fork()
+    assert not before.is_alive() and not system_thread_exists(before)
+    assert monitor._thread is None and monitor.job_names() == ["tick"]
+    paused = len(calls)
+    monitor._resume_after_fork()
+    after = monitor._thread
+    assert after is not None and after is not before and after.is_alive()
+    assert wait_until(lambda: len(calls) >= paused + 3)
+    monitor.remove(handle)
+    monitor.stop()
+
+
+def test_a_fork_waits_for_a_running_job_only_so_long_and_the_thread_carries_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A job still running when the process forks holds the fork up for at most
+    FORK_STOP_TIMEOUT_S; its thread then carries on (not a second one) and keeps
+    running the jobs."""
+    from taskmeter import monitor as monitor_module
+
+    monkeypatch.setattr(monitor_module, "FORK_STOP_TIMEOUT_S", 0.05)
+    monitor = Monitor()
+    release = threading.Event()
+    running = threading.Event()
+    calls: list[str] = []
+
+    def slow() -> None:
+        calls.append("slow")
+        running.set()
+        release.wait(5)
+
+    slow_handle = monitor.add(slow, 0.01, name="slow")
+    assert running.wait(5)
+    thread = monitor._thread
+    started = time.monotonic()
+    monitor._before_fork()
+    assert time.monotonic() - started < 1.0
+    assert thread is not None and thread.is_alive()
+    monitor._resume_after_fork()
+    release.set()
+    monitor.remove(slow_handle)
+    quick_handle = monitor.add(lambda: calls.append("quick"), 0.01, name="quick")
+    assert wait_until(lambda: calls.count("quick") >= 2)
+    assert monitor._thread is thread and thread.is_alive()
+    monitor.remove(quick_handle)
+    monitor.stop()
+
+
+def test_a_stopped_or_idle_monitor_is_not_started_by_a_fork() -> None:
+    """A monitor stopped by stop() stays stopped across a fork; an idle one's thread ends
+    at the fork and the next add() starts it."""
+    stopped = Monitor()
+    handle = stopped.add(lambda: None, 10, name="kept")
+    stopped.stop()
+    stopped._before_fork()
+    stopped._resume_after_fork()
+    assert stopped._thread is None or not stopped._thread.is_alive()
+    stopped.remove(handle)
+    idle = Monitor()
+    idle.remove(idle.add(lambda: None, 10))
+    assert idle._thread is not None
+    idle._before_fork()
+    idle._resume_after_fork()
+    assert idle._thread is None
+    calls: list[str] = []
+    handle = idle.add(lambda: calls.append("tick"), 0.01)
+    assert wait_until(lambda: len(calls) >= 2)
+    idle.remove(handle)
+    idle.stop()

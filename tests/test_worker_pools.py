@@ -37,27 +37,21 @@ from taskmeter.multiprocess import get_context, with_parent
 from taskmeter.testing import SpanCapture
 from tests import mp_workers, pool_workers
 from tests.collector import OtlpSink, wait_until
-from tests.worker_fixtures import fork_only, fresh_inbox  # noqa: F401 (autouse)
+from tests.worker_fixtures import CPU_SLACK_S, fork_only, fresh_inbox  # noqa: F401 (autouse)
+from tests.worker_fixtures import check_worker_cpu as _check_worker_cpu
 
 joblib = pytest.importorskip("joblib")
 
 BURN_S = 0.1
-CPU_SLACK_S = 0.08
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def check_worker_cpu(parent: Task, burns: int) -> None:
+    _check_worker_cpu(parent, burns, BURN_S)
 
 
 def worker_records(parent: Task, label: str) -> list[Task]:
     return [t for t in parent.subtasks if t.label == label]
-
-
-def check_worker_cpu(parent: Task, burns: int, burn_s: float = BURN_S) -> None:
-    """total_cpu() is the parent's own CPU plus exactly its worker records' figures, and
-    those are the known burns within the slack."""
-    workers = [t for t in parent.subtasks if t.subprocess]
-    assert parent.cpu_time is not None
-    own_workers = sum(t.total_cpu() or 0.0 for t in workers)
-    assert parent.total_cpu() == pytest.approx(parent.cpu_time + own_workers)
-    assert burns * burn_s <= own_workers <= burns * (burn_s + CPU_SLACK_S)
 
 
 def sink_spans(sink: OtlpSink, expected: int) -> dict[str, list[Any]]:
@@ -358,7 +352,7 @@ def test_dataloader_workers_tasks_are_subtasks_of_each_epoch(exported: OtlpSink)
         assert labels == ["init worker 0", "init worker 1"] + [f"item {i}" for i in range(4)]
         assert all(t.subprocess and t.parent_id == epoch.task_id for t in epoch.subtasks)
         assert epoch.cpu_time is not None and epoch.cpu_time < 4 * BURN_S
-        check_worker_cpu(epoch, 4, BURN_S)  # the init tasks add 0.01 s each: within slack
+        check_worker_cpu(epoch, 4)  # the init tasks add 0.01 s each: within slack
     assert train.total_cpu() == pytest.approx(
         (train.cpu_time or 0.0) + sum((e.total_cpu() or 0.0) - (e.cpu_time or 0.0) for e in epochs)
     )

@@ -4,6 +4,15 @@ The thread starts on first use and sleeps on a condition variable: with
 nothing registered it waits without a timeout, so an idle monitor costs no
 wake-ups at all.  Each registered job runs at its own interval; a job that
 raises is counted and logged (rate-limited) and keeps its schedule.
+
+The thread is not alive when the process forks: ``os.fork()`` in a process
+with several threads may deadlock the child, and Python 3.12+ warns about it
+(``DeprecationWarning``).  It stops just before the fork (waiting at most
+:data:`FORK_STOP_TIMEOUT_S` for a job it is running) and starts again in the
+parent right after, its jobs and their schedule kept: in the ``after_in_parent``
+handler up to Python 3.12, and from 3.13 (which counts threads after those
+handlers) at the forking thread's first call past ``os.fork()`` (see
+:mod:`taskmeter._past_fork`).
 """
 
 from __future__ import annotations
@@ -11,16 +20,24 @@ from __future__ import annotations
 import heapq
 import itertools
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import settings
+from . import _past_fork, settings
 from ._log import swallowed
 
 _LONGEST_WAIT_S = 3600.0
 """The longest the thread sleeps at once while a job is due (it then looks again)."""
+
+FORK_STOP_TIMEOUT_S = 0.5
+"""How long a fork waits for the thread to finish a job it is running (beyond it, the
+process forks with the thread alive, and Python 3.12+ warns)."""
+
+_EXIT_WAIT_S = 0.05
+"""How long a fork waits, after the thread said it ended, for the system thread to go."""
 
 
 @dataclass(order=True)
@@ -57,6 +74,8 @@ class Monitor:
         self._running_job: _Job | None = None
         self._cancelled = 0
         """How many jobs in ``_jobs`` are cancelled."""
+        self._paused_for_fork = False
+        """The thread was stopped for a fork, to start again in the parent after it."""
 
     def add(
         self,
@@ -136,6 +155,8 @@ class Monitor:
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+            if not thread.is_alive():
+                _wait_for_system_thread(thread)  # a fork right after counts no thread
 
     def _run(self) -> None:
         while True:
@@ -143,6 +164,8 @@ class Monitor:
                 while True:
                     self.wakeups += 1
                     if self._stopping:
+                        if self._thread is threading.current_thread():
+                            self._thread = None  # a later add() starts another at once
                         return
                     while self._jobs and self._jobs[0].cancelled:
                         heapq.heappop(self._jobs)
@@ -170,6 +193,27 @@ class Monitor:
                     job.seq = next(self._seq)
                     heapq.heappush(self._jobs, job)
 
+    def _before_fork(self) -> None:
+        with self._cond:
+            thread = self._thread
+            if thread is None or thread is threading.current_thread():
+                return
+            self._stopping = True
+            self._paused_for_fork = True
+            self._cond.notify()
+        thread.join(FORK_STOP_TIMEOUT_S)
+        if not thread.is_alive():
+            _wait_for_system_thread(thread)
+
+    def _resume_after_fork(self) -> None:
+        with self._cond:
+            if not self._paused_for_fork:
+                return  # not running at the fork (never started, or stopped by stop())
+            self._paused_for_fork = False
+            self._stopping = False  # a thread still in a job (past the bound) carries on
+            if self._jobs:  # else the next add() starts it
+                self._ensure_thread()
+
     def _after_fork_in_child(self) -> None:
         # The thread does not exist in the child, and the jobs refer to the
         # parent's tasks; a child starts with an empty monitor.
@@ -179,6 +223,20 @@ class Monitor:
         self._running_job = None  # the parent's thread was running it
         self._thread = None
         self._stopping = False
+        self._paused_for_fork = False
+
+
+def _wait_for_system_thread(thread: threading.Thread) -> None:
+    # join() returns as the thread's state is cleared, a moment before the
+    # system thread exits (a daemon thread's is not joined at the system
+    # level); the fork-with-threads check counts system threads
+    # (/proc/self/task on Linux).
+    if thread.native_id is None:
+        return
+    path = f"/proc/self/task/{thread.native_id}"
+    deadline = time.monotonic() + _EXIT_WAIT_S
+    while os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.0001)
 
 
 def _removed() -> None:
@@ -201,12 +259,49 @@ def get_monitor() -> Monitor:
     return monitor
 
 
+_THREADS_COUNTED_AFTER_PARENT_HANDLERS = sys.version_info >= (3, 13)
+_fork = threading.local()
+"""``frame``: the frame that called ``os.fork()`` in this thread, while it forks."""
+
+
+def _before_fork() -> None:
+    monitor = _monitor
+    _fork.frame = None
+    if monitor is not None:
+        try:
+            monitor._before_fork()
+            if _THREADS_COUNTED_AFTER_PARENT_HANDLERS:
+                _fork.frame = _past_fork.forking_frame()
+        except Exception as exc:
+            swallowed("monitor.fork", exc)
+
+
+def _after_fork_in_parent() -> None:
+    monitor = _monitor
+    frame = getattr(_fork, "frame", None)
+    _fork.frame = None
+    if monitor is not None:
+        try:
+            if not (
+                monitor._paused_for_fork
+                and _past_fork.call_past_fork(monitor._resume_after_fork, frame)
+            ):
+                monitor._resume_after_fork()
+        except Exception as exc:
+            swallowed("monitor.fork", exc)
+
+
 def _after_fork_in_child() -> None:
     global _monitor_lock
     _monitor_lock = threading.Lock()
+    _fork.frame = None
     if _monitor is not None:
         _monitor._after_fork_in_child()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )

@@ -13,12 +13,16 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._files import read_bytes_bounded
+from ._filetypes import describe, drop_mistyped
 
 if TYPE_CHECKING:
+    from pydantic import ValidationError
+
     from .task import Task
 
 MAX_TASK_FILE_BYTES = 512 * 1024 * 1024
@@ -148,10 +152,13 @@ def dump_task(task: Task, *, snapshot: bool = False) -> str:
 
     With ``snapshot`` (for a task running here), each running task of the tree
     is read as it is written, after its subtasks (see :mod:`taskmeter._snapshot`).
+    A tree nested deeper than pydantic serializes (about 127 levels of
+    subtasks) is written all the same, by :func:`taskmeter._deeptree.deep_tree_json`
+    (its running tasks with the figures of their last refresh).
 
     Raises:
-        TaskFileError: the tree is nested too deeply to be serialized (pydantic
-            stops at about 127 levels of subtasks).
+        TaskFileError: the tree cannot be serialized (a task is among its own
+            subtasks, say).
     """
     from pydantic_core import PydanticSerializationError
 
@@ -162,12 +169,15 @@ def dump_task(task: Task, *, snapshot: bool = False) -> str:
             return running_tree_json(task)
         return task.model_dump_json()
     except (PydanticSerializationError, RecursionError) as exc:
-        if "depth" in str(exc) or isinstance(exc, RecursionError):
-            raise TaskFileError(
-                f"task {task.label!r} cannot be written: its subtasks are nested too deeply "
-                "(JSON serialization stops at about 127 levels)"
-            ) from exc
-        raise TaskFileError(f"task {task.label!r} cannot be written: {exc}") from exc
+        if "depth" not in str(exc) and not isinstance(exc, RecursionError):
+            raise TaskFileError(f"task {task.label!r} cannot be written: {exc}") from exc
+        failure: Exception = exc
+    from ._deeptree import CycleError, deep_tree_json
+
+    try:
+        return deep_tree_json(task)
+    except (CycleError, PydanticSerializationError) as exc:
+        raise TaskFileError(f"task {task.label!r} cannot be written: {exc}") from failure
 
 
 def save_task(task: Task, path: str | os.PathLike[str]) -> None:
@@ -183,13 +193,20 @@ class TaskFileError(ValueError):
     """A task file could not be read or is not a task."""
 
 
-def load_task(path: str | os.PathLike[str], *, max_bytes: int = MAX_TASK_FILE_BYTES) -> Task:
+def load_task(
+    path: str | os.PathLike[str],
+    *,
+    max_bytes: int = MAX_TASK_FILE_BYTES,
+    mistyped: Callable[[str], None] | None = None,
+) -> Task:
     """Read a task file written by taskmeter or by LensKit.
 
     Raises :class:`TaskFileError` naming the file and the problem when it
     cannot be read, is larger than ``max_bytes``, or does not hold a task: a
     figure that is not a finite number (``NaN``, ``Infinity``, ``1e400``), or
     a negative duration, CPU time or memory, makes the file invalid too.
+
+    ``mistyped`` is as for :func:`parse_task`.
     """
     source = Path(path)
     try:
@@ -200,11 +217,23 @@ def load_task(path: str | os.PathLike[str], *, max_bytes: int = MAX_TASK_FILE_BY
         raise TaskFileError(
             f"{source} is larger than {max_bytes} bytes, the most a task file may hold"
         )
-    return parse_task(data, str(source))
+    return parse_task(data, str(source), mistyped=mistyped)
 
 
-def parse_task(data: bytes | str, source: str = "task file") -> Task:
+def parse_task(
+    data: bytes | str,
+    source: str = "task file",
+    *,
+    mistyped: Callable[[str], None] | None = None,
+) -> Task:
     """The task in the JSON ``data`` (the content of a task file).
+
+    Values are read as :meth:`Task.model_validate_json` reads them (as LensKit
+    does: ``"peak_memory": true`` is 1 byte), unless ``mistyped`` is given: then a
+    value of the wrong JSON type (``true`` or ``"12"`` for a number, ``"yes"`` for
+    ``subprocess``, a number for ``hostname``) is read as absent, and
+    ``mistyped`` is called once with a line naming ``source``, the first such
+    value's task (label and id) and field, and how many more there are.
 
     Raises :class:`TaskFileError` naming ``source`` and the problem.
     """
@@ -220,13 +249,17 @@ def parse_task(data: bytes | str, source: str = "task file") -> Task:
                 f"{source} is not a valid task file: not UTF-8 text ({exc})"
             ) from exc
     try:
-        task = Task.model_validate_json(data)
+        # Strict: a file whose every value has its JSON type (any file taskmeter or
+        # LensKit writes) is read in one pass; another is checked value by value.
+        task = Task.model_validate_json(data, strict=mistyped is not None)
     except ValidationError as exc:
         first = exc.errors()[0]
         if first.get("type") == "json_invalid" and "recursion limit" in str(first.get("msg")):
             # pydantic's JSON parser stops at about 100 levels of subtasks,
             # fewer than it writes (about 127): take the standard parser's.
-            task = _parse_deep(data, source)
+            task = _parse_deep(data, source, mistyped)
+        elif mistyped is not None and first.get("type") != "json_invalid":
+            task = _parse_deep(data, source, mistyped)
         else:
             raise _invalid(source, exc) from exc
     except RecursionError as exc:
@@ -304,14 +337,30 @@ def _bad_figure(root: Task, bad: Task, source: str) -> TaskFileError:
     raise AssertionError("unreachable: the task has a bad figure")
 
 
-def _parse_deep(data: bytes | str, source: str) -> Task:
+def _parse_deep(
+    data: bytes | str, source: str, mistyped: Callable[[str], None] | None = None
+) -> Task:
+    """The task of ``data`` through the standard JSON parser, with the values of the wrong
+    JSON type dropped first where ``mistyped`` is given (and reported once it is a task)."""
     from pydantic import ValidationError
 
     from .task import Task
 
     try:
         document = json.loads(data)
-        return Task.model_validate(document)
+        found = drop_mistyped(document) if mistyped is not None else []
+        try:
+            task = Task.model_validate(document)
+        except ValidationError as exc:
+            if not (isinstance(document, dict) and _is_too_deep(exc)):
+                raise
+            # pydantic validates about 250 levels of subtasks: a deeper tree task by task.
+            from ._deeptree import build_deep_tree
+
+            task = build_deep_tree(document)
+        if found and mistyped is not None:
+            mistyped(describe(source, found))
+        return task
     except RecursionError as exc:
         raise _too_deep(source) from exc
     except json.JSONDecodeError as exc:
@@ -324,12 +373,18 @@ def _too_deep(source: str) -> TaskFileError:
     return TaskFileError(f"{source} is not a valid task file: its subtasks are nested too deeply")
 
 
+def _is_too_deep(exc: ValidationError) -> bool:
+    """Whether ``exc`` says the input is nested too deeply."""
+    errors = exc.errors()
+    return bool(errors) and errors[0].get("type") in ("recursion_loop", "recursion_depth_exceeded")
+
+
 def _invalid(source: str, exc: object) -> TaskFileError:
     from pydantic import ValidationError
 
     assert isinstance(exc, ValidationError)
     first = exc.errors()[0]
-    if first.get("type") in ("recursion_loop", "recursion_depth_exceeded"):
+    if _is_too_deep(exc):
         return _too_deep(source)
     from .render import terminal_text
 

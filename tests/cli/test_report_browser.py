@@ -29,9 +29,6 @@ from ..conftest import require_executable
 from .runner import program, run_command, taskmeter
 from .trees import make_tree
 
-SCREENSHOT_ENV = "TASKMETER_REPORT_SCREENSHOT"
-"""Set to a path to keep the screenshot of the run report (docs/report.png comes from it)."""
-
 COLLECT_ROWS_JS = """
 const report = window.taskmeterReport;
 const viewport = document.getElementById('viewport');
@@ -166,9 +163,6 @@ def test_report_of_a_run_hover_click_and_screenshot(browser: Any, tmp_path: Path
         colours = len(image.convert("RGB").getcolors(maxcolors=1 << 24) or ())
     assert variance > 100, f"screenshot looks blank (variance {variance:.1f})"
     assert colours > 50
-    keep = os.environ.get(SCREENSHOT_ENV)
-    if keep:
-        shutil.copyfile(screenshot, keep)
 
 
 def test_extra_fields_of_any_name_are_shown_as_text(browser: Any, tmp_path: Path) -> None:
@@ -756,3 +750,38 @@ def test_page_escapes_control_and_format_characters_as_show_does(
     assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]", page.read_text())
     plain = re.findall(r"<tr><td[^>]*>(.*?)</td>", page.read_text().split("<main>")[0])
     assert [html.unescape(cell) for cell in plain] == expected
+
+
+def test_filter_finds_a_label_by_what_the_page_shows(browser: Any, tmp_path: Path) -> None:
+    """A label with control and format characters is shown escaped (``\\u202e``, ``\\x1b``);
+    typing that text in the filter box finds the task, as typing part of the label
+    itself (pasted from the file) does."""
+    labels = ["invoice\u202efdp.exe", "red \x1b[31malert", "tab\there"]
+    with Task("root") as root:
+        for label in labels:
+            with Task(label):
+                pass
+        with Task("bystander"):
+            pass
+    page = tmp_path / "escaped.html"
+    page.write_text(render_html(root))
+    browser.get(page.as_uri())
+    search = browser.find_element("id", "search")
+
+    def shown_after_typing(text: str) -> list[str]:
+        search.clear()
+        search.send_keys(text)
+        browser.execute_script("return new Promise(r => setTimeout(r, 300))")
+        return [
+            label_of(row)
+            for row in browser.find_elements("css selector", ".row.match")
+            if row.is_displayed()
+        ]
+
+    for label in labels:
+        seen = terminal_text(label)
+        assert seen != label
+        assert shown_after_typing(seen) == [seen], seen
+        assert shown_after_typing(seen[-8:].upper()) == [seen], seen
+    assert shown_after_typing("invoice\u202efdp") == [terminal_text(labels[0])]
+    assert shown_after_typing("\\u202") == [terminal_text(labels[0])]

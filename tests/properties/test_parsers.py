@@ -83,14 +83,29 @@ def test_every_tree_taskmeter_writes_loads_back(depth: int) -> None:
     assert sum(1 for _ in parse_task(dump_task(root)).walk()) == depth + 1
 
 
-def test_a_tree_too_deep_to_write_is_a_clear_error() -> None:
+def test_a_tree_deeper_than_pydantic_writes_is_written_and_loads_back() -> None:
+    """300 levels of subtasks (pydantic's serializer stops at about 127, its validator at
+    about 250): written whole, and read back with every task and its figures."""
     root = Task("root")
     current = root
-    for _ in range(300):
-        child = Task("child")
+    for level in range(300):
+        child = Task(f"child {level}", duration=float(level))
         current.subtasks.append(child)
         current = child
-    with pytest.raises(TaskFileError, match="nested too deeply"):
+    tasks = [task for _, task in parse_task(dump_task(root)).walk()]
+    assert len(tasks) == 301
+    assert [task.label for task in tasks[1:]] == [f"child {level}" for level in range(300)]
+    assert [task.duration for task in tasks[1:]] == [float(level) for level in range(300)]
+    assert tasks[-1].task_id == current.task_id
+
+
+def test_a_task_among_its_own_subtasks_is_a_clear_error() -> None:
+    """A cycle (made by hand) cannot be written: a TaskFileError naming the task."""
+    root = Task("root")
+    child = Task("child")
+    root.subtasks.append(child)
+    child.subtasks.append(root)
+    with pytest.raises(TaskFileError, match="task 'root' cannot be written"):
         dump_task(root)
 
 

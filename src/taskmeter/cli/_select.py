@@ -95,7 +95,11 @@ class Interruptions:
 
 
 def load_or_explain(path: str) -> Task | None:
-    """The task in ``path`` (``-`` for standard input), or ``None`` after printing why not."""
+    """The task in ``path`` (``-`` for standard input), or ``None`` after printing why not.
+
+    A value of the wrong JSON type (``"peak_memory": true``) is read as absent, with
+    one warning for the file (see :func:`~taskmeter.taskfile.parse_task`).
+    """
     from ..taskfile import MAX_TASK_FILE_BYTES, TaskFileError, load_task, parse_task
 
     if path == "-":
@@ -110,12 +114,12 @@ def load_or_explain(path: str) -> Task | None:
             )
             return None
         try:
-            return parse_task(data, "standard input")
+            return parse_task(data, "standard input", mistyped=_warn)
         except TaskFileError as exc:
             error(str(exc))
             return None
     try:
-        return load_task(path)
+        return load_task(path, mistyped=_warn)
     except TaskFileError as exc:
         message = str(exc)
         cause = exc.__cause__
@@ -125,6 +129,10 @@ def load_or_explain(path: str) -> Task | None:
             message = f"cannot read task file {path}: {cause.strerror}"
         error(message)
         return None
+
+
+def _warn(message: str) -> None:
+    say(f"taskmeter: warning: {message}")
 
 
 def label_matcher(pattern: str | None) -> LabelMatcher | None:

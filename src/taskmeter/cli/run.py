@@ -160,6 +160,8 @@ def handle(args: argparse.Namespace) -> int:
     try:
         status = run.execute()
     except KeyboardInterrupt:
+        if run.supervisor is None or not run.supervisor.pid:
+            run._remove_subtask_dir()  # Ctrl-C before the command started: nothing in it
         return end_by_signal(signal.SIGINT)
     if run.figures.signal is not None:
         return end_by_signal(run.figures.signal)

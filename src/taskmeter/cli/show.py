@@ -160,6 +160,8 @@ def row_json(
     any more (it is kept as ``interrupted_reason``); ``stopped``, why it is
     not running now although its process exists (``stopped_reason``).
     """
+    from ..render import peak_memory_bound
+
     task = row.task
     energy = {
         domain: finite(value)
@@ -182,16 +184,46 @@ def row_json(
         "stopped": stopped is not None,
         "stopped_reason": stopped,
         "subprocess": task.subprocess,
+        "hostname": task.hostname or None,
+        "machine": task.machine,
+        "pid": task.pid,
         "start_time": finite(task.start_time),
         "finish_time": finite(task.finish_time),
         "duration_s": finite(task.duration),
         "cpu_time_s": finite(task.cpu_time),
+        "cpu_user_time_s": finite(task.cpu_user_time),
+        "cpu_system_time_s": finite(task.cpu_system_time),
         "cpu_total_s": finite(task.total_cpu()),
         "peak_memory_bytes": task.peak_memory,
+        "peak_memory_at_most_bytes": None
+        if task.peak_memory is not None
+        else peak_memory_bound(task),
         "peak_gpu_memory_bytes": task.peak_gpu_memory,
         "energy_j": energy,
+        "energy_sources": {domain: task.energy_sources.get(domain) for domain in energy},
         "subtask_count": len(task.subtasks),
+        "extra": extra_fields(task),
     }
+
+
+def extra_fields(task: Task) -> dict[str, Any]:
+    """The task's extra fields (user data), as the file has them; one that JSON cannot
+    hold as it is (a ``NaN`` in it) is given as text, as the report shows it."""
+    from ..task import Task
+
+    extra: dict[str, Any] = {}
+    for key, value in (task.model_extra or {}).items():
+        if key in Task.model_fields:
+            continue
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError, RecursionError):
+            try:
+                value = json.dumps(value, default=str)
+            except (ValueError, RecursionError):  # nested past what JSON can write here
+                value = None
+        extra[key] = value
+    return extra
 
 
 def format_rows(rows: list[Selected], status_of: Callable[[Task], str] | None = None) -> str:

@@ -26,7 +26,6 @@
     subtree[i] = size;
   }
   var expanded = new Uint8Array(n);
-  var lowerLabels = tasks.map(function (t) { return t[C.label].toLowerCase(); });
 
   function max(column) {
     var m = 0;
@@ -43,6 +42,15 @@
     if (s < 3600) return (s % 60 ? (s / 60).toFixed(1) : String(s / 60)) + " min";
     return (s % 3600 ? (s / 3600).toFixed(1) : String(s / 3600)) + " h";
   }
+
+  // The filter finds a task by the label as the page shows it (control and format
+  // characters written escaped) as well as by the label itself: typing what one sees
+  // finds the task.
+  var shownLabels = tasks.map(function (t) { return fmtText(t[C.label]).toLowerCase(); });
+  var rawLabels = tasks.map(function (t, j) {
+    var raw = t[C.label].toLowerCase();
+    return raw === shownLabels[j] ? null : raw;
+  });
 
   // ------------------------------------------------------------ header
   function statusOf(t) { return STATUS[tasks[t][C.status]] || "pending"; }
@@ -115,7 +123,7 @@
     if (!q) { matches = keep = null; computeVisible(); render(); return; }
     matches = new Uint8Array(n); keep = new Uint8Array(n);
     for (var j = 0; j < n; j++) {
-      if (lowerLabels[j].indexOf(q) >= 0) {
+      if (shownLabels[j].indexOf(q) >= 0 || (rawLabels[j] !== null && rawLabels[j].indexOf(q) >= 0)) {
         matches[j] = 1;
         for (var a = j; a >= 0 && !keep[a]; a = tasks[a][C.parent]) keep[a] = 1;
       }

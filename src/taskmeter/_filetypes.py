@@ -1,0 +1,170 @@
+"""Values of the wrong JSON type in a task file, found before pydantic converts them.
+
+pydantic's lax mode (LensKit's, and :meth:`Task.model_validate`'s, which must stay as
+lax) reads ``"peak_memory": true`` as 1 byte and ``"subprocess": "yes"`` as true.  A
+file written by taskmeter or LensKit never holds such values; a hand-edited or foreign
+one may, and a viewer must not show a converted value as if it had been measured.
+:func:`drop_mistyped` replaces each such value by what an absent field reads as, and
+says where it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+_NUMBER = "a number"
+_STRING = "a string"
+_BOOLEAN = "true or false"
+
+_EXPECTED: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "start_time",
+            "finish_time",
+            "duration",
+            "cpu_time",
+            "cpu_user_time",
+            "cpu_system_time",
+            "peak_memory",
+            "peak_gpu_memory",
+            "system_power",
+            "chassis_power",
+            "cpu_power",
+            "gpu_power",
+            "pid",
+        ),
+        _NUMBER,
+    ),
+    **dict.fromkeys(("hostname", "machine", "parent_id", "trace_id", "span_id"), _STRING),
+    "subprocess": _BOOLEAN,
+}
+"""The JSON type of each field pydantic would convert from another type, by field name
+(``null`` is allowed too, except for ``hostname`` and ``subprocess``).  ``label``,
+``task_id``, ``status`` and ``subtasks`` are left to pydantic, which refuses a value of
+another type: such a file does not hold a task."""
+
+_NOT_NULL = frozenset(("hostname", "subprocess"))
+
+_ABSENT: dict[str, object] = {"hostname": ""}
+"""What a dropped value becomes, where the field's default would be wrong for a record read
+from elsewhere (the reader's host name); other fields are removed, and read as absent
+(``None``, ``subprocess`` false)."""
+
+
+@dataclass(frozen=True)
+class Mistyped:
+    """A value of the wrong JSON type in a task file."""
+
+    path: str
+    """Where it is (``subtasks.0.peak_memory``)."""
+    label: object
+    """The label of the task holding it (as the file has it)."""
+    task_id: object
+    """The id of that task (as the file has it)."""
+    field: str
+    """The field's name."""
+    value: object
+    """The value the file holds."""
+    expected: str
+    """What the field holds (``a number``)."""
+
+
+def _has_type(value: object, expected: str) -> bool:
+    if expected is _NUMBER:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if expected is _STRING:
+        return isinstance(value, str)
+    return isinstance(value, bool)
+
+
+def drop_mistyped(document: object) -> list[Mistyped]:
+    """Remove from ``document`` (a parsed task file) every value of the wrong JSON type, and
+    list them, depth first.
+
+    Each removed value reads as absent (see :data:`_ABSENT`); an ``energy_sources`` entry
+    that is not a string is removed, and ``energy_sources`` itself if it is not an object.
+    """
+    found: list[Mistyped] = []
+    pending: list[tuple[object, str]] = [(document, "")]
+    seen: set[int] = set()
+    while pending:
+        task, prefix = pending.pop()
+        if not isinstance(task, dict) or id(task) in seen:
+            continue  # not a task: pydantic says so
+        seen.add(id(task))
+        problems = [*_drop_mistyped_fields(task), *_drop_mistyped_sources(task)]
+        found.extend(
+            Mistyped(prefix + where, task.get("label"), task.get("task_id"), field, value, expected)
+            for where, field, value, expected in problems
+        )
+        subtasks = task.get("subtasks")
+        if isinstance(subtasks, dict):  # LensKit's other form: id -> task
+            subtasks = list(subtasks.values())
+        if isinstance(subtasks, list):
+            pending.extend(
+                (sub, f"{prefix}subtasks.{index}.")
+                for index, sub in reversed(list(enumerate(subtasks)))
+            )
+    return found
+
+
+_Problem = tuple[str, str, object, str]
+"""Where a value is in its task, its field, the value, and what the field holds."""
+
+
+def _drop_mistyped_fields(task: dict[str, Any]) -> list[_Problem]:
+    problems: list[_Problem] = []
+    for field, expected in _EXPECTED.items():
+        if field not in task:
+            continue
+        value = task[field]
+        if (value is None and field not in _NOT_NULL) or _has_type(value, expected):
+            continue
+        problems.append((field, field, value, expected))
+        if field in _ABSENT:
+            task[field] = _ABSENT[field]
+        else:
+            del task[field]
+    return problems
+
+
+def _drop_mistyped_sources(task: dict[str, Any]) -> list[_Problem]:
+    if "energy_sources" not in task:
+        return []
+    sources = task["energy_sources"]
+    if not isinstance(sources, dict):
+        del task["energy_sources"]
+        return [("energy_sources", "energy_sources", sources, "an object")]
+    wrong = [key for key, value in sources.items() if not isinstance(value, str)]
+    return [(f"energy_sources.{key}", "energy_sources", sources.pop(key), _STRING) for key in wrong]
+
+
+def describe(source: str, found: list[Mistyped]) -> str:
+    """One line about ``found`` in the file ``source``: the first value (its task by label
+    and id, its field), and how many more there are."""
+    from .render import terminal_text
+
+    first = found[0]
+    label = first.label if isinstance(first.label, str) else "?"
+    if len(label) > 80:
+        label = label[:79] + "…"
+    task_id = f"id {first.task_id[:36]}" if isinstance(first.task_id, str) else "no id"
+    shown = _json_text(first.value)
+    path = first.path if len(first.path) <= 200 else "..." + first.path[-197:]
+    more = len(found) - 1
+    return terminal_text(
+        f"{source}: task '{label}' ({task_id}): {path} is {shown}, not "
+        f"{first.expected}: shown as absent"
+        + (f" (and {more} more value{'s' if more != 1 else ''} of the wrong type)" if more else "")
+    )
+
+
+def _json_text(value: object) -> str:
+    import json
+
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"

@@ -1,0 +1,215 @@
+"""Values of the wrong JSON type in a task file: ``show`` and ``report`` show them as absent
+with one warning per file, instead of what pydantic's lax mode converts them to; the
+model itself stays as lax as LensKit's, and files taskmeter and LensKit write raise no
+warning."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskmeter import Task
+from taskmeter.taskfile import load_task, parse_task
+
+from .runner import taskmeter
+
+ROOT_ID = "6f1c3c0e-8f47-4e57-9d43-2bd0c7d7a3c1"
+
+
+def mistyped_document() -> dict[str, Any]:
+    """A root with a bool for a byte count, and a child with a string for a bool, a string
+    for a number, a number for a string and an energy source that is not a string."""
+    return {
+        "task_id": ROOT_ID,
+        "label": "hand edited",
+        "hostname": "elsewhere",
+        "status": "finished",
+        "duration": 2.0,
+        "peak_memory": True,
+        "subtasks": [
+            {
+                "task_id": "0d6f3c62-5c1f-4a8e-9a43-64b1f4b0f0a2",
+                "label": "child",
+                "hostname": "elsewhere",
+                "status": "finished",
+                "subprocess": "yes",
+                "cpu_time": "1.5",
+                "duration": 1.0,
+                "machine": 7,
+                "cpu_power": 3.0,
+                "energy_sources": {"cpu": 12},
+            }
+        ],
+    }
+
+
+def test_model_validate_stays_as_lax_as_lenskit() -> None:
+    """``Task.model_validate`` and ``load_task`` without ``mistyped`` convert as pydantic
+    does (API compatibility with LensKit's model): true is 1 byte, "yes" is true."""
+    task = Task.model_validate({"label": "x", "peak_memory": True, "subprocess": "yes"})
+    assert task.peak_memory == 1 and task.subprocess is True
+    lax = parse_task(json.dumps({"label": "x", "peak_memory": True, "subprocess": "yes"}))
+    assert lax.peak_memory == 1 and lax.subprocess is True
+
+
+def test_show_json_gives_mistyped_values_as_absent_with_one_warning(tmp_path: Path) -> None:
+    """``show --json``: each mistyped value is null (``subprocess`` false, as when absent),
+    the well-typed ones are kept, and standard error holds one warning naming the file, the
+    task (label and id) and the field, with the count of the others."""
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(mistyped_document()))
+    result = taskmeter("show", str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    root, child = json.loads(result.stdout)["tasks"]
+    assert root["peak_memory_bytes"] is None
+    assert root["duration_s"] == 2.0
+    assert child["subprocess"] is False
+    assert child["cpu_time_s"] is None
+    assert child["machine"] is None
+    assert child["duration_s"] == 1.0
+    assert child["energy_j"] == {"cpu": 3.0}
+    assert child["energy_sources"] == {"cpu": None}
+    warnings = result.stderr.splitlines()
+    assert warnings == [
+        f"taskmeter: warning: {path}: task 'hand edited' (id {ROOT_ID}): peak_memory is "
+        "true, not a number: shown as absent (and 4 more values of the wrong type)"
+    ]
+
+
+def test_show_table_shows_a_bool_peak_memory_as_not_measured(tmp_path: Path) -> None:
+    """The table shows ``-`` for ``"peak_memory": true``, not ``1 B``."""
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(mistyped_document()))
+    result = taskmeter("show", str(path))
+    assert result.returncode == 0, result.stderr
+    root_row = result.stdout.splitlines()[1]
+    assert "1 B" not in root_row
+    assert re.split(r"\s{2,}", root_row.strip())[4] == "-"
+    assert result.stderr.count("warning:") == 1
+
+
+def test_report_shows_mistyped_values_as_absent(tmp_path: Path) -> None:
+    """``report`` reads the file the same way: the page's data has no peak memory for the
+    root, the child is not a worker process, and one warning is printed."""
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(mistyped_document()))
+    page = tmp_path / "edited.html"
+    result = taskmeter("report", str(path), "-o", str(page))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("taskmeter: warning:") == 1
+    assert "peak_memory is true, not a number" in result.stderr
+    text = page.read_text()
+    data = json.loads(
+        re.search(r'id="taskmeter-data"[^>]*>(.*?)</script>', text, re.S)[1]  # type: ignore[index]
+    )
+    columns = data["columns"]
+    root, child = data["tasks"]
+    assert root[columns.index("mem")] is None
+    assert child[columns.index("proc")] == 0
+    assert child[columns.index("cpu")] is None
+
+
+def test_standard_input_is_checked_too(tmp_path: Path) -> None:
+    """``show -`` names standard input in the warning."""
+    document = {"label": "piped", "status": "finished", "duration": "3"}
+    result = subprocess.run(
+        [sys.executable, "-m", "taskmeter", "show", "-", "--json"],
+        input=json.dumps(document),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["tasks"][0]["duration_s"] is None
+    assert "warning: standard input: task 'piped' (no id): duration is \"3\"" in result.stderr
+
+
+def test_a_deep_file_is_checked_too() -> None:
+    """A tree deeper than pydantic's JSON parser reads (the standard parser's path) is
+    checked as well: a mistyped value 150 levels down is absent and reported."""
+    depth = 150
+    leaf = '{"label":"leaf","peak_gpu_memory":false}'
+    text = '{"label":"l","subtasks":[' * depth + leaf + "]}" * depth
+    messages: list[str] = []
+    task = parse_task(text, "deep.json", mistyped=messages.append)
+    deepest = [t for _, t in task.walk()][-1]
+    assert deepest.label == "leaf" and deepest.peak_gpu_memory is None
+    assert len(messages) == 1
+    assert ".subtasks.0.subtasks.0.peak_gpu_memory is false, not a number" in messages[0]
+    assert "(no id): ..." in messages[0]
+    assert len(messages[0]) < 400
+
+
+def test_a_value_of_the_right_type_is_not_reported() -> None:
+    """Nulls, whole numbers for figures (``"duration": 2``) and a whole byte count written
+    as ``1.0`` are of the right JSON type: no warning, values kept."""
+    messages: list[str] = []
+    document = {
+        "label": "x",
+        "duration": 2,
+        "peak_memory": 1.0,
+        "machine": None,
+        "cpu_time": None,
+        "subprocess": False,
+    }
+    task = parse_task(json.dumps(document), mistyped=messages.append)
+    assert messages == []
+    assert task.duration == 2 and task.peak_memory == 1 and task.machine is None
+
+
+def test_our_files_load_without_warning(tmp_path: Path) -> None:
+    """A file taskmeter writes (figures, worker subtask, energy sources, extra fields) raises
+    no warning in ``show`` or ``report``."""
+    path = tmp_path / "ours.json"
+    with Task("ours", file=path, note={"k": [1, 2]}) as root:
+        with Task("child") as child:
+            sum(range(1000))
+        child.subprocess = True
+        root.energy_sources = {"cpu": "rapl"}
+        root.cpu_power = 1.5
+    messages: list[str] = []
+    load_task(path, mistyped=messages.append)
+    assert messages == []
+    shown = taskmeter("show", str(path), "--json")
+    assert shown.returncode == 0 and shown.stderr == ""
+    report = taskmeter("report", str(path), "-o", str(tmp_path / "ours.html"))
+    assert report.returncode == 0 and "warning" not in report.stderr
+
+
+def test_lenskit_files_load_without_warning(tmp_path: Path) -> None:
+    """A file LensKit's own Task writes (with its own figures) raises no warning."""
+    lenskit_tasks = pytest.importorskip("lenskit.logging.tasks")
+    path = tmp_path / "lenskit.json"
+    with lenskit_tasks.Task("lenskit root", file=path), lenskit_tasks.Task("lenskit child"):
+        sum(range(10_000))
+    messages: list[str] = []
+    task = load_task(path, mistyped=messages.append)
+    assert messages == []
+    assert task.duration is not None and task.cpu_time is not None
+    shown = taskmeter("show", str(path))
+    assert shown.returncode == 0 and shown.stderr == ""
+
+
+def test_a_mistyped_hostname_is_not_taken_for_this_host(tmp_path: Path) -> None:
+    """``"hostname": 5`` is absent (``null``), not this host's name (the field's default):
+    a running task with the pid of a process gone here is not judged by this host's
+    processes, so it stays running while its file is fresh."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    path = tmp_path / "host.json"
+    path.write_text(
+        json.dumps({"label": "remote", "status": "running", "hostname": 5, "pid": gone.pid})
+    )
+    result = taskmeter("show", str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    (task,) = json.loads(result.stdout)["tasks"]
+    assert task["hostname"] is None
+    assert task["interrupted"] is False and task["status"] == "running"
+    assert "hostname is 5, not a string" in result.stderr
