@@ -391,6 +391,7 @@ def shape(text: str) -> list[str]:
     lines = []
     for line in text.strip("\n").splitlines():
         line = re.sub(r"\b[0-9a-f]{32}\b", "<id>", line)
+        line = re.sub(r"\b[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}\b", "<uuid>", line)
         line = re.sub(r"https?://[^\s;]+", "<url>", line)
         line = re.sub(r"\d+(?:\.\d+)? ?(?:B|KiB|MiB|GiB)\b", "<size>", line)
         line = re.sub(r"\d+(?:\.\d+)? ?(?:ns|µs|ms|s|min|h)\b", "<time>", line)
@@ -452,6 +453,7 @@ def shell(tmp_path: Path) -> Iterator[Shell]:
 OUTPUT_CHECKS = {
     "taskmeter: python examples/train.py": "test_shell_section_commands_print_what_it_shows",
     "task                   status": "test_shell_section_commands_print_what_it_shows",
+    "taskmeter: warning: runs/edited.json": "test_show_warns_of_a_mistyped_value_as_shown",
 }
 """How each output block of the README begins -> the test that compares it."""
 
@@ -520,6 +522,29 @@ def test_shell_section_commands_print_what_it_shows(shell: Shell) -> None:
     shown_table = output_block("task                   status")
     assert table.returncode == 0, table.stderr
     assert shape(table.stdout) == shape(shown_table), shape_difference(shown_table, table.stdout)
+
+
+def test_show_warns_of_a_mistyped_value_as_shown(shell: Shell) -> None:
+    """A hand-edited task file (its root 'train') with three values of the wrong JSON
+    type (`true` for a figure, `"12"` for a figure, `"yes"` for `subprocess`):
+    `taskmeter show` prints the one warning the README shows, naming the first, and shows
+    the figure as absent."""
+    import json
+
+    ran = shell("taskmeter run -q -o runs/train.json -- python examples/train.py --epochs 2")
+    assert ran.returncode == 0, ran.stderr
+    document = json.loads((shell.directory / "runs" / "train.json").read_text())
+    (train,) = document["subtasks"]  # the file of a program that saved its task "train"
+    train["peak_memory"] = True
+    train["subtasks"][0]["cpu_time"] = "12"
+    train["subtasks"][1]["subprocess"] = "yes"
+    (shell.directory / "runs" / "edited.json").write_text(json.dumps(train))
+    shown = shell("taskmeter show runs/edited.json")
+    assert shown.returncode == 0, shown.stderr
+    warning = output_block("taskmeter: warning: runs/edited.json")
+    assert shape(shown.stderr) == shape(warning), shape_difference(warning, shown.stderr)
+    (train_row,) = [line for line in shown.stdout.splitlines() if line.startswith("train ")]
+    assert train_row.split()[4:6] == ["-", "-"], train_row  # peak mem absent, no GPU
 
 
 def test_lsst_section_commands_measure_the_example_metadata(shell: Shell) -> None:
