@@ -56,31 +56,6 @@ def test_changelog_has_unreleased_section() -> None:
     assert "## [Unreleased]" in changelog
 
 
-def readme_python_block(containing: str) -> str:
-    """The README's python code block that contains ``containing``."""
-    for block in re.findall(r"```python\n(.*?)```", README, re.S):
-        if containing in block:
-            return str(block)
-    raise AssertionError(f"no python block of the README contains {containing!r}")
-
-
-def test_worker_processes_snippet_runs_as_a_script(tmp_path: Path) -> None:
-    """The Worker processes snippet, saved as a file and run, uses fork, spawn and an
-    initializer without error and prints the stage's CPU and total CPU."""
-    script = tmp_path / "score.py"
-    script.write_text(readme_python_block("init_worker, worker_context"))
-    result = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    cpu_time, total_cpu = (float(word) for word in result.stdout.split())
-    assert total_cpu >= cpu_time > 0
-
-
 def test_rapl_permission_glob_covers_every_zone_the_probe_reads() -> None:
     """The README's chmod and tmpfiles globs match every powercap zone RaplProbe reads:
     each control type it knows (intel-rapl, -mmio, -tpmi) and subzones such as DRAM."""
@@ -95,43 +70,6 @@ def test_rapl_permission_glob_covers_every_zone_the_probe_reads() -> None:
         for zone in zones:
             assert fnmatch(zone, glob), f"{glob} misses {zone}"
     assert "/sys/class/powercap/" + globs[0] in rapl.README_FIX
-
-
-def run_readme_block(containing: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """The README's python block that contains ``containing``, saved as a file and run."""
-    script = tmp_path / "snippet.py"
-    script.write_text(readme_python_block(containing))
-    return subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path
-    )
-
-
-def test_using_it_snippet_writes_its_file_and_prints_duration_cpu_and_peak(
-    tmp_path: Path,
-) -> None:
-    """The first example runs as written: three figures printed, runs/train.json written."""
-    result = run_readme_block('Task("train model", file="runs/train.json")', tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    duration, cpu_time, peak = result.stdout.split()
-    assert float(duration) > 0 and float(cpu_time) >= 0 and int(peak) > 1024 * 1024
-    assert (tmp_path / "runs" / "train.json").stat().st_size > 0
-
-
-def test_lsst_timer_snippet_prints_the_cpu_measurement(tmp_path: Path) -> None:
-    """The IsrTask example runs as written and prints a CPU-time Measurement in seconds."""
-    result = run_readme_block("class IsrTask", tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.startswith("Measurement(metric='ip_isr.IsrCpuTime', value=")
-    assert "unit='s'" in result.stdout
-
-
-def test_choosing_sources_snippet_raises_or_exits_with_the_reason(tmp_path: Path) -> None:
-    """The default_probes("auto,rapl,nvml") example either installs the probes or stops
-    with 'cannot measure energy here: <reason>' (no RAPL or NVML on the machine)."""
-    result = run_readme_block('default_probes("auto,rapl,nvml")', tmp_path)
-    if result.returncode != 0:
-        assert result.returncode == 1
-        assert result.stderr.startswith("cannot measure energy here: energy source"), result.stderr
 
 
 def readme_toml_blocks() -> list[str]:

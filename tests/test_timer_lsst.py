@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import logging
 import re
-import subprocess
-import sys
 from typing import Any, ClassVar
 
 import pytest
@@ -23,7 +21,6 @@ from taskmeter._log import error_counts
 from taskmeter.testing import SpanCapture
 
 from .helpers import MIB, touch_bytes
-from .test_docs import readme_python_block
 from .test_timer import USAGE_KEYS, shape
 
 
@@ -409,16 +406,6 @@ def test_structlog_logger_with_mem_usage_needs_no_stdlib_method() -> None:
     assert timer.mem_current_usage is not None
     assert events[0]["mem_current_usage"] == timer.mem_current_usage
     assert not error_counts
-
-
-def test_readme_porting_snippet_runs() -> None:
-    """The README's porting example runs as written and prints what its comment says."""
-    script = readme_python_block("was lsst.utils.timer's")
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split() == ["1", "True"]
 
 
 # ---------------------------------------------------------------- both timers on one object
