@@ -7,16 +7,23 @@ nothing, what taskmeter does instead.
 
 from __future__ import annotations
 
+import logging
+import platform
+import resource
 import threading
 from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from lsst.utils.logging import getLogger as lsst_get_logger
 from lsst.utils.timer import timeMethod as lsst_time_method
+from lsst.utils.usage import _get_rusage_multiplier as lsst_rusage_multiplier
 
 from taskmeter import attributes as attr
 from taskmeter import time_method
+from taskmeter._rusage import maxrss_unit_bytes
 from taskmeter.measure import (
     CpuTimingMetric,
     MeasurementSpanProcessor,
@@ -286,8 +293,6 @@ def test_recursive_calls_are_nested_spans_each_measured(
 
 
 def _wall(span: Any) -> float:
-    from datetime import datetime
-
     attributes = span.attributes
     start = datetime.fromisoformat(attributes[attr.TIMER_ATTRIBUTES["StartUtc"]])
     end = datetime.fromisoformat(attributes[attr.TIMER_ATTRIBUTES["EndUtc"]])
@@ -322,3 +327,74 @@ def test_calls_from_several_threads_at_once_are_all_recorded(metrics: Metrics) -
     ((_, point, _),) = metrics.points()["ip_isr.isrcputime"]
     assert point.count == 200
     assert point.min >= 0
+
+
+# ---------------------------------------------------------------- keys and values
+
+
+class Pair:
+    """The same task twice, timed by lsst's decorator and by ours, logging to an
+    LsstLogAdapter (what ``lsst.pipe.base.Task.log`` is)."""
+
+    def __init__(self) -> None:
+        self.metadata: dict[str, Any] = {}
+        self.log = lsst_get_logger("pipe.isr")
+
+    def work(self) -> int:
+        return sum(i * i for i in range(20_000))
+
+    @lsst_time_method(logLevel=logging.INFO)
+    def theirs(self) -> int:
+        return self.work()
+
+    @time_method(logLevel=logging.INFO)
+    def ours(self) -> int:
+        return self.work()
+
+
+def test_every_key_of_ours_lies_between_lsst_s_readings_around_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """lsst, ours, lsst on one task: every Start and End value of ours (all the
+    counters, the times, MaxResidentSetSize in bytes, the UTC stamp) lies between
+    lsst's first and second readings, and the INFO lines to ``timer.pipe.isr`` through
+    an LsstLogAdapter carry the same pairs, attributed to the same caller."""
+    task = Pair()
+    with caplog.at_level(logging.INFO, logger="timer.pipe.isr"):
+        task.theirs()
+        task.ours()
+        task.theirs()
+    metadata = task.metadata
+    for phase in ("Start", "End"):
+        for key in ("Utc", *USAGE_KEYS):
+            (first, second), (ours,) = (
+                metadata[f"theirs{phase}{key}"],
+                metadata[f"ours{phase}{key}"],
+            )
+            if key == "Utc":
+                first, ours, second = (datetime.fromisoformat(v) for v in (first, ours, second))
+            assert type(ours) is type(first)
+            assert first <= ours <= second, (phase, key)
+    assert metadata["oursStartMaxResidentSetSize"][0] == pytest.approx(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * lsst_rusage_multiplier(), rel=0.5
+    )
+    records = [r for r in caplog.records if r.name == "timer.pipe.isr"]
+    assert [r.levelno for r in records] == [logging.INFO] * 6
+    pairs = [[item.split("=")[0] for item in r.getMessage().split("; ")] for r in records]
+    assert [[name.replace("theirs", "") for name in p] for p in pairs[:2]] == [
+        [name.replace("ours", "") for name in p] for p in pairs[2:4]
+    ]
+    assert {(r.filename, r.funcName) for r in records} == {(Path(__file__).name, _THIS)}
+
+
+_THIS = "test_every_key_of_ours_lies_between_lsst_s_readings_around_it"
+
+
+@pytest.mark.parametrize("system", ["Linux", "Darwin", "FreeBSD", "SunOS"])
+def test_max_resident_set_size_unit_is_lsst_s_on_every_platform(
+    system: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ``ru_maxrss`` unit (bytes on macOS, pages on Solaris, KiB elsewhere) is the
+    one lsst.utils multiplies by, so ``MaxResidentSetSize`` is bytes as in lsst's keys."""
+    monkeypatch.setattr(platform, "system", lambda: system)
+    assert maxrss_unit_bytes(system) == lsst_rusage_multiplier()
