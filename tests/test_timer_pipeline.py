@@ -398,3 +398,45 @@ def test_max_resident_set_size_unit_is_lsst_s_on_every_platform(
     one lsst.utils multiplies by, so ``MaxResidentSetSize`` is bytes as in lsst's keys."""
     monkeypatch.setattr(platform, "system", lambda: system)
     assert maxrss_unit_bytes(system) == lsst_rusage_multiplier()
+
+
+# ---------------------------------------------------------------- targets
+
+
+class Verarbeitung:
+    """A task whose method name is a non-ASCII Python identifier."""
+
+    def __init__(self) -> None:
+        self.metadata: dict[str, Any] = {}
+
+    def getFullName(self) -> str:
+        return "entzerrung"
+
+    @time_method
+    def läuft(self) -> None:
+        pass
+
+
+def test_method_with_a_non_ascii_name_is_a_target(metrics: Metrics, tmp_path: Path) -> None:
+    """Python method names may be non-ASCII and lsst's timeMethod keys them by name; a
+    spec (in code or in a spec file) targets such a method, measured from metadata
+    and from spans alike."""
+    from taskmeter.measure.specfile import load_specs
+
+    spec_file = tmp_path / "metrics.toml"
+    spec_file.write_text(
+        '[[metrics]]\nkind = "timing"\ntarget = "entzerrung.läuft"\n'
+        'package = "ip_isr"\nmetric = "LaeuftTime"\n',
+        encoding="utf-8",
+    )
+    (spec,) = load_specs(spec_file)
+    assert spec == TimingMetric(target="entzerrung.läuft", package="ip_isr", metric="LaeuftTime")
+    task = Verarbeitung()
+    with capture_spans(MeasurementSpanProcessor([spec], meter_provider=metrics.provider)):
+        task.läuft()
+    measured = spec.measure({"entzerrung": task.metadata})
+    ((_, point, unit),) = metrics.points()["ip_isr.laeufttime"]
+    assert (point.count, point.sum, unit) == (1, measured.value, "s")
+    for target in ("entzerrung.2läuft", "entzerrung.lä uft", "entzerrung.läuft."):
+        with pytest.raises(ValueError, match="not a method name"):
+            TimingMetric(target=target, package="ip_isr", metric="M")
