@@ -440,3 +440,36 @@ def test_method_with_a_non_ascii_name_is_a_target(metrics: Metrics, tmp_path: Pa
     for target in ("entzerrung.2läuft", "entzerrung.lä uft", "entzerrung.läuft."):
         with pytest.raises(ValueError, match="not a method name"):
             TimingMetric(target=target, package="ip_isr", metric="M")
+
+
+def test_several_specs_on_one_method_and_one_on_a_method_never_called(
+    metrics: Metrics,
+) -> None:
+    """Four specs naming ``isr.run`` (two timings under different names) each record
+    every call, with the value the metadata gives for the last; a spec whose method
+    never ran records nothing and is "no work found", not an error."""
+    from taskmeter.measure import measure_metadata
+
+    specs = [
+        TimingMetric(target="isr.run", package="ip_isr", metric="IsrTime"),
+        TimingMetric(target="run", package="pipe_tasks", metric="AnyRunTime"),
+        CpuTimingMetric(target="isr.run", package="ip_isr", metric="IsrCpuTime"),
+        MemoryMetric(target="isr.run", package="ip_isr", metric="IsrMemory"),
+        TimingMetric(target="isr.runDataRef", package="ip_isr", metric="NeverTime"),
+    ]
+    task = Recursive()
+    with capture_spans(MeasurementSpanProcessor(specs, meter_provider=metrics.provider)):
+        task.run(0)
+        task.run(0)
+    points = metrics.points()
+    report = measure_metadata({"isr": task.metadata}, specs)
+    assert [m.metric for m in report.measurements] == [s.metric_name for s in specs[:4]]
+    assert [(spec.metric_name, reason) for spec, reason in report.no_work] == [
+        ("ip_isr.NeverTime", "no StartUtc/EndUtc keys for target 'isr.runDataRef'")
+    ]
+    assert report.errors == []
+    for measurement in report.measurements:
+        ((_, point, unit),) = points[measurement.metric.lower()]
+        assert (point.count, unit) == (2, measurement.unit)
+        assert point.max >= measurement.value >= point.min  # the last call is one of them
+    assert "ip_isr.nevertime" not in points
