@@ -7,6 +7,7 @@ nothing, what taskmeter does instead.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import platform
 import resource
@@ -269,9 +270,7 @@ class Recursive:
         return 0 if depth == 0 else 1 + self.run(depth - 1)
 
 
-def test_recursive_calls_are_nested_spans_each_measured(
-    spans: SpanCapture, metrics: Metrics
-) -> None:
+def test_recursive_calls_are_nested_spans_each_measured(metrics: Metrics) -> None:
     """A timed method calling itself appends one Start and one End per call (as lsst's),
     and each call is its own span, child of its caller, measured on its own."""
     processor = MeasurementSpanProcessor(
@@ -473,3 +472,31 @@ def test_several_specs_on_one_method_and_one_on_a_method_never_called(
         assert (point.count, unit) == (2, measurement.unit)
         assert point.max >= measurement.value >= point.min  # the last call is one of them
     assert "ip_isr.nevertime" not in points
+
+
+class Gathering:
+    def __init__(self) -> None:
+        self.metadata: dict[str, Any] = {}
+
+    @time_method
+    async def step(self, seconds: float) -> float:
+        await asyncio.sleep(seconds)
+        return seconds
+
+    @time_method
+    async def run(self) -> list[float]:
+        return list(await asyncio.gather(self.step(0.15), self.step(0.05)))
+
+
+def test_gathered_coroutines_are_sibling_spans_each_timed_to_completion() -> None:
+    """Two timed coroutines awaited at once under a timed coroutine: each is a child
+    span of the caller timed to its own completion (lsst's timeMethod would time only
+    the creation of the coroutine), and the metadata gets one Start and End each."""
+    task = Gathering()
+    with capture_spans() as captured:
+        assert asyncio.run(task.run()) == [0.15, 0.05]
+    run = captured.one("Gathering.run")
+    steps = sorted(captured.named("Gathering.step"), key=_wall)
+    assert [span.parent.span_id for span in steps if span.parent] == [run.context.span_id] * 2
+    assert 0.05 <= _wall(steps[0]) < 0.15 <= _wall(steps[1]) <= _wall(run)
+    assert len(task.metadata["stepEndUtc"]) == 2
