@@ -32,7 +32,7 @@ from taskmeter.measure import (
     MetricComputationError,
     TimingMetric,
 )
-from taskmeter.testing import SpanCapture, capture_spans
+from taskmeter.testing import capture_spans
 from taskmeter.timer import duration_from_time_method
 
 from .measure.test_processor import Metrics
