@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,31 @@ def test_lsst_pipeline_example_exports_measurements(
     assert cpu.point.max == max(per_call)
     assert cpu.resource["service.name"] == "lsst-pipeline-example"
     assert sink.metric_points("taskmeter.task.duration")
+
+    # Every spec's histogram: the README's name (lowercased by the SDK), unit and values.
+    ccd = metadata["ccdProcessor"]
+    walls = [
+        (datetime.fromisoformat(e) - datetime.fromisoformat(s)).total_seconds()
+        for s, e in zip(ccd["runDataRefStartUtc"], ccd["runDataRefEndUtc"], strict=True)
+    ]
+    expected = {
+        "pipe_tasks.processccdtime": ("s", walls, "ccdProcessor.runDataRef"),
+        "ip_isr.isrcputime": ("s", per_call, "isr.run"),
+        "ip_isr.isrmemory": ("By", isr["runEndMaxResidentSetSize"], "isr.run"),
+    }
+    for name, (unit, values, target) in expected.items():
+        (point,) = sink.metric_points(name)
+        assert (point.kind, point.unit, point.point.count) == ("histogram", unit, 3), name
+        assert point.point.sum == pytest.approx(sum(values), rel=1e-9), name
+        assert point.point.max == pytest.approx(max(values), rel=1e-9), name
+        assert point.attributes["taskmeter.metric.target"] == target
+        assert point.attributes["taskmeter.task.label"] == "process visit"
+    printed = dict(line.split(" = ") for line in result.stdout.splitlines() if " = " in line)
+    assert printed == {
+        "pipe_tasks.ProcessCcdTime": f"{walls[-1]:.6g} s",
+        "ip_isr.IsrCpuTime": f"{per_call[-1]:.6g} s",
+        "ip_isr.IsrMemory": f"{isr['runEndMaxResidentSetSize'][-1]:.6g} By",
+    }
 
 
 def test_readme_timer_example_runs() -> None:

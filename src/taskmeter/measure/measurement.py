@@ -12,6 +12,9 @@ __all__ = ["ESTIMATOR", "Measurement"]
 ESTIMATOR = "utils.timer.timeMethod"
 """The ``estimator`` note of Measurements derived from timer keys (lsst.verify's value)."""
 
+_LSST_UNITS = {"By": "byte"}
+"""UCUM units whose astropy name (the one lsst.verify writes) differs."""
+
 
 @dataclass(frozen=True, slots=True)
 class Measurement:
@@ -45,6 +48,32 @@ class Measurement:
     def package(self) -> str:
         """The metric's namespace (before the first dot)."""
         return self.metric.partition(".")[0]
+
+    @property
+    def lsst_unit(self) -> str:
+        """The unit as lsst.verify names it (astropy's): ``s``, ``byte`` for ``By``."""
+        return _LSST_UNITS.get(self.unit, self.unit)
+
+    def quantity(self) -> Any:
+        """The value as an astropy ``Quantity`` (``value * u.byte``, ``value * u.s``), the
+        form ``lsst.verify.Measurement(metric, quantity)`` takes.
+
+        Raises:
+            ImportError: astropy is not installed.
+            ValueError: astropy cannot read the unit.
+        """
+        try:
+            from astropy import units  # type: ignore[import-untyped]  # optional; LSST has it
+        except ImportError as exc:
+            raise ImportError("Measurement.quantity() needs astropy (pip install astropy)") from exc
+
+        try:
+            unit = units.Unit(self.lsst_unit)
+        except ValueError as exc:
+            raise ValueError(
+                f"unit {self.unit!r} of {self.metric} has no astropy form: {exc}"
+            ) from None
+        return self.value * unit
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary."""

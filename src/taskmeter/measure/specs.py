@@ -32,7 +32,9 @@ from .metadata import Metadata, Reading
 
 __all__ = ["CpuTimingMetric", "MemoryMetric", "MetricSpec", "TimingMetric"]
 
-_TARGET = re.compile(r"[A-Za-z_][\w-]*(?:[.:][A-Za-z_][\w-]*)*", re.ASCII)
+# Task and method names are Python identifiers (non-ASCII letters included, as
+# lsst.utils keys a method by its __name__), with '-' allowed in task names.
+_TARGET = re.compile(r"[^\W\d][\w-]*(?:[.:][^\W\d][\w-]*)*")
 _NAME_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*", re.ASCII)
 _KEY_SUFFIXES = tuple(attr.TIMER_ATTRIBUTES)
 _MAX_INSTRUMENT_NAME = 255
