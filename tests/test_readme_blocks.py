@@ -203,9 +203,10 @@ def check_choosing_sources(ran: Ran) -> None:
 CHECKS: dict[str, Callable[[Ran], None]] = {
     'Task("train model", file="runs/train.json")': check_using_it,
     "def test_training_is_measured": check_testing,
-    "class IsrTask": check_isr,
+    "getFullName(self):          # LSST": check_isr,
     "class CalibrateTask": check_prints("1 True\n"),
     "class SumTask": check_prints("True True\n"),
+    "memory.lsst_unit": check_prints("By byte byte\n"),
     'default_probes("auto,rapl,nvml")': check_choosing_sources,
     "init_worker, worker_context": check_worker_processes,
     "parallel_config(": check_prints("4 True\n"),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -11,8 +9,6 @@ from astropy import units as u
 
 from taskmeter import time_method
 from taskmeter.measure import CpuTimingMetric, Measurement, MemoryMetric, TimingMetric
-
-from ..test_docs import readme_python_block
 
 
 class Isr:
@@ -48,12 +44,3 @@ def test_other_units_pass_through_and_unknown_ones_are_named() -> None:
     assert Measurement("p.m", 2.0, "ms").lsst_unit == "ms"
     with pytest.raises(ValueError, match=r"unit '\{error\}' of p\.m has no astropy form"):
         Measurement("p.m", 1.0, "{error}").quantity()
-
-
-def test_readme_lsst_unit_snippet_prints_both_spellings() -> None:
-    """The README's lsst_unit example runs and prints ``By byte byte``."""
-    code = readme_python_block("memory.lsst_unit")
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert result.stdout.split() == ["By", "byte", "byte"]
