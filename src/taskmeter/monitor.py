@@ -7,9 +7,11 @@ raises is counted and logged (rate-limited) and keeps its schedule.
 
 The thread is not alive when the process forks: ``os.fork()`` in a process
 with several threads may deadlock the child, and Python 3.12+ warns about it
-(``DeprecationWarning``).  It stops just before the fork (waiting at most
-:data:`FORK_STOP_TIMEOUT_S` for a job it is running) and starts again in the
-parent right after, its jobs and their schedule kept: in the ``after_in_parent``
+(``DeprecationWarning``).  An idle thread stops just before the fork and starts
+again in the parent right after, its jobs and their schedule kept; a thread
+running a job (a refresh of a large task file, a slow disk) is left to it: the
+fork does not wait for it, and goes ahead with the thread alive.  The restart
+happens in the ``after_in_parent``
 handler up to Python 3.12, and from 3.13 (which counts threads after those
 handlers) at the forking thread's first call past ``os.fork()`` (see
 :mod:`taskmeter._past_fork`).
@@ -27,14 +29,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import _past_fork, settings
-from ._log import swallowed
+from ._log import debug_once, swallowed
 
 _LONGEST_WAIT_S = 3600.0
 """The longest the thread sleeps at once while a job is due (it then looks again)."""
 
-FORK_STOP_TIMEOUT_S = 0.5
-"""How long a fork waits for the thread to finish a job it is running (beyond it, the
-process forks with the thread alive, and Python 3.12+ warns)."""
+_FORK_STOP_TIMEOUT_S = 0.1
+"""How long a fork waits for the idle thread to end (it ends at once unless the machine
+is starved; beyond it, the process forks with the thread alive)."""
 
 _EXIT_WAIT_S = 0.05
 """How long a fork waits, after the thread said it ended, for the system thread to go."""
@@ -198,10 +200,21 @@ class Monitor:
             thread = self._thread
             if thread is None or thread is threading.current_thread():
                 return
-            self._stopping = True
-            self._paused_for_fork = True
-            self._cond.notify()
-        thread.join(FORK_STOP_TIMEOUT_S)
+            busy = self._running_job
+            if busy is None:
+                self._stopping = True
+                self._paused_for_fork = True
+                self._cond.notify()
+        if busy is not None:
+            # A fork must not wait for a job (a save of a large tree takes a
+            # second): the thread stays alive across it, and Python 3.12+ warns.
+            debug_once(
+                "monitor.fork_during_job",
+                "a fork while the monitor runs %r: its thread stays alive across it",
+                busy.name,
+            )
+            return
+        thread.join(_FORK_STOP_TIMEOUT_S)
         if not thread.is_alive():
             _wait_for_system_thread(thread)
 
@@ -210,8 +223,8 @@ class Monitor:
             if not self._paused_for_fork:
                 return  # not running at the fork (never started, or stopped by stop())
             self._paused_for_fork = False
-            self._stopping = False  # a thread still in a job (past the bound) carries on
-            if self._jobs:  # else the next add() starts it
+            self._stopping = False  # a thread not yet ended (a starved one) carries on
+            if len(self._jobs) > self._cancelled:  # else the next add() starts it
                 self._ensure_thread()
 
     def _after_fork_in_child(self) -> None:
