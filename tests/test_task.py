@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import copy
+import json
+import os
 import pickle
 import threading
 import uuid
@@ -188,6 +190,27 @@ def test_parent_given_as_a_copy_of_a_running_task_links_to_the_running_task(
     assert child.parent_id == root.task_id
     assert child.subprocess is False
     assert child.trace_id == root.trace_id
+
+
+@pytest.mark.parametrize("pid", ["this process", "another process", "none (LensKit)"])
+def test_parent_given_as_a_finished_task_read_from_a_file_is_a_parent_by_id(pid: str) -> None:
+    """A finished task read back from a file stands for its id whichever process ran it
+    (this one, another one or a LensKit file naming none): the file's record does not
+    take the new task as a subtask."""
+    from taskmeter.taskfile import dump_task, parse_task
+
+    with Task("root") as root:
+        pass
+    record = json.loads(dump_task(root))
+    if pid == "another process":
+        record["pid"] = os.getpid() + 1
+    elif pid != "this process":
+        del record["pid"]
+    loaded = parse_task(json.dumps(record))
+    with Task("late", parent=loaded) as late:
+        pass
+    assert loaded.subtasks == [] and root.subtasks == []
+    assert late.parent_id == root.task_id and late.subprocess is False
 
 
 @pytest.mark.parametrize(

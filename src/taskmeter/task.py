@@ -381,9 +381,9 @@ class Task(BaseModel):
                 remote_parent = parent
                 data["subprocess"] = True
             elif _copy_of_ended(parent):
-                # A copy of a task of this process that is no longer running: it
-                # stands for the task's id (as in LensKit, whose parent= records
-                # the id): the span is the task's child, no record takes it.
+                # A record of a task not running here (a copy, a task read from a
+                # file): it stands for the task's id (as in LensKit, whose parent=
+                # records the id): the span is the task's child, no record takes it.
                 remote_parent = parent
             else:
                 parent_task = parent
@@ -1142,15 +1142,11 @@ def _runs_elsewhere(task: Task) -> bool:
 
 
 def _copy_of_ended(task: Task) -> bool:
-    """Whether ``task`` is a copy (``copy``, ``pickle``) of a task of this process that is
-    no longer running here: never started as this object, past pending, made here."""
+    """Whether ``task`` is a record of a task that is not running here: a copy
+    (``copy``, ``pickle``) or a task read from a file, past pending, never started as
+    this object.  Whichever process or host ran it, it stands for its id."""
     state = task._tm
-    return (
-        state is not None
-        and not state.started
-        and task.status is not TaskStatus.PENDING
-        and task.pid == _process.pid
-    )
+    return state is not None and not state.started and task.status is not TaskStatus.PENDING
 
 
 def _leave_finished(stack: tuple[Task, ...]) -> tuple[Task, ...]:
