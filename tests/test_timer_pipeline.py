@@ -498,5 +498,7 @@ def test_gathered_coroutines_are_sibling_spans_each_timed_to_completion() -> Non
     run = captured.one("Gathering.run")
     steps = sorted(captured.named("Gathering.step"), key=_wall)
     assert [span.parent.span_id for span in steps if span.parent] == [run.context.span_id] * 2
-    assert 0.05 <= _wall(steps[0]) < 0.15 <= _wall(steps[1]) <= _wall(run)
+    # Order and lower bounds only: a loaded machine delays the event loop, never speeds it.
+    assert 0.05 <= _wall(steps[0]) <= _wall(steps[1]) <= _wall(run)
+    assert _wall(steps[1]) >= 0.15
     assert len(task.metadata["stepEndUtc"]) == 2

@@ -22,8 +22,9 @@ class CycleError(ValueError):
 
 
 def deep_tree_json(root: Task) -> str:
-    """The JSON of ``root`` and its subtasks, as :meth:`Task.model_dump_json` writes it
-    (``subtasks`` last in each task), for a tree of any depth.
+    """The JSON of ``root`` and its subtasks for a tree of any depth: the same values as
+    :meth:`Task.model_dump_json` writes (equal once parsed), with ``subtasks`` last in
+    each task rather than in its field position.
 
     Raises :class:`CycleError` if a task is below itself.
     """

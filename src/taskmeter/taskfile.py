@@ -76,8 +76,9 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, durable: bool = Tru
         prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=directory
     )
     try:
-        if existing is not None and stat.S_IMODE(existing.st_mode) != _CREATED_MODE:
-            os.fchmod(fd, stat.S_IMODE(existing.st_mode))
+        # The permission bits only: a setuid, setgid or sticky bit is not carried over.
+        if existing is not None and existing.st_mode & 0o777 != _CREATED_MODE:
+            os.fchmod(fd, existing.st_mode & 0o777)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()

@@ -35,7 +35,7 @@ def test_measurements_of_known_costs() -> None:
     burn = measured["ip_isr.BurnCpuTime"]
     memory = measured["ip_isr.AllocateMemory"]
 
-    assert 0.3 <= sleep["value"] < 0.45
+    assert 0.3 <= sleep["value"] < 1.0  # a wall-clock sleep: a loaded machine adds to it
     assert 0.4 <= burn["value"] < 0.44
     expected_peak = report["rss_before"] + 256 * MIB
     assert report["peak_before"] < expected_peak - 128 * MIB, "the allocation sets the peak"
