@@ -129,6 +129,44 @@ def test_command_not_found_is_127_with_a_message(tmp_path: Path) -> None:
     assert doc is None
 
 
+def test_a_path_directory_that_cannot_be_searched_does_not_make_a_missing_command_126(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """execvp says "permission denied" when a PATH directory cannot be searched (another
+    user's directory), though no directory holds the command: that is still "command not
+    found", 127, as a shell says, naming the directory; a file on PATH without execute
+    permission is 126 and named; a script whose interpreter is missing is named as such.  (As root every directory can be searched, so the
+    unsearchable one is simulated.)"""
+    from taskmeter.cli import _supervise
+
+    locked, empty, holding = tmp_path / "locked", tmp_path / "empty", tmp_path / "bin"
+    for directory in (locked, empty, holding):
+        directory.mkdir()
+    monkeypatch.setenv("PATH", os.pathsep.join(map(str, (locked, empty, holding))))
+    real_stat = os.stat
+
+    def stat_refusing_locked(path: str, *args: object, **kwargs: object) -> os.stat_result:
+        if os.path.dirname(path) == str(locked):
+            raise PermissionError(13, "Permission denied", path)
+        return real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_supervise.os, "stat", stat_refusing_locked)
+    denied = PermissionError(13, "Permission denied")
+    missing = _supervise.spawn_error("no-such-command-taskmeter", denied)
+    assert missing.exit_code == 127
+    assert "command not found" in str(missing) and str(locked) in str(missing)
+    (holding / "tool").write_text("#!/bin/sh\n")
+    present = _supervise.spawn_error("tool", denied)
+    assert present.exit_code == 126
+    assert str(holding / "tool") in str(present)
+    script = holding / "script"
+    script.write_text("#!/no/such/interpreter\n")
+    script.chmod(0o755)
+    starter = _supervise.spawn_error("script", denied)
+    assert starter.exit_code == 127
+    assert "interpreter '/no/such/interpreter' was not found" in str(starter)
+
+
 def test_not_executable_is_126(tmp_path: Path) -> None:
     """A file without execute permission, and a directory: 126, as shells."""
     script = tmp_path / "script.sh"

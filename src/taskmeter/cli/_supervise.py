@@ -119,22 +119,43 @@ def spawn_error(argv0: str, error: OSError) -> SpawnError:
     if isinstance(error, FileNotFoundError):
         found = _script_path(argv0)
         if found is not None and os.path.isfile(found):
-            # The file is there: what is missing is the program that runs it.
-            interpreter = _interpreter(found)
-            needs = (
-                f"its interpreter {interpreter!r} was not found (the #! line)"
-                if interpreter
-                else "a program or library it needs to start was not found"
-            )
-            return SpawnError(f"cannot run {found!r}: {needs}", 127)
+            return _starter_missing(found)
         if os.sep in argv0:
             return SpawnError(f"cannot run {argv0!r}: no such file", 127)
         return SpawnError(f"cannot run {argv0!r}: command not found (searched PATH)", 127)
     if isinstance(error, PermissionError):
         if os.path.isdir(argv0):
             return SpawnError(f"cannot run {argv0!r}: it is a directory", 126)
+        if os.sep not in argv0:
+            # execvp reports EACCES when any PATH directory could not be searched,
+            # whatever it met after: a missing command, or a script whose
+            # interpreter is missing.  Say what a shell would.
+            candidates, unsearchable = _on_path(argv0)
+            runnable = [c for c in candidates if os.path.isfile(c) and os.access(c, os.X_OK)]
+            if runnable:
+                return _starter_missing(runnable[0])
+            if not candidates:
+                where = f"; could not search {', '.join(unsearchable)}" if unsearchable else ""
+                return SpawnError(
+                    f"cannot run {argv0!r}: command not found (searched PATH{where})", 127
+                )
+            return SpawnError(
+                f"cannot run {argv0!r}: permission denied ({candidates[0]} is not executable)",
+                126,
+            )
         return SpawnError(f"cannot run {argv0!r}: permission denied (not executable?)", 126)
     return SpawnError(f"cannot run {argv0!r}: {error.strerror or error}", 126)
+
+
+def _starter_missing(found: str) -> SpawnError:
+    # The file is there: what is missing is the program that runs it.
+    interpreter = _interpreter(found)
+    needs = (
+        f"its interpreter {interpreter!r} was not found (the #! line)"
+        if interpreter
+        else "a program or library it needs to start was not found"
+    )
+    return SpawnError(f"cannot run {found!r}: {needs}", 127)
 
 
 class Supervisor:
@@ -493,6 +514,24 @@ def _script_path(argv0: str) -> str | None:
     import shutil
 
     return shutil.which(argv0, path=os.environ.get("PATH", os.defpath))
+
+
+def _on_path(name: str) -> tuple[list[str], list[str]]:
+    """The files named ``name`` in the ``PATH`` directories, and the directories that
+    could not be searched (no permission)."""
+    found: list[str] = []
+    unsearchable: list[str] = []
+    for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        candidate = os.path.join(directory or ".", name)
+        try:
+            os.stat(candidate)
+        except PermissionError:
+            unsearchable.append(directory or ".")
+        except OSError:
+            continue
+        else:
+            found.append(candidate)
+    return found, unsearchable
 
 
 def _interpreter(path: str) -> str | None:
