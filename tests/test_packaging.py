@@ -151,7 +151,10 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     (sdist,) = out.glob("taskmeter-*.tar.gz")
     unpacked = tmp_path_factory.mktemp("sdist")
     with tarfile.open(sdist) as archive:
-        archive.extractall(unpacked, filter="data")
+        if hasattr(tarfile, "data_filter"):  # from Python 3.11.4 (Debian 12 has 3.11.2)
+            archive.extractall(unpacked, filter="data")
+        else:  # our own sdist, just built
+            archive.extractall(unpacked)
     (source,) = unpacked.iterdir()
     pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
     _build([*pip, "--no-index", "--no-cache-dir", "-q", "-w", str(out), str(source)], cwd=out)

@@ -135,8 +135,8 @@ def test_a_path_directory_that_cannot_be_searched_does_not_make_a_missing_comman
     """execvp says "permission denied" when a PATH directory cannot be searched (another
     user's directory), though no directory holds the command: that is still "command not
     found", 127, as a shell says, naming the directory; a file on PATH without execute
-    permission is 126 and named; a script whose interpreter is missing is named as such.  (As root every directory can be searched, so the
-    unsearchable one is simulated.)"""
+    permission is 126 and named; a script whose interpreter is missing is named as such.
+    (As root every directory can be searched, so the unsearchable one is simulated.)"""
     from taskmeter.cli import _supervise
 
     locked, empty, holding = tmp_path / "locked", tmp_path / "empty", tmp_path / "bin"
