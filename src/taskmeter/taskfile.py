@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import json
 import math
 import operator
@@ -248,10 +249,14 @@ def parse_task(
             raise TaskFileError(
                 f"{source} is not a valid task file: not UTF-8 text ({exc})"
             ) from exc
+    # Strict: a file whose every value has its JSON type (any file taskmeter or
+    # LensKit writes) is read in one pass; another is checked value by value.
+    strict = mistyped is not None
+    task = _parse_fast(data, source, strict)
+    if task is not None:
+        return task
     try:
-        # Strict: a file whose every value has its JSON type (any file taskmeter or
-        # LensKit writes) is read in one pass; another is checked value by value.
-        task = Task.model_validate_json(data, strict=mistyped is not None)
+        task = Task.model_validate_json(data, strict=strict)
     except ValidationError as exc:
         first = exc.errors()[0]
         if first.get("type") == "json_invalid" and "recursion limit" in str(first.get("msg")):
@@ -266,6 +271,53 @@ def parse_task(
         raise _too_deep(source) from exc
     _check_figures(task, source)
     return task
+
+
+def _parse_fast(data: bytes | str, source: str, strict: bool) -> Task | None:
+    """The task of ``data`` read by :func:`taskmeter._fastload.file_validator`, checked; or
+    ``None`` where that validator refuses ``data`` (LensKit's mapping of subtasks, an
+    invalid file): :meth:`Task.model_validate_json` then reads it, with its errors.
+
+    The garbage collector is paused while the tree is built: its collections
+    would walk the tasks made so far again and again (doubling the time), and
+    none of them could find garbage that is not there before the read.  The
+    objects made are collected as usual afterwards; the collector's state
+    (enabled or not) is restored whatever happens.
+    """
+    from ._fastload import file_validator
+
+    validator = file_validator()
+    if validator is None:
+        return None
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        try:
+            task: Task = validator.validate_json(data, strict=strict)
+        except (ValueError, RecursionError):  # ValidationError is a ValueError
+            return None
+        _mark_records_without_pid(task)
+        _check_figures(task, source)
+    finally:
+        if collecting:
+            gc.enable()
+    return task
+
+
+def _mark_records_without_pid(root: Task) -> None:
+    """Mark ``pid`` as set in each task of ``root`` read without one (as Task's own
+    validation does, whose ``None`` for a record without ``pid`` is a value it sets)."""
+    pending = [root]
+    pop = pending.pop
+    extend = pending.extend
+    while pending:
+        task = pop()
+        fields_set = task.__pydantic_fields_set__
+        if "pid" not in fields_set:
+            fields_set.add("pid")
+        subtasks = task.__dict__["subtasks"]
+        if subtasks:
+            extend(subtasks)
 
 
 _MEASURED_FIELDS = (
