@@ -14,7 +14,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -252,8 +252,13 @@ def parse_task(
     # Strict: a file whose every value has its JSON type (any file taskmeter or
     # LensKit writes) is read in one pass; another is checked value by value.
     strict = mistyped is not None
-    task = _parse_fast(data, source, strict)
-    if task is not None:
+    fast = _parse_fast(data, source, strict)
+    if isinstance(fast, Task):
+        return fast
+    if fast is _MISTYPED and mistyped is not None:
+        # What Task's own strict validation would refuse too: checked value by value.
+        task = _parse_deep(data, source, mistyped)
+        _check_figures(task, source)
         return task
     try:
         task = Task.model_validate_json(data, strict=strict)
@@ -273,35 +278,88 @@ def parse_task(
     return task
 
 
-def _parse_fast(data: bytes | str, source: str, strict: bool) -> Task | None:
-    """The task of ``data`` read by :func:`taskmeter._fastload.file_validator`, checked; or
-    ``None`` where that validator refuses ``data`` (LensKit's mapping of subtasks, an
-    invalid file): :meth:`Task.model_validate_json` then reads it, with its errors.
+_MISTYPED = object()
+"""What :func:`_parse_fast` returns for a file refused in strict mode for the type of
+its values only (not its JSON, nor a mapping of subtasks)."""
 
-    The garbage collector is paused while the tree is built: its collections
-    would walk the tasks made so far again and again (doubling the time), and
-    none of them could find garbage that is not there before the read.  The
-    objects made are collected as usual afterwards; the collector's state
-    (enabled or not) is restored whatever happens.
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The garbage collector paused while a task file's tree is built.
+
+    Its collections would walk the objects made so far again and again (doubling
+    the time of a large file), and none could find garbage that is not there
+    before the read: the objects made are collected as usual afterwards.  The
+    collector's state (enabled or not) is restored whatever happens; a pause
+    lasts as long as one file's read.
     """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _parse_fast(data: bytes | str, source: str, strict: bool) -> Task | object | None:
+    """The task of ``data`` read by :func:`taskmeter._fastload.file_validator`, checked.
+
+    Else ``None`` where that validator refuses ``data`` (LensKit's mapping of
+    subtasks, an invalid file): :meth:`Task.model_validate_json` then reads it,
+    with its errors; or :data:`_MISTYPED` where, ``strict``, only values of the
+    wrong JSON type are refused (as Task's own strict validation refuses them).
+    """
+    from pydantic import ValidationError
+
     from ._fastload import file_validator
 
     validator = file_validator()
     if validator is None:
         return None
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with _collector_paused():
         try:
             task: Task = validator.validate_json(data, strict=strict)
-        except (ValueError, RecursionError):  # ValidationError is a ValueError
+        except ValidationError as exc:
+            return _MISTYPED if strict and _only_types(exc) else None
+        except (ValueError, RecursionError):
             return None
         _mark_records_without_pid(task)
         _check_figures(task, source)
-    finally:
-        if collecting:
-            gc.enable()
     return task
+
+
+def _only_types(exc: ValidationError) -> bool:
+    """Whether ``exc`` is about values alone: the JSON parsed, and no subtasks given as a
+    mapping (which Task's own validation accepts)."""
+    for error in exc.errors(include_url=False, include_context=False, include_input=False):
+        kind = error["type"]
+        if kind == "json_invalid" or kind.startswith("recursion"):
+            return False
+        location = error["loc"]
+        if kind == "list_type" and location and location[-1] == "subtasks":
+            return False
+    return True
+
+
+def _validate_document(document: object) -> Task:
+    """``Task.model_validate(document)``, in one pass of pydantic-core where it can."""
+    from pydantic import ValidationError
+
+    from ._fastload import file_validator
+    from .task import Task
+
+    validator = file_validator()
+    if validator is not None:
+        with _collector_paused():
+            try:
+                task: Task = validator.validate_python(document)
+            except (ValidationError, RecursionError):
+                pass
+            else:
+                _mark_records_without_pid(task)
+                return task
+    return Task.model_validate(document)
 
 
 def _mark_records_without_pid(root: Task) -> None:
@@ -396,13 +454,12 @@ def _parse_deep(
     JSON type dropped first where ``mistyped`` is given (and reported once it is a task)."""
     from pydantic import ValidationError
 
-    from .task import Task
-
     try:
-        document = json.loads(data)
-        found = drop_mistyped(document) if mistyped is not None else []
+        with _collector_paused():
+            document = json.loads(data)
+            found = drop_mistyped(document) if mistyped is not None else []
         try:
-            task = Task.model_validate(document)
+            task = _validate_document(document)
         except ValidationError as exc:
             if not (isinstance(document, dict) and _is_too_deep(exc)):
                 raise
