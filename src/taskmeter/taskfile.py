@@ -306,7 +306,7 @@ def _parse_fast(data: bytes | str, source: str, strict: bool) -> Task | object |
     """The task of ``data`` read by :func:`taskmeter._fastload.file_validator`, checked.
 
     Else ``None`` where that validator refuses ``data`` (LensKit's mapping of
-    subtasks, an invalid file): :meth:`Task.model_validate_json` then reads it,
+    subtasks, an invalid file or figure): :meth:`Task.model_validate_json` then reads it,
     with its errors; or :data:`_MISTYPED` where, ``strict``, only values of the
     wrong JSON type are refused (as Task's own strict validation refuses them).
     """
@@ -325,7 +325,12 @@ def _parse_fast(data: bytes | str, source: str, strict: bool) -> Task | object |
         except (ValueError, RecursionError):
             return None
         _mark_records_without_pid(task)
-        _check_figures(task, source)
+        try:
+            _check_figures(task, source)
+        except TaskFileError:
+            # Read again by Task's own validation, for its error: a number beyond a
+            # float, say, is infinity here and an invalid number there.
+            return None
     return task
 
 
