@@ -373,7 +373,7 @@ def _mark_pids_check_figures(root: Task) -> bool:
     ``False`` if a figure of the tree is out of range (see :func:`_check_figures`),
     for Task's own validation to read the file and report it.
 
-    One loop for both (a tree of 100,000 tasks is walked in a few tens of ms).
+    One loop for both (a tree of 100,000 tasks is walked in about 0.1 s).
     """
     measured = _measured
     signed = _signed

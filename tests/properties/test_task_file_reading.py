@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from taskmeter import Task, TaskFileError, _fastload
-from taskmeter.taskfile import parse_task
+from taskmeter.taskfile import load_task, parse_task, save_task
 
 from .strategies import task_records
 
@@ -127,3 +128,29 @@ def test_a_loaded_task_starts_and_finishes_like_a_validated_one() -> None:
     with again:
         pass
     assert again.status.value == "finished"
+
+
+def test_a_file_taskmeter_wrote_reads_as_task_validation_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tree of 2,000 measured tasks saved by taskmeter (ids, pids, figures, energy
+    sources, a failed task): every task, field and fields set as Task's own validation
+    reads them, lax and as ``show`` reads it."""
+    root = Task("root")
+    with root:
+        for stage in range(20):
+            with Task(f"stage {stage}"):
+                for item in range(99):
+                    with Task(f"item {item}", energy_sources={"cpu": "rapl"}) as leaf:
+                        leaf.cpu_power = 0.5 * item
+        with pytest.raises(RuntimeError), Task("broken"):
+            raise RuntimeError("boom")
+    path = tmp_path / "tree.json"
+    save_task(root, path)
+    fast = [load_task(path), load_task(path, mistyped=pytest.fail)]
+    _general_path(monkeypatch)
+    general = [load_task(path), load_task(path, mistyped=pytest.fail)]
+    for got, expected in zip(fast, general, strict=True):
+        assert sum(1 for _ in got.walk()) == 2 + 20 * 100
+        assert_same_tree(got, expected)
+        assert got.model_dump_json() == expected.model_dump_json() == root.model_dump_json()
