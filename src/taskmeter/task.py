@@ -438,9 +438,17 @@ class Task(BaseModel):
         object.__setattr__(self, "__pydantic_private__", None)
         object.__setattr__(self, "_tm", _State())
 
-    def model_post_init(self, context: Any, /) -> None:
-        # Runs after validation, for __init__ and model_validate alike.
-        object.__setattr__(self, "_tm", _State())
+    if not TYPE_CHECKING:  # as in pydantic: mypy would allow any attribute of a Task
+
+        def __getattr__(self, name: str) -> Any:
+            # A task made by validation (model_validate, a task file,
+            # unpickling) gets its state here, on first use: a file of a
+            # hundred thousand tasks is read without making as many states
+            # and locks, and the garbage collector has that many fewer
+            # objects to walk.
+            if name == "_tm":
+                return _fresh_state(self)
+            return super().__getattr__(name)
 
     def __copy__(self) -> Task:
         copy = super().__copy__()
@@ -1108,6 +1116,21 @@ def state_of(task: Task) -> _State:
     return state
 
 
+_fresh_state_lock = threading.Lock()
+
+
+def _fresh_state(task: Task) -> _State:
+    """The state of ``task`` made by validation, made now (see ``Task.__getattr__``): a
+    task never started, as :meth:`Task.start` expects."""
+    with _fresh_state_lock:
+        try:
+            return object.__getattribute__(task, "_tm")  # type: ignore[no-any-return]
+        except AttributeError:  # no other thread made it meanwhile
+            state = _State()
+            _set_slot(task, "_tm", state)
+            return state
+
+
 def _id_text(task: Task, state: _State | None = None) -> str:
     """``str(task.task_id)``, kept in ``state`` (the task's, by default): a
     parent's is needed by each of its subtasks' spans, and formatting a UUID
@@ -1334,9 +1357,10 @@ def _disown(task: Task) -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _revive_lock, _thaw_lock
+    global _revive_lock, _thaw_lock, _fresh_state_lock
     _revive_lock = threading.Lock()  # they may have been held at the fork
     _thaw_lock = threading.Lock()
+    _fresh_state_lock = threading.Lock()
     try:
         stack = _active_stack.get()
         parent = _innermost_running(stack)
