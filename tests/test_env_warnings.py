@@ -262,6 +262,44 @@ ROWS = [
         _sender(protocol="grpc"),
         env=(("OTEL_EXPORTER_OTLP_ENDPOINT", "127.0.0.1:4317"),),
     ),
+    *(
+        row
+        for signal in ("traces", "metrics")
+        for row in (
+            Row(
+                f"OTEL_EXPORTER_OTLP_{signal.upper()}_CERTIFICATE",
+                "/nonexistent/ca.pem",
+                "using the system's trusted certificates",
+                _sender(signal),
+            ),
+            Row(
+                f"OTEL_EXPORTER_OTLP_{signal.upper()}_CLIENT_CERTIFICATE",
+                "/nonexistent/client.pem",
+                "using no client certificate",
+                _sender(signal),
+            ),
+            Row(
+                f"OTEL_EXPORTER_OTLP_{signal.upper()}_CLIENT_KEY",
+                "/nonexistent/client.key",
+                "using no client key",
+                _sender(signal),
+            ),
+            Row(
+                f"OTEL_EXPORTER_OTLP_{signal.upper()}_INSECURE",
+                "maybe",
+                "using false",
+                _sender(signal, protocol="grpc"),
+                env=(("OTEL_EXPORTER_OTLP_ENDPOINT", "127.0.0.1:4317"),),
+            ),
+        )
+    ),
+    Row(
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+        "http://127.0.0.1:99999/v1/metrics",
+        "using http://localhost:4318",
+        _sender("metrics"),
+        shown="http://127.0.0.1:99999/v1/metrics",
+    ),
     Row("OTEL_BSP_SCHEDULE_DELAY", "0", "using 5000", _batch),
     Row("OTEL_BSP_SCHEDULE_DELAY", "0", "using 1000", _durable_batch, path="durable"),
     Row("OTEL_BSP_MAX_QUEUE_SIZE", "many", "using 2048", _batch),
