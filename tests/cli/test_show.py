@@ -408,3 +408,20 @@ def test_a_recursion_300_tasks_deep_saves_its_file_and_shows(
     assert {task["status"] for task in tasks} == {"finished"}
     assert tasks[-1]["label"] == "level 300" and tasks[-1]["depth"] == 300
     assert all(task["duration_s"] is not None for task in tasks)
+
+
+def test_json_document_holds_a_task_a_line_and_reads_as_the_indented_one() -> None:
+    """``--json``'s document, written a task a line by the C encoder, reads as the same
+    document indented would; with no task too."""
+    from taskmeter.cli.show import json_document
+
+    tasks = [
+        {"label": "caf\u00e9 \u202e", "duration_s": 1.5, "path": ["root", "x"]},
+        {"label": "b", "extra": {"nested": [1, None]}},
+    ]
+    text = json_document("runs/t.json", tasks)
+    assert json.loads(text) == {"file": "runs/t.json", "tasks": tasks}
+    assert text.splitlines()[3:5] == [f"    {json.dumps(task)}," for task in tasks[:1]] + [
+        f"    {json.dumps(tasks[1])}"
+    ]
+    assert json.loads(json_document("t.json", [])) == {"file": "t.json", "tasks": []}
