@@ -7,14 +7,14 @@ raises is counted and logged (rate-limited) and keeps its schedule.
 
 The thread is not alive when the process forks: ``os.fork()`` in a process
 with several threads may deadlock the child, and Python 3.12+ warns about it
-(``DeprecationWarning``).  An idle thread stops just before the fork and starts
-again in the parent right after, its jobs and their schedule kept; a thread
-running a job (a refresh of a large task file, a slow disk) is left to it: the
-fork does not wait for it, and goes ahead with the thread alive.  The restart
-happens in the ``after_in_parent``
-handler up to Python 3.12, and from 3.13 (which counts threads after those
-handlers) at the forking thread's first call past ``os.fork()`` (see
-:mod:`taskmeter._past_fork`).
+(``DeprecationWarning``).  The thread stops just before the fork and starts
+again in the parent right after, its jobs and their schedule kept.  A job it
+is running is waited for :data:`_FORK_JOB_WAIT_S` at most, once per run: a
+fork during a longer one (a refresh of a large task file, a slow disk) goes
+ahead with the thread alive rather than wait.  The restart happens in the
+``after_in_parent`` handler up to Python 3.12, and from 3.13 (which counts
+threads after those handlers) at the forking thread's first call past
+``os.fork()`` (see :mod:`taskmeter._past_fork`).
 """
 
 from __future__ import annotations
@@ -33,6 +33,11 @@ from ._log import debug_once, swallowed
 
 _LONGEST_WAIT_S = 3600.0
 """The longest the thread sleeps at once while a job is due (it then looks again)."""
+
+_FORK_JOB_WAIT_S = 0.05
+"""How long a fork waits for a job the thread is running (a refresh of a small file takes
+a millisecond), once per run of the job: a fork during a longer one goes ahead with the
+thread alive, and later forks during the same run do not wait."""
 
 _FORK_STOP_TIMEOUT_S = 0.1
 """How long a fork waits for the idle thread to end (it ends at once unless the machine
@@ -78,6 +83,8 @@ class Monitor:
         """How many jobs in ``_jobs`` are cancelled."""
         self._paused_for_fork = False
         """The thread was stopped for a fork, to start again in the parent after it."""
+        self._fork_waited_for: tuple[_Job, int] | None = None
+        """The run of a job (the job, its sequence number) a fork waited for."""
 
     def add(
         self,
@@ -201,20 +208,23 @@ class Monitor:
             if thread is None or thread is threading.current_thread():
                 return
             busy = self._running_job
-            if busy is None:
-                self._stopping = True
-                self._paused_for_fork = True
-                self._cond.notify()
-        if busy is not None:
-            # A fork must not wait for a job (a save of a large tree takes a
-            # second): the thread stays alive across it, and Python 3.12+ warns.
-            debug_once(
-                "monitor.fork_during_job",
-                "a fork while the monitor runs %r: its thread stays alive across it",
-                busy.name,
-            )
-            return
-        thread.join(_FORK_STOP_TIMEOUT_S)
+            run = None if busy is None else (busy, busy.seq)
+            if run is not None and run == self._fork_waited_for:
+                # An earlier fork waited for this run of the job already (a save of
+                # a large tree): this one does not; the thread stays alive across it.
+                debug_once(
+                    "monitor.fork_during_job",
+                    "a fork while the monitor runs %r: its thread stays alive across it",
+                    busy.name if busy is not None else "",
+                )
+                return
+            self._fork_waited_for = run
+            self._stopping = True
+            self._paused_for_fork = True
+            self._cond.notify()
+        # An idle thread ends at once; a job (a refresh of a small file: a
+        # millisecond) is waited for briefly, once per run.
+        thread.join(_FORK_STOP_TIMEOUT_S if busy is None else _FORK_JOB_WAIT_S)
         if not thread.is_alive():
             _wait_for_system_thread(thread)
 
