@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._files import read_bytes_bounded
 from ._filetypes import describe, drop_mistyped
@@ -385,9 +385,7 @@ def _mark_pids_check_figures(root: Task) -> bool:
 
     One loop for both (a tree of 100,000 tasks is walked in about 0.1 s).
     """
-    measured = _measured
-    signed = _signed
-    largest = _LARGEST
+    figures_in_range = _figures_in_range
     pending = [root]
     pop = pending.pop
     extend = pending.extend
@@ -397,12 +395,8 @@ def _mark_pids_check_figures(root: Task) -> bool:
         if "pid" not in fields_set:
             fields_set.add("pid")
         values = task.__dict__
-        for value in measured(values):
-            if value is not None and not 0 <= value <= largest:
-                return False
-        for value in signed(values):
-            if value is not None and not -largest <= value <= largest:
-                return False
+        if not figures_in_range(values):
+            return False
         subtasks = values["subtasks"]
         if subtasks:
             extend(subtasks)
@@ -437,13 +431,19 @@ def _check_figures(root: Task, source: str) -> None:
     print nonsense and JSON that is not JSON.
     """
     for _, task in root.walk():
-        values = task.__dict__
-        for value in _measured(values):
-            if value is not None and not 0 <= value <= _LARGEST:
-                raise _bad_figure(root, task, source)
-        for value in _signed(values):
-            if value is not None and not -_LARGEST <= value <= _LARGEST:
-                raise _bad_figure(root, task, source)
+        if not _figures_in_range(task.__dict__):
+            raise _bad_figure(root, task, source)
+
+
+def _figures_in_range(values: dict[str, Any]) -> bool:
+    """Whether a task's field values hold finite figures, not negative where they cannot be."""
+    for value in _measured(values):
+        if value is not None and not 0 <= value <= _LARGEST:
+            return False
+    for value in _signed(values):
+        if value is not None and not -_LARGEST <= value <= _LARGEST:
+            return False
+    return True
 
 
 def _bad_figure(root: Task, bad: Task, source: str) -> TaskFileError:
