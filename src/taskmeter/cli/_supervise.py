@@ -130,10 +130,10 @@ def spawn_error(argv0: str, error: OSError) -> SpawnError:
             # execvp reports EACCES when any PATH directory could not be searched,
             # whatever it met after: a missing command, or a script whose
             # interpreter is missing.  Say what a shell would.
+            found = _script_path(argv0)  # an executable file: what failed is its starter
+            if found is not None and os.path.isfile(found):
+                return _starter_missing(found)
             candidates, unsearchable = _on_path(argv0)
-            runnable = [c for c in candidates if os.path.isfile(c) and os.access(c, os.X_OK)]
-            if runnable:
-                return _starter_missing(runnable[0])
             if not candidates:
                 where = f"; could not search {', '.join(unsearchable)}" if unsearchable else ""
                 return SpawnError(
