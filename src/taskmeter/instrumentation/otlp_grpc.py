@@ -29,6 +29,7 @@ from typing import Any
 
 from .._log import config_warning
 from ._hidden import hidden_from_environment
+from ._otlp_headers import checked_headers, headers_variables
 
 __all__ = ["DEFAULT_TIMEOUT_S", "grpc_exporter_arguments", "make_grpc_exporter"]
 
@@ -161,17 +162,3 @@ def make_grpc_exporter(factory: Callable[..., Any], signal: str, environ: Mappin
         hidden.extend(headers_variables(signal))
     with hidden_from_environment(*hidden):
         return factory(**arguments)
-
-
-def headers_variables(signal: str) -> tuple[str, str]:
-    """The variables the SDK's OTLP exporters of ``signal`` read their headers from."""
-    return f"OTEL_EXPORTER_OTLP_{signal.upper()}_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"
-
-
-def checked_headers(signal: str, environ: Mapping[str, str]) -> tuple[dict[str, str], bool]:
-    """The usable headers of the variables, and whether the SDK must not read them
-    itself (they hold entries it would log)."""
-    from ..export.config import headers_variable
-
-    _, headers, dropped = headers_variable(environ, signal)
-    return headers, dropped

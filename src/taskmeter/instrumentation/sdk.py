@@ -56,7 +56,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from .. import settings
 from .._log import config_warning, swallowed
 from ._hidden import hidden_from_environment
-from .otlp_grpc import checked_headers, headers_variables, make_grpc_exporter
+from ._otlp_headers import checked_headers, headers_variables
+from .otlp_grpc import make_grpc_exporter
 
 __all__ = [
     "SdkSetup",
