@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import textwrap
@@ -14,7 +15,7 @@ import pytest
 from taskmeter import Task
 from taskmeter.probes.memory import LinuxRssHighWater, default_high_water_source
 
-from .helpers import MIB, burn_cpu, current_rss, touch_bytes
+from .helpers import MIB, burn_cpu, burn_system_cpu, current_rss, touch_bytes
 
 linux_resettable = pytest.mark.skipif(
     not (
@@ -40,6 +41,40 @@ def test_cpu_time_matches_burnt_cpu() -> None:
     assert task.cpu_user_time is not None and task.cpu_system_time is not None
     assert task.cpu_user_time + task.cpu_system_time == pytest.approx(task.cpu_time)
     assert task.cpu_user_time > 0.4
+
+
+def _rusage_cpu() -> tuple[float, float]:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime, usage.ru_stime
+
+
+def test_system_cpu_time_matches_the_system_time_burnt_in_the_kernel() -> None:
+    """0.5 s of CPU spent zeroing buffers in the kernel shows as system time: the task's
+    user and system figures are each the getrusage delta taken around the task (to
+    within a few clock ticks), the system part is most of the 0.5 s, the user part small."""
+    user_before, system_before = _rusage_cpu()
+    with Task("syscalls") as task:
+        burn_system_cpu(0.5)
+    user_after, system_after = _rusage_cpu()
+    true_system = system_after - system_before
+    true_user = user_after - user_before
+    assert true_system > 0.35, "the burn did not run in the kernel"
+    assert task.cpu_system_time == pytest.approx(true_system, abs=0.02)
+    assert task.cpu_user_time == pytest.approx(true_user, abs=0.02)
+    assert task.cpu_time == pytest.approx(0.5, abs=0.03)
+    assert task.cpu_user_time < 0.1
+
+
+def test_pure_python_cpu_is_user_time_with_little_system_time() -> None:
+    """A CPU-bound Python loop shows as user time; the system figure stays small
+    (and equals the getrusage delta taken around the task)."""
+    _, system_before = _rusage_cpu()
+    with Task("python loop") as task:
+        burn_cpu(0.5)
+    _, system_after = _rusage_cpu()
+    assert task.cpu_user_time == pytest.approx(0.5, abs=0.03)
+    assert task.cpu_system_time is not None and task.cpu_system_time < 0.05
+    assert task.cpu_system_time == pytest.approx(system_after - system_before, abs=0.02)
 
 
 def test_cpu_of_sibling_not_charged_but_parent_sums() -> None:

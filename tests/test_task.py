@@ -8,8 +8,10 @@ import copy
 import json
 import os
 import pickle
+import sys
 import threading
 import uuid
+from collections.abc import Iterator
 from uuid import UUID
 
 import pytest
@@ -72,6 +74,31 @@ def test_sys_exit_zero_is_finished_nonzero_is_failed() -> None:
         raise SystemExit(3)
     assert ok.status is TaskStatus.FINISHED
     assert bad.status is TaskStatus.FAILED
+
+
+def test_sys_exit_without_code_is_finished() -> None:
+    """``sys.exit()`` (code ``None``) is a normal end, like code 0 (LensKit: failed)."""
+    with pytest.raises(SystemExit), Task("exits") as task:
+        sys.exit()
+    assert task.status is TaskStatus.FINISHED
+
+
+def test_generator_closed_inside_its_task_marks_cancelled() -> None:
+    """A generator closed while suspended in ``with Task`` ends that task as cancelled
+    (``GeneratorExit``; LensKit: failed), and leaves no task active."""
+    seen: list[Task] = []
+
+    def numbers() -> Iterator[int]:
+        with Task("produce") as task:
+            seen.append(task)
+            yield 1
+            yield 2
+
+    gen = numbers()
+    assert next(gen) == 1
+    gen.close()
+    assert seen[0].status is TaskStatus.CANCELLED
+    assert Task.current() is None
 
 
 def test_nesting_sets_parent_and_subtasks() -> None:
