@@ -74,6 +74,17 @@ def test_failed_command_span_has_error_status_and_option_endpoint(tmp_path: Path
     assert "status 4" in span.status.message
 
 
+def test_command_killed_by_a_signal_has_the_shells_exit_code_on_its_span(tmp_path: Path) -> None:
+    """process.exit.code is the status a shell reports: 128 + the signal's number; with no
+    service named in the environment the resource's service.name is taskmeter."""
+    with otlp_receiver() as (url, received):
+        result, _ = run_command(tmp_path, ["sh", "-c", "kill -KILL $$"], "--otlp-endpoint", url)
+    assert result.returncode == -9  # taskmeter ends as the command did
+    [(resource, span)] = received.spans
+    assert attributes(span.attributes)["process.exit.code"] == 128 + 9
+    assert resource["service.name"] == "taskmeter"  # no OTEL_SERVICE_NAME: taskmeter's own
+
+
 def test_no_export_option_wins_over_the_environment(tmp_path: Path) -> None:
     """--no-export sends nothing even with an endpoint in the environment."""
     with otlp_receiver() as (url, received):

@@ -261,3 +261,17 @@ print(json.dumps({"scraped": "taskmeter_task_duration" in body}))
     assert ran.found == {"scraped": True}, ran.stderr
     lines = [line for line in ran.stderr.splitlines() if "OTEL_EXPORTER_PROMETHEUS_PORT" in line]
     assert len(lines) == 1 and "'ninety'" in lines[0] and "using 9464" in lines[0], ran.stderr
+
+
+def test_the_sdk_set_up_puts_the_instrumentation_version_on_the_resource(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The providers taskmeter sets up under opentelemetry-instrument carry
+    telemetry.auto.version, as the distro's set-up does."""
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+    setup = build_from_environment("0.66b2")
+    try:
+        assert setup.tracer_provider.resource.attributes["telemetry.auto.version"] == "0.66b2"
+    finally:
+        setup.shutdown()
