@@ -71,22 +71,15 @@ def set_fresh_attributes(span: trace.Span, attributes: dict[str, Any]) -> None:
             and (bounded.maxlen is None or len(attributes) <= bounded.maxlen)
             and _PLAIN_VALUE_TYPES.issuperset(map(type, attributes.values()))
         ):
-            # The SDK's two locks, in its order; acquire/release rather than
-            # ``with``, which costs twice the instructions.
-            span_lock = span._lock
-            span_lock.acquire()
-            try:
+            # The SDK's two locks, in its order.  ``with``, never acquire()
+            # then ``try``: an interrupt raised just after acquire() returns
+            # would leave the lock held, and the span's end waiting for good.
+            with span._lock:
                 if span._end_time is None and not bounded._immutable:
-                    store_lock = bounded._lock
-                    store_lock.acquire()
-                    try:
+                    with bounded._lock:
                         if not bounded._dict:
                             bounded._dict.update(attributes)
                             return
-                    finally:
-                        store_lock.release()
-            finally:
-                span_lock.release()
     span.set_attributes(attributes)
 
 

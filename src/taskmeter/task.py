@@ -55,7 +55,14 @@ from .figures import Figures
 from .formats import friendly_duration as _friendly_duration
 from .monitor import MonitorHandle, get_monitor
 from .probes import active_probes
-from .probes.base import ProbeStates, begin_probes, finish_probes, read_probes, release_dropped
+from .probes.base import (
+    ProbeStates,
+    begin_probes,
+    end_probes,
+    finish_probes,
+    read_probes,
+    release_dropped,
+)
 from .tracing import get_tracer
 
 __all__ = ["Task", "TaskStatus"]
@@ -539,71 +546,71 @@ class Task(BaseModel):
         if state.started:
             raise RuntimeError(f"{self} cannot start: it is already {self.status.value}")
         state.started = True
-        if _dropped:
-            _release_dropped()
-        stack = _active_stack.get()
-        if stack and stack[-1].__dict__["status"] is not _RUNNING:
-            # The innermost task here was finished in another thread or
-            # asyncio task: it leaves this one's stack and span context now.
-            stack = _leave_finished(stack)
-        parent = state.parent
-        values = self.__dict__
-        # Before the start time: the first call detects the probes (energy,
-        # GPU), which takes milliseconds that belong to no task; so is the
-        # import of the one-step attribute store, once the SDK is there.
-        probes = active_probes()
-        if (
-            _set_fresh_attributes is _set_fresh_attributes_first
-            and "opentelemetry.sdk.trace" in sys.modules
-        ):
-            _load_fresh_store()
-        wall_ns = time.time_ns()
-
         try:
-            context = self._span_parent_context() if state.explicit_parent else None
-            if parent is None and propagation.inherited is not None:
-                context = propagation.adopt(self, context)
-            # The attributes are all set when the task ends, in one call: given
-            # here, they would go through the sampler and be copied twice more.
-            span = (state.tracer or get_tracer()).start_span(
-                values["label"], context=context, start_time=wall_ns
-            )
-        except Exception as exc:
-            # The SDK lets a span processor's exception through; the task goes
-            # on measuring, without a span.
-            swallowed("task.span.start", exc)
-            span = trace.INVALID_SPAN
-        state.span = span
-        span_context = span.get_span_context()
-        if span_context.is_valid:
-            values["trace_id"] = f"{span_context.trace_id:032x}"
-            values["span_id"] = f"{span_context.span_id:016x}"
-        context = trace.set_span_in_context(span)
-        state.ctx_token = otel_context.attach(context)
-        state.context = context
+            if _dropped:
+                _release_dropped()
+            stack = _active_stack.get()
+            if stack and stack[-1].__dict__["status"] is not _RUNNING:
+                # The innermost task here was finished in another thread or
+                # asyncio task: it leaves this one's stack and span context now.
+                stack = _leave_finished(stack)
+            parent = state.parent
+            values = self.__dict__
+            # Before the start time: the first call detects the probes (energy,
+            # GPU), which takes milliseconds that belong to no task; so is the
+            # import of the one-step attribute store, once the SDK is there.
+            probes = active_probes()
+            if (
+                _set_fresh_attributes is _set_fresh_attributes_first
+                and "opentelemetry.sdk.trace" in sys.modules
+            ):
+                _load_fresh_store()
+            wall_ns = time.time_ns()
 
-        entry = _RunningRef(self, _dropped_append)
-        entry.probe_states = ()
-        entry.task_id = task_id = values["task_id"]
-        _running[task_id] = entry
-        _active_stack.set((*stack, self))
-        if parent is not None:
-            parent._adopt(self)
+            try:
+                context = self._span_parent_context() if state.explicit_parent else None
+                if parent is None and propagation.inherited is not None:
+                    context = propagation.adopt(self, context)
+                # The attributes are all set when the task ends, in one call: given
+                # here, they would go through the sampler and be copied twice more.
+                span = (state.tracer or get_tracer()).start_span(
+                    values["label"], context=context, start_time=wall_ns
+                )
+            except Exception as exc:
+                # The SDK lets a span processor's exception through; the task goes
+                # on measuring, without a span.
+                swallowed("task.span.start", exc)
+                span = trace.INVALID_SPAN
+            state.span = span
+            span_context = span.get_span_context()
+            if span_context.is_valid:
+                values["trace_id"] = f"{span_context.trace_id:032x}"
+                values["span_id"] = f"{span_context.span_id:016x}"
+            # The context is kept before it is attached, and the one it replaces
+            # is at hand: an interrupt between the attach and the keeping of its
+            # token is undone below.
+            previous = otel_context.get_current()
+            context = trace.set_span_in_context(span, previous)
+            state.context = context
+            state.ctx_token = otel_context.attach(context)
 
-        values["status"] = _RUNNING
-        values["start_time"] = wall_ns / 1e9
-        values["pid"] = _process.pid  # the process that runs it (made before a fork, maybe)
-        # The lock: see _own_fields_set.  acquire/release rather than ``with``
-        # (here, in _finish and in _adopt): the statement's lookups and calls
-        # of __enter__ and __exit__ cost twice the instructions.
-        lock = state.lock
-        lock.acquire()
-        try:
-            _mark_fields_set(self, _START_FIELDS)
-        finally:
-            lock.release()
-        # Readings come last, so the task is not charged for its own set-up.
-        try:
+            entry = _RunningRef(self, _dropped_append)
+            entry.probe_states = ()
+            entry.task_id = task_id = values["task_id"]
+            _running[task_id] = entry
+            _active_stack.set((*stack, self))
+            if parent is not None:
+                parent._adopt(self)
+
+            values["status"] = _RUNNING
+            values["start_time"] = wall_ns / 1e9
+            values["pid"] = _process.pid  # the process that runs it (made before a fork, maybe)
+            # The lock: see _own_fields_set.  ``with`` (here, in _finish and in
+            # _adopt), never acquire() then ``try``: an interrupt (a second Ctrl-C)
+            # raised just after acquire() returns would leave the lock held for good.
+            with state.lock:
+                _mark_fields_set(self, _START_FIELDS)
+            # Readings come last, so the task is not charged for its own set-up.
             state.probe_states = entry.probe_states = begin_probes(probes, state.reset_hwm)
             state.perf_start = time.perf_counter()
 
@@ -612,7 +619,13 @@ class Task(BaseModel):
                 state.refresh = get_monitor().add(self.monitor_refresh, name="task-file")
         except BaseException as exc:  # KeyboardInterrupt and the like, while starting
             # No ``with`` block will finish a task whose start raised: it is
-            # finished here as cancelled (or it would stay current for good).
+            # finished here as cancelled (or it would stay current for good),
+            # whatever step the interrupt came at.
+            if state.ctx_token is None and state.context is not None:
+                # Attached, but interrupted before its token was kept.
+                if otel_context.get_current() is state.context:
+                    otel_context.attach(previous)
+                state.context = None
             if not state.perf_start:
                 state.perf_start = time.perf_counter()
             self._finish(_status_for(exc), exc)
@@ -644,83 +657,115 @@ class Task(BaseModel):
                 return
             logger.warning("%s already %s; finish() ignored", self, self.status.value)
             return
-        figures = Figures()
-        figures.duration_s = time.perf_counter() - state.perf_start
-        interrupted: BaseException | None = None
         try:
-            finish_probes(state.probe_states, figures)
-        except BaseException as exc:  # KeyboardInterrupt and the like, while reading
-            # The task still finishes (or it would stay current and running
-            # for good); the exception goes on once it has.
-            interrupted = exc
-        wall_ns = time.time_ns()
-        figures.wall_time = wall_ns / 1e9
+            figures = Figures()
+            figures.duration_s = time.perf_counter() - state.perf_start
+            interrupted: BaseException | None = None
+            try:
+                finish_probes(state.probe_states, figures)
+            except BaseException as exc:  # KeyboardInterrupt and the like, while reading
+                # The task still finishes (or it would stay current and running
+                # for good); the exception goes on once it has.
+                interrupted = exc
+            state.probe_states = ()  # ended (see _end_interrupted_finish)
+            wall_ns = time.time_ns()
+            figures.wall_time = wall_ns / 1e9
+            if state.refresh is not None:
+                get_monitor().remove(state.refresh)
+                state.refresh = None
+
+            values = self.__dict__
+            stack = _active_stack.get()
+            innermost = bool(stack) and stack[-1] is self
+            with state.lock:
+                self._apply(figures)
+                state.finished = True
+                values["finish_time"] = figures.wall_time
+                values["status"] = status
+                _mark_fields_set(self, _FINISH_FIELDS)
+                if state.save_file is None and innermost:
+                    # A finished task's record may be kept a long time (a root
+                    # keeps all its subtasks), and its state is now a finished
+                    # task's defaults: dropping it saves the garbage collector two
+                    # objects per record (see state_of).  This method goes on
+                    # with ``state``; save_to_file checks, under the lock, that
+                    # the state it gives a file is still the task's.  A task
+                    # finished elsewhere than where it is innermost keeps it: the
+                    # context that started it may still have to detach its span
+                    # (see _leave_finished).
+                    _set_slot(self, "_tm", None)
+            if state.collect is not None:  # records of worker processes, before publishing
+                state.collect(self)
+            _running.pop(values["task_id"], None)
+            if innermost:  # _deactivate's common case, inline (1 % of a task)
+                stack = stack[:-1]
+                _active_stack.set(stack)
+            else:
+                self._deactivate()
+
+            span = state.span
+            try:
+                if span.is_recording():
+                    _set_fresh_attributes(span, self._span_attributes(state))
+                    if status is not _FINISHED:
+                        _record_status(span, status, error)
+                elif _unrecorded.sinks:  # metrics count the tasks of unsampled traces too
+                    _unrecorded.task_ended(values["label"], self._span_attributes(state))
+                span.end(end_time=wall_ns)
+            except Exception as exc:  # a span processor's exception, let through by the SDK
+                swallowed("task.span.end", exc)
+            except BaseException as exc:  # an interrupt in a span processor
+                if interrupted is None:
+                    interrupted = exc
+            self._detach(state)
+            if innermost and stack and stack[-1].__dict__["status"] is not _RUNNING:
+                # The task below this one finished first (here, or in another
+                # thread): its span context, under this one's, stops being current.
+                _leave_finished(stack)
+            # A finished task keeps its ids (trace_id, span_id), not the span:
+            # a root of 100k subtasks must not hold 100k spans.
+            state.span = trace.INVALID_SPAN
+            if state.save_file is not None:
+                self._save()
+            if state.parent is None and propagation.inherited is not None:
+                propagation.deliver(self)
+            if interrupted is not None:
+                raise interrupted
+        except BaseException:
+            # An interrupt (a second Ctrl-C) came at a step of its own, outside
+            # the readings and the span's end, which take theirs in stride: the
+            # task is finished and left all the same, and the interrupt goes on.
+            self._end_interrupted_finish(state, status)
+            raise
+
+    def _end_interrupted_finish(self, state: _State, status: TaskStatus) -> None:
+        """Do what an interrupted :meth:`_finish` left undone (each step is a no-op
+        where it was done): the probes end, the record is finished, the task is
+        no longer running nor active here, its span ends and its context leaves."""
+        values = self.__dict__
+        if state.probe_states:
+            end_probes(state.probe_states)
+            state.probe_states = ()
         if state.refresh is not None:
             get_monitor().remove(state.refresh)
             state.refresh = None
-
-        values = self.__dict__
-        stack = _active_stack.get()
-        innermost = bool(stack) and stack[-1] is self
-        lock = state.lock
-        lock.acquire()
-        try:
-            self._apply(figures)
-            state.finished = True
-            values["finish_time"] = figures.wall_time
-            values["status"] = status
-            _mark_fields_set(self, _FINISH_FIELDS)
-            if state.save_file is None and innermost:
-                # A finished task's record may be kept a long time (a root
-                # keeps all its subtasks), and its state is now a finished
-                # task's defaults: dropping it saves the garbage collector two
-                # objects per record (see state_of).  This method goes on
-                # with ``state``; save_to_file checks, under the lock, that
-                # the state it gives a file is still the task's.  A task
-                # finished elsewhere than where it is innermost keeps it: the
-                # context that started it may still have to detach its span
-                # (see _leave_finished).
-                _set_slot(self, "_tm", None)
-        finally:
-            lock.release()
-        if state.collect is not None:  # records of worker processes, before publishing
-            state.collect(self)
+        if not state.finished:
+            with state.lock:
+                state.finished = True
+                values["status"] = status
+                if values.get("finish_time") is None:
+                    values["finish_time"] = time.time()
+                _mark_fields_set(self, _FINISH_FIELDS)
         _running.pop(values["task_id"], None)
-        if innermost:  # _deactivate's common case, inline (1 % of a task)
-            stack = stack[:-1]
-            _active_stack.set(stack)
-        else:
-            self._deactivate()
-
+        self._deactivate()
         span = state.span
         try:
             if span.is_recording():
-                _set_fresh_attributes(span, self._span_attributes(state))
-                if status is not _FINISHED:
-                    _record_status(span, status, error)
-            elif _unrecorded.sinks:  # metrics count the tasks of unsampled traces too
-                _unrecorded.task_ended(values["label"], self._span_attributes(state))
-            span.end(end_time=wall_ns)
-        except Exception as exc:  # a span processor's exception, let through by the SDK
+                span.end()
+        except Exception as exc:
             swallowed("task.span.end", exc)
-        except BaseException as exc:  # an interrupt in a span processor
-            if interrupted is None:
-                interrupted = exc
         self._detach(state)
-        if innermost and stack and stack[-1].__dict__["status"] is not _RUNNING:
-            # The task below this one finished first (here, or in another
-            # thread): its span context, under this one's, stops being current.
-            _leave_finished(stack)
-        # A finished task keeps its ids (trace_id, span_id), not the span:
-        # a root of 100k subtasks must not hold 100k spans.
         state.span = trace.INVALID_SPAN
-        state.probe_states = ()
-        if state.save_file is not None:
-            self._save()
-        if state.parent is None and propagation.inherited is not None:
-            propagation.deliver(self)
-        if interrupted is not None:
-            raise interrupted
 
     def update(self) -> None:
         """Refresh the resource figures and save the file (if one is set)."""
@@ -818,16 +863,12 @@ class Task(BaseModel):
         # add_subtask for a task starting under this one: its id is new, so it
         # cannot replace a record, and its parent_id is already this task's.
         state = self._tm or state_of(self)
-        lock = state.lock
-        lock.acquire()
-        try:
+        with state.lock:
             subtasks = self.__dict__["subtasks"]
             index = state.subtask_index
             if index is not None and len(index) == len(subtasks):
                 index[task.__dict__["task_id"]] = len(subtasks)
             subtasks.append(task)
-        finally:
-            lock.release()
 
     def save_to_file(self, path: str | os.PathLike[str], monitor: bool = True) -> None:
         """Save this task to ``path`` now, and again while it runs and when it finishes.
