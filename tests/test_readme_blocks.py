@@ -206,6 +206,7 @@ CHECKS: dict[str, Callable[[Ran], None]] = {
     "getFullName(self):          # LSST": check_isr,
     "class CalibrateTask": check_prints("1 True\n"),
     "class SumTask": check_prints("True True\n"),
+    "resets the kernel's mark: ru_maxrss falls": check_prints("True True True\n"),
     "memory.lsst_unit": check_prints("By byte byte\n"),
     'default_probes("auto,rapl,nvml")': check_choosing_sources,
     "init_worker, worker_context": check_worker_processes,

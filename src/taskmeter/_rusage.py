@@ -10,7 +10,15 @@ import time
 
 from .attributes import TIMER_KEY_SUFFIXES
 
-__all__ = ["USAGE_SUFFIXES", "maxrss_unit_bytes", "node_name", "read_usage"]
+__all__ = [
+    "PROCESS_RSS_PEAK",
+    "USAGE_SUFFIXES",
+    "LifetimePeak",
+    "maxrss_unit_bytes",
+    "node_name",
+    "peak_rss_bytes",
+    "read_usage",
+]
 
 USAGE_SUFFIXES = TIMER_KEY_SUFFIXES[1:]
 """Key suffixes of :func:`read_usage`'s values, in lsst.utils' order (``Utc`` comes first)."""
@@ -39,11 +47,60 @@ def node_name() -> str:
     return _NODE
 
 
+class LifetimePeak:
+    """The peak of a resettable high-water mark over the whole life of the process.
+
+    Each task resets the kernel's RSS high-water mark, which also lowers
+    ``getrusage``'s ``ru_maxrss``; the register that resets it folds the mark
+    into :attr:`bytes` first (under its lock), so ``max(ru_maxrss, bytes)`` is
+    the process's peak since it started.  ``None`` until the first reset; a
+    forked child starts again at ``None``: its own ``ru_maxrss`` (its resident
+    set at the fork, the parent's peak not included) is where its life starts.
+    """
+
+    __slots__ = ("bytes",)
+
+    def __init__(self) -> None:
+        self.bytes: int | None = None
+
+    def fold(self, usage: resource.struct_rusage) -> None:
+        """Fold ``usage.ru_maxrss`` (a reading taken just before a reset) in."""
+        value = usage.ru_maxrss * _MAXRSS_UNIT
+        peak = self.bytes
+        if peak is None or value > peak:
+            self.bytes = value
+
+    def forget(self) -> None:
+        """Start again with nothing folded in (in a forked child)."""
+        self.bytes = None
+
+
+PROCESS_RSS_PEAK = LifetimePeak()
+"""This process's RSS peak over the resets of its kernel high-water mark."""
+
+
+def peak_rss_bytes(usage: resource.struct_rusage) -> int:
+    """The process's peak RSS since it started, in bytes, from a ``getrusage`` just taken.
+
+    ``ru_maxrss``, unless a reset of the kernel's mark lowered it below a peak
+    folded in before the reset.  The reading must come first: a reset after
+    it leaves ``usage`` at the level before the reset; one before it has
+    folded that level into :data:`PROCESS_RSS_PEAK` already.
+    """
+    own = usage.ru_maxrss * _MAXRSS_UNIT
+    folded = PROCESS_RSS_PEAK.bytes
+    if folded is not None and folded > own:
+        return folded
+    return own
+
+
 def read_usage() -> tuple[float, float, float, int, int, int, int, int, int, int]:
     """This process's usage now, one value per :data:`USAGE_SUFFIXES` entry.
 
     ``CpuTime`` is :func:`time.process_time` and ``MaxResidentSetSize`` is in
-    bytes, as lsst.utils writes them (metadata version 1).
+    bytes, as lsst.utils writes them (metadata version 1): the process's peak
+    since it started, resets of the kernel's mark by taskmeter's tasks
+    notwithstanding (:func:`peak_rss_bytes`).
     """
     cpu = time.process_time()
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -51,7 +108,7 @@ def read_usage() -> tuple[float, float, float, int, int, int, int, int, int, int
         cpu,
         usage.ru_utime,
         usage.ru_stime,
-        usage.ru_maxrss * _MAXRSS_UNIT,
+        peak_rss_bytes(usage),
         usage.ru_minflt,
         usage.ru_majflt,
         usage.ru_inblock,

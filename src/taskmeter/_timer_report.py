@@ -14,7 +14,7 @@ import psutil
 
 from ._log import logger as _taskmeter_logger
 from ._log import swallowed
-from ._rusage import maxrss_unit_bytes
+from ._rusage import maxrss_unit_bytes, peak_rss_bytes
 
 __all__ = ["MemoryReadings", "enabled_for", "is_structlog", "memory_now", "memory_unit", "report"]
 
@@ -73,7 +73,9 @@ def memory_unit(mem_unit: object) -> tuple[str, float]:
 
 def memory_now() -> MemoryReadings:
     """The RSS now and the peak RSS, of this process and of its children (lsst.utils'
-    ``get_current_mem_usage`` and ``get_peak_mem_usage``)."""
+    ``get_current_mem_usage`` and ``get_peak_mem_usage``).  The own peak is the
+    process's since it started, resets of the kernel's mark by taskmeter's tasks
+    notwithstanding."""
     process = psutil.Process()
     with process.oneshot():
         current = process.memory_info().rss
@@ -83,7 +85,7 @@ def memory_now() -> MemoryReadings:
                 children += child.memory_info().rss
             except psutil.Error:
                 continue
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _MAXRSS_UNIT
+    own = peak_rss_bytes(resource.getrusage(resource.RUSAGE_SELF))
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * _MAXRSS_UNIT
     return (current, children), (own, kids)
 

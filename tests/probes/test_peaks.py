@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
+from taskmeter._rusage import LifetimePeak
 from taskmeter.probes.peaks import PeakRegister
 
 
@@ -20,7 +23,7 @@ class FakeHighWater:
         self.level = level
         self.mark = max(self.mark, level)
 
-    def high_water(self) -> int:
+    def high_water(self, usage: object = None) -> int:
         return self.mark
 
     def reset(self) -> None:
@@ -117,3 +120,25 @@ def test_finish_is_peak_then_close_and_closes_when_the_reading_fails() -> None:
     with pytest.raises(OSError):
         register.finish(failing)
     assert register.open_count == 0
+
+
+def test_lifetime_is_folded_before_every_reset_and_forgotten_in_a_child() -> None:
+    """A register with a lifetime holder folds ru_maxrss of the reading it was given into
+    it before every reset, with no task open around as with some (the largest wins), not
+    when it does not reset, and forget_all (a forked child) starts it again at None."""
+    lifetime = LifetimePeak()
+    register = PeakRegister(FakeHighWater(), lifetime=lifetime)
+    first = register.open(usage=SimpleNamespace(ru_maxrss=300))
+    register.close(first)
+    assert lifetime.bytes == 300 * 1024
+    outer = register.open(usage=SimpleNamespace(ru_maxrss=100))
+    inner = register.open(usage=SimpleNamespace(ru_maxrss=200))
+    assert lifetime.bytes == 300 * 1024
+    register.open(reset=False, usage=SimpleNamespace(ru_maxrss=900))
+    assert lifetime.bytes == 300 * 1024
+    register.open(read_usage=lambda: SimpleNamespace(ru_maxrss=400))
+    assert lifetime.bytes == 400 * 1024
+    register.close(inner)
+    register.close(outer)
+    register.forget_all()
+    assert lifetime.bytes is None

@@ -1,7 +1,9 @@
 """Peak GPU memory of this process during each task (``taskmeter.gpu.memory.peak``).
 
-Two sources, each a process-wide high-water mark kept right for nested and
-sequential tasks by a :class:`~taskmeter.probes.peaks.PeakRegister`:
+Two sources, each a high-water mark kept right for nested and sequential
+tasks by a :class:`~taskmeter.probes.peaks.PeakRegister`: PyTorch's, one for
+the process and shared by every probe; a sampled NVML mark, one per probe
+(each probe samples and resets its own):
 
 * **PyTorch** (:mod:`taskmeter.probes.torch_memory`): the peak memory its
   allocator gave to tensors, exact, when the program uses torch with CUDA.
@@ -27,7 +29,7 @@ from .errors import ProbeUnavailableError
 from .nvml import Nvml, default_nvml, unsupported
 from .peaks import HighWaterSource, PeakRegister, PeakTracker
 from .sampling import SampledProbe
-from .torch_memory import TorchCudaHighWater
+from .torch_memory import torch_register
 
 DEFAULT_MEMORY_INTERVAL_S = 0.2
 """Seconds between samples of this process's GPU memory through NVML."""
@@ -105,9 +107,7 @@ class GpuMemoryProbe(SampledProbe):
         super().__init__()
         if not interval_s > 0:
             raise ValueError(f"interval_s must be positive, got {interval_s!r}")
-        self.torch_register = PeakRegister(
-            torch_source if torch_source is not None else TorchCudaHighWater()
-        )
+        self.torch_register = torch_register(torch_source)
         self.nvml: Nvml | None = None
         self.nvml_register: PeakRegister | None = None
         self._nvml_level: SampledHighWater | None = None

@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from .._log import debug_once
+from .._rusage import PROCESS_RSS_PEAK
 from ..figures import Figures
 from .base import Probe
-from .peaks import HighWaterSource, PeakRegister, PeakTracker
+from .peaks import HighWaterSource, PeakRegister, PeakTracker, shared_register
 
 try:
     import resource
@@ -139,6 +140,11 @@ class LinuxRssHighWater(HighWaterSource):
         if self._resettable is None:
             self._resettable = self._open_clear_refs()
         return self._resettable
+
+    @property
+    def is_own_process(self) -> bool:
+        """Whether this is the real ``/proc/self`` mark (not a tree a test built)."""
+        return self._fast
 
     def high_water(self, usage: Any = None) -> int | None:
         if not self._fast or self._rusage_exact is False:
@@ -287,13 +293,35 @@ def default_high_water_source() -> HighWaterSource:
     return RusageHighWater()
 
 
+_OWN_RSS_MARK = "rss:self"
+
+
+def rss_register(source: HighWaterSource | None = None) -> PeakRegister:
+    """The register to track RSS peaks through, for a probe given ``source``.
+
+    This process's own mark (``source`` ``None``, or a :class:`LinuxRssHighWater`
+    on the real ``/proc/self``) is one for the whole process, and so is its
+    register, whichever probe asks: a reset folds into the tasks of every
+    probe, and keeps the process's lifetime peak (:data:`PROCESS_RSS_PEAK`,
+    which ``ru_maxrss`` readings elsewhere use).  The source that made the
+    register first is the one it reads and resets: two objects over one mark
+    would each misjudge what the other's resets did.  Any other source (a
+    tree a test built) gets a register of its own.
+    """
+    if source is None:
+        return shared_register(_OWN_RSS_MARK, default_high_water_source, lifetime=PROCESS_RSS_PEAK)
+    if isinstance(source, LinuxRssHighWater) and source.is_own_process:
+        return shared_register(_OWN_RSS_MARK, lambda: source, lifetime=PROCESS_RSS_PEAK)
+    return PeakRegister(source)
+
+
 class PeakMemoryProbe(Probe):
     """Peak RSS of this process during each task, in bytes."""
 
     name = "memory"
 
     def __init__(self, source: HighWaterSource | None = None) -> None:
-        self.register = PeakRegister(source if source is not None else default_high_water_source())
+        self.register = rss_register(source)
 
     def begin(self, *, reset_peak: bool = True) -> PeakTracker:
         return self.register.open(reset=reset_peak)

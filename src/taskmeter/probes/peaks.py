@@ -8,6 +8,13 @@ around it.  :class:`PeakRegister` keeps both right: before each reset it folds
 the current high-water mark into every open task's tracker, so a task's peak
 is the larger of what was folded into it and the high-water mark when it is
 read.
+
+A register belongs to the mark, not to a probe: :func:`shared_register`
+gives every probe that reads the same physical mark (this process's kernel
+RSS mark, PyTorch's CUDA peaks) the same register, so a reset made for one
+probe's task folds into the tasks every other probe is tracking.  A register
+can also keep the mark's peak over the life of the process
+(:class:`LifetimeFold`), which a reset would otherwise erase.
 """
 
 from __future__ import annotations
@@ -15,8 +22,13 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, Protocol
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - Windows
+    resource = None  # type: ignore[assignment]
 
 
 class HighWaterSource(Protocol):
@@ -37,6 +49,16 @@ class HighWaterSource(Protocol):
         """Start a new high-water mark at the current level."""
 
 
+class LifetimeFold(Protocol):
+    """Where a register folds the RSS mark before each reset, for the process's lifetime peak."""
+
+    def fold(self, usage: Any) -> None:
+        """Fold the mark of ``usage`` (a ``getrusage`` result taken just before the reset) in."""
+
+    def forget(self) -> None:
+        """Start again with nothing folded in (in a forked child)."""
+
+
 class PeakTracker:
     """The peak of one open task, as far as resets have folded it in."""
 
@@ -49,8 +71,11 @@ class PeakTracker:
 class PeakRegister:
     """Fold-before-reset over every open task of a process, for one source."""
 
-    def __init__(self, source: HighWaterSource) -> None:
+    def __init__(self, source: HighWaterSource, *, lifetime: LifetimeFold | None = None) -> None:
+        """``lifetime``: where to fold ``getrusage``'s ``ru_maxrss`` before every
+        reset (only for a source that is this process's kernel RSS mark)."""
         self.source = source
+        self.lifetime = lifetime
         self._lock = threading.Lock()
         self._open: set[PeakTracker] = set()
         _registers.add(self)
@@ -86,6 +111,13 @@ class PeakRegister:
             if read_usage is not None:
                 usage = read_usage()
             if reset and source.resettable:
+                lifetime = self.lifetime
+                if lifetime is not None:
+                    # Before every reset, not only beside open tasks: the reset
+                    # lowers ru_maxrss, the process's peak as others read it.
+                    if usage is None:
+                        usage = resource.getrusage(resource.RUSAGE_SELF)
+                    lifetime.fold(usage)
                 trackers = self._open
                 if trackers:
                     value = source.high_water() if usage is None else source.high_water(usage)
@@ -144,6 +176,8 @@ class PeakRegister:
         """Drop every tracker (done in a forked child, whose open tasks are the parent's)."""
         self._lock = threading.Lock()  # it may have been held at the fork
         self._open = set()
+        if self.lifetime is not None:
+            self.lifetime.forget()
 
     @property
     def open_count(self) -> int:
@@ -160,9 +194,36 @@ def _larger(current: int | None, folded: int | None) -> int | None:
 
 
 _registers: weakref.WeakSet[PeakRegister] = weakref.WeakSet()
+_shared: dict[Hashable, PeakRegister] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_register(
+    key: Hashable,
+    make_source: Callable[[], HighWaterSource],
+    *,
+    lifetime: LifetimeFold | None = None,
+) -> PeakRegister:
+    """The one register of the physical mark named ``key``, made on first use.
+
+    Every probe that reads that mark must fold and reset through one register:
+    with one register each, a task opened through one probe resets the mark
+    without folding it into the tasks another probe tracks, whose peaks are
+    then lost.  ``make_source`` and ``lifetime`` are used only the first time.
+    """
+    register = _shared.get(key)
+    if register is not None:
+        return register
+    with _shared_lock:
+        register = _shared.get(key)
+        if register is None:
+            register = _shared[key] = PeakRegister(make_source(), lifetime=lifetime)
+        return register
 
 
 def _after_fork_in_child() -> None:
+    global _shared_lock
+    _shared_lock = threading.Lock()  # it may have been held at the fork
     for register in list(_registers):
         register.forget_all()
 

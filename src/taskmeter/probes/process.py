@@ -15,8 +15,8 @@ import resource
 
 from ..figures import Figures
 from .base import Probe
-from .memory import default_high_water_source
-from .peaks import HighWaterSource, PeakRegister, PeakTracker
+from .memory import rss_register
+from .peaks import HighWaterSource, PeakTracker
 
 _getrusage = resource.getrusage
 _SELF = resource.RUSAGE_SELF
@@ -52,7 +52,7 @@ class ProcessProbe(Probe):
     name = "process"
 
     def __init__(self, source: HighWaterSource | None = None) -> None:
-        self.register = PeakRegister(source if source is not None else default_high_water_source())
+        self.register = rss_register(source)
 
     def begin(self, *, reset_peak: bool = True) -> _ProcessState:
         state = _ProcessState(0.0, 0.0)

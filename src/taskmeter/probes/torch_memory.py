@@ -10,14 +10,18 @@ taskmeter never imports torch: the source is live only when the program has
 imported torch *and* initialised CUDA (so it never starts CUDA itself, and a
 forked child, where torch refuses CUDA, reads nothing).  With several GPUs the
 figure is the sum of each device's peak, an upper bound of the peak of the
-sum (exact for one GPU).  Code that resets torch's peak itself (as LensKit
-does) makes the enclosing tasks' figures too low.
+sum (exact for one GPU).  The peaks are the process's, so every probe reads
+them through one register (:func:`torch_register`).  Code that resets
+torch's peak itself (as LensKit does) makes the enclosing tasks' figures too
+low.
 """
 
 from __future__ import annotations
 
 import sys
 from typing import Any
+
+from .peaks import HighWaterSource, PeakRegister, shared_register
 
 
 class TorchCudaHighWater:
@@ -30,6 +34,11 @@ class TorchCudaHighWater:
 
     def __init__(self, torch_module: Any | None = None) -> None:
         self._injected = torch_module
+
+    @property
+    def is_own_process(self) -> bool:
+        """Whether this reads the program's own ``torch`` (not a stand-in a test gave)."""
+        return self._injected is None
 
     def _cuda(self) -> Any | None:
         torch = self._injected if self._injected is not None else sys.modules.get("torch")
@@ -59,3 +68,18 @@ class TorchCudaHighWater:
             return
         for device in range(cuda.device_count()):
             cuda.reset_peak_memory_stats(device)
+
+
+_OWN_TORCH_MARK = "torch-cuda:self"
+
+
+def torch_register(source: HighWaterSource | None = None) -> PeakRegister:
+    """The register to track PyTorch's CUDA peaks through, for a probe given ``source``.
+
+    The program's own torch (``source`` ``None``, or a :class:`TorchCudaHighWater`
+    without a stand-in) has one register for the process, whichever probe
+    asks; any other source gets its own.
+    """
+    if source is None or (isinstance(source, TorchCudaHighWater) and source.is_own_process):
+        return shared_register(_OWN_TORCH_MARK, TorchCudaHighWater)
+    return PeakRegister(source)
