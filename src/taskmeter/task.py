@@ -891,7 +891,16 @@ class Task(BaseModel):
     # ---------------------------------------------------------------- protocols
 
     def __enter__(self) -> Task:
-        self.start()
+        try:
+            self.start()
+        except BaseException as exc:
+            # An interrupt just after start() returned: the block will not run,
+            # nor __exit__, so the task is finished here (start() finishes a
+            # task whose start it interrupted itself).
+            state = self._tm
+            if state is not None and state.started and not state.finished:
+                self._finish(_status_for(exc), exc)
+            raise
         return self
 
     def __exit__(
@@ -900,7 +909,14 @@ class Task(BaseModel):
         exc_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._finish(_status_for(exc_value), exc_value)
+        try:
+            self._finish(_status_for(exc_value), exc_value)
+        except BaseException:
+            # An interrupt before _finish began (which completes a finish it
+            # interrupted itself): the task is finished all the same.
+            if self.__dict__["status"] is _RUNNING:
+                self._finish(_status_for(exc_value), exc_value)
+            raise
 
     def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
         # Rebuilt by validation, which does not run __init__: no re-parenting.

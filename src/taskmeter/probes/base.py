@@ -114,14 +114,19 @@ def finish_probes(states: ProbeStates, figures: Figures) -> None:
     """
     interrupted: BaseException | None = None
     for probe, state in states:
-        cls = type(probe)
-        fused = _fused_finish.get(cls)
-        if fused is None:
-            fused = _fused_finish[cls] = _finish_stands_for_read_and_end(cls)
-        if fused:
-            own = getattr(probe, "__dict__", None)
-            if own and ("read" in own or "end" in own):  # replaced on the instance
-                fused = False
+        try:
+            cls = type(probe)
+            fused = _fused_finish.get(cls)
+            if fused is None:
+                fused = _fused_finish[cls] = _finish_stands_for_read_and_end(cls)
+            if fused:
+                own = getattr(probe, "__dict__", None)
+                if own and ("read" in own or "end" in own):  # replaced on the instance
+                    fused = False
+        except BaseException as exc:  # an interrupt: the probe still reads and ends
+            if interrupted is None:
+                interrupted = exc
+            fused = False
         if not fused:
             try:
                 probe.read(state, figures)

@@ -102,12 +102,10 @@ class PeakRegister:
         if tracker is None:
             tracker = PeakTracker()
         source = self.source
-        # acquire/release rather than ``with``: the statement's lookups and
-        # calls of __enter__ and __exit__ cost twice the instructions, on
-        # every task and enriched span.
-        lock = self._lock
-        lock.acquire()
-        try:
+        # ``with``, never acquire() then ``try``: an interrupt (a Ctrl-C)
+        # raised just after acquire() returns would leave the lock held, and
+        # every later task of the process waiting for it.
+        with self._lock:
             if read_usage is not None:
                 usage = read_usage()
             if reset and source.resettable:
@@ -128,35 +126,25 @@ class PeakRegister:
                                 other.folded = value
                 source.reset()
             self._open.add(tracker)
-        finally:
-            lock.release()
         return tracker
 
     def peak(self, tracker: PeakTracker, usage: Any = None) -> int | None:
         """The tracked task's peak so far (``usage`` as for :meth:`open`)."""
-        lock = self._lock
-        lock.acquire()
-        try:
+        with self._lock:
             source = self.source
             current = source.high_water() if usage is None else source.high_water(usage)
             folded = tracker.folded
-        finally:
-            lock.release()
         return _larger(current, folded)
 
     def finish(self, tracker: PeakTracker, usage: Any = None) -> int | None:
         """The tracked task's peak, and stop tracking it: :meth:`peak` then
         :meth:`close` under one lock.  The tracker is closed even if the
         reading fails."""
-        lock = self._lock
-        lock.acquire()
-        try:
+        with self._lock:
             self._open.discard(tracker)
             source = self.source
             current = source.high_water() if usage is None else source.high_water(usage)
             folded = tracker.folded
-        finally:
-            lock.release()
         if current is None:  # _larger, inline: this runs for every task
             return folded
         if folded is None or current > folded:
@@ -165,12 +153,8 @@ class PeakRegister:
 
     def close(self, tracker: PeakTracker) -> None:
         """Stop tracking a task."""
-        lock = self._lock
-        lock.acquire()
-        try:
+        with self._lock:
             self._open.discard(tracker)
-        finally:
-            lock.release()
 
     def forget_all(self) -> None:
         """Drop every tracker (done in a forked child, whose open tasks are the parent's)."""
