@@ -157,3 +157,18 @@ def test_a_large_file_with_one_bad_figure_is_read_whole() -> None:
     assert [t.cpu_time for t in root.subtasks].count(None) == 1
     assert root.subtasks[1234].cpu_time is None and root.subtasks[1233].cpu_time == 0.25
     assert len(messages) == 1 and "subtasks.1234.cpu_time is -0.25" in messages[0]
+
+
+def test_a_delivered_record_with_a_bad_figure_is_kept_without_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``propagation.collect``: a subtask record with a negative CPU time is kept (its other
+    figures too), the figure absent, and a warning names the record and the field."""
+    from taskmeter import propagation
+
+    record = tmp_path / "worker.json"
+    record.write_text('{"label": "w", "status": "finished", "duration": 1.5, "cpu_time": -5}')
+    with caplog.at_level("WARNING", logger="taskmeter"):
+        (task,) = propagation.collect(tmp_path)
+    assert (task.label, task.duration, task.cpu_time) == ("w", 1.5, None)
+    assert f"{record}: task 'w' (no id): cpu_time is -5" in caplog.text
