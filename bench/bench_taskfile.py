@@ -9,8 +9,8 @@ them) and prints, as medians of interleaved rounds:
   (what saving is when nothing else is done);
 * ``load_task`` as ``taskmeter show`` and ``report`` call it (values of the wrong JSON
   type checked, a strict parse) against ``load_task`` as other callers do (lax), and
-  the same file with one mistyped value (the checked path: standard parser, type
-  walk, validation);
+  the same file with one mistyped value, and with one figure out of range (a negative
+  CPU time), both read the checked way (standard parser, value walk, validation);
 * a chain 300 tasks deep (past the 127 levels pydantic serializes, so written task by
   task), per task, against the wide tree's per task cost.
 """
@@ -86,6 +86,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-taskfile-") as directory:
         path = Path(directory) / "tree.json"
         bad = Path(directory) / "mistyped.json"
+        out_of_range = Path(directory) / "out-of-range.json"
         deep = Path(directory) / "deep.json"
         save = median_times(
             {
@@ -97,11 +98,15 @@ def main() -> int:
         document = json.loads(path.read_text())
         document["subtasks"][50]["subtasks"][3]["peak_memory"] = True
         bad.write_text(json.dumps(document))
+        document["subtasks"][50]["subtasks"][3]["peak_memory"] = 1024
+        document["subtasks"][70]["subtasks"][5]["cpu_time"] = -5
+        out_of_range.write_text(json.dumps(document))
         load = median_times(
             {
                 "lax": lambda: load_task(path),
                 "checked": lambda: load_task(path, mistyped=lambda message: None),
                 "mistyped": lambda: load_task(bad, mistyped=lambda message: None),
+                "range": lambda: load_task(out_of_range, mistyped=lambda message: None),
             },
             rounds,
         )
@@ -118,6 +123,8 @@ def main() -> int:
         f"{load['checked'] * 1e3:8.1f} ms   ratio {load['checked'] / load['lax']:.2f}"
         f"   one mistyped value {load['mistyped'] * 1e3:8.1f} ms   ratio "
         f"{load['mistyped'] / load['lax']:.2f}"
+        f"   one figure out of range {load['range'] * 1e3:8.1f} ms   ratio "
+        f"{load['range'] / load['lax']:.2f}"
     )
     per_wide = save["save_task"] / count
     per_deep = chain_s / 301

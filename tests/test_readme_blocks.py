@@ -211,6 +211,12 @@ CHECKS: dict[str, Callable[[Ran], None]] = {
     'default_probes("auto,rapl,nvml")': check_choosing_sources,
     "init_worker, worker_context": check_worker_processes,
     "parallel_config(": check_prints("4 True\n"),
+    'load_task("odd.json", mistyped=print)': check_prints(
+        "-5.0\n"
+        "odd.json: task 'train' (no id): duration is Infinity, not a finite number >= 0: "
+        "shown as absent (and 1 more value out of range)\n"
+        "None None 1024\n"
+    ),
     WITH_COLLECTOR: check_nothing_printed,
     "DurableSpanProcessor(exporter)": check_nothing_printed,
 }

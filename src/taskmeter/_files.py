@@ -5,6 +5,8 @@ Bounded in size, with clear errors.
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +53,41 @@ def parse_yaml(text: str, path: Path, error: type[ValueError]) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise error(f"{path}: not valid YAML: {exc}") from exc
+
+
+def task_file_path(file: str | os.PathLike[str], argument: str = "file") -> Path:
+    """``file`` as the path of a task file, checked where the caller hands it over.
+
+    A task file is replaced atomically (a new file renamed over it), which an empty
+    path (the current directory), a directory, or a node that is not a regular file
+    (a FIFO, a device) cannot be.  A path that does not exist yet, or a symbolic link
+    to a regular file, is fine.
+
+    Raises:
+        TypeError: ``file`` is not a string or path.
+        ValueError: ``file`` is empty or names an existing directory, FIFO, socket or
+            device; the message names the path (as given, argument ``argument``).
+    """
+    if not isinstance(file, str | os.PathLike):
+        kind = type(file).__name__
+        raise TypeError(f"{argument} must be a path (str or os.PathLike), not {kind}")
+    name = os.fspath(file)
+    if not isinstance(name, str):
+        raise TypeError(f"{argument} must be a text path, not {type(name).__name__}")
+    if not name:
+        raise ValueError(f"{argument} is an empty path: name the task file to write")
+    try:
+        mode = os.stat(name).st_mode
+    except (OSError, ValueError):  # missing, a dangling link, unreadable: the save says why
+        return Path(name)
+    if stat.S_ISDIR(mode):
+        raise ValueError(
+            f"{argument} {name!r} is a directory: name a file in it (a task file is "
+            "replaced by a new file, which a directory cannot be)"
+        )
+    if not stat.S_ISREG(mode):
+        raise ValueError(
+            f"{argument} {name!r} exists and is not a regular file (a FIFO, socket or "
+            f"device): a task file is replaced by a new file, which it cannot be"
+        )
+    return Path(name)

@@ -1,15 +1,19 @@
-"""Values of the wrong JSON type in a task file, found before pydantic converts them.
+"""Values of a task file a viewer must not show, found before pydantic converts them.
 
 pydantic's lax mode (LensKit's, and :meth:`Task.model_validate`'s, which must stay as
-lax) reads ``"peak_memory": true`` as 1 byte and ``"subprocess": "yes"`` as true.  A
-file written by taskmeter or LensKit never holds such values; a hand-edited or foreign
-one may, and a viewer must not show a converted value as if it had been measured.
-:func:`drop_mistyped` replaces each such value by what an absent field reads as, and
-says where it was.
+lax) reads ``"peak_memory": true`` as 1 byte and ``"subprocess": "yes"`` as true, and
+its parser reads ``NaN``, ``Infinity`` and ``1e400`` (infinity) as figures.  A file
+written by taskmeter or LensKit never holds a value of the wrong JSON type, nor a
+negative duration, CPU time or memory, nor a figure that is not a finite number; a
+hand-edited or foreign one may, and a viewer must not show such a value as if it had
+been measured.  :func:`drop_bad_values` replaces each by what an absent field reads as,
+and says where it was.
 """
 
 from __future__ import annotations
 
+import operator
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +48,30 @@ _EXPECTED: dict[str, str] = {
 ``task_id``, ``status`` and ``subtasks`` are left to pydantic, which refuses a value of
 another type: such a file does not hold a task."""
 
+MEASURED_FIELDS = (
+    "duration",
+    "cpu_time",
+    "cpu_user_time",
+    "cpu_system_time",
+    "peak_memory",
+    "peak_gpu_memory",
+)
+"""Figures read from clocks and counters that only go forward: never negative in a file
+taskmeter or LensKit writes."""
+SIGNED_FIELDS = ("start_time", "finish_time", "system_power", "cpu_power", "gpu_power")
+"""Figures that must be finite but may be negative: LensKit's energy comes from a
+Prometheus query its users write, which can return a negative value."""
+LARGEST = sys.float_info.max
+"""The largest finite figure (a whole number beyond it cannot be a float)."""
+
+_FINITE = "a finite number"
+_NOT_NEGATIVE = "a finite number >= 0"
+_RANGES: dict[str, tuple[float, str]] = {
+    **dict.fromkeys(MEASURED_FIELDS, (0.0, _NOT_NEGATIVE)),
+    **dict.fromkeys((*SIGNED_FIELDS, "chassis_power"), (-LARGEST, _FINITE)),
+}
+"""The lowest value of each figure, and what the field holds, by field name."""
+
 _NOT_NULL = frozenset(("hostname", "subprocess"))
 
 _ABSENT: dict[str, object] = {"hostname": ""}
@@ -54,7 +82,7 @@ from elsewhere (the reader's host name); other fields are removed, and read as a
 
 @dataclass(frozen=True)
 class Mistyped:
-    """A value of the wrong JSON type in a task file."""
+    """A value of the wrong JSON type in a task file, or a figure out of its range."""
 
     path: str
     """Where it is (``subtasks.0.peak_memory``)."""
@@ -67,7 +95,12 @@ class Mistyped:
     value: object
     """The value the file holds."""
     expected: str
-    """What the field holds (``a number``)."""
+    """What the field holds (``a number``, ``a finite number``)."""
+
+    @property
+    def out_of_range(self) -> bool:
+        """Whether the value is a number out of the field's range (not of the wrong type)."""
+        return self.expected in (_FINITE, _NOT_NEGATIVE)
 
 
 def _has_type(value: object, expected: str) -> bool:
@@ -78,9 +111,9 @@ def _has_type(value: object, expected: str) -> bool:
     return isinstance(value, bool)
 
 
-def drop_mistyped(document: object) -> list[Mistyped]:
-    """Remove from ``document`` (a parsed task file) every value of the wrong JSON type, and
-    list them, depth first.
+def drop_bad_values(document: object) -> list[Mistyped]:
+    """Remove from ``document`` (a parsed task file) every value of the wrong JSON type and
+    every figure out of its range (see :func:`in_range`), and list them, depth first.
 
     Each removed value reads as absent (see :data:`_ABSENT`); an ``energy_sources`` entry
     that is not a string is removed, and ``energy_sources`` itself if it is not an object.
@@ -93,7 +126,11 @@ def drop_mistyped(document: object) -> list[Mistyped]:
         if not isinstance(task, dict) or id(task) in seen:
             continue  # not a task: pydantic says so
         seen.add(id(task))
-        problems = [*_drop_mistyped_fields(task), *_drop_mistyped_sources(task)]
+        problems = [
+            *_drop_mistyped_fields(task),
+            *_drop_out_of_range(task),
+            *_drop_mistyped_sources(task),
+        ]
         found.extend(
             Mistyped(prefix + where, task.get("label"), task.get("task_id"), field, value, expected)
             for where, field, value, expected in problems
@@ -129,6 +166,39 @@ def _drop_mistyped_fields(task: dict[str, Any]) -> list[_Problem]:
     return problems
 
 
+def in_range(values: dict[str, Any]) -> bool:
+    """Whether a task's field values (validated: ``Task.__dict__``) hold finite figures, not
+    negative where they cannot be (``None`` is absent, in range)."""
+    for value in _measured(values):
+        if value is not None and not 0 <= value <= LARGEST:
+            return False
+    for value in _signed(values):
+        if value is not None and not -LARGEST <= value <= LARGEST:
+            return False
+    return True
+
+
+_measured = operator.itemgetter(*MEASURED_FIELDS)
+_signed = operator.itemgetter(*SIGNED_FIELDS)
+
+
+def _drop_out_of_range(task: dict[str, Any]) -> list[_Problem]:
+    """Remove the numbers (of the right type) of ``task`` out of their field's range: ``NaN``,
+    infinities, whole numbers beyond a float, negative durations, CPU times and memory."""
+    problems: list[_Problem] = []
+    for field, (lowest, expected) in _RANGES.items():
+        value = task.get(field)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            continue  # absent, null, or of the wrong type (removed already)
+        if lowest <= value <= LARGEST:
+            continue
+        if field == "chassis_power" and "system_power" in task:
+            continue  # not read: system_power is
+        problems.append((field, field, value, expected))
+        del task[field]
+    return problems
+
+
 def _drop_mistyped_sources(task: dict[str, Any]) -> list[_Problem]:
     if "energy_sources" not in task:
         return []
@@ -153,10 +223,18 @@ def describe(source: str, found: list[Mistyped]) -> str:
     shown = _json_text(first.value)
     path = first.path if len(first.path) <= 200 else "..." + first.path[-197:]
     more = len(found) - 1
+    kinds = {item.out_of_range for item in found[1:]}
+    what = (
+        "out of range"
+        if kinds == {True}
+        else "of the wrong type"
+        if kinds == {False}
+        else "of the wrong type or out of range"
+    )
     return terminal_text(
         f"{source}: task '{label}' ({task_id}): {path} is {shown}, not "
         f"{first.expected}: shown as absent"
-        + (f" (and {more} more value{'s' if more != 1 else ''} of the wrong type)" if more else "")
+        + (f" (and {more} more value{'s' if more != 1 else ''} {what})" if more else "")
     )
 
 

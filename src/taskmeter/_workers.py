@@ -202,7 +202,9 @@ class Inbox:
                 continue  # a record still being written
             path = self.path / name
             try:
-                records.append((load_task(path), path))
+                # A value no record of ours holds (a figure out of range, of the wrong
+                # type): absent, the rest of the record kept.
+                records.append((load_task(path, mistyped=_bad_record_values), path))
             except TaskFileError as exc:
                 swallowed("workers.record", exc)
                 _unlink(path)
@@ -329,6 +331,10 @@ def _alive(pid: int) -> bool:
         return False
     except psutil.Error:
         return True  # cannot tell: not reported as lost
+
+
+def _bad_record_values(message: str) -> None:
+    warn_once("workers.record-values", "worker record: %s", message)
 
 
 def _unlink(path: Path) -> None:

@@ -423,8 +423,15 @@ def collect(directory: str | os.PathLike[str]) -> list[Task]:
 
     for path in (Path(directory, name) for name in names):
         try:
-            tasks.append(load_task(path))
+            tasks.append(load_task(path, mistyped=_bad_record_values))
         except TaskFileError as exc:
             logger.warning("skipping a subtask record: %s", exc)
     tasks.sort(key=lambda t: (t.start_time is None, t.start_time or 0.0))
     return tasks
+
+
+def _bad_record_values(message: str) -> None:
+    """A delivered record's value that is out of range or of the wrong type: absent."""
+    from ._log import logger
+
+    logger.warning("subtask record: %s", message)

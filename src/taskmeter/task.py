@@ -50,6 +50,7 @@ from . import attributes as attr
 from ._fieldsets import FieldSets
 from ._fieldsets import mark as _mark_fields_set
 from ._fieldsets import thaw as _thaw_fields_set
+from ._files import task_file_path
 from ._log import logger, swallowed
 from .figures import Figures
 from .formats import friendly_duration as _friendly_duration
@@ -266,7 +267,10 @@ class Task(BaseModel):
 
     Args:
         label: Human-readable label; also the span name.
-        file: A file to save the task to while it runs and when it finishes.
+        file: A file to save the task to while it runs and when it finishes.  It is
+            replaced atomically, so an empty path, an existing directory and an
+            existing node that is not a regular file (a FIFO, a device) are a
+            ``ValueError``.
         parent: The parent task, or its id.  If unspecified, the active task.
         reset_hwm: Whether to start a new memory high-water mark for this task
             (default ``True``).  Resetting never loses an enclosing task's
@@ -403,6 +407,7 @@ class Task(BaseModel):
             raise TypeError(f"reset_hwm must be a bool or None, not {type(reset_hwm).__name__}")
         if tracer is not None and not isinstance(tracer, trace.Tracer):
             raise TypeError(f"tracer must be an OpenTelemetry Tracer, not {tracer!r}")
+        save_file = None if file is None else task_file_path(file)
         if not data and type(label) is str and _FAST_INIT:
             self._init_defaults(label, parent_id)
         else:
@@ -419,8 +424,8 @@ class Task(BaseModel):
         if reset_hwm is not None:
             state.reset_hwm = reset_hwm
         state.tracer = tracer
-        if file is not None:
-            state.save_file = Path(file)
+        if save_file is not None:
+            state.save_file = save_file
 
     def _init_defaults(self, label: str, parent_id: UUID | None) -> None:
         # What validation would produce for a label (and parent) alone,
@@ -875,8 +880,12 @@ class Task(BaseModel):
 
         With ``monitor`` the monitor thread re-saves a running task every
         ``TASKMETER_MONITOR_INTERVAL`` seconds (10 by default).
+
+        Raises:
+            ValueError: ``path`` is empty, or names an existing directory or a node
+                that is not a regular file (a FIFO, a device).
         """
-        target = Path(path)
+        target = task_file_path(path, "path")
         while True:
             state = state_of(self)
             with state.lock:

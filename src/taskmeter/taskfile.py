@@ -6,20 +6,17 @@ import contextlib
 import errno
 import gc
 import json
-import math
-import operator
 import os
 import stat
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._files import read_bytes_bounded
-from ._filetypes import describe, drop_mistyped
+from ._filetypes import describe, drop_bad_values, in_range
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -212,12 +209,16 @@ def load_task(
 ) -> Task:
     """Read a task file written by taskmeter or by LensKit.
 
-    Raises :class:`TaskFileError` naming the file and the problem when it
-    cannot be read, is larger than ``max_bytes``, or does not hold a task: a
-    figure that is not a finite number (``NaN``, ``Infinity``, ``1e400``), or
-    a negative duration, CPU time or memory, makes the file invalid too.
+    Without ``mistyped``, the values are what LensKit's ``Task.model_validate_json``
+    reads: ``"peak_memory": true`` is 1 byte, ``"cpu_time": -5`` is -5.0 and
+    ``"duration": Infinity`` is infinity.  With ``mistyped`` (what ``taskmeter show``
+    and ``report`` do), such a value (of the wrong JSON type, or a figure that is not
+    a finite number or is a negative duration, CPU time or memory) is read as absent,
+    everything else in the file is kept, and ``mistyped`` is called once for the file
+    (see :func:`parse_task`).
 
-    ``mistyped`` is as for :func:`parse_task`.
+    Raises :class:`TaskFileError` naming the file and the problem when it
+    cannot be read, is larger than ``max_bytes``, or does not hold a task.
     """
     source = Path(path)
     try:
@@ -240,11 +241,16 @@ def parse_task(
     """The task in the JSON ``data`` (the content of a task file).
 
     Values are read as :meth:`Task.model_validate_json` reads them (as LensKit
-    does: ``"peak_memory": true`` is 1 byte), unless ``mistyped`` is given: then a
-    value of the wrong JSON type (``true`` or ``"12"`` for a number, ``"yes"`` for
-    ``subprocess``, a number for ``hostname``) is read as absent, and
-    ``mistyped`` is called once with a line naming ``source``, the first such
-    value's task (label and id) and field, and how many more there are.
+    does: ``"peak_memory": true`` is 1 byte, ``"cpu_time": -5`` is -5.0), unless
+    ``mistyped`` is given: then a value a viewer must not show is read as absent,
+    the rest of the file is kept, and ``mistyped`` is called once with a line naming
+    ``source``, the first such value's task (label and id) and field, and how many
+    more there are.  Such values are those of the wrong JSON type (``true`` or
+    ``"12"`` for a number, ``"yes"`` for ``subprocess``, a number for ``hostname``)
+    and the figures out of range: not a finite number (``NaN``, ``Infinity``,
+    ``1e400``, a whole number beyond a float), or a negative duration, CPU time or
+    memory (a negative energy or time stamp is kept: LensKit's energy comes from a
+    query its users write).
 
     Raises :class:`TaskFileError` naming ``source`` and the problem.
     """
@@ -259,17 +265,16 @@ def parse_task(
             raise TaskFileError(
                 f"{source} is not a valid task file: not UTF-8 text ({exc})"
             ) from exc
-    # Strict: a file whose every value has its JSON type (any file taskmeter or
-    # LensKit writes) is read in one pass; another is checked value by value.
+    # Strict: a file whose every value has its JSON type and every figure in range
+    # (any file taskmeter or LensKit writes) is read in one pass; another is checked
+    # value by value.
     strict = mistyped is not None
     fast = _parse_fast(data, source, strict)
     if isinstance(fast, Task):
         return fast
-    if fast is _MISTYPED and mistyped is not None:
-        # What Task's own strict validation would refuse too: checked value by value.
-        task = _parse_deep(data, source, mistyped)
-        _check_figures(task, source)
-        return task
+    if fast is _CHECK_VALUES and mistyped is not None:
+        # What Task's own strict validation would refuse, or a figure out of range.
+        return _parse_deep(data, source, mistyped)
     try:
         task = Task.model_validate_json(data, strict=strict)
     except ValidationError as exc:
@@ -284,13 +289,15 @@ def parse_task(
             raise _invalid(source, exc) from exc
     except RecursionError as exc:
         raise _too_deep(source) from exc
-    _check_figures(task, source)
+    if mistyped is not None and not _figures_in_range(task):
+        task = _parse_deep(data, source, mistyped)
     return task
 
 
-_MISTYPED = object()
-"""What :func:`_parse_fast` returns for a file refused in strict mode for the type of
-its values only (not its JSON, nor a mapping of subtasks)."""
+_CHECK_VALUES = object()
+"""What :func:`_parse_fast` returns, in strict mode, for a file refused for the type of
+its values only (not its JSON, nor a mapping of subtasks), or holding a figure out of
+range: read value by value."""
 
 
 @contextlib.contextmanager
@@ -319,9 +326,10 @@ def _parse_fast(data: bytes | str, source: str, strict: bool) -> Task | object |
     """The task of ``data`` read by :func:`taskmeter._fastload.file_validator`, checked.
 
     Else ``None`` where that validator refuses ``data`` (LensKit's mapping of
-    subtasks, an invalid file or figure): :meth:`Task.model_validate_json` then reads it,
-    with its errors; or :data:`_MISTYPED` where, ``strict``, only values of the
-    wrong JSON type are refused (as Task's own strict validation refuses them).
+    subtasks, an invalid file) or, not ``strict``, where a figure is out of range:
+    :meth:`Task.model_validate_json` then reads it, with its errors; or
+    :data:`_CHECK_VALUES` where, ``strict``, only values of the wrong JSON type are
+    refused (as Task's own strict validation refuses them), or a figure is out of range.
     """
     from pydantic import ValidationError
 
@@ -334,13 +342,13 @@ def _parse_fast(data: bytes | str, source: str, strict: bool) -> Task | object |
         try:
             task: Task = validator.validate_json(data, strict=strict)
         except ValidationError as exc:
-            return _MISTYPED if strict and _only_types(exc) else None
+            return _CHECK_VALUES if strict and _only_types(exc) else None
         except (ValueError, RecursionError):
             return None
         if not _mark_pids_check_figures(task):
-            # Read again by Task's own validation, for its error: a number beyond a
-            # float, say, is infinity here and an invalid number there.
-            return None
+            # Read again by Task's own validation (a whole number beyond a float, say,
+            # is infinity here and an invalid number there), or value by value.
+            return _CHECK_VALUES if strict else None
     return task
 
 
@@ -380,12 +388,12 @@ def _validate_document(document: object) -> Task:
 def _mark_pids_check_figures(root: Task) -> bool:
     """Mark ``pid`` as set in each task of ``root`` read without one (as Task's own
     validation does, whose ``None`` for a record without ``pid`` is a value it sets);
-    ``False`` if a figure of the tree is out of range (see :func:`_check_figures`),
-    for Task's own validation to read the file and report it.
+    ``False`` if a figure of the tree is out of range (see
+    :func:`taskmeter._filetypes.in_range`), for the file to be read another way.
 
     One loop for both (a tree of 100,000 tasks is walked in about 0.1 s).
     """
-    figures_in_range = _figures_in_range
+    figures_in_range = in_range
     pending = [root]
     pop = pending.pop
     extend = pending.extend
@@ -403,92 +411,24 @@ def _mark_pids_check_figures(root: Task) -> bool:
     return True
 
 
-_MEASURED_FIELDS = (
-    "duration",
-    "cpu_time",
-    "cpu_user_time",
-    "cpu_system_time",
-    "peak_memory",
-    "peak_gpu_memory",
-)
-"""Figures read from clocks and counters that only go forward: never negative in a file
-taskmeter or LensKit writes."""
-_SIGNED_FIELDS = ("start_time", "finish_time", "system_power", "cpu_power", "gpu_power")
-"""Figures that must be finite but may be negative: LensKit's energy comes from a
-Prometheus query its users write, which can return a negative value."""
-_measured = operator.itemgetter(*_MEASURED_FIELDS)
-_signed = operator.itemgetter(*_SIGNED_FIELDS)
-_LARGEST = sys.float_info.max
-
-
-def _check_figures(root: Task, source: str) -> None:
-    """Raise :class:`TaskFileError` naming a figure of the tree that is not a finite
-    number, or that is negative where it cannot be.
-
-    Neither taskmeter nor LensKit ever writes ``NaN`` or ``Infinity`` (pydantic
-    writes ``null``), but pydantic's parser reads them, and ``1e400`` as
-    infinity: such a file was written by something else, and showing it would
-    print nonsense and JSON that is not JSON.
-    """
-    for _, task in root.walk():
-        if not _figures_in_range(task.__dict__):
-            raise _bad_figure(root, task, source)
-
-
-def _figures_in_range(values: dict[str, Any]) -> bool:
-    """Whether a task's field values hold finite figures, not negative where they cannot be."""
-    for value in _measured(values):
-        if value is not None and not 0 <= value <= _LARGEST:
-            return False
-    for value in _signed(values):
-        if value is not None and not -_LARGEST <= value <= _LARGEST:
-            return False
-    return True
-
-
-def _bad_figure(root: Task, bad: Task, source: str) -> TaskFileError:
-    """The error for the task ``bad`` of ``root``'s tree, naming the field by its path."""
-    paths: list[tuple[Task, str]] = [(root, "")]
-    prefix = ""
-    while paths:
-        task, prefix = paths.pop()
-        if task is bad:
-            break
-        paths.extend((sub, f"{prefix}subtasks.{index}.") for index, sub in enumerate(task.subtasks))
-    values = bad.__dict__
-    for name in (*_MEASURED_FIELDS, *_SIGNED_FIELDS):
-        value = values.get(name)
-        if value is None:
-            continue
-        if isinstance(value, float) and not math.isfinite(value):
-            problem = "is not a finite number"
-        elif abs(value) > _LARGEST:
-            problem = "is too large"
-        elif value < 0 and name in _MEASURED_FIELDS:
-            problem = "is negative"
-        else:
-            continue
-        path = f"{prefix}{name}"
-        if len(path) > 200:
-            path = "..." + path[-197:]
-        shown = repr(value)
-        if len(shown) > 30:
-            shown = shown[:27] + "..."
-        return TaskFileError(f"{source} is not a valid task file: {path}: {shown} {problem}")
-    raise AssertionError("unreachable: the task has a bad figure")
+def _figures_in_range(root: Task) -> bool:
+    """Whether every figure of ``root``'s tree is in range (see
+    :func:`taskmeter._filetypes.in_range`)."""
+    return all(in_range(task.__dict__) for _, task in root.walk())
 
 
 def _parse_deep(
     data: bytes | str, source: str, mistyped: Callable[[str], None] | None = None
 ) -> Task:
     """The task of ``data`` through the standard JSON parser, with the values of the wrong
-    JSON type dropped first where ``mistyped`` is given (and reported once it is a task)."""
+    JSON type and the figures out of range dropped first where ``mistyped`` is given (and
+    reported once it is a task)."""
     from pydantic import ValidationError
 
     try:
         with _collector_paused():
             document = json.loads(data)
-            found = drop_mistyped(document) if mistyped is not None else []
+            found = drop_bad_values(document) if mistyped is not None else []
         try:
             task = _validate_document(document)
         except ValidationError as exc:

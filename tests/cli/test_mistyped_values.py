@@ -247,3 +247,51 @@ def test_a_tree_written_task_by_task_reads_as_pydantic_writes_it() -> None:
         }
     )
     assert json.loads(deep_tree_json(root)) == json.loads(root.model_dump_json())
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_show_gives_figures_out_of_range_as_absent_with_one_warning(
+    tmp_path: Path, as_json: bool
+) -> None:
+    """``show``: an infinite duration, ``NaN`` and a negative CPU time are absent (``-``,
+    ``null``), the other figures and tasks are shown, exit 0, one warning line."""
+    path = tmp_path / "odd.json"
+    path.write_text(
+        '{"label": "root", "status": "finished", "duration": 2.5, "cpu_time": -5, '
+        '"subtasks": [{"label": "inf", "status": "finished", "duration": Infinity, '
+        '"cpu_time": 0.5}, {"label": "nan", "status": "finished", "peak_memory": NaN, '
+        '"duration": 1.5}]}'
+    )
+    result = taskmeter("show", str(path), *(["--json"] if as_json else []))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        f"taskmeter: warning: {path}: task 'root' (no id): cpu_time is -5, not a finite "
+        "number >= 0: shown as absent (and 2 more values out of range)"
+    ]
+    if as_json:
+        root, inf, nan = json.loads(result.stdout)["tasks"]
+        assert (root["duration_s"], root["cpu_time_s"]) == (2.5, None)
+        assert (inf["duration_s"], inf["cpu_time_s"]) == (None, 0.5)
+        assert (nan["duration_s"], nan["peak_memory_bytes"]) == (1.5, None)
+    else:
+        rows = result.stdout.splitlines()[1:]
+        assert [re.split(r"\s{2,}", row.strip())[0] for row in rows] == ["root", "inf", "nan"]
+        # Past each label, no figure reads "inf" or "nan": the bad ones show as "-".
+        assert "inf" not in rows[1].strip()[3:].lower()
+        assert "nan" not in rows[2].strip()[3:].lower()
+
+
+def test_report_shows_a_file_with_figures_out_of_range(tmp_path: Path) -> None:
+    """``report``: a negative CPU time is absent from the page's data, exit 0, one warning."""
+    path = tmp_path / "odd.json"
+    path.write_text('{"label": "root", "status": "finished", "duration": 2.0, "cpu_time": -5}')
+    page = tmp_path / "odd.html"
+    result = taskmeter("report", str(path), "-o", str(page))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("taskmeter: warning:") == 1
+    assert "cpu_time is -5, not a finite number >= 0: shown as absent" in result.stderr
+    data = json.loads(
+        re.search(r'id="taskmeter-data"[^>]*>(.*?)</script>', page.read_text(), re.S)[1]  # type: ignore[index]
+    )
+    (root,) = data["tasks"]
+    assert root[data["columns"].index("cpu")] is None

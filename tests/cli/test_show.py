@@ -126,28 +126,6 @@ def test_reads_a_lenskit_task_file(tmp_path: Path) -> None:
     assert labels(result.stdout) == ["lenskit root", "lenskit child"]
 
 
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        ('{"label": "x", "status": "finished", "duration": 1e400}', "duration: inf"),
-        ('{"label": "x", "status": "finished", "duration": NaN}', "duration: nan"),
-        ('{"label": "x", "status": "finished", "cpu_time": -5}', "cpu_time: -5.0 is negative"),
-    ],
-)
-@pytest.mark.parametrize("as_json", [False, True])
-def test_figures_that_are_not_numbers_exit_3_naming_the_field(
-    tmp_path: Path, content: str, message: str, as_json: bool
-) -> None:
-    """Infinity, NaN or a negative CPU time: exit 3 and one line, not a row of nonsense."""
-    path = tmp_path / "odd.json"
-    path.write_text(content)
-    result = taskmeter("show", str(path), *(["--json"] if as_json else []))
-    assert result.returncode == 3
-    assert message in result.stderr
-    assert result.stdout == ""
-    assert result.stderr.count("\n") == 1
-
-
 def strict_json(text: str) -> object:
     """``text`` parsed as standard JSON: NaN and Infinity are refused."""
 

@@ -107,7 +107,7 @@ def test_the_collector_state_is_restored(enabled: bool) -> None:
         parse_task('{"label": "a", "subtasks": [{"label": "b"}]}')
         assert gc.isenabled() is enabled
         with pytest.raises(TaskFileError):
-            parse_task('{"label": "a", "duration": -1}')
+            parse_task('{"label": "a", "peak_memory": 1.5}')
         assert gc.isenabled() is enabled
         with pytest.raises(TaskFileError):
             parse_task('{"label": 3}')

@@ -1,0 +1,95 @@
+"""``Task(file=...)`` and ``save_to_file``: a path a task file cannot be atomically replaced
+at is a ``ValueError`` naming the path, at once, not a save failure logged later."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+from pathlib import Path
+
+import pytest
+
+from taskmeter import Task
+
+
+def test_an_empty_path_is_refused() -> None:
+    """``file=""`` would be the current directory."""
+    with pytest.raises(ValueError, match="file is an empty path"):
+        Task("empty", file="")
+
+
+def test_an_existing_directory_is_refused(tmp_path: Path) -> None:
+    """A directory (given as str or Path) cannot be replaced by a file."""
+    for given in (tmp_path, str(tmp_path), "."):
+        with pytest.raises(ValueError, match="is a directory") as raised:
+            Task("dir", file=given)
+        assert repr(str(given)) in str(raised.value)
+
+
+def test_a_link_to_a_directory_is_refused(tmp_path: Path) -> None:
+    link = tmp_path / "link.json"
+    link.symlink_to(tmp_path)
+    with pytest.raises(ValueError, match=r"link\.json' is a directory"):
+        Task("dir", file=link)
+
+
+def test_a_fifo_is_refused_and_left_in_place(tmp_path: Path) -> None:
+    """A FIFO would be written through, not replaced: refused, the node untouched."""
+    fifo = tmp_path / "task.json"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match=r"task\.json' exists and is not a regular file"):
+        Task("to a pipe", file=fifo)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_a_device_and_a_socket_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="'/dev/null' exists and is not a regular file"):
+        Task("to null", file="/dev/null")
+    path = tmp_path / "sock"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        with pytest.raises(ValueError, match="not a regular file"):
+            Task("to a socket", file=path)
+
+
+def test_a_path_that_is_not_a_path_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="file must be a path"):
+        Task("number", file=3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"file must be a path \(str or os.PathLike\), not bytes"):
+        Task("bytes", file=b"x.json")  # type: ignore[arg-type]
+
+
+def test_a_refused_file_leaves_no_task_behind(tmp_path: Path) -> None:
+    """The check comes before the task exists: no task is left current or running."""
+    with pytest.raises(ValueError):
+        Task("dir", file=tmp_path)
+    assert Task.current() is None
+
+
+def test_new_files_regular_files_and_links_to_them_are_accepted(tmp_path: Path) -> None:
+    """A path not there yet (its directory too), an existing file, a link to a file and a
+    dangling link are saved to as before."""
+    existing = tmp_path / "old.json"
+    existing.write_text("{}")
+    link = tmp_path / "link.json"
+    link.symlink_to(existing)
+    dangling = tmp_path / "dangling.json"
+    dangling.symlink_to(tmp_path / "target.json")
+    paths = [tmp_path / "new" / "task.json", existing, link, dangling]
+    for path in paths:
+        with Task("saved", file=path):
+            pass
+    assert all('"saved"' in path.read_text() for path in paths)
+    assert link.is_symlink() and (tmp_path / "target.json").exists()
+
+
+@pytest.mark.parametrize("given", ["", "dir", "fifo"])
+def test_save_to_file_refuses_the_same_paths(tmp_path: Path, given: str) -> None:
+    """``save_to_file`` raises before anything is set: the task keeps saving nowhere."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    path = {"": "", "dir": str(tmp_path), "fifo": str(fifo)}[given]
+    with Task("late") as task, pytest.raises(ValueError, match=r"^path "):
+        task.save_to_file(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo"]
