@@ -84,11 +84,17 @@ def kinds(probes: list[taskmeter.Probe]) -> list[str]:
         ("OFF", False, set()),
         ("rapl, nvml", False, {"rapl", "nvml"}),
         ("auto,psys", True, {"psys"}),
-        ("dram", False, {"dram", "rapl"}),  # DRAM is added to the packages
+        ("dram", False, {"dram"}),  # only what was written: RAPL comes along unnamed
     ],
 )
 def test_parse_selection(text: str, auto: bool, named: set[str]) -> None:
     assert parse_energy_selection(text) == EnergySelection(auto, frozenset(named))
+
+
+def test_dram_brings_the_packages_along() -> None:
+    """``dram`` alone still reads the RAPL packages (DRAM is added to them)."""
+    assert parse_energy_selection("dram").wants("rapl")
+    assert not parse_energy_selection("nvml").wants("rapl")
 
 
 @pytest.mark.parametrize(
@@ -177,6 +183,30 @@ def test_named_in_environment_but_missing_is_logged_as_error_and_tasks_go_on(
     with Task("goes on") as task:
         pass
     assert task.cpu_time is not None
+
+
+def test_missing_rapl_is_reported_as_the_dram_the_user_named(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """``TASKMETER_ENERGY=dram`` without RAPL: one error, naming dram, never rapl
+    (which the user did not write); strict selection raises naming dram too."""
+    monkeypatch.setenv("TASKMETER_ENERGY", "dram")
+    with caplog.at_level(logging.DEBUG, logger="taskmeter"):
+        probes = energy_probes(
+            selection_from_environment(), powercap_root=tmp_path / "none", nvml=no_nvml()
+        )
+    assert probes == []
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1, errors
+    assert errors[0].startswith("TASKMETER_ENERGY names dram, which is unavailable")
+    assert "names rapl" not in caplog.text
+    with pytest.raises(ProbeUnavailableError, match="'dram' asked for"):
+        energy_probes(
+            parse_energy_selection("dram"),
+            strict=True,
+            powercap_root=tmp_path / "none",
+            nvml=no_nvml(),
+        )
 
 
 def test_malformed_environment_selection_warns_and_uses_auto(

@@ -61,8 +61,15 @@ class EnergySelection:
     named: frozenset[str] = frozenset()
 
     def wants(self, source: str) -> bool:
-        """Whether ``source`` is to be used (by name, or as part of ``auto``)."""
-        return source in self.named or (self.auto and source in ("rapl", "nvml", "prometheus"))
+        """Whether ``source`` is to be used (by name, or as part of ``auto``).
+
+        ``dram`` brings ``rapl`` along (DRAM is added to the packages, never
+        measured alone), without naming it: a missing RAPL is reported as the
+        ``dram`` the user asked for.
+        """
+        if source in self.named or (self.auto and source in ("rapl", "nvml", "prometheus")):
+            return True
+        return source == "rapl" and "dram" in self.named
 
 
 def parse_energy_selection(spec: str | Iterable[str]) -> EnergySelection:
@@ -87,8 +94,6 @@ def parse_energy_selection(spec: str | Iterable[str]) -> EnergySelection:
             f"some of {', '.join(ENERGY_SOURCES)}"
         )
     named = set(tokens) - {"auto"}
-    if "dram" in named:
-        named.add("rapl")  # DRAM is added to the packages, never measured alone
     return EnergySelection(auto="auto" in tokens, named=frozenset(named))
 
 
