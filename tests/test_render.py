@@ -63,12 +63,16 @@ def test_format_tree_max_rows_keeps_the_first_tasks_depth_first() -> None:
         (119.994, "1m59.99s"),
         (119.999, "2m0.00s"),
         (7199.999, "2h0m0.00s"),
+        (35_999_999.99, "9999h59m59.99s"),
+        (35_999_999.996, "1.00e+04h"),  # 10,000 h once rounded: compact from there
+        (1e308, "2.78e+304h"),
         (None, "-"),
     ],
 )
 def test_table_durations_round_before_choosing_the_unit(seconds: float | None, text: str) -> None:
     """A duration just under a unit is shown in the next one, not as ``1000ms`` or
-    ``1m60.00s`` (the table's durations are rounded to what they show)."""
+    ``1m60.00s`` (the table's durations are rounded to what they show); from 10,000
+    hours on, hours in scientific notation keep the cell short."""
     assert friendly_seconds(seconds) == text
 
 
@@ -100,13 +104,13 @@ def test_a_peak_known_only_as_a_bound_is_shown_as_one() -> None:
         (2**30 - 1, "1.0 GiB"),
         (2**40 - 1, "1.0 TiB"),
         (2**50 - 1, "1.0 PiB"),
-        (2**60, "1024.0 PiB"),
+        (2**60, "1.15e+18 B"),  # past the largest unit: scientific
         (None, "-"),
     ],
 )
 def test_byte_counts_round_before_choosing_the_unit(count: float | None, text: str) -> None:
     """A count just under a unit is shown in that unit (1048575 bytes: ``1.0 MiB``, not
-    ``1024.0 KiB``); PiB is the largest."""
+    ``1024.0 KiB``); PiB is the largest: from 1024 PiB on, bytes in scientific notation."""
     assert friendly_bytes(count) == text
 
 
@@ -120,7 +124,7 @@ def test_byte_counts_round_before_choosing_the_unit(count: float | None, text: s
         (1000, "1.0 kJ"),
         (999_949, "999.9 kJ"),
         (999_950, "1.0 MJ"),
-        (2.5e9, "2500.0 MJ"),
+        (2.5e9, "2.50e+09 J"),  # past the largest unit: scientific
         (None, "-"),
     ],
 )

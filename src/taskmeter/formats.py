@@ -23,34 +23,42 @@ def friendly_duration(elapsed: float | timedelta) -> str:
 
 _BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
+COMPACT_AFTER_S = 10_000 * 3600.0
+"""From this duration (10,000 hours) on, :func:`friendly_seconds` writes hours in
+scientific notation (``"2.78e+304h"``): a table cell stays a few characters wide."""
+
 
 def friendly_bytes(count: float | None) -> str:
     """A byte count in binary units (``"512.0 MiB"``); ``"-"`` when unknown.
 
     The unit is chosen after rounding to the digits shown, so 1048575 bytes
-    are ``1.0 MiB``, not ``1024.0 KiB``.
+    are ``1.0 MiB``, not ``1024.0 KiB``.  From 1024 PiB on, the count is
+    written in bytes in scientific notation (``"1.00e+30 B"``).
     """
     if count is None:
         return "-"
     value = float(count)
     for unit in _BYTE_UNITS:
         text = f"{value:.0f}" if unit == "B" else f"{value:.1f}"
-        if abs(float(text)) < 1024 or unit == _BYTE_UNITS[-1]:
+        if abs(float(text)) < 1024:
             return f"{text} {unit}"
         value /= 1024
-    raise AssertionError("unreachable")
+    return f"{float(count):.2e} B"
 
 
 def friendly_seconds(seconds: float | None) -> str:
     """A CPU or wall time in seconds, compact; ``"-"`` when unknown.
 
     Rounded to the hundredth of a second shown before the unit is chosen, so
-    119.999 s is ``2m0.00s``, not ``1m60.00s``.
+    119.999 s is ``2m0.00s``, not ``1m60.00s``.  From 10,000 hours on, hours in
+    scientific notation (``"1.00e+04h"``).
     """
     if seconds is None:
         return "-"
     if seconds >= 0.9995:
         seconds = round(seconds, 2)
+    if seconds >= COMPACT_AFTER_S:
+        return f"{seconds / 3600:.2e}h"
     return friendly_duration(seconds).strip()
 
 
@@ -61,12 +69,13 @@ def friendly_energy(joules: float | None) -> str:
     """An energy in J, kJ or MJ (``"3.2 kJ"``); ``"-"`` when unknown.
 
     The unit is chosen after rounding to the digit shown, so 999.96 J is
-    ``1.0 kJ``, not ``1000.0 J``.
+    ``1.0 kJ``, not ``1000.0 J``.  From 1000 MJ on, joules in scientific
+    notation (``"1.00e+12 J"``).
     """
     if joules is None:
         return "-"
     for unit, scale in _ENERGY_UNITS:
         text = f"{joules / scale:.1f}"
-        if abs(float(text)) < 1000 or unit == _ENERGY_UNITS[-1][0]:
+        if abs(float(text)) < 1000:
             return f"{text} {unit}"
-    raise AssertionError("unreachable")
+    return f"{joules:.2e} J"

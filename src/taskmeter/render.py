@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from .formats import friendly_bytes, friendly_energy, friendly_seconds
 from .task import Task
@@ -30,6 +30,39 @@ INDENT_LEVELS = 12
 stays as wide as one 12 levels deep."""
 
 _SHOWN_AS_IS = frozenset("\u200c\u200d")  # joiners: parts of emoji and scripts, harmless
+
+
+def display_order(subtasks: Sequence[Task]) -> Sequence[Task]:
+    """``subtasks`` in the order tables and reports show them: by start time.
+
+    A file lists a task's subtasks in the order they were recorded, and worker
+    processes' tasks are added when they are collected: one started late can come
+    before those started early.  The sort is stable; tasks without a start time
+    keep their order, after the others.  The file's order is left as it is.
+    """
+    previous = -math.inf
+    for sub in subtasks:  # most lists are in order already: no copy then
+        start = sub.start_time
+        if start is None or start < previous:
+            break
+        previous = start
+    else:
+        return subtasks
+    return sorted(subtasks, key=_start_key)
+
+
+def _start_key(task: Task) -> tuple[bool, float]:
+    return (task.start_time is None, task.start_time or 0.0)
+
+
+def display_walk(task: Task) -> Iterator[tuple[int, Task]]:
+    """``task`` and all its subtasks, depth first, with their depth, siblings in
+    :func:`display_order`."""
+    stack: list[tuple[int, Task]] = [(0, task)]
+    while stack:
+        depth, current = stack.pop()
+        yield depth, current
+        stack.extend((depth + 1, sub) for sub in reversed(display_order(current.subtasks)))
 
 
 def terminal_text(text: str) -> str:
@@ -145,10 +178,11 @@ def format_tree(task: Task, *, max_depth: int | None = None, max_rows: int | Non
     not measured.  Labels are shown as :func:`table_label` makes them (escaped, at
     most :data:`LABEL_COLUMNS` wide).
     ``max_depth`` limits the levels shown below ``task``, ``max_rows`` the
-    number of tasks (the first ones, depth first).
+    number of tasks (the first ones, depth first; siblings by start time, see
+    :func:`display_order`).
     """
     rows: list[tuple[str, ...]] = []
-    for depth, sub in task.walk():
+    for depth, sub in display_walk(task):
         if max_depth is not None and depth > max_depth:
             continue
         if max_rows is not None and len(rows) >= max_rows:

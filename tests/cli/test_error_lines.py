@@ -42,7 +42,7 @@ CASES: dict[str, list[str]] = {
     ],
     "measure: cannot compute": ["measure", "{metadata}", "--cpu-timing", "isr.run", "p.C"],
     "measure: no work found, output unwritable": [
-        "measure", "{metadata}", "--timing", "other.run", "p.T", "-o", "{dir}/no/m.json",
+        "measure", "{metadata}", "--timing", "other.run", "p.T", "-o", "{task}/m.json",
     ],
     "flush: not a directory": ["flush", "{task}"],
     "flush: timeout 0": ["flush", "--timeout", "0", "{dir}"],

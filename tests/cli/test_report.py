@@ -255,7 +255,8 @@ def test_a_title_of_bytes_that_are_not_utf8_is_written_escaped(tmp_path: Path) -
 
 def test_a_root_never_started_times_its_tasks_from_the_first_to_start() -> None:
     """A root without a start time (a container built by hand) whose subtasks ran: the
-    timeline starts at the earliest subtask, so their bars are drawn (none were)."""
+    timeline starts at the earliest subtask, so their bars are drawn (none were); the
+    rows list them by start time."""
     root = Task.model_validate(
         {
             "label": "container",
@@ -267,6 +268,6 @@ def test_a_root_never_started_times_its_tasks_from_the_first_to_start() -> None:
     )
     data = report_data(root)
     start = COLUMNS.index("start")
-    assert [row[start] for row in data["tasks"]] == [None, 10.0, 0.0]  # type: ignore[union-attr]
+    assert [row[start] for row in data["tasks"]] == [None, 0.0, 10.0]  # type: ignore[union-attr]
     assert data["span"] == 15.0
     assert data["started"] == "2001-09-09 01:46:40 UTC"

@@ -374,10 +374,23 @@ FORMAT_EDGES: list[float | None] = [
     -1e25,
     1e300,
     1.7976931348623157e308,
+    35_999_999.99,
+    36_000_000,
+    3.6e10 - 1,
+    999_949_999.9,
+    999_950_000,
+    1.125e18,
+    1.135e18,
+    2**60 - 1,
+    2.0**60 * 1024,
+    9.995e20,
+    9.985e20,
+    -9.995e20,
 ]
 """Values at the edges of the units of durations, bytes and energy, and exact ties
 (2.5, 1.25 KiB, 0.25 J: Python rounds them to even, JavaScript's toFixed up), and
-numbers from 1e21 up, which toFixed writes with an exponent and Python digit by digit."""
+numbers from 1e21 up, which toFixed writes with an exponent and Python digit by digit;
+the edges of scientific notation (10,000 h, 1024 PiB, 1000 MJ) and its ties (1.125e18)."""
 
 
 def test_page_formats_figures_as_python_does(browser: Any, tmp_path: Path) -> None:
@@ -447,7 +460,9 @@ def test_a_huge_duration_renders_quickly_with_the_tables_figures(
         "gpu": gpu,
         "energy": energy,
     }
-    assert "e+" not in browser.find_element("id", "details").text
+    details = browser.find_element("id", "details").text
+    assert f"duration {_duration}" in details and _duration == "2.78e+296h"
+    assert not re.search(r"(?<![\d.])\d+e\+", details)  # no bare JavaScript 1e+300
     ticks = browser.find_elements("css selector", "#axis .tick")
     assert 2 <= len(ticks) <= 11
 

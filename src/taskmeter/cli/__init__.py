@@ -14,7 +14,7 @@ import contextlib
 import importlib
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import NoReturn
 
 VERBS: dict[str, str] = {
@@ -36,13 +36,16 @@ class Parser(argparse.ArgumentParser):
     """argparse's parser, its errors written as the verbs write theirs
     (``taskmeter: error: ...``, after the usage), its verbs' parsers too."""
 
+    verb_parsers: Mapping[str, argparse.ArgumentParser]
+    """The parser of each verb (set by :func:`build_parser` on the top-level parser)."""
+
     def error(self, message: str) -> NoReturn:
         """Print the usage and ``taskmeter: error: message``; exit with status 2."""
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{ERROR_PREFIX}{message}\n")
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> Parser:
     """The parser with every available verb (or only ``only``, for speed)."""
     parser = Parser(
         prog="taskmeter",
@@ -52,6 +55,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"taskmeter {__version__}")
     subparsers = parser.add_subparsers(dest="verb", metavar="VERB")
+    parser.verb_parsers = subparsers.choices
     for verb, summary in VERBS.items():
         if only is not None and verb != only:
             subparsers.add_parser(verb, help=summary)
@@ -71,7 +75,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     verb = next((a for a in args_list if not a.startswith("-")), None)
     parser = build_parser(only=verb if verb in VERBS else None)
-    args = parser.parse_args(args_list)
+    args, unknown = parser.parse_known_args(args_list)
+    if unknown:
+        # An option the verb does not know: said with the verb's usage, not the
+        # top level's (argparse lets the verb's parser pass them up unread).
+        # ``run``'s command and its arguments never get here: they are its own.
+        chosen: str | None = getattr(args, "verb", None)
+        owner: argparse.ArgumentParser = parser
+        if chosen is not None and chosen in args_list:
+            before_verb = args_list[: args_list.index(chosen)]
+            if not any(option in before_verb for option in unknown):
+                owner = parser.verb_parsers[chosen]
+        owner.error(f"unrecognized arguments: {' '.join(unknown)}")
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)

@@ -81,6 +81,26 @@ def _drop_stdout() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+EMPTY_PROBE_BYTES = 4096
+"""The most bytes :func:`is_empty` reads to see that a file holds only white space."""
+
+
+def is_empty(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a regular file holding nothing, or nothing but white space.
+
+    Asked once a file failed to parse, to say "empty" rather than quote the
+    parser's "EOF while parsing a value".
+    """
+    try:
+        with open(path, "rb") as handle:
+            if not os.path.isfile(path):
+                return False
+            data = handle.read(EMPTY_PROBE_BYTES + 1)
+    except (OSError, ValueError):
+        return False
+    return len(data) <= EMPTY_PROBE_BYTES and not data.strip()
+
+
 def endpoint_problem(endpoint: str) -> str | None:
     """Why ``endpoint`` (``--otlp-endpoint``) cannot be an OTLP endpoint, or ``None``.
 

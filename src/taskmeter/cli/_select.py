@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from ._common import error, say
+from ._common import error, is_empty, say
 
 if TYPE_CHECKING:
     from ..liveness import Liveness
@@ -116,7 +116,7 @@ def load_or_explain(path: str) -> Task | None:
         try:
             return parse_task(data, "standard input", mistyped=_warn)
         except TaskFileError as exc:
-            error(str(exc))
+            error("standard input is empty: no task file" if not data.strip() else str(exc))
             return None
     try:
         return load_task(path, mistyped=_warn)
@@ -127,6 +127,8 @@ def load_or_explain(path: str) -> Task | None:
             message = f"no such task file: {path}"
         elif isinstance(cause, OSError) and cause.strerror:  # not "[Errno 21] ...: 'path'"
             message = f"cannot read task file {path}: {cause.strerror}"
+        elif not isinstance(cause, OSError) and is_empty(path):
+            message = f"the task file {path} is empty"
         error(message)
         return None
 
@@ -174,8 +176,10 @@ def select(
     label: LabelMatcher | None = None,
     status: str | None = None,
     status_of: Callable[[Task], str] | None = None,
+    by_start: bool = False,
 ) -> list[Selected]:
-    """The tasks to show, depth first.
+    """The tasks to show, depth first: siblings in the file's order, or with ``by_start``
+    by start time (:func:`taskmeter.render.display_order`).
 
     With a label or status filter, the matching tasks are kept together with
     their ancestors (``matched=False``), so the tree stays readable.
@@ -185,7 +189,7 @@ def select(
     filtering = label is not None or status is not None
     ancestors: list[Selected] = []  # the path from the root to the current task
     shown: set[int] = set()  # ids of the ancestor rows already emitted
-    for task, depth, path in _walk(root, max_depth):
+    for task, depth, path in _walk(root, max_depth, by_start):
         del ancestors[depth:]
         shown_status = task.status.value if status_of is None else status_of(task)
         matched = (label is None or label(task.label)) and (
@@ -206,10 +210,15 @@ def select(
     return rows
 
 
-def _walk(root: Task, max_depth: int | None) -> Iterator[tuple[Task, int, tuple[str, ...]]]:
+def _walk(
+    root: Task, max_depth: int | None, ordered: bool
+) -> Iterator[tuple[Task, int, tuple[str, ...]]]:
+    from ..render import display_order
+
     stack: list[tuple[Task, int, tuple[str, ...]]] = [(root, 0, (root.label,))]
     while stack:
         task, depth, path = stack.pop()
         yield task, depth, path
         if max_depth is None or depth < max_depth:
-            stack.extend((sub, depth + 1, (*path, sub.label)) for sub in reversed(task.subtasks))
+            subtasks = display_order(task.subtasks) if ordered else task.subtasks
+            stack.extend((sub, depth + 1, (*path, sub.label)) for sub in reversed(subtasks))

@@ -11,9 +11,18 @@ from ._runfigures import RunFigures
 _ENERGY_NAMES = {"cpu": "energy, CPUs", "gpu": "energy, GPUs", "system": "energy, system"}
 
 
-def command_text(argv: Sequence[str], limit: int = 60) -> str:
-    """The command as a shell would show it, shortened to ``limit`` characters."""
+def command_text(argv: Sequence[str], limit: int = 60, *, escaped: bool = False) -> str:
+    """The command as a shell would show it, shortened to ``limit`` characters.
+
+    ``escaped``: for a terminal line, control characters of the arguments
+    (newlines, tabs, escape sequences) written escaped inside the shell quotes
+    (``'a\\nb'``), as every line taskmeter prints has them.
+    """
     text = shlex.join(argv)
+    if escaped:
+        from ..render import terminal_text
+
+        text = terminal_text(text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -103,7 +112,7 @@ def summary_lines(
 
     name_width = max(len(name) for name, _, _ in rows)
     value_width = max(len(value) for _, value, _ in rows)
-    lines = [f"taskmeter: {command_text(figures.argv)} {figures.describe_end()}"]
+    lines = [f"taskmeter: {command_text(figures.argv, escaped=True)} {figures.describe_end()}"]
     for name, value, note in rows:
         line = f"  {name.ljust(name_width)}  {value.rjust(value_width)}"
         lines.append(f"{line}  {note}".rstrip())

@@ -13,6 +13,7 @@ reported on standard error and skipped (not an error).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -117,11 +118,15 @@ def _with_legacy_unit(spec: Any, unit: int | None) -> Any:
 
 def _file_problem(exc: Exception, kind: str, path: Path) -> str:
     """The message of a metadata or spec file error: a missing file said plainly."""
+    from ._common import is_empty
+
     cause = exc.__cause__
     if isinstance(cause, FileNotFoundError):
         return f"no such {kind} file: {path}"
     if isinstance(cause, OSError) and cause.strerror:
         return f"cannot read the {kind} file {path}: {cause.strerror}"
+    if not isinstance(cause, OSError) and is_empty(path):
+        return f"the {kind} file {path} is empty"
     return str(exc)
 
 
@@ -165,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_USAGE  # as when -o cannot be written
     else:
         try:
+            with contextlib.suppress(FileExistsError):  # a file there: "Not a directory" next
+                args.output.parent.mkdir(parents=True, exist_ok=True)  # as run -o, report -o
             args.output.write_text(text, encoding="utf-8")
         except OSError as exc:
             error(f"cannot write {args.output}: {exc.strerror or exc}")

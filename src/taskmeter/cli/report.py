@@ -26,6 +26,7 @@ needed), and stays fast with thousands of tasks.
 
 Statuses are those of 'taskmeter show': a task whose status is 'running' but
 whose process is gone is marked 'interrupted' (see 'taskmeter show --help').
+Siblings are in its order too: by start time.
 """
 
 EPILOG = """\
@@ -37,7 +38,7 @@ examples:
 exit status:
   0  report written
   2  wrong options: FILE '-' without -o, or a report path that is FILE itself
-  3  FILE is missing, unreadable or not a task file
+  3  FILE is missing, empty, unreadable or not a task file
   4  the report could not be written
 """
 

@@ -12,6 +12,7 @@ import contextlib
 import os
 import shlex
 import signal
+import stat
 import sys
 import threading
 import time
@@ -56,7 +57,8 @@ examples:
 exit status:
   the command's own status; if a signal N killed the command, taskmeter ends
   by the same signal (so its shell reports 128+N, and stops a loop at Ctrl-C)
-  125  taskmeter failed before starting the command (a task file it cannot write)
+  125  taskmeter failed before starting the command (a task file it cannot write,
+       or a path that is not a regular file: a directory, FIFO, device, socket)
   126  the command was found but could not be executed
   127  the command was not found
   2    taskmeter's options, or the OTEL_EXPORTER_OTLP_* variables it reads to
@@ -64,10 +66,15 @@ exit status:
 
 Signals sent to taskmeter (SIGINT, SIGTERM, SIGHUP, ...) are passed on to the
 command, except those ignored when taskmeter started (a background job's
-SIGINT), which stay ignored.  Use --no-status for full-screen programs (editors, top).
+SIGINT), which stay ignored.  One sent to the whole process group (kill -TERM
+-PGID, systemd's KillMode=control-group) reaches the command twice, from the
+sender and from taskmeter: send it to taskmeter's pid alone (KillMode=mixed).
+Use --no-status for full-screen programs (editors, top).
 """
 
 DEFAULT_INTERVAL_S = 0.1
+MAX_INTERVAL_S = 3600.0
+"""The longest --interval accepted (longer, or infinite, would sample the start alone)."""
 FIRST_SAMPLE_S = 0.01
 STATUS_AFTER_S = 1.0
 STATUS_EVERY_S = 0.5
@@ -111,7 +118,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="SECONDS",
         type=float,
         default=DEFAULT_INTERVAL_S,
-        help=f"how often to sample the processes' memory (default {DEFAULT_INTERVAL_S:g})",
+        help=f"how often to sample the processes' memory (default {DEFAULT_INTERVAL_S:g}, "
+        f"at most {MAX_INTERVAL_S:g})",
     )
     parser.add_argument(
         "--wait-all",
@@ -150,8 +158,11 @@ def handle(args: argparse.Namespace) -> int:
         parser.print_usage(sys.stderr)
         error("no command given: put it after --, as in: taskmeter run -- python train.py")
         return EXIT_USAGE
-    if not args.interval > 0:
-        error(f"--interval must be a positive number of seconds, not {args.interval:g}")
+    if not 0 < args.interval <= MAX_INTERVAL_S:  # NaN fails both
+        error(
+            f"--interval must be a positive number of seconds, at most {MAX_INTERVAL_S:g}, "
+            f"not {args.interval:g}"
+        )
         return EXIT_USAGE
     if args.otlp_endpoint is not None and (problem := endpoint_problem(args.otlp_endpoint)):
         error(f"--otlp-endpoint: {problem}")
@@ -515,9 +526,16 @@ def _own_high_water() -> int | None:
 
 
 def _unwritable(path: Path) -> str | None:
-    """Why the task file cannot be written at ``path``, or ``None`` if it seems it can."""
-    if path.is_dir():
-        return "it is a directory"
+    """Why the task file cannot be written at ``path``, or ``None`` if it seems it can.
+
+    An existing path must be a regular file (or a link to one): the task file
+    is replaced by a new file renamed over it, again and again while the
+    command runs, which makes no sense for a directory, a FIFO, a device or a
+    socket.
+    """
+    kind = _not_regular(path)
+    if kind is not None:
+        return f"it is {kind}, not a regular file"
     directory = path.parent
     while not directory.exists():
         if directory == directory.parent:
@@ -535,6 +553,27 @@ def _unwritable(path: Path) -> str | None:
     except OSError as exc:
         return f"cannot create a file in {directory} ({exc.strerror or exc})"
     return None
+
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _not_regular(path: Path) -> str | None:
+    """What ``path`` is (``"a FIFO"``) when it exists and is not a regular file
+    (a link is followed); ``None`` for a regular file, or no file at all."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # missing, a dangling link: created; others: said later
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    return next((name for test, name in _FILE_KINDS if test(mode)), "an unknown kind of file")
 
 
 def _load_record_modules() -> None:

@@ -37,7 +37,9 @@ STATUSES = ("pending", "running", "finished", "failed", "cancelled", "interrupte
 DESCRIPTION = """\
 Show the task tree of FILE (written by taskmeter or by LensKit) as a table:
 label, status, duration, CPU time (with worker processes), peak memory, peak
-GPU memory and energy.  '-' marks a figure that was not measured.
+GPU memory and energy.  '-' marks a figure that was not measured.  Siblings
+are listed by start time (tasks without one last, in the file's order): worker
+processes' tasks are recorded when they are collected, not when they started.
 
 A task whose status is 'running' but whose process is gone (killed, or the
 machine restarted) is shown as 'interrupted', with the figures of its last
@@ -58,7 +60,7 @@ exit status:
   0  tasks shown
   1  no task matched --label/--status
   2  wrong options
-  3  FILE is missing, unreadable or not a task file
+  3  FILE is missing, empty, unreadable or not a task file
   4  the output could not be written (a full disk, say)
 """
 
@@ -85,7 +87,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("-s", "--status", choices=STATUSES, help="only tasks with this status")
     parser.add_argument(
-        "--json", action="store_true", help="print the matching tasks as JSON, one object each"
+        "--json",
+        action="store_true",
+        help="print the matching tasks as JSON, one object each, in the file's order "
+        "(the table lists siblings by start time), with exact figures",
     )
     add_stale_after(parser)
     parser.set_defaults(handler=handle)
@@ -111,6 +116,7 @@ def handle(args: argparse.Namespace) -> int:
         label=label_matcher(args.label),
         status=args.status,
         status_of=status_of,
+        by_start=not args.json,
     )
     matched = [row for row in rows if row.matched]
     if args.json:

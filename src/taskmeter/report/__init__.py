@@ -20,7 +20,7 @@ from importlib import resources
 from typing import Any
 
 from ..__about__ import __version__
-from ..render import peak_memory_bound, terminal_text
+from ..render import display_order, peak_memory_bound, terminal_text
 from ..task import Task, TaskStatus
 from ._noscript import noscript_table
 
@@ -114,7 +114,8 @@ def report_data(
     source: str | None = None,
     interrupted: Callable[[Task], str | None] | None = None,
 ) -> dict[str, Any]:
-    """The data the page draws: tasks depth first, each a row of :data:`COLUMNS`.
+    """The data the page draws: tasks depth first (siblings by start time, see
+    :func:`taskmeter.render.display_order`), each a row of :data:`COLUMNS`.
 
     ``interrupted`` tells why a task recorded as running is not running any
     more (``None`` if it may be), as :meth:`taskmeter.liveness.Liveness.interruption`
@@ -179,7 +180,7 @@ def report_data(
         parts = _energy_parts(task)
         if parts:
             energy[index] = parts
-        stack.extend((sub, index) for sub in reversed(task.subtasks))
+        stack.extend((sub, index) for sub in reversed(display_order(task.subtasks)))
     started = _utc_text(origin)
     span = (end - origin) if origin is not None and end is not None else 0.0
     return {

@@ -8,7 +8,7 @@ from html import escape
 from itertools import islice
 
 from ..formats import friendly_bytes, friendly_energy, friendly_seconds
-from ..render import INDENT_LEVELS, peak_memory_text, terminal_text
+from ..render import INDENT_LEVELS, display_walk, peak_memory_text, terminal_text
 from ..task import Task
 
 NOSCRIPT_ROWS = 200
@@ -43,7 +43,7 @@ def noscript_table(
         + ".</p>",
         "<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in _HEADINGS) + "</tr></thead><tbody>",
     ]
-    for depth, task in islice(root.walk(), limit):
+    for depth, task in islice(display_walk(root), limit):
         status = task.status.value
         if interrupted is not None and interrupted(task):
             status = "interrupted"

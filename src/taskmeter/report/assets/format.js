@@ -22,6 +22,29 @@ var taskmeterFormat = (function () {
     return text;
   }
 
+  // Python's format(x, ".Ne") for a finite x of at least 10^N: the exact value's digits
+  // (BigInt writes the whole part exactly; the fraction only decides ties), rounded to
+  // N + 1 digits, a tie to the even digit; the exponent has two digits at least.
+  function scientific(x, digits) {
+    var negative = x < 0;
+    var magnitude = Math.abs(x);
+    var whole = Math.trunc(magnitude);
+    var written = BigInt(whole).toString();
+    var exponent = written.length - 1;
+    var kept = BigInt(written.slice(0, digits + 1));
+    var rest = written.slice(digits + 1);
+    if (rest) {
+      var half = "5" + "0".repeat(rest.length - 1);
+      if (rest > half || (rest === half && (magnitude !== whole || kept % 2n === 1n))) kept += 1n;
+    }
+    var text = kept.toString();
+    if (text.length > digits + 1) { text = text.slice(0, -1); exponent += 1; } // 9.99 -> 10.0
+    return (negative ? "-" : "") + text[0] + (digits ? "." + text.slice(1) : "") +
+      "e+" + (exponent < 10 ? "0" : "") + exponent;
+  }
+
+  var COMPACT_AFTER_S = 10000 * 3600;
+
   // Python's divmod for floats.
   function divmod(x, y) {
     var mod = x % y;
@@ -36,6 +59,7 @@ var taskmeterFormat = (function () {
   function seconds(s) {
     if (s == null) return "-";
     if (s >= 0.9995) s = Number(fixed(s, 2));
+    if (s >= COMPACT_AFTER_S) return scientific(s / 3600, 2) + "h";
     if (s < 1) return fixed(s * 1000, 0) + "ms";
     if (s > 3600) {
       var hours = divmod(s, 3600), minutes = divmod(hours[1], 60);
@@ -56,11 +80,10 @@ var taskmeterFormat = (function () {
     var value = b;
     for (var u = 0; u < BYTE_UNITS.length; u++) {
       var text = fixed(value, u === 0 ? 0 : 1);
-      if (Math.abs(Number(text)) < 1024 || u === BYTE_UNITS.length - 1) {
-        return text + " " + BYTE_UNITS[u];
-      }
+      if (Math.abs(Number(text)) < 1024) return text + " " + BYTE_UNITS[u];
       value /= 1024;
     }
+    return scientific(b, 2) + " B";
   }
 
   var ENERGY_UNITS = [["J", 1], ["kJ", 1e3], ["MJ", 1e6]];
@@ -70,10 +93,9 @@ var taskmeterFormat = (function () {
     if (j == null) return "-";
     for (var u = 0; u < ENERGY_UNITS.length; u++) {
       var text = fixed(j / ENERGY_UNITS[u][1], 1);
-      if (Math.abs(Number(text)) < 1000 || u === ENERGY_UNITS.length - 1) {
-        return text + " " + ENERGY_UNITS[u][0];
-      }
+      if (Math.abs(Number(text)) < 1000) return text + " " + ENERGY_UNITS[u][0];
     }
+    return scientific(j, 2) + " J";
   }
 
   // terminal_text: control and format characters (escape sequences, line breaks, NUL,
@@ -95,5 +117,5 @@ var taskmeterFormat = (function () {
     });
   }
 
-  return { fixed: fixed, seconds: seconds, bytes: bytes, energy: energy, text: text };
+  return { fixed: fixed, scientific: scientific, seconds: seconds, bytes: bytes, energy: energy, text: text };
 })();
