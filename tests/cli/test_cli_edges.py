@@ -7,6 +7,7 @@ import json
 import os
 import re
 import socket
+import stat
 import sys
 from pathlib import Path
 
@@ -81,6 +82,20 @@ def test_run_writes_through_a_link_to_a_regular_file(tmp_path: Path) -> None:
     result = taskmeter("run", "-q", "-o", str(link), "--", "true")
     assert result.returncode == 0, result.stderr
     assert link.is_symlink() and json.loads(target.read_text())["status"] == "finished"
+
+
+def test_report_to_a_fifo_nobody_reads_says_so(tmp_path: Path) -> None:
+    """``report -o`` writes through a FIFO (a reader gets the page); with no reader it
+    fails at once (4), saying why in words, and the FIFO stays."""
+    source = tmp_path / "t.json"
+    save_task(Task.model_validate({"label": "t", "status": "finished"}), source)
+    fifo = _fifo(tmp_path)
+    result = taskmeter("report", str(source), "-o", str(fifo))
+    assert result.returncode == 4
+    assert result.stderr == (
+        f"taskmeter: error: cannot write the report {fifo}: it is a FIFO that no process reads\n"
+    )
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
 
 
 # ---------------------------------------------------------------- huge figures

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import sys
 import time
@@ -99,7 +100,10 @@ def handle(args: argparse.Namespace) -> int:
         try:
             write_atomic(output, page, durable=False)
         except OSError as exc:
-            error(f"cannot write the report {output}: {exc.strerror or exc}")
+            reason = exc.strerror or str(exc)
+            if exc.errno == errno.ENXIO:  # "No such device or address", of a FIFO
+                reason = "it is a FIFO that no process reads"
+            error(f"cannot write the report {output}: {reason}")
             return EXIT_OUTPUT_FAILED
         where = str(output)
     interrupted.report(task for _, task in root.walk())
