@@ -144,8 +144,8 @@ def energy_j(task: Task) -> float | None:
 def finite(value: float | None) -> float | None:
     """``value``, or ``None`` where it is not a finite number (shown as ``-``, ``null`` in JSON).
 
-    :func:`~taskmeter.taskfile.load_task` refuses such figures; a sum of two
-    huge ones (a CPU total) can still overflow.
+    ``show`` reads files with ``mistyped=``, which makes such figures absent; a
+    sum of two huge finite ones (a CPU total) can still overflow.
     """
     if value is None or math.isfinite(value):
         return value
