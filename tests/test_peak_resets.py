@@ -51,18 +51,18 @@ MAXRSS_INDEX = 3  # MaxResidentSetSize in read_usage()
 def fresh_process_peak() -> Iterator[int]:
     """This process as if it had just started at its current RSS: nothing folded into the
     lifetime peak, the kernel's mark reset by a task.  Yields the RSS then, in bytes."""
-    before = PROCESS_RSS_PEAK.bytes
-    PROCESS_RSS_PEAK.bytes = None
+    before = PROCESS_RSS_PEAK.peak_bytes
+    PROCESS_RSS_PEAK.peak_bytes = None
     with Task("reset the mark"):
         pass
-    PROCESS_RSS_PEAK.bytes = None
+    PROCESS_RSS_PEAK.peak_bytes = None
     base = current_rss()
     if resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 > base + 20 * MIB:
         pytest.skip("ru_maxrss is floored above the RSS (a large parent exec'ed this process)")
     yield base
-    after = PROCESS_RSS_PEAK.bytes
+    after = PROCESS_RSS_PEAK.peak_bytes
     if before is not None and (after is None or before > after):
-        PROCESS_RSS_PEAK.bytes = before
+        PROCESS_RSS_PEAK.peak_bytes = before
 
 
 class Isr:
@@ -194,6 +194,8 @@ def test_one_register_per_physical_mark() -> None:
     shared = ProcessProbe().register
     assert PeakMemoryProbe().register is shared
     assert ProcessProbe(LinuxRssHighWater()).register is shared
+    # This process named by its id is /proc/self too.
+    assert ProcessProbe(LinuxRssHighWater(pid=os.getpid())).register is shared
     fake = LinuxRssHighWater(procfs="/nonexistent-procfs", pid=1)
     assert ProcessProbe(fake).register is not shared
     assert PeakMemoryProbe(fake).register is not shared
@@ -241,7 +243,7 @@ def test_a_forked_child_starts_its_lifetime_peak_at_its_own_ru_maxrss() -> None:
         del block
     with Task("parent's reset"):
         pass
-    parent_peak = PROCESS_RSS_PEAK.bytes
+    parent_peak = PROCESS_RSS_PEAK.peak_bytes
     assert parent_peak is not None and parent_peak >= current_rss() + 0.95 * 400 * MIB
     read_fd, write_fd = os.pipe()
     pid = os.fork()
@@ -250,7 +252,7 @@ def test_a_forked_child_starts_its_lifetime_peak_at_its_own_ru_maxrss() -> None:
         try:
             os.close(read_fd)
             result: dict[str, Any] = {
-                "folded": PROCESS_RSS_PEAK.bytes,
+                "folded": PROCESS_RSS_PEAK.peak_bytes,
                 "usage": read_usage()[MAXRSS_INDEX],
                 "own": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             }

@@ -356,3 +356,18 @@ def test_an_interrupt_in_a_span_processor_as_a_task_ends_leaves_no_span_current(
             pass
     assert after.parent_id is None
     assert spans.one("interrupted") is not None
+
+
+def test_entering_a_task_started_already_raises_and_leaves_it_running(
+    spans: SpanCapture,
+) -> None:
+    """``with task`` on a task started by hand is a misuse: it raises, and the task
+    goes on running, to be finished by its owner (not finished as failed)."""
+    task = Task("started by hand")
+    task.start()
+    with pytest.raises(RuntimeError, match="already running"), task:
+        pytest.fail("the block of a task started twice ran")
+    assert task.status.value == "running"
+    task.finish()
+    assert task.status.value == "finished"
+    assert Task.current() is None

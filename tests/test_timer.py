@@ -94,7 +94,7 @@ def test_keys_types_and_list_lengths_equal_lsst_utils() -> None:
 def test_values_agree_with_lsst_utils_within_the_interval(monkeypatch: pytest.MonkeyPatch) -> None:
     """Our readings and lsst's, taken around each other, bracket each other (with no
     reset of the RSS mark folded in: a reset lowers lsst's, not ours)."""
-    monkeypatch.setattr(PROCESS_RSS_PEAK, "bytes", None)
+    monkeypatch.setattr(PROCESS_RSS_PEAK, "peak_bytes", None)
     ours, theirs = Ours(), Theirs()
     theirs.run(1)
     ours.run(1)

@@ -359,7 +359,7 @@ def test_every_key_of_ours_lies_between_lsst_s_readings_around_it(
     lsst's first and second readings, and the INFO lines to ``timer.pipe.isr`` through
     an LsstLogAdapter carry the same pairs, attributed to the same caller.  (No reset
     of the RSS mark is folded in: a reset lowers lsst's MaxResidentSetSize, not ours.)"""
-    monkeypatch.setattr(PROCESS_RSS_PEAK, "bytes", None)
+    monkeypatch.setattr(PROCESS_RSS_PEAK, "peak_bytes", None)
     task = Pair()
     with caplog.at_level(logging.INFO, logger="timer.pipe.isr"):
         task.theirs()

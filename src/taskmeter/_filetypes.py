@@ -21,17 +21,24 @@ _NUMBER = "a number"
 _STRING = "a string"
 _BOOLEAN = "true or false"
 
+MEASURED_FIELDS = (
+    "duration",
+    "cpu_time",
+    "cpu_user_time",
+    "cpu_system_time",
+    "peak_memory",
+    "peak_gpu_memory",
+)
+"""Figures read from clocks and counters that only go forward: never negative in a file
+taskmeter or LensKit writes."""
+
+
 _EXPECTED: dict[str, str] = {
     **dict.fromkeys(
         (
             "start_time",
             "finish_time",
-            "duration",
-            "cpu_time",
-            "cpu_user_time",
-            "cpu_system_time",
-            "peak_memory",
-            "peak_gpu_memory",
+            *MEASURED_FIELDS,
             "system_power",
             "chassis_power",
             "cpu_power",
@@ -48,16 +55,6 @@ _EXPECTED: dict[str, str] = {
 ``task_id``, ``status`` and ``subtasks`` are left to pydantic, which refuses a value of
 another type: such a file does not hold a task."""
 
-MEASURED_FIELDS = (
-    "duration",
-    "cpu_time",
-    "cpu_user_time",
-    "cpu_system_time",
-    "peak_memory",
-    "peak_gpu_memory",
-)
-"""Figures read from clocks and counters that only go forward: never negative in a file
-taskmeter or LensKit writes."""
 SIGNED_FIELDS = ("start_time", "finish_time", "system_power", "cpu_power", "gpu_power")
 """Figures that must be finite but may be negative: LensKit's energy comes from a
 Prometheus query its users write, which can return a negative value."""

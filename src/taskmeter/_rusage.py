@@ -52,27 +52,27 @@ class LifetimePeak:
 
     Each task resets the kernel's RSS high-water mark, which also lowers
     ``getrusage``'s ``ru_maxrss``; the register that resets it folds the mark
-    into :attr:`bytes` first (under its lock), so ``max(ru_maxrss, bytes)`` is
+    into :attr:`peak_bytes` first (under its lock), so ``max(ru_maxrss, peak_bytes)`` is
     the process's peak since it started.  ``None`` until the first reset; a
     forked child starts again at ``None``: its own ``ru_maxrss`` (its resident
     set at the fork, the parent's peak not included) is where its life starts.
     """
 
-    __slots__ = ("bytes",)
+    __slots__ = ("peak_bytes",)
 
     def __init__(self) -> None:
-        self.bytes: int | None = None
+        self.peak_bytes: int | None = None
 
     def fold(self, usage: resource.struct_rusage) -> None:
         """Fold ``usage.ru_maxrss`` (a reading taken just before a reset) in."""
         value = usage.ru_maxrss * _MAXRSS_UNIT
-        peak = self.bytes
+        peak = self.peak_bytes
         if peak is None or value > peak:
-            self.bytes = value
+            self.peak_bytes = value
 
     def forget(self) -> None:
         """Start again with nothing folded in (in a forked child)."""
-        self.bytes = None
+        self.peak_bytes = None
 
 
 PROCESS_RSS_PEAK = LifetimePeak()
@@ -88,7 +88,7 @@ def peak_rss_bytes(usage: resource.struct_rusage) -> int:
     folded that level into :data:`PROCESS_RSS_PEAK` already.
     """
     own = usage.ru_maxrss * _MAXRSS_UNIT
-    folded = PROCESS_RSS_PEAK.bytes
+    folded = PROCESS_RSS_PEAK.peak_bytes
     if folded is not None and folded > own:
         return folded
     return own

@@ -204,7 +204,7 @@ class Inbox:
             try:
                 # A value no record of ours holds (a figure out of range, of the wrong
                 # type): absent, the rest of the record kept.
-                records.append((load_task(path, mistyped=_bad_record_values), path))
+                records.append((load_task(path, mistyped=propagation.bad_record_values), path))
             except TaskFileError as exc:
                 swallowed("workers.record", exc)
                 _unlink(path)
@@ -331,10 +331,6 @@ def _alive(pid: int) -> bool:
         return False
     except psutil.Error:
         return True  # cannot tell: not reported as lost
-
-
-def _bad_record_values(message: str) -> None:
-    warn_once("workers.record-values", "worker record: %s", message)
 
 
 def _unlink(path: Path) -> None:

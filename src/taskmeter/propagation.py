@@ -423,15 +423,16 @@ def collect(directory: str | os.PathLike[str]) -> list[Task]:
 
     for path in (Path(directory, name) for name in names):
         try:
-            tasks.append(load_task(path, mistyped=_bad_record_values))
+            tasks.append(load_task(path, mistyped=bad_record_values))
         except TaskFileError as exc:
             logger.warning("skipping a subtask record: %s", exc)
     tasks.sort(key=lambda t: (t.start_time is None, t.start_time or 0.0))
     return tasks
 
 
-def _bad_record_values(message: str) -> None:
-    """A delivered record's value that is out of range or of the wrong type: absent."""
-    from ._log import logger
+def bad_record_values(message: str) -> None:
+    """A subtask record's value that is out of range or of the wrong type, read as
+    absent: said once per process (a record delivered here, a worker's record)."""
+    from ._log import warn_once
 
-    logger.warning("subtask record: %s", message)
+    warn_once("records.bad-values", "subtask record: %s", message)

@@ -900,6 +900,9 @@ class Task(BaseModel):
     # ---------------------------------------------------------------- protocols
 
     def __enter__(self) -> Task:
+        state = self._tm
+        if state is not None and state.started:
+            self.start()  # raises: started already (a misuse), the task is left as it is
         try:
             self.start()
         except BaseException as exc:

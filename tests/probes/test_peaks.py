@@ -130,15 +130,15 @@ def test_lifetime_is_folded_before_every_reset_and_forgotten_in_a_child() -> Non
     register = PeakRegister(FakeHighWater(), lifetime=lifetime)
     first = register.open(usage=SimpleNamespace(ru_maxrss=300))
     register.close(first)
-    assert lifetime.bytes == 300 * 1024
+    assert lifetime.peak_bytes == 300 * 1024
     outer = register.open(usage=SimpleNamespace(ru_maxrss=100))
     inner = register.open(usage=SimpleNamespace(ru_maxrss=200))
-    assert lifetime.bytes == 300 * 1024
+    assert lifetime.peak_bytes == 300 * 1024
     register.open(reset=False, usage=SimpleNamespace(ru_maxrss=900))
-    assert lifetime.bytes == 300 * 1024
+    assert lifetime.peak_bytes == 300 * 1024
     register.open(read_usage=lambda: SimpleNamespace(ru_maxrss=400))
-    assert lifetime.bytes == 400 * 1024
+    assert lifetime.peak_bytes == 400 * 1024
     register.close(inner)
     register.close(outer)
     register.forget_all()
-    assert lifetime.bytes is None
+    assert lifetime.peak_bytes is None

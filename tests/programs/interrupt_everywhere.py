@@ -44,7 +44,6 @@ class _Injected(KeyboardInterrupt):
     """The interrupt raised by the trace function (a second Ctrl-C)."""
 
 
-_RESUME = dis.opmap["RESUME"]
 _BREAKING = {dis.opmap[name] for name in ("CALL", "CALL_FUNCTION_EX", "JUMP_BACKWARD")}
 """The instructions after which the interpreter runs pending signal handlers."""
 
@@ -57,16 +56,23 @@ def _interrupting_tracer(target: int, seen: list[int], where: list[str]) -> Any:
             opcode = frame.f_code.co_code[frame.f_lasti]
             before = previous.get(id(frame))
             previous[id(frame)] = opcode
-            if opcode == _RESUME or before in _BREAKING:
+            if before in _BREAKING:
                 seen[0] += 1
                 if seen[0] == target:
                     code = frame.f_code
-                    where.append(f"{Path(code.co_filename).name}:{frame.f_lineno} {code.co_name}")
+                    name = Path(code.co_filename).name
+                    where.append(f"{name}:{frame.f_lineno} {code.co_name}")
                     raise _Injected
         return local
 
     def global_(frame: FrameType, event: str, arg: object) -> Any:
         if frame.f_code.co_filename.startswith(SOURCE):
+            # A function's entry, where a signal can come before its first line
+            # (no opcode event is delivered for its RESUME).
+            seen[0] += 1
+            if seen[0] == target:
+                where.append(f"{Path(frame.f_code.co_filename).name} {frame.f_code.co_name} ENTRY")
+                raise _Injected
             frame.f_trace_opcodes = True
             previous.pop(id(frame), None)
             return local

@@ -150,6 +150,12 @@ def finish_probes(states: ProbeStates, figures: Figures) -> None:
             except BaseException as exc:
                 if interrupted is None:
                     interrupted = exc
+                # Interrupted before it ended, maybe (at its first line): end it,
+                # or its peak tracker stays open for good.
+                try:
+                    probe.end(state)
+                except BaseException as again:
+                    swallowed(f"probe.{probe.name}.end", again)
     if interrupted is not None:
         raise interrupted
 

@@ -120,8 +120,10 @@ class LinuxRssHighWater(HighWaterSource):
     """
 
     def __init__(self, procfs: str | os.PathLike[str] = "/proc", pid: int | str = "self") -> None:
-        self._dir = Path(procfs) / str(pid)
-        self._fast = resource is not None and str(pid) == "self" and Path(procfs) == Path("/proc")
+        # This process's own id is its /proc/self (which a forked child's is too).
+        own = str(pid) in ("self", str(os.getpid()))
+        self._dir = Path(procfs) / ("self" if own else str(pid))
+        self._fast = resource is not None and own and Path(procfs) == Path("/proc")
         self._lock = threading.Lock()
         self._status_fd: int | None = None
         self._statm_fd: int | None = None
