@@ -38,18 +38,19 @@ def test_a_fifo_is_refused_and_left_in_place(tmp_path: Path) -> None:
     """A FIFO would be written through, not replaced: refused, the node untouched."""
     fifo = tmp_path / "task.json"
     os.mkfifo(fifo)
-    with pytest.raises(ValueError, match=r"task\.json' exists and is not a regular file"):
+    with pytest.raises(ValueError, match=r"task\.json' exists and is a FIFO, not a regular file"):
         Task("to a pipe", file=fifo)
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
 
 
 def test_a_device_and_a_socket_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="'/dev/null' exists and is not a regular file"):
+    refused = "'/dev/null' exists and is a character device, not a regular file"
+    with pytest.raises(ValueError, match=refused):
         Task("to null", file="/dev/null")
     path = tmp_path / "sock"
     with socket.socket(socket.AF_UNIX) as server:
         server.bind(str(path))
-        with pytest.raises(ValueError, match="not a regular file"):
+        with pytest.raises(ValueError, match="is a socket, not a regular file"):
             Task("to a socket", file=path)
 
 

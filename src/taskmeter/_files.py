@@ -76,18 +76,37 @@ def task_file_path(file: str | os.PathLike[str], argument: str = "file") -> Path
         raise TypeError(f"{argument} must be a text path, not {type(name).__name__}")
     if not name:
         raise ValueError(f"{argument} is an empty path: name the task file to write")
-    try:
-        mode = os.stat(name).st_mode
-    except (OSError, ValueError):  # missing, a dangling link, unreadable: the save says why
-        return Path(name)
-    if stat.S_ISDIR(mode):
+    kind = not_a_regular_file(name)
+    if kind == "a directory":
         raise ValueError(
             f"{argument} {name!r} is a directory: name a file in it (a task file is "
             "replaced by a new file, which a directory cannot be)"
         )
-    if not stat.S_ISREG(mode):
+    if kind is not None:
         raise ValueError(
-            f"{argument} {name!r} exists and is not a regular file (a FIFO, socket or "
-            f"device): a task file is replaced by a new file, which it cannot be"
+            f"{argument} {name!r} exists and is {kind}, not a regular file: a task file "
+            "is replaced by a new file, which it cannot be"
         )
     return Path(name)
+
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def not_a_regular_file(path: str | os.PathLike[str]) -> str | None:
+    """What ``path`` is (``"a FIFO"``) when it exists and is not a regular file (a
+    link is followed); ``None`` for a regular file, or nothing there (missing, a
+    dangling link: a save creates it; unreadable: the save says why)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    return next((name for test, name in _FILE_KINDS if test(mode)), "an unknown kind of file")

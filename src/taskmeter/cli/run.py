@@ -12,7 +12,6 @@ import contextlib
 import os
 import shlex
 import signal
-import stat
 import sys
 import threading
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import propagation
+from .._files import not_a_regular_file
 from ._common import (
     EXIT_TASKMETER_FAILED,
     EXIT_USAGE,
@@ -533,7 +533,7 @@ def _unwritable(path: Path) -> str | None:
     command runs, which makes no sense for a directory, a FIFO, a device or a
     socket.
     """
-    kind = _not_regular(path)
+    kind = not_a_regular_file(path)
     if kind is not None:
         return f"it is {kind}, not a regular file"
     directory = path.parent
@@ -553,27 +553,6 @@ def _unwritable(path: Path) -> str | None:
     except OSError as exc:
         return f"cannot create a file in {directory} ({exc.strerror or exc})"
     return None
-
-
-_FILE_KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-)
-
-
-def _not_regular(path: Path) -> str | None:
-    """What ``path`` is (``"a FIFO"``) when it exists and is not a regular file
-    (a link is followed); ``None`` for a regular file, or no file at all."""
-    try:
-        mode = os.stat(path).st_mode
-    except (OSError, ValueError):  # missing, a dangling link: created; others: said later
-        return None
-    if stat.S_ISREG(mode):
-        return None
-    return next((name for test, name in _FILE_KINDS if test(mode)), "an unknown kind of file")
 
 
 def _load_record_modules() -> None:
