@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 from .._log import debug_once, swallowed
 from ..figures import Figures
+from .peaks import PeakTracker
 
 ProbeStates = tuple[tuple["Probe", Any], ...]
 """Probes that have begun, each with the state its :meth:`Probe.begin` returned."""
@@ -150,12 +151,15 @@ def finish_probes(states: ProbeStates, figures: Figures) -> None:
             except BaseException as exc:
                 if interrupted is None:
                     interrupted = exc
-                # Interrupted before it ended, maybe (at its first line): end it,
-                # or its peak tracker stays open for good.
-                try:
-                    probe.end(state)
-                except BaseException as again:
-                    swallowed(f"probe.{probe.name}.end", again)
+                if isinstance(state, PeakTracker):
+                    # Interrupted before it ended, maybe (at its first line): a peak
+                    # tracker is closed again, which is harmless once closed, or it
+                    # would stay open for good.  (Other probes' end() may count a
+                    # task out: it is not called twice.)
+                    try:
+                        probe.end(state)
+                    except BaseException as again:
+                        swallowed(f"probe.{probe.name}.end", again)
     if interrupted is not None:
         raise interrupted
 
