@@ -289,8 +289,11 @@ def parse_task(
             raise _invalid(source, exc) from exc
     except RecursionError as exc:
         raise _too_deep(source) from exc
-    if mistyped is not None and not _figures_in_range(task):
-        task = _parse_deep(data, source, mistyped)
+    else:
+        # Read in one pass (the value-by-value readings above drop what is out of
+        # range themselves): a figure out of range is read value by value.
+        if mistyped is not None and not _figures_in_range(task):
+            task = _parse_deep(data, source, mistyped)
     return task
 
 
