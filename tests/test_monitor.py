@@ -276,11 +276,7 @@ def test_a_fork_with_only_cancelled_jobs_leaves_the_thread_to_the_next_add() -> 
     monitor._before_fork()
     monitor._resume_after_fork()
     assert monitor._thread is None
-    calls: list[str] = []
-    handle = monitor.add(lambda: calls.append("tick"), 0.01)
-    assert wait_until(lambda: len(calls) >= 2)
-    monitor.remove(handle)
-    monitor.stop()
+    _assert_next_add_starts_it(monitor)
 
 
 def test_a_stopped_or_idle_monitor_is_not_started_by_a_fork() -> None:
@@ -299,8 +295,13 @@ def test_a_stopped_or_idle_monitor_is_not_started_by_a_fork() -> None:
     idle._before_fork()
     idle._resume_after_fork()
     assert idle._thread is None
+    _assert_next_add_starts_it(idle)
+
+
+def _assert_next_add_starts_it(monitor: Monitor) -> None:
+    """A job added now runs (the monitor's thread is started again), then stop."""
     calls: list[str] = []
-    handle = idle.add(lambda: calls.append("tick"), 0.01)
+    handle = monitor.add(lambda: calls.append("tick"), 0.01)
     assert wait_until(lambda: len(calls) >= 2)
-    idle.remove(handle)
-    idle.stop()
+    monitor.remove(handle)
+    monitor.stop()
