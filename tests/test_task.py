@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from taskmeter import Task, TaskStatus, format_tree
 from taskmeter import task as task_module
-from taskmeter.task import _running
+from taskmeter.task import _running_task
 from taskmeter.testing import SpanCapture
 
 
@@ -313,7 +313,7 @@ def test_manual_finish_with_status() -> None:
     task.start()
     task.finish(TaskStatus.CANCELLED)
     assert task.status is TaskStatus.CANCELLED
-    assert task.task_id not in _running
+    assert _running_task(task.task_id) is None
 
 
 @pytest.mark.parametrize("status", [TaskStatus.RUNNING, "pending", "done"])

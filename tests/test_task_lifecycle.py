@@ -19,7 +19,7 @@ import taskmeter
 from taskmeter import Task
 from taskmeter.figures import Figures
 from taskmeter.probes import CpuTimeProbe, Probe
-from taskmeter.task import _active_stack, _running
+from taskmeter.task import _active_stack, _running_task
 from taskmeter.taskfile import load_task, parse_task
 from taskmeter.testing import SpanCapture, capture_spans
 
@@ -140,7 +140,7 @@ def test_an_interrupt_while_a_task_takes_its_last_readings_still_finishes_it(
     assert task.status.value == "finished"
     assert task.duration is not None and task.cpu_time is not None
     assert Task.current() is None and _no_span_current()
-    assert task.task_id not in _running
+    assert _running_task(task.task_id) is None
     assert first.ended == [0] and last.ended == [0]
     assert spans.one("interrupted").end_time is not None
     with Task("next") as after:
@@ -161,7 +161,7 @@ def test_an_interrupt_while_a_task_starts_finishes_it_as_cancelled(spans: SpanCa
     assert task.status.value == "cancelled"
     assert before.begun == [0] and before.ended == [0]
     assert Task.current() is None and _no_span_current()
-    assert task.task_id not in _running
+    assert _running_task(task.task_id) is None
     span = spans.one("interrupted")
     assert span.status.status_code is StatusCode.ERROR
     with Task("next") as after:

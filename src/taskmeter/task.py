@@ -27,6 +27,7 @@ from uuid import UUID, SafeUUID
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context as _Context
 from opentelemetry.trace import (
     NonRecordingSpan,
     SpanContext,
@@ -47,7 +48,12 @@ from pydantic import (
 
 from . import _process, _unrecorded, _workers, propagation, settings
 from . import attributes as attr
+from ._context import SPAN_IDS_BY_INDEX as _SPAN_IDS_BY_INDEX
+from ._context import SPAN_KEY as _SPAN_KEY
+from ._context import attach_context as _attach_context
+from ._context import current_context as _current_context
 from ._fieldsets import FieldSets
+from ._fieldsets import SharedFieldSet as _SharedFieldSet
 from ._fieldsets import mark as _mark_fields_set
 from ._fieldsets import thaw as _thaw_fields_set
 from ._files import task_file_path
@@ -78,14 +84,18 @@ class _RunningRef(weakref.ref["Task"]):
     here, are then ended (see :func:`_release_dropped`).  Not the task's whole
     state: its context token holds the context that holds the task."""
 
-    __slots__ = ("probe_states", "task_id")
+    __slots__ = ("key", "probe_states")
 
     probe_states: ProbeStates
-    task_id: UUID
+    key: int
+    """The task's id, as :data:`_running`'s key."""
 
 
-_running: dict[UUID, _RunningRef] = {}
-"""Every running task of this process, by id (for parents given by id, and the monitor)."""
+_running: dict[int, _RunningRef] = {}
+"""Every running task of this process, by id (for parents given by id, and the monitor).
+
+Keyed by ``task_id.int``: a ``UUID``'s hash is a Python method, which the
+dictionary would call twice for every task."""
 
 _dropped: deque[_RunningRef] = deque()
 """Entries of running tasks that were garbage-collected, to release (see
@@ -96,7 +106,7 @@ _dropped_append = _dropped.append
 
 def _running_task(task_id: UUID) -> Task | None:
     """The running task of this process with ``task_id``, if there is one."""
-    entry = _running.get(task_id)
+    entry = _running.get(task_id.int)
     return entry() if entry is not None else None
 
 
@@ -106,15 +116,15 @@ def _release_dropped() -> None:
     release_dropped(
         _dropped,
         _running,
-        _task_id_of,
+        _key_of,
         "task.dropped",
         "a task was garbage-collected while running (never finished): it is forgotten "
         "and its probes are ended; its span is not exported",
     )
 
 
-def _task_id_of(entry: _RunningRef) -> UUID:
-    return entry.task_id
+def _key_of(entry: _RunningRef) -> int:
+    return entry.key
 
 
 def _load_fresh_store() -> None:
@@ -378,9 +388,15 @@ class Task(BaseModel):
         remote_parent: Task | None = None
         if parent is None:
             if "parent_id" not in data:
-                parent_task = Task.current()
-                if parent_task is not None:
-                    parent_id = parent_task.task_id
+                stack = _active_stack.get()
+                if stack:
+                    # Task.current(), inline for its common case: the innermost
+                    # task is running.
+                    parent_task = stack[-1]
+                    if parent_task.__dict__["status"] is not _RUNNING:
+                        parent_task = Task.current()
+                    if parent_task is not None:
+                        parent_id = parent_task.__dict__["task_id"]
         elif isinstance(parent, Task):
             parent_id = parent.task_id
             live = _running_task(parent_id)
@@ -409,7 +425,7 @@ class Task(BaseModel):
             raise TypeError(f"tracer must be an OpenTelemetry Tracer, not {tracer!r}")
         save_file = None if file is None else task_file_path(file)
         if not data and type(label) is str and _FAST_INIT:
-            self._init_defaults(label, parent_id)
+            state = _task_init_defaults(self, label, parent_id)
         else:
             if parent_id is not None:
                 data["parent_id"] = parent_id
@@ -417,7 +433,7 @@ class Task(BaseModel):
             self.__pydantic_validator__.validate_python(
                 data, self_instance=self, context=_CONSTRUCTING
             )
-        state = self._tm or state_of(self)
+            state = self._tm or state_of(self)
         state.parent = parent_task
         state.explicit_parent = parent is not None
         state.remote_parent = remote_parent
@@ -427,7 +443,7 @@ class Task(BaseModel):
         if save_file is not None:
             state.save_file = save_file
 
-    def _init_defaults(self, label: str, parent_id: UUID | None) -> None:
+    def _init_defaults(self, label: str, parent_id: UUID | None) -> _State:
         # What validation would produce for a label (and parent) alone,
         # without its cost (a third of a task's overhead).  The field layout
         # is checked at import, and the tests compare both paths.
@@ -448,7 +464,9 @@ class Task(BaseModel):
         object.__setattr__(self, "__pydantic_fields_set__", fields_set)
         object.__setattr__(self, "__pydantic_extra__", {})
         object.__setattr__(self, "__pydantic_private__", None)
-        object.__setattr__(self, "_tm", _State())
+        state = _State()
+        object.__setattr__(self, "_tm", state)
+        return state
 
     if not TYPE_CHECKING:  # as in pydantic: mypy would allow any attribute of a Task
 
@@ -571,6 +589,7 @@ class Task(BaseModel):
             ):
                 _load_fresh_store()
             wall_ns = time.time_ns()
+            previous = _current_context()
 
             try:
                 context = self._span_parent_context() if state.explicit_parent else None
@@ -578,8 +597,11 @@ class Task(BaseModel):
                     context = propagation.adopt(self, context)
                 # The attributes are all set when the task ends, in one call: given
                 # here, they would go through the sampler and be copied twice more.
+                # The current context is given, not left for the SDK to read again.
                 span = (state.tracer or get_tracer()).start_span(
-                    values["label"], context=context, start_time=wall_ns
+                    values["label"],
+                    context=previous if context is None else context,
+                    start_time=wall_ns,
                 )
             except Exception as exc:
                 # The SDK lets a span processor's exception through; the task goes
@@ -588,24 +610,30 @@ class Task(BaseModel):
                 span = trace.INVALID_SPAN
             state.span = span
             span_context = span.get_span_context()
-            if span_context.is_valid:
+            if _SPAN_IDS_BY_INDEX:  # trace_id, span_id, is_valid (see _context)
+                if span_context[5]:
+                    values["trace_id"] = f"{span_context[0]:032x}"
+                    values["span_id"] = f"{span_context[1]:016x}"
+            elif span_context.is_valid:
                 values["trace_id"] = f"{span_context.trace_id:032x}"
                 values["span_id"] = f"{span_context.span_id:016x}"
             # The context is kept before it is attached, and the one it replaces
             # is at hand: an interrupt between the attach and the keeping of its
             # token is undone below.
-            previous = otel_context.get_current()
-            context = trace.set_span_in_context(span, previous)
+            if _SPAN_KEY is not None:  # trace.set_span_in_context, inline
+                context = _Context({**previous, _SPAN_KEY: span})
+            else:
+                context = trace.set_span_in_context(span, previous)
             state.context = context
-            state.ctx_token = otel_context.attach(context)
+            state.ctx_token = _attach_context(context)
 
             entry = _RunningRef(self, _dropped_append)
             entry.probe_states = ()
-            entry.task_id = task_id = values["task_id"]
-            _running[task_id] = entry
+            entry.key = key = values["task_id"].int
+            _running[key] = entry
             _active_stack.set((*stack, self))
             if parent is not None:
-                parent._adopt(self)
+                _task_adopt(parent, self)
 
             values["status"] = _RUNNING
             values["start_time"] = wall_ns / 1e9
@@ -614,7 +642,13 @@ class Task(BaseModel):
             # _adopt), never acquire() then ``try``: an interrupt (a second Ctrl-C)
             # raised just after acquire() returns would leave the lock held for good.
             with state.lock:
-                _mark_fields_set(self, _START_FIELDS)
+                fields_set: set[str] | None = self.__pydantic_fields_set__
+                if type(fields_set) is _SharedFieldSet:  # _mark_fields_set, inline
+                    fields_set = fields_set.following.get(_START_FIELDS)
+                if fields_set is not None and type(fields_set) is _SharedFieldSet:
+                    _set_slot(self, "__pydantic_fields_set__", fields_set)
+                else:
+                    _mark_fields_set(self, _START_FIELDS)
             # Readings come last, so the task is not charged for its own set-up.
             state.probe_states = entry.probe_states = begin_probes(probes, state.reset_hwm)
             state.perf_start = time.perf_counter()
@@ -628,8 +662,8 @@ class Task(BaseModel):
             # whatever step the interrupt came at.
             if state.ctx_token is None and state.context is not None:
                 # Attached, but interrupted before its token was kept.
-                if otel_context.get_current() is state.context:
-                    otel_context.attach(previous)
+                if _current_context() is state.context:
+                    _attach_context(previous)
                 state.context = None
             if not state.perf_start:
                 state.perf_start = time.perf_counter()
@@ -683,11 +717,17 @@ class Task(BaseModel):
             stack = _active_stack.get()
             innermost = bool(stack) and stack[-1] is self
             with state.lock:
-                self._apply(figures)
+                _task_apply(self, figures)
                 state.finished = True
                 values["finish_time"] = figures.wall_time
                 values["status"] = status
-                _mark_fields_set(self, _FINISH_FIELDS)
+                fields_set: set[str] | None = self.__pydantic_fields_set__
+                if type(fields_set) is _SharedFieldSet:  # _mark_fields_set, inline
+                    fields_set = fields_set.following.get(_FINISH_FIELDS)
+                if fields_set is not None and type(fields_set) is _SharedFieldSet:
+                    _set_slot(self, "__pydantic_fields_set__", fields_set)
+                else:
+                    _mark_fields_set(self, _FINISH_FIELDS)
                 if state.save_file is None and innermost:
                     # A finished task's record may be kept a long time (a root
                     # keeps all its subtasks), and its state is now a finished
@@ -701,7 +741,7 @@ class Task(BaseModel):
                     _set_slot(self, "_tm", None)
             if state.collect is not None:  # records of worker processes, before publishing
                 state.collect(self)
-            _running.pop(values["task_id"], None)
+            _running.pop(values["task_id"].int, None)
             if innermost:  # _deactivate's common case, inline (1 % of a task)
                 stack = stack[:-1]
                 _active_stack.set(stack)
@@ -711,7 +751,7 @@ class Task(BaseModel):
             span = state.span
             try:
                 if span.is_recording():
-                    _set_fresh_attributes(span, self._span_attributes(state))
+                    _set_fresh_attributes(span, _task_span_attributes(self, state))
                     if status is not _FINISHED:
                         _record_status(span, status, error)
                 elif _unrecorded.sinks:  # metrics count the tasks of unsampled traces too
@@ -722,7 +762,17 @@ class Task(BaseModel):
             except BaseException as exc:  # an interrupt in a span processor
                 if interrupted is None:
                     interrupted = exc
-            self._detach(state)
+            token = state.ctx_token
+            if type(token) is Token and _current_context() is state.context:
+                # _detach's common case, inline: the context it attached is current.
+                try:
+                    token.var.reset(token)
+                    state.ctx_token = None
+                    state.context = None
+                except (ValueError, RuntimeError):  # a copy of it, or reset already
+                    self._detach(state)
+            else:
+                self._detach(state)
             if innermost and stack and stack[-1].__dict__["status"] is not _RUNNING:
                 # The task below this one finished first (here, or in another
                 # thread): its span context, under this one's, stops being current.
@@ -761,7 +811,7 @@ class Task(BaseModel):
                 if values.get("finish_time") is None:
                     values["finish_time"] = time.time()
                 _mark_fields_set(self, _FINISH_FIELDS)
-        _running.pop(values["task_id"], None)
+        _running.pop(values["task_id"].int, None)
         self._deactivate()
         span = state.span
         try:
@@ -922,7 +972,8 @@ class Task(BaseModel):
         traceback: TracebackType | None,
     ) -> None:
         try:
-            self._finish(_status_for(exc_value), exc_value)
+            status = _FINISHED if exc_value is None else _status_for(exc_value)
+            _task_finish(self, status, exc_value)
         except BaseException:
             # An interrupt before _finish began (which completes a finish it
             # interrupted itself): the task is finished all the same.
@@ -1033,8 +1084,13 @@ class Task(BaseModel):
         if state is None:
             state = self._tm or state_of(self)
         pid = values["pid"]
+        text = state.id_text
+        if text is None:  # _id_text, inline: str(task_id) without UUID.__str__'s call
+            digits = f"{values['task_id'].int:032x}"
+            text = f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+            state.id_text = text
         attributes: dict[str, Any] = {
-            _A_TASK_ID: _id_text(self, state),
+            _A_TASK_ID: text,
             _A_TASK_SUBPROCESS: values["subprocess"],
             _A_HOST_NAME: values["hostname"],
             _A_PROCESS_PID: pid if pid is not None else _process.pid,
@@ -1096,7 +1152,7 @@ class Task(BaseModel):
         token = state.ctx_token
         if token is None:
             return
-        if otel_context.get_current() is state.context and _leave_context(token):
+        if _current_context() is state.context and _leave_context(token):
             state.ctx_token = None
             state.context = None
             return
@@ -1255,7 +1311,7 @@ def _leave_finished(stack: tuple[Task, ...]) -> tuple[Task, ...]:
         state = task._tm
         if state is None or state.ctx_token is None:
             continue
-        if otel_context.get_current() is state.context and _leave_context(state.ctx_token):
+        if _current_context() is state.context and _leave_context(state.ctx_token):
             state.ctx_token = None
             state.context = None
     _active_stack.set(stack)
@@ -1314,6 +1370,16 @@ def _record_status(span: trace.Span, status: TaskStatus, error: BaseException | 
             span.record_exception(error)
         span.set_status(Status(StatusCode.ERROR, "task cancelled"))
 
+
+# The private methods a task runs on every start and finish, called through
+# module globals: pydantic's BaseModel defines ``__getattr__``, so the
+# interpreter does not specialize attribute lookups on a Task, and each one
+# costs some 35 ns more than a global's (measured on CPython 3.11).
+_task_init_defaults = Task._init_defaults
+_task_adopt = Task._adopt
+_task_apply = Task._apply
+_task_span_attributes = Task._span_attributes
+_task_finish = Task._finish
 
 # Validation (model_validate, task files, unpickling) builds a task from its
 # fields without running __init__, which would resolve a parent from the
