@@ -1015,9 +1015,11 @@ class Task(BaseModel):
         # a field, and these values are already of the fields' types.
         values = self.__dict__
         values["duration"] = figures.duration_s
-        values["cpu_time"] = figures.cpu_time_s
-        values["cpu_user_time"] = figures.cpu_user_s
-        values["cpu_system_time"] = figures.cpu_system_s
+        user, system = figures.cpu_user_s, figures.cpu_system_s
+        # figures.cpu_time_s, without its property call
+        values["cpu_time"] = None if user is None or system is None else user + system
+        values["cpu_user_time"] = user
+        values["cpu_system_time"] = system
         values["peak_memory"] = figures.peak_memory_bytes
         values["peak_gpu_memory"] = figures.peak_gpu_memory_bytes
         energy = figures.energy_j
