@@ -208,7 +208,7 @@ class Inbox:
             except TaskFileError as exc:
                 swallowed("workers.record", exc)
                 _unlink(path)
-        records.sort(key=lambda item: (item[0].start_time is None, item[0].start_time or 0.0))
+        records.sort(key=lambda item: propagation.start_order(item[0]))
         filed = 0
         for record, path in records:
             target = self._parent_of(record, _running_task)

@@ -426,8 +426,15 @@ def collect(directory: str | os.PathLike[str]) -> list[Task]:
             tasks.append(load_task(path, mistyped=bad_record_values))
         except TaskFileError as exc:
             logger.warning("skipping a subtask record: %s", exc)
-    tasks.sort(key=lambda t: (t.start_time is None, t.start_time or 0.0))
+    tasks.sort(key=start_order)
     return tasks
+
+
+def start_order(task: Task) -> tuple[bool, float]:
+    """Sort key of tasks by start time; those without one come last, in their order
+    (sorts are stable)."""
+    start = task.start_time
+    return (start is None, start or 0.0)
 
 
 def bad_record_values(message: str) -> None:

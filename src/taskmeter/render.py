@@ -15,6 +15,7 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 
 from .formats import friendly_bytes, friendly_energy, friendly_seconds
+from .propagation import start_order
 from .task import Task
 
 COLUMNS = ("task", "status", "duration", "cpu", "peak mem", "gpu mem", "energy")
@@ -48,11 +49,7 @@ def display_order(subtasks: Sequence[Task]) -> Sequence[Task]:
         previous = start
     else:
         return subtasks
-    return sorted(subtasks, key=_start_key)
-
-
-def _start_key(task: Task) -> tuple[bool, float]:
-    return (task.start_time is None, task.start_time or 0.0)
+    return sorted(subtasks, key=start_order)
 
 
 def display_walk(task: Task) -> Iterator[tuple[int, Task]]:
