@@ -48,6 +48,25 @@ def test_running_task_file_is_refreshed(tmp_path: Path, fast_monitor: Monitor) -
     assert "task-file" not in fast_monitor.job_names()
 
 
+@pytest.mark.parametrize("monitor", [True, False])
+def test_save_to_file_before_start_keeps_its_monitor_choice(
+    tmp_path: Path, fast_monitor: Monitor, monitor: bool
+) -> None:
+    """``save_to_file(path, monitor=False)`` before ``start``: written as the task starts
+    and finishes, never refreshed in between (``monitor=True``: refreshed)."""
+    path = tmp_path / "task.json"
+    task = Task("chosen")
+    task.save_to_file(path, monitor=monitor)
+    with task:
+        assert ("task-file" in fast_monitor.job_names()) is monitor
+        refreshed = wait_until(
+            lambda: json.loads(path.read_text())["duration"] is not None, timeout=0.5
+        )
+        assert refreshed is monitor
+        assert json.loads(path.read_text())["status"] == "running"
+    assert json.loads(path.read_text())["status"] == "finished"
+
+
 def test_jobs_run_at_their_interval_and_stop_when_removed() -> None:
     monitor = Monitor()
     calls: list[float] = []

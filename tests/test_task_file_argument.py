@@ -3,9 +3,12 @@ at is a ``ValueError`` naming the path, at once, not a save failure logged later
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -94,3 +97,85 @@ def test_save_to_file_refuses_the_same_paths(tmp_path: Path, given: str) -> None
     with Task("late") as task, pytest.raises(ValueError, match=r"^path "):
         task.save_to_file(path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo"]
+
+
+DESCRIPTOR_PATHS = ["/dev/stdout", "/dev/stderr", "/dev/fd/1", "/proc/self/fd/1", "link"]
+
+_REDIRECTED = """
+import os, sys
+from taskmeter import Task
+path = sys.argv[1]
+if path == "link":
+    os.symlink("/dev/stdout", "link")
+print("before", flush=True)
+for attempt in ("file", "save_to_file"):
+    try:
+        if attempt == "file":
+            Task("to stdout", file=path)
+        else:
+            Task("to stdout").save_to_file(path)
+    except ValueError as exc:
+        print(f"{attempt} refused:", exc, flush=True)
+print("after", flush=True)
+"""
+
+
+@pytest.mark.parametrize("path", DESCRIPTOR_PATHS)
+@pytest.mark.parametrize("mode", ["w", "a"])
+def test_a_descriptor_path_is_refused_and_redirected_output_kept(
+    tmp_path: Path, path: str, mode: str
+) -> None:
+    """``/dev/stdout`` (and its kin) with standard output sent to a file (``>`` or
+    ``>>``): ``os.stat`` sees a regular file, but replacing "it" would replace the log."""
+    log = tmp_path / "log.txt"
+    log.write_text("earlier\n")
+    with open(log, mode) as out:
+        subprocess.run(
+            [sys.executable, "-c", _REDIRECTED, path], stdout=out, cwd=tmp_path, check=True
+        )
+    lines = log.read_text().splitlines()
+    assert lines[0] == ("earlier" if mode == "a" else "before")
+    assert lines[-1] == "after"
+    refusals = [line for line in lines if "refused" in line]
+    assert len(refusals) == 2
+    assert all("names a file descriptor" in line and repr(path) in line for line in refusals)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["log.txt"] + (["link"] if path == "link" else [])
+    )
+
+
+def test_a_relative_path_is_kept_when_the_directory_changes(tmp_path: Path) -> None:
+    """The file is the one named when the task was given it: a ``chdir`` while the
+    task runs does not split its record over two files."""
+    first, second = tmp_path / "d1", tmp_path / "d2"
+    first.mkdir()
+    second.mkdir()
+    cwd = os.getcwd()
+    try:
+        os.chdir(first)
+        with Task("moves", file="out.json") as task:
+            late = Task("late")
+            late.save_to_file("late.json")
+            os.chdir(second)
+            task.update()  # a refresh, as the monitor makes
+            with late:
+                pass
+    finally:
+        os.chdir(cwd)
+    assert list(second.iterdir()) == []
+    assert json.loads((first / "out.json").read_text())["status"] == "finished"
+    assert json.loads((first / "late.json").read_text())["status"] == "finished"
+
+
+def test_a_relative_path_in_a_removed_directory_is_a_value_error(tmp_path: Path) -> None:
+    """With no current directory to take it from, a relative path is refused, clearly."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    cwd = os.getcwd()
+    try:
+        os.chdir(gone)
+        gone.rmdir()
+        with pytest.raises(ValueError, match=r"'out\.json' is relative to a current directory"):
+            Task("nowhere", file="out.json")
+    finally:
+        os.chdir(cwd)

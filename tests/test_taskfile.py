@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -233,6 +234,24 @@ def test_fifo_is_written_through_not_replaced(tmp_path: Path) -> None:
     assert received == [b"through the pipe\n"]
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+
+
+def test_another_processs_descriptor_is_appended_to_not_replaced(tmp_path: Path) -> None:
+    """``/proc/PID/fd/1`` of a process whose standard output goes to a file: the file
+    gets the text after what it holds, and stays the same file (no rename over it)."""
+    log = tmp_path / "log.txt"
+    log.write_text("earlier\n")
+    with open(log, "a") as out:
+        sleeper = subprocess.Popen(["sleep", "30"], stdout=out)
+    try:
+        inode = os.stat(log).st_ino
+        write_atomic(f"/proc/{sleeper.pid}/fd/1", "through its descriptor\n")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert log.read_text() == "earlier\nthrough its descriptor\n"
+    assert os.stat(log).st_ino == inode
+    assert [p.name for p in tmp_path.iterdir()] == ["log.txt"]
 
 
 def test_fifo_without_a_reader_is_an_error_not_a_hang(tmp_path: Path) -> None:

@@ -6,7 +6,9 @@ Bounded in size, with clear errors.
 from __future__ import annotations
 
 import os
+import re
 import stat
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +78,12 @@ def task_file_path(file: str | os.PathLike[str], argument: str = "file") -> Path
         raise TypeError(f"{argument} must be a text path, not {type(name).__name__}")
     if not name:
         raise ValueError(f"{argument} is an empty path: name the task file to write")
+    if descriptor_link(name) is not None:
+        raise ValueError(
+            f"{argument} {name!r} names a file descriptor (as /dev/stdout does), not a regular "
+            "file: a task file is replaced by a new file, which would put it in place of "
+            "whatever the descriptor writes to"
+        )
     kind = not_a_regular_file(name)
     if kind == "a directory":
         raise ValueError(
@@ -87,7 +95,23 @@ def task_file_path(file: str | os.PathLike[str], argument: str = "file") -> Path
             f"{argument} {name!r} exists and is {kind}, not a regular file: a task file "
             "is replaced by a new file, which it cannot be"
         )
-    return Path(name)
+    return _absolute(name, argument)
+
+
+def _absolute(name: str, argument: str) -> Path:
+    """``name`` made absolute against the current directory, now: a task saves to the
+    same file however the directory changes while it runs.  Links and ``..`` are kept
+    as they are (the kernel resolves them at each save, as it would have)."""
+    path = Path(name)
+    if path.is_absolute():
+        return path
+    try:
+        return Path(os.getcwd()) / path
+    except OSError as exc:  # the current directory was removed
+        raise ValueError(
+            f"{argument} {name!r} is relative to a current directory that cannot be "
+            f"found ({exc.strerror or exc}): give an absolute path"
+        ) from exc
 
 
 _FILE_KINDS = (
@@ -110,3 +134,87 @@ def not_a_regular_file(path: str | os.PathLike[str]) -> str | None:
     if stat.S_ISREG(mode):
         return None
     return next((name for test, name in _FILE_KINDS if test(mode)), "an unknown kind of file")
+
+
+_DESCRIPTOR_PATH = re.compile(r"/(?:proc/(?P<pid>\d+)(?:/task/\d+)?|dev)/fd/(?P<fd>\d+)")
+"""A path of a file descriptor (``/proc/12/fd/1``, ``/proc/12/task/13/fd/1``,
+``/dev/fd/1`` where ``/dev/fd`` is a directory of its own), its directory resolved."""
+
+_MAX_LINKS = 40
+"""Links followed before a path is taken as no descriptor (Linux's own limit, ELOOP)."""
+
+
+def descriptor_link(path: str | os.PathLike[str]) -> tuple[int | None, int] | None:
+    """The file descriptor that ``path`` names, as ``(pid, fd)``, or ``None``.
+
+    ``/dev/stdout``, ``/dev/stderr``, ``/dev/fd/N`` and ``/proc/self/fd/N`` (or a link
+    to one of them) name a descriptor: opening them opens what the descriptor refers
+    to, which ``os.stat`` reports (a regular file, when standard output goes to one),
+    and which must never be replaced by a rename.  ``pid`` is the process whose
+    descriptor it is (``None`` where the path does not say: ``/dev/fd`` of its own).
+    Links are followed one at a time, so that the descriptor's own link (to the file
+    it refers to) is not followed.
+    """
+    try:
+        name = os.path.abspath(os.fspath(path))
+    except (OSError, ValueError):  # relative to a current directory that was removed
+        return None
+    for _ in range(_MAX_LINKS):
+        parent, base = os.path.split(name)
+        try:
+            full = os.path.join(os.path.realpath(parent), base)
+        except (OSError, ValueError):
+            return None
+        found = _DESCRIPTOR_PATH.fullmatch(full)
+        if found is not None:
+            pid = found.group("pid")
+            return (None if pid is None else int(pid)), int(found.group("fd"))
+        try:
+            target = os.readlink(full)
+        except (OSError, ValueError):  # not a link, or nothing there
+            return None
+        name = os.path.join(parent, target)
+    return None
+
+
+def write_to_descriptor_link(path: str | os.PathLike[str], data: bytes) -> bool:
+    """Write ``data`` through the file descriptor ``path`` names (see
+    :func:`descriptor_link`); ``False`` (nothing done) if it names none.
+
+    A descriptor of this process is written to itself, after what Python's
+    ``sys.stdout`` and ``sys.stderr`` hold for it: the data goes after whatever it
+    wrote before, at its offset (appended, for ``>>``), and what it writes next goes
+    after the data.  Another process's descriptor is opened and appended to.  Raises
+    ``OSError`` if the descriptor cannot be written (or opened).
+    """
+    found = descriptor_link(path)
+    if found is None:
+        return False
+    pid, fd = found
+    if pid is None or pid == os.getpid():
+        _flush_streams_of(fd)
+        _write_all(fd, data)
+        return True
+    # O_NONBLOCK: opening a FIFO nobody reads fails (ENXIO) instead of blocking.
+    opened = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK | os.O_NOCTTY)
+    try:
+        os.set_blocking(opened, True)
+        _write_all(opened, data)
+    finally:
+        os.close(opened)
+    return True
+
+
+def _flush_streams_of(fd: int) -> None:
+    """Flush ``sys.stdout`` and ``sys.stderr`` where they write to ``fd``."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None and stream.fileno() == fd:
+                stream.flush()
+        except (OSError, ValueError, AttributeError):  # closed, replaced, no descriptor
+            continue
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]

@@ -234,6 +234,7 @@ class _State:
         "remote_parent",
         "reset_hwm",
         "save_file",
+        "save_refreshed",
         "span",
         "started",
         "subtask_index",
@@ -246,6 +247,8 @@ class _State:
         self.explicit_parent = False
         self.reset_hwm = True
         self.save_file: Path | None = None
+        # Whether the monitor re-saves the file while the task runs (save_to_file's monitor).
+        self.save_refreshed = True
         self.tracer: trace.Tracer | None = None
         self.subtask_index: dict[UUID, int] | None = None
         self.started = False
@@ -655,7 +658,8 @@ class Task(BaseModel):
 
             if state.save_file is not None:
                 self._save(read=False)
-                state.refresh = get_monitor().add(self.monitor_refresh, name="task-file")
+                if state.save_refreshed:
+                    state.refresh = get_monitor().add(self.monitor_refresh, name="task-file")
         except BaseException as exc:  # KeyboardInterrupt and the like, while starting
             # No ``with`` block will finish a task whose start raised: it is
             # finished here as cancelled (or it would stay current for good),
@@ -929,11 +933,16 @@ class Task(BaseModel):
         """Save this task to ``path`` now, and again while it runs and when it finishes.
 
         With ``monitor`` the monitor thread re-saves a running task every
-        ``TASKMETER_MONITOR_INTERVAL`` seconds (10 by default).
+        ``TASKMETER_MONITOR_INTERVAL`` seconds (10 by default), from now on or,
+        called before :meth:`start`, from the start; without it the file is
+        written when the task starts and finishes only.  A relative ``path`` is
+        taken from the current directory now: the task keeps saving to that
+        file if the directory changes.
 
         Raises:
-            ValueError: ``path`` is empty, or names an existing directory or a node
-                that is not a regular file (a FIFO, a device).
+            ValueError: ``path`` is empty, or names an existing directory, a node
+                that is not a regular file (a FIFO, a device) or a file descriptor
+                (``/dev/stdout``).
         """
         target = task_file_path(path, "path")
         while True:
@@ -942,6 +951,7 @@ class Task(BaseModel):
                 # The task may have finished, and dropped this state, meanwhile.
                 if self._tm is state:
                     state.save_file = target
+                    state.save_refreshed = monitor
                     break
         self._save()
         if monitor and state.refresh is None and self.status is _RUNNING:

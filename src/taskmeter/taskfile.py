@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._files import read_bytes_bounded
+from ._files import read_bytes_bounded, write_to_descriptor_link
 from ._filetypes import describe, drop_bad_values, in_range
 
 if TYPE_CHECKING:
@@ -49,11 +49,16 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, durable: bool = Tru
     same directory.
 
     A symbolic link is followed: its target is replaced, the link stays.  A
-    path that exists and is not a regular file (a FIFO, ``/dev/stdout``, a
-    device) is written through, not replaced: renaming over it would put a
-    plain file in place of the node.  A FIFO that no process reads is an
-    ``OSError`` at once rather than a wait.
+    path that exists and is not a regular file (a FIFO, a device) is written
+    through, not replaced: renaming over it would put a plain file in place of
+    the node.  So is a path of a file descriptor (``/dev/stdout``,
+    ``/dev/fd/N``, ``/proc/self/fd/N``), whatever it refers to: standard
+    output sent to a file is written after what it holds, not replaced (see
+    :func:`taskmeter._files.write_to_descriptor_link`).  A FIFO that no
+    process reads is an ``OSError`` at once rather than a wait.
     """
+    if write_to_descriptor_link(path, text.encode("utf-8")):
+        return
     target = Path(path)
     try:
         existing: os.stat_result | None = os.stat(target)

@@ -168,12 +168,28 @@ def run(args: argparse.Namespace) -> int:
     if args.output is None:
         if not write_stdout(text):
             return EXIT_USAGE  # as when -o cannot be written
-    else:
-        try:
-            with contextlib.suppress(FileExistsError):  # a file there: "Not a directory" next
-                args.output.parent.mkdir(parents=True, exist_ok=True)  # as run -o, report -o
-            args.output.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            error(f"cannot write {args.output}: {exc.strerror or exc}")
-            return EXIT_USAGE
+    elif not _write_output(args.output, text):
+        return EXIT_USAGE
     return EXIT_NOT_COMPUTED if report.errors else EXIT_OK
+
+
+def _write_output(path: Path, text: str) -> bool:
+    """Write ``text`` to the ``-o`` path; ``False`` after saying why it could not be.
+
+    A file descriptor's path (``/dev/stdout``, ``/dev/fd/N``) is written through the
+    descriptor, after what it already holds: opening it would truncate a file that
+    standard output is redirected to (``>> app.log``).
+    """
+    from .._files import write_to_descriptor_link
+    from ._common import error
+
+    try:
+        if write_to_descriptor_link(path, text.encode("utf-8")):
+            return True
+        with contextlib.suppress(FileExistsError):  # a file there: "Not a directory" next
+            path.parent.mkdir(parents=True, exist_ok=True)  # as run -o, report -o
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        error(f"cannot write {path}: {exc.strerror or exc}")
+        return False
+    return True

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import propagation
-from .._files import not_a_regular_file
+from .._files import descriptor_link, not_a_regular_file
 from ._common import (
     EXIT_TASKMETER_FAILED,
     EXIT_USAGE,
@@ -533,6 +533,8 @@ def _unwritable(path: Path) -> str | None:
     command runs, which makes no sense for a directory, a FIFO, a device or a
     socket.
     """
+    if descriptor_link(path) is not None:
+        return "it names a file descriptor (as /dev/stdout does), not a regular file"
     kind = not_a_regular_file(path)
     if kind is not None:
         return f"it is {kind}, not a regular file"
