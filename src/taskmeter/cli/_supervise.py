@@ -233,7 +233,7 @@ class Supervisor:
             self.close()
             raise spawn_error(self.argv[0], exc) from None
         except ValueError as exc:
-            # What posix_spawnp refuses before trying: a name it cannot look up.
+            # What posix_spawnp refuses before trying: a NUL byte in an argument.
             self.close()
             raise SpawnError(f"cannot run {self.argv[0]!r}: {exc}", 126) from None
         except BaseException:
