@@ -253,3 +253,27 @@ def test_readme_measure_command_measures_the_example_pipeline(tmp_path: Path) ->
     assert "no work found" not in result.stderr
     metrics = [measurement["metric"] for measurement in json.loads(result.stdout)]
     assert metrics == ["pipe_tasks.ProcessCcdTime", "ip_isr.IsrCpuTime", "ip_isr.IsrMemory"]
+
+
+@pytest.mark.parametrize("link", ["same path", "symbolic link", "hard link"])
+def test_output_that_is_the_metadata_file_is_refused(
+    metadata_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], link: str
+) -> None:
+    """``-o`` naming the metadata file (itself, or by a symbolic or hard link): a usage
+    error in one line, as ``taskmeter report`` says of its task file; the file is kept."""
+    before = metadata_file.read_bytes()
+    output = tmp_path / "measurements.json"
+    if link == "same path":
+        output = metadata_file
+    elif link == "symbolic link":
+        output.symlink_to(metadata_file)
+    else:
+        output.hardlink_to(metadata_file)
+    status, out, err = run(
+        [str(metadata_file), "--timing", "isr.run", "ip_isr.IsrTime", "-o", str(output)], capsys
+    )
+    assert status == EXIT_USAGE
+    assert out is None
+    assert f"-o {output} is the metadata file itself" in err
+    assert err.count("\n") == 1
+    assert metadata_file.read_bytes() == before

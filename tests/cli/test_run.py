@@ -129,6 +129,39 @@ def test_command_not_found_is_127_with_a_message(tmp_path: Path) -> None:
     assert doc is None
 
 
+def test_an_empty_command_name_is_127_and_leaves_no_subtask_directory(tmp_path: Path) -> None:
+    """``taskmeter run -- ''``: 127 and "command not found", as bash says for ``''``; no
+    traceback, and the private subtask directory made before the spawn is removed."""
+    base = tmp_path / "tmp"
+    base.mkdir()
+    result = taskmeter("run", "-q", "--", "", env=clean_environment({"TMPDIR": str(base)}))
+    assert result.returncode == 127
+    assert "cannot run '': command not found" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(base.glob("taskmeter-subtasks-*")) == []
+
+
+def test_an_unexpected_error_at_spawn_time_still_removes_the_subtask_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the spawn raises, the subtask directory goes, and the signal mask is
+    restored; the error itself is not hidden."""
+    from taskmeter.cli import _supervise, main
+
+    def broken_spawn(*args: object, **kwargs: object) -> int:
+        raise RuntimeError("spawn broke")
+
+    base = tmp_path / "tmp"
+    base.mkdir()
+    monkeypatch.setenv("TMPDIR", str(base))
+    monkeypatch.setattr(_supervise.os, "posix_spawnp", broken_spawn)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    with pytest.raises(RuntimeError, match="spawn broke"):
+        main(["run", "-q", "--", "true"])
+    assert list(base.glob("taskmeter-subtasks-*")) == []
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == mask
+
+
 def test_a_path_directory_that_cannot_be_searched_does_not_make_a_missing_command_126(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

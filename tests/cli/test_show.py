@@ -76,6 +76,38 @@ def test_label_filter_substring_or_glob_with_ancestors(
     assert "· pipeline" in result.stdout
 
 
+def bracketed_tree_file(tmp_path: Path) -> Path:
+    """pipeline > "[gpu] train", "[gpu] eval", "gpu warmup", "u-turn": labels with
+    characters that mean something in a glob."""
+    with Task("pipeline") as root:
+        for label in ("[gpu] train", "[gpu] eval", "gpu warmup", "u-turn"):
+            with Task(label):
+                pass
+    path = tmp_path / "bracketed.json"
+    path.write_text(root.model_dump_json())
+    return path
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ("[gpu] train", ["[gpu] train"]),  # the whole label, as written
+        ("[GPU]", ["[gpu] train", "[gpu] eval"]),  # a substring, any case
+        ("*train", ["[gpu] train"]),  # a glob
+        ("[gu]*", ["gpu warmup", "u-turn"]),  # a glob with a class, no literal match
+        ("[[]gpu[]] *", ["[gpu] train", "[gpu] eval"]),  # a glob naming the brackets
+    ],
+)
+def test_label_filter_finds_labels_with_glob_characters_as_written(
+    tmp_path: Path, pattern: str, expected: list[str]
+) -> None:
+    """A pattern found in a label as written matches it, brackets and all; glob matching
+    applies besides, when the pattern has ``*?[``."""
+    result = taskmeter("show", str(bracketed_tree_file(tmp_path)), "--label", pattern, "--json")
+    assert result.returncode == 0, result.stderr
+    assert [task["label"] for task in json.loads(result.stdout)["tasks"]] == expected
+
+
 def test_status_filter_and_json_for_scripts(tmp_path: Path) -> None:
     """--status failed --json: exactly the failed task, with units in the key names."""
     result = taskmeter("show", str(tree_file(tmp_path)), "--status", "failed", "--json")

@@ -101,6 +101,17 @@ def is_empty(path: str | os.PathLike[str]) -> bool:
     return len(data) <= EMPTY_PROBE_BYTES and not data.strip()
 
 
+def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether ``a`` and ``b`` name one existing file (through symbolic and hard links too).
+
+    Asked before writing an output over what may be the command's own input.
+    """
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
 def endpoint_problem(endpoint: str) -> str | None:
     """Why ``endpoint`` (``--otlp-endpoint``) cannot be an OTLP endpoint, or ``None``.
 

@@ -138,12 +138,18 @@ def _warn(message: str) -> None:
 
 
 def label_matcher(pattern: str | None) -> LabelMatcher | None:
-    """A matcher for ``pattern``: a glob if it has ``*?[``, else a substring; case-insensitive."""
+    """A matcher for ``pattern`` (see :class:`LabelMatcher`), or ``None`` for no pattern."""
     return None if pattern is None else LabelMatcher(pattern)
 
 
 class LabelMatcher:
-    """Matches task labels against a substring or a glob, ignoring case."""
+    """Matches task labels that contain the pattern as written, or, when it has any of
+    ``*?[``, match it as a glob; case-insensitive.
+
+    The literal test comes first so that a label holding glob characters of its own
+    (``[gpu] train``) is found by its own text, which as a glob would mean something else
+    (``[gpu]`` is one letter of ``g``, ``p``, ``u``).
+    """
 
     def __init__(self, pattern: str) -> None:
         self.pattern = pattern
@@ -152,9 +158,9 @@ class LabelMatcher:
 
     def __call__(self, label: str) -> bool:
         folded = label.casefold()
-        if self._glob:
-            return fnmatch.fnmatchcase(folded, self._folded)
-        return self._folded in folded
+        if self._folded in folded:
+            return True
+        return self._glob and fnmatch.fnmatchcase(folded, self._folded)
 
 
 class Selected:

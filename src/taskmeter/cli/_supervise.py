@@ -117,6 +117,8 @@ class Outcome:
 def spawn_error(argv0: str, error: OSError) -> SpawnError:
     """The message and shell-style exit code for a command that could not start."""
     if isinstance(error, FileNotFoundError):
+        if not argv0:
+            return SpawnError("cannot run '': command not found (the command name is empty)", 127)
         found = _script_path(argv0)
         if found is not None and os.path.isfile(found):
             return _starter_missing(found)
@@ -226,21 +228,34 @@ class Supervisor:
             # restores the default action of each caught signal in the child.
             self._queue.install(self._waited)
         try:
-            try:
-                self.pid = os.posix_spawnp(self.argv[0], self.argv, self.env, **options)  # type: ignore[arg-type]
-            except OSError as exc:
-                script = _script_path(self.argv[0]) if exc.errno == errno.ENOEXEC else None
-                if script is None:
-                    raise
-                # An executable file that is no binary and has no "#!" line:
-                # a shell script, which execvp (so env, nohup, timeout, xargs)
-                # and shells run with /bin/sh.
-                argv = [_SHELL, script, *self.argv[1:]]
-                self.pid = os.posix_spawn(_SHELL, argv, self.env, **options)  # type: ignore[arg-type]
+            self.pid = self._spawn(options)
         except OSError as exc:
             self.close()
             raise spawn_error(self.argv[0], exc) from None
+        except ValueError as exc:
+            # What posix_spawnp refuses before trying: a NUL byte in an argument.
+            self.close()
+            raise SpawnError(f"cannot run {self.argv[0]!r}: {exc}", 126) from None
+        except BaseException:
+            self.close()  # the signal mask and handlers, whatever went wrong
+            raise
         return self.pid
+
+    def _spawn(self, options: dict[str, object]) -> int:
+        if not self.argv[0]:
+            # posix_spawnp raises ValueError; execvp, and a shell, say "not found".
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), "")
+        try:
+            return os.posix_spawnp(self.argv[0], self.argv, self.env, **options)  # type: ignore[arg-type]
+        except OSError as exc:
+            script = _script_path(self.argv[0]) if exc.errno == errno.ENOEXEC else None
+            if script is None:
+                raise
+            # An executable file that is no binary and has no "#!" line:
+            # a shell script, which execvp (so env, nohup, timeout, xargs)
+            # and shells run with /bin/sh.
+            argv = [_SHELL, script, *self.argv[1:]]
+            return os.posix_spawn(_SHELL, argv, self.env, **options)  # type: ignore[arg-type]
 
     # ---------------------------------------------------------------- wait
 

@@ -41,7 +41,8 @@ def register(subparsers: Any) -> None:
             "TaskMetadata, or a flat or nested mapping) the way lsst.verify's Timing-, "
             "CpuTiming- and MemoryMetricTask do, and write the Measurements as JSON. "
             f"Exit status: {EXIT_OK} measured (metrics with no work found are skipped), "
-            f"{EXIT_USAGE} usage (or the output could not be written), "
+            f"{EXIT_USAGE} usage (or the output could not be written, or is the metadata "
+            "file itself), "
             f"{EXIT_BAD_METADATA} unreadable metadata, "
             f"{EXIT_BAD_SPECS} bad metric spec, {EXIT_NOT_COMPUTED} a metric could not be "
             "computed."
@@ -75,7 +76,11 @@ def register(subparsers: Any) -> None:
         "metric, --specs files' included (default: this platform's)",
     )
     parser.add_argument(
-        "-o", "--output", type=Path, default=None, help="write the JSON here (default: stdout)"
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        help="write the JSON here (default: stdout; never the metadata file itself)",
     )
     parser.set_defaults(handler=run)
 
@@ -133,11 +138,17 @@ def _file_problem(exc: Exception, kind: str, path: Path) -> str:
 def run(args: argparse.Namespace) -> int:
     """Measure the file; returns the exit status."""
     from ..measure import MetadataError, SpecError, load_metadata, load_specs, measure_metadata
-    from ._common import error, say, write_stdout
+    from ._common import error, same_file, say, write_stdout
 
     unit = args.legacy_maxrss_unit
     if unit is not None and unit <= 0:
         error(f"--legacy-maxrss-unit must be a positive number of bytes, not {unit}")
+        return EXIT_USAGE
+    if args.output is not None and same_file(args.metadata, args.output):
+        error(
+            f"-o {args.output} is the metadata file itself: the measurements would replace "
+            "it; give another path"
+        )
         return EXIT_USAGE
     try:
         specs = _option_specs(args)

@@ -10,7 +10,15 @@ import sys
 import time
 from pathlib import Path
 
-from ._common import EXIT_BAD_FILE, EXIT_OK, EXIT_OUTPUT_FAILED, EXIT_USAGE, error, say
+from ._common import (
+    EXIT_BAD_FILE,
+    EXIT_OK,
+    EXIT_OUTPUT_FAILED,
+    EXIT_USAGE,
+    error,
+    same_file,
+    say,
+)
 from ._select import (
     Interruptions,
     add_stale_after,
@@ -121,7 +129,7 @@ def _output_path(source: str, output: str | None) -> Path | str | None:
     if output == STDOUT:
         return STDOUT
     if output is not None:
-        if source != "-" and _same_file(source, output):
+        if source != "-" and same_file(source, output):
             error(
                 f"-o {output} is the task file itself: the report would replace it; "
                 "give another path"
@@ -135,21 +143,13 @@ def _output_path(source: str, output: str | None) -> Path | str | None:
         )
         return None
     default = Path(source).with_suffix(".html")
-    if _same_file(source, default):
+    if same_file(source, default):
         error(
             f"the report's default path {default} is the task file itself; "
             "give another path with -o"
         )
         return None
     return default
-
-
-def _same_file(a: str | Path, b: str | Path) -> bool:
-    """Whether ``a`` and ``b`` name one existing file (through links too)."""
-    try:
-        return os.path.samefile(a, b)
-    except (OSError, ValueError):
-        return False
 
 
 def _write_stdout(page: str) -> bool:

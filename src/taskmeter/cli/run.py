@@ -232,30 +232,15 @@ class _Run:
         except OSError as exc:
             # Only the subtasks need it: the command runs, and is measured, without.
             say(f"taskmeter: the command's subtasks are not collected: {exc}")
-        env = propagation.child_environment(
-            os.environ,
-            parent_id=self.task_id,
-            traceparent=ids,
-            tracestate=self.inherited.tracestate if self.inherited else None,
-            subtask_dir=self.subtask_dir,
-        )
-        if not (self.quiet or self.args.no_status) and StatusLine.wanted(sys.stderr):
-            self.status = StatusLine(sys.stderr)
-        supervisor = Supervisor(
-            self.argv,
-            env,
-            wait_all=self.args.wait_all,
-            on_resize=self.status.resize if self.status else None,
-        )
-        self.supervisor = supervisor
-        self.figures.start_time = time.time()
-        self.perf_start = time.perf_counter()
         try:
-            self.figures.pid = supervisor.start()
+            supervisor = self._start_command(ids)
         except SpawnError as exc:
             self._remove_subtask_dir()
             error(str(exc))
             return exc.exit_code
+        except BaseException:
+            self._remove_subtask_dir()  # no command started: nothing can be in it
+            raise
         try:
             floor = _own_high_water()
             self._begin_probes()
@@ -295,6 +280,29 @@ class _Run:
         if not self.quiet:
             self._print_summary(root)
         return figures.exit_code
+
+    def _start_command(self, ids: propagation.TraceParent) -> Supervisor:
+        """Spawn the command, which learns its parent task from its environment."""
+        env = propagation.child_environment(
+            os.environ,
+            parent_id=self.task_id,
+            traceparent=ids,
+            tracestate=self.inherited.tracestate if self.inherited else None,
+            subtask_dir=self.subtask_dir,
+        )
+        if not (self.quiet or self.args.no_status) and StatusLine.wanted(sys.stderr):
+            self.status = StatusLine(sys.stderr)
+        supervisor = Supervisor(
+            self.argv,
+            env,
+            wait_all=self.args.wait_all,
+            on_resize=self.status.resize if self.status else None,
+        )
+        self.supervisor = supervisor
+        self.figures.start_time = time.time()
+        self.perf_start = time.perf_counter()
+        self.figures.pid = supervisor.start()
+        return supervisor
 
     def _export_config(self) -> ExportConfig | int | None:
         args = self.args

@@ -82,8 +82,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "-l",
         "--label",
         metavar="PATTERN",
-        help="only tasks whose label contains PATTERN, or matches it as a glob "
-        "(with * ? [...]); case-insensitive; their parents are shown too, marked ·",
+        help="only tasks whose label contains PATTERN as written, or matches it as a "
+        "glob (with * ? [...]); case-insensitive; their parents are shown too, marked ·",
     )
     parser.add_argument("-s", "--status", choices=STATUSES, help="only tasks with this status")
     parser.add_argument(
