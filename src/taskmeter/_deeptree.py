@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .task import Task
 
 _SUBTASKS: set[str] = {"subtasks"}
@@ -21,10 +23,13 @@ class CycleError(ValueError):
     """A task is among its own subtasks."""
 
 
-def deep_tree_json(root: Task) -> str:
+def deep_tree_json(root: Task, own_json: Callable[[Task, set[str]], bytes] | None = None) -> str:
     """The JSON of ``root`` and its subtasks for a tree of any depth: the same values as
     :meth:`Task.model_dump_json` writes (equal once parsed), with ``subtasks`` last in
     each task rather than in its field position.
+
+    ``own_json(task, exclude)`` writes a task's JSON without the fields in ``exclude``
+    (default: pydantic's serializer, as :meth:`Task.model_dump_json` would).
 
     Raises :class:`CycleError` if a task is below itself.
     """
@@ -41,7 +46,10 @@ def deep_tree_json(root: Task) -> str:
         if id(item) in on_path:
             raise CycleError(f"task {item.label!r} is among its own subtasks")
         on_path.add(id(item))
-        own = item.__pydantic_serializer__.to_json(item, exclude=_SUBTASKS)
+        if own_json is None:
+            own = item.__pydantic_serializer__.to_json(item, exclude=_SUBTASKS)
+        else:
+            own = own_json(item, _SUBTASKS)
         pieces.append(own[:-1] + (b',"subtasks":[' if own != b"{}" else b'"subtasks":['))
         pending.append((b"]}", id(item)))
         following: list[Task | tuple[bytes, int]] = []

@@ -15,7 +15,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pydantic import SerializeAsAny, TypeAdapter
+from pydantic_core import PydanticSerializationError
 
+from ._jsonform import ExtrasWriter
 from ._log import swallowed
 from .task import Task, TaskStatus, _running_task, state_of
 
@@ -28,15 +30,16 @@ _records: TypeAdapter[list[Any]] = TypeAdapter(list[SerializeAsAny[Task]])
 """Serializes runs of sibling records as the ``subtasks`` field of a task would."""
 
 
-def running_tree_json(root: Task) -> str:
+def running_tree_json(root: Task, writer: ExtrasWriter | None = None) -> str:
     """The JSON of ``root`` (running here) and its subtasks, each running task of this
     process read (:meth:`Task.update_resources`) just after its subtasks were serialized.
 
+    ``writer`` writes the extra fields JSON cannot hold (see :mod:`taskmeter._jsonform`).
     Raises what serializing a task raises (a tree nested too deeply, or with a cycle).
     """
     # Pieces of bytes, joined and decoded once: a tree of 100k tasks is 50 MB of JSON.
     pieces: list[bytes | memoryview] = []
-    _dump(root, _holding_running(root), set(), pieces)
+    _dump(root, _holding_running(root), set(), pieces, writer or ExtrasWriter())
     return b"".join(pieces).decode()
 
 
@@ -65,10 +68,16 @@ def _holding_running(root: Task) -> set[int]:
     return holding
 
 
-def _dump(task: Task, holding: set[int], path: set[int], pieces: list[bytes | memoryview]) -> None:
+def _dump(
+    task: Task,
+    holding: set[int],
+    path: set[int],
+    pieces: list[bytes | memoryview],
+    writer: ExtrasWriter,
+) -> None:
     """Append the JSON of ``task`` to ``pieces``."""
     if id(task) not in holding or id(task) in path:  # on the path: a cycle, which fails
-        pieces.append(_to_json(task))
+        pieces.append(writer.tree_json(task))
         return
     path.add(id(task))
     own_at = len(pieces)
@@ -80,36 +89,37 @@ def _dump(task: Task, holding: set[int], path: set[int], pieces: list[bytes | me
         if id(subtask) not in holding:
             records.append(subtask)
             continue
-        first = _flush(records, pieces, first)
+        first = _flush(records, pieces, first, writer)
         if not first:
             pieces.append(b",")
-        _dump(subtask, holding, path, pieces)
+        _dump(subtask, holding, path, pieces, writer)
         first = False
-    _flush(records, pieces, first)
+    _flush(records, pieces, first, writer)
     pieces.append(b"]}")
     path.discard(id(task))
     if _refreshed(task):
         _read(task.update_resources)
         state = state_of(task)
         with state.lock:  # not halfway through a reading applied or the task finishing
-            own = _to_json(task, exclude=_EXCLUDE_SUBTASKS)
+            own = writer.task_json(task, _EXCLUDE_SUBTASKS)
     else:
-        own = _to_json(task, exclude=_EXCLUDE_SUBTASKS)
+        own = writer.task_json(task, _EXCLUDE_SUBTASKS)
     pieces[own_at] = memoryview(own)[:-1]  # without its closing brace
 
 
-def _to_json(task: Task, exclude: set[str] | None = None) -> bytes:
-    return task.__pydantic_serializer__.to_json(task, exclude=exclude)
-
-
-def _flush(records: list[Task], pieces: list[bytes | memoryview], first: bool) -> bool:
+def _flush(
+    records: list[Task], pieces: list[bytes | memoryview], first: bool, writer: ExtrasWriter
+) -> bool:
     """Append ``records`` (siblings) as the next items of a JSON array; whether none has
     been appended yet (``first`` if ``records`` was empty)."""
     if not records:
         return first
     if not first:
         pieces.append(b",")
-    pieces.append(memoryview(_records.dump_json(records))[1:-1])
+    try:
+        pieces.append(memoryview(_records.dump_json(records, fallback=writer))[1:-1])
+    except PydanticSerializationError:  # a value JSON cannot hold, or a tree too deep
+        pieces.append(b",".join(writer.tree_json(record) for record in records))
     records.clear()
     return False
 

@@ -383,7 +383,9 @@ def write_record(directory: Path, task: Task) -> None:
     import contextlib
     import tempfile
 
-    text = task.model_dump_json() + "\n"
+    from .taskfile import dump_task
+
+    text = dump_task(task) + "\n"  # an extra field JSON cannot hold in a JSON form
     name = f"{task.task_id}.json"
     fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
     try:

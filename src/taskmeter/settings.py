@@ -132,27 +132,59 @@ _machine: object = _UNREAD
 
 
 def machine(environ: Mapping[str, str] | None = None) -> str | None:
-    """The project-meaningful machine label (``TASKMETER_MACHINE``), if set.
+    """The project-meaningful machine label, if one is set.
 
-    Read from the process environment once, when the first task is created
-    (it is on the path of every new task); :func:`reload` reads it again.
+    ``TASKMETER_MACHINE``; where it is unset, the ``machine`` of the energy
+    configuration (``TASKMETER_ENERGY_CONFIG``, LensKit's layout), as LensKit
+    records it.  Read once, when the first task is created (it is on the path
+    of every new task); :func:`reload` reads both again.  A configuration that
+    cannot be read gives no label, quietly: the energy probes' detection reports it.
     """
     global _machine
     if environ is None and _machine is not _UNREAD:
         return _machine  # type: ignore[return-value]
-    value = env_text(ENV_MACHINE, environ)
+    value = env_machine(environ)
+    if value is None and env_text(ENV_MACHINE, environ) is None:
+        value = _configured_machine(environ)
+    if environ is None:
+        _machine = value
+    return value
+
+
+def env_machine(environ: Mapping[str, str] | None = None) -> str | None:
+    """The machine label of ``TASKMETER_MACHINE`` alone (not cached); ``None`` if unset
+    or unusable (said once in a warning)."""
+    return _usable_machine(env_text(ENV_MACHINE, environ), ENV_MACHINE, f"env.{ENV_MACHINE}")
+
+
+def _configured_machine(environ: Mapping[str, str] | None) -> str | None:
+    """The ``machine`` of the energy configuration, if one is named and names one."""
+    path = energy_config_path(environ)
+    if path is None:
+        return None
+    from .probes.energy_config import configured_machine
+
+    try:
+        value = configured_machine(path)
+    except ValueError:
+        return None
+    origin = f"{ENV_ENERGY_CONFIG}={path!r}: machine"
+    return _usable_machine(value, origin, f"env.{ENV_ENERGY_CONFIG}.machine")
+
+
+def _usable_machine(value: str | None, origin: str, key: str) -> str | None:
+    """``value``, unless it is too long or not printable (counted under ``key`` and said
+    once in a warning naming ``origin``)."""
     if value is not None and (len(value) > MAX_MACHINE_LABEL or not value.isprintable()):
         config_warning(
-            f"env.{ENV_MACHINE}",
+            key,
             "ignoring %s=%s: a machine label is at most %d printable characters; "
             "recording no machine label",
-            ENV_MACHINE,
+            origin,
             _shortened(value),
             MAX_MACHINE_LABEL,
         )
-        value = None
-    if environ is None:
-        _machine = value
+        return None
     return value
 
 

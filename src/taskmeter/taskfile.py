@@ -21,6 +21,7 @@ from ._filetypes import describe, drop_bad_values, in_range
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
+    from ._jsonform import ExtrasWriter
     from .task import Task
 
 MAX_TASK_FILE_BYTES = 512 * 1024 * 1024
@@ -167,28 +168,40 @@ def dump_task(task: Task, *, snapshot: bool = False) -> str:
     is read as it is written, after its subtasks (see :mod:`taskmeter._snapshot`).
     A tree nested deeper than pydantic serializes (about 127 levels of
     subtasks) is written all the same, by :func:`taskmeter._deeptree.deep_tree_json`
-    (its running tasks with the figures of their last refresh).
+    (its running tasks with the figures of their last refresh).  An extra field
+    that JSON cannot hold (a NumPy scalar or array, bytes, any object) is written
+    in a JSON form (see :func:`taskmeter._jsonform.json_form`), and named once in
+    a warning; the task keeps its value.
 
     Raises:
         TaskFileError: the tree cannot be serialized (a task is among its own
             subtasks, say).
     """
+    from ._jsonform import ExtrasWriter
+
+    writer = ExtrasWriter()
+    text = _tree_json(task, snapshot, writer)
+    writer.warn(task)
+    return text
+
+
+def _tree_json(task: Task, snapshot: bool, writer: ExtrasWriter) -> str:
     from pydantic_core import PydanticSerializationError
+
+    from ._deeptree import CycleError, deep_tree_json
 
     try:
         if snapshot:
             from ._snapshot import running_tree_json
 
-            return running_tree_json(task)
-        return task.model_dump_json()
-    except (PydanticSerializationError, RecursionError) as exc:
-        if "depth" not in str(exc) and not isinstance(exc, RecursionError):
-            raise TaskFileError(f"task {task.label!r} cannot be written: {exc}") from exc
+            return running_tree_json(task, writer)
+        return task.model_dump_json(fallback=writer)
+    except (PydanticSerializationError, RecursionError, CycleError) as exc:
+        # Nested too deeply, a task below itself, or a value pydantic cannot write:
+        # task by task, each task's own fields written with what can be written.
         failure: Exception = exc
-    from ._deeptree import CycleError, deep_tree_json
-
     try:
-        return deep_tree_json(task)
+        return deep_tree_json(task, writer.task_json)
     except (CycleError, PydanticSerializationError) as exc:
         raise TaskFileError(f"task {task.label!r} cannot be written: {exc}") from failure
 

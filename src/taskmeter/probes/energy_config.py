@@ -3,7 +3,7 @@
 ``TASKMETER_ENERGY_CONFIG`` names the file; a LensKit ``lenskit.toml`` works
 as it is::
 
-    machine = "gpu01"                      # TASKMETER_MACHINE takes precedence
+    machine = "gpu01"                      # recorded on tasks; TASKMETER_MACHINE takes precedence
 
     [prometheus]
     url = "http://prometheus.example:9090"
@@ -94,18 +94,7 @@ def load_energy_config(
     cannot be read or does not have the expected shape.
     """
     source = str(path)
-    try:
-        with Path(path).open("rb") as handle:
-            document = tomllib.load(handle)
-    except OSError as exc:
-        raise ValueError(f"cannot read energy configuration {source}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"energy configuration {source} is not valid TOML: {exc}") from None
-    except RecursionError:
-        raise ValueError(f"energy configuration {source} is nested too deeply") from None
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"energy configuration {source} is not UTF-8 text: {exc}") from None
-
+    document = _read_document(path)
     prometheus = _table(document, "prometheus", source)
     url = prometheus.get("url")
     if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
@@ -113,10 +102,7 @@ def load_energy_config(
     timeout_s = _seconds(prometheus, "timeout", DEFAULT_TIMEOUT_S, source, positive=True)
     min_duration_s = _seconds(prometheus, "min_duration", DEFAULT_MIN_DURATION_S, source)
 
-    file_machine = document.get("machine")
-    if file_machine is not None and not isinstance(file_machine, str):
-        raise ValueError(f"{source}: machine must be a string, got {file_machine!r}")
-    chosen = machine or file_machine or None
+    chosen = machine or _file_machine(document, source)
     queries: dict[str, str] = {}
     if chosen is not None:
         machines = _table(document, "machines", source)
@@ -138,6 +124,39 @@ def load_energy_config(
         min_duration_s=min_duration_s,
         source=source,
     )
+
+
+def configured_machine(path: str | os.PathLike[str]) -> str | None:
+    """The file's own ``machine`` (``None`` where it names none, or names a blank one).
+
+    Raises ``ValueError`` as :func:`load_energy_config` does for a file that cannot
+    be read or whose ``machine`` is not a string.
+    """
+    return _file_machine(_read_document(path), str(path))
+
+
+def _read_document(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The TOML document of ``path``; ``ValueError`` naming the file if it cannot be read."""
+    source = str(path)
+    try:
+        with Path(path).open("rb") as handle:
+            return tomllib.load(handle)
+    except OSError as exc:
+        raise ValueError(f"cannot read energy configuration {source}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"energy configuration {source} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"energy configuration {source} is nested too deeply") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"energy configuration {source} is not UTF-8 text: {exc}") from None
+
+
+def _file_machine(document: Mapping[str, Any], source: str) -> str | None:
+    """The document's ``machine``: ``None`` if absent or blank."""
+    value = document.get("machine")
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{source}: machine must be a string, got {value!r}")
+    return value if value and value.strip() else None
 
 
 def _table(document: Mapping[str, Any], key: str, source: str) -> dict[str, Any]:

@@ -203,7 +203,7 @@ def _prometheus_probe(
     from .prometheus import PrometheusProbe
 
     try:
-        config = load_energy_config(path, machine=settings.machine())
+        config = load_energy_config(path, machine=settings.env_machine())
     except ValueError as exc:
         if "prometheus" in chooser.selection.named:
             chooser.unavailable("prometheus", str(exc))
