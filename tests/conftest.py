@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +16,13 @@ from taskmeter.task import _active_stack, _running
 from taskmeter.testing import SpanCapture, capture_spans
 
 IN_CI = bool(os.environ.get("CI"))
+
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    # Started as a background job of a shell without job control (``cmd &``), which
+    # starts it with SIGINT ignored: every program the tests start would inherit
+    # that, and the tests of what Ctrl-C does would see nothing happen.  A handler
+    # here is reset to the default in those programs when they start.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # The rotel collector and the OTLP sink fixtures (otlp_sink, rotel_collector).
 pytest_plugins = ["tests.collector"]

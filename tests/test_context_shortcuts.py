@@ -8,14 +8,16 @@ import subprocess
 import sys
 import textwrap
 from contextvars import ContextVar, copy_context
+from typing import Any
 
+from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
-from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import NonRecordingSpan, SpanContext
 
 from taskmeter import Task, _context
-from taskmeter.testing import SpanCapture
+from taskmeter.testing import SpanCapture, capture_spans
 
 
 def test_the_installed_opentelemetry_gets_the_shortcuts() -> None:
@@ -77,6 +79,38 @@ def test_a_task_inside_a_user_span_and_a_span_inside_a_task(spans: SpanCapture) 
     assert task_span.parent.span_id == outer.get_span_context().span_id
     assert inner.parent is not None and inner.parent.span_id == task_span.context.span_id
     assert task.trace_id == f"{outer.get_span_context().trace_id:032x}"
+
+
+class _AttachingProcessor(SpanProcessor):
+    """Attaches a context holding baggage when a span named ``task`` starts."""
+
+    def __init__(self) -> None:
+        self.tokens: list[object] = []
+
+    def on_start(self, span: Any, parent_context: Context | None = None) -> None:
+        if span.name == "task":
+            self.tokens.append(otel_context.attach(baggage.set_baggage("k", "v")))
+
+    def on_end(self, span: ReadableSpan) -> None:
+        return None
+
+
+def test_a_context_a_span_processor_attaches_at_start_is_current_in_the_task() -> None:
+    """As with the API's ``set_span_in_context(span)`` after ``start_span``: the task's
+    context is built on the context current once its span has started."""
+
+    def body() -> tuple[object, object, object]:
+        processor = _AttachingProcessor()
+        with capture_spans(processor), Task("task") as task:
+            inside = baggage.get_baggage("k")
+            span_id = trace.get_current_span().get_span_context().span_id
+        after = baggage.get_baggage("k")  # the processor's context, which it left attached
+        return inside, span_id == int(task.span_id or "0", 16), after
+
+    inside, task_span_current, after = copy_context().run(body)
+    assert inside == "v"
+    assert task_span_current
+    assert after == "v"
 
 
 _OTHER_RUNTIME = textwrap.dedent(

@@ -67,6 +67,23 @@ def test_save_to_file_before_start_keeps_its_monitor_choice(
     assert json.loads(path.read_text())["status"] == "finished"
 
 
+def test_save_to_file_without_monitor_stops_the_refreshes_of_a_running_task(
+    tmp_path: Path, fast_monitor: Monitor
+) -> None:
+    """A task refreshed already (``file=``) and given ``save_to_file(path, monitor=False)``
+    while it runs: the file is written then and when the task finishes, not in between."""
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    with Task("refreshed", file=first) as task:
+        assert "task-file" in fast_monitor.job_names()
+        task.save_to_file(second, monitor=False)
+        assert "task-file" not in fast_monitor.job_names()
+        written = second.stat().st_mtime_ns
+        time.sleep(0.3)  # six refresh intervals
+        assert second.stat().st_mtime_ns == written
+        assert json.loads(second.read_text())["status"] == "running"
+    assert json.loads(second.read_text())["status"] == "finished"
+
+
 def test_jobs_run_at_their_interval_and_stop_when_removed() -> None:
     monitor = Monitor()
     calls: list[float] = []

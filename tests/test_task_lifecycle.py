@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 from opentelemetry import trace
@@ -16,7 +17,8 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import StatusCode
 
 import taskmeter
-from taskmeter import Task
+from taskmeter import Task, TaskStatus
+from taskmeter import attributes as attr
 from taskmeter.figures import Figures
 from taskmeter.probes import CpuTimeProbe, Probe
 from taskmeter.task import _active_stack, _running_task
@@ -371,3 +373,19 @@ def test_entering_a_task_started_already_raises_and_leaves_it_running(
     task.finish()
     assert task.status.value == "finished"
     assert Task.current() is None
+
+
+@pytest.mark.parametrize("task_id", ["8f0c3e5a-1b2c-4d3e-8f4a-5b6c7d8e9f00", "job-17"])
+def test_a_task_made_without_validation_with_a_text_id_still_runs(
+    spans: SpanCapture, task_id: str
+) -> None:
+    """``model_construct`` does not validate: a text ``task_id`` (a UUID's spelling, or
+    any text) is kept as it is, and the task runs, is found by its id while it runs,
+    and ends with that id on its span."""
+    task = Task.model_construct(label="constructed", task_id=task_id)
+    with task:
+        if task_id.startswith("8f0c"):
+            assert _running_task(UUID(task_id)) is task
+    assert task.status is TaskStatus.FINISHED
+    assert _running_task(UUID(int=0)) is None
+    assert spans.one("constructed").attributes[attr.TASK_ID] == task_id

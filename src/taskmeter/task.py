@@ -87,15 +87,15 @@ class _RunningRef(weakref.ref["Task"]):
     __slots__ = ("key", "probe_states")
 
     probe_states: ProbeStates
-    key: int
-    """The task's id, as :data:`_running`'s key."""
+    key: int | str
+    """The task's id, as :data:`_running`'s key (see :func:`_registry_key`)."""
 
 
-_running: dict[int, _RunningRef] = {}
+_running: dict[int | str, _RunningRef] = {}
 """Every running task of this process, by id (for parents given by id, and the monitor).
 
 Keyed by ``task_id.int``: a ``UUID``'s hash is a Python method, which the
-dictionary would call twice for every task."""
+dictionary would call twice for every task (see :func:`_registry_key`)."""
 
 _dropped: deque[_RunningRef] = deque()
 """Entries of running tasks that were garbage-collected, to release (see
@@ -106,8 +106,21 @@ _dropped_append = _dropped.append
 
 def _running_task(task_id: UUID) -> Task | None:
     """The running task of this process with ``task_id``, if there is one."""
-    entry = _running.get(task_id.int)
+    entry = _running.get(task_id.int if type(task_id) is UUID else _registry_key(task_id))
     return entry() if entry is not None else None
+
+
+def _registry_key(task_id: object) -> int | str:
+    """:data:`_running`'s key for ``task_id``: a ``UUID``'s integer.  An id of another
+    type (a task made by ``model_construct``, which does not validate) is taken as the
+    UUID it spells, or else as its text: the task runs all the same.  The hot path
+    tests ``type(task_id) is UUID`` itself and calls this only otherwise."""
+    if isinstance(task_id, UUID):
+        return task_id.int
+    try:
+        return UUID(str(task_id)).int
+    except ValueError:
+        return str(task_id)
 
 
 def _release_dropped() -> None:
@@ -123,7 +136,7 @@ def _release_dropped() -> None:
     )
 
 
-def _key_of(entry: _RunningRef) -> int:
+def _key_of(entry: _RunningRef) -> int | str:
     return entry.key
 
 
@@ -612,6 +625,10 @@ class Task(BaseModel):
                 swallowed("task.span.start", exc)
                 span = trace.INVALID_SPAN
             state.span = span
+            # Read again: a span processor may have attached a context in on_start
+            # (baggage, say), which the task's context must hold, as the API's
+            # set_span_in_context(span) after start_span would.
+            previous = _current_context()
             span_context = span.get_span_context()
             if _SPAN_IDS_BY_INDEX:  # trace_id, span_id, is_valid (see _context)
                 if span_context[5]:
@@ -632,7 +649,8 @@ class Task(BaseModel):
 
             entry = _RunningRef(self, _dropped_append)
             entry.probe_states = ()
-            entry.key = key = values["task_id"].int
+            task_id = values["task_id"]
+            entry.key = key = task_id.int if type(task_id) is UUID else _registry_key(task_id)
             _running[key] = entry
             _active_stack.set((*stack, self))
             if parent is not None:
@@ -713,9 +731,10 @@ class Task(BaseModel):
             state.probe_states = ()  # ended (see _end_interrupted_finish)
             wall_ns = time.time_ns()
             figures.wall_time = wall_ns / 1e9
-            if state.refresh is not None:
-                get_monitor().remove(state.refresh)
+            refresh = state.refresh  # read once: save_to_file may drop it meanwhile
+            if refresh is not None:
                 state.refresh = None
+                get_monitor().remove(refresh)
 
             values = self.__dict__
             stack = _active_stack.get()
@@ -745,7 +764,8 @@ class Task(BaseModel):
                     _set_slot(self, "_tm", None)
             if state.collect is not None:  # records of worker processes, before publishing
                 state.collect(self)
-            _running.pop(values["task_id"].int, None)
+            task_id = values["task_id"]
+            _running.pop(task_id.int if type(task_id) is UUID else _registry_key(task_id), None)
             if innermost:  # _deactivate's common case, inline (1 % of a task)
                 stack = stack[:-1]
                 _active_stack.set(stack)
@@ -805,9 +825,10 @@ class Task(BaseModel):
         if state.probe_states:
             end_probes(state.probe_states)
             state.probe_states = ()
-        if state.refresh is not None:
-            get_monitor().remove(state.refresh)
+        refresh = state.refresh
+        if refresh is not None:
             state.refresh = None
+            get_monitor().remove(refresh)
         if not state.finished:
             with state.lock:
                 state.finished = True
@@ -815,7 +836,7 @@ class Task(BaseModel):
                 if values.get("finish_time") is None:
                     values["finish_time"] = time.time()
                 _mark_fields_set(self, _FINISH_FIELDS)
-        _running.pop(values["task_id"].int, None)
+        _running.pop(_registry_key(values["task_id"]), None)
         self._deactivate()
         span = state.span
         try:
@@ -954,7 +975,13 @@ class Task(BaseModel):
                     state.save_refreshed = monitor
                     break
         self._save()
-        if monitor and state.refresh is None and self.status is _RUNNING:
+        if not monitor:
+            # No more refreshes, if the task had them (Task(file=...), an earlier call).
+            refresh = state.refresh
+            if refresh is not None:
+                state.refresh = None
+                get_monitor().remove(refresh)  # a no-op if the finish removed it first
+        elif state.refresh is None and self.status is _RUNNING:
             state.refresh = get_monitor().add(self.monitor_refresh, name="task-file")
 
     # ---------------------------------------------------------------- protocols
@@ -1098,8 +1125,12 @@ class Task(BaseModel):
         pid = values["pid"]
         text = state.id_text
         if text is None:  # _id_text, inline: str(task_id) without UUID.__str__'s call
-            digits = f"{values['task_id'].int:032x}"
-            text = f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+            task_id = values["task_id"]
+            if type(task_id) is UUID:
+                digits = f"{task_id.int:032x}"
+                text = f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+            else:
+                text = str(task_id)
             state.id_text = text
         attributes: dict[str, Any] = {
             _A_TASK_ID: text,
