@@ -53,7 +53,6 @@ from ._context import SPAN_KEY as _SPAN_KEY
 from ._context import attach_context as _attach_context
 from ._context import current_context as _current_context
 from ._fieldsets import FieldSets
-from ._fieldsets import SharedFieldSet as _SharedFieldSet
 from ._fieldsets import mark as _mark_fields_set
 from ._fieldsets import thaw as _thaw_fields_set
 from ._files import task_file_path
@@ -663,13 +662,7 @@ class Task(BaseModel):
             # _adopt), never acquire() then ``try``: an interrupt (a second Ctrl-C)
             # raised just after acquire() returns would leave the lock held for good.
             with state.lock:
-                fields_set: set[str] | None = self.__pydantic_fields_set__
-                if type(fields_set) is _SharedFieldSet:  # _mark_fields_set, inline
-                    fields_set = fields_set.following.get(_START_FIELDS)
-                if fields_set is not None and type(fields_set) is _SharedFieldSet:
-                    _set_slot(self, "__pydantic_fields_set__", fields_set)
-                else:
-                    _mark_fields_set(self, _START_FIELDS)
+                _mark_fields_set(self, _START_FIELDS)
             # Readings come last, so the task is not charged for its own set-up.
             state.probe_states = entry.probe_states = begin_probes(probes, state.reset_hwm)
             state.perf_start = time.perf_counter()
@@ -744,13 +737,7 @@ class Task(BaseModel):
                 state.finished = True
                 values["finish_time"] = figures.wall_time
                 values["status"] = status
-                fields_set: set[str] | None = self.__pydantic_fields_set__
-                if type(fields_set) is _SharedFieldSet:  # _mark_fields_set, inline
-                    fields_set = fields_set.following.get(_FINISH_FIELDS)
-                if fields_set is not None and type(fields_set) is _SharedFieldSet:
-                    _set_slot(self, "__pydantic_fields_set__", fields_set)
-                else:
-                    _mark_fields_set(self, _FINISH_FIELDS)
+                _mark_fields_set(self, _FINISH_FIELDS)
                 if state.save_file is None and innermost:
                     # A finished task's record may be kept a long time (a root
                     # keeps all its subtasks), and its state is now a finished
@@ -1123,17 +1110,8 @@ class Task(BaseModel):
         if state is None:
             state = self._tm or state_of(self)
         pid = values["pid"]
-        text = state.id_text
-        if text is None:  # _id_text, inline: str(task_id) without UUID.__str__'s call
-            task_id = values["task_id"]
-            if type(task_id) is UUID:
-                digits = f"{task_id.int:032x}"
-                text = f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
-            else:
-                text = str(task_id)
-            state.id_text = text
         attributes: dict[str, Any] = {
-            _A_TASK_ID: text,
+            _A_TASK_ID: _id_text(self, state),
             _A_TASK_SUBPROCESS: values["subprocess"],
             _A_HOST_NAME: values["hostname"],
             _A_PROCESS_PID: pid if pid is not None else _process.pid,
@@ -1307,7 +1285,13 @@ def _id_text(task: Task, state: _State | None = None) -> str:
         state = task._tm or state_of(task)
     text = state.id_text
     if text is None:
-        text = state.id_text = str(task.__dict__["task_id"])
+        task_id = task.__dict__["task_id"]
+        if type(task_id) is UUID:  # str(task_id), without UUID.__str__'s call
+            digits = f"{task_id.int:032x}"
+            text = f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+        else:  # a task made by model_construct, which does not validate
+            text = str(task_id)
+        state.id_text = text
     return text
 
 
