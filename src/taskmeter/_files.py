@@ -177,9 +177,10 @@ def descriptor_link(path: str | os.PathLike[str]) -> tuple[int | None, int] | No
     return None
 
 
-def write_to_descriptor_link(path: str | os.PathLike[str], data: bytes) -> bool:
-    """Write ``data`` through the file descriptor ``path`` names (see
-    :func:`descriptor_link`); ``False`` (nothing done) if it names none.
+def write_to_descriptor_link(path: str | os.PathLike[str], text: str) -> bool:
+    """Write ``text`` (as UTF-8) through the file descriptor ``path`` names (see
+    :func:`descriptor_link`); ``False`` (nothing done) if it names none.  The text is
+    encoded only then: a task file of a large tree is tens of megabytes.
 
     A descriptor of this process is written to itself, after what Python's
     ``sys.stdout`` and ``sys.stderr`` hold for it: the data goes after whatever it
@@ -190,6 +191,7 @@ def write_to_descriptor_link(path: str | os.PathLike[str], data: bytes) -> bool:
     found = descriptor_link(path)
     if found is None:
         return False
+    data = text.encode("utf-8")
     pid, fd = found
     if pid is None or pid == os.getpid():
         _flush_streams_of(fd)

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
 _MAX_DEPTH = 32
 """Containers nested deeper than this are written as their ``repr``."""
-_SUBTASKS: set[str] = {"subtasks"}
 _ANY = SchemaSerializer(core_schema.any_schema())
 """Writes a value as pydantic writes an extra field."""
 _CONVERSIONS = ("tolist", "item")

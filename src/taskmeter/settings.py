@@ -143,9 +143,11 @@ def machine(environ: Mapping[str, str] | None = None) -> str | None:
     global _machine
     if environ is None and _machine is not _UNREAD:
         return _machine  # type: ignore[return-value]
-    value = env_machine(environ)
-    if value is None and env_text(ENV_MACHINE, environ) is None:
+    text = env_text(ENV_MACHINE, environ)
+    if text is None:
         value = _configured_machine(environ)
+    else:  # set: the configuration is not asked, even where this one is unusable
+        value = _usable_machine(text, ENV_MACHINE, f"env.{ENV_MACHINE}")
     if environ is None:
         _machine = value
     return value

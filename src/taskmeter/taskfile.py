@@ -58,7 +58,7 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, durable: bool = Tru
     :func:`taskmeter._files.write_to_descriptor_link`).  A FIFO that no
     process reads is an ``OSError`` at once rather than a wait.
     """
-    if write_to_descriptor_link(path, text.encode("utf-8")):
+    if write_to_descriptor_link(path, text):
         return
     target = Path(path)
     try:

@@ -195,7 +195,7 @@ def _write_output(path: Path, text: str) -> bool:
     from ._common import error
 
     try:
-        if write_to_descriptor_link(path, text.encode("utf-8")):
+        if write_to_descriptor_link(path, text):
             return True
         with contextlib.suppress(FileExistsError):  # a file there: "Not a directory" next
             path.parent.mkdir(parents=True, exist_ok=True)  # as run -o, report -o
