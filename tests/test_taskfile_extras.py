@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -228,3 +229,37 @@ def test_real_numpy_values(tmp_path: Path) -> None:
         [0, 1, 2],
         [3, 4, 5],
     ]
+
+
+@pytest.mark.parametrize(
+    ("value", "stored"),
+    [
+        (math.inf, None),
+        (-math.inf, None),
+        (math.nan, None),
+        ([1.0, math.inf], [1.0, None]),
+        ({"scores": (0.5, math.nan)}, {"scores": [0.5, None]}),
+    ],
+    ids=["inf", "-inf", "nan", "in-a-list", "in-a-mapping"],
+)
+def test_a_float_that_is_not_finite_is_written_null_and_named_in_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, value: object, stored: object
+) -> None:
+    path = tmp_path / "np.json"
+    with Task("np", ratio=value) as task:
+        pass
+    with caplog.at_level(logging.WARNING, logger="taskmeter"):
+        task.save_to_file(path)
+    assert written(path)["ratio"] == stored
+    assert task.ratio is value
+    (message,) = warnings_about(caplog, "ratio")
+    assert "null" in message
+
+
+def test_finite_floats_raise_no_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with (
+        caplog.at_level(logging.WARNING, logger="taskmeter"),
+        Task("np", file=tmp_path / "ok.json", ratio=[0.5, 1e300], name="x"),
+    ):
+        pass
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []

@@ -12,12 +12,14 @@ and says where it was.
 
 from __future__ import annotations
 
+import math
 import operator
 import sys
 from dataclasses import dataclass
 from typing import Any
 
 _NUMBER = "a number"
+_WHOLE_NUMBER = "a whole number"
 _STRING = "a string"
 _BOOLEAN = "true or false"
 
@@ -54,6 +56,10 @@ _EXPECTED: dict[str, str] = {
 (``null`` is allowed too, except for ``hostname`` and ``subprocess``).  ``label``,
 ``task_id``, ``status`` and ``subtasks`` are left to pydantic, which refuses a value of
 another type: such a file does not hold a task."""
+
+WHOLE_NUMBER_FIELDS = frozenset(("peak_memory", "peak_gpu_memory", "pid"))
+"""Numbers pydantic reads as integers: a finite one with a fraction (``1.5``) is refused
+(``2.0`` is read as 2), so it is of the wrong type too."""
 
 SIGNED_FIELDS = ("start_time", "finish_time", "system_power", "cpu_power", "gpu_power")
 """Figures that must be finite but may be negative: LensKit's energy comes from a
@@ -103,6 +109,10 @@ class Mistyped:
 def _has_type(value: object, expected: str) -> bool:
     if expected is _NUMBER:
         return isinstance(value, int | float) and not isinstance(value, bool)
+    if expected is _WHOLE_NUMBER:
+        if isinstance(value, float):  # NaN and infinities: left to the range check
+            return value.is_integer() or not math.isfinite(value)
+        return isinstance(value, int) and not isinstance(value, bool)
     if expected is _STRING:
         return isinstance(value, str)
     return isinstance(value, bool)
@@ -153,8 +163,12 @@ def _drop_mistyped_fields(task: dict[str, Any]) -> list[_Problem]:
         if field not in task:
             continue
         value = task[field]
-        if (value is None and field not in _NOT_NULL) or _has_type(value, expected):
+        if value is None and field not in _NOT_NULL:
             continue
+        if _has_type(value, expected):
+            if field not in WHOLE_NUMBER_FIELDS or _has_type(value, _WHOLE_NUMBER):
+                continue
+            expected = _WHOLE_NUMBER  # a number with a fraction
         problems.append((field, field, value, expected))
         if field in _ABSENT:
             task[field] = _ABSENT[field]

@@ -11,12 +11,14 @@ in memory keeps its values; each field written so is named once in a warning.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic_core import PydanticSerializationError, SchemaSerializer, core_schema
 
 from ._log import warn_once
+from ._text import valid_values
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -99,9 +101,10 @@ def type_name(value: object) -> str:
 
 
 def _writable(value: object, fallback: ExtrasWriter | None) -> bool:
-    """Whether pydantic writes ``value`` to JSON (with ``fallback`` for unknown types)."""
+    """Whether pydantic writes ``value`` to JSON (with ``fallback`` for unknown types), its
+    text made valid Unicode (see :func:`taskmeter._text.valid_values`)."""
     try:
-        _ANY.to_json(value, fallback=fallback)
+        _ANY.to_json(valid_values(value), fallback=fallback)
     except (PydanticSerializationError, RecursionError, ValueError):
         return False
     return True
@@ -125,7 +128,7 @@ class ExtrasWriter:
 
     def __call__(self, value: object) -> Any:
         self.used = True
-        return json_form(value)
+        return valid_values(json_form(value))
 
     def task_json(self, task: Task, exclude: set[str] | None = None) -> bytes:
         """The JSON of ``task`` without the fields in ``exclude``, an extra field that
@@ -137,6 +140,9 @@ class ExtrasWriter:
         try:
             return serializer.to_json(task, exclude=exclude, fallback=self)
         except PydanticSerializationError:
+            escaped = self._text_escaped_json(task, exclude)
+            if escaped is not None:
+                return escaped
             extra = task.__pydantic_extra__
             unwritable = {
                 name: value
@@ -145,11 +151,26 @@ class ExtrasWriter:
             }
             if not unwritable:
                 raise
-        own = serializer.to_json(task, exclude=(exclude or set()) | set(unwritable), fallback=self)
+        own_exclude = (exclude or set()) | set(unwritable)
+        own = self._text_escaped_json(task, own_exclude)
+        if own is None:
+            own = serializer.to_json(task, exclude=own_exclude, fallback=self)
         for name, value in unwritable.items():
             self.replaced.setdefault(name, type_name(value))
-        forms = _ANY.to_json({name: json_form(value) for name, value in unwritable.items()})
+        forms = _ANY.to_json(
+            valid_values({name: json_form(value) for name, value in unwritable.items()})
+        )
         return own[:-1] + (b"," if own != b"{}" else b"") + forms[1:]
+
+    def _text_escaped_json(self, task: Task, exclude: set[str] | None) -> bytes | None:
+        """The JSON of ``task`` without the fields in ``exclude``, its text made valid
+        Unicode (lone surrogates, from bytes that are not UTF-8, as ``\\xNN``: see
+        :func:`taskmeter._text.valid_text`); ``None`` if a value cannot be written so."""
+        try:
+            fields = task.__pydantic_serializer__.to_python(task, exclude=exclude, fallback=self)
+            return _ANY.to_json(valid_values(fields), fallback=self)
+        except (PydanticSerializationError, RecursionError, ValueError):
+            return None
 
     def tree_json(self, task: Task) -> bytes:
         """The JSON of ``task`` with its subtasks, each task's unwritable extra fields
@@ -166,15 +187,23 @@ class ExtrasWriter:
 
     def warn(self, root: Task) -> None:
         """Warn, once per field name, about each extra field of ``root``'s tree that was
-        written in a JSON form rather than as it is."""
-        if not (self.used or self.replaced):
-            return
+        written in a JSON form rather than as it is: a value JSON cannot hold, or one
+        holding a float that is not finite (``inf``, ``-inf``, ``nan``: written ``null``)."""
         converted = dict(self.replaced)
-        if self.used:
-            for task in _tasks(root):
-                for name, value in list((task.__pydantic_extra__ or {}).items()):
-                    if name not in converted and not _writable(value, None):
-                        converted[name] = type_name(value)
+        non_finite: dict[str, float] = {}
+        for task in _tasks(root):
+            extra = task.__pydantic_extra__
+            if not extra:
+                continue
+            for name, value in list(extra.items()):
+                if name in converted or name in non_finite:
+                    continue
+                if self.used and not _writable(value, None):
+                    converted[name] = type_name(value)
+                    continue
+                number = _non_finite(value)
+                if number is not None:
+                    non_finite[name] = number
         for name, kind in converted.items():
             warn_once(
                 f"taskfile.extra.{name}",
@@ -184,6 +213,34 @@ class ExtrasWriter:
                 name,
                 kind,
             )
+        for name, number in non_finite.items():
+            warn_once(
+                f"taskfile.extra.{name}",
+                "extra field %r of a task holds a float JSON cannot hold (%r): task files "
+                "hold null in its place; the task keeps the value itself",
+                name,
+                number,
+            )
+
+
+def _non_finite(value: object, depth: int = 0) -> float | None:
+    """The first float in ``value`` (itself, or in its lists, tuples, sets and mapping
+    values) that is not finite (``inf``, ``-inf``, ``nan``); ``None`` if there is none."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else value
+    if isinstance(value, str | int) or value is None or depth >= _MAX_DEPTH:
+        return None
+    if isinstance(value, Mapping):
+        items: Iterable[object] = list(value.values())
+    elif isinstance(value, list | tuple | set | frozenset):
+        items = list(value)
+    else:
+        return None
+    for item in items:
+        number = _non_finite(item, depth + 1)
+        if number is not None:
+            return number
+    return None
 
 
 def _tasks(root: Task) -> Iterator[Task]:

@@ -57,6 +57,7 @@ from ._fieldsets import mark as _mark_fields_set
 from ._fieldsets import thaw as _thaw_fields_set
 from ._files import task_file_path
 from ._log import logger, swallowed
+from ._text import valid_text
 from .figures import Figures
 from .formats import friendly_duration as _friendly_duration
 from .monitor import MonitorHandle, get_monitor
@@ -69,7 +70,7 @@ from .probes.base import (
     read_probes,
     release_dropped,
 )
-from .tracing import get_tracer
+from .tracing import get_tracer, record_failure
 
 __all__ = ["Task", "TaskStatus"]
 
@@ -613,8 +614,9 @@ class Task(BaseModel):
                 # The attributes are all set when the task ends, in one call: given
                 # here, they would go through the sampler and be copied twice more.
                 # The current context is given, not left for the SDK to read again.
+                label = values["label"]
                 span = (state.tracer or get_tracer()).start_span(
-                    values["label"],
+                    label if label.isascii() else valid_text(label),
                     context=previous if context is None else context,
                     start_time=wall_ns,
                 )
@@ -1110,10 +1112,11 @@ class Task(BaseModel):
         if state is None:
             state = self._tm or state_of(self)
         pid = values["pid"]
+        hostname = values["hostname"]
         attributes: dict[str, Any] = {
             _A_TASK_ID: _id_text(self, state),
             _A_TASK_SUBPROCESS: values["subprocess"],
-            _A_HOST_NAME: values["hostname"],
+            _A_HOST_NAME: hostname if hostname.isascii() else valid_text(hostname),
             _A_PROCESS_PID: pid if pid is not None else _process.pid,
         }
         parent_id = values["parent_id"]
@@ -1125,7 +1128,7 @@ class Task(BaseModel):
                 attributes[_A_TASK_PARENT_ID] = str(parent_id)
         machine = values["machine"]
         if machine is not None:
-            attributes[_A_MACHINE] = machine
+            attributes[_A_MACHINE] = machine if machine.isascii() else valid_text(machine)
         attributes[_A_TASK_STATUS] = values["status"]._value_
         value = values["duration"]
         if value is not None:
@@ -1388,13 +1391,12 @@ def _record_status(span: trace.Span, status: TaskStatus, error: BaseException | 
     """Mark the span of a failed or cancelled task, with its exception."""
     if status is _FAILED:
         if error is not None:
-            span.record_exception(error)
-            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            record_failure(span, error)
         else:
             span.set_status(Status(StatusCode.ERROR, "task failed"))
     elif status is _CANCELLED:
         if error is not None:
-            span.record_exception(error)
+            record_failure(span, error, set_status=False)
         span.set_status(Status(StatusCode.ERROR, "task cancelled"))
 
 

@@ -32,16 +32,16 @@ from typing import Any, TypeVar, cast, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode
 
 from . import _process, _unrecorded, settings
 from . import attributes as attr
 from ._log import debug_once, swallowed
 from ._rusage import USAGE_SUFFIXES, node_name, read_usage
+from ._text import valid_text
 from ._timer_duration import duration_from_time_method
 from ._timer_report import enabled_for, is_structlog, memory_now, memory_unit, report
 from .task import Task
-from .tracing import get_tracer
+from .tracing import get_tracer, record_failure
 
 __all__ = [
     "TimerResult",
@@ -338,8 +338,7 @@ class _TimedCall:
         span = self.span
         try:
             if error is not None and span.is_recording():
-                span.record_exception(error)
-                span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+                record_failure(span, error)
             span.end()
         except Exception as exc:
             swallowed("timer.span.end", exc)
@@ -356,19 +355,21 @@ class _TimedCall:
             _unrecorded.timer_ended(unrecorded)
 
     def _static_attributes(self) -> dict[str, Any]:
+        # Names the program chose (a function's, an LSST task's, a label) may hold
+        # undecodable bytes, which exporters refuse: valid_text writes them as \xNN.
         site = self.site
-        attributes: dict[str, Any] = {attr.HOST_NAME: _process.hostname}
+        attributes: dict[str, Any] = {attr.HOST_NAME: valid_text(_process.hostname)}
         if site.code_function is not None:
-            attributes[attr.CODE_FUNCTION_NAME] = site.code_function
+            attributes[attr.CODE_FUNCTION_NAME] = valid_text(site.code_function)
         if site.prefix is not None:
-            attributes[attr.TIMER_METHOD] = site.prefix
+            attributes[attr.TIMER_METHOD] = valid_text(site.prefix)
             attributes[attr.TIMER_VERSION] = METADATA_VERSION
             path = _task_path(self.obj) if self.obj is not None else None
             if path is not None:
-                attributes[attr.TIMER_TASK] = path
+                attributes[attr.TIMER_TASK] = valid_text(path)
         label = _enclosing_task_label()
         if label is not None:
-            attributes[attr.TASK_LABEL] = label
+            attributes[attr.TASK_LABEL] = valid_text(label)
         return attributes
 
     def _record(self, prefix: str, names: tuple[str, ...]) -> None:
@@ -404,7 +405,7 @@ def _decorate(func: _F, metadata: Any, logger: Any, log_level: int) -> _F:
     qualname = getattr(func, "__qualname__", name)
     module = getattr(func, "__module__", None)
     site = _Site(
-        span_name=qualname,
+        span_name=valid_text(qualname),
         prefix=name,
         code_function=f"{module}.{qualname}" if module else qualname,
         metadata=metadata,
@@ -602,7 +603,7 @@ def time_this(
     unit = memory_unit(mem_unit) if mem_usage else ("byte", 1.0)
 
     site = _Site(
-        span_name=name or msg or "time_this",
+        span_name=valid_text(name or msg or "time_this"),
         prefix=name,
         code_function=None,
         metadata=metadata,

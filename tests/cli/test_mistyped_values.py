@@ -147,6 +147,29 @@ def test_a_deep_file_is_checked_too() -> None:
     assert len(messages[0]) < 400
 
 
+@pytest.mark.parametrize("field", ["peak_memory", "peak_gpu_memory", "pid"])
+def test_a_whole_number_field_with_a_fraction_is_absent_with_one_line(field: str) -> None:
+    """``1.5`` bytes is refused by pydantic's validation (the file was refused whole): it
+    is of the wrong type, shown as absent like ``"12"`` or ``true``."""
+    messages: list[str] = []
+    task = parse_task(
+        json.dumps({"label": "r", field: 1.5, "duration": 1}), "pm.json", mistyped=messages.append
+    )
+    assert getattr(task, field) is None and task.duration == 1
+    (message,) = messages
+    assert f"{field} is 1.5, not a whole number: shown as absent" in message
+
+
+def test_show_gives_a_fractional_peak_memory_as_absent(tmp_path: Path) -> None:
+    """The reported case: ``show`` exited 3 for the whole file."""
+    path = tmp_path / "pm.json"
+    path.write_text('{"label":"r","peak_memory":1.5,"duration":1}')
+    result = taskmeter("show", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("warning:") == 1
+    assert "peak_memory is 1.5" in result.stderr
+
+
 def test_a_value_of_the_right_type_is_not_reported() -> None:
     """Nulls, whole numbers for figures (``"duration": 2``) and a whole byte count written
     as ``1.0`` are of the right JSON type: no warning, values kept."""

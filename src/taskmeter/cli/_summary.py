@@ -26,24 +26,6 @@ def command_text(argv: Sequence[str], limit: int = 60, *, escaped: bool = False)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def valid_text(text: str) -> str:
-    """``text`` as valid Unicode: undecodable bytes of an argument or name as ``\\xNN``.
-
-    Python gives the bytes of a command line that are not UTF-8 as lone
-    surrogates, which no JSON file, span exporter or UTF-8 terminal accepts.
-    """
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        pass
-    try:
-        raw = text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # surrogates that did not come from bytes
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return raw.decode("utf-8", "backslashreplace")
-
-
 def program_name(argv: Sequence[str]) -> str:
     """The command's program, without its directory or arguments (``python``)."""
     name = argv[0].rstrip("/").rpartition("/")[2] if argv else ""

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from .. import propagation
 from .._files import descriptor_link, not_a_regular_file
+from .._text import valid_text
 from ._common import (
     EXIT_TASKMETER_FAILED,
     EXIT_USAGE,
@@ -30,7 +31,7 @@ from ._common import (
 from ._proctree import ProcessTreeSampler, TreeSample
 from ._runfigures import RunFigures
 from ._status import StatusLine, status_text
-from ._summary import command_text, program_name, summary_lines, valid_text
+from ._summary import command_text, program_name, summary_lines
 from ._supervise import SpawnError, Supervisor, end_by_signal
 
 if TYPE_CHECKING:

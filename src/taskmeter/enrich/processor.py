@@ -47,6 +47,7 @@ from .. import attributes as attr
 from .. import settings
 from .._log import config_warning, debug_once, swallowed, warn_once
 from .._spans import raw_attributes
+from .._text import valid_text
 from ..figures import Figures
 from ..probes import active_probes
 from ..probes.base import (
@@ -582,7 +583,7 @@ class EnrichingSpanProcessor(SpanProcessor):
         added = figure_attributes(figures, thread_cpu)
         machine = settings.machine()
         if machine is not None:
-            added[attr.MACHINE] = machine
+            added[attr.MACHINE] = valid_text(machine)
         original = raw_attributes(span)
         if original:
             added.update(original)  # the span's own values win
