@@ -6,7 +6,10 @@ the standard library's (dates, UUIDs, sets as arrays); for any other value it
 calls :class:`ExtrasWriter` (its ``fallback``), and a value it cannot write at
 all (bytes that are not UTF-8, a list that holds itself) is replaced by its
 :func:`json_form` while the task's other fields are written as usual.  The task
-in memory keeps its values; each field written so is named once in a warning.
+in memory keeps its values; each field written so is named once in a warning, and so
+is each extra field holding a float that is not finite (which JSON writes ``null``).
+Text that is not valid Unicode (lone surrogates) in any field is written with those
+bytes as ``\\xNN`` (see :mod:`taskmeter._text`), without a warning.
 """
 
 from __future__ import annotations
