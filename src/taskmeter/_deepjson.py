@@ -164,15 +164,19 @@ def _slots(container: object, flag: str, count: int) -> list[object]:
     values = list(container.values()) if isinstance(container, dict) else container
     assert isinstance(values, list)
     keys = list(container) if isinstance(container, dict) else None
-    slots: list[object] = []
-    for number in range(count):
+    if count == 1:  # a chain's: looked for in C
         try:
-            index = values.index(f"{flag}{number}")  # compared in C
+            indexes: list[int | None] = [values.index(f"{flag}0")]
         except ValueError:
-            slots.append(None)
-        else:
-            slots.append(index if keys is None else keys[index])
-    return slots
+            indexes = [None]
+    else:  # one pass, however many there are
+        found = {
+            value: index
+            for index, value in enumerate(values)
+            if value.__class__ is str and value[:1] == flag
+        }
+        indexes = [found.get(f"{flag}{number}") for number in range(count)]
+    return [index if keys is None or index is None else keys[index] for index in indexes]
 
 
 def _read_in_pieces(text: str, layout: _Layout, marker: str) -> object:
