@@ -42,8 +42,9 @@ def read_text_bounded(path: Path, max_bytes: int, error: type[ValueError]) -> st
         raise error(f"{path}: cannot read: not UTF-8 text ({exc})") from exc
 
 
-def parse_yaml(text: str, path: Path, error: type[ValueError]) -> Any:
-    """The YAML document ``text`` (read from ``path``), with the safe loader.
+def parse_yaml(text: str, path: str | os.PathLike[str], error: type[ValueError]) -> Any:
+    """The YAML document ``text`` (read from ``path``, or a source so named), with the
+    safe loader.
 
     Raises ``error`` naming the file when PyYAML is missing or the text is not YAML.
     """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shlex
@@ -277,3 +278,133 @@ def test_output_that_is_the_metadata_file_is_refused(
     assert f"-o {output} is the metadata file itself" in err
     assert err.count("\n") == 1
     assert metadata_file.read_bytes() == before
+
+
+# ---------------------------------------------------------------- "-": standard input
+
+YAML_METADATA = """\
+isr:
+  runStartCpuTime: [1.0, 12.0]
+  runEndCpuTime: [9.0, 40.25]
+"""
+
+
+def run_with_stdin(
+    data: bytes,
+    args: list[str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[int, Any, str]:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
+    return run(args, capsys)
+
+
+@pytest.mark.parametrize("form", ["json", "yaml"])
+def test_dash_reads_the_metadata_from_standard_input(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    """``-`` is standard input, as for most tools: JSON, or YAML when it is not JSON."""
+    data = json.dumps(METADATA) if form == "json" else YAML_METADATA
+    status, out, err = run_with_stdin(
+        data.encode(), ["-", "--cpu-timing", "isr.run", "ip_isr.IsrCpuTime"], capsys, monkeypatch
+    )
+    assert status == EXIT_OK, err
+    assert [(m["metric"], m["value"]) for m in out] == [("ip_isr.IsrCpuTime", 28.25)]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "taskmeter: error: standard input is empty: no task metadata\n"),
+        (b" \n\t\n", "taskmeter: error: standard input is empty: no task metadata\n"),
+        (b"[1, 2]", "taskmeter: error: bad metadata: standard input: expected a mapping"),
+        (b"\xff\xfe", "taskmeter: error: bad metadata: standard input: not UTF-8 text"),
+        (b"{not json", "standard input: not valid JSON (Expecting property name"),
+        (b"{not json", "and not valid YAML"),
+    ],
+)
+def test_bad_metadata_on_standard_input_is_said_with_the_unreadable_file_status(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, data: bytes, message: str
+) -> None:
+    """What standard input holds, when it is not metadata, is reported as a bad file is
+    (status 3), naming standard input; text that is neither JSON nor YAML says both."""
+    status, out, err = run_with_stdin(
+        data, ["-", "--timing", "isr.run", "p.m"], capsys, monkeypatch
+    )
+    assert status == EXIT_BAD_METADATA
+    assert out is None
+    assert message in err
+
+
+def test_a_file_named_dash_is_read_as_dot_slash_dash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``./-`` is the file called ``-``, not standard input."""
+    (tmp_path / "-").write_text(json.dumps(METADATA))
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run_with_stdin(
+        b"", ["./-", "--cpu-timing", "isr.run", "ip_isr.IsrCpuTime"], capsys, monkeypatch
+    )
+    assert status == EXIT_OK, err
+    assert out[0]["value"] == 28.25
+
+
+def _measure_process(
+    args: list[str], stdin: Any, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "taskmeter", "measure", *args],
+        stdin=stdin, capture_output=True, text=True, timeout=60, cwd=cwd,
+    )  # fmt: skip
+
+
+def test_dash_reads_a_pipe_in_the_console_script() -> None:
+    """``echo ... | taskmeter measure - ...`` measures what the pipe holds."""
+    result = subprocess.run(
+        [sys.executable, "-m", "taskmeter", "measure", "-", "--memory", "isr.run", "p.Mem"],
+        input=json.dumps(METADATA), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == EXIT_OK, result.stderr
+    assert json.loads(result.stdout)[0]["value"] == 2000000.0
+
+
+def test_output_that_is_the_file_standard_input_reads_is_refused(
+    metadata_file: Path, tmp_path: Path
+) -> None:
+    """``measure - -o meta.json < meta.json`` would replace the metadata: a usage error,
+    as when the file is named; the file is kept."""
+    before = metadata_file.read_bytes()
+    link = tmp_path / "link.json"
+    link.symlink_to(metadata_file)
+    for output in (metadata_file, link):
+        with metadata_file.open("rb") as stdin:
+            result = _measure_process(
+                ["-", "--timing", "isr.run", "ip_isr.IsrTime", "-o", str(output)], stdin
+            )
+        assert result.returncode == EXIT_USAGE
+        assert result.stderr == (
+            f"taskmeter: error: -o {output} is the metadata file itself (standard input): "
+            "the measurements would replace it; give another path\n"
+        )
+        assert metadata_file.read_bytes() == before
+
+
+def test_output_beside_a_redirected_standard_input_is_written(
+    metadata_file: Path, tmp_path: Path
+) -> None:
+    """Another output than the file standard input reads is written as usual."""
+    output = tmp_path / "measurements.json"
+    with metadata_file.open("rb") as stdin:
+        result = _measure_process(
+            ["-", "--timing", "isr.run", "ip_isr.IsrTime", "-o", str(output)], stdin
+        )
+    assert result.returncode == EXIT_OK, result.stderr
+    assert json.loads(output.read_text())[0]["metric"] == "ip_isr.IsrTime"
+
+
+def test_closed_standard_input_is_said_plainly() -> None:
+    """``taskmeter measure - <&-``: status 3 and one line, not a traceback."""
+    command = f"{shlex.quote(sys.executable)} -m taskmeter measure - --timing isr.run p.m <&-"
+    result = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=60)
+    assert result.returncode == EXIT_BAD_METADATA
+    assert result.stderr == "taskmeter: error: cannot read the metadata: standard input is closed\n"

@@ -220,6 +220,19 @@ def test_no_command_is_a_usage_error() -> None:
     assert "taskmeter run -- python train.py" in result.stderr
 
 
+@pytest.mark.parametrize("label", ["", "   ", "\t\n"])
+def test_an_empty_label_is_a_usage_error_before_running(tmp_path: Path, label: str) -> None:
+    """``-l ''`` (or white space alone) is refused (status 2), not replaced by the default."""
+    marker = tmp_path / "ran"
+    result = taskmeter("run", "-l", label, "--", "touch", str(marker))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"taskmeter: error: -l/--label {label!r}: a label must not be empty or only white "
+        "space (leave the option out for the default label)\n"
+    )
+    assert not marker.exists()
+
+
 def test_unwritable_task_file_stops_before_running(tmp_path: Path) -> None:
     """A task file that cannot be written is reported before the command runs (125)."""
     marker = tmp_path / "ran"

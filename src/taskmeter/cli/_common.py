@@ -101,13 +101,14 @@ def is_empty(path: str | os.PathLike[str]) -> bool:
     return len(data) <= EMPTY_PROBE_BYTES and not data.strip()
 
 
-def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+def same_file(a: str | os.PathLike[str] | int, b: str | os.PathLike[str]) -> bool:
     """Whether ``a`` and ``b`` name one existing file (through symbolic and hard links too).
 
-    Asked before writing an output over what may be the command's own input.
+    ``a`` may be an open file descriptor (standard input's ``0``).  Asked before
+    writing an output over what may be the command's own input.
     """
     try:
-        return os.path.samefile(a, b)
+        return os.path.samestat(os.stat(a), os.stat(b))
     except (OSError, ValueError):
         return False
 

@@ -7,7 +7,9 @@
         --memory isr.run ip_isr.IsrMemory --specs metrics.toml
 
 writes a JSON array of Measurements.  A metric whose target did not run is
-reported on standard error and skipped (not an error).
+reported on standard error and skipped (not an error).  ``-`` reads the metadata
+from standard input: JSON, or YAML when it is not JSON (as a file without a
+``.json`` or ``.yaml`` suffix is read).
 """
 
 from __future__ import annotations
@@ -15,8 +17,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..measure import Metadata
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -27,6 +33,9 @@ EXIT_BAD_SPECS = 4
 """A metric spec (option or spec file) is malformed."""
 EXIT_NOT_COMPUTED = 5
 """At least one metric could not be computed from the keys found (the others are written)."""
+
+STDIN = "-"
+"""The metadata argument that reads standard input (``./-`` names a file called ``-``)."""
 
 _KIND_OPTIONS = (("timing", "timing"), ("cpu-timing", "cpu_timing"), ("memory", "memory"))
 
@@ -40,6 +49,8 @@ def register(subparsers: Any) -> None:
             "Measure timeMethod keys in a task metadata file (JSON or YAML: an LSST "
             "TaskMetadata, or a flat or nested mapping) the way lsst.verify's Timing-, "
             "CpuTiming- and MemoryMetricTask do, and write the Measurements as JSON. "
+            f"'{STDIN}' reads the metadata from standard input: JSON, or YAML when it is "
+            "not JSON. "
             f"Exit status: {EXIT_OK} measured (metrics with no work found are skipped), "
             f"{EXIT_USAGE} usage (or the output could not be written, or is the metadata "
             "file itself), "
@@ -48,7 +59,10 @@ def register(subparsers: Any) -> None:
             "computed."
         ),
     )
-    parser.add_argument("metadata", type=Path, help="task metadata file (.json, .yaml)")
+    parser.add_argument(
+        "metadata",
+        help=f"task metadata file (.json, .yaml), or '{STDIN}' for standard input",
+    )
     for option, kind in _KIND_OPTIONS:
         parser.add_argument(
             f"--{option}",
@@ -137,17 +151,18 @@ def _file_problem(exc: Exception, kind: str, path: Path) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Measure the file; returns the exit status."""
-    from ..measure import MetadataError, SpecError, load_metadata, load_specs, measure_metadata
-    from ._common import error, same_file, say, write_stdout
+    from ..measure import SpecError, load_specs, measure_metadata
+    from ._common import error, say, write_stdout
 
     unit = args.legacy_maxrss_unit
     if unit is not None and unit <= 0:
         error(f"--legacy-maxrss-unit must be a positive number of bytes, not {unit}")
         return EXIT_USAGE
-    if args.output is not None and same_file(args.metadata, args.output):
+    if args.output is not None and _is_the_metadata_file(args.output, args.metadata):
+        itself = "itself (standard input)" if args.metadata == STDIN else "itself"
         error(
-            f"-o {args.output} is the metadata file itself: the measurements would replace "
-            "it; give another path"
+            f"-o {args.output} is the metadata file {itself}: the measurements would "
+            "replace it; give another path"
         )
         return EXIT_USAGE
     try:
@@ -163,11 +178,8 @@ def run(args: argparse.Namespace) -> int:
     if not specs:
         error("no metric specs; give --timing, --cpu-timing, --memory or --specs")
         return EXIT_USAGE
-    try:
-        metadata = load_metadata(args.metadata)
-    except MetadataError as exc:
-        problem = _file_problem(exc, "metadata", args.metadata)
-        error(problem if problem != str(exc) else f"bad metadata: {exc}")
+    metadata = _read_metadata(args.metadata)
+    if metadata is None:
         return EXIT_BAD_METADATA
 
     report = measure_metadata(metadata, specs)
@@ -182,6 +194,62 @@ def run(args: argparse.Namespace) -> int:
     elif not _write_output(args.output, text):
         return EXIT_USAGE
     return EXIT_NOT_COMPUTED if report.errors else EXIT_OK
+
+
+def _is_the_metadata_file(output: Path, metadata: str) -> bool:
+    """Whether ``output`` is the metadata's file: the one named, or for ``-`` the
+    file standard input is redirected from."""
+    from ._common import same_file
+
+    if metadata != STDIN:
+        return same_file(metadata, output)
+    try:
+        descriptor = sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):  # closed, or not a file (in tests)
+        return False
+    return same_file(descriptor, output)
+
+
+def _read_metadata(source: str) -> Metadata | None:
+    """The metadata of the file ``source`` (``-``: standard input), or ``None`` after
+    saying why it cannot be read."""
+    from ..measure import MetadataError, load_metadata
+    from ._common import error
+
+    if source == STDIN:
+        return _read_stdin_metadata()
+    path = Path(source)
+    try:
+        return load_metadata(path)
+    except MetadataError as exc:
+        problem = _file_problem(exc, "metadata", path)
+        error(problem if problem != str(exc) else f"bad metadata: {exc}")
+        return None
+
+
+def _read_stdin_metadata() -> Metadata | None:
+    """The metadata on standard input (JSON, else YAML), or ``None`` after saying why not."""
+    from ..measure import MetadataError
+    from ..measure.metadata import MAX_METADATA_FILE_BYTES, parse_metadata
+    from ._common import error
+
+    if sys.stdin is None:
+        error("cannot read the metadata: standard input is closed")
+        return None
+    try:
+        data = sys.stdin.buffer.read(MAX_METADATA_FILE_BYTES + 1)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        error(f"cannot read the metadata from standard input: {reason}")
+        return None
+    if not data.strip():
+        error("standard input is empty: no task metadata")
+        return None
+    try:
+        return parse_metadata(data, "standard input")
+    except MetadataError as exc:
+        error(f"bad metadata: {exc}")
+        return None
 
 
 def _write_output(path: Path, text: str) -> bool:

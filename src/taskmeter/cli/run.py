@@ -100,7 +100,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "-l",
         "--label",
-        help="the task's label (default: the program's name; with --record-command, "
+        help="the task's label, not empty (default: the program's name; with --record-command, "
         "the command line, shortened)",
     )
     parser.add_argument(
@@ -162,6 +162,12 @@ def handle(args: argparse.Namespace) -> int:
         error(
             f"--interval must be a positive number of seconds, at most {MAX_INTERVAL_S:g}, "
             f"not {args.interval:g}"
+        )
+        return EXIT_USAGE
+    if args.label is not None and not args.label.strip():
+        error(
+            f"-l/--label {args.label!r}: a label must not be empty or only white space "
+            "(leave the option out for the default label)"
         )
         return EXIT_USAGE
     if args.otlp_endpoint is not None and (problem := endpoint_problem(args.otlp_endpoint)):

@@ -26,7 +26,7 @@ from typing import Any
 from .._files import parse_yaml, read_text_bounded
 from .errors import MetadataError, MetricComputationError
 
-__all__ = ["Metadata", "Reading", "load_metadata"]
+__all__ = ["Metadata", "Reading", "load_metadata", "parse_metadata"]
 
 _TASK_METADATA_FIELDS = frozenset({"scalars", "arrays", "metadata"})
 MAX_METADATA_FILE_BYTES = 256 * 1024 * 1024
@@ -174,8 +174,8 @@ def load_metadata(path: str | os.PathLike[str]) -> Metadata:
     """Read task metadata from a JSON or YAML file (a ``TaskMetadata`` as LSST writes it,
     or a flat or nested mapping).
 
-    The format is chosen by the suffix (``.yaml``/``.yml``: YAML; otherwise
-    JSON, then YAML if the text is not JSON).
+    The format is chosen by the suffix (``.yaml``/``.yml``: YAML; ``.json``: JSON;
+    otherwise JSON, then YAML if the text is not JSON).
 
     Raises:
         MetadataError: the file cannot be read or holds no metadata mapping;
@@ -183,24 +183,63 @@ def load_metadata(path: str | os.PathLike[str]) -> Metadata:
     """
     file = Path(path)
     text = read_text_bounded(file, MAX_METADATA_FILE_BYTES, MetadataError)
+    return _metadata_from_text(text, str(file), file.suffix.lower())
+
+
+def parse_metadata(data: bytes | str, source: str = "metadata") -> Metadata:
+    """The task metadata in ``data`` (what a file without a suffix would hold, read
+    from standard input for example): JSON, or YAML when the text is not JSON.
+
+    Raises:
+        MetadataError: ``data`` is larger than a metadata file may be, not UTF-8,
+            empty, or holds no metadata mapping; the message begins with ``source``.
+    """
+    if isinstance(data, bytes):
+        if len(data) > MAX_METADATA_FILE_BYTES:
+            raise MetadataError(
+                f"{source}: larger than {MAX_METADATA_FILE_BYTES} bytes, more than task "
+                "metadata may hold"
+            )
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MetadataError(f"{source}: not UTF-8 text ({exc})") from exc
+    if not data.strip():
+        raise MetadataError(f"{source} is empty: no task metadata")
+    return _metadata_from_text(data, source, "")
+
+
+def _yaml_after_json(text: str, source: str, json_error: json.JSONDecodeError) -> Any:
+    """The YAML document ``text``, which is not JSON; if it is not YAML either, the
+    error says why it is neither (text meant as JSON gets more than a YAML complaint)."""
+    try:
+        return parse_yaml(text, source, MetadataError)
+    except MetadataError as exc:
+        as_yaml = str(exc).removeprefix(f"{source}: ")
+        raise MetadataError(f"{source}: not valid JSON ({json_error}), and {as_yaml}") from exc
+
+
+def _metadata_from_text(text: str, source: str, suffix: str) -> Metadata:
+    """The metadata in ``text``, parsed as ``suffix`` (``.json``, ``.yaml``, ``.yml``,
+    or anything else: JSON, then YAML) says; errors begin with ``source``."""
     data: Any
     try:
-        if file.suffix.lower() in (".yaml", ".yml"):
-            data = parse_yaml(text, file, MetadataError)
+        if suffix in (".yaml", ".yml"):
+            data = parse_yaml(text, source, MetadataError)
         else:
             try:
                 data = json.loads(text)
             except json.JSONDecodeError as exc:
-                if file.suffix.lower() == ".json":
-                    raise MetadataError(f"{file}: not valid JSON: {exc}") from exc
-                data = parse_yaml(text, file, MetadataError)
+                if suffix == ".json":
+                    raise MetadataError(f"{source}: not valid JSON: {exc}") from exc
+                data = _yaml_after_json(text, source, exc)
     except RecursionError as exc:
-        raise MetadataError(f"{file}: nested too deeply to be task metadata") from exc
+        raise MetadataError(f"{source}: nested too deeply to be task metadata") from exc
     if not isinstance(data, Mapping):
         raise MetadataError(
-            f"{file}: expected a mapping of metadata keys, found {type(data).__name__}"
+            f"{source}: expected a mapping of metadata keys, found {type(data).__name__}"
         )
     try:
         return Metadata(data)
     except TypeError as exc:
-        raise MetadataError(f"{file}: {exc}") from exc
+        raise MetadataError(f"{source}: {exc}") from exc
