@@ -112,3 +112,21 @@ def test_peak_of_one_process_survives_the_resets_of_its_tasks(tmp_path: Path) ->
     assert any(
         "peak RSS, one process" in line and shown in line for line in result.stderr.splitlines()
     ), result.stderr
+
+
+def test_peak_of_one_process_outside_its_tasks_survives_their_resets(tmp_path: Path) -> None:
+    """400 MiB used outside any task, then a 100 MiB task, whose start resets the mark:
+    no task saw the peak, but the process publishes its lifetime peak for the run."""
+    baseline = tmp_path / "baseline"
+    result, doc = run_command(
+        tmp_path,
+        program("resets_peak.py", baseline, 400, 100, 2.8, "outside"),
+        "--interval",
+        "30",
+    )
+    assert result.returncode == 0, result.stderr
+    assert doc is not None
+    expected = 400 * MIB + int(baseline.read_text())
+    [small] = doc["subtasks"]
+    assert small["peak_memory"] < expected / 2
+    assert doc["peak_memory"] == pytest.approx(expected, rel=0.05)

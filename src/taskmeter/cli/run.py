@@ -279,8 +279,12 @@ class _Run:
         figures.stop_from_terminal = outcome.stop_from_terminal
         if not self.args.wait_all:
             figures.left_running = self.sampler.descendant_pids()
+        published = (
+            propagation.published_process_peak(self.subtask_dir) if self.subtask_dir else None
+        )
         subtasks = self._collect_subtasks()
         read_by_processes = _larger(self.sampler.peak_process_rss_bytes, _tasks_peak(subtasks))
+        read_by_processes = _larger(read_by_processes, published)
         figures.peak_process_rss_bytes, figures.peak_process_rss_bound_bytes = _process_peak(
             outcome.max_rss_bytes, floor, read_by_processes
         )
@@ -507,7 +511,8 @@ class _Run:
     def _remove_subtask_dir(self) -> None:
         if self.subtask_dir is not None:
             try:
-                os.rmdir(self.subtask_dir)  # empty, unless a record could not be read
+                os.rmdir(self.subtask_dir)  # empty, unless peaks were published or a
+                # record could not be read
             except OSError:
                 import shutil
 

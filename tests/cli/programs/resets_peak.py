@@ -1,5 +1,7 @@
 """Two tasks in turn, BIG then SMALL mebibytes, after sleeping DELAY seconds.
 
+With a fifth argument ``outside``, BIG is used before the tasks, in none.
+
 Each task resets the kernel's RSS high-water mark as it starts, which lowers
 the ``ru_maxrss`` that ``wait4`` gives for this process: the peak of BIG is
 no longer in it.  The process's RSS before the tasks, in bytes, is written
@@ -36,7 +38,10 @@ baseline = Path(sys.argv[1])
 big, small, delay = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 time.sleep(delay)
 baseline.write_text(str(resident_bytes()))
-with Task("big"):
+if sys.argv[5:] == ["outside"]:
     touch(big)
+else:
+    with Task("big"):
+        touch(big)
 with Task("small"):
     touch(small)
