@@ -33,7 +33,8 @@ def say(message: str) -> None:
 
     Control and format characters inside each line are shown escaped, as labels are
     (:func:`taskmeter.render.terminal_text`): a message may name a file, and a file's
-    name, like a label, can hold an escape sequence.  Standard error closed when
+    name, like a label, can hold an escape sequence.  The bytes of a name that are
+    not UTF-8 are shown as ``\\xNN`` (:func:`valid_text`).  Standard error closed when
     Python started (``2>&-``) leaves ``sys.stderr`` ``None``: nothing is printed
     then (``print`` would write to standard output, into the command's output).
     """
@@ -41,9 +42,27 @@ def say(message: str) -> None:
         return
     from ..render import terminal_text
 
-    text = "\n".join(terminal_text(line) for line in message.split("\n"))
+    text = "\n".join(terminal_text(line) for line in valid_text(message).split("\n"))
     with contextlib.suppress(OSError, ValueError):
         print(text, file=sys.stderr, flush=True)
+
+
+def valid_text(text: str) -> str:
+    """``text`` as valid Unicode: undecodable bytes of an argument or name as ``\\xNN``.
+
+    Python gives the bytes of a command line that are not UTF-8 as lone
+    surrogates, which no JSON file, span exporter or UTF-8 terminal accepts.
+    """
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # surrogates that did not come from bytes
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def write_stdout(text: str) -> bool:

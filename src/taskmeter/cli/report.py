@@ -18,6 +18,7 @@ from ._common import (
     error,
     same_file,
     say,
+    valid_text,
 )
 from ._select import (
     Interruptions,
@@ -98,8 +99,10 @@ def handle(args: argparse.Namespace) -> int:
 
     began = time.perf_counter()
     interrupted = Interruptions(liveness_of(args.file, args.stale_after))
-    source = None if args.file == "-" else args.file
-    page = render_html(root, title=args.title, source=source, interrupted=interrupted)
+    # Names and a title given as bytes that are not UTF-8 are shown as \xNN, as in messages.
+    source = None if args.file == "-" else valid_text(args.file)
+    title = None if args.title is None else valid_text(args.title)
+    page = render_html(root, title=title, source=source, interrupted=interrupted)
     if output == STDOUT:
         if not _write_stdout(page):
             return EXIT_OUTPUT_FAILED
