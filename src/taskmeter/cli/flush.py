@@ -45,6 +45,7 @@ exit status:
      or no spool named
   3  the spool directory does not exist or cannot be read
   4  a line could not be written on standard output (a full disk, say)
+  Ctrl-C: taskmeter ends quietly, by SIGINT (its shell reports 130)
 """
 
 _ITEM_NAMES = {"traces": "span(s)", "metrics": "metric point(s)", "logs": "log record(s)"}

@@ -50,6 +50,7 @@ exit status:
   2  wrong options: FILE '-' without -o, or a report path that is FILE itself
   3  FILE is missing, empty, unreadable or not a task file
   4  the report could not be written
+  Ctrl-C: taskmeter ends quietly, by SIGINT (its shell reports 130)
 """
 
 
