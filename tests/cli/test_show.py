@@ -460,3 +460,16 @@ def test_json_document_holds_a_task_a_line_and_reads_as_the_indented_one() -> No
         f"    {json.dumps(tasks[1])}"
     ]
     assert json.loads(json_document("t.json", [])) == {"file": "t.json", "tasks": []}
+
+
+def test_whole_minutes_and_hours_are_written_in_that_unit(tmp_path: Path) -> None:
+    """Exactly a minute is ``1m0.00s`` and an hour (or what rounds to one) ``1h0m0.00s``,
+    not ``60.00s`` and ``60m0.00s``."""
+    root = Task("root", duration=3600.0, cpu_time=3599.9999)
+    root.subtasks.append(Task("minute", duration=60.0, cpu_time=59.999))
+    path = tmp_path / "durations.json"
+    path.write_text(root.model_dump_json())
+    result = taskmeter("show", str(path))
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split()[2:4] for line in result.stdout.splitlines()[1:]}
+    assert rows == {"root": ["1h0m0.00s", "1h0m0.00s"], "minute": ["1m0.00s", "1m0.00s"]}

@@ -103,6 +103,9 @@ def load_or_explain(path: str) -> Task | None:
     from ..taskfile import MAX_TASK_FILE_BYTES, TaskFileError, load_task, parse_task
 
     if path == "-":
+        if sys.stdin is None:  # closed when Python started (``<&-``)
+            error("cannot read standard input: it is closed")
+            return None
         try:
             data = sys.stdin.buffer.read(MAX_TASK_FILE_BYTES + 1)
         except (OSError, ValueError) as exc:

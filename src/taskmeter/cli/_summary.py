@@ -6,6 +6,7 @@ import shlex
 from collections.abc import Sequence
 
 from ..formats import friendly_bytes, friendly_energy
+from ._common import valid_text as valid_text  # where run.py takes it from
 from ._runfigures import RunFigures
 
 _ENERGY_NAMES = {"cpu": "energy, CPUs", "gpu": "energy, GPUs", "system": "energy, system"}
@@ -24,24 +25,6 @@ def command_text(argv: Sequence[str], limit: int = 60, *, escaped: bool = False)
 
         text = terminal_text(text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def valid_text(text: str) -> str:
-    """``text`` as valid Unicode: undecodable bytes of an argument or name as ``\\xNN``.
-
-    Python gives the bytes of a command line that are not UTF-8 as lone
-    surrogates, which no JSON file, span exporter or UTF-8 terminal accepts.
-    """
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        pass
-    try:
-        raw = text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # surrogates that did not come from bytes
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return raw.decode("utf-8", "backslashreplace")
 
 
 def program_name(argv: Sequence[str]) -> str:

@@ -65,6 +65,7 @@ exit status:
   127  the command was not found
   2    taskmeter's options, or the OTEL_EXPORTER_OTLP_* variables it reads to
        export the run, were wrong (nothing was run)
+  Ctrl-C before the command starts ends taskmeter quietly, by SIGINT (nothing is run)
 
 Signals sent to taskmeter (SIGINT, SIGTERM, SIGHUP, ...) are passed on to the
 command, except those ignored when taskmeter started (a background job's
