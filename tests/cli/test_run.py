@@ -267,10 +267,17 @@ def test_task_file_that_stops_being_writable_is_reported_once_while_running(
     tmp_path: Path,
 ) -> None:
     """Saves that fail while the command runs are said once, and again if the last fails."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "plain").touch()
     folder = tmp_path / "out"
-    folder.mkdir()
-    # The command puts a file where the task file's folder was.
-    command = ["sh", "-c", f"rm -r {folder} && touch {folder} && sleep 1"]
+    folder.symlink_to(tmp_path / "real")
+    # The command puts a file where the task file's folder was, in one step (a
+    # refresh between a removal and a second step would make the folder again).
+    command = [
+        "sh",
+        "-c",
+        f"ln -s {tmp_path / 'plain'} {folder}.new && mv -T {folder}.new {folder} && sleep 1",
+    ]
     result = taskmeter(
         "run",
         "-o",
