@@ -196,7 +196,8 @@ class DurableSpanProcessor(SpanProcessor):
         """
         try:
             deadline = time.monotonic() + timeout_millis / 1000
-            self._export_all(deadline)
+            if not self._export_all(deadline):
+                return False  # an export in progress outlasted the timeout
             if self.spools_first:
                 return not self._queue
             remaining_ms = max(int((deadline - time.monotonic()) * 1000), 0)
@@ -284,15 +285,22 @@ class DurableSpanProcessor(SpanProcessor):
                 if batch:
                     self._export_now(batch)
 
-    def _export_all(self, deadline: float | None) -> None:
-        with self._export_lock:
+    def _export_all(self, deadline: float | None) -> bool:
+        """Export the queued spans until ``deadline``; ``False`` if another export (the
+        worker's) held the processor past it: the queued spans are left to the worker."""
+        wait_s = -1.0 if deadline is None else max(deadline - time.monotonic(), 0.0)
+        if not self._export_lock.acquire(timeout=wait_s):
+            return False
+        try:
             while True:
                 if deadline is not None and time.monotonic() > deadline:
-                    return
+                    return True
                 batch = self._take(self.max_export_batch_size)
                 if not batch:
-                    return
+                    return True
                 self._export_now(batch)
+        finally:
+            self._export_lock.release()
 
     def _export_now(self, batch: list[ReadableSpan]) -> None:
         if self.spools_first and self._spill_batch(batch):
