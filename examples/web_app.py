@@ -10,6 +10,12 @@ Add ``TASKMETER_SPOOL_DIR=/var/spool/scoring`` and nothing is lost while the
 collector is away: spans and metrics wait in that directory and are sent
 when it answers again.
 
+Ctrl-C (``SIGINT``) or ``SIGTERM`` (``kill``, systemd, a container runtime)
+stops the server gracefully, and what the process had not exported yet is
+exported (or spooled) on the way out.  The exit status is 0 after ``SIGINT``
+(uvicorn's) and 143 after ``SIGTERM`` (128 + 15, what a shell reports for a
+process that ``SIGTERM`` ended).
+
 Nothing below mentions OpenTelemetry: the FastAPI instrumentation makes a
 server span per request, and taskmeter's instrumentor enriches it (a local
 root) with the request's CPU time (process and thread), peak memory and
@@ -24,7 +30,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import time
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -69,12 +77,32 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """End the program as ``sys.exit`` does, so that its exit hooks run."""
+    raise SystemExit(128 + signum)
+
+
+def exit_cleanly_on_sigterm() -> None:
+    """Make ``SIGTERM`` end the program through ``SystemExit`` rather than at once.
+
+    The default action of ``SIGTERM`` ends the process before Python's exit
+    hooks run, and those export the spans and metrics still in memory.
+    uvicorn catches ``SIGTERM`` while it serves, shuts down gracefully, puts
+    the previous handler back and raises the signal again: into this
+    handler, which exits with status 143.  A handler someone already
+    installed is kept.
+    """
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Serve until Ctrl-C or ``SIGTERM``; what is left is exported at exit."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
-    # Ctrl-C or SIGTERM stops the server; the SDK exports what is left at exit.
+    exit_cleanly_on_sigterm()
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 

@@ -397,6 +397,8 @@ _NOT_READ = {
     "OTEL_RESOURCE_ATTRIBUTES",  # read by the SDK's Resource
     "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",  # read by the SDK's SpanLimits
     "OTEL_ATTRIBUTE_COUNT_LIMIT",  # read by the SDK's SpanLimits
+    "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",  # read by the SDK's SpanLimits
+    "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",  # read by the SDK's SpanLimits
     "OTEL_PYTHON_CONTEXT",  # read by OpenTelemetry's context API, named in a docstring
 }
 """Variables src/ names (in docstrings, messages) without reading them itself."""

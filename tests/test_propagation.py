@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID, uuid4
@@ -157,3 +158,33 @@ def test_delivery_failure_is_counted_not_raised(inherited: propagation.Inherited
     with Task("adopted"):
         pass
     assert _log.error_counts["propagation.deliver"] == 1
+
+
+def test_process_peak_is_published_once_per_new_high_into_the_run_directory_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lifetime RSS peak goes to the environment's directory (a run's) as an empty
+    file whose name holds it, again only when it grows; a pool's directory gets none."""
+    from taskmeter._rusage import PROCESS_RSS_PEAK
+
+    run_dir, pool_dir = tmp_path / "run", tmp_path / "pool"
+    run_dir.mkdir()
+    pool_dir.mkdir()
+    monkeypatch.setenv(propagation.ENV_SUBTASK_DIR, str(run_dir))
+    monkeypatch.setattr(propagation, "_published_peak", None)
+    monkeypatch.setattr(PROCESS_RSS_PEAK, "peak_bytes", 300)
+    propagation.publish_process_peak(pool_dir)
+    propagation.publish_process_peak(run_dir)
+    propagation.publish_process_peak(run_dir)
+    monkeypatch.setattr(PROCESS_RSS_PEAK, "peak_bytes", 500)
+    propagation.publish_process_peak(run_dir)
+    assert list(pool_dir.iterdir()) == []
+    pid = os.getpid()
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        f"{pid}-300.rss-peak",
+        f"{pid}-500.rss-peak",
+    ]
+    (run_dir / "1-900.json").write_text("{}")  # a task record: not a peak
+    (run_dir / "2-x.rss-peak").touch()  # malformed: ignored
+    assert propagation.published_process_peak(run_dir) == 500
+    assert propagation.published_process_peak(tmp_path / "gone") is None

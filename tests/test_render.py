@@ -59,9 +59,15 @@ def test_format_tree_max_rows_keeps_the_first_tasks_depth_first() -> None:
     [
         (0.9994, "999ms"),
         (0.9996, "1.00s"),
-        (59.999, "60.00s"),
+        (59.994, "59.99s"),
+        (59.999, "1m0.00s"),
+        (60, "1m0.00s"),
+        (60.5, "1m0.50s"),
         (119.994, "1m59.99s"),
         (119.999, "2m0.00s"),
+        (3599.994, "59m59.99s"),
+        (3599.9999, "1h0m0.00s"),
+        (3600, "1h0m0.00s"),
         (7199.999, "2h0m0.00s"),
         (35_999_999.99, "9999h59m59.99s"),
         (35_999_999.996, "1.00e+04h"),  # 10,000 h once rounded: compact from there
@@ -71,7 +77,9 @@ def test_format_tree_max_rows_keeps_the_first_tasks_depth_first() -> None:
 )
 def test_table_durations_round_before_choosing_the_unit(seconds: float | None, text: str) -> None:
     """A duration just under a unit is shown in the next one, not as ``1000ms`` or
-    ``1m60.00s`` (the table's durations are rounded to what they show); from 10,000
+    ``1m60.00s``, and a whole minute or hour is written in that unit, not as
+    ``60.00s`` or ``60m0.00s`` (the table's durations are rounded to what they show,
+    where LensKit's ``friendly_duration`` has strict boundaries); from 10,000
     hours on, hours in scientific notation keep the cell short."""
     assert friendly_seconds(seconds) == text
 

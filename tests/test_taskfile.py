@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from uuid import UUID
 
@@ -358,3 +361,125 @@ def test_friendly_duration_agrees_with_lenskit() -> None:
         86400.5,
     ):
         assert friendly_duration(seconds) == lenskit_friendly(seconds), seconds
+
+
+# ---------------------------------------------------------------- trees of any depth
+
+
+def chain(depth: int) -> Task:
+    """A root with ``depth`` levels of subtasks below it, one a level, each with its figures."""
+    root = Task("root", duration=0.25)
+    current = root
+    for level in range(depth):
+        child = Task(
+            f"level {level}",
+            parent_id=current.task_id,
+            duration=level / 4,
+            cpu_time=level / 8,
+            peak_memory=level * 1024,
+            energy_sources={"cpu": "rapl"} if level % 2 else {},
+        )
+        current.subtasks.append(child)
+        current = child
+    return root
+
+
+def tree_fields(root: Task) -> list[tuple[object, ...]]:
+    """What a task file must keep of each task of ``root``'s tree, depth first."""
+    return [
+        (
+            depth,
+            task.label,
+            task.task_id,
+            task.parent_id,
+            task.status,
+            task.duration,
+            task.cpu_time,
+            task.peak_memory,
+            task.energy_sources,
+            len(task.subtasks),
+        )
+        for depth, task in root.walk()
+    ]
+
+
+def test_a_recursion_600_tasks_deep_loads_back(tmp_path: Path) -> None:
+    """A task per call of a recursion 600 deep (past the ~490 levels the standard JSON
+    parser reads): the file it saves loads back with every task, id and figure."""
+    path = tmp_path / "deep.json"
+    with contextlib.ExitStack() as stack:
+        root = stack.enter_context(Task("recursion"))
+        for level in range(600):
+            stack.enter_context(Task(f"level {level}"))
+    root.save_to_file(path, monitor=False)
+    loaded = load_task(path)
+    assert tree_fields(loaded) == tree_fields(root)
+    assert loaded.walk().__next__()[1].cpu_time == root.cpu_time
+    assert [task.finish_time for _, task in loaded.walk()] == [
+        task.finish_time for _, task in root.walk()
+    ]
+
+
+@pytest.mark.parametrize("depth", [600, 20_000])
+def test_a_tree_of_any_depth_taskmeter_writes_loads_back(tmp_path: Path, depth: int) -> None:
+    """A tree nested deeper than the standard JSON parser reads loads back equal, read as
+    ``show`` and ``report`` read it (``mistyped``) or as LensKit does."""
+    path = tmp_path / "deep.json"
+    root = chain(depth)
+    root.save_to_file(path, monitor=False)
+    assert tree_fields(load_task(path)) == tree_fields(root)
+    warned: list[str] = []
+    assert tree_fields(load_task(path, mistyped=warned.append)) == tree_fields(root)
+    assert warned == []
+
+
+def deep_text(depth: int) -> str:
+    """The JSON of a chain of tasks ``depth`` levels deep, as a string (``json.dumps``
+    itself recurses)."""
+    task = '{"label":"l","task_id":"%s","hostname":"h","status":"finished","subtasks":['
+    return (
+        "".join(task % UUID(int=level) for level in range(depth))
+        + '{"label":"leaf","hostname":"h","status":"finished"}'
+        + "]}" * depth
+    )
+
+
+def at_level(text: str, level: int, old: str, new: str) -> str:
+    """``text`` with the ``level``-th ``old`` (counting from 0) replaced by ``new``."""
+    pieces = text.split(old)
+    return old.join(pieces[: level + 1]) + new + old.join(pieces[level + 1 :])
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda text: text[:-1000], "Expecting ',' delimiter"),
+        (lambda text: text[: len(text) // 2], "Expecting|Unterminated string"),
+        (lambda text: text[:-1], "Expecting ',' delimiter"),
+        (lambda text: text + "]", "Extra data"),
+        (lambda text: at_level(text, 1500, '"label":', '"label" '), "Expecting ':' delimiter"),
+        (lambda text: at_level(text, 1500, '"l"', '"l\\x"'), re.escape("Invalid \\escape")),
+        (lambda text: at_level(text, 1500, "[{", "[{,"), "Expecting property name"),
+        (lambda text: at_level(text, 1500, '"h"', "tru"), "Expecting value"),
+    ],
+    ids=[
+        "truncated near the end",
+        "truncated halfway",
+        "last brace missing",
+        "extra data",
+        "no colon",
+        "bad escape",
+        "comma",
+        "bad literal",
+    ],
+)
+def test_a_malformed_deep_file_is_a_task_file_error(
+    tmp_path: Path, damage: Callable[[str], str], message: str
+) -> None:
+    """A file nested deeper than the standard parser reads, and not valid JSON: a
+    TaskFileError saying where, as for a shallow file (not a crash, not "too deep")."""
+    path = tmp_path / "bad.json"
+    path.write_text(damage(deep_text(2_000)))
+    for mistyped in (None, lambda _: None):
+        with pytest.raises(TaskFileError, match=rf"bad.json is not a valid task file: ({message})"):
+            load_task(path, mistyped=mistyped)

@@ -49,17 +49,28 @@ def friendly_bytes(count: float | None) -> str:
 def friendly_seconds(seconds: float | None) -> str:
     """A CPU or wall time in seconds, compact; ``"-"`` when unknown.
 
-    Rounded to the hundredth of a second shown before the unit is chosen, so
-    119.999 s is ``2m0.00s``, not ``1m60.00s``.  From 10,000 hours on, hours in
-    scientific notation (``"1.00e+04h"``).
+    LensKit's format (:func:`friendly_duration`), but rounded to the hundredth of
+    a second shown before the unit is chosen, and a whole minute or hour is
+    written in that unit: 119.999 s is ``2m0.00s``, not ``1m60.00s``; 60 s is
+    ``1m0.00s`` and 3599.9999 s ``1h0m0.00s``, where :func:`friendly_duration`
+    (whose boundaries are strict) writes ``60.00s`` and ``60m0.00s``.  From
+    10,000 hours on, hours in scientific notation (``"1.00e+04h"``).
     """
     if seconds is None:
         return "-"
-    if seconds >= 0.9995:
-        seconds = round(seconds, 2)
+    if not seconds >= 0.9995:  # milliseconds (NaN too, as LensKit writes it)
+        return friendly_duration(seconds).strip()
+    seconds = round(seconds, 2)
     if seconds >= COMPACT_AFTER_S:
         return f"{seconds / 3600:.2e}h"
-    return friendly_duration(seconds).strip()
+    if seconds >= 60 * 60:
+        hours, rest = divmod(seconds, 60 * 60)
+        minutes, rest = divmod(rest, 60)
+        return f"{hours:0.0f}h{minutes:0.0f}m{rest:0.2f}s"
+    if seconds >= 60:
+        minutes, rest = divmod(seconds, 60)
+        return f"{minutes:0.0f}m{rest:0.2f}s"
+    return f"{seconds:0.2f}s"
 
 
 _ENERGY_UNITS = (("J", 1.0), ("kJ", 1e3), ("MJ", 1e6))

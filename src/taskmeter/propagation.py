@@ -16,7 +16,9 @@ parent named there: its ``parent_id`` is the parent task's id, it is marked
 ``subprocess=True``, and its span continues the parent's trace.  When such a
 task finishes, its record (with its subtasks) is written atomically as
 ``<task id>.json`` into the subtask directory, and the parent adds it to its
-own subtasks (:func:`collect`).
+own subtasks (:func:`collect`).  A process whose tasks reset its RSS
+high-water mark also leaves its peak since it started there
+(:func:`publish_process_peak`), which a reset hides from the kernel's figure.
 
 The variables are read once, when this module is imported; :func:`refresh`
 reads them again.  When they are absent, :data:`inherited` is ``None`` and the
@@ -334,6 +336,7 @@ def deliver(task: Task) -> None:
         return
     try:
         write_record(parent.subtask_dir, task)
+        publish_process_peak(parent.subtask_dir)
     except Exception as exc:
         from ._log import swallowed
 
@@ -396,6 +399,57 @@ def write_record(directory: Path, task: Task) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
         raise
+
+
+PROCESS_PEAK_SUFFIX = ".rss-peak"
+"""Ending of the empty files named ``<pid>-<bytes>.rss-peak`` that publish the RSS
+peaks of a run's processes (see :func:`publish_process_peak`)."""
+
+_published_peak: tuple[int, int] | None = None
+"""The pid of this process and the last peak it published."""
+
+
+def publish_process_peak(directory: Path) -> None:
+    """Tell the run this process's RSS peak since it started, where a reset of the
+    kernel's mark (a task's) may hide it.
+
+    The run reads a process's peak from ``wait4`` when it ends: the mark since
+    its last reset only.  The peak folded in before the resets is published as
+    an empty file named ``<pid>-<bytes>.rss-peak`` (the name is the message:
+    writers never overwrite each other), once for each new high.  Only into the
+    directory the environment names (a run's): a worker pool's is not read for it.
+    """
+    global _published_peak
+    from ._rusage import PROCESS_RSS_PEAK
+
+    peak = PROCESS_RSS_PEAK.peak_bytes
+    pid = os.getpid()
+    published = _published_peak
+    if peak is None or (published is not None and published[0] == pid and published[1] >= peak):
+        return
+    named = os.environ.get(ENV_SUBTASK_DIR, "").strip()
+    if not named or Path(named) != directory:
+        return
+    fd = os.open(directory / f"{pid}-{peak}{PROCESS_PEAK_SUFFIX}", os.O_WRONLY | os.O_CREAT, 0o600)
+    os.close(fd)
+    _published_peak = (pid, peak)
+
+
+def published_process_peak(directory: str | os.PathLike[str]) -> int | None:
+    """The largest RSS peak that the processes delivering to ``directory`` published
+    (:func:`publish_process_peak`), in bytes; ``None`` if none did."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return None
+    peak: int | None = None
+    for name in names:
+        if not name.endswith(PROCESS_PEAK_SUFFIX):
+            continue
+        _, _, value = name[: -len(PROCESS_PEAK_SUFFIX)].partition("-")
+        if value.isdigit() and (peak is None or int(value) > peak):
+            peak = int(value)
+    return peak
 
 
 # ---------------------------------------------------------------- parent side

@@ -633,8 +633,9 @@ class Task(BaseModel):
             span_context = span.get_span_context()
             if _SPAN_IDS_BY_INDEX:  # trace_id, span_id, is_valid (see _context)
                 if span_context[5]:
-                    values["trace_id"] = f"{span_context[0]:032x}"
-                    values["span_id"] = f"{span_context[1]:016x}"
+                    # f"{id:032x}", at a third of its cost (no format-spec parsing)
+                    values["trace_id"] = hex(span_context[0])[2:].zfill(32)
+                    values["span_id"] = hex(span_context[1])[2:].zfill(16)
             elif span_context.is_valid:
                 values["trace_id"] = f"{span_context.trace_id:032x}"
                 values["span_id"] = f"{span_context.span_id:016x}"
@@ -1290,7 +1291,7 @@ def _id_text(task: Task, state: _State | None = None) -> str:
     if text is None:
         task_id = task.__dict__["task_id"]
         if type(task_id) is UUID:  # str(task_id), without UUID.__str__'s call
-            digits = f"{task_id.int:032x}"
+            digits = hex(task_id.int)[2:].zfill(32)  # f"{...:032x}", cheaper
             text = f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
         else:  # a task made by model_construct, which does not validate
             text = str(task_id)

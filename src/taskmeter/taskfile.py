@@ -441,14 +441,14 @@ def _figures_in_range(root: Task) -> bool:
 def _parse_deep(
     data: bytes | str, source: str, mistyped: Callable[[str], None] | None = None
 ) -> Task:
-    """The task of ``data`` through the standard JSON parser, with the values of the wrong
-    JSON type and the figures out of range dropped first where ``mistyped`` is given (and
-    reported once it is a task)."""
+    """The task of ``data`` through the standard JSON parser (see :func:`_load_json` for a
+    tree deeper than it reads), with the values of the wrong JSON type and the figures out
+    of range dropped first where ``mistyped`` is given (and reported once it is a task)."""
     from pydantic import ValidationError
 
     try:
         with _collector_paused():
-            document = json.loads(data)
+            document = _load_json(data)
             found = drop_bad_values(document) if mistyped is not None else []
         try:
             task = _validate_document(document)
@@ -468,6 +468,18 @@ def _parse_deep(
         raise TaskFileError(f"{source} is not a valid task file: {exc}") from exc
     except ValidationError as exc:
         raise _invalid(source, exc) from exc
+
+
+def _load_json(data: bytes | str) -> object:
+    """``json.loads(data)``, for a tree of any depth: the standard parser stops at about
+    490 levels of subtasks, and a deeper text is read by
+    :func:`taskmeter._deepjson.loads_deep` (the same values, and the same errors)."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        from ._deepjson import loads_deep
+
+        return loads_deep(data)
 
 
 def _too_deep(source: str) -> TaskFileError:

@@ -8,6 +8,7 @@ import os
 import re
 import socket
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 from taskmeter.task import Task
 from taskmeter.taskfile import save_task
 
-from .runner import taskmeter
+from .runner import clean_environment, taskmeter
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux files")
 
@@ -224,6 +225,24 @@ def test_empty_standard_input_is_said_to_be_empty() -> None:
     result = taskmeter("show", "-")  # the runner gives no input: standard input is empty
     assert result.returncode == 3
     assert result.stderr == "taskmeter: error: standard input is empty: no task file\n"
+
+
+@pytest.mark.parametrize("argv", [["show", "-"], ["report", "-", "-o", "{tmp}/x.html"]])
+def test_standard_input_closed_is_said_to_be_closed(tmp_path: Path, argv: list[str]) -> None:
+    """``taskmeter show - <&-``: one error line and status 3, as for unreadable input (it
+    was an AttributeError traceback: Python leaves ``sys.stdin`` ``None`` then)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "taskmeter", *(arg.format(tmp=tmp_path) for arg in argv)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_environment(),
+        preexec_fn=lambda: os.close(0),  # as `<&-` does
+    )
+    assert result.returncode == 3, result.stderr
+    assert result.stderr == "taskmeter: error: cannot read standard input: it is closed\n"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_measure_says_an_empty_metadata_or_spec_file_is_empty(tmp_path: Path) -> None:

@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from taskmeter import Task
+from taskmeter.taskfile import save_task
 
 from .runner import clean_environment
+from .trees import make_tree
 
 FULL = "/dev/full"
 """Every write to it fails with ENOSPC, as on a full disk."""
@@ -105,10 +107,39 @@ def test_measure_on_a_full_disk_says_so_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
 
 
-def test_flush_list_on_a_full_disk_keeps_its_status(tmp_path: Path) -> None:
-    """``flush --list`` says it could not write and still exits by what the spool holds."""
+def test_flush_list_on_a_full_disk_exits_4(tmp_path: Path) -> None:
+    """``flush --list`` that cannot write its lines exits 4, as ``show`` does: not 0, which
+    says "the spool is empty" to a script that could not read it."""
     spool = tmp_path / "spool"
     spool.mkdir()
     result = taskmeter_to(FULL, "flush", "--list", str(spool))
     assert_one_clear_line(result)
-    assert result.returncode == 0
+    assert result.returncode == 4
+
+
+def test_report_on_a_full_disk_exits_4_with_one_line(tmp_path: Path) -> None:
+    """``report -o -`` whose page cannot be written says so once and exits 4."""
+    result = taskmeter_to(FULL, "report", str(task_file(tmp_path)), "-o", "-")
+    assert_one_clear_line(result)
+    assert result.returncode == 4
+
+
+@pytest.mark.parametrize("verb", [["report", "-o", "-"], ["show"]])
+def test_a_reader_that_goes_away_ends_the_output_quietly(tmp_path: Path, verb: list[str]) -> None:
+    """``taskmeter report f.json -o - | head -c 10``: the reader had what it wanted, so the
+    status is 0, as for ``show``; nothing claims the page was written (a write the reader's
+    going away cut short was taken for a whole one) and nothing says an error."""
+    path = tmp_path / "big.json"
+    save_task(make_tree(5, 10, 12), path)  # a page and a table far beyond a pipe's 64 KiB
+    process = subprocess.Popen(
+        [sys.executable, "-m", "taskmeter", verb[0], str(path), *verb[1:]],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean_environment(),
+    )
+    assert process.stdout is not None and process.stderr is not None
+    assert len(process.stdout.read(10)) == 10
+    process.stdout.close()  # as `head -c 10` exits
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 0, stderr
+    assert stderr == ""

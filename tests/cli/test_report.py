@@ -243,14 +243,31 @@ def test_a_start_time_no_calendar_holds_makes_a_report_without_a_date(tmp_path: 
 
 def test_a_title_of_bytes_that_are_not_utf8_is_written_escaped(tmp_path: Path) -> None:
     """``--title`` given bytes that are not UTF-8 (Python holds them as lone surrogates):
-    the report is written with them escaped (``\\udcff``); writing it failed with
-    UnicodeEncodeError and a traceback."""
+    the report is written with them escaped as bytes (``\\xff``), as ``run`` writes labels;
+    writing it failed with UnicodeEncodeError and a traceback."""
     source = tmp_path / "t.json"
     save_task(make_tree(1, 1, 1), source)
     page = tmp_path / "t.html"
     result = taskmeter("report", str(source), "-o", str(page), "--title", "a\udcffb")
     assert result.returncode == 0, result.stderr
-    assert "<title>a\\udcffb · taskmeter report</title>" in page.read_text()
+    assert "<title>a\\xffb · taskmeter report</title>" in page.read_text()
+
+
+def test_a_file_name_of_bytes_that_are_not_utf8_is_said_escaped(tmp_path: Path) -> None:
+    """A task file whose name has bytes that are not UTF-8 (``n\\xffame.json``) is named
+    with them as ``\\xff``, in the message and in the page, not as ``\\udcff``."""
+    source = tmp_path / os.fsdecode(b"n\xffame.json")
+    save_task(make_tree(1, 1, 1), source)
+    result = taskmeter("report", str(source))
+    assert result.returncode == 0, result.stderr
+    assert "wrote " in result.stderr
+    assert "n\\xffame.html (" in result.stderr
+    assert "udcff" not in result.stderr
+    page = (tmp_path / os.fsdecode(b"n\xffame.html")).read_text()
+    assert str(embedded_data(page)["file"]).endswith("/n\\xffame.json")
+    missing = taskmeter("show", str(tmp_path / os.fsdecode(b"gone\xff.json")))
+    assert missing.returncode == 3
+    assert missing.stderr.endswith("gone\\xff.json\n"), missing.stderr
 
 
 def test_a_root_never_started_times_its_tasks_from_the_first_to_start() -> None:

@@ -267,10 +267,17 @@ def test_task_file_that_stops_being_writable_is_reported_once_while_running(
     tmp_path: Path,
 ) -> None:
     """Saves that fail while the command runs are said once, and again if the last fails."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "plain").touch()
     folder = tmp_path / "out"
-    folder.mkdir()
-    # The command puts a file where the task file's folder was.
-    command = ["sh", "-c", f"rm -r {folder} && touch {folder} && sleep 1"]
+    folder.symlink_to(tmp_path / "real")
+    # The command puts a file where the task file's folder was, in one step (a
+    # refresh between a removal and a second step would make the folder again).
+    command = [
+        "sh",
+        "-c",
+        f"ln -s {tmp_path / 'plain'} {folder}.new && mv -T {folder}.new {folder} && sleep 1",
+    ]
     result = taskmeter(
         "run",
         "-o",
@@ -467,16 +474,22 @@ def test_running_task_file_is_written_while_the_command_runs(tmp_path: Path) -> 
 
     env = clean_environment({"TASKMETER_MONITOR_INTERVAL": "0.2"})
     out = tmp_path / "run.json"
+    go = tmp_path / "go"
+    # The command runs until the test has read the file (at most 30 s), however
+    # slowly a loaded machine schedules the test.
+    command = f"for i in $(seq 600); do [ -e {go} ] && exit 0; sleep 0.05; done; exit 9"
     process = subprocess.Popen(
-        [sys.executable, "-m", "taskmeter", "run", "-o", str(out), "--", "sleep", "1.5"],
+        [sys.executable, "-m", "taskmeter", "run", "-o", str(out), "--", "sh", "-c", command],
         env=env,
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while not out.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     running = json.loads(out.read_text())
-    process.communicate(timeout=30)
+    go.touch()
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
     assert running["status"] == "running"
     assert running["finish_time"] is None
     assert json.loads(out.read_text())["status"] == "finished"

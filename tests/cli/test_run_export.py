@@ -217,3 +217,19 @@ def test_spool_keeps_the_span_of_a_run_and_the_next_run_delivers_it(tmp_path: Pa
         second_doc["span_id"],
     }
     assert list(spool.glob("*.otlp")) == []
+
+
+@pytest.mark.parametrize("written", ["GRPC", "gRPC", "HTTP/Protobuf"])
+def test_protocol_variable_is_read_in_any_case_as_the_library_reads_it(written: str) -> None:
+    """``OTEL_EXPORTER_OTLP_PROTOCOL=GRPC`` is gRPC for ``taskmeter run`` as for the
+    library's exporters, not a usage error."""
+    from taskmeter.cli._export import export_config
+
+    config = export_config(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": written,
+        }
+    )
+    assert config is not None
+    assert config.protocol == written.lower()

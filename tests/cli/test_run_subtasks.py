@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .runner import clean_environment, program, run_command
+from .runner import MIB, clean_environment, program, run_command
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux /proc")
 
@@ -92,3 +92,41 @@ def test_summary_shows_the_first_tasks_of_a_big_tree(tmp_path: Path) -> None:
     assert tree[1].startswith("python")
     assert tree[-2].lstrip().startswith("step 18 ")
     assert tree[-1] == f"  ... and {301 - 20} more (taskmeter show {tmp_path / 'run.json'})"
+
+
+def test_peak_of_one_process_survives_the_resets_of_its_tasks(tmp_path: Path) -> None:
+    """A child whose tasks reset its RSS mark (400 MiB, then 100 MiB): wait4 gives only
+    the mark since the last reset, but the run's one-process peak is the 400 MiB task's."""
+    baseline = tmp_path / "baseline"
+    result, doc = run_command(
+        tmp_path, program("resets_peak.py", baseline, 400, 100, 2.8), "--interval", "30"
+    )
+    assert result.returncode == 0, result.stderr
+    assert doc is not None
+    expected = 400 * MIB + int(baseline.read_text())
+    big = next(task for task in doc["subtasks"] if task["label"] == "big")
+    assert big["peak_memory"] == pytest.approx(expected, rel=0.05)
+    assert doc["peak_memory"] == pytest.approx(expected, rel=0.05)
+    assert "peak_memory_at_most" not in doc
+    shown = f"{doc['peak_memory'] / MIB:.1f} MiB"
+    assert any(
+        "peak RSS, one process" in line and shown in line for line in result.stderr.splitlines()
+    ), result.stderr
+
+
+def test_peak_of_one_process_outside_its_tasks_survives_their_resets(tmp_path: Path) -> None:
+    """400 MiB used outside any task, then a 100 MiB task, whose start resets the mark:
+    no task saw the peak, but the process publishes its lifetime peak for the run."""
+    baseline = tmp_path / "baseline"
+    result, doc = run_command(
+        tmp_path,
+        program("resets_peak.py", baseline, 400, 100, 2.8, "outside"),
+        "--interval",
+        "30",
+    )
+    assert result.returncode == 0, result.stderr
+    assert doc is not None
+    expected = 400 * MIB + int(baseline.read_text())
+    [small] = doc["subtasks"]
+    assert small["peak_memory"] < expected / 2
+    assert doc["peak_memory"] == pytest.approx(expected, rel=0.05)

@@ -420,6 +420,31 @@ def test_a_recursion_300_tasks_deep_saves_its_file_and_shows(
     assert all(task["duration_s"] is not None for task in tasks)
 
 
+@pytest.mark.parametrize("depth", [600, 20_000])
+def test_a_tree_deeper_than_the_json_parser_reads_shows_and_reports(
+    tmp_path: Path, depth: int
+) -> None:
+    """A tree nested past the ~490 levels the standard JSON parser reads, as a recursion
+    that opens a task per call writes it: ``show`` lists every task, its deepest last with
+    its level, and ``report`` writes the page."""
+    path = tmp_path / "deep.json"
+    root = Task("recursion")
+    current = root
+    for level in range(1, depth + 1):
+        child = Task(f"level {level}", parent_id=current.task_id, duration=float(level))
+        current.subtasks.append(child)
+        current = child
+    root.save_to_file(path, monitor=False)
+    result = taskmeter("show", str(path))
+    assert result.returncode == 0, result.stderr
+    rows = result.stdout.splitlines()
+    assert len(rows) == depth + 2  # the header, then a row a task
+    assert rows[-1].lstrip().startswith(f"[{depth}] level {depth} ")
+    report = taskmeter("report", str(path), "-o", str(tmp_path / "deep.html"))
+    assert report.returncode == 0, report.stderr
+    assert f"level {depth}" in (tmp_path / "deep.html").read_text()
+
+
 def test_json_document_holds_a_task_a_line_and_reads_as_the_indented_one() -> None:
     """``--json``'s document, written a task a line by the C encoder, reads as the same
     document indented would; with no task too."""
@@ -435,3 +460,16 @@ def test_json_document_holds_a_task_a_line_and_reads_as_the_indented_one() -> No
         f"    {json.dumps(tasks[1])}"
     ]
     assert json.loads(json_document("t.json", [])) == {"file": "t.json", "tasks": []}
+
+
+def test_whole_minutes_and_hours_are_written_in_that_unit(tmp_path: Path) -> None:
+    """Exactly a minute is ``1m0.00s`` and an hour (or what rounds to one) ``1h0m0.00s``,
+    not ``60.00s`` and ``60m0.00s``."""
+    root = Task("root", duration=3600.0, cpu_time=3599.9999)
+    root.subtasks.append(Task("minute", duration=60.0, cpu_time=59.999))
+    path = tmp_path / "durations.json"
+    path.write_text(root.model_dump_json())
+    result = taskmeter("show", str(path))
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split()[2:4] for line in result.stdout.splitlines()[1:]}
+    assert rows == {"root": ["1h0m0.00s", "1h0m0.00s"], "minute": ["1m0.00s", "1m0.00s"]}

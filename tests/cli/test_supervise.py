@@ -283,13 +283,81 @@ def test_command_end_is_noticed_when_its_sigchld_is_lost(
 def test_a_name_posix_spawnp_refuses_is_a_spawn_error_and_restores_the_signals(
     sigtimedwait: bool,
 ) -> None:
-    """A command name ``posix_spawnp`` rejects with ``ValueError`` (a NUL byte in it): a
-    ``SpawnError`` saying so, with the signal mask and handlers as they were before."""
+    """A command name ``posix_spawnp`` rejects with ``ValueError`` (a NUL byte in it, a
+    "null character" in Python 3.13's words): a ``SpawnError`` saying so, with the
+    signal mask and handlers as they were before."""
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
     handler = signal.getsignal(signal.SIGTERM)
     supervisor = Supervisor(["bad\0name"], clean_environment(), use_sigtimedwait=sigtimedwait)
-    with pytest.raises(_supervise.SpawnError, match="null byte") as raised:
+    with pytest.raises(_supervise.SpawnError, match=r"null (byte|character)") as raised:
         supervisor.start()
     assert raised.value.exit_code == 126
     assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == mask
     assert signal.getsignal(signal.SIGTERM) == handler
+
+
+def _wait_until_zombie(pid: int) -> None:
+    deadline = time.monotonic() + 30
+    while not _is_zombie(pid):
+        assert time.monotonic() < deadline, "the command did not end"
+        time.sleep(0.01)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("use_sigtimedwait", MODES)
+def test_stop_signal_taken_after_the_command_ended_from_its_own_copy_counts(
+    use_sigtimedwait: bool, restored_signals: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signal sent to the whole group (``timeout``, ``kill -INT -PGID``) reaches the
+    command too, which may end of its copy before taskmeter takes its own: the command
+    ended, not yet reaped, when the stop request came, and it still counts."""
+    monkeypatch.setattr(_supervise, "_our_group_has_terminal", lambda: False)
+    supervisor = Supervisor(
+        [sys.executable, "-c", "raise SystemExit(1)"],
+        clean_environment(),
+        use_sigtimedwait=use_sigtimedwait,
+    )
+    pid = supervisor.start()
+    try:
+        _wait_until_zombie(pid)
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+        outcome = supervisor.wait(lambda: 0.01, 0.01)
+    finally:
+        supervisor.close()
+    assert outcome.exit_code == 1
+    assert outcome.stop_signal == signal.SIGINT
+    assert outcome.stop_from_terminal is None
+    assert supervisor.forwarded == []  # nothing left to pass it on to
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("use_sigtimedwait", MODES)
+def test_stop_signal_pending_as_the_command_is_reaped_counts(
+    use_sigtimedwait: bool, restored_signals: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same race, the other way round: the command's end is collected first (a
+    tick's reap) while taskmeter's copy of the signal waits to be taken."""
+    monkeypatch.setattr(_supervise, "_our_group_has_terminal", lambda: False)
+    supervisor = Supervisor(
+        [sys.executable, "-c", "raise SystemExit(1)"],
+        clean_environment(),
+        use_sigtimedwait=use_sigtimedwait,
+    )
+    pid = supervisor.start()
+    try:
+        _wait_until_zombie(pid)
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
+        supervisor._reap()
+    finally:
+        supervisor.close()
+    assert supervisor.outcome.exit_code == 1
+    assert supervisor.outcome.stop_signal == signal.SIGTERM
+
+
+def test_command_that_ended_before_a_tick_reaped_it_is_not_stopped_later(
+    restored_signals: None,
+) -> None:
+    """A stop signal that comes once the command's end was collected does not count."""
+    supervisor, outcome = supervise([sys.executable, "-c", "raise SystemExit(1)"], True)
+    supervisor._on_signal(signal.SIGTERM, None)
+    assert outcome.stop_signal is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import time
+from pathlib import Path
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -346,3 +347,77 @@ def test_an_endpoint_that_is_not_a_string_is_a_clear_type_error(tmp_path: object
         sender_for("traces", endpoint=5)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="endpoint must be a URL string"):
         DurableSpanExporter(endpoint=5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"OTEL_EXPORTER_OTLP_PROTOCOL": "GRPC"},
+        {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "gRPC", "OTEL_EXPORTER_OTLP_PROTOCOL": "bad"},
+    ],
+)
+def test_the_protocol_variables_are_read_in_any_case(
+    caplog: pytest.LogCaptureFixture, environ: dict[str, str]
+) -> None:
+    """GRPC is grpc, as the SDK's exporter selection reads it: no warning, a gRPC sender."""
+    sender = sender_for("traces", environ)
+    assert isinstance(sender, GrpcSender)
+    assert sender.target == "localhost:4317"
+    assert not caplog.records
+    assert sender_for("traces", {"OTEL_EXPORTER_OTLP_PROTOCOL": "HTTP/Protobuf"}).where == (
+        "http://localhost:4318/v1/traces"
+    )
+    assert not caplog.records
+
+
+def test_an_upper_case_grpc_variable_delivers_to_a_real_collector(
+    rotel_collector: CollectorUnderTest,
+) -> None:
+    """OTEL_EXPORTER_OTLP_PROTOCOL=GRPC sends gRPC to the gRPC port, which takes it."""
+    environ = {
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "GRPC",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": rotel_collector.grpc_endpoint,
+    }
+    sender = sender_for("traces", environ)
+    try:
+        result = sender.send(PAYLOAD)
+    finally:
+        sender.close()
+    assert result.outcome is Outcome.DELIVERED, result.detail
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_a_malformed_endpoint_variable_keeps_the_other_settings(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, protocol: str
+) -> None:
+    """Only the endpoint falls back to the default: the timeout, compression, headers and
+    certificate files of the variables still apply."""
+    files = {}
+    for suffix in ("CERTIFICATE", "CLIENT_CERTIFICATE", "CLIENT_KEY"):
+        path = tmp_path / f"{suffix.lower()}.pem"
+        path.write_text("not used here\n")
+        files[f"OTEL_EXPORTER_OTLP_{suffix}"] = str(path)
+    environ = {
+        "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:99999",
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "500",
+        "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip",
+        "OTEL_EXPORTER_OTLP_HEADERS": "x-tenant=t1",
+        **files,
+    }
+    sender = sender_for("traces", environ)
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" in caplog.text
+    assert sender.where in ("http://localhost:4318/v1/traces", "http://localhost:4317")
+    assert sender.timeout_s == 0.5
+    assert sender.compression == "gzip"
+    certificate, client_certificate, client_key = (
+        files[f"OTEL_EXPORTER_OTLP_{suffix}"]
+        for suffix in ("CERTIFICATE", "CLIENT_CERTIFICATE", "CLIENT_KEY")
+    )
+    if isinstance(sender, HttpSender):
+        assert sender._headers["x-tenant"] == "t1"
+        assert sender._verify == certificate
+        assert sender._cert == (client_certificate, client_key)
+    else:
+        assert isinstance(sender, GrpcSender)
+        assert sender._files == (certificate, client_certificate, client_key)

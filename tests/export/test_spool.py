@@ -210,3 +210,16 @@ def test_claim_after_someone_else_removed_it_yields_nothing(tmp_path: Path) -> N
         claimed.done()
     with spool.claim(entry) as claimed:
         assert claimed is None
+
+
+def test_the_full_spool_error_counts_writes_and_the_stats_count_batches(tmp_path: Path) -> None:
+    """A batch twice the size of the others evicts two of them in one write: one
+    ``export.spool.full`` error, two dropped batches (the README says which counts what)."""
+    size = len(encode_batch(Batch("traces", 1, b"x" * 1000)))
+    spool = Spool(tmp_path, max_bytes=3 * size, durable=False)
+    for _ in range(3):
+        assert spool.put("traces", b"x" * 1000, 1)
+    assert spool.put("traces", b"y" * (size + 1000), 2)
+    assert spool.stats.dropped_batches == 2
+    assert spool.stats.dropped_items == {"traces": 2}
+    assert _log.error_counts["export.spool.full"] == 1

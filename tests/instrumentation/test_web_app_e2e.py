@@ -7,6 +7,10 @@ metrics are also served to a real Prometheus (``OTEL_METRICS_EXPORTER=
 otlp,prometheus``).  The ground truth is the request's known CPU burn and
 allocation, and the figures the task inside the request returned.
 Everything listens on 127.0.0.1 and is stopped at the end of the module.
+
+Each of the shutdown tests runs the app once more, with export intervals
+longer than the test, and stops it with ``SIGINT`` or ``SIGTERM``: whatever
+reaches the collector was exported on the way out.
 """
 
 from __future__ import annotations
@@ -27,7 +31,14 @@ import pytest
 from taskmeter import attributes as attr
 
 from .. import dashboard
-from ..collector import OtlpSink, RotelCollector, attributes_of, free_port, wait_until
+from ..collector import (
+    CollectorUnderTest,
+    OtlpSink,
+    RotelCollector,
+    attributes_of,
+    free_port,
+    wait_until,
+)
 from ..conftest import require_executable
 from ..helpers import MIB
 from ..prometheus import PrometheusServer, ScrapeTarget, running_prometheus
@@ -37,6 +48,12 @@ BIN = Path(sys.executable).parent
 BURN_S = 0.4
 ALLOC_MIB = 64
 DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+SHUTDOWN_REQUESTS = 3
+SPANS_PER_SCORE_REQUEST = 5
+"""The server span, its two ``http send`` spans (the response's start and body), the ``score
+batch`` task and the timed ``score_batch`` call."""
+NEVER_MS = "600000"
+"""An export interval (ms) longer than any test: only the export at exit delivers."""
 
 
 @dataclass
@@ -62,6 +79,34 @@ def _app_ready(url: str) -> bool:
     return True
 
 
+def _start_app(env_update: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """The example app under ``opentelemetry-instrument``, answering; and its base URL."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TASKMETER_"))}
+    env.update(env_update, no_proxy="127.0.0.1,localhost", NO_PROXY="127.0.0.1,localhost")
+    with log.open("wb") as out:
+        app = subprocess.Popen(
+            [
+                str(BIN / "opentelemetry-instrument"),
+                sys.executable,
+                str(ROOT / "examples" / "web_app.py"),
+                "--port",
+                str(port),
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    base = f"http://127.0.0.1:{port}"
+    ready = wait_until(lambda: app.poll() is not None or _app_ready(f"{base}/health"), 60)
+    if not ready or app.poll() is not None:
+        _stop(app)
+        pytest.fail(f"the app did not start: {log.read_text()}")
+    return app, base
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
@@ -82,42 +127,22 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     app: subprocess.Popen[bytes] | None = None
     try:
         collector.start()
-        app_port, metrics_port = free_port(), free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TASKMETER_"))}
-        env.update(
-            OTEL_SERVICE_NAME="scoring-e2e",
-            OTEL_EXPORTER_OTLP_ENDPOINT=collector.grpc_endpoint,
-            OTEL_METRICS_EXPORTER="otlp,prometheus",
-            OTEL_EXPORTER_PROMETHEUS_HOST="127.0.0.1",
-            OTEL_EXPORTER_PROMETHEUS_PORT=str(metrics_port),
-            OTEL_METRIC_EXPORT_INTERVAL="500",
-            OTEL_BSP_SCHEDULE_DELAY="100",
-            TASKMETER_METRIC_SPECS=str(ROOT / "examples" / "web_app_metrics.toml"),
-            TASKMETER_MACHINE="e2e-box",
-            no_proxy="127.0.0.1,localhost",
-            NO_PROXY="127.0.0.1,localhost",
-        )
+        metrics_port = free_port()
         app_log = workdir / "app.log"
-        with app_log.open("wb") as log:
-            app = subprocess.Popen(
-                [
-                    str(BIN / "opentelemetry-instrument"),
-                    sys.executable,
-                    str(ROOT / "examples" / "web_app.py"),
-                    "--port",
-                    str(app_port),
-                ],
-                env=env,
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        base = f"http://127.0.0.1:{app_port}"
-        ready = wait_until(
-            lambda: app.poll() is not None or _app_ready(f"{base}/health"), timeout=60
+        app, base = _start_app(
+            {
+                "OTEL_SERVICE_NAME": "scoring-e2e",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": collector.grpc_endpoint,
+                "OTEL_METRICS_EXPORTER": "otlp,prometheus",
+                "OTEL_EXPORTER_PROMETHEUS_HOST": "127.0.0.1",
+                "OTEL_EXPORTER_PROMETHEUS_PORT": str(metrics_port),
+                "OTEL_METRIC_EXPORT_INTERVAL": "500",
+                "OTEL_BSP_SCHEDULE_DELAY": "100",
+                "TASKMETER_METRIC_SPECS": str(ROOT / "examples" / "web_app_metrics.toml"),
+                "TASKMETER_MACHINE": "e2e-box",
+            },
+            app_log,
         )
-        assert ready and app.poll() is None, f"the app did not start: {app_log.read_text()}"
         response = get_json(f"{base}/score?cpu_ms={int(BURN_S * 1000)}&mib={ALLOC_MIB}")
         (workdir / "prometheus").mkdir()
         with running_prometheus(
@@ -216,3 +241,58 @@ def test_every_dashboard_query_runs_in_prometheus(run: Run) -> None:
         selector, label = dashboard.label_values(dashboard.substitute(query))
         series = run.prometheus.api("series", **{"match[]": selector})["data"]
         assert series and all(label in s for s in series), (selector, label)
+
+
+@pytest.mark.parametrize(
+    ("stop_signal", "status", "spooled"),
+    [
+        pytest.param(signal.SIGINT, 0, False, id="SIGINT"),
+        pytest.param(signal.SIGTERM, 128 + signal.SIGTERM, False, id="SIGTERM"),
+        pytest.param(signal.SIGTERM, 128 + signal.SIGTERM, True, id="SIGTERM-spool"),
+    ],
+)
+def test_a_stopped_app_exports_what_it_still_held(
+    rotel_collector: CollectorUnderTest,
+    tmp_path: Path,
+    stop_signal: signal.Signals,
+    status: int,
+    spooled: bool,
+) -> None:
+    """Ctrl-C or SIGTERM: every span and the task metric of each request reach the collector
+    after the signal, through the spool too, and the app exits with the status its
+    docstring gives (0 after SIGINT, 143 after SIGTERM)."""
+    sink = rotel_collector.sink
+    spool = tmp_path / "spool"
+    env = {
+        "OTEL_SERVICE_NAME": "scoring-shutdown",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": rotel_collector.grpc_endpoint,
+        "OTEL_METRICS_EXPORTER": "otlp",
+        "OTEL_METRIC_EXPORT_INTERVAL": NEVER_MS,
+        "OTEL_BSP_SCHEDULE_DELAY": NEVER_MS,
+        "TASKMETER_ENERGY": "none",
+    }
+    if spooled:
+        env["TASKMETER_SPOOL_DIR"] = str(spool)
+    log = tmp_path / "app.log"
+    app, base = _start_app(env, log)
+    try:
+        task_ids = [
+            get_json(f"{base}/score?cpu_ms=5&mib=1")["task_id"] for _ in range(SHUTDOWN_REQUESTS)
+        ]
+        assert sink.spans() == [], "exported before the signal: the test would prove nothing"
+        app.send_signal(stop_signal)
+        app.wait(30)
+    finally:
+        _stop(app)
+    assert app.returncode == status, f"{len(sink.spans())} spans arrived; {log.read_text()}"
+    arrived = wait_until(lambda: len(sink.spans("GET /score")) == SHUTDOWN_REQUESTS, 10)
+    assert arrived, f"{len(sink.spans())} spans arrived; app: {log.read_text()[-2000:]}"
+    for server in sink.spans("GET /score"):
+        in_trace = [span for span in sink.spans() if span.trace_id == server.trace_id]
+        assert len(in_trace) == SPANS_PER_SCORE_REQUEST, [span.name for span in in_trace]
+    tasks = sink.spans("score batch")
+    assert sorted(attributes_of(t.attributes)[attr.TASK_ID] for t in tasks) == sorted(task_ids)
+    assert wait_until(lambda: bool(sink.metric_points("taskmeter.task.cpu.time")), 10)
+    assert sink.metric_points("taskmeter.task.cpu.time")[-1].point.count == SHUTDOWN_REQUESTS
+    if spooled:
+        assert not any(spool.glob("*.otlp")), "what was spooled at exit was delivered"

@@ -55,19 +55,15 @@ def test_task_file_shapes(document: object) -> None:
 
 @given(st.integers(min_value=0, max_value=4000))
 def test_task_file_depth(depth: int) -> None:
-    """Subtasks nested to any depth: a task, or a TaskFileError saying it is too deep.
+    """Subtasks nested to any depth: a task with every level (past the standard JSON
+    parser's limit, about 490 levels, too).
 
     The text is built as a string: ``json.dumps`` of the nested document recurses
     in C, and from Python 3.12 that stops at a fixed C recursion limit (about 750
     levels of subtasks on 3.12.1) that ``sys.setrecursionlimit`` does not raise.
     """
     text = '{"label":"l","subtasks":[' * depth + '{"label":"leaf"}' + "]}" * depth
-    try:
-        task = parse_task(text)
-    except TaskFileError as exc:
-        assert str(exc) == "task file is not a valid task file: its subtasks are nested too deeply"
-    else:
-        assert sum(1 for _ in task.walk()) == depth + 1
+    assert sum(1 for _ in parse_task(text).walk()) == depth + 1
 
 
 @given(st.integers(min_value=0, max_value=127))

@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import importlib
 import logging
+import signal
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import NoReturn
@@ -71,7 +72,31 @@ def build_parser(only: str | None = None) -> Parser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status.
+
+    Interrupted (Ctrl-C, ``SIGINT``) before a verb has finished, taskmeter ends
+    quietly by ``SIGINT`` itself, as ``taskmeter run`` does when its command dies
+    of it: its shell reports status 130, and bash stops a loop or script there.
+    """
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return _end_interrupted()
+
+
+def _end_interrupted() -> int:
+    """End this process by ``SIGINT`` (see :func:`main`); returns 130 where that fails.
+
+    A second Ctrl-C while it ends is ignored, so that it ends without a traceback.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from ._supervise import end_by_signal
+
+    return end_by_signal(signal.SIGINT)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     verb = next((a for a in args_list if not a.startswith("-")), None)
     parser = build_parser(only=verb if verb in VERBS else None)

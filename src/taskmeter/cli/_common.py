@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import enum
+import errno
 import os
 import sys
+from typing import TextIO
 
 EXIT_OK = 0
 EXIT_NO_MATCH = 1
@@ -14,7 +17,7 @@ EXIT_USAGE = 2
 EXIT_BAD_FILE = 3
 """``show``/``report``: the task file is missing, unreadable or not a task file."""
 EXIT_OUTPUT_FAILED = 4
-"""``show``/``report``: the output could not be written."""
+"""``show``/``report``/``flush``: the output could not be written."""
 EXIT_TASKMETER_FAILED = 125
 """``run``: taskmeter itself failed before starting the command (as ``env`` and ``timeout``)."""
 EXIT_NOT_EXECUTABLE = 126
@@ -33,7 +36,8 @@ def say(message: str) -> None:
 
     Control and format characters inside each line are shown escaped, as labels are
     (:func:`taskmeter.render.terminal_text`): a message may name a file, and a file's
-    name, like a label, can hold an escape sequence.  Standard error closed when
+    name, like a label, can hold an escape sequence.  The bytes of a name that are
+    not UTF-8 are shown as ``\\xNN`` (:func:`valid_text`).  Standard error closed when
     Python started (``2>&-``) leaves ``sys.stderr`` ``None``: nothing is printed
     then (``print`` would write to standard output, into the command's output).
     """
@@ -41,38 +45,99 @@ def say(message: str) -> None:
         return
     from ..render import terminal_text
 
-    text = "\n".join(terminal_text(line) for line in message.split("\n"))
+    text = "\n".join(terminal_text(line) for line in valid_text(message).split("\n"))
     with contextlib.suppress(OSError, ValueError):
         print(text, file=sys.stderr, flush=True)
+
+
+def valid_text(text: str) -> str:
+    """``text`` as valid Unicode: undecodable bytes of an argument or name as ``\\xNN``.
+
+    Python gives the bytes of a command line that are not UTF-8 as lone
+    surrogates, which no JSON file, span exporter or UTF-8 terminal accepts.
+    """
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # surrogates that did not come from bytes
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+class Output(enum.Enum):
+    """What became of text written on standard output (see :func:`put_stdout`)."""
+
+    WRITTEN = "written"
+    READER_GONE = "reader gone"
+    """The reader went away (``taskmeter show ... | head``): it had what it wanted."""
+    FAILED = "failed"
+    """The text could not be written (a full disk, a closed descriptor); said on
+    standard error."""
 
 
 def write_stdout(text: str) -> bool:
     """Write ``text`` on standard output; ``False`` after saying why it could not be written.
 
     A reader that went away (``taskmeter show ... | head``) had what it
-    wanted: the rest is dropped quietly.  Characters the output's encoding
-    lacks are written escaped (``\\u6f22``).
+    wanted: the rest is dropped quietly (``True``).  See :func:`put_stdout`.
+    """
+    return put_stdout(text) is not Output.FAILED
+
+
+def put_stdout(text: str) -> Output:
+    """Write ``text`` on standard output; say on standard error why, when it could not be.
+
+    A reader that went away is :attr:`Output.READER_GONE`, said nothing of;
+    standard output then points at the null device.  Characters the output's
+    encoding lacks are written escaped (``\\u6f22``).
     """
     stream = sys.stdout
     if stream is None:
         error("cannot write to standard output: it is closed")
-        return False
+        return Output.FAILED
     try:
-        try:
-            stream.write(text)
-        except UnicodeEncodeError:
-            encoding = stream.encoding or "utf-8"
-            stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
-        stream.flush()
+        _write_all(stream, text)
     except BrokenPipeError:
         _drop_stdout()
-        return True
+        return Output.READER_GONE
     except (OSError, ValueError) as exc:
         _drop_stdout()
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         error(f"cannot write to standard output: {reason}")
-        return False
-    return True
+        return Output.FAILED
+    return Output.WRITTEN
+
+
+def _write_all(stream: TextIO, text: str) -> None:
+    """Write and flush ``text`` on ``stream`` to its last byte, or raise.
+
+    The bytes go through the stream's binary buffer, whose count is checked:
+    a write the reader's going away cut short returns what it wrote, and
+    ``TextIOWrapper.write`` reports all of it written (the rest was lost
+    without an error).
+    """
+    binary = getattr(stream, "buffer", None)
+    if binary is None:  # a text-only stream (a test's StringIO)
+        stream.write(text)
+        stream.flush()
+        return
+    encoding = stream.encoding or "utf-8"
+    try:
+        data = text.encode(encoding, stream.errors or "strict")
+    except UnicodeEncodeError:
+        data = text.encode(encoding, "backslashreplace")
+    stream.flush()  # what was written through the text layer goes first
+    view = memoryview(data)
+    while view:
+        count = binary.write(view)
+        if not count:  # pragma: no cover - a blocking stream writes something or raises
+            raise OSError(errno.EIO, "nothing could be written")
+        view = view[count:]
+    binary.flush()
 
 
 def _drop_stdout() -> None:

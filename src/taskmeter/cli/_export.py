@@ -82,9 +82,9 @@ def export_config(
     chosen = protocol
     if chosen is None:
         name, text = _variable(environ, "PROTOCOL") or ("", "http/protobuf")
-        if text not in PROTOCOLS:
+        chosen = text.lower()  # as the library's exporters read it (GRPC is grpc)
+        if chosen not in PROTOCOLS:
             raise ValueError(f"{name}={text!r}: the OTLP protocol is one of {', '.join(PROTOCOLS)}")
-        chosen = text
     timeout_s = DEFAULT_TIMEOUT_S
     found = _variable(environ, "TIMEOUT")
     if found is not None:

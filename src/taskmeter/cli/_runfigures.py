@@ -52,7 +52,8 @@ class RunFigures:
         """The shell-style status: the command's own, or 128 + the signal number."""
         self.signal: int | None = None
         self.stop_signal: int | None = None
-        """A SIGINT, SIGTERM or SIGHUP that taskmeter passed on to the command, if any."""
+        """A SIGINT, SIGTERM or SIGHUP that taskmeter passed on to the command (or got
+        as the command ended of its own copy, sent to the whole group), if any."""
         self.stop_from_terminal: int | None = None
         """One that the terminal sent to the command itself (Ctrl-C), if any."""
         self.left_running: list[int] = []

@@ -7,7 +7,7 @@ import fnmatch
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from ._common import error, is_empty, say
 
@@ -103,6 +103,9 @@ def load_or_explain(path: str) -> Task | None:
     from ..taskfile import MAX_TASK_FILE_BYTES, TaskFileError, load_task, parse_task
 
     if path == "-":
+        if sys.stdin is None:  # closed when Python started (``<&-``)
+            error("cannot read standard input: it is closed")
+            return None
         try:
             data = sys.stdin.buffer.read(MAX_TASK_FILE_BYTES + 1)
         except (OSError, ValueError) as exc:
@@ -166,13 +169,28 @@ class LabelMatcher:
 class Selected:
     """A task chosen for display, with its depth, path of labels and whether it matched."""
 
-    __slots__ = ("depth", "matched", "path", "task")
+    __slots__ = ("_labels", "depth", "matched", "task")
 
-    def __init__(self, task: Task, depth: int, path: tuple[str, ...], matched: bool) -> None:
+    def __init__(self, task: Task, depth: int, labels: LabelChain, matched: bool) -> None:
         self.task = task
         self.depth = depth
-        self.path = path
+        self._labels = labels
         self.matched = matched
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        """The labels from the root to this task (built when asked: a row keeps only a
+        link to its parent's, so a tree thousands of levels deep is walked in linear time)."""
+        labels: list[str] = []
+        link: LabelChain | None = self._labels
+        while link is not None:
+            labels.append(link[0])
+            link = link[1]
+        return tuple(reversed(labels))
+
+
+LabelChain: TypeAlias = "tuple[str, LabelChain | None]"
+"""A task's label and its parent's chain (``None`` for the root's parent)."""
 
 
 def select(
@@ -195,13 +213,13 @@ def select(
     filtering = label is not None or status is not None
     ancestors: list[Selected] = []  # the path from the root to the current task
     shown: set[int] = set()  # ids of the ancestor rows already emitted
-    for task, depth, path in _walk(root, max_depth, by_start):
+    for task, depth, labels in _walk(root, max_depth, by_start):
         del ancestors[depth:]
         shown_status = task.status.value if status_of is None else status_of(task)
         matched = (label is None or label(task.label)) and (
             status is None or shown_status == status
         )
-        row = Selected(task, depth, path, matched)
+        row = Selected(task, depth, labels, matched)
         if not filtering:
             rows.append(row)
             continue
@@ -218,13 +236,13 @@ def select(
 
 def _walk(
     root: Task, max_depth: int | None, ordered: bool
-) -> Iterator[tuple[Task, int, tuple[str, ...]]]:
+) -> Iterator[tuple[Task, int, LabelChain]]:
     from ..render import display_order
 
-    stack: list[tuple[Task, int, tuple[str, ...]]] = [(root, 0, (root.label,))]
+    stack: list[tuple[Task, int, LabelChain]] = [(root, 0, (root.label, None))]
     while stack:
-        task, depth, path = stack.pop()
-        yield task, depth, path
+        task, depth, labels = stack.pop()
+        yield task, depth, labels
         if max_depth is None or depth < max_depth:
             subtasks = display_order(task.subtasks) if ordered else task.subtasks
-            stack.extend((sub, depth + 1, (*path, sub.label)) for sub in reversed(subtasks))
+            stack.extend((sub, depth + 1, (sub.label, labels)) for sub in reversed(subtasks))

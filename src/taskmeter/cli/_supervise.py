@@ -94,7 +94,8 @@ class Outcome:
         """The signal that killed the command, if one did."""
         self.stop_signal: int | None = None
         """The first SIGINT, SIGTERM or SIGHUP taskmeter got while the command ran and
-        passed on to it: a request to stop it."""
+        passed on to it, or got before it collected the command's end (the command
+        ended of its own copy, sent to the whole group): a request to stop it."""
         self.stop_from_terminal: int | None = None
         """The first such signal the terminal sent to the command and to taskmeter
         (Ctrl-C, a hang-up), which taskmeter did not pass on."""
@@ -318,6 +319,8 @@ class Supervisor:
                 else:
                     outcome.exit_code = os.waitstatus_to_exitcode(status)
                 self._child_done = True
+                for signo in self._pending_stop_signals():
+                    self._note_stop(signo, None)
 
     def _on_signal(self, signo: int, code: int | None) -> None:
         """``code``: the sender's ``si_code``, or ``None`` where it is unknown."""
@@ -329,18 +332,19 @@ class Supervisor:
             return
         stopping = signo in CANCELLING_SIGNALS
         if stopping:
-            self._reap()  # a command that already ended on its own was not stopped by this
+            self._reap()
             if self._child_done:
+                # It ended before this signal was taken, yet after it was sent,
+                # as far as taskmeter can tell: most often of its own copy of a
+                # signal sent to the whole group (timeout, kill -INT -PGID).
+                self._note_stop(signo, code)
                 if self.wait_all:
                     self._pass_on_to_orphans(signo, code)
                 return
-        outcome = self.outcome
-        if signo in _TERMINAL_SIGNALS and self._shares_our_group():
-            from_terminal = code == SI_KERNEL if code is not None else _our_group_has_terminal()
-            if from_terminal:
-                if stopping and outcome.stop_from_terminal is None:
-                    outcome.stop_from_terminal = signo
-                return  # sent to the whole group: the command has it already
+        if self._from_terminal(signo, code):
+            if stopping:
+                self._note_stop(signo, code)
+            return  # sent to the whole group: the command has it already
         if signo == getattr(signal, "SIGWINCH", None):
             return
         try:
@@ -348,8 +352,36 @@ class Supervisor:
         except ProcessLookupError:
             return
         self.forwarded.append(signo)
-        if stopping and outcome.stop_signal is None:
+        if stopping:
+            self._note_stop(signo, code)
+
+    def _from_terminal(self, signo: int, code: int | None) -> bool:
+        """Whether the terminal sent ``signo`` to the whole foreground group, the command
+        included (``code``: the sender's ``si_code``, or ``None`` where it is unknown)."""
+        if signo not in _TERMINAL_SIGNALS or not self._shares_our_group():
+            return False
+        return code == SI_KERNEL if code is not None else _our_group_has_terminal()
+
+    def _note_stop(self, signo: int, code: int | None) -> None:
+        """Record ``signo``, taken while the command ran or had just ended unseen, as the
+        request to stop it: the terminal's, or one taskmeter got (and passed on)."""
+        outcome = self.outcome
+        if self._from_terminal(signo, code):
+            if outcome.stop_from_terminal is None:
+                outcome.stop_from_terminal = signo
+        elif outcome.stop_signal is None:
             outcome.stop_signal = signo
+
+    def _pending_stop_signals(self) -> list[int]:
+        """The stop signals that reached taskmeter and wait to be taken, in number order.
+
+        As the command's end is collected: they came before taskmeter saw it end,
+        as one taken first would have (they stay pending, for ``wait_all``)."""
+        if self._queue is not None:
+            return self._queue.pending(CANCELLING_SIGNALS)
+        if self._old_mask is None:
+            return []
+        return sorted(signal.sigpending() & CANCELLING_SIGNALS & self._waited)
 
     def _pass_on_to_orphans(self, signo: int, code: int | None) -> None:
         """With ``wait_all``, once the command ended: pass ``signo`` on to the processes
@@ -430,6 +462,10 @@ class _SignalQueue:
 
     def _caught(self, signo: int, frame: FrameType | None) -> None:
         self._pending.append(signo)
+
+    def pending(self, wanted: frozenset[int]) -> list[int]:
+        """The signals of ``wanted`` caught and not yet taken, in number order."""
+        return sorted(set(self._pending) & wanted)
 
     def next(self, timeout: float) -> int | None:
         """The next signal caught, waiting up to ``timeout`` seconds; ``None`` if none came."""

@@ -12,6 +12,7 @@ from ._common import (
     EXIT_BAD_FILE,
     EXIT_NO_MATCH,
     EXIT_OK,
+    EXIT_OUTPUT_FAILED,
     EXIT_USAGE,
     endpoint_problem,
     error,
@@ -43,6 +44,8 @@ exit status:
   2  wrong options (a malformed --otlp-endpoint, or OTEL_EXPORTER_OTLP_[SIGNAL_]ENDPOINT),
      or no spool named
   3  the spool directory does not exist or cannot be read
+  4  a line could not be written on standard output (a full disk, say)
+  Ctrl-C: taskmeter ends quietly, by SIGINT (its shell reports 130)
 """
 
 _ITEM_NAMES = {"traces": "span(s)", "metrics": "metric point(s)", "logs": "log record(s)"}
@@ -121,8 +124,8 @@ def _list(spool: Spool) -> int:
 
     entries = spool.entries()
     if not entries:
-        _print(f"{spool.directory}: empty")
-        return EXIT_OK
+        return EXIT_OK if _print(f"{spool.directory}: empty") else EXIT_OUTPUT_FAILED
+    printed = True
     for signal in ("traces", "metrics", "logs"):
         mine = [e for e in entries if e.signal == signal]
         if not mine:
@@ -145,8 +148,8 @@ def _list(spool: Spool) -> int:
             pass
         if damaged:
             line += f", {damaged} damaged"
-        _print(line)
-    return EXIT_NO_MATCH
+        printed = _print(line) and printed
+    return EXIT_NO_MATCH if printed else EXIT_OUTPUT_FAILED
 
 
 def _flush(spool: Spool, args: argparse.Namespace) -> int:
@@ -154,6 +157,7 @@ def _flush(spool: Spool, args: argparse.Namespace) -> int:
     from ..export.config import endpoint_variable_problem
 
     deadline = time.monotonic() + args.timeout
+    printed = True
     left = 0
     hint: str | None = None
     for signal in ("traces", "metrics", "logs"):
@@ -186,7 +190,7 @@ def _flush(spool: Spool, args: argparse.Namespace) -> int:
         if stats.rejected_items:
             line += f"; {stats.rejected_items} refused by the endpoint (dropped)"
         line += f"; {waiting} batch(es) left"
-        _print(line)
+        printed = _print(line) and printed
         if waiting and not stats.replayed_batches and hint is None:
             hint = protocol_hint(sender)
     if hint is not None:
@@ -195,9 +199,9 @@ def _flush(spool: Spool, args: argparse.Namespace) -> int:
         say(f"taskmeter: removed {spool.stats.corrupt_files} damaged spool file(s)")
     if left == 0 and not any(spool.entries(s) for s in ("traces", "metrics", "logs")):
         if spool.stats.batches_removed == 0 and spool.stats.corrupt_files == 0:
-            _print(f"{spool.directory}: empty")
-        return EXIT_OK
-    return EXIT_NO_MATCH
+            printed = _print(f"{spool.directory}: empty") and printed
+        return EXIT_OK if printed else EXIT_OUTPUT_FAILED
+    return EXIT_NO_MATCH if printed else EXIT_OUTPUT_FAILED
 
 
 def protocol_hint(sender: Sender) -> str | None:
@@ -241,6 +245,10 @@ def _age(seconds: float) -> str:
     return f"{seconds / 86400:.0f} days"
 
 
-def _print(text: str) -> None:
-    # The exit status says what the spool holds, whether or not this line got out.
-    write_stdout(text + "\n")
+def _print(text: str) -> bool:
+    """Print a line on standard output; ``False`` after saying why it could not be.
+
+    A line that could not be written makes the exit status 4: what the spool
+    holds must not read as success (0) when nobody could read it.
+    """
+    return write_stdout(text + "\n")

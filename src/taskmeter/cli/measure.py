@@ -56,7 +56,7 @@ def register(subparsers: Any) -> None:
             "file itself), "
             f"{EXIT_BAD_METADATA} unreadable metadata, "
             f"{EXIT_BAD_SPECS} bad metric spec, {EXIT_NOT_COMPUTED} a metric could not be "
-            "computed."
+            "computed. Ctrl-C: taskmeter ends quietly, by SIGINT (its shell reports 130)."
         ),
     )
     parser.add_argument(

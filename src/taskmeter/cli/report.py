@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -15,9 +13,12 @@ from ._common import (
     EXIT_OK,
     EXIT_OUTPUT_FAILED,
     EXIT_USAGE,
+    Output,
     error,
+    put_stdout,
     same_file,
     say,
+    valid_text,
 )
 from ._select import (
     Interruptions,
@@ -45,10 +46,11 @@ examples:
   taskmeter report - -o - < runs/train.json > report.html
 
 exit status:
-  0  report written
+  0  report written (with -o -, also when its reader stops early, as 'head' does)
   2  wrong options: FILE '-' without -o, or a report path that is FILE itself
   3  FILE is missing, empty, unreadable or not a task file
   4  the report could not be written
+  Ctrl-C: taskmeter ends quietly, by SIGINT (its shell reports 130)
 """
 
 
@@ -98,11 +100,16 @@ def handle(args: argparse.Namespace) -> int:
 
     began = time.perf_counter()
     interrupted = Interruptions(liveness_of(args.file, args.stale_after))
-    source = None if args.file == "-" else args.file
-    page = render_html(root, title=args.title, source=source, interrupted=interrupted)
+    # Names and a title given as bytes that are not UTF-8 are shown as \xNN, as in messages.
+    source = None if args.file == "-" else valid_text(args.file)
+    title = None if args.title is None else valid_text(args.title)
+    page = render_html(root, title=title, source=source, interrupted=interrupted)
     if output == STDOUT:
-        if not _write_stdout(page):
+        written = put_stdout(page)
+        if written is Output.FAILED:
             return EXIT_OUTPUT_FAILED
+        if written is Output.READER_GONE:  # `| head`: it had what it wanted, as for `show`
+            return EXIT_OK
         where = "the report to standard output"
     else:
         try:
@@ -150,18 +157,3 @@ def _output_path(source: str, output: str | None) -> Path | str | None:
         )
         return None
     return default
-
-
-def _write_stdout(page: str) -> bool:
-    try:
-        sys.stdout.write(page)
-        sys.stdout.flush()
-    except BrokenPipeError:  # `taskmeter report f.json -o - | head`
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        error("cannot write the report to standard output: the reader went away")
-        return False
-    except (OSError, ValueError) as exc:
-        error(f"cannot write the report to standard output: {exc}")
-        return False
-    return True

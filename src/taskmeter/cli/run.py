@@ -35,6 +35,8 @@ from ._summary import command_text, program_name, summary_lines
 from ._supervise import SpawnError, Supervisor, end_by_signal
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ..probes.base import ProbeStates
     from ..task import Task
     from ._export import ExportConfig
@@ -64,6 +66,7 @@ exit status:
   127  the command was not found
   2    taskmeter's options, or the OTEL_EXPORTER_OTLP_* variables it reads to
        export the run, were wrong (nothing was run)
+  Ctrl-C before the command starts ends taskmeter quietly, by SIGINT (nothing is run)
 
 Signals sent to taskmeter (SIGINT, SIGTERM, SIGHUP, ...) are passed on to the
 command, except those ignored when taskmeter started (a background job's
@@ -278,12 +281,18 @@ class _Run:
         figures.stop_from_terminal = outcome.stop_from_terminal
         if not self.args.wait_all:
             figures.left_running = self.sampler.descendant_pids()
+        published = (
+            propagation.published_process_peak(self.subtask_dir) if self.subtask_dir else None
+        )
+        subtasks = self._collect_subtasks()
+        read_by_processes = _larger(self.sampler.peak_process_rss_bytes, _tasks_peak(subtasks))
+        read_by_processes = _larger(read_by_processes, published)
         figures.peak_process_rss_bytes, figures.peak_process_rss_bound_bytes = _process_peak(
-            outcome.max_rss_bytes, floor, self.sampler.peak_process_rss_bytes
+            outcome.max_rss_bytes, floor, read_by_processes
         )
         figures.peak_tree_rss_bytes = self.sampler.peak_tree_rss_bytes
         self._end_probes()
-        root = self._finish_record(export, ids, parent)
+        root = self._finish_record(export, ids, parent, subtasks)
         if not self.quiet:
             self._print_summary(root)
         return figures.exit_code
@@ -417,9 +426,8 @@ class _Run:
         export: ExportConfig | None,
         ids: propagation.TraceParent,
         parent: propagation.TraceParent | None,
+        subtasks: list[Task],
     ) -> Task | None:
-        subtasks = propagation.collect(self.subtask_dir) if self.subtask_dir else []
-        self._remove_subtask_dir()
         if not (subtasks or self.output or export or self.inherited):
             return None  # nothing needs the record: skip importing the task model
         from uuid import UUID
@@ -460,6 +468,12 @@ class _Run:
             propagation.deliver(root)
         return root
 
+    def _collect_subtasks(self) -> list[Task]:
+        """The tasks the command's processes delivered; the directory is removed."""
+        subtasks = propagation.collect(self.subtask_dir) if self.subtask_dir else []
+        self._remove_subtask_dir()
+        return subtasks
+
     def _write_task_file(self, root: Task, *, final: bool = False) -> None:
         from ..taskfile import TaskFileError, save_task
 
@@ -499,7 +513,8 @@ class _Run:
     def _remove_subtask_dir(self) -> None:
         if self.subtask_dir is not None:
             try:
-                os.rmdir(self.subtask_dir)  # empty, unless a record could not be read
+                os.rmdir(self.subtask_dir)  # empty, unless peaks were published or a
+                # record could not be read
             except OSError:
                 import shutil
 
@@ -508,7 +523,7 @@ class _Run:
 
 
 def _process_peak(
-    kernel_bytes: int | None, floor_bytes: int | None, sampled: int | None
+    kernel_bytes: int | None, floor_bytes: int | None, read_by_processes: int | None
 ) -> tuple[int | None, int | None]:
     """The largest single-process peak RSS, or ``None`` and an upper bound.
 
@@ -516,14 +531,42 @@ def _process_peak(
     unless it is no more than the floor it inherits: at ``exec`` the command
     is charged the high-water mark of the image it replaced, which is
     taskmeter's own.  Then the true peak is only known to be at most that.
-    The sampled ``VmHWM`` of each process counts too (for processes still
-    running, which were not reaped).
+    ``read_by_processes`` counts too: the ``VmHWM`` of each process sampled
+    while it ran (processes still running were not reaped), and the peaks
+    the command's own tasks read before resetting the mark.
     """
     if kernel_bytes is not None and (floor_bytes is None or kernel_bytes > floor_bytes):
-        return max(kernel_bytes, sampled or 0), None
-    if sampled is not None and floor_bytes is not None and sampled > floor_bytes:
-        return sampled, None
+        return max(kernel_bytes, read_by_processes or 0), None
+    if (
+        read_by_processes is not None
+        and floor_bytes is not None
+        and read_by_processes > floor_bytes
+    ):
+        return read_by_processes, None
     return None, floor_bytes if kernel_bytes is not None else None
+
+
+def _tasks_peak(subtasks: Sequence[Task]) -> int | None:
+    """The largest ``peak_memory`` of the delivered tasks and of their subtasks.
+
+    Each is the kernel's high-water mark of one process of the command, read
+    by that process before its next task reset the mark.  A reset lowers the
+    ``ru_maxrss`` that ``wait4`` later gives for the process too, so without
+    these the peak of a task that ended before another began would be lost.
+    """
+    peak: int | None = None
+    for subtask in subtasks:
+        for _, task in subtask.walk():
+            peak = _larger(peak, task.peak_memory)
+    return peak
+
+
+def _larger(first: int | None, second: int | None) -> int | None:
+    if first is None:
+        return second
+    if second is None:
+        return first
+    return max(first, second)
 
 
 def _own_high_water() -> int | None:

@@ -62,6 +62,7 @@ exit status:
   2  wrong options
   3  FILE is missing, empty, unreadable or not a task file
   4  the output could not be written (a full disk, say)
+  Ctrl-C: taskmeter ends quietly, by SIGINT (its shell reports 130)
 """
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from .._log import config_warning
@@ -51,7 +52,8 @@ def _protocol(environ: Mapping[str, str], signal: str, explicit: str | None) -> 
     if found is None:
         return "http/protobuf"
     name, value = found
-    if value not in PROTOCOLS:
+    lowered = value.lower()  # as the SDK's exporter selection reads it (GRPC is grpc)
+    if lowered not in PROTOCOLS:
         config_warning(
             f"env.{name}",
             "%s=%r cannot be used by taskmeter's exporters (they send %s); using http/protobuf",
@@ -60,7 +62,7 @@ def _protocol(environ: Mapping[str, str], signal: str, explicit: str | None) -> 
             " or ".join(PROTOCOLS),
         )
         return "http/protobuf"
-    return value
+    return lowered
 
 
 def endpoint_for(
@@ -259,22 +261,14 @@ def sender_for(
     chosen, url = endpoint_for(signal, env, endpoint=endpoint, protocol=protocol)
     merged = _headers(env, signal)
     merged.update(headers or {})
-    timeout = _timeout(env, signal) if timeout_s is None else timeout_s
-    compression = _compression(env, signal)
-    files = _existing_files(env, signal)
+    settings = _SenderSettings(
+        headers=merged,
+        timeout_s=_timeout(env, signal) if timeout_s is None else timeout_s,
+        compression=_compression(env, signal),
+        files=_existing_files(env, signal),
+    )
     try:
-        if chosen == "grpc":
-            return _grpc_sender(signal, url, env, merged, timeout, compression, files)
-        return HttpSender(
-            signal,
-            url,
-            headers=merged,
-            timeout_s=timeout,
-            compression=compression,
-            certificate_file=files["CERTIFICATE"],
-            client_certificate_file=files["CLIENT_CERTIFICATE"],
-            client_key_file=files["CLIENT_KEY"],
-        )
+        return _sender(signal, chosen, url, env, settings)
     except ValueError as exc:
         if endpoint is not None:
             raise
@@ -287,10 +281,45 @@ def sender_for(
         problem,
         default,
     )
-    if chosen == "grpc":
-        target = urlsplit(DEFAULT_GRPC_ENDPOINT).netloc
-        return GrpcSender(signal, target, insecure=True, headers=merged)
-    return HttpSender(signal, f"{DEFAULT_HTTP_ENDPOINT}/v1/{signal}", headers=merged)
+    # Only the endpoint falls back: the other settings of the variables still apply.
+    fallback = default if chosen == "grpc" else f"{DEFAULT_HTTP_ENDPOINT}/v1/{signal}"
+    return _sender(signal, chosen, fallback, env, settings)
+
+
+@dataclass(frozen=True)
+class _SenderSettings:
+    """What a sender is given besides its endpoint."""
+
+    headers: dict[str, str]
+    timeout_s: float
+    compression: str
+    files: Mapping[str, str | None]
+
+
+def _sender(
+    signal: str, protocol: str, url: str, env: Mapping[str, str], settings: _SenderSettings
+) -> Sender:
+    """The sender of ``protocol`` to ``url``; ``ValueError`` if ``url`` cannot be used."""
+    if protocol == "grpc":
+        return _grpc_sender(
+            signal,
+            url,
+            env,
+            settings.headers,
+            settings.timeout_s,
+            settings.compression,
+            settings.files,
+        )
+    return HttpSender(
+        signal,
+        url,
+        headers=settings.headers,
+        timeout_s=settings.timeout_s,
+        compression=settings.compression,
+        certificate_file=settings.files["CERTIFICATE"],
+        client_certificate_file=settings.files["CLIENT_CERTIFICATE"],
+        client_key_file=settings.files["CLIENT_KEY"],
+    )
 
 
 def _insecure(environ: Mapping[str, str], signal: str) -> bool:

@@ -120,11 +120,15 @@ class Delivery:
 
     # ---------------------------------------------------------------- exporting
 
-    def submit(self, payload: bytes, items: int) -> bool:
-        """Deliver or spool one request; ``False`` if it is lost (counted and logged)."""
+    def submit(self, payload: bytes, items: int, *, timeout_s: float | None = None) -> bool:
+        """Deliver or spool one request; ``False`` if it is lost (counted and logged).
+
+        ``timeout_s`` bounds the attempt below the sender's own timeout.
+        """
         if self.spool is not None and self.is_down():
             return self._spool(payload, items)
-        result = self._send(payload, None)
+        bound = None if timeout_s is None else min(timeout_s, self.sender.timeout_s)
+        result = self._send(payload, bound)
         if result.outcome is Outcome.DELIVERED:
             self.stats.sent_batches += 1
             self.stats.sent_items += items
@@ -185,7 +189,12 @@ class Delivery:
         return time.monotonic() < self._down_until or endpoints.is_down(self._address)
 
     def _mark_down(
-        self, detail: str, retry_after_s: float | None, *, unreachable: bool = False
+        self,
+        detail: str,
+        retry_after_s: float | None,
+        *,
+        unreachable: bool = False,
+        replaying: bool = False,
     ) -> None:
         self.stats.failed_attempts += 1
         self.last_error = detail
@@ -199,7 +208,12 @@ class Delivery:
             self._backoff_s = min(self._backoff_s * 2, self._max_backoff_s)
         if unreachable:
             endpoints.mark_down(self._address, self._down_until)
-        where = f"spooling to {self.spool.directory}" if self.spool is not None else "not spooled"
+        if self.spool is None:
+            where = "not spooled"
+        elif replaying:  # the batch came from the spool: it stays there, nothing is added
+            where = f"the spooled batches stay in {self.spool.directory}"
+        else:
+            where = f"spooling to {self.spool.directory}"
         swallowed(
             f"export.{self.signal}.unavailable",
             ExportUnavailableError(f"{self.sender.where}: {detail}; {where}"),
@@ -278,7 +292,10 @@ class Delivery:
                 result = self._send(batch.payload, timeout)
                 if result.outcome is Outcome.RETRY:
                     self._mark_down(
-                        result.detail, result.retry_after_s, unreachable=result.unreachable
+                        result.detail,
+                        result.retry_after_s,
+                        unreachable=result.unreachable,
+                        replaying=True,
                     )
                     return True
                 if not claimed.done():

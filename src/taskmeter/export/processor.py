@@ -112,6 +112,10 @@ class DurableSpanProcessor(SpanProcessor):
         """Spans written to the spool by the application's threads (the queue was full)."""
         self.dropped_spans = 0
         """Spans lost: neither exported, spooled nor spilled (counted, logged)."""
+        from .exporters import DurableSpanExporter
+
+        self._bounded_export = isinstance(exporter, DurableSpanExporter)
+        """Whether an export can be given a deadline (a flush's)."""
         self._spill = getattr(exporter, "spill", None)
         self._spool_first = spool_first
         self._forked = False
@@ -196,7 +200,8 @@ class DurableSpanProcessor(SpanProcessor):
         """
         try:
             deadline = time.monotonic() + timeout_millis / 1000
-            self._export_all(deadline)
+            if not self._export_all(deadline):
+                return False  # an export in progress outlasted the timeout
             if self.spools_first:
                 return not self._queue
             remaining_ms = max(int((deadline - time.monotonic()) * 1000), 0)
@@ -284,23 +289,35 @@ class DurableSpanProcessor(SpanProcessor):
                 if batch:
                     self._export_now(batch)
 
-    def _export_all(self, deadline: float | None) -> None:
-        with self._export_lock:
+    def _export_all(self, deadline: float | None) -> bool:
+        """Export the queued spans until ``deadline``; ``False`` if another export (the
+        worker's) held the processor past it: the queued spans are left to the worker."""
+        wait_s = -1.0 if deadline is None else max(deadline - time.monotonic(), 0.0)
+        if not self._export_lock.acquire(timeout=wait_s):
+            return False
+        try:
             while True:
                 if deadline is not None and time.monotonic() > deadline:
-                    return
+                    return True
                 batch = self._take(self.max_export_batch_size)
                 if not batch:
-                    return
-                self._export_now(batch)
+                    return True
+                self._export_now(batch, deadline)
+        finally:
+            self._export_lock.release()
 
-    def _export_now(self, batch: list[ReadableSpan]) -> None:
+    def _export_now(self, batch: list[ReadableSpan], deadline: float | None = None) -> None:
         if self.spools_first and self._spill_batch(batch):
             return
         # The export's own HTTP calls must not become spans.
         token = otel_context.attach(otel_context.set_value(_SUPPRESS_KEY, True))
         try:
-            result = self.exporter.export(batch)
+            if deadline is not None and self._bounded_export:
+                # A flush keeps to its timeout: what is not delivered by then is spooled.
+                remaining_ms = max((deadline - time.monotonic()) * 1000, 1.0)
+                result = self.exporter.export(batch, timeout_millis=remaining_ms)  # type: ignore[call-arg]
+            else:
+                result = self.exporter.export(batch)
         except Exception as exc:
             swallowed("export.processor.export", exc)
             result = None

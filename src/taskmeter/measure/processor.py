@@ -4,6 +4,7 @@ per-task metrics, recorded as OpenTelemetry metrics."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -46,13 +47,28 @@ class _Target:
         self.attributes = {METRIC_TARGET: spec.target}
 
 
+_UTC_ATTRIBUTES = frozenset({attr.TIMER_START_UTC, attr.TIMER_END_UTC})
+_TIMER_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{6})?\+00:00", re.ASCII)
+"""The timestamps :func:`taskmeter.time_method` writes (``datetime.now(UTC).isoformat()``)."""
+
+
 def _span_getter(raw: Mapping[str, Any]) -> Any:
     def get(suffix: str) -> Reading | None:
         name = _SUFFIX_ATTRIBUTES.get(suffix)
         if name is None:
             return None
         value = raw.get(name)
-        return None if value is None else Reading(name, value, 1)
+        if value is None:
+            return None
+        if name in _UTC_ATTRIBUTES and not (
+            isinstance(value, str) and _TIMER_TIMESTAMP.fullmatch(value)
+        ):
+            # Cut by a value-length limit, a timestamp still parses, to the wrong instant.
+            raise MetricComputationError(
+                f"{name} is {_short(value)}, not a whole timestamp as the timer writes it "
+                "(cut by a span attribute value-length limit?)"
+            )
+        return Reading(name, value, 1)
 
     return get
 
@@ -187,8 +203,12 @@ class MeasurementSpanProcessor(SpanProcessor):
             raw = _raw_attributes(span)
             if not raw:
                 return
-            if getattr(getattr(span, "_attributes", None), "dropped", 0):
+            bounded = getattr(span, "_attributes", None)
+            if getattr(bounded, "dropped", 0):
                 _report_dropped(span, raw)
+            value_limit = getattr(bounded, "max_value_len", None)
+            if value_limit is not None:
+                _report_value_length_limit(span, raw, value_limit)
             method = raw.get(attr.TIMER_METHOD)
             if method is not None:
                 if self._targets:
@@ -338,6 +358,56 @@ def _report_dropped(span: ReadableSpan, raw: Mapping[str, Any]) -> None:
         limit,
         ATTRIBUTE_COUNT_NEEDED,
     )
+
+
+VALUE_LENGTH_NEEDED: Final = 36
+"""A span attribute value-length limit that keeps the ids (UUIDs, 36 characters) and the
+timestamps (``2026-11-22T09:59:12.123456+00:00``, 32) of taskmeter's spans whole."""
+
+_WHOLE_AT_NEEDED = frozenset(
+    {attr.TASK_ID, attr.TASK_PARENT_ID, attr.TIMER_START_UTC, attr.TIMER_END_UTC}
+)
+"""Attributes never longer than :data:`VALUE_LENGTH_NEEDED`."""
+
+
+def _report_value_length_limit(span: ReadableSpan, raw: Mapping[str, Any], limit: int) -> None:
+    """Say once that a value-length limit cuts, or may have cut, one of taskmeter's spans.
+
+    The SDK cuts strings to the limit without counting them.  Below
+    :data:`VALUE_LENGTH_NEEDED` it cuts ids or timestamps; above, a value as
+    long as the limit (a label, say) is taken as cut; the standard attributes
+    (``code.function.name``) are not looked at.  Cut timestamps give no
+    Measurement (an error of each); cut labels and ids no longer match those
+    of other spans and metrics.
+    """
+    if not any(key.startswith("taskmeter.") for key in raw):
+        return  # not a span of taskmeter's
+    if limit >= VALUE_LENGTH_NEEDED and not any(
+        _at_least(value, limit)
+        for key, value in raw.items()
+        if key.startswith("taskmeter.") and key not in _WHOLE_AT_NEEDED
+    ):
+        return
+    config_warning(
+        "env.OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+        "span %r has attribute values cut to the span attribute value-length limit (%s; "
+        "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT, OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT or the "
+        "tracer provider's SpanLimits): a timer's cut timestamps give no Measurement, and "
+        "cut task ids and labels no longer join spans and metrics; a limit of at least %d "
+        "keeps taskmeter's ids and timestamps whole (labels must be shorter than it)",
+        span.name,
+        limit,
+        VALUE_LENGTH_NEEDED,
+    )
+
+
+def _at_least(value: object, length: int) -> bool:
+    """Whether ``value`` is a string (or holds one) of ``length`` characters or more."""
+    if isinstance(value, str):
+        return len(value) >= length
+    if isinstance(value, tuple | list):
+        return any(isinstance(item, str) and len(item) >= length for item in value)
+    return False
 
 
 def _short(value: object) -> str:

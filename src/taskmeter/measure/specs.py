@@ -210,10 +210,24 @@ def _number(reading: Reading) -> float:
     return number
 
 
+_COMPLETE_TIMESTAMP = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{6})?(?:[+-]\d{2}:\d{2})?", re.ASCII
+)
+"""The forms ``datetime.isoformat()`` gives a date-time, as lsst.utils and
+:func:`taskmeter.time_method` write the ``Utc`` keys.  A timestamp cut short
+(``2026-11-22T09:59``, by a span attribute value-length limit) does not match,
+though ``fromisoformat`` reads it, to the wrong instant."""
+
+
 def _timestamp(reading: Reading) -> datetime.datetime:
     value = reading.value
     if not isinstance(value, str):
         raise MetricComputationError(f"{reading.key} is {_show(value)}, not an ISO 8601 time")
+    if not _COMPLETE_TIMESTAMP.fullmatch(value):
+        raise MetricComputationError(
+            f"{reading.key} is {_show(value)}, not a complete ISO 8601 time "
+            "(YYYY-MM-DDTHH:MM:SS[.ffffff][+HH:MM]): cut short, or not written by a timer"
+        )
     try:
         return datetime.datetime.fromisoformat(value)
     except ValueError as exc:
@@ -293,7 +307,10 @@ class CpuTimingMetric(MetricSpec):
         seconds = _non_negative(self, _number(end) - _number(start), start, end)
         extras: dict[str, Any] = {}
         for name, suffix in (("start", "StartUtc"), ("end", "EndUtc")):
-            reading = get(suffix)
+            try:
+                reading = get(suffix)
+            except MetricComputationError:
+                continue  # a cut timestamp: no extra, and the CPU time stands
             if reading is not None and isinstance(reading.value, str) and reading.value:
                 extras[name] = reading.value
         return seconds, extras

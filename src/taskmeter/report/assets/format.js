@@ -55,17 +55,18 @@ var taskmeterFormat = (function () {
     return [floor, mod];
   }
 
-  // friendly_seconds: LensKit's friendly_duration, rounded to what it shows first.
+  // friendly_seconds: LensKit's friendly_duration, rounded to what it shows first, a whole
+  // minute or hour written in that unit (1m0.00s, not 60.00s).
   function seconds(s) {
     if (s == null) return "-";
     if (s >= 0.9995) s = Number(fixed(s, 2));
     if (s >= COMPACT_AFTER_S) return scientific(s / 3600, 2) + "h";
     if (s < 1) return fixed(s * 1000, 0) + "ms";
-    if (s > 3600) {
+    if (s >= 3600) {
       var hours = divmod(s, 3600), minutes = divmod(hours[1], 60);
       return fixed(hours[0], 0) + "h" + fixed(minutes[0], 0) + "m" + fixed(minutes[1], 2) + "s";
     }
-    if (s > 60) {
+    if (s >= 60) {
       var parts = divmod(s, 60);
       return fixed(parts[0], 0) + "m" + fixed(parts[1], 2) + "s";
     }

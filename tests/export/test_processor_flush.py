@@ -1,0 +1,61 @@
+"""DurableSpanProcessor.force_flush keeps to its timeout while an export is under way."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from opentelemetry.sdk.trace import TracerProvider
+
+from taskmeter.export import DurableSpanExporter, DurableSpanProcessor
+
+from .servers import silent_endpoint
+from .test_exporters import make_spans
+
+EXPORT_TIMEOUT_S = 3.0
+
+
+def test_force_flush_returns_at_its_timeout_while_the_worker_waits_on_the_network(
+    tmp_path: Path,
+) -> None:
+    """An endpoint that never answers holds the worker's export for the exporter's timeout:
+    force_flush(200) gives up after about 200 ms (False), and nothing is lost."""
+    with silent_endpoint() as endpoint:
+        exporter = DurableSpanExporter(
+            tmp_path, endpoint=endpoint.url, protocol="http/protobuf", timeout_s=EXPORT_TIMEOUT_S
+        )
+        processor = DurableSpanProcessor(exporter, schedule_delay_s=0.05)
+        provider = TracerProvider()
+        provider.add_span_processor(processor)
+        make_spans(provider, 1, "first")
+        time.sleep(0.3)  # the worker is now exporting the first span
+        make_spans(provider, 1, "second")
+        began = time.monotonic()
+        flushed = processor.force_flush(200)
+        elapsed = time.monotonic() - began
+        provider.shutdown()
+    assert flushed is False
+    assert elapsed < 1.0, f"force_flush(200) took {elapsed:.2f} s"
+    assert exporter.stats.lost_items == 0
+    assert exporter.stats.spooled_items == 2
+    assert processor.dropped_spans == 0
+
+
+def test_force_flush_bounds_its_own_export_by_its_timeout(tmp_path: Path) -> None:
+    """With the worker idle, force_flush exports the queue itself: to an endpoint that never
+    answers, that attempt ends at the flush's timeout, not the exporter's, and the span
+    waits in the spool."""
+    with silent_endpoint() as endpoint:
+        exporter = DurableSpanExporter(tmp_path, endpoint=endpoint.url, timeout_s=EXPORT_TIMEOUT_S)
+        processor = DurableSpanProcessor(exporter, schedule_delay_s=60)
+        provider = TracerProvider()
+        provider.add_span_processor(processor)
+        make_spans(provider, 1)
+        began = time.monotonic()
+        flushed = processor.force_flush(200)
+        elapsed = time.monotonic() - began
+        provider.shutdown()
+    assert flushed is False
+    assert elapsed < 1.0, f"force_flush(200) took {elapsed:.2f} s"
+    assert exporter.stats.spooled_items == 1
+    assert exporter.stats.lost_items == 0
