@@ -204,6 +204,30 @@ def test_badly_typed_values_are_errors(spec: MetricSpec, key: str, value: Any) -
         spec.measure(metadata)
 
 
+@pytest.mark.parametrize(
+    ("start", "end", "seconds"),
+    [
+        ("2026-01-01T00:00:00+00:00", "2026-01-01T00:01:30.5+00:00", 90.5),
+        ("2026-01-01T00:00:00.000001+00:00", "2026-01-01T00:00:01.000001+00:00", 1.0),
+        ("2026-01-01T00:00:00Z", "2026-01-01T00:00:02.25Z", 2.25),
+        ("2026-01-01 00:00:00", "2026-01-01 00:00:03", 3.0),
+    ],
+)
+def test_whole_timestamps_of_other_writers_are_read(start: str, end: str, seconds: float) -> None:
+    """Any number of decimals, ``Z``, a space for ``T``: what metadata files hold."""
+    metadata = {"runStartUtc": start, "runEndUtc": end}
+    assert timing("run").measure(metadata).value == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("cut", ["2026-01-01T00:00", "2026-01-01", "2026-01-01T00:00:01+00:"])
+def test_timestamps_cut_short_are_errors(cut: str) -> None:
+    """A timestamp without its seconds (or with half an offset) is read by fromisoformat,
+    to the wrong instant: an error instead."""
+    metadata = {"runStartUtc": "2026-01-01T00:00:00+00:00", "runEndUtc": cut}
+    with pytest.raises(MetricComputationError, match="not a complete ISO 8601 time"):
+        timing("run").measure(metadata)
+
+
 def test_ambiguous_target_is_an_error() -> None:
     """A target matching the keys of two tasks: MetricComputationError listing both."""
     metadata = full_metadata()

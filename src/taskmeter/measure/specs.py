@@ -211,12 +211,16 @@ def _number(reading: Reading) -> float:
 
 
 _COMPLETE_TIMESTAMP = re.compile(
-    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{6})?(?:[+-]\d{2}:\d{2})?", re.ASCII
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?"
+    r"(?:Z|[+-]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?",
+    re.ASCII,
 )
-"""The forms ``datetime.isoformat()`` gives a date-time, as lsst.utils and
-:func:`taskmeter.time_method` write the ``Utc`` keys.  A timestamp cut short
+"""A date-time to the second at least, as lsst.utils and :func:`taskmeter.time_method`
+write the ``Utc`` keys (``datetime.isoformat()``), or other writers of metadata files
+(any number of decimals, ``Z``, a space for ``T``).  A timestamp cut short
 (``2026-11-22T09:59``, by a span attribute value-length limit) does not match,
-though ``fromisoformat`` reads it, to the wrong instant."""
+though ``fromisoformat`` reads it, to the wrong instant; spans are held to the
+timers' exact form by :mod:`taskmeter.measure.processor`."""
 
 
 def _timestamp(reading: Reading) -> datetime.datetime:
@@ -226,7 +230,7 @@ def _timestamp(reading: Reading) -> datetime.datetime:
     if not _COMPLETE_TIMESTAMP.fullmatch(value):
         raise MetricComputationError(
             f"{reading.key} is {_show(value)}, not a complete ISO 8601 time "
-            "(YYYY-MM-DDTHH:MM:SS[.ffffff][+HH:MM]): cut short, or not written by a timer"
+            "(YYYY-MM-DDTHH:MM:SS[.fff][+HH:MM]): cut short, or not written by a timer"
         )
     try:
         return datetime.datetime.fromisoformat(value)
