@@ -408,3 +408,44 @@ def test_closed_standard_input_is_said_plainly() -> None:
     result = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=60)
     assert result.returncode == EXIT_BAD_METADATA
     assert result.stderr == "taskmeter: error: cannot read the metadata: standard input is closed\n"
+
+
+def test_output_dash_is_standard_output_and_dot_slash_dash_a_file(
+    metadata_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``-o -`` writes to standard output, as ``report -o -`` does; ``-o ./-`` is a file."""
+    monkeypatch.chdir(tmp_path)
+    spec = ["--timing", "isr.run", "ip_isr.IsrTime"]
+    status, out, err = run([str(metadata_file), *spec, "-o", "-"], capsys)
+    assert status == EXIT_OK, err
+    assert [m["value"] for m in out] == [30.5]
+    assert not (tmp_path / "-").exists()
+    status, out, err = run([str(metadata_file), *spec, "-o", "./-"], capsys)
+    assert status == EXIT_OK, err
+    assert out is None
+    assert [m["value"] for m in json.loads((tmp_path / "-").read_text())] == [30.5]
+
+
+def test_output_file_is_replaced_atomically(
+    metadata_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The measurements go to a new file renamed over the old one: a reader of the old
+    one (here, a hard link to it) never sees it half rewritten."""
+    import os
+
+    output = tmp_path / "measurements.json"
+    output.write_text("old\n")
+    kept = tmp_path / "kept.json"
+    os.link(output, kept)
+    status, _, err = run(
+        [str(metadata_file), "--timing", "isr.run", "ip_isr.IsrTime", "-o", str(output)], capsys
+    )
+    assert status == EXIT_OK, err
+    assert kept.read_text() == "old\n"
+    assert [m["value"] for m in json.loads(output.read_text())] == [30.5]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [metadata_file.name, "measurements.json", "kept.json"]
+    )

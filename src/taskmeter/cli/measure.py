@@ -15,7 +15,7 @@ from standard input: JSON, or YAML when it is not JSON (as a file without a
 from __future__ import annotations
 
 import argparse
-import contextlib
+import errno
 import json
 import sys
 from pathlib import Path
@@ -36,6 +36,10 @@ EXIT_NOT_COMPUTED = 5
 
 STDIN = "-"
 """The metadata argument that reads standard input (``./-`` names a file called ``-``)."""
+
+STDOUT = "-"
+"""The ``-o`` argument that writes to standard output, as without ``-o`` (``./-`` names a
+file called ``-``)."""
 
 _KIND_OPTIONS = (("timing", "timing"), ("cpu-timing", "cpu_timing"), ("memory", "memory"))
 
@@ -92,9 +96,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "-o",
         "--output",
-        type=Path,
         default=None,
-        help="write the JSON here (default: stdout; never the metadata file itself)",
+        help=(
+            f"write the JSON here, replacing the file atomically ('{STDOUT}' or by default: "
+            "stdout; never the metadata file itself)"
+        ),
     )
     parser.set_defaults(handler=run)
 
@@ -158,7 +164,8 @@ def run(args: argparse.Namespace) -> int:
     if unit is not None and unit <= 0:
         error(f"--legacy-maxrss-unit must be a positive number of bytes, not {unit}")
         return EXIT_USAGE
-    if args.output is not None and _is_the_metadata_file(args.output, args.metadata):
+    output = None if args.output in (None, STDOUT) else Path(args.output)
+    if output is not None and _is_the_metadata_file(output, args.metadata):
         itself = "itself (standard input)" if args.metadata == STDIN else "itself"
         error(
             f"-o {args.output} is the metadata file {itself}: the measurements would "
@@ -188,10 +195,10 @@ def run(args: argparse.Namespace) -> int:
     for spec, reason in report.errors:
         error(f"cannot compute {spec.metric_name}: {reason}")
     text = json.dumps([m.to_dict() for m in report.measurements], indent=2) + "\n"
-    if args.output is None:
+    if output is None:
         if not write_stdout(text):
             return EXIT_USAGE  # as when -o cannot be written
-    elif not _write_output(args.output, text):
+    elif not _write_output(output, text):
         return EXIT_USAGE
     return EXIT_NOT_COMPUTED if report.errors else EXIT_OK
 
@@ -253,22 +260,22 @@ def _read_stdin_metadata() -> Metadata | None:
 
 
 def _write_output(path: Path, text: str) -> bool:
-    """Write ``text`` to the ``-o`` path; ``False`` after saying why it could not be.
+    """Write ``text`` to the ``-o`` path, replacing a file atomically (an interrupt or a
+    full disk leaves the old file, or none); ``False`` after saying why it could not be.
 
     A file descriptor's path (``/dev/stdout``, ``/dev/fd/N``) is written through the
-    descriptor, after what it already holds: opening it would truncate a file that
-    standard output is redirected to (``>> app.log``).
+    descriptor, after what it already holds, and a FIFO is written through: see
+    :func:`taskmeter.taskfile.write_atomic`.
     """
-    from .._files import write_to_descriptor_link
+    from ..taskfile import write_atomic
     from ._common import error
 
     try:
-        if write_to_descriptor_link(path, text):
-            return True
-        with contextlib.suppress(FileExistsError):  # a file there: "Not a directory" next
-            path.parent.mkdir(parents=True, exist_ok=True)  # as run -o, report -o
-        path.write_text(text, encoding="utf-8")
+        write_atomic(path, text, durable=False)
     except OSError as exc:
-        error(f"cannot write {path}: {exc.strerror or exc}")
+        reason = exc.strerror or str(exc)
+        if exc.errno == errno.ENXIO:  # "No such device or address", of a FIFO
+            reason = "it is a FIFO that no process reads"
+        error(f"cannot write {path}: {reason}")
         return False
     return True
