@@ -120,15 +120,11 @@ class Delivery:
 
     # ---------------------------------------------------------------- exporting
 
-    def submit(self, payload: bytes, items: int, *, timeout_s: float | None = None) -> bool:
-        """Deliver or spool one request; ``False`` if it is lost (counted and logged).
-
-        ``timeout_s`` bounds the attempt below the sender's own timeout.
-        """
+    def submit(self, payload: bytes, items: int) -> bool:
+        """Deliver or spool one request; ``False`` if it is lost (counted and logged)."""
         if self.spool is not None and self.is_down():
             return self._spool(payload, items)
-        bound = None if timeout_s is None else min(timeout_s, self.sender.timeout_s)
-        result = self._send(payload, bound)
+        result = self._send(payload, None)
         if result.outcome is Outcome.DELIVERED:
             self.stats.sent_batches += 1
             self.stats.sent_items += items

@@ -123,9 +123,7 @@ class _Durable:
         limit = WORKER_SHUTDOWN_TIMEOUT_S if self.spools_first else DEFAULT_SHUTDOWN_TIMEOUT_S
         return min(asked_s, limit)
 
-    def _submit(
-        self, encode: Any, items: int, *, network: bool = True, timeout_s: float | None = None
-    ) -> bool:
+    def _submit(self, encode: Any, items: int, *, network: bool = True) -> bool:
         if self._shutdown:
             # The SDK exports the last batches before shutting an exporter
             # down; anything later goes to the spool, never nowhere.
@@ -138,7 +136,7 @@ class _Durable:
             return False
         try:
             if network:
-                return self._delivery.submit(payload, items, timeout_s=timeout_s)
+                return self._delivery.submit(payload, items)
             return self._delivery.spool_only(payload, items)
         except Exception as exc:  # a bug below: counted, never raised into the SDK
             swallowed(f"export.{self.signal}.submit", exc)
@@ -194,18 +192,11 @@ class DurableSpanExporter(_Durable, SpanExporter):
             replay=replay,
         )
 
-    def export(
-        self, spans: Sequence[ReadableSpan], timeout_millis: float | None = None
-    ) -> SpanExportResult:
-        """Deliver the spans, or spool them; ``FAILURE`` only if they are lost.
-
-        ``timeout_millis`` bounds the attempt below the exporter's own timeout
-        (a flush with a deadline); spans not delivered by then are spooled.
-        """
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Deliver the spans, or spool them; ``FAILURE`` only if they are lost."""
         if not spans:
             return SpanExportResult.SUCCESS
-        timeout_s = None if timeout_millis is None else max(timeout_millis, 1.0) / 1000
-        ok = self._submit(lambda: _encode_spans(spans), len(spans), timeout_s=timeout_s)
+        ok = self._submit(lambda: _encode_spans(spans), len(spans))
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
     def spill(self, spans: Sequence[ReadableSpan]) -> bool:

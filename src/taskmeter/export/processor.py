@@ -112,10 +112,6 @@ class DurableSpanProcessor(SpanProcessor):
         """Spans written to the spool by the application's threads (the queue was full)."""
         self.dropped_spans = 0
         """Spans lost: neither exported, spooled nor spilled (counted, logged)."""
-        from .exporters import DurableSpanExporter
-
-        self._bounded_export = isinstance(exporter, DurableSpanExporter)
-        """Whether an export can be given a deadline (a flush's)."""
         self._spill = getattr(exporter, "spill", None)
         self._spool_first = spool_first
         self._forked = False
@@ -302,22 +298,17 @@ class DurableSpanProcessor(SpanProcessor):
                 batch = self._take(self.max_export_batch_size)
                 if not batch:
                     return True
-                self._export_now(batch, deadline)
+                self._export_now(batch)
         finally:
             self._export_lock.release()
 
-    def _export_now(self, batch: list[ReadableSpan], deadline: float | None = None) -> None:
+    def _export_now(self, batch: list[ReadableSpan]) -> None:
         if self.spools_first and self._spill_batch(batch):
             return
         # The export's own HTTP calls must not become spans.
         token = otel_context.attach(otel_context.set_value(_SUPPRESS_KEY, True))
         try:
-            if deadline is not None and self._bounded_export:
-                # A flush keeps to its timeout: what is not delivered by then is spooled.
-                remaining_ms = max((deadline - time.monotonic()) * 1000, 1.0)
-                result = self.exporter.export(batch, timeout_millis=remaining_ms)  # type: ignore[call-arg]
-            else:
-                result = self.exporter.export(batch)
+            result = self.exporter.export(batch)
         except Exception as exc:
             swallowed("export.processor.export", exc)
             result = None
