@@ -82,7 +82,7 @@ def export_config(
     chosen = protocol
     if chosen is None:
         name, text = _variable(environ, "PROTOCOL") or ("", "http/protobuf")
-        chosen = text.lower()  # as the library's exporters read it (GRPC is grpc)
+        chosen = text.lower()  # enum values in any case, as the OTel spec asks (GRPC is grpc)
         if chosen not in PROTOCOLS:
             raise ValueError(f"{name}={text!r}: the OTLP protocol is one of {', '.join(PROTOCOLS)}")
     timeout_s = DEFAULT_TIMEOUT_S

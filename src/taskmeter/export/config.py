@@ -52,7 +52,7 @@ def _protocol(environ: Mapping[str, str], signal: str, explicit: str | None) -> 
     if found is None:
         return "http/protobuf"
     name, value = found
-    lowered = value.lower()  # as the SDK's exporter selection reads it (GRPC is grpc)
+    lowered = value.lower()  # enum values in any case, as the OTel spec asks (GRPC is grpc)
     if lowered not in PROTOCOLS:
         config_warning(
             f"env.{name}",

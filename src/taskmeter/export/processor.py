@@ -287,14 +287,17 @@ class DurableSpanProcessor(SpanProcessor):
 
     def _export_all(self, deadline: float | None) -> bool:
         """Export the queued spans until ``deadline``; ``False`` if another export (the
-        worker's) held the processor past it: the queued spans are left to the worker."""
+        worker's) held the processor past it, or spans are still queued at it: they are
+        left to the worker.  An export begun is not cut short (a send cut at the
+        caller's deadline would be taken for a dead collector: spooled, or dropped
+        without a spool, though the collector may have had it)."""
         wait_s = -1.0 if deadline is None else max(deadline - time.monotonic(), 0.0)
         if not self._export_lock.acquire(timeout=wait_s):
             return False
         try:
             while True:
                 if deadline is not None and time.monotonic() > deadline:
-                    return True
+                    return not self._queue
                 batch = self._take(self.max_export_batch_size)
                 if not batch:
                     return True
