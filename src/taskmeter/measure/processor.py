@@ -364,10 +364,12 @@ VALUE_LENGTH_NEEDED: Final = 36
 """A span attribute value-length limit that keeps the ids (UUIDs, 36 characters) and the
 timestamps (``2026-11-22T09:59:12.123456+00:00``, 32) of taskmeter's spans whole."""
 
-_WHOLE_AT_NEEDED = frozenset(
-    {attr.TASK_ID, attr.TASK_PARENT_ID, attr.TIMER_START_UTC, attr.TIMER_END_UTC}
-)
-"""Attributes never longer than :data:`VALUE_LENGTH_NEEDED`."""
+_TASKMETER_SPAN_KEYS = (attr.TASK_ID, attr.TIMER_METHOD, attr.TASK_LABEL)
+"""One of these is on every span taskmeter writes (tasks, timers)."""
+
+_MAY_BE_LONG = (attr.TASK_LABEL, attr.TIMER_METHOD, attr.TIMER_TASK, attr.MACHINE)
+"""taskmeter's string attributes that may be longer than :data:`VALUE_LENGTH_NEEDED`
+(the others are ids, timestamps, statuses and source names, all shorter)."""
 
 
 def _report_value_length_limit(span: ReadableSpan, raw: Mapping[str, Any], limit: int) -> None:
@@ -378,14 +380,13 @@ def _report_value_length_limit(span: ReadableSpan, raw: Mapping[str, Any], limit
     long as the limit (a label, say) is taken as cut; the standard attributes
     (``code.function.name``) are not looked at.  Cut timestamps give no
     Measurement (an error of each); cut labels and ids no longer match those
-    of other spans and metrics.
+    of other spans and metrics.  This runs for every span under a limit: it
+    looks up a few keys, never walks the attributes.
     """
-    if not any(key.startswith("taskmeter.") for key in raw):
+    if not any(key in raw for key in _TASKMETER_SPAN_KEYS):
         return  # not a span of taskmeter's
     if limit >= VALUE_LENGTH_NEEDED and not any(
-        _at_least(value, limit)
-        for key, value in raw.items()
-        if key.startswith("taskmeter.") and key not in _WHOLE_AT_NEEDED
+        _at_least(raw.get(key), limit) for key in _MAY_BE_LONG
     ):
         return
     config_warning(
