@@ -449,3 +449,31 @@ def test_output_file_is_replaced_atomically(
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [metadata_file.name, "measurements.json", "kept.json"]
     )
+
+
+def test_output_to_the_terminal_standard_input_reads_is_written(metadata_file: Path) -> None:
+    """``measure - -o /dev/stdout`` typed at a terminal: standard input and the output are
+    the same terminal, which is written through, not replaced: not refused."""
+    import os
+    import select
+
+    master, slave = os.openpty()
+    try:
+        process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "taskmeter", "measure", "-"),
+                *("--timing", "isr.run", "ip_isr.IsrTime", "-o", os.ttyname(slave)),
+            ],
+            stdin=slave,
+            stderr=subprocess.PIPE,
+        )
+        os.write(master, metadata_file.read_bytes().replace(b"\n", b" ") + b"\n\x04")
+        _, stderr = process.communicate(timeout=60)
+        received = b""
+        while select.select([master], [], [], 0.5)[0]:
+            received += os.read(master, 1 << 16)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert process.returncode == EXIT_OK, stderr
+    assert b'"ip_isr.IsrTime"' in received

@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
+import stat
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -205,9 +207,16 @@ def run(args: argparse.Namespace) -> int:
 
 def _is_the_metadata_file(output: Path, metadata: str) -> bool:
     """Whether ``output`` is the metadata's file: the one named, or for ``-`` the
-    file standard input is redirected from."""
+    file standard input is redirected from.  Only a regular file would be replaced:
+    a terminal, a pipe or a socket (``-o /dev/stdout`` on the terminal standard input
+    reads) is written through."""
     from ._common import same_file
 
+    try:
+        if not stat.S_ISREG(os.stat(output).st_mode):
+            return False
+    except (OSError, ValueError):  # missing: not the metadata's
+        return False
     if metadata != STDIN:
         return same_file(metadata, output)
     try:
