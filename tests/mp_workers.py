@@ -47,6 +47,31 @@ def burn_under(parent: Any, seconds: float) -> dict[str, Any]:
     return {"task_id": str(task.task_id), "subprocess": task.subprocess}
 
 
+def burn_thread_time_under(parent: Any, seconds: float) -> float:
+    """Burn ``seconds`` of this thread's CPU time (a loop on ``time.thread_time``) inside a
+    task whose parent is a task of another process (passed pickled); returns the burn."""
+    from taskmeter import Task
+
+    with Task("handed", parent=parent):
+        start = time.thread_time()
+        while time.thread_time() - start < seconds:
+            pass
+        burnt = time.thread_time() - start
+    return burnt
+
+
+def burn_under_when_told(parent: Any, seconds: float, started: str, go: str) -> float:
+    """As :func:`burn_thread_time_under`, once the file ``go`` exists; creates the file
+    ``started`` first (so the parent knows ``parent`` reached this worker)."""
+    from pathlib import Path
+
+    Path(started).touch()
+    deadline = time.monotonic() + 30
+    while not Path(go).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return burn_thread_time_under(parent, seconds)
+
+
 def burn_under_id(parent_id: Any, seconds: float) -> dict[str, Any]:
     """Burn inside a task whose parent is named by its id (a task of another process)."""
     from taskmeter import Task

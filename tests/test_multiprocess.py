@@ -717,6 +717,79 @@ def test_a_fork_from_a_thread_without_task_is_warned_when_two_tasks_have_workers
     assert caplog.text.count("where no task runs") == 1
 
 
+def _burn_handed_tasks(parent: Task, pool: Any) -> float:
+    """Two worker tasks given ``parent`` (pickled) as ``Task(..., parent=parent)``; the CPU
+    time they burnt, as the workers measured it with ``time.thread_time``."""
+    burnt = pool.starmap(mp_workers.burn_thread_time_under, [(parent, BURN_S)] * 2)
+    return float(sum(burnt))
+
+
+def _check_handed_tasks(
+    root: Task, inner: Task, burnt: float, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert [t.label for t in inner.subtasks] == ["handed", "handed"]
+    assert all(t.subprocess and t.parent_id == inner.task_id for t in inner.subtasks)
+    assert root.cpu_time is not None and inner.cpu_time is not None
+    workers = sum(t.total_cpu() or 0.0 for t in inner.subtasks)
+    assert burnt <= workers <= burnt + 2 * CPU_SLACK_S
+    # A task's cpu_time counts its subtasks of this process; total_cpu() adds its workers'.
+    assert root.total_cpu() == pytest.approx(root.cpu_time + workers)
+    assert inner.total_cpu() == pytest.approx(inner.cpu_time + workers)
+    assert "dropped" not in caplog.text and "finished" not in caplog.text
+
+
+@fork_only
+def test_a_running_task_handed_to_fork_pool_workers_gets_their_records(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A task started after its fork pool's workers, handed to them pickled as
+    Task(..., parent=task), has their records as subtasks when it finishes (it never
+    forked nor took a worker context), and its ancestors' total_cpu() counts them."""
+    fork = multiprocessing.get_context("fork")
+    with Task("root") as root, fork.Pool(2) as pool, Task("inner") as inner:
+        burnt = _burn_handed_tasks(inner, pool)
+    _check_handed_tasks(root, inner, burnt, caplog)
+
+
+def test_a_running_task_handed_to_spawned_workers_with_its_roots_context_gets_their_records(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The same with spawned workers given the root's context (init_worker): the task
+    handed to them has their records."""
+    spawn = multiprocessing.get_context("spawn")
+    with (
+        Task("root") as root,
+        spawn.Pool(2, initializer=init_worker, initargs=(worker_context(),)) as pool,
+        Task("inner") as inner,
+    ):
+        burnt = _burn_handed_tasks(inner, pool)
+    _check_handed_tasks(root, inner, burnt, caplog)
+
+
+@fork_only
+def test_records_of_a_handed_task_finished_before_they_came_go_to_its_running_ancestor(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """A task handed to a worker finishes before the worker's record comes: the record
+    is filed under its nearest running ancestor, said so, not dropped."""
+    fork = multiprocessing.get_context("fork")
+    started, go = tmp_path / "started", tmp_path / "go"
+    with Task("root") as root, fork.Pool(1) as pool:
+        with Task("inner") as inner:
+            pending = pool.apply_async(
+                mp_workers.burn_under_when_told, (inner, BURN_S, str(started), str(go))
+            )
+            wait_until(started.exists, 30.0)
+        go.touch()
+        burnt = pending.get(30)
+    assert inner.subtasks == []
+    [record] = [t for t in root.subtasks if t.subprocess]
+    assert record.parent_id == inner.task_id
+    assert burnt <= record.total_cpu() <= burnt + CPU_SLACK_S
+    assert "dropped" not in caplog.text
+    assert "after its parent task" in caplog.text
+
+
 @fork_only
 def test_a_worker_task_naming_its_parent_by_id_reports_to_it() -> None:
     """Task(..., parent=<the parent task's id>) in a worker is the worker task that the

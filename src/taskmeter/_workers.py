@@ -10,7 +10,9 @@ mode 0600).  The inbox files each record under the running task its
 task, so delivering twice never duplicates), and deletes the file:
 
 * when a task that may have workers finishes, before it publishes its
-  figures (so its ``total_cpu()`` includes them), and
+  figures (so its ``total_cpu()`` includes them): one that forked them or
+  had a worker context taken, its running ancestors, and a running task
+  pickled (handed to workers as ``Task(..., parent=task)`` takes it), and
 * every monitor interval while such a task runs (so long runs do not pile
   records up, and task files show the workers' progress).
 
@@ -127,18 +129,40 @@ class Inbox:
             own = task._tm
             if own is not None and own.started and not own.finished:
                 self._forking[task.task_id] = task
-            current: Task | None = task
-            while current is not None:
-                state = current._tm
-                if state is None:  # a finished task, its state dropped
-                    break
-                if state.collect is not None or state.finished or not state.started:
-                    break
-                state.collect = self.task_finished
-                self._expecting += 1
-                current = state.parent
-            if self._expecting and self._job is None:
-                self._job = get_monitor().add(self.collect, name="workers")
+            self._watch(task)
+
+    def watch(self, task: Task) -> None:
+        """Note that workers may name ``task`` as their tasks' parent (it was handed
+        to them), without its having workers of its own.
+
+        As with :meth:`expect`, it and its running ancestors collect the inbox
+        when they finish: its workers' records are filed under it, or, arriving
+        after it finished, under its nearest running ancestor.
+        """
+        with self._lock:
+            self._watch(task)
+
+    def _watch(self, task: Task) -> None:
+        # Under the lock: ``task`` and its running ancestors collect when they finish.
+        current: Task | None = task
+        while current is not None:
+            state = current._tm
+            if state is None:  # a finished task, its state dropped
+                break
+            if state.collect is not None or state.finished or not state.started:
+                break
+            state.collect = self.task_finished
+            self._expecting += 1
+            current = state.parent
+        if self._expecting and self._job is None:
+            self._job = get_monitor().add(self.collect, name="workers")
+
+    def _note_finished(self, task: Task) -> None:
+        # Under the lock: where the records of a finished task's workers go.
+        if task.parent_id is not None:
+            self._finished[task.task_id] = task.parent_id
+            while len(self._finished) > FINISHED_KEPT:
+                self._finished.popitem(last=False)
 
     def sole_forking_task(self) -> Task | None:
         """The running task that forked workers, if exactly one did (not counting
@@ -157,10 +181,7 @@ class Inbox:
             with self._lock:
                 self._expecting -= 1
                 self._forking.pop(task.task_id, None)
-                if task.parent_id is not None:
-                    self._finished[task.task_id] = task.parent_id
-                    while len(self._finished) > FINISHED_KEPT:
-                        self._finished.popitem(last=False)
+                self._note_finished(task)
                 if self._expecting <= 0 and self._job is not None:
                     get_monitor().remove(self._job)
                     self._job = None
@@ -379,6 +400,22 @@ def expect_workers(task: Task) -> Inbox:
     inbox = ensure_inbox()
     inbox.expect(task)
     return inbox
+
+
+def note_handed_over(task: Task) -> None:
+    """Note that ``task`` is being pickled, to be handed to a worker perhaps (as
+    ``Task(..., parent=task)`` there): if it runs here and this process has workers,
+    their records naming it are filed under it (see :meth:`Inbox.watch`).  Never
+    raises."""
+    inbox = _inbox
+    if inbox is None or inbox.closed or inbox.pid != os.getpid():
+        return  # no worker could deliver a record here
+    try:
+        state = getattr(task, "_tm", None)
+        if state is not None and state.started and not state.finished:
+            inbox.watch(task)
+    except Exception as exc:
+        swallowed("workers.watch", exc)
 
 
 def fork_without_task() -> Task | None:

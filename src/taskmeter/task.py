@@ -1010,6 +1010,8 @@ class Task(BaseModel):
 
     def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
         # Rebuilt by validation, which does not run __init__: no re-parenting.
+        # A running task pickled for a worker may become its tasks' parent there.
+        _workers.note_handed_over(self)
         return (type(self).model_validate, (self.model_dump(),))
 
     def __str__(self) -> str:
