@@ -791,6 +791,42 @@ def test_records_of_a_handed_task_finished_before_they_came_go_to_its_running_an
 
 
 @fork_only
+@pytest.mark.parametrize("how", ["get_context", "init_worker"])
+def test_replacement_workers_of_pools_naming_their_task_are_not_warned_about(
+    how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two tasks running at once in two threads each have a fork Pool with
+    maxtasksperchild whose processes name their task (taskmeter's context, or
+    initializer=init_worker): the replacement workers forked from the pools' own
+    threads report to their task, and no warning says otherwise."""
+    both_forked = threading.Barrier(2)
+    subtasks: dict[str, int] = {}
+
+    def run(label: str) -> None:
+        with Task(label) as task:
+            if how == "get_context":
+                pool = get_context("fork").Pool(2, maxtasksperchild=1)
+            else:
+                fork = multiprocessing.get_context("fork")
+                pool = fork.Pool(
+                    2, maxtasksperchild=1, initializer=init_worker, initargs=(worker_context(),)
+                )
+            with pool:
+                both_forked.wait(30)
+                pool.map(mp_workers.burn_task, [0.0] * 4, chunksize=1)
+                both_forked.wait(30)
+        subtasks[label] = len(task.subtasks)
+
+    threads = [threading.Thread(target=run, args=(label,)) for label in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert subtasks == {"a": 4, "b": 4}
+    assert "where no task runs" not in caplog.text
+
+
+@fork_only
 def test_a_worker_task_naming_its_parent_by_id_reports_to_it() -> None:
     """Task(..., parent=<the parent task's id>) in a worker is the worker task that the
     parent expects (LensKit's parent takes a task or its id): marked subprocess, its

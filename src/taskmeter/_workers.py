@@ -431,7 +431,7 @@ def fork_without_task() -> Task | None:
     if inbox is None or inbox.expecting <= 0 or inbox.pid != os.getpid():
         return None
     task = inbox.sole_forking_task()
-    if task is not None:
+    if task is not None or _started_process_names_its_parent():
         return task
     warn_once(
         "workers.fork.no_task",
@@ -442,6 +442,45 @@ def fork_without_task() -> Task | None:
         "taskmeter.multiprocess.get_context() or initializer=init_worker",
         threading.current_thread().name,
     )
+    return None
+
+
+def _started_process_names_its_parent() -> bool:
+    """Whether the process this thread is forking names its tasks' parent itself: one
+    of a :func:`taskmeter.multiprocess.get_context` context (which says so itself
+    when it cannot tell), or one whose initializer is
+    :func:`taskmeter.multiprocess.init_worker` given a context (a ``Pool``'s or a
+    ``ProcessPoolExecutor``'s worker)."""
+    multiprocess: Any = sys.modules.get("taskmeter.multiprocess")
+    if multiprocess is None:
+        return False  # neither could be in use
+    process = _process_being_started()
+    if process is None:
+        return False
+    if isinstance(process, multiprocess._CarriesTaskContext):
+        return True
+    args = tuple(getattr(process, "_args", ()))
+    for index, arg in enumerate(args[:-1]):
+        if arg is multiprocess.init_worker:
+            initargs = args[index + 1]
+            return (
+                isinstance(initargs, tuple | list)
+                and len(initargs) > 0
+                and isinstance(initargs[0], multiprocess.WorkerContext)
+            )
+    return False
+
+
+def _process_being_started() -> Any:
+    """The ``multiprocessing`` process whose ``start()`` this thread is in, if any."""
+    import multiprocessing.process
+
+    start = multiprocessing.process.BaseProcess.start.__code__
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is start:
+            return frame.f_locals.get("self")
+        frame = frame.f_back  # type: ignore[assignment]
     return None
 
 
