@@ -79,6 +79,12 @@ def swallowed(key: str, exc: BaseException, *, interval: float = 60.0) -> None:
     logger.debug("%s traceback", key, exc_info=exc)
 
 
+def count_more(key: str, extra: int) -> None:
+    """Count ``extra`` more errors under ``key`` (reported together in one warning)."""
+    with _lock:
+        error_counts[key] += extra
+
+
 def reset_for_tests() -> None:
     """Forget which messages were logged and every error count."""
     with _lock:

@@ -18,7 +18,12 @@ task, so delivering twice never duplicates), and deletes the file:
 
 A record whose parent has already finished (its worker outlived it) goes to
 the nearest running ancestor of that parent, with a warning; with none left,
-it is dropped with a warning.  The directory is removed at exit.
+it is dropped with a warning.  The directory is removed at exit (after
+multiprocessing has ended the pools and joined the processes still running:
+tasks still open in a worker's journal then are reported lost).  A worker's
+own inbox lies inside its parent's (``workers-<pid>-*``): the parent removes
+it once that process has ended (a worker left by ``os._exit`` or ``SIGTERM``
+runs no exit hook), or with its own at exit.
 
 **Worker side.**  A worker's top-level tasks adopt the parent task
 (:func:`taskmeter.propagation.inherit`, with ``flush_spans``).  Before a record
@@ -51,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _journal, propagation
 from ._forked_exporters import drop_inherited_connections
-from ._log import swallowed, warn_once
+from ._log import count_more, swallowed, warn_once
 from .monitor import MonitorHandle, get_monitor
 
 if TYPE_CHECKING:
@@ -71,6 +76,13 @@ FINISHED_KEPT = 4096
 EXIT_PRIORITY = -10
 """multiprocessing finaliser priority: negative, so it runs after the worker's own
 children were joined."""
+
+
+NESTED_PREFIX = "workers-"
+"""How the inbox of a worker, inside its parent's inbox, is named: ``workers-<pid>-*``."""
+
+LOST_NAMED = 10
+"""How many lost tasks the warning at exit names by label."""
 
 
 class LateRecordError(Exception):
@@ -108,6 +120,8 @@ class Inbox:
         self.lost = 0
         """Tasks whose worker process ended before it delivered their record."""
         self.closed = False
+        self.deferred_to_multiprocessing = False
+        """Whether multiprocessing's exit hook closes the inbox (after its pools end)."""
 
     @property
     def expecting(self) -> int:
@@ -188,8 +202,12 @@ class Inbox:
         except Exception as exc:
             swallowed("workers.finish", exc)
 
-    def collect(self) -> int:
+    def collect(self, *, exiting: bool = False) -> int:
         """File every record delivered so far under its parent task; returns how many.
+
+        With ``exiting`` (the inbox is closing), the tasks that workers started
+        and never delivered are reported lost, in one warning, whether or not
+        their process still runs: no record of them can come any more.
 
         Records mean workers flushed their spans, to a shared export spool if
         one is configured: this process's durable exporters are told to
@@ -197,7 +215,7 @@ class Inbox:
         """
         try:
             with self._lock:
-                seen, filed = self._collect()
+                seen, filed = self._collect(exiting=exiting)
         except Exception as exc:
             swallowed("workers.collect", exc)
             return 0
@@ -205,7 +223,7 @@ class Inbox:
             _notice_spool()
         return filed
 
-    def _collect(self) -> tuple[int, int]:
+    def _collect(self, *, exiting: bool = False) -> tuple[int, int]:
         from .task import _running_task
         from .taskfile import TaskFileError, load_task
 
@@ -218,6 +236,9 @@ class Inbox:
         for name in names:
             if name.endswith(_journal.SUFFIX):
                 journals.append(name)
+                continue
+            if name.startswith(NESTED_PREFIX):
+                self._remove_if_ended(name)
                 continue
             if name.startswith(".") or not name.endswith(".json"):
                 continue  # a record still being written
@@ -248,17 +269,25 @@ class Inbox:
             _unlink(path)
         self.collected += filed
         if journals:
-            self._check_journals(journals)
+            self._check_journals(journals, exiting=exiting)
         return len(records), filed
 
-    def _check_journals(self, names: list[str]) -> None:
-        """Count and report the tasks of ended workers that never delivered a record."""
+    def _remove_if_ended(self, name: str) -> None:
+        """Remove the inbox of a worker (``workers-<pid>-*``) whose process has ended."""
+        pid = name[len(NESTED_PREFIX) :].partition("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(self.path / name, ignore_errors=True)
+
+    def _check_journals(self, names: list[str], *, exiting: bool = False) -> None:
+        """Count and report the tasks of ended workers that never delivered a record
+        (``exiting``: of every worker, as this process exits and no record can come)."""
+        lost_at_exit: list[tuple[int, dict[str, str]]] = []
         for name in names:
             try:
                 pid = int(name[: -len(_journal.SUFFIX)])
             except ValueError:
                 continue
-            if _alive(pid):
+            if not exiting and _alive(pid):
                 continue  # its open tasks may still finish
             path = self.path / name
             try:
@@ -273,6 +302,9 @@ class Inbox:
                 if (self.path / f"{entry.get('start')}.json").exists():
                     continue  # delivered as the worker was killed: filed next time
                 self.lost += 1
+                if exiting:
+                    lost_at_exit.append((pid, entry))
+                    continue
                 swallowed(
                     "workers.lost",
                     LostWorkerTaskError(
@@ -282,6 +314,8 @@ class Inbox:
                         f"missing from that task's total_cpu()"
                     ),
                 )
+        if lost_at_exit:
+            _report_lost_at_exit(lost_at_exit)
 
     def _parent_of(self, record: Task, running: Callable[[UUID], Task | None]) -> Task | None:
         parent_id = record.parent_id
@@ -318,12 +352,31 @@ class Inbox:
         if self.closed or self.pid != os.getpid():
             return
         self.closed = True
-        self.collect()
+        self.collect(exiting=True)
         with self._lock:
             if self._job is not None:
                 get_monitor().remove(self._job)
                 self._job = None
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _report_lost_at_exit(lost: list[tuple[int, dict[str, str]]]) -> None:
+    """One warning for the worker tasks still open as this process closes its inbox,
+    each counted under ``workers.lost``."""
+    labels = ", ".join(repr(entry.get("label")) for _, entry in lost[:LOST_NAMED])
+    more = f" and {len(lost) - LOST_NAMED} more" if len(lost) > LOST_NAMED else ""
+    pids = ", ".join(str(pid) for pid in sorted({pid for pid, _ in lost}))
+    count_more("workers.lost", len(lost) - 1)  # swallowed() counts one
+    swallowed(
+        "workers.lost",
+        LostWorkerTaskError(
+            f"{len(lost)} worker task(s) never finished: {labels}{more}, of worker "
+            f"process(es) {pids}, still running (or killed) as process {os.getpid()} exited "
+            f"(a pool or process not joined before the end of the program); their CPU time "
+            f"is missing from their parent tasks' total_cpu()"
+        ),
+        interval=0.0,
+    )
 
 
 def sole_running_leaf(tasks: Collection[Task]) -> Task | None:
@@ -376,17 +429,52 @@ def ensure_inbox() -> Inbox:
         return inbox
     with _inbox_lock:
         if _inbox is None:
-            path = Path(tempfile.mkdtemp(prefix=f"taskmeter-workers-{os.getpid()}-"))
-            _inbox = Inbox(path)
-            atexit.register(close_inbox)
+            _inbox = inbox = Inbox(_make_inbox_directory())
+            atexit.register(_close_at_exit)
             mp_util: Any = sys.modules.get("multiprocessing.util")
-            if mp_util is not None:  # a multiprocessing worker exits without atexit
+            if mp_util is not None:
+                # A multiprocessing worker exits without atexit; in any process, the
+                # hook runs after multiprocessing has ended pools and joined processes
+                # (their records delivered, or their open tasks reported lost).
                 mp_util.Finalize(None, close_inbox, exitpriority=EXIT_PRIORITY)
+                inbox.deferred_to_multiprocessing = True
         return _inbox
 
 
+def _make_inbox_directory() -> Path:
+    """A new private directory for this process's inbox: inside the parent's inbox when
+    this process is a worker (the parent removes it once this process has ended), else
+    in the temporary directory."""
+    inherited = propagation.inherited
+    parent_inbox = inherited.subtask_dir if inherited is not None else None
+    if parent_inbox is not None:
+        try:
+            return Path(tempfile.mkdtemp(prefix=f"{NESTED_PREFIX}{os.getpid()}-", dir=parent_inbox))
+        except OSError:
+            pass  # the parent's is gone, or not this user's
+    return Path(tempfile.mkdtemp(prefix=f"taskmeter-workers-{os.getpid()}-"))
+
+
+def _close_at_exit() -> None:
+    """The atexit hook: close the inbox, unless multiprocessing's exit hook will (it runs
+    after this one, and ends the pools first)."""
+    inbox = _inbox
+    if inbox is None:
+        return
+    mp_util: Any = sys.modules.get("multiprocessing.util")
+    if (
+        inbox.deferred_to_multiprocessing
+        and inbox.pid == os.getpid()
+        and mp_util is not None
+        and not getattr(mp_util, "_exiting", True)
+    ):
+        return
+    close_inbox()
+
+
 def close_inbox() -> None:
-    """Close this process's inbox (at exit)."""
+    """Close this process's inbox now (at exit): what workers left undelivered is
+    reported lost, and the directory removed."""
     inbox = _inbox
     if inbox is not None:
         try:
