@@ -9,6 +9,8 @@ import os
 import sys
 from typing import TextIO
 
+from .._text import valid_text
+
 EXIT_OK = 0
 EXIT_NO_MATCH = 1
 """``show``: no task matched the filters (like ``grep``)."""
@@ -48,24 +50,6 @@ def say(message: str) -> None:
     text = "\n".join(terminal_text(line) for line in valid_text(message).split("\n"))
     with contextlib.suppress(OSError, ValueError):
         print(text, file=sys.stderr, flush=True)
-
-
-def valid_text(text: str) -> str:
-    """``text`` as valid Unicode: undecodable bytes of an argument or name as ``\\xNN``.
-
-    Python gives the bytes of a command line that are not UTF-8 as lone
-    surrogates, which no JSON file, span exporter or UTF-8 terminal accepts.
-    """
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        pass
-    try:
-        raw = text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # surrogates that did not come from bytes
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return raw.decode("utf-8", "backslashreplace")
 
 
 class Output(enum.Enum):

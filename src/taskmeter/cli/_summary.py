@@ -6,7 +6,6 @@ import shlex
 from collections.abc import Sequence
 
 from ..formats import friendly_bytes, friendly_energy
-from ._common import valid_text as valid_text  # where run.py takes it from
 from ._runfigures import RunFigures
 
 _ENERGY_NAMES = {"cpu": "energy, CPUs", "gpu": "energy, GPUs", "system": "energy, system"}

@@ -8,6 +8,7 @@ import os
 import time
 from pathlib import Path
 
+from .._text import valid_text
 from ._common import (
     EXIT_BAD_FILE,
     EXIT_OK,
@@ -18,7 +19,6 @@ from ._common import (
     put_stdout,
     same_file,
     say,
-    valid_text,
 )
 from ._select import (
     Interruptions,
