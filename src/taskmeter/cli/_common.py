@@ -52,6 +52,14 @@ def say(message: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
 
+def write_problem(exc: OSError) -> str:
+    """Why an output file could not be written, for a message: the system's reason,
+    and for ``ENXIO`` (a FIFO opened without waiting) what that means here."""
+    if exc.errno == errno.ENXIO:  # "No such device or address", of a FIFO
+        return "it is a FIFO that no process reads"
+    return exc.strerror or str(exc)
+
+
 class Output(enum.Enum):
     """What became of text written on standard output (see :func:`put_stdout`)."""
 

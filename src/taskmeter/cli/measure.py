@@ -15,7 +15,6 @@ from standard input: JSON, or YAML when it is not JSON (as a file without a
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import os
 import stat
@@ -277,14 +276,11 @@ def _write_output(path: Path, text: str) -> bool:
     :func:`taskmeter.taskfile.write_atomic`.
     """
     from ..taskfile import write_atomic
-    from ._common import error
+    from ._common import error, write_problem
 
     try:
         write_atomic(path, text, durable=False)
     except OSError as exc:
-        reason = exc.strerror or str(exc)
-        if exc.errno == errno.ENXIO:  # "No such device or address", of a FIFO
-            reason = "it is a FIFO that no process reads"
-        error(f"cannot write {path}: {reason}")
+        error(f"cannot write {path}: {write_problem(exc)}")
         return False
     return True

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from ._common import (
     put_stdout,
     same_file,
     say,
+    write_problem,
 )
 from ._select import (
     Interruptions,
@@ -115,10 +115,7 @@ def handle(args: argparse.Namespace) -> int:
         try:
             write_atomic(output, page, durable=False)
         except OSError as exc:
-            reason = exc.strerror or str(exc)
-            if exc.errno == errno.ENXIO:  # "No such device or address", of a FIFO
-                reason = "it is a FIFO that no process reads"
-            error(f"cannot write the report {output}: {reason}")
+            error(f"cannot write the report {output}: {write_problem(exc)}")
             return EXIT_OUTPUT_FAILED
         where = str(output)
     interrupted.report(task for _, task in root.walk())
