@@ -285,8 +285,8 @@ class _Run:
             propagation.published_process_peak(self.subtask_dir) if self.subtask_dir else None
         )
         subtasks = self._collect_subtasks()
-        read_by_processes = _larger(self.sampler.peak_process_rss_bytes, _tasks_peak(subtasks))
-        read_by_processes = _larger(read_by_processes, published)
+        read = (self.sampler.peak_process_rss_bytes, _tasks_peak(subtasks), published)
+        read_by_processes = max((peak for peak in read if peak is not None), default=None)
         figures.peak_process_rss_bytes, figures.peak_process_rss_bound_bytes = _process_peak(
             outcome.max_rss_bytes, floor, read_by_processes
         )
@@ -554,19 +554,8 @@ def _tasks_peak(subtasks: Sequence[Task]) -> int | None:
     ``ru_maxrss`` that ``wait4`` later gives for the process too, so without
     these the peak of a task that ended before another began would be lost.
     """
-    peak: int | None = None
-    for subtask in subtasks:
-        for _, task in subtask.walk():
-            peak = _larger(peak, task.peak_memory)
-    return peak
-
-
-def _larger(first: int | None, second: int | None) -> int | None:
-    if first is None:
-        return second
-    if second is None:
-        return first
-    return max(first, second)
+    peaks = (task.peak_memory for subtask in subtasks for _, task in subtask.walk())
+    return max((peak for peak in peaks if peak is not None), default=None)
 
 
 def _own_high_water() -> int | None:
