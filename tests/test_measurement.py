@@ -27,10 +27,15 @@ linux_resettable = pytest.mark.skipif(
 
 
 def test_duration_matches_sleep() -> None:
+    """The duration is the sleep's, within the time measured around the task (a loaded
+    machine may wake the sleep late: the clock around it sees that too)."""
+    outer_start = time.perf_counter()
     with Task("sleep") as task:
         time.sleep(0.3)
+    outer = time.perf_counter() - outer_start
     assert task.duration is not None
-    assert 0.3 <= task.duration < 0.35
+    assert 0.3 <= task.duration <= outer
+    assert outer - task.duration < 0.05
     assert task.cpu_time is not None and task.cpu_time < 0.05
 
 
