@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from taskmeter import Task, _log
-from taskmeter.monitor import Monitor, get_monitor
+from taskmeter.monitor import Monitor, get_monitor, next_due
 from taskmeter.settings import monitor_interval
 
 
@@ -85,17 +85,69 @@ def test_save_to_file_without_monitor_stops_the_refreshes_of_a_running_task(
 
 
 def test_jobs_run_at_their_interval_and_stop_when_removed() -> None:
+    """Call k comes no earlier than its tick (added + k x interval), and each call is
+    on a later tick than the one before; the gap between two calls may be short (a
+    late call followed by an on-time one), so it is not what is checked."""
     monitor = Monitor()
     calls: list[float] = []
-    handle = monitor.add(lambda: calls.append(time.monotonic()), 0.02, name="tick")
+    interval = 0.02
+    added = time.monotonic()
+    handle = monitor.add(lambda: calls.append(time.monotonic()), interval, name="tick")
     assert wait_until(lambda: len(calls) >= 5)
     monitor.remove(handle)
     count = len(calls)
     time.sleep(0.1)
     assert len(calls) <= count + 1
-    gaps = [b - a for a, b in itertools.pairwise(calls)]
-    assert min(gaps) >= 0.015
+    ticks = [(when - added) / interval for when in calls]
+    for k, tick in enumerate(ticks, start=1):
+        assert tick >= k, (k, ticks)
+    assert all(int(b) > int(a) for a, b in itertools.pairwise(ticks)), ticks
     monitor.stop()
+
+
+def test_a_slow_run_is_not_followed_by_a_catch_up_run() -> None:
+    """A run that ends past the next ticks is followed by the first tick after it ends,
+    not by a run at once."""
+    monitor = Monitor()
+    interval = 0.1
+    starts: list[float] = []
+    first_tick = 0.0
+
+    def slow_first() -> None:
+        starts.append(time.monotonic())
+        if len(starts) == 1:  # ends half-way between ticks 3 and 4
+            time.sleep(max(0.0, first_tick + 2.5 * interval - time.monotonic()))
+
+    handle = monitor.add(slow_first, interval, name="slow")
+    first_tick = handle._job.due
+    assert wait_until(lambda: len(starts) >= 2)
+    monitor.remove(handle)
+    monitor.stop()
+    assert starts[1] >= first_tick + 3 * interval, (starts[1] - first_tick) / interval
+
+
+@pytest.mark.parametrize(
+    ("due", "interval", "now", "expected"),
+    [
+        (10.0, 1.0, 10.2, 11.0),  # on time: the next tick
+        (10.0, 1.0, 10.99, 11.0),  # late, within the interval: the next tick still
+        (10.0, 1.0, 11.0, 12.0),  # ended on the next tick: the one after
+        (10.0, 1.0, 13.5, 14.0),  # three ticks missed: skipped
+        (10.0, 0.25, 10.25, 10.5),
+    ],
+)
+def test_next_due_keeps_the_cadence_and_skips_missed_ticks(
+    due: float, interval: float, now: float, expected: float
+) -> None:
+    assert next_due(due, interval, now) == pytest.approx(expected)
+    assert next_due(due, interval, now) > now
+
+
+def test_next_due_is_after_now_despite_rounding() -> None:
+    due, interval = 0.1, 0.1
+    for step in range(1, 2000):
+        now = due + step * interval
+        assert next_due(due, interval, now) > now
 
 
 def test_idle_monitor_does_not_wake_up() -> None:

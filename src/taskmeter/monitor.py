@@ -2,7 +2,9 @@
 
 The thread starts on first use and sleeps on a condition variable: with
 nothing registered it waits without a timeout, so an idle monitor costs no
-wake-ups at all.  Each registered job runs at its own interval; a job that
+wake-ups at all.  Each registered job runs at its own interval, on a fixed
+cadence from the time it was added; a tick missed because a run was late or
+slow is skipped, never made up by a run at once.  A job that
 raises is counted and logged (rate-limited) and keeps its schedule.
 
 The thread is not alive when the process forks: ``os.fork()`` in a process
@@ -45,6 +47,22 @@ is starved; beyond it, the process forks with the thread alive)."""
 
 _EXIT_WAIT_S = 0.05
 """How long a fork waits, after the thread said it ended, for the system thread to go."""
+
+
+def next_due(due: float, interval: float, now: float) -> float:
+    """When a job that was due at ``due`` runs next, ``now`` being the end of its run.
+
+    The job keeps its cadence (``due + k * interval``) and skips the ticks it
+    missed: a run that was late, or that took longer than the interval, is not
+    followed by a catch-up run at once, but by the first tick after ``now``.
+    """
+    following = due + interval
+    if following > now:
+        return following
+    missed = int((now - following) // interval) + 1
+    following += missed * interval
+    # Rounding may leave the sum a hair short of ``now``; one more tick then.
+    return following if following > now else following + interval
 
 
 @dataclass(order=True)
@@ -197,8 +215,7 @@ class Monitor:
             with self._cond:
                 self._running_job = None
                 if not job.cancelled:
-                    # Keep the cadence, but never try to catch up on missed ticks.
-                    job.due = max(job.due + job.interval, time.monotonic())
+                    job.due = next_due(job.due, job.interval, time.monotonic())
                     job.seq = next(self._seq)
                     heapq.heappush(self._jobs, job)
 
