@@ -59,6 +59,37 @@ def test_processes_left_running_are_reported_not_counted(tmp_path: Path) -> None
     assert "still running" in result.stderr and "--wait-all" in result.stderr
 
 
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_multiprocessing_helpers_that_end_after_the_command_are_not_left_running(
+    tmp_path: Path, method: str
+) -> None:
+    """The resource tracker (and forkserver) a Python program starts end right after it,
+    when its exit closes their pipe: they are waited for and counted, not reported."""
+    result, doc = run_command(tmp_path, program("start_methods.py", method))
+    assert result.returncode == 0, result.stderr
+    assert doc is not None
+    assert doc["status"] == "finished"
+    assert "left_running" not in doc
+    assert "still running" not in result.stderr
+
+
+def test_a_process_left_running_is_reported_without_waiting_for_it(tmp_path: Path) -> None:
+    """A 30 s sleeper the command leaves is named in the note at once: the run ends well
+    within 2 s of the command's end (the grace is a fraction of a second)."""
+    # The sleeper's output goes elsewhere: holding the captured pipes, it would hold
+    # up the capture for its 30 s.
+    script = "sleep 30 >/dev/null 2>&1 & echo $! $(date +%s.%N)"
+    result = taskmeter("run", "--", "sh", "-c", script, timeout=60)
+    ended = time.time()
+    sleeper, command_end = result.stdout.split()
+    try:
+        assert result.returncode == 0, result.stderr
+        assert f"still running (pid {sleeper})" in result.stderr
+        assert ended - float(command_end) < 2.0
+    finally:
+        os.kill(int(sleeper), signal.SIGKILL)
+
+
 def test_wait_all_waits_for_and_counts_orphans(tmp_path: Path) -> None:
     """With --wait-all the burners the child left behind are waited for and counted."""
     result, doc = run_command(tmp_path, program("burners.py", "leave", 2, 0.5), "--wait-all")

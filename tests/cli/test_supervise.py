@@ -361,3 +361,79 @@ def test_command_that_ended_before_a_tick_reaped_it_is_not_stopped_later(
     supervisor, outcome = supervise([sys.executable, "-c", "raise SystemExit(1)"], True)
     supervisor._on_signal(signal.SIGTERM, None)
     assert outcome.stop_signal is None
+
+
+def _supervise_then_wait_for_stragglers(
+    script: str,
+    use_sigtimedwait: bool,
+    grace_s: float,
+    during_grace: Callable[[], None] = lambda: None,
+) -> tuple[Outcome, float]:
+    """Run ``sh -c SCRIPT``, then give what it leaves ``grace_s`` seconds to end (calling
+    ``during_grace`` as that begins); returns the outcome and the seconds it took."""
+    supervisor = Supervisor(
+        ["sh", "-c", script], clean_environment(), use_sigtimedwait=use_sigtimedwait
+    )
+    supervisor.start()
+    try:
+        outcome = supervisor.wait(lambda: 0.01, 0.01)
+        began = time.monotonic()
+        during_grace()
+        supervisor.wait_for_stragglers(grace_s)
+        took = time.monotonic() - began
+    finally:
+        supervisor.close()
+    return outcome, took
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs the child subreaper")
+@pytest.mark.parametrize("use_sigtimedwait", MODES)
+def test_a_process_that_ends_within_the_grace_is_reaped_and_counted(
+    use_sigtimedwait: bool, restored_signals: None
+) -> None:
+    """An orphan that ends 0.1 s after the command is reaped (counted) without waiting
+    out a long grace."""
+    outcome, took = _supervise_then_wait_for_stragglers("sleep 0.1 & exit 0", use_sigtimedwait, 10)
+    assert outcome.reaped == 2  # the shell and its sleep
+    assert took < 5
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs the child subreaper")
+@pytest.mark.parametrize("use_sigtimedwait", MODES)
+def test_a_process_left_running_costs_the_grace_and_no_more(
+    tmp_path: Path, use_sigtimedwait: bool, restored_signals: None
+) -> None:
+    """A 30 s sleeper the command leaves is waited for ``grace_s`` seconds, then left."""
+    pid_file = tmp_path / "sleeper"
+    outcome, took = _supervise_then_wait_for_stragglers(
+        f"sleep 30 & echo $! > {pid_file}", use_sigtimedwait, 0.2
+    )
+    sleeper = int(pid_file.read_text())
+    try:
+        assert outcome.reaped == 1  # the shell alone
+        assert 0.19 <= took < 1.5
+    finally:
+        os.kill(sleeper, signal.SIGKILL)
+        os.waitpid(sleeper, 0)  # re-parented to this process (then the subreaper)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs the child subreaper")
+@pytest.mark.parametrize("use_sigtimedwait", MODES)
+def test_a_stop_signal_ends_the_grace_at_once(
+    tmp_path: Path, use_sigtimedwait: bool, restored_signals: None
+) -> None:
+    """A SIGTERM to taskmeter while it gives a left process its grace ends the wait."""
+    pid_file = tmp_path / "sleeper"
+    main = threading.main_thread().ident or 0
+    timer = threading.Timer(0.1, signal.pthread_kill, (main, signal.SIGTERM))
+    outcome, took = _supervise_then_wait_for_stragglers(
+        f"sleep 30 & echo $! > {pid_file}", use_sigtimedwait, 20, timer.start
+    )
+    timer.join()
+    sleeper = int(pid_file.read_text())
+    try:
+        assert outcome.exit_code == 0
+        assert took < 10
+    finally:
+        os.kill(sleeper, signal.SIGKILL)
+        os.waitpid(sleeper, 0)

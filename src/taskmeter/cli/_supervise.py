@@ -5,7 +5,9 @@ include those of the descendants *it* waited for.  A descendant whose parent
 exits without waiting for it is re-parented; taskmeter makes itself the
 *child subreaper* (``prctl(PR_SET_CHILD_SUBREAPER)``, Linux), so such orphans
 become its children and are reaped, and counted, here.  Descendants still
-running when the command exits are counted only with ``wait_all``.
+running when the command exits are waited for briefly
+(:meth:`Supervisor.wait_for_stragglers`: helpers that end as soon as the
+command's exit closes their pipe), and for as long as they run with ``wait_all``.
 
 Signals sent to taskmeter (``SIGINT``, ``SIGTERM``, ``SIGHUP``, ...) are
 forwarded to the command, but for those ignored when taskmeter started (a
@@ -58,6 +60,9 @@ _TERMINAL_SIGNALS = frozenset(
 )
 
 _PR_SET_CHILD_SUBREAPER = 36
+
+_STRAGGLER_POLL_S = 0.01
+"""How often :meth:`Supervisor.wait_for_stragglers` looks for ended processes."""
 
 _SHELL = "/bin/sh"
 """What runs an executable text file that has no ``#!`` line, as ``execvp`` runs it."""
@@ -263,16 +268,8 @@ class Supervisor:
     def wait(self, tick: Callable[[], float], first_delay_s: float) -> Outcome:
         """Wait for the command, calling ``tick`` (which returns the next delay) meanwhile."""
         due = time.monotonic() + first_delay_s
-        queue = self._queue
         while not self._finished():
-            timeout = max(due - time.monotonic(), 0.0)
-            code: int | None = None
-            if queue is None:
-                info = signal.sigtimedwait(self._waited, timeout)
-                signo = None if info is None else info.si_signo
-                code = None if info is None else info.si_code
-            else:
-                signo = queue.next(timeout)
+            signo, code = self._next_signal(max(due - time.monotonic(), 0.0))
             if signo is None:
                 # Reaped on every tick too: a SIGCHLD can be lost (taken by
                 # another thread of the process that does not block it).
@@ -285,6 +282,42 @@ class Supervisor:
             else:
                 self._on_signal(signo, code)
         return self.outcome
+
+    def wait_for_stragglers(self, grace_s: float) -> None:
+        """Once the command has ended, wait up to ``grace_s`` seconds for the processes
+        it left to end, reaping (and counting) those that do; returns as soon as none
+        is left.
+
+        Helpers that end on their own right after the command, once its exit closed
+        the pipe they read (Python's multiprocessing resource tracker and forkserver),
+        are counted, not reported as left running.  A daemon the command leaves costs
+        the run no more than ``grace_s``; a stop signal (SIGINT, SIGTERM, SIGHUP)
+        ends the wait at once.  With ``wait_all`` there is nothing to do: ``wait``
+        waited for them all.
+        """
+        if not self._child_done or self.wait_all:
+            return
+        deadline = time.monotonic() + grace_s
+        self._reap()
+        while not self._no_children_left:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            # Polled as well: a SIGCHLD can be lost (see ``wait``).
+            signo, code = self._next_signal(min(remaining, _STRAGGLER_POLL_S))
+            if signo in CANCELLING_SIGNALS:
+                return
+            if signo is not None and signo != signal.SIGCHLD:
+                self._on_signal(signo, code)
+            self._reap()
+
+    def _next_signal(self, timeout: float) -> tuple[int | None, int | None]:
+        """The next signal taken, waiting up to ``timeout`` seconds, and its sender's
+        ``si_code`` where known; ``(None, None)`` if none came."""
+        if self._queue is not None:
+            return self._queue.next(timeout), None
+        info = signal.sigtimedwait(self._waited, timeout)
+        return (None, None) if info is None else (info.si_signo, info.si_code)
 
     def _finished(self) -> bool:
         if not self._child_done:

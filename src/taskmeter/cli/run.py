@@ -84,6 +84,10 @@ STATUS_AFTER_S = 1.0
 STATUS_EVERY_S = 0.5
 SAMPLING_SHARE = 0.05
 """Sampling may use at most this share of one CPU: slow ``/proc`` scans are spaced out."""
+STRAGGLER_GRACE_S = 0.25
+"""How long processes the command leaves get to end on their own before they are
+reported as left running (a multiprocessing resource tracker or forkserver ends
+within milliseconds, when the command's exit closes its pipe)."""
 SUMMARY_TREE_ROWS = 20
 """The most tasks of the tree the summary shows (two levels below the root)."""
 
@@ -267,6 +271,8 @@ class _Run:
                 self.preload.start()
             outcome = supervisor.wait(self._tick, FIRST_SAMPLE_S)
             self.figures.duration_s = time.perf_counter() - self.perf_start
+            # Counted in CPU time, not in the duration: the command's wall time.
+            supervisor.wait_for_stragglers(STRAGGLER_GRACE_S)
         finally:
             supervisor.close()
             if self.status is not None:
