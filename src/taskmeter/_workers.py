@@ -23,7 +23,9 @@ multiprocessing has ended the pools and joined the processes still running:
 tasks still open in a worker's journal then are reported lost).  A worker's
 own inbox lies inside its parent's (``workers-<pid>-*``): the parent removes
 it once that process has ended (a worker left by ``os._exit`` or ``SIGTERM``
-runs no exit hook), or with its own at exit.
+runs no exit hook), or with its own at exit.  A top-level inbox left by a
+process killed or ended by ``os._exit`` is removed by the next process that
+makes one (:mod:`taskmeter._stale_inboxes`).
 
 **Worker side.**  A worker's top-level tasks adopt the parent task
 (:func:`taskmeter.propagation.inherit`, with ``flush_spans``).  Before a record
@@ -54,7 +56,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import _journal, propagation
+from . import _journal, _stale_inboxes, propagation
 from ._forked_exporters import drop_inherited_connections
 from ._log import count_more, swallowed, warn_once
 from .monitor import MonitorHandle, get_monitor
@@ -444,7 +446,9 @@ def ensure_inbox() -> Inbox:
 def _make_inbox_directory() -> Path:
     """A new private directory for this process's inbox: inside the parent's inbox when
     this process is a worker (the parent removes it once this process has ended), else
-    in the temporary directory."""
+    in the temporary directory, named after this process, where the inboxes of
+    processes that ended without exit hooks are removed first (see
+    :mod:`taskmeter._stale_inboxes`)."""
     inherited = propagation.inherited
     parent_inbox = inherited.subtask_dir if inherited is not None else None
     if parent_inbox is not None:
@@ -452,7 +456,7 @@ def _make_inbox_directory() -> Path:
             return Path(tempfile.mkdtemp(prefix=f"{NESTED_PREFIX}{os.getpid()}-", dir=parent_inbox))
         except OSError:
             pass  # the parent's is gone, or not this user's
-    return Path(tempfile.mkdtemp(prefix=f"taskmeter-workers-{os.getpid()}-"))
+    return _stale_inboxes.make_inbox_directory()
 
 
 def _close_at_exit() -> None:
