@@ -7,7 +7,7 @@ The selection is a comma-separated list:
     ``cpu``, NVML for ``gpu`` and GPU memory (PyTorch's peak where it is in
     use), and the Prometheus queries of ``TASKMETER_ENERGY_CONFIG`` for the
     domains no counter here covers.
-``none``
+``none`` (or ``off``)
     no energy or GPU source at all.
 ``rapl``, ``dram``, ``psys``, ``nvml``, ``prometheus``
     these sources, *asked for by name*: one that cannot work is an error
