@@ -26,14 +26,17 @@ import threading
 import time
 from collections.abc import Callable
 
-from .._log import debug_once, swallowed
+from .._log import count_more, debug_once, swallowed, warn_once
 from ..figures import Figures
 from .errors import ProbeUnavailableError
-from .nvml import Nvml, default_nvml
+from .nvml import GpuDevice, Nvml, default_nvml
 from .sampling import SampledProbe
 
 DEFAULT_POWER_INTERVAL_S = 0.1
 """Seconds between power samples of GPUs without an energy counter."""
+GPUS_CHANGED = "probe.nvml-energy.gpus-changed"
+"""Error count of tasks with no GPU energy because this process's GPUs changed while they
+were open."""
 
 
 class PowerIntegral:
@@ -72,13 +75,68 @@ class PowerIntegral:
         self.gaps += 1
 
 
-class _GpuEnergyState:
-    __slots__ = ("counters_mj", "gaps", "sampled_j", "token")
+class _GpuSet:
+    """The GPUs the probe detected, and how each one's energy is read.
+
+    Positions index :meth:`Nvml.gpus` as it was listed then; :meth:`lists` says
+    whether a listing is still of the same GPUs (by UUID), so that a position
+    never indexes another list (a forked child that set ``CUDA_VISIBLE_DEVICES``
+    lists its GPUs anew).
+    """
+
+    __slots__ = ("counter_gpus", "integrals", "listed", "reason", "sampled_gpus", "source", "uuids")
 
     def __init__(
-        self, token: int, counters_mj: list[int], sampled_j: list[float | None], gaps: int
+        self,
+        listed: tuple[GpuDevice, ...],
+        *,
+        reason: str | None = None,
+        counter_gpus: tuple[int, ...] = (),
+        sampled_gpus: tuple[int, ...] = (),
     ) -> None:
+        self.listed = listed
+        self.uuids = _uuids(listed)
+        self.reason = reason
+        self.counter_gpus = counter_gpus
+        self.sampled_gpus = sampled_gpus
+        self.integrals = [PowerIntegral() for _ in sampled_gpus]
+        self.source: str | None = None
+        if reason is None:
+            if counter_gpus and sampled_gpus:
+                self.source = "nvml-counter+sampled"
+            elif counter_gpus:
+                self.source = "nvml-counter"
+            else:
+                self.source = "nvml-sampled"
+
+    def lists(self, gpus: tuple[GpuDevice, ...]) -> bool:
+        """Whether ``gpus`` (a listing from :meth:`Nvml.gpus`) are these GPUs, in this order."""
+        if gpus is self.listed:
+            return True
+        if _uuids(gpus) != self.uuids:
+            return False
+        self.listed = gpus  # the same GPUs listed again (after a fork): compare fast next time
+        return True
+
+
+def _uuids(gpus: tuple[GpuDevice, ...]) -> tuple[str, ...]:
+    return tuple(gpu.gpu_uuid for gpu in gpus)
+
+
+class _GpuEnergyState:
+    __slots__ = ("counters_mj", "gaps", "gpus", "sampled_j", "token")
+
+    def __init__(
+        self,
+        gpus: _GpuSet,
+        token: int | None,
+        counters_mj: list[int],
+        sampled_j: list[float | None],
+        gaps: int,
+    ) -> None:
+        self.gpus = gpus
         self.token = token
+        """The sampler's token, ``None`` when the task needs no sampling."""
         self.counters_mj = counters_mj
         self.sampled_j = sampled_j
         self.gaps = gaps
@@ -86,6 +144,13 @@ class _GpuEnergyState:
 
 class NvmlEnergyProbe(SampledProbe):
     """Energy of the GPUs this process may use, during each task (``taskmeter.energy.gpu``).
+
+    The GPUs are detected when the probe is made, and again when a task begins
+    and this process's GPUs are no longer those (by UUID): a forked worker
+    that sets ``CUDA_VISIBLE_DEVICES`` to its own GPU before its first task
+    measures that GPU.  A task begun on other GPUs than it is read on (it was
+    open across such a fork) has no GPU energy, never a sum over a different
+    set of GPUs.
 
     Args:
         nvml: The NVML library (default: the process's, over ``pynvml``).
@@ -118,35 +183,52 @@ class NvmlEnergyProbe(SampledProbe):
             raise ValueError(f"method must be 'auto', 'counter' or 'sampled', got {method!r}")
         self.method = method
         self.nvml = nvml if nvml is not None else default_nvml()
+        self.power_interval_s = power_interval_s
         self._clock = clock
         self._lock = threading.Lock()
-        self.counter_gpus: tuple[int, ...] = ()
-        """Positions in ``nvml.gpus()`` of the GPUs read through their energy counter."""
-        self.sampled_gpus: tuple[int, ...] = ()
-        """Positions in ``nvml.gpus()`` of the GPUs whose power is sampled."""
-        self._integrals: list[PowerIntegral] = []
-        self.source: str | None = None
-        self.reason = self._detect()
-        """Why no GPU energy can be measured here (``None`` when it can)."""
-        if self.reason is not None:
+        self._gpus = self._detect()
+        if self._gpus.reason is not None:
             if required:
-                raise ProbeUnavailableError(f"GPU energy asked for but unavailable: {self.reason}")
-            debug_once("nvml.energy", "no GPU energy: %s", self.reason)
-        if self.sampled_gpus:
-            self.sample_interval = power_interval_s
+                raise ProbeUnavailableError(
+                    f"GPU energy asked for but unavailable: {self._gpus.reason}"
+                )
+            debug_once("nvml.energy", "no GPU energy: %s", self._gpus.reason)
+        self._use_sampler_for(self._gpus)
 
     @property
     def available(self) -> bool:
         """Whether the GPU energy figure can be taken."""
-        return self.reason is None
+        return self._gpus.reason is None
 
-    def _detect(self) -> str | None:
+    @property
+    def reason(self) -> str | None:
+        """Why no GPU energy can be measured here (``None`` when it can)."""
+        return self._gpus.reason
+
+    @property
+    def source(self) -> str | None:
+        """``nvml-counter``, ``nvml-sampled`` or ``nvml-counter+sampled`` (``None`` when
+        unavailable)."""
+        return self._gpus.source
+
+    @property
+    def counter_gpus(self) -> tuple[int, ...]:
+        """Positions in ``nvml.gpus()`` of the GPUs read through their energy counter."""
+        return self._gpus.counter_gpus
+
+    @property
+    def sampled_gpus(self) -> tuple[int, ...]:
+        """Positions in ``nvml.gpus()`` of the GPUs whose power is sampled."""
+        return self._gpus.sampled_gpus
+
+    def _detect(self) -> _GpuSet:
         nvml = self.nvml
         if not nvml.start():
-            return nvml.reason or "no GPU"
+            return _GpuSet(nvml.gpus(), reason=nvml.reason or "no GPU")
         module, error = nvml.module, nvml.error
+        gpus = nvml.gpus()
         counters, sampled = [], []
-        for position, gpu in enumerate(nvml.gpus()):
+        for position, gpu in enumerate(gpus):
             counter_error: object = "not used: method='sampled'"
             if self.method != "sampled":
                 try:
@@ -156,68 +238,92 @@ class NvmlEnergyProbe(SampledProbe):
                 except error as exc:
                     counter_error = exc
             if self.method == "counter":
-                return f"GPU {gpu.index} ({gpu.gpu_uuid}) has no energy counter ({counter_error})"
+                return _GpuSet(
+                    gpus,
+                    reason=f"GPU {gpu.index} ({gpu.gpu_uuid}) has no energy counter "
+                    f"({counter_error})",
+                )
             try:
                 module.nvmlDeviceGetPowerUsage(gpu.gpu_handle)
                 sampled.append(position)
             except error as exc:
                 # A sum that leaves out a GPU would be wrong: no figure at all.
-                return (
-                    f"GPU {gpu.index} ({gpu.gpu_uuid}) has neither an energy counter "
-                    f"({counter_error}) nor a power reading ({exc})"
+                return _GpuSet(
+                    gpus,
+                    reason=f"GPU {gpu.index} ({gpu.gpu_uuid}) has neither an energy counter "
+                    f"({counter_error}) nor a power reading ({exc})",
                 )
-        self.counter_gpus = tuple(counters)
-        self.sampled_gpus = tuple(sampled)
-        self._integrals = [PowerIntegral() for _ in sampled]
-        if counters and sampled:
-            self.source = "nvml-counter+sampled"
-        elif counters:
-            self.source = "nvml-counter"
-        else:
-            self.source = "nvml-sampled"
-        return None
+        return _GpuSet(gpus, counter_gpus=tuple(counters), sampled_gpus=tuple(sampled))
 
-    def _read_counters(self) -> list[int] | None:
-        """The counters, in millijoules; ``None`` once NVML is shut down (at exit)."""
-        if not self.counter_gpus:
+    def _use_sampler_for(self, gpus: _GpuSet) -> None:
+        self.sample_interval = self.power_interval_s if gpus.sampled_gpus else None
+
+    def _gpus_now(self) -> _GpuSet:
+        """The GPUs to measure with: detected again when this process's GPUs are no longer
+        those detected (a forked child that set ``CUDA_VISIBLE_DEVICES``)."""
+        detected = self._gpus
+        listed = self.nvml.gpus()
+        if detected.lists(listed) or (not listed and self.nvml.shut_down):
+            return detected
+        with self._lock:
+            if self._gpus is detected:
+                self._gpus = self._detect()
+                self._use_sampler_for(self._gpus)
+                debug_once(
+                    "nvml.energy.redetected",
+                    "the GPUs of this process changed (%s, were %s): GPU energy is measured "
+                    "on these from now on%s",
+                    ", ".join(self._gpus.uuids) or "none",
+                    ", ".join(detected.uuids) or "none",
+                    "" if self._gpus.reason is None else f", or not: {self._gpus.reason}",
+                )
+            return self._gpus
+
+    def _read_counters(self, gpus: _GpuSet) -> list[int] | None:
+        """The counters, in millijoules; ``None`` once NVML is shut down (at exit), or when
+        this process's GPUs are no longer ``gpus``."""
+        if not gpus.counter_gpus:
             return []
-        gpus = self.nvml.gpus()
+        listed = self.nvml.gpus()
         module = self.nvml.started_module()
-        if module is None or not gpus:
+        if module is None or not gpus.lists(listed):
             return None
         energy = module.nvmlDeviceGetTotalEnergyConsumption
         try:
-            return [int(energy(gpus[p].gpu_handle)) for p in self.counter_gpus]
+            return [int(energy(listed[p].gpu_handle)) for p in gpus.counter_gpus]
         except module.NVMLError:
             if self.nvml.shut_down:  # shut down meanwhile
                 return None
             raise
 
-    def _integrals_now(self) -> tuple[list[float | None], int]:
+    def _integrals_now(self, gpus: _GpuSet) -> tuple[list[float | None], int]:
         """Each sampled GPU's integral now, and the failed samples so far.  The time is
         taken under the lock, as :meth:`sample` takes its own: the integral is never
         read at a time before its last sample's."""
         with self._lock:
             now = self._clock()
-            integrals = self._integrals
+            integrals = gpus.integrals
             return [i.at(now) for i in integrals], sum(i.gaps for i in integrals)
 
     def begin(self, *, reset_peak: bool = True) -> _GpuEnergyState | None:
-        if self.reason is not None or self.nvml.shut_down:
+        if self.nvml.shut_down:
             return None
-        token = self._task_opened() if self.sampled_gpus else 0
+        gpus = self._gpus_now()
+        if gpus.reason is not None:
+            return None
+        token = self._task_opened() if gpus.sampled_gpus else None
         try:
-            counters = self._read_counters()
+            counters = self._read_counters(gpus)
         except BaseException:
-            if self.sampled_gpus:
+            if token is not None:
                 self._task_closed(token)
             raise
         if counters is None:
-            if self.sampled_gpus:
+            if token is not None:
                 self._task_closed(token)
             return None
-        sampled, gaps = self._integrals_now()
-        return _GpuEnergyState(token, counters, sampled, gaps)
+        sampled, gaps = self._integrals_now(gpus)
+        return _GpuEnergyState(gpus, token, counters, sampled, gaps)
 
     def read(self, state: _GpuEnergyState | None, figures: Figures) -> None:
         if state is None:
@@ -225,9 +331,13 @@ class NvmlEnergyProbe(SampledProbe):
         if self.nvml.shut_down:
             debug_once("nvml.energy.shutdown", "no GPU energy for tasks read after NVML shut down")
             return
+        gpus = state.gpus
+        if self._gpus_now() is not gpus:
+            self._gpus_changed_during_a_task()
+            return
         total_j = 0.0
-        if self.counter_gpus:
-            counters = self._read_counters()
+        if gpus.counter_gpus:
+            counters = self._read_counters(gpus)
             if counters is None:
                 return
             for start, now in zip(state.counters_mj, counters, strict=True):
@@ -235,8 +345,8 @@ class NvmlEnergyProbe(SampledProbe):
                     debug_once("nvml.counter", "a GPU energy counter went backwards (reset?)")
                     return
                 total_j += (now - start) / 1000
-        if self.sampled_gpus:
-            sampled, gaps = self._integrals_now()
+        if gpus.sampled_gpus:
+            sampled, gaps = self._integrals_now(gpus)
             if gaps != state.gaps:
                 debug_once(
                     "nvml.energy.gap",
@@ -248,11 +358,20 @@ class NvmlEnergyProbe(SampledProbe):
                 if start_j is None or now_j is None:
                     return
                 total_j += max(now_j - start_j, 0.0)  # (rounding)
-        assert self.source is not None
-        figures.set_energy("gpu", total_j, self.source)
+        assert gpus.source is not None
+        figures.set_energy("gpu", total_j, gpus.source)
+
+    def _gpus_changed_during_a_task(self) -> None:
+        count_more(GPUS_CHANGED, 1)
+        warn_once(
+            GPUS_CHANGED,
+            "the GPUs of this process changed while a task was open (CUDA_VISIBLE_DEVICES "
+            "set in a forked child?): that task has no GPU energy, as a sum over other GPUs "
+            "than it began with would be wrong",
+        )
 
     def end(self, state: _GpuEnergyState | None) -> None:
-        if state is not None and self.sampled_gpus:
+        if state is not None and state.token is not None:
             self._task_closed(state.token)
 
     def _sampling_started(self) -> None:
@@ -265,15 +384,17 @@ class NvmlEnergyProbe(SampledProbe):
     def sample(self) -> None:
         """Take a power sample of every GPU without an energy counter."""
         nvml = self.nvml
-        gpus = nvml.gpus()
+        gpus = self._gpus
+        listed = nvml.gpus()
         module = nvml.started_module()
-        if not gpus or module is None:  # unusable, or shut down (at exit)
+        # Unusable, shut down (at exit), or other GPUs than detected (the next task detects them).
+        if not listed or module is None or not gpus.lists(listed):
             return
         power = module.nvmlDeviceGetPowerUsage
         readings: list[tuple[int, float | None]] = []
-        for slot, position in enumerate(self.sampled_gpus):
+        for slot, position in enumerate(gpus.sampled_gpus):
             try:
-                readings.append((slot, power(gpus[position].gpu_handle) / 1000))
+                readings.append((slot, power(listed[position].gpu_handle) / 1000))
             except module.NVMLError as exc:
                 if nvml.shut_down:  # shut down meanwhile
                     return
@@ -283,6 +404,6 @@ class NvmlEnergyProbe(SampledProbe):
             now = self._clock()
             for slot, watts in readings:
                 if watts is None:
-                    self._integrals[slot].interrupt()
+                    gpus.integrals[slot].interrupt()
                 else:
-                    self._integrals[slot].add(now, watts)
+                    gpus.integrals[slot].add(now, watts)
