@@ -269,7 +269,7 @@ def test_report_shows_every_status_as_show_does(browser: Any, tmp_path: Path) ->
     status: a task recorded as running whose process is gone is ``interrupted`` (bar and
     mark, with the reason in the details, and a note on standard error), one whose process
     runs stays ``running``; every status but ``finished`` is written beside the label; the
-    figures are the table's, to the character."""
+    figures are the table's, to the character (partial energy's ``*`` included)."""
     source = every_status_file(tmp_path)
     shown = taskmeter("show", str(source), "--json")
     assert shown.returncode == 0, shown.stderr
@@ -289,7 +289,9 @@ def test_report_shows_every_status_as_show_does(browser: Any, tmp_path: Path) ->
     table = taskmeter("show", str(source))
     assert table.returncode == 0, table.stderr
     figures = {}
-    for line in table.stdout.splitlines()[1:]:
+    *lines, note = table.stdout.splitlines()[1:]
+    assert note == "* partial energy: lacks the CPU or GPU energy other tasks have"
+    for line in lines:
         label, status, _duration, cpu, mem, gpu, energy = re.split(r"\s{2,}", line.strip())
         figures[label] = {"status": status, "cpu": cpu, "mem": mem, "gpu": gpu, "energy": energy}
 
