@@ -463,6 +463,7 @@ OUTPUT_CHECKS = {
     "taskmeter: python examples/train.py": "test_shell_section_commands_print_what_it_shows",
     "task                   status": "test_shell_section_commands_print_what_it_shows",
     "taskmeter: warning: runs/edited.json": "test_show_warns_of_a_mistyped_value_as_shown",
+    "task    status": "test_partial_energy_table_is_what_show_prints",
 }
 """How each output block of the README begins -> the test that compares it."""
 
@@ -472,6 +473,18 @@ def test_every_output_block_is_compared_with_its_command() -> None:
     for block in OUTPUT_BLOCKS:
         starts = [start for start in OUTPUT_CHECKS if block.body.startswith(start)]
         assert len(starts) == 1, f"{block.name}: output block not compared with its command"
+
+
+def test_partial_energy_table_is_what_show_prints(tmp_path: Path) -> None:
+    """The README's table of a task whose GPU could not be read is `taskmeter show`'s."""
+    from tests.cli.runner import taskmeter
+    from tests.cli.trees import GPU_LOST_IN_B
+
+    path = tmp_path / "t.json"
+    path.write_text(GPU_LOST_IN_B.model_dump_json())
+    shown = taskmeter("show", str(path))
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.rstrip("\n") == output_block("task    status").rstrip("\n")
 
 
 def table_rows(table: str) -> list[str]:

@@ -6,7 +6,17 @@ import pytest
 
 from taskmeter import Task, format_tree
 from taskmeter.formats import friendly_bytes, friendly_energy, friendly_seconds
-from taskmeter.render import LABEL_COLUMNS, display_width, table_label, terminal_text
+from taskmeter.render import (
+    LABEL_COLUMNS,
+    EnergyTotal,
+    display_width,
+    energy_total,
+    table_label,
+    terminal_text,
+    tree_energy_domains,
+)
+
+from .cli.trees import GPU_LOST_IN_B, NO_GPU, WITH_SYSTEM, energy_siblings
 
 
 def test_terminal_text_escapes_controls_and_keeps_the_rest() -> None:
@@ -166,3 +176,42 @@ def test_format_tree_cuts_a_huge_label() -> None:
     lines = format_tree(root).splitlines()
     assert all(display_width(line) < LABEL_COLUMNS + 60 for line in lines)
     assert lines[2].startswith("  yyy") and "…" in lines[2]
+
+
+def energy_cells(table: str) -> dict[str, str]:
+    """Each task row's label and energy cell (the last column)."""
+    rows = table.splitlines()[1:4]
+    return {row.split()[0]: row.rsplit("  ", 1)[-1].strip() for row in rows}
+
+
+def test_energy_lacking_a_domain_its_siblings_have_is_marked_partial() -> None:
+    """A task whose GPU could not be read shows its CPU energy marked ``*`` and explained
+    under the table, not as a total beside siblings that include the GPU."""
+    table = format_tree(GPU_LOST_IN_B)
+    assert energy_cells(table) == {"root": "1.2 kJ", "a": "600.0 J", "b": "100.0 J*"}
+    assert table.splitlines()[-1] == "* partial energy: lacks the GPU energy other tasks have"
+
+
+def test_energy_of_a_tree_without_any_gpu_figure_is_whole() -> None:
+    """On a machine without a GPU every CPU figure is the whole: no mark, no note."""
+    table = format_tree(NO_GPU)
+    assert energy_cells(table) == {"root": "200.0 J", "a": "100.0 J", "b": "100.0 J"}
+    assert "*" not in table and "partial" not in table
+
+
+def test_energy_is_the_system_figure_where_there_is_one() -> None:
+    """System energy is the whole: shown as it is, even for a task without a GPU figure."""
+    table = format_tree(WITH_SYSTEM)
+    assert energy_cells(table) == {"root": "1.5 kJ", "a": "700.0 J", "b": "800.0 J"}
+    assert "*" not in table
+
+
+def test_energy_lacking_the_system_figure_others_have_is_partial() -> None:
+    """CPU + GPU beside tasks whose system energy was measured is not the same figure."""
+    root = energy_siblings(
+        {"cpu_power": 100.0, "system_power": 700.0}, {"cpu_power": 100.0}, {"system_power": 1.0}
+    )
+    assert energy_total(root.subtasks[1], tree_energy_domains(root)) == EnergyTotal(
+        100.0, ("system",)
+    )
+    assert format_tree(root).endswith("lacks the system energy other tasks have")

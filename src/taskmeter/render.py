@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import math
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
+from .figures import ENERGY_DOMAINS
 from .formats import friendly_bytes, friendly_energy, friendly_seconds
 from .propagation import start_order
 from .task import Task
@@ -140,13 +142,82 @@ def format_table(rows: Sequence[Sequence[str]], headings: Sequence[str] = COLUMN
     return "\n".join(lines)
 
 
-def _energy(task: Task) -> str:
-    total = sum(v for v in (task.cpu_power, task.gpu_power, task.system_power) if v is not None)
-    if task.cpu_power is None and task.gpu_power is None and task.system_power is None:
-        return "-"
+PARTIAL_ENERGY_MARK = "*"
+"""Ends the energy of a task that lacks a domain other tasks of its tree have (see
+:func:`energy_total`); :func:`partial_energy_note` explains it under a table."""
+
+_DOMAIN_NAMES = {"cpu": "CPU", "gpu": "GPU", "system": "system"}
+
+
+@dataclass(frozen=True, slots=True)
+class EnergyTotal:
+    """A task's energy as the ``energy`` column shows it.
+
+    ``joules`` is the system's energy where it was measured, else CPU plus GPU
+    energy (``None`` where neither, or where the sum is not a finite number);
+    ``missing`` the domains other tasks of the tree have that this task lacks
+    (empty when ``joules`` is the whole figure).
+    """
+
+    joules: float | None
+    missing: tuple[str, ...] = ()
+
+    @property
+    def partial(self) -> bool:
+        """Whether the figure lacks a domain other tasks of the tree have."""
+        return self.joules is not None and bool(self.missing)
+
+    def text(self) -> str:
+        """The figure as tables write it: ``100.0 J``, ``100.0 J*`` when partial, ``-``."""
+        shown = friendly_energy(self.joules)
+        return shown + PARTIAL_ENERGY_MARK if self.partial else shown
+
+
+def energy_domains(task: Task) -> frozenset[str]:
+    """The energy domains (``cpu``, ``gpu``, ``system``) measured for ``task``."""
+    values = (("cpu", task.cpu_power), ("gpu", task.gpu_power), ("system", task.system_power))
+    return frozenset(domain for domain, joules in values if joules is not None)
+
+
+def tree_energy_domains(root: Task) -> frozenset[str]:
+    """The energy domains measured for any task of ``root``'s tree."""
+    found: set[str] = set()
+    for _, task in root.walk():
+        found.update(energy_domains(task))
+        if len(found) == len(ENERGY_DOMAINS):
+            break
+    return frozenset(found)
+
+
+def energy_total(task: Task, tree_domains: frozenset[str] = frozenset()) -> EnergyTotal:
+    """The one rule behind every ``energy`` column (``show``, ``run``, the report).
+
+    The system's energy where it was measured (it is the whole); else the sum of
+    CPU and GPU energy, partial where ``tree_domains`` (see
+    :func:`tree_energy_domains`) holds a domain this task lacks: a task whose GPU
+    could not be read beside siblings whose GPU was, or whose system energy is
+    missing beside tasks that have it.  A tree where no task has a GPU figure (a
+    machine without one) gives whole CPU totals.
+    """
     if task.system_power is not None:
-        return friendly_energy(task.system_power)
-    return friendly_energy(total)
+        return EnergyTotal(_finite(task.system_power))
+    parts = [joules for joules in (task.cpu_power, task.gpu_power) if joules is not None]
+    if not parts:
+        return EnergyTotal(None)
+    missing = tuple(d for d in ENERGY_DOMAINS if d in tree_domains - energy_domains(task))
+    return EnergyTotal(_finite(sum(parts)), missing)
+
+
+def partial_energy_note(missing: Iterable[str]) -> str:
+    """The line under a table that explains :data:`PARTIAL_ENERGY_MARK`, for tasks lacking
+    the ``missing`` domains: ``* partial energy: lacks the GPU energy other tasks have``."""
+    wanted = set(missing)
+    names = " or ".join(_DOMAIN_NAMES[d] for d in ENERGY_DOMAINS if d in wanted)
+    return f"{PARTIAL_ENERGY_MARK} partial energy: lacks the {names} energy other tasks have"
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def peak_memory_text(task: Task) -> str:
@@ -171,19 +242,25 @@ def format_tree(task: Task, *, max_depth: int | None = None, max_rows: int | Non
     """Render ``task`` and its subtasks as an indented table.
 
     Columns: label, status, duration, CPU time (with worker processes),
-    peak memory, peak GPU memory and energy; ``-`` marks a figure that was
-    not measured.  Labels are shown as :func:`table_label` makes them (escaped, at
-    most :data:`LABEL_COLUMNS` wide).
+    peak memory, peak GPU memory and energy (see :func:`energy_total`; a figure
+    lacking a domain other tasks have ends in :data:`PARTIAL_ENERGY_MARK`, explained
+    by a line under the table); ``-`` marks a figure that was not measured.  Labels
+    are shown as :func:`table_label` makes them (escaped, at most
+    :data:`LABEL_COLUMNS` wide).
     ``max_depth`` limits the levels shown below ``task``, ``max_rows`` the
     number of tasks (the first ones, depth first; siblings by start time, see
     :func:`display_order`).
     """
+    domains = tree_energy_domains(task)
     rows: list[tuple[str, ...]] = []
+    energies: list[EnergyTotal] = []
     for depth, sub in display_walk(task):
         if max_depth is not None and depth > max_depth:
             continue
         if max_rows is not None and len(rows) >= max_rows:
             break
+        energy = energy_total(sub, domains)
+        energies.append(energy)
         rows.append(
             (
                 f"{indent(depth)}{table_label(sub.label)}",
@@ -192,7 +269,14 @@ def format_tree(task: Task, *, max_depth: int | None = None, max_rows: int | Non
                 friendly_seconds(sub.total_cpu()),
                 peak_memory_text(sub),
                 friendly_bytes(sub.peak_gpu_memory),
-                _energy(sub),
+                energy.text(),
             )
         )
-    return format_table(rows)
+    return format_table(rows) + energy_footnote(energies)
+
+
+def energy_footnote(energies: Iterable[EnergyTotal]) -> str:
+    """A line break and :func:`partial_energy_note` where one of ``energies`` is partial
+    (to end a table with), else nothing."""
+    missing = {domain for energy in energies if energy.partial for domain in energy.missing}
+    return "\n" + partial_energy_note(missing) if missing else ""

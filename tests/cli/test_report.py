@@ -9,12 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from taskmeter import Task
 from taskmeter.report import COLUMNS, render_html, report_data
 from taskmeter.taskfile import save_task
 
 from .runner import clean_environment, taskmeter
-from .trees import make_tree
+from .trees import GPU_LOST_IN_B, NO_GPU, WITH_SYSTEM, make_tree
 
 
 def embedded_data(page: str) -> dict[str, object]:
@@ -288,3 +290,36 @@ def test_a_root_never_started_times_its_tasks_from_the_first_to_start() -> None:
     assert [row[start] for row in data["tasks"]] == [None, 0.0, 10.0]  # type: ignore[union-attr]
     assert data["span"] == 15.0
     assert data["started"] == "2001-09-09 01:46:40 UTC"
+
+
+def plain_energy_cells(page: str) -> list[str]:
+    """The energy cells of the table the page shows without JavaScript."""
+    plain = page[page.index('<section class="plain"') : page.index("</section>")]
+    return re.findall(r"<td>([^<]*)</td></tr>", plain)
+
+
+def test_energy_lacking_a_domain_other_tasks_have_is_marked_partial() -> None:
+    """``b`` (its GPU unreadable) keeps its CPU figure, with the domain it lacks beside it
+    in the data, and is marked ``*`` and explained in the table without JavaScript."""
+    page = render_html(GPU_LOST_IN_B)
+    data = embedded_data(page)
+    energy = COLUMNS.index("energy")
+    rows = data["tasks"]
+    assert isinstance(rows, list)
+    assert [row[energy] for row in rows] == [1200.0, 600.0, 100.0]
+    assert data["partial_energy"] == {"2": ["gpu"]}
+    assert plain_energy_cells(page) == ["1.2 kJ", "600.0 J", "100.0 J*"]
+    assert '<p class="note">* partial energy: lacks the GPU energy other tasks have</p>' in page
+
+
+@pytest.mark.parametrize(
+    ("tree", "expected"),
+    [(NO_GPU, ["200.0 J", "100.0 J", "100.0 J"]), (WITH_SYSTEM, ["1.5 kJ", "700.0 J", "800.0 J"])],
+    ids=["no-gpu-anywhere", "system-energy"],
+)
+def test_whole_energy_is_not_marked_partial(tree: Task, expected: list[str]) -> None:
+    """No GPU figure anywhere, or system energy measured: whole figures, no mark, no note."""
+    page = render_html(tree)
+    assert embedded_data(page)["partial_energy"] == {}
+    assert plain_energy_cells(page) == expected
+    assert 'class="note"' not in page

@@ -27,7 +27,7 @@ from taskmeter.taskfile import save_task
 
 from ..conftest import require_executable
 from .runner import program, run_command, taskmeter
-from .trees import make_tree
+from .trees import GPU_LOST_IN_B, NO_GPU, WITH_SYSTEM, energy_siblings, make_tree
 
 COLLECT_ROWS_JS = """
 const report = window.taskmeterReport;
@@ -269,7 +269,7 @@ def test_report_shows_every_status_as_show_does(browser: Any, tmp_path: Path) ->
     status: a task recorded as running whose process is gone is ``interrupted`` (bar and
     mark, with the reason in the details, and a note on standard error), one whose process
     runs stays ``running``; every status but ``finished`` is written beside the label; the
-    figures are the table's, to the character."""
+    figures are the table's, to the character (partial energy's ``*`` included)."""
     source = every_status_file(tmp_path)
     shown = taskmeter("show", str(source), "--json")
     assert shown.returncode == 0, shown.stderr
@@ -289,7 +289,9 @@ def test_report_shows_every_status_as_show_does(browser: Any, tmp_path: Path) ->
     table = taskmeter("show", str(source))
     assert table.returncode == 0, table.stderr
     figures = {}
-    for line in table.stdout.splitlines()[1:]:
+    *lines, note = table.stdout.splitlines()[1:]
+    assert note == "* partial energy: lacks the CPU or GPU energy other tasks have"
+    for line in lines:
         label, status, _duration, cpu, mem, gpu, energy = re.split(r"\s{2,}", line.strip())
         figures[label] = {"status": status, "cpu": cpu, "mem": mem, "gpu": gpu, "energy": energy}
 
@@ -804,3 +806,51 @@ def test_filter_finds_a_label_by_what_the_page_shows(browser: Any, tmp_path: Pat
         assert shown_after_typing(seen[-8:].upper()) == [seen], seen
     assert shown_after_typing("invoice\u202efdp") == [terminal_text(labels[0])]
     assert shown_after_typing("\\u202") == [terminal_text(labels[0])]
+
+
+ENERGY_CELLS_JS = """
+return Array.from(document.querySelectorAll('.row')).filter(r => r.style.display !== 'none')
+  .map(r => [r.querySelector('.text').textContent, r.querySelectorAll('.res')[3].textContent,
+             r.querySelectorAll('.res .fill')[3].classList.contains('partial')]);
+"""
+
+
+def test_energy_lacking_a_domain_other_tasks_have_is_marked_partial(
+    browser: Any, tmp_path: Path
+) -> None:
+    """``b`` (its GPU unreadable) shows ``100.0 J*`` with a hatched bar, its details say what
+    it lacks, and the legend explains the mark (the header's total is marked as well where
+    the root lacks a domain); a tree without any GPU figure, or with
+    system energy, shows whole figures and no legend line."""
+    page = tmp_path / "partial.html"
+    page.write_text(render_html(GPU_LOST_IN_B))
+    browser.get(page.as_uri())
+    assert browser.execute_script(ENERGY_CELLS_JS) == [
+        ["root", "1.2 kJ", False],
+        ["a", "600.0 J", False],
+        ["b", "100.0 J*", True],
+    ]
+    note = browser.find_element("id", "partial-note")
+    assert note.is_displayed()
+    assert note.text == "* partial energy: lacks the GPU energy other tasks have"
+    browser.find_element("xpath", "//span[@class='text'][text()='b']/..").click()
+    assert "energy 100.0 J* (partial: no GPU energy measured)" in (
+        browser.find_element("id", "details").text
+    )
+    totals = browser.find_element("id", "totals").text
+    assert "1.2 kJ" in totals and "*" not in totals
+    root_lost = energy_siblings(
+        {"cpu_power": 100.0, "gpu_power": 500.0}, {"cpu_power": 100.0}, {"cpu_power": 200.0}
+    )
+    page.write_text(render_html(root_lost))
+    browser.get(page.as_uri())
+    assert "200.0 J*" in browser.find_element("id", "totals").text  # the header's figure too
+    for tree, whole in (
+        (NO_GPU, ["200.0 J", "100.0 J", "100.0 J"]),
+        (WITH_SYSTEM, ["1.5 kJ", "700.0 J", "800.0 J"]),
+    ):
+        page.write_text(render_html(tree))
+        browser.get(page.as_uri())
+        cells = browser.execute_script(ENERGY_CELLS_JS)
+        assert [[energy, partial] for _, energy, partial in cells] == [[e, False] for e in whole]
+        assert not browser.find_element("id", "partial-note").is_displayed()

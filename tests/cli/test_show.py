@@ -10,6 +10,7 @@ import pytest
 from taskmeter import Task, TaskStatus
 
 from .runner import taskmeter
+from .trees import GPU_LOST_IN_B, NO_GPU, WITH_SYSTEM
 
 
 def tree_file(tmp_path: Path) -> Path:
@@ -473,3 +474,41 @@ def test_whole_minutes_and_hours_are_written_in_that_unit(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr
     rows = {line.split()[0]: line.split()[2:4] for line in result.stdout.splitlines()[1:]}
     assert rows == {"root": ["1h0m0.00s", "1h0m0.00s"], "minute": ["1m0.00s", "1m0.00s"]}
+
+
+def test_energy_lacking_a_domain_other_tasks_have_is_marked_partial(tmp_path: Path) -> None:
+    """``b`` (its GPU unreadable) shows its CPU energy marked ``*`` and explained under the
+    table, also when a filter shows it alone; ``--json`` keeps its figures by domain."""
+    path = tmp_path / "t.json"
+    path.write_text(GPU_LOST_IN_B.model_dump_json())
+    result = taskmeter("show", str(path))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.rsplit("  ", 1)[-1].strip() for line in lines[1:4]] == [
+        "1.2 kJ",
+        "600.0 J",
+        "100.0 J*",
+    ]
+    assert lines[4:] == ["* partial energy: lacks the GPU energy other tasks have"]
+    alone = taskmeter("show", str(path), "--label", "b").stdout.splitlines()
+    assert alone[2].endswith(" 100.0 J*") and alone[3].startswith("* partial energy")
+    tasks = json.loads(taskmeter("show", str(path), "--json").stdout)["tasks"]
+    assert [task["energy_j"] for task in tasks] == [
+        {"cpu": 200.0, "gpu": 1000.0},
+        {"cpu": 100.0, "gpu": 500.0},
+        {"cpu": 100.0},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("tree", "expected"),
+    [(NO_GPU, ["200.0 J", "100.0 J", "100.0 J"]), (WITH_SYSTEM, ["1.5 kJ", "700.0 J", "800.0 J"])],
+    ids=["no-gpu-anywhere", "system-energy"],
+)
+def test_whole_energy_is_shown_unmarked(tmp_path: Path, tree: Task, expected: list[str]) -> None:
+    """A machine without a GPU gives whole CPU figures; system energy is shown where
+    measured: no mark, no note."""
+    path = tmp_path / "t.json"
+    path.write_text(tree.model_dump_json())
+    result = taskmeter("show", str(path))
+    assert [line.rsplit("  ", 1)[-1].strip() for line in result.stdout.splitlines()[1:]] == expected

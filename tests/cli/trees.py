@@ -60,3 +60,39 @@ def make_tree(stages: int = 10, steps: int = 20, items: int = 24, *, seed: int =
     root["cpu_power"] = 1234.5
     root["command"] = ["python", "pipeline.py"]
     return Task.model_validate(root)
+
+
+def energy_siblings(a: dict[str, float], b: dict[str, float], root: dict[str, float]) -> Task:
+    """``root`` > ``a``, ``b`` with the given energy fields (``cpu_power``, ...), one second
+    apart: the trees of the ``energy`` column's tests."""
+    return Task.model_validate(
+        {
+            "label": "root",
+            "status": "finished",
+            "start_time": 1000.0,
+            "duration": 2.0,
+            **root,
+            "subtasks": [
+                {"label": "a", "status": "finished", "start_time": 1000.0, "duration": 1.0, **a},
+                {"label": "b", "status": "finished", "start_time": 1001.0, "duration": 1.0, **b},
+            ],
+        }
+    )
+
+
+GPU_LOST_IN_B = energy_siblings(
+    {"cpu_power": 100.0, "gpu_power": 500.0},
+    {"cpu_power": 100.0},  # the GPU could not be read when b ended
+    {"cpu_power": 200.0, "gpu_power": 1000.0},
+)
+"""Two siblings that each used 100 J of CPU and 500 J of GPU; ``b`` has no GPU figure."""
+
+NO_GPU = energy_siblings({"cpu_power": 100.0}, {"cpu_power": 100.0}, {"cpu_power": 200.0})
+"""A machine without a GPU: no task has a GPU figure, and each CPU figure is whole."""
+
+WITH_SYSTEM = energy_siblings(
+    {"cpu_power": 100.0, "gpu_power": 500.0, "system_power": 700.0},
+    {"cpu_power": 100.0, "system_power": 800.0},
+    {"cpu_power": 200.0, "gpu_power": 1000.0, "system_power": 1500.0},
+)
+"""System energy for every task: the figure shown, whole, whatever the other domains."""

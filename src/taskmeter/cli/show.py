@@ -41,6 +41,10 @@ GPU memory and energy.  '-' marks a figure that was not measured.  Siblings
 are listed by start time (tasks without one last, in the file's order): worker
 processes' tasks are recorded when they are collected, not when they started.
 
+Energy is the system's where measured, else CPU + GPU; a task lacking a domain
+other tasks of the file have (its GPU could not be read) shows what it has,
+marked '*' and explained under the table (--json gives each domain).
+
 A task whose status is 'running' but whose process is gone (killed, or the
 machine restarted) is shown as 'interrupted', with the figures of its last
 refresh: on this host when its process no longer exists (or its id now
@@ -124,7 +128,7 @@ def handle(args: argparse.Namespace) -> int:
         tasks = (row_json(row, reason_of(row.task), reason_of.stopped(row.task)) for row in matched)
         if not write_stdout(json_document(args.file, tasks)):
             return EXIT_OUTPUT_FAILED
-    elif matched and not write_stdout(format_rows(rows, status_of) + "\n"):
+    elif matched and not write_stdout(format_table_of(root, rows, status_of) + "\n"):
         return EXIT_OUTPUT_FAILED
     if not args.json:
         reason_of.report(row.task for row in rows)
@@ -134,12 +138,12 @@ def handle(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def energy_j(task: Task) -> float | None:
-    """The task's energy: the system's if measured, else CPU + GPU; ``None`` if none."""
-    if task.system_power is not None:
-        return finite(task.system_power)
-    parts = [v for v in (task.cpu_power, task.gpu_power) if v is not None]
-    return finite(sum(parts)) if parts else None
+def format_table_of(root: Task, rows: list[Selected], status_of: Callable[[Task], str]) -> str:
+    """:func:`format_rows` with the energy domains of ``root``'s whole tree (a filter
+    shows some of its tasks; a partial figure is partial beside the others as well)."""
+    from ..render import tree_energy_domains
+
+    return format_rows(rows, status_of, tree_energy_domains(root))
 
 
 def finite(value: float | None) -> float | None:
@@ -243,18 +247,34 @@ def extra_fields(task: Task) -> dict[str, Any]:
     return extra
 
 
-def format_rows(rows: list[Selected], status_of: Callable[[Task], str] | None = None) -> str:
+def format_rows(
+    rows: list[Selected],
+    status_of: Callable[[Task], str] | None = None,
+    energy_domains: frozenset[str] = frozenset(),
+) -> str:
     """The rows as an aligned table; ancestors shown only for context are marked ``·``.
 
-    ``status_of`` gives the status shown (default: the task's own).
+    ``status_of`` gives the status shown (default: the task's own); ``energy_domains``
+    are those measured in the whole file (:func:`taskmeter.render.tree_energy_domains`):
+    a task lacking one of them has its energy marked partial, explained under the table.
     """
-    from ..formats import friendly_bytes, friendly_energy, friendly_seconds
-    from ..render import format_table, indent, peak_memory_text, table_label
+    from ..formats import friendly_bytes, friendly_seconds
+    from ..render import (
+        energy_footnote,
+        energy_total,
+        format_table,
+        indent,
+        peak_memory_text,
+        table_label,
+    )
 
     table: list[tuple[str, ...]] = []
+    energies = []
     for row in rows:
         task = row.task
         marker = "" if row.matched else "· "
+        energy = energy_total(task, energy_domains)
+        energies.append(energy)
         table.append(
             (
                 f"{indent(row.depth)}{marker}{table_label(task.label)}",
@@ -263,7 +283,7 @@ def format_rows(rows: list[Selected], status_of: Callable[[Task], str] | None = 
                 friendly_seconds(finite(task.total_cpu())),
                 peak_memory_text(task),
                 friendly_bytes(task.peak_gpu_memory),
-                friendly_energy(energy_j(task)),
+                energy.text(),
             )
         )
-    return format_table(table)
+    return format_table(table) + energy_footnote(energies)

@@ -20,7 +20,13 @@ from importlib import resources
 from typing import Any
 
 from ..__about__ import __version__
-from ..render import display_order, peak_memory_bound, terminal_text
+from ..render import (
+    display_order,
+    energy_total,
+    peak_memory_bound,
+    terminal_text,
+    tree_energy_domains,
+)
 from ..task import Task, TaskStatus
 from ._noscript import noscript_table
 
@@ -73,13 +79,6 @@ def _exact(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def _energy_j(task: Task) -> float | None:
-    if task.system_power is not None:
-        return task.system_power
-    parts = [v for v in (task.cpu_power, task.gpu_power) if v is not None]
-    return sum(parts) if parts else None
-
-
 def _energy_parts(task: Task) -> list[list[Any]]:
     """The energy by domain, for the details panel: ``[domain, joules, source]`` each."""
     return [
@@ -121,8 +120,11 @@ def report_data(
     more (``None`` if it may be), as :meth:`taskmeter.liveness.Liveness.interruption`
     does; such tasks have the status ``interrupted``, and their reason is kept.
     Start times are relative to the root's, or to the earliest of the tree where the root
-    has none.
+    has none.  A row's ``energy`` is that of :func:`taskmeter.render.energy_total`; where
+    it is partial (it lacks a domain other tasks of the tree have), ``partial_energy``
+    names the domains it lacks, by row.
     """
+    domains = tree_energy_domains(root)
     origin = root.start_time
     if origin is None:  # a root never started (a container built by hand): its first task's
         origin = min(
@@ -135,6 +137,7 @@ def report_data(
     extra: dict[int, dict[str, Any]] = {}
     energy: dict[int, list[list[Any]]] = {}
     reasons: dict[int, str] = {}
+    partial: dict[int, list[str]] = {}
     stack: list[tuple[Task, int]] = [(root, -1)]
     while stack:
         task, parent = stack.pop()
@@ -152,6 +155,9 @@ def report_data(
         if reason:
             status = _INTERRUPTED
             reasons[index] = reason
+        energy_figure = energy_total(task, domains)
+        if energy_figure.partial:
+            partial[index] = list(energy_figure.missing)
         rows.append(
             [
                 parent,
@@ -166,7 +172,7 @@ def report_data(
                 task.peak_memory,
                 peak_memory_bound(task) if task.peak_memory is None else None,
                 task.peak_gpu_memory,
-                _exact(_energy_j(task)),
+                energy_figure.joules,
                 1 if task.subprocess else 0,
                 str(task.task_id),
                 task.pid,
@@ -195,6 +201,7 @@ def report_data(
         "tasks": rows,
         "extra": extra,
         "energy": energy,
+        "partial_energy": partial,
         "interrupted": reasons,
     }
 
@@ -255,7 +262,9 @@ def render_html(
         "{{FORMAT}}": scripts[0],
         "{{SCRIPT}}": scripts[1],
         "{{DATA}}": data,
-        "{{NOSCRIPT}}": noscript_table(root, len(document["tasks"]), interrupted),
+        "{{NOSCRIPT}}": noscript_table(
+            root, len(document["tasks"]), interrupted, energy_domains=tree_energy_domains(root)
+        ),
     }
     # One pass, so a placeholder inside a label or the title is left as text.
     return re.sub(r"\{\{[A-Z]+\}\}", lambda m: substitutions.get(m[0], m[0]), page)

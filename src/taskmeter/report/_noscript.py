@@ -7,8 +7,15 @@ from collections.abc import Callable
 from html import escape
 from itertools import islice
 
-from ..formats import friendly_bytes, friendly_energy, friendly_seconds
-from ..render import INDENT_LEVELS, display_walk, peak_memory_text, terminal_text
+from ..formats import friendly_bytes, friendly_seconds
+from ..render import (
+    INDENT_LEVELS,
+    display_walk,
+    energy_footnote,
+    energy_total,
+    peak_memory_text,
+    terminal_text,
+)
 from ..task import Task
 
 NOSCRIPT_ROWS = 200
@@ -21,21 +28,18 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def _energy_j(task: Task) -> float | None:
-    if task.system_power is not None:
-        return _finite(task.system_power)
-    parts = [v for v in (task.cpu_power, task.gpu_power) if v is not None]
-    return _finite(sum(parts)) if parts else None
-
-
 def noscript_table(
     root: Task,
     count: int,
     interrupted: Callable[[Task], str | None] | None = None,
     limit: int = NOSCRIPT_ROWS,
+    *,
+    energy_domains: frozenset[str] = frozenset(),
 ) -> str:
     """The first ``limit`` of the ``count`` tasks of ``root``'s tree as an HTML table, with
-    the figures ``taskmeter show`` prints (every text escaped)."""
+    the figures ``taskmeter show`` prints (every text escaped), its note on partial energy
+    included (``energy_domains``: those of the whole tree, see
+    :func:`taskmeter.render.tree_energy_domains`)."""
     lines = [
         '<section class="plain" aria-label="tasks">',
         "<p>Without JavaScript the report shows its tasks as a table"
@@ -43,7 +47,10 @@ def noscript_table(
         + ".</p>",
         "<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in _HEADINGS) + "</tr></thead><tbody>",
     ]
+    energies = []
     for depth, task in islice(display_walk(root), limit):
+        energy = energy_total(task, energy_domains)
+        energies.append(energy)
         status = task.status.value
         if interrupted is not None and interrupted(task):
             status = "interrupted"
@@ -52,7 +59,7 @@ def noscript_table(
             friendly_seconds(_finite(task.total_cpu())),
             peak_memory_text(task),
             friendly_bytes(task.peak_gpu_memory),
-            friendly_energy(_energy_j(task)),
+            energy.text(),
         )
         lines.append(
             f'<tr><td style="padding-left:{8 + min(depth, INDENT_LEVELS) * 14}px">'
@@ -61,5 +68,9 @@ def noscript_table(
             + "".join(f"<td>{escape(cell)}</td>" for cell in cells)
             + "</tr>"
         )
-    lines.append("</tbody></table></section>")
+    lines.append("</tbody></table>")
+    note = energy_footnote(energies).strip()
+    if note:
+        lines.append(f'<p class="note">{escape(note)}</p>')
+    lines.append("</section>")
     return "\n".join(lines)

@@ -58,6 +58,24 @@
     var bound = task[C.mem_bound];
     return task[C.mem] == null && bound != null ? "<= " + fmtBytes(bound) : fmtBytes(task[C.mem]);
   }
+  // Energy that lacks a domain other tasks of the tree have (a GPU that could not be read)
+  // ends in "*", as in the table of `taskmeter show`, and its bar is hatched: it is a part.
+  var PARTIAL = D.partial_energy || {};
+  var DOMAIN_NAMES = { cpu: "CPU", gpu: "GPU", system: "system" };
+  function energyText(t) { return fmtJoules(tasks[t][C.energy]) + (PARTIAL[t] ? "*" : ""); }
+  function missingText(t) {
+    return PARTIAL[t].map(function (d) { return DOMAIN_NAMES[d] || fmtText(d); }).join(" or ");
+  }
+  if (Object.keys(PARTIAL).length) {
+    var missingAll = {};
+    Object.keys(PARTIAL).forEach(function (t) { PARTIAL[t].forEach(function (d) { missingAll[d] = 1; }); });
+    var note = document.getElementById("partial-note");
+    note.textContent = "* partial energy: lacks the " +
+      ["cpu", "gpu", "system"].filter(function (d) { return missingAll[d]; })
+        .map(function (d) { return DOMAIN_NAMES[d]; }).join(" or ") + " energy other tasks have";
+    note.hidden = false;
+  }
+
   var root = tasks[0];
   var interruptedCount = Object.keys(D.interrupted).length;
   document.getElementById("meta").textContent =
@@ -66,7 +84,7 @@
     (D.started ? " · started " + D.started : "") + " · taskmeter " + D.version;
   var totals = document.getElementById("totals");
   [["duration", fmtSeconds(root[C.duration])], ["CPU time", fmtSeconds(root[C.total])],
-   ["peak memory", memText(root)], ["energy", fmtJoules(root[C.energy])]
+   ["peak memory", memText(root)], ["energy", energyText(0)]
   ].forEach(function (pair) {
     var dt = document.createElement("dt"), dd = document.createElement("dd");
     dt.textContent = pair[0]; dd.textContent = pair[1];
@@ -214,7 +232,9 @@
     setRes(row.res[0], task[C.total], maxima.total, fmtSeconds(task[C.total]));
     setRes(row.res[1], task[C.mem], maxima.mem, memText(task));
     setRes(row.res[2], task[C.gpu], maxima.gpu, fmtBytes(task[C.gpu]));
-    setRes(row.res[3], task[C.energy], maxima.energy, fmtJoules(task[C.energy]));
+    setRes(row.res[3], task[C.energy], maxima.energy, energyText(t));
+    row.res[3][0].className = PARTIAL[t] ? "fill partial" : "fill";
+    row.res[3][0].parentNode.title = PARTIAL[t] ? "partial: no " + missingText(t) + " energy measured" : "";
   }
 
   function render() {
@@ -253,7 +273,7 @@
       ["CPU user / system", fmtSeconds(task[C.user]) + " / " + fmtSeconds(task[C.system])],
       ["peak memory", memText(task)],
       ["peak GPU memory", fmtBytes(task[C.gpu])],
-      ["energy", fmtJoules(task[C.energy])]
+      ["energy", energyText(t) + (PARTIAL[t] ? " (partial: no " + missingText(t) + " energy measured)" : "")]
     ];
     (D.energy[t] || []).forEach(function (e) {
       rows.push(["  " + e[0], fmtJoules(e[1]) + (e[2] ? " (" + fmtText(e[2]) + ")" : "")]);
