@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from taskmeter import Task, TaskStatus, format_tree
 from taskmeter import task as task_module
-from taskmeter.task import _running_task
+from taskmeter.task import TotalCpu, _running_task
 from taskmeter.testing import SpanCapture
 
 
@@ -410,6 +410,56 @@ def test_total_cpu_adds_worker_subtasks_at_any_depth() -> None:
     assert stage.total_cpu() == pytest.approx(2.75)
     assert root.total_cpu() == pytest.approx(1.0 + 2.25 + 4.0)
     assert Task("unmeasured").total_cpu() is None
+
+
+class _CountedList(list[Task]):
+    """A subtask list that counts how often it is walked."""
+
+    walks = 0
+
+    def __iter__(self) -> Iterator[Task]:
+        _CountedList.walks += 1
+        return super().__iter__()
+
+
+def test_total_cpu_of_every_task_of_a_tree_walks_each_subtask_list_a_few_times() -> None:
+    """TotalCpu asked for every task of a chain 400 deep, top down (as a table's rows
+    ask): each subtask list is walked a bounded number of times in all, not once per
+    task above it (which took time in the square of the depth)."""
+    depth = 400
+    tasks = [Task("root", cpu_time=0.5)]
+    for level in range(depth):
+        worker = Task(f"w{level}", cpu_time=1.0, subprocess=level % 2 == 0)
+        tasks[-1].__dict__["subtasks"] = _CountedList([worker])
+        tasks.append(worker)
+    _CountedList.walks = 0
+    total_cpu = TotalCpu()
+    totals = [total_cpu(task) for task in tasks]
+    assert _CountedList.walks <= 3 * depth
+    assert totals == [task.total_cpu() for task in tasks]
+    # Workers (even levels) count, in-process tasks below the first task do not.
+    assert totals[0] == 0.5 + depth // 2
+    assert totals[1] == 1.0 + (depth - 1) // 2
+
+
+def test_total_cpu_of_a_cycle_made_by_hand_ends() -> None:
+    """Subtask lists that loop (made by assignment, which add_subtask refuses) give a
+    finite total instead of walking forever."""
+    a = Task("a", cpu_time=1.0)
+    b = Task("b", cpu_time=2.0, subprocess=True)
+    a.subtasks.append(b)
+    b.subtasks.append(a)
+    assert a.total_cpu() == 3.0  # b counts once, a's second visit adds nothing
+    assert TotalCpu()(b) == 4.0  # b, then b again through a (below which b is open)
+
+
+def test_a_worker_with_unknown_cpu_counts_for_nothing_with_its_workers() -> None:
+    root = Task("root", cpu_time=1.0)
+    unmeasured = Task("unmeasured", subprocess=True)
+    unmeasured.subtasks.append(Task("below", cpu_time=5.0, subprocess=True))
+    root.subtasks.append(unmeasured)
+    root.subtasks.append(Task("measured", cpu_time=2.0, subprocess=True))
+    assert root.total_cpu() == 3.0
 
 
 @pytest.mark.parametrize(

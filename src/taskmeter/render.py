@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from .figures import ENERGY_DOMAINS
 from .formats import friendly_bytes, friendly_energy, friendly_seconds
 from .propagation import start_order
-from .task import Task
+from .task import Task, TotalCpu
 
 COLUMNS = ("task", "status", "duration", "cpu", "peak mem", "gpu mem", "energy")
 """The headings of a task table."""
@@ -254,6 +254,7 @@ def format_tree(task: Task, *, max_depth: int | None = None, max_rows: int | Non
     domains = tree_energy_domains(task)
     rows: list[tuple[str, ...]] = []
     energies: list[EnergyTotal] = []
+    total_cpu = TotalCpu()
     for depth, sub in display_walk(task):
         if max_depth is not None and depth > max_depth:
             continue
@@ -266,7 +267,7 @@ def format_tree(task: Task, *, max_depth: int | None = None, max_rows: int | Non
                 f"{indent(depth)}{table_label(sub.label)}",
                 sub.status.value,
                 friendly_seconds(sub.duration),
-                friendly_seconds(sub.total_cpu()),
+                friendly_seconds(total_cpu(sub)),
                 peak_memory_text(sub),
                 friendly_bytes(sub.peak_gpu_memory),
                 energy.text(),

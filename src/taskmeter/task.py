@@ -565,10 +565,7 @@ class Task(BaseModel):
         Worker tasks are found at any depth below in-process subtasks, and
         each counts its own workers.
         """
-        total = self.cpu_time
-        if total is None or not self.subtasks:
-            return total
-        return total + sum(_worker_cpu(self.subtasks))
+        return TotalCpu()(self)
 
     @property
     def friendly_duration(self) -> str | None:
@@ -1301,17 +1298,65 @@ def _id_text(task: Task, state: _State | None = None) -> str:
     return text
 
 
-def _worker_cpu(subtasks: list[Task]) -> Iterator[float]:
-    """CPU of the worker-process tasks found below in-process subtasks."""
-    stack = list(subtasks)
-    while stack:
-        task = stack.pop()
-        if task.subprocess:
-            cpu = task.total_cpu()
-            if cpu is not None:
-                yield cpu
-        else:
-            stack.extend(task.subtasks)
+class TotalCpu:
+    """:meth:`Task.total_cpu` for the tasks of one tree, each subtree walked once.
+
+    A table of a tree (``taskmeter show``, the report) asks every row for its
+    total: walking each row's subtree anew would take time in the square of
+    the tree's depth.  Here the worker CPU below each task is worked out once,
+    bottom-up and without recursion (a tree of any depth), and kept while
+    this object lives; make a new one when the tree changes.
+    """
+
+    __slots__ = ("_below",)
+
+    def __init__(self) -> None:
+        self._below: dict[int, tuple[Task, float]] = {}
+        """For each task walked (by id, the task kept so the id stays its): the CPU of
+        the worker tasks found below it, each with its own workers."""
+
+    def __call__(self, task: Task) -> float | None:
+        """CPU time of ``task`` and of the worker-process tasks below it (``None`` when
+        ``task``'s own is unknown)."""
+        cpu = task.cpu_time
+        if cpu is None or not task.subtasks:
+            return cpu
+        return cpu + self._workers_below(task)
+
+    def _workers_below(self, task: Task) -> float:
+        below = self._below
+        known = below.get(id(task))
+        if known is not None:
+            return known[1]
+        pending = [task]
+        opened: set[int] = set()
+        while pending:
+            node = pending[-1]
+            key = id(node)
+            if key not in opened:
+                # First visit: the subtrees below go first.  A task already open
+                # below which it is found again (a cycle made by hand) adds nothing.
+                opened.add(key)
+                for child in node.subtasks:
+                    ckey = id(child)
+                    if child.subtasks and ckey not in below and ckey not in opened:
+                        pending.append(child)
+                continue
+            pending.pop()
+            total = 0.0
+            for child in node.subtasks:
+                inner = below.get(id(child))
+                found = 0.0 if inner is None else inner[1]
+                if child.subprocess:
+                    # A worker counts with its own workers; one whose CPU is unknown
+                    # counts for nothing, its workers included (as total_cpu() is None).
+                    cpu = child.cpu_time
+                    if cpu is not None:
+                        total += cpu + found
+                else:
+                    total += found
+            below[key] = (node, total)
+        return below[id(task)][1]
 
 
 def _runs_elsewhere(task: Task) -> bool:

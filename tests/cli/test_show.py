@@ -446,6 +446,33 @@ def test_a_tree_deeper_than_the_json_parser_reads_shows_and_reports(
     assert f"level {depth}" in (tmp_path / "deep.html").read_text()
 
 
+def test_workers_nested_past_the_recursion_limit_show_and_report_their_total_cpu(
+    tmp_path: Path,
+) -> None:
+    """A chain of 3000 worker tasks, each inside the one before (each total adds the
+    workers below it): ``show`` and ``report`` give every row its total, as
+    ``total_cpu()`` does, where each row's total recursed into the next."""
+    depth = 3000
+    path = tmp_path / "workers.json"
+    root = Task("root", cpu_time=1.0)
+    current = root
+    for level in range(1, depth + 1):
+        child = Task(f"w{level}", parent_id=current.task_id, cpu_time=1.0, subprocess=True)
+        current.subtasks.append(child)
+        current = child
+    assert root.total_cpu() == depth + 1
+    root.save_to_file(path, monitor=False)
+    result = taskmeter("show", "--json", str(path))
+    assert result.returncode == 0, result.stderr
+    totals = [task["cpu_total_s"] for task in json.loads(result.stdout)["tasks"]]
+    assert totals == [float(depth + 1 - level) for level in range(depth + 1)]
+    table = taskmeter("show", str(path))
+    assert table.returncode == 0, table.stderr
+    assert "50m1.00s" in table.stdout.splitlines()[1]  # the root: 3001 s
+    report = taskmeter("report", str(path), "-o", str(tmp_path / "workers.html"))
+    assert report.returncode == 0, report.stderr
+
+
 def test_json_document_holds_a_task_a_line_and_reads_as_the_indented_one() -> None:
     """``--json``'s document, written a task a line by the C encoder, reads as the same
     document indented would; with no task too."""

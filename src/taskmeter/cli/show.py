@@ -125,7 +125,13 @@ def handle(args: argparse.Namespace) -> int:
     )
     matched = [row for row in rows if row.matched]
     if args.json:
-        tasks = (row_json(row, reason_of(row.task), reason_of.stopped(row.task)) for row in matched)
+        from ..task import TotalCpu
+
+        total_cpu = TotalCpu()
+        tasks = (
+            row_json(row, reason_of(row.task), reason_of.stopped(row.task), total_cpu)
+            for row in matched
+        )
         if not write_stdout(json_document(args.file, tasks)):
             return EXIT_OUTPUT_FAILED
     elif matched and not write_stdout(format_table_of(root, rows, status_of) + "\n"):
@@ -173,15 +179,24 @@ def json_document(file: str, tasks: Iterable[dict[str, Any]]) -> str:
 
 
 def row_json(
-    row: Selected, interrupted: str | None = None, stopped: str | None = None
+    row: Selected,
+    interrupted: str | None = None,
+    stopped: str | None = None,
+    total_cpu: Callable[[Task], float | None] | None = None,
 ) -> dict[str, Any]:
     """One task as a flat JSON object, units in the names.
 
     ``interrupted`` is why a task whose status is ``running`` is not running
     any more (it is kept as ``interrupted_reason``); ``stopped``, why it is
     not running now although its process exists (``stopped_reason``).
+    ``total_cpu``: a :class:`~taskmeter.task.TotalCpu` shared by the rows of a tree
+    (by default, one for this row alone).
     """
     from ..render import peak_memory_bound
+    from ..task import TotalCpu
+
+    if total_cpu is None:
+        total_cpu = TotalCpu()
 
     task = row.task
     energy = {
@@ -214,7 +229,7 @@ def row_json(
         "cpu_time_s": finite(task.cpu_time),
         "cpu_user_time_s": finite(task.cpu_user_time),
         "cpu_system_time_s": finite(task.cpu_system_time),
-        "cpu_total_s": finite(task.total_cpu()),
+        "cpu_total_s": finite(total_cpu(task)),
         "peak_memory_bytes": task.peak_memory,
         "peak_memory_at_most_bytes": None
         if task.peak_memory is not None
@@ -267,7 +282,9 @@ def format_rows(
         peak_memory_text,
         table_label,
     )
+    from ..task import TotalCpu
 
+    total_cpu = TotalCpu()
     table: list[tuple[str, ...]] = []
     energies = []
     for row in rows:
@@ -280,7 +297,7 @@ def format_rows(
                 f"{indent(row.depth)}{marker}{table_label(task.label)}",
                 task.status.value if status_of is None else status_of(task),
                 friendly_seconds(finite(task.duration)),
-                friendly_seconds(finite(task.total_cpu())),
+                friendly_seconds(finite(total_cpu(task))),
                 peak_memory_text(task),
                 friendly_bytes(task.peak_gpu_memory),
                 energy.text(),

@@ -27,7 +27,7 @@ from ..render import (
     terminal_text,
     tree_energy_domains,
 )
-from ..task import Task, TaskStatus
+from ..task import Task, TaskStatus, TotalCpu
 from ._noscript import noscript_table
 
 __all__ = ["COLUMNS", "STATUSES", "render_html", "report_data"]
@@ -138,6 +138,7 @@ def report_data(
     energy: dict[int, list[list[Any]]] = {}
     reasons: dict[int, str] = {}
     partial: dict[int, list[str]] = {}
+    total_cpu = TotalCpu()
     stack: list[tuple[Task, int]] = [(root, -1)]
     while stack:
         task, parent = stack.pop()
@@ -166,7 +167,7 @@ def report_data(
                 _round(start, 6),
                 _exact(task.duration),
                 _exact(task.cpu_time),
-                _exact(task.total_cpu()),
+                _exact(total_cpu(task)),
                 _exact(task.cpu_user_time),
                 _exact(task.cpu_system_time),
                 task.peak_memory,

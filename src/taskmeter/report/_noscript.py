@@ -16,7 +16,7 @@ from ..render import (
     peak_memory_text,
     terminal_text,
 )
-from ..task import Task
+from ..task import Task, TotalCpu
 
 NOSCRIPT_ROWS = 200
 """Tasks the plain table holds at most (the first ones, depth first)."""
@@ -48,6 +48,7 @@ def noscript_table(
         "<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in _HEADINGS) + "</tr></thead><tbody>",
     ]
     energies = []
+    total_cpu = TotalCpu()
     for depth, task in islice(display_walk(root), limit):
         energy = energy_total(task, energy_domains)
         energies.append(energy)
@@ -56,7 +57,7 @@ def noscript_table(
             status = "interrupted"
         cells = (
             friendly_seconds(_finite(task.duration)),
-            friendly_seconds(_finite(task.total_cpu())),
+            friendly_seconds(_finite(total_cpu(task))),
             peak_memory_text(task),
             friendly_bytes(task.peak_gpu_memory),
             energy.text(),
