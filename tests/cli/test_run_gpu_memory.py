@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 
 import taskmeter
+from taskmeter import _log
 from taskmeter.cli import main
+from taskmeter.cli._treegpu import TreeGpuMemory
 from taskmeter.probes import GpuMemoryProbe, Nvml, ProcessProbe
+from taskmeter.probes.nvml import GpuDevice
 from tests.fakes import LIBRARY_NOT_FOUND, FakeGpu, FakeNvml, gpu_uuid
 
 GIB = 1 << 30
@@ -122,3 +125,25 @@ def test_the_summary_shows_the_peak_gpu_memory(
     (row,) = [line for line in lines if line.split()[:3] == ["peak", "GPU", "memory"]]
     assert "3.0 GiB" in row
     assert "sampled every 0.05 s" in row
+
+
+def test_a_process_whose_usage_nvml_does_not_report_makes_the_sample_count_for_nothing() -> None:
+    gpu = FakeGpu(gpu_uuid(0), processes={100: 1 * GIB, 101: None})
+    sampler = TreeGpuMemory(Nvml(FakeNvml([gpu]), environ={}))
+    assert sampler.nvml.start()
+    sampler.sample([100])
+    assert sampler.peak_bytes == 1 * GIB
+    sampler.sample([100, 101])  # part of the tree unknown: no sum is made of the rest
+    assert sampler.peak_bytes == 1 * GIB
+
+
+def test_an_unexpected_error_in_a_sample_is_counted_not_raised() -> None:
+    class Broken(Nvml):
+        def devices(self) -> tuple[GpuDevice, ...]:
+            raise RuntimeError("driver trouble")
+
+    sampler = TreeGpuMemory(Broken(FakeNvml([FakeGpu(gpu_uuid(0))]), environ={}))
+    assert sampler.nvml.start()
+    sampler.sample([100])
+    assert sampler.peak_bytes is None
+    assert _log.error_counts["run.gpu-memory"] == 1
