@@ -79,7 +79,13 @@ def summary_lines(
     )
     probe = figures.probe_figures
     if probe is not None and probe.peak_gpu_memory_bytes is not None:
-        rows.append(("peak GPU memory", friendly_bytes(probe.peak_gpu_memory_bytes), ""))
+        rows.append(
+            (
+                "peak GPU memory",
+                friendly_bytes(probe.peak_gpu_memory_bytes),
+                f"all processes, through NVML, sampled every {sample_interval_s:g} s or so",
+            )
+        )
     for domain, joules in probe.energy_j.items() if probe is not None else ():
         source = probe.energy_source.get(domain, "") if probe is not None else ""
         rows.append(

@@ -40,12 +40,13 @@ if TYPE_CHECKING:
     from ..probes.base import ProbeStates
     from ..task import Task
     from ._export import ExportConfig
+    from ._treegpu import TreeGpuMemory
 
 DESCRIPTION = """\
 Run COMMAND as a task: measure its wall time, the CPU time (user and system)
-of the command and of every process it starts, their peak memory, and GPU
-memory and energy where this machine can measure them.  A live status line
-shows on the terminal while it runs, and a summary when it ends.
+of the command and of every process it starts, their peak memory, and their
+peak GPU memory and the energy where this machine can measure them.  A live
+status line shows on the terminal while it runs, and a summary when it ends.
 
 Programs that use taskmeter themselves (Task) report their tasks as subtasks
 of the run: taskmeter passes its task to them in the environment.
@@ -217,6 +218,7 @@ class _Run:
         self.status: StatusLine | None = None
         self.sampler = ProcessTreeSampler(os.getpid())
         self.probes: ProbeStates = ()
+        self.gpu_memory: TreeGpuMemory | None = None
         self.figures = RunFigures(shown, 0)
         self.perf_start = 0.0
         self.next_status = 0.0
@@ -359,6 +361,10 @@ class _Run:
     def _tick(self) -> float:
         now = time.perf_counter()
         sample = self.sampler.sample()
+        cost_s = self.sampler.last_cost_s
+        if self.gpu_memory is not None:
+            self.gpu_memory.sample(self._tree_pids(sample))
+            cost_s += self.gpu_memory.last_cost_s
         if self.status is not None and now >= self.next_status and self.supervisor is not None:
             self.next_status = now + STATUS_EVERY_S
             outcome = self.supervisor.outcome
@@ -375,7 +381,14 @@ class _Run:
             self.next_save = now + self.save_every_s
             self._save_running(sample)
         self.sample_delay = min(self.sample_delay * 2, self.interval_s)
-        return max(self.sample_delay, self.sampler.last_cost_s / SAMPLING_SHARE)
+        return max(self.sample_delay, cost_s / SAMPLING_SHARE)
+
+    def _tree_pids(self, sample: TreeSample | None) -> set[int]:
+        """The command's pid and those of the live processes of its tree."""
+        pids = set(sample.pids) if sample is not None else set()
+        if self.figures.pid:
+            pids.add(self.figures.pid)
+        return pids
 
     def _save_running(self, sample: TreeSample | None) -> None:
         # A snapshot for readers of the file while the command runs.
@@ -391,6 +404,7 @@ class _Run:
             figures.cpu_system_s = outcome.system_s + (sample.system_s if sample else 0.0)
         figures.peak_process_rss_bytes = self.sampler.peak_process_rss_bytes
         figures.peak_tree_rss_bytes = self.sampler.peak_tree_rss_bytes
+        self._note_gpu_memory()
         root = build_root(
             figures,
             label=self.label,
@@ -406,14 +420,24 @@ class _Run:
 
     def _begin_probes(self) -> None:
         # The CPU and memory probes measure this process; the command's
-        # figures come from the kernel instead.  The others (GPU, energy)
-        # measure devices, and apply to the command as they are.
+        # figures come from the kernel instead.  The GPU memory probe measures
+        # this process too: the command's processes are sampled through its
+        # NVML instead (see _treegpu).  The others (energy) measure devices,
+        # and apply to the command as they are.
         from ..figures import Figures
         from ..probes import active_probes
         from ..probes.base import begin_probes
+        from ..probes.gpu_memory import GpuMemoryProbe
+        from ._treegpu import tree_gpu_memory
 
         self.figures.probe_figures = Figures()
-        devices = [p for p in active_probes() if p.name not in ("cpu", "memory", "process")]
+        probes = active_probes()
+        self.gpu_memory = tree_gpu_memory(probes)
+        devices = [
+            p
+            for p in probes
+            if p.name not in ("cpu", "memory", "process") and not isinstance(p, GpuMemoryProbe)
+        ]
         self.probes = begin_probes(devices, reset_peak=True)
 
     def _end_probes(self) -> None:
@@ -424,6 +448,13 @@ class _Run:
             return
         read_probes(self.probes, figures)
         end_probes(self.probes)
+        self._note_gpu_memory()
+
+    def _note_gpu_memory(self) -> None:
+        """Put the command's peak GPU memory so far among the figures."""
+        figures = self.figures.probe_figures
+        if figures is not None and self.gpu_memory is not None:
+            figures.peak_gpu_memory_bytes = self.gpu_memory.peak_bytes
 
     # ---------------------------------------------------------------- after it ends
 

@@ -20,6 +20,7 @@ the process and shared by every probe; a sampled NVML mark, one per probe
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection
 from typing import Any
 
 from .. import _process
@@ -177,6 +178,43 @@ def process_gpu_memory(nvml: Nvml, pid: int) -> int | None:
     ``None`` when the process is on no visible device's list, or when the
     driver does not report its usage.
     """
+    listed = _listed_gpu_memory(nvml, {pid})
+    if listed is None:
+        return None
+    total, found, others = listed
+    if not found:
+        if others:
+            debug_once(
+                "nvml.memory.pid",
+                "this process (pid %d) is not among the GPU processes NVML lists; in a "
+                "container without the host PID namespace NVML reports host PIDs",
+                pid,
+            )
+        return None
+    return total
+
+
+def processes_gpu_memory(nvml: Nvml, pids: Collection[int]) -> int | None:
+    """GPU memory NVML charges to the processes ``pids``, summed over them and the devices.
+
+    ``None`` when none of them is on a visible device's list (they use no
+    GPU, or NVML lists host PIDs that do not match them), when the driver
+    does not report the usage of one of them, or when NVML cannot be queried.
+    """
+    listed = _listed_gpu_memory(nvml, pids)
+    if listed is None:
+        return None
+    total, found, _ = listed
+    return total if found else None
+
+
+def _listed_gpu_memory(nvml: Nvml, pids: Collection[int]) -> tuple[int, bool, bool] | None:
+    """The GPU memory of ``pids`` on the visible devices' process lists.
+
+    Returns the bytes, whether any of ``pids`` was listed, and whether other
+    processes were; ``None`` when there is no reading (NVML unusable or shut
+    down, a list that cannot be read, a usage the driver does not report).
+    """
     devices = nvml.devices()
     module = nvml.started_module()
     if not devices or module is None:  # unusable, or shut down (at exit)
@@ -203,22 +241,13 @@ def process_gpu_memory(nvml: Nvml, pid: int) -> int | None:
                 swallowed("probe.gpu-memory.sample", exc)
             return None
         for process in processes:
-            if process.pid != pid:
+            if process.pid not in pids:
                 others = True
                 continue
             used = process.usedGpuMemory
             if used is None:
-                debug_once("nvml.memory.na", "NVML does not report this process's GPU memory")
+                debug_once("nvml.memory.na", "NVML does not report a process's GPU memory")
                 return None
             total += int(used)
             found = True
-    if not found:
-        if others:
-            debug_once(
-                "nvml.memory.pid",
-                "this process (pid %d) is not among the GPU processes NVML lists; in a "
-                "container without the host PID namespace NVML reports host PIDs",
-                pid,
-            )
-        return None
-    return total
+    return total, found, others
