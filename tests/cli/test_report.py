@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from taskmeter.report import COLUMNS, render_html, report_data
 from taskmeter.taskfile import save_task
 
 from .runner import clean_environment, taskmeter
+from .stopped import stopped_process
 from .trees import GPU_LOST_IN_B, NO_GPU, WITH_SYSTEM, make_tree
 
 
@@ -323,3 +326,67 @@ def test_whole_energy_is_not_marked_partial(tree: Task, expected: list[str]) -> 
     assert embedded_data(page)["partial_energy"] == {}
     assert plain_energy_cells(page) == expected
     assert 'class="note"' not in page
+
+
+def test_a_task_whose_process_is_stopped_is_stopped_as_show_says(tmp_path: Path) -> None:
+    """A task recorded as running whose process is stopped (SIGSTOP) is ``stopped`` in the
+    page's data, with the reason ``taskmeter show`` gives, and in the table without
+    JavaScript; a running one stays ``running``."""
+    with stopped_process() as pid:
+        now = time.time()
+        here = socket.gethostname()
+        root = Task.model_validate(
+            {
+                "label": "job",
+                "status": "running",
+                "hostname": here,
+                "pid": os.getpid(),
+                "start_time": now,
+                "subtasks": [
+                    {
+                        "label": "paused",
+                        "status": "running",
+                        "hostname": here,
+                        "pid": pid,
+                        "start_time": now,
+                    }
+                ],
+            }
+        )
+        source = tmp_path / "stopped.json"
+        save_task(root, source)
+        shown = taskmeter("show", str(source))
+        assert shown.stdout.splitlines()[2].split()[1] == "stopped", shown.stdout
+        page = tmp_path / "stopped.html"
+        result = taskmeter("report", str(source), "-o", str(page))
+        assert result.returncode == 0, result.stderr
+        assert f"1 task stopped: process {pid} is stopped" in result.stderr
+        text = page.read_text()
+    data = embedded_data(text)
+    statuses = data["statuses"]
+    assert isinstance(statuses, list) and "stopped" in statuses
+    status = COLUMNS.index("status")
+    rows = data["tasks"]
+    assert isinstance(rows, list)
+    assert [statuses[row[status]] for row in rows] == ["running", "stopped"]
+    assert data["stopped"] == {"1": data["stopped"]["1"]}  # type: ignore[index]
+    assert f"process {pid} is stopped" in data["stopped"]["1"]  # type: ignore[index]
+    assert data["interrupted"] == {}
+    assert ">paused</td><td>stopped</td>" in text
+    assert ">job</td><td>running</td>" in text
+
+
+def test_a_long_extra_field_is_cut_with_a_mark_that_says_so() -> None:
+    """An extra field longer than the page keeps is cut with an ellipsis and its length,
+    pointing at ``taskmeter show --json`` for the whole value; a short one is whole."""
+    note = "x" * 499 + "TAIL-END"
+    params = {f"p{i}": list(range(i)) for i in range(40)}
+    root = Task.model_validate({"label": "r", "note": note, "params": params, "short": "ok"})
+    extra = report_data(root)["extra"][0]  # type: ignore[index]
+    assert extra["short"] == "ok"
+    assert extra["note"] == (
+        "x" * 499 + "T… (507 characters; 'taskmeter show --json' has the whole value)"
+    )
+    whole = json.dumps(params)
+    assert extra["params"].startswith(whole[:500] + "… (")
+    assert f"({len(whole):,} characters;" in extra["params"]

@@ -27,6 +27,7 @@ from taskmeter.taskfile import save_task
 
 from ..conftest import require_executable
 from .runner import program, run_command, taskmeter
+from .stopped import stopped_process
 from .trees import GPU_LOST_IN_B, NO_GPU, WITH_SYSTEM, energy_siblings, make_tree
 
 COLLECT_ROWS_JS = """
@@ -209,9 +210,10 @@ def test_a_long_label_leaves_the_task_tree_in_view(browser: Any, tmp_path: Path)
     assert [label_of(row) for row in rows][1:] == ["child"]
 
 
-def every_status_file(tmp_path: Path) -> Path:
-    """A root with one child of each status, ``running`` twice: one whose process (this
-    test's) runs, one whose process is gone; and figures at the units' edges."""
+def every_status_file(tmp_path: Path, stopped_pid: int) -> Path:
+    """A root with one child of each status, ``running`` three times: one whose process
+    (this test's) runs, one whose process is gone, one whose process (``stopped_pid``) is
+    stopped; and figures at the units' edges."""
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     now = time.time()
@@ -234,6 +236,7 @@ def every_status_file(tmp_path: Path) -> Path:
                 child("queued", "pending"),
                 child("alive", "running", pid=os.getpid(), peak_memory_at_most=25_784_320),
                 child("killed", "running", pid=dead.pid, cpu_time=119.999, gpu_power=999_950.0),
+                child("paused", "running", pid=stopped_pid, cpu_time=1.5),
             ],
         }
     )
@@ -268,15 +271,25 @@ def test_report_shows_every_status_as_show_does(browser: Any, tmp_path: Path) ->
     """Each task's status in the report is the one ``taskmeter show`` gives it, for every
     status: a task recorded as running whose process is gone is ``interrupted`` (bar and
     mark, with the reason in the details, and a note on standard error), one whose process
-    runs stays ``running``; every status but ``finished`` is written beside the label; the
+    is stopped is ``stopped`` (the same), one whose process runs stays ``running``; every
+    status but ``finished`` is written beside the label; the
     figures are the table's, to the character (partial energy's ``*`` included)."""
-    source = every_status_file(tmp_path)
+    with stopped_process() as stopped_pid:
+        source = every_status_file(tmp_path, stopped_pid)
+        _check_every_status(browser, tmp_path, source, stopped_pid)
+
+
+def shown_status(row: dict[str, Any]) -> str:
+    """The status ``taskmeter show`` gives a row of its JSON output."""
+    if row["interrupted"]:
+        return "interrupted"
+    return "stopped" if row["stopped"] else str(row["status"])
+
+
+def _check_every_status(browser: Any, tmp_path: Path, source: Path, stopped_pid: int) -> None:
     shown = taskmeter("show", str(source), "--json")
     assert shown.returncode == 0, shown.stderr
-    statuses = {
-        task["label"]: "interrupted" if task["interrupted"] else task["status"]
-        for task in json.loads(shown.stdout)["tasks"]
-    }
+    statuses = {task["label"]: shown_status(task) for task in json.loads(shown.stdout)["tasks"]}
     assert statuses == {
         "every status": "running",
         "done": "finished",
@@ -285,6 +298,7 @@ def test_report_shows_every_status_as_show_does(browser: Any, tmp_path: Path) ->
         "queued": "pending",
         "alive": "running",
         "killed": "interrupted",
+        "paused": "stopped",
     }
     table = taskmeter("show", str(source))
     assert table.returncode == 0, table.stderr
@@ -299,6 +313,7 @@ def test_report_shows_every_status_as_show_does(browser: Any, tmp_path: Path) ->
     result = taskmeter("report", str(source), "-o", str(page))
     assert result.returncode == 0, result.stderr
     assert "taskmeter: 1 task interrupted: process " in result.stderr
+    assert f"taskmeter: 1 task stopped: process {stopped_pid} is stopped" in result.stderr
     browser.get(page.as_uri())
     rows = report_rows(browser)
     assert {label: row["status"] for label, row in rows.items()} == statuses
@@ -312,15 +327,29 @@ def test_report_shows_every_status_as_show_does(browser: Any, tmp_path: Path) ->
             assert row[column] == expected[column], (label, column)
     assert rows["alive"]["mem"] == "<= 24.6 MiB"
     assert rows["done"]["mem"] == "1.0 MiB"
-    assert "(1 interrupted)" in browser.find_element("id", "meta").text
+    assert "(1 interrupted, 1 stopped)" in browser.find_element("id", "meta").text
 
     killed = browser.find_element("xpath", "//div[@class='row']//span[text()='killed']")
     killed.click()
     details = browser.find_element("id", "details").text
     assert re.search(r"status interrupted: process \d+ is gone", details), details
+    paused = browser.find_element("xpath", "//div[@class='row']//span[text()='paused']")
+    paused.click()
+    details = browser.find_element("id", "details").text
+    assert f"status stopped: process {stopped_pid} is stopped" in details, details
     legend = browser.find_element("css selector", ".legend").text
-    for status in ("finished", "failed", "cancelled", "running", "interrupted", "pending"):
+    every = ["finished", "failed", "cancelled", "running", "interrupted", "stopped", "pending"]
+    for status in every:
         assert status in legend
+    # Each status has a swatch in the legend, and each swatch a look of its own.
+    looks = browser.execute_script(
+        "return arguments[0].map(s => {"
+        " const e = document.querySelector('.legend .swatch.' + s);"
+        " if (!e) return null;"
+        " const c = getComputedStyle(e); return c.backgroundColor + c.backgroundImage; })",
+        every,
+    )
+    assert None not in looks and len(set(looks)) == len(every), looks
 
 
 FORMAT_EDGES: list[float | None] = [
@@ -854,3 +883,63 @@ def test_energy_lacking_a_domain_other_tasks_have_is_marked_partial(
         cells = browser.execute_script(ENERGY_CELLS_JS)
         assert [[energy, partial] for _, energy, partial in cells] == [[e, False] for e in whole]
         assert not browser.find_element("id", "partial-note").is_displayed()
+
+
+def tick_labels(browser: Any, tmp_path: Path, span: float) -> list[tuple[float, str]]:
+    """The timeline's ticks for a task of ``span`` seconds: (seconds, label) each."""
+    root = Task.model_validate(
+        {"label": "run", "status": "finished", "start_time": 1.7e9, "duration": span}
+    )
+    page = tmp_path / "ticks.html"
+    page.write_text(render_html(root))
+    browser.get(page.as_uri())
+    ticks = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#axis .tick'))"
+        ".map(t => [parseFloat(t.style.left), t.textContent])"
+    )
+    return [(round(left * span / 100, 6), label) for left, label in ticks]
+
+
+def tick_seconds(label: str) -> float:
+    """The seconds a tick label such as ``1h15m``, ``1m30s``, ``1.5s`` or ``20ms`` writes."""
+    match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m(?!s))?(?:([\d.]+)s)?(?:(\d+)ms)?", label)
+    assert match and label, label
+    hours, minutes, seconds, millis = match.groups()
+    return (
+        int(hours or 0) * 3600
+        + int(minutes or 0) * 60
+        + float(seconds or 0)
+        + int(millis or 0) / 1000
+    )
+
+
+@pytest.mark.parametrize(
+    ("span", "expected"),
+    [
+        (5000, ["0", "15m", "30m", "45m", "1h", "1h15m"]),
+        (90, ["0", "15s", "30s", "45s", "1m", "1m15s", "1m30s"]),
+        (8000, ["0", "30m", "1h", "1h30m", "2h"]),
+        (2.5, ["0", "500ms", "1s", "1.5s", "2s", "2.5s"]),
+    ],
+)
+def test_timeline_ticks_write_their_exact_time(
+    browser: Any, tmp_path: Path, span: float, expected: list[str]
+) -> None:
+    """Ticks every 15 minutes on a 5000 s run read ``1h15m`` at 4500 s (it read ``1.3 h``),
+    every 15 s on a 90 s run ``1m15s``: each label is its tick's time."""
+    assert [label for _, label in tick_labels(browser, tmp_path, span)] == expected
+
+
+@pytest.mark.parametrize(
+    "span", [0.004, 0.07, 0.25, 1.1, 7, 45, 100, 170, 500, 1000, 2000, 4000, 6300, 20000, 50000]
+)
+def test_every_tick_label_is_the_time_of_its_tick(
+    browser: Any, tmp_path: Path, span: float
+) -> None:
+    """Whatever the span (milliseconds to half a day), a tick's label, read back, is the
+    time at which the tick stands."""
+    ticks = tick_labels(browser, tmp_path, span)
+    assert len(ticks) >= 2
+    for seconds, label in ticks[1:]:
+        # The position is read back from the page's style, to about 6 digits.
+        assert tick_seconds(label) == pytest.approx(seconds, rel=1e-5), (span, label)

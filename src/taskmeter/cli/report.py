@@ -35,7 +35,8 @@ its figures, click to keep them.  The page has everything inline (no network
 needed), and stays fast with thousands of tasks.
 
 Statuses are those of 'taskmeter show': a task whose status is 'running' but
-whose process is gone is marked 'interrupted' (see 'taskmeter show --help').
+whose process is gone is marked 'interrupted', one whose process is stopped
+'stopped' (see 'taskmeter show --help').
 Siblings are in its order too: by start time.
 """
 
@@ -103,7 +104,9 @@ def handle(args: argparse.Namespace) -> int:
     # Names and a title given as bytes that are not UTF-8 are shown as \xNN, as in messages.
     source = None if args.file == "-" else valid_text(args.file)
     title = None if args.title is None else valid_text(args.title)
-    page = render_html(root, title=title, source=source, interrupted=interrupted)
+    page = render_html(
+        root, title=title, source=source, interrupted=interrupted, stopped=interrupted.stopped
+    )
     if output == STDOUT:
         written = put_stdout(page)
         if written is Output.FAILED:

@@ -30,7 +30,7 @@ from ..render import (
 from ..task import Task, TaskStatus, TotalCpu
 from ._noscript import noscript_table
 
-__all__ = ["COLUMNS", "STATUSES", "render_html", "report_data"]
+__all__ = ["COLUMNS", "EXTRA_TEXT_LIMIT", "STATUSES", "render_html", "report_data"]
 
 COLUMNS = (
     "parent",
@@ -54,14 +54,18 @@ COLUMNS = (
 )
 """The fields of each task's row in the embedded data, in order."""
 
-STATUSES = (*(status.value for status in TaskStatus), "interrupted")
-"""The statuses a row's ``status`` field indexes: the recorded ones, and ``interrupted``
-(recorded as running, but its process is gone), as ``taskmeter show`` shows them."""
+STATUSES = (*(status.value for status in TaskStatus), "interrupted", "stopped")
+"""The statuses a row's ``status`` field indexes: the recorded ones, ``interrupted``
+(recorded as running, but its process is gone) and ``stopped`` (recorded as running, its
+process stopped), as ``taskmeter show`` shows them."""
 
 _STATUS_CODES = {status: STATUSES.index(status.value) for status in TaskStatus}
 _INTERRUPTED = STATUSES.index("interrupted")
+_STOPPED = STATUSES.index("stopped")
 _STANDARD_FIELDS = frozenset(Task.model_fields)
-_EXTRA_TEXT_LIMIT = 500
+EXTRA_TEXT_LIMIT = 500
+"""The characters of an extra field the page keeps: a longer value is cut there, and the
+page says so (a tree of 100,000 tasks with long values would make a page too big to open)."""
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:
@@ -96,15 +100,26 @@ def _extras(task: Task) -> dict[str, Any]:
     """The task's extra fields (user data), as text for the details panel.
 
     Any name is possible here (``energy``, ``__proto__``): the page keeps
-    them apart from its own data and shows them as text only.
+    them apart from its own data and shows them as text only.  A value longer
+    than :data:`EXTRA_TEXT_LIMIT` characters is cut, with a mark saying so.
     """
     extra: dict[str, Any] = {}
     for key, value in (task.model_extra or {}).items():
         if key in _STANDARD_FIELDS:
             continue
         text = value if isinstance(value, str) else json.dumps(value, default=str)
-        extra[key] = text[:_EXTRA_TEXT_LIMIT]
+        extra[key] = _cut(text)
     return extra
+
+
+def _cut(text: str) -> str:
+    """``text``, or its first :data:`EXTRA_TEXT_LIMIT` characters and a mark of the cut."""
+    if len(text) <= EXTRA_TEXT_LIMIT:
+        return text
+    return (
+        f"{text[:EXTRA_TEXT_LIMIT]}… ({len(text):,} characters; "
+        "'taskmeter show --json' has the whole value)"
+    )
 
 
 def report_data(
@@ -112,6 +127,7 @@ def report_data(
     *,
     source: str | None = None,
     interrupted: Callable[[Task], str | None] | None = None,
+    stopped: Callable[[Task], str | None] | None = None,
 ) -> dict[str, Any]:
     """The data the page draws: tasks depth first (siblings by start time, see
     :func:`taskmeter.render.display_order`), each a row of :data:`COLUMNS`.
@@ -119,6 +135,9 @@ def report_data(
     ``interrupted`` tells why a task recorded as running is not running any
     more (``None`` if it may be), as :meth:`taskmeter.liveness.Liveness.interruption`
     does; such tasks have the status ``interrupted``, and their reason is kept.
+    ``stopped`` tells why a task recorded as running (and not interrupted) does not run
+    now (``None`` if it does), as :meth:`taskmeter.liveness.Liveness.stoppage` does;
+    such tasks have the status ``stopped``, and their reason is kept too.
     Start times are relative to the root's, or to the earliest of the tree where the root
     has none.  A row's ``energy`` is that of :func:`taskmeter.render.energy_total`; where
     it is partial (it lacks a domain other tasks of the tree have), ``partial_energy``
@@ -137,6 +156,7 @@ def report_data(
     extra: dict[int, dict[str, Any]] = {}
     energy: dict[int, list[list[Any]]] = {}
     reasons: dict[int, str] = {}
+    stoppages: dict[int, str] = {}
     partial: dict[int, list[str]] = {}
     total_cpu = TotalCpu()
     stack: list[tuple[Task, int]] = [(root, -1)]
@@ -156,6 +176,9 @@ def report_data(
         if reason:
             status = _INTERRUPTED
             reasons[index] = reason
+        elif stopped is not None and (stoppage := stopped(task)):
+            status = _STOPPED
+            stoppages[index] = stoppage
         energy_figure = energy_total(task, domains)
         if energy_figure.partial:
             partial[index] = list(energy_figure.missing)
@@ -204,6 +227,7 @@ def report_data(
         "energy": energy,
         "partial_energy": partial,
         "interrupted": reasons,
+        "stopped": stoppages,
     }
 
 
@@ -242,13 +266,15 @@ def render_html(
     title: str | None = None,
     source: str | None = None,
     interrupted: Callable[[Task], str | None] | None = None,
+    stopped: Callable[[Task], str | None] | None = None,
 ) -> str:
     """The report page for ``root`` and its subtasks, as one HTML document.
 
-    ``interrupted`` is as for :func:`report_data` (``taskmeter report`` passes
-    :meth:`taskmeter.liveness.Liveness.interruption`).
+    ``interrupted`` and ``stopped`` are as for :func:`report_data` (``taskmeter report``
+    passes :meth:`taskmeter.liveness.Liveness.interruption` and
+    :meth:`~taskmeter.liveness.Liveness.stoppage`).
     """
-    document = report_data(root, source=source, interrupted=interrupted)
+    document = report_data(root, source=source, interrupted=interrupted, stopped=stopped)
     data = json.dumps(document, separators=(",", ":"), allow_nan=False)
     # Inside <script>, "</script>" or "<!--" in a label would end the element early.
     data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
@@ -264,7 +290,11 @@ def render_html(
         "{{SCRIPT}}": scripts[1],
         "{{DATA}}": data,
         "{{NOSCRIPT}}": noscript_table(
-            root, len(document["tasks"]), interrupted, energy_domains=tree_energy_domains(root)
+            root,
+            len(document["tasks"]),
+            interrupted,
+            stopped=stopped,
+            energy_domains=tree_energy_domains(root),
         ),
     }
     # One pass, so a placeholder inside a label or the title is left as text.

@@ -34,10 +34,12 @@ def noscript_table(
     interrupted: Callable[[Task], str | None] | None = None,
     limit: int = NOSCRIPT_ROWS,
     *,
+    stopped: Callable[[Task], str | None] | None = None,
     energy_domains: frozenset[str] = frozenset(),
 ) -> str:
     """The first ``limit`` of the ``count`` tasks of ``root``'s tree as an HTML table, with
-    the figures ``taskmeter show`` prints (every text escaped), its note on partial energy
+    the statuses and figures ``taskmeter show`` prints (every text escaped; ``interrupted``
+    and ``stopped`` as for :func:`taskmeter.report.report_data`), its note on partial energy
     included (``energy_domains``: those of the whole tree, see
     :func:`taskmeter.render.tree_energy_domains`)."""
     lines = [
@@ -55,6 +57,8 @@ def noscript_table(
         status = task.status.value
         if interrupted is not None and interrupted(task):
             status = "interrupted"
+        elif stopped is not None and stopped(task):
+            status = "stopped"
         cells = (
             friendly_seconds(_finite(task.duration)),
             friendly_seconds(_finite(total_cpu(task))),

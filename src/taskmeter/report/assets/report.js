@@ -3,7 +3,8 @@
   "use strict";
   var started = performance.now();
   var D = JSON.parse(document.getElementById("taskmeter-data").textContent);
-  var STATUS = D.statuses; // as `taskmeter show` shows them, "interrupted" included
+  var STATUS = D.statuses; // as `taskmeter show` shows them, "interrupted" and "stopped" included
+  var STOPPED = D.stopped || {};
   var C = {};
   D.columns.forEach(function (name, i) { C[name] = i; });
   var tasks = D.tasks;
@@ -37,10 +38,15 @@
   // ------------------------------------------------------------ formatting
   var fmtSeconds = taskmeterFormat.seconds, fmtBytes = taskmeterFormat.bytes;
   var fmtJoules = taskmeterFormat.energy, fmtText = taskmeterFormat.text;
+  // A tick's time, exactly: below a minute as fmtSeconds writes it (trailing zeros
+  // dropped: "1.5s", "500ms"); from a minute on, ticks are whole seconds, written in
+  // hours, minutes and seconds ("1h15m", "1m30s"; a rounded "1.3 h" was 1h15m).
   function fmtTick(s) {
     if (s < 60) return fmtSeconds(s).replace(/(\.\d*?)0+s$/, "$1s").replace(".s", "s");
-    if (s < 3600) return (s % 60 ? (s / 60).toFixed(1) : String(s / 60)) + " min";
-    return (s % 3600 ? (s / 3600).toFixed(1) : String(s / 3600)) + " h";
+    if (s >= 3600 * 1e15) return String(s / 3600) + "h"; // past exact integers: 2.4e+297h
+    var whole = Math.round(s);
+    var hours = Math.floor(whole / 3600), minutes = Math.floor(whole % 3600 / 60), seconds = whole % 60;
+    return (hours ? hours + "h" : "") + (minutes ? minutes + "m" : "") + (seconds ? seconds + "s" : "");
   }
 
   // The filter finds a task by the label as the page shows it (control and format
@@ -77,10 +83,13 @@
   }
 
   var root = tasks[0];
-  var interruptedCount = Object.keys(D.interrupted).length;
+  var notRunning = [[Object.keys(D.interrupted).length, "interrupted"],
+                    [Object.keys(STOPPED).length, "stopped"]]
+    .filter(function (pair) { return pair[0]; })
+    .map(function (pair) { return pair[0] + " " + pair[1]; }).join(", ");
   document.getElementById("meta").textContent =
     (D.file ? fmtText(D.file) + " · " : "") + n + " task" + (n === 1 ? "" : "s") +
-    (interruptedCount ? " (" + interruptedCount + " interrupted)" : "") +
+    (notRunning ? " (" + notRunning + ")" : "") +
     (D.started ? " · started " + D.started : "") + " · taskmeter " + D.version;
   var totals = document.getElementById("totals");
   [["duration", fmtSeconds(root[C.duration])], ["CPU time", fmtSeconds(root[C.total])],
@@ -265,7 +274,7 @@
     details.textContent = "";
     var h = document.createElement("h2"); h.textContent = fmtText(task[C.label]); details.appendChild(h);
     var rows = [
-      ["status", statusOf(t) + (D.interrupted[t] ? ": " + fmtText(D.interrupted[t]) : "")],
+      ["status", statusOf(t) + (D.interrupted[t] || STOPPED[t] ? ": " + fmtText(D.interrupted[t] || STOPPED[t]) : "")],
       ["starts at", task[C.start] == null ? "-" : "+" + fmtSeconds(task[C.start])],
       ["duration", fmtSeconds(task[C.duration])],
       ["CPU, this task", fmtSeconds(task[C.cpu])],
