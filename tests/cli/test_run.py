@@ -74,18 +74,19 @@ def test_multiprocessing_helpers_that_end_after_the_command_are_not_left_running
 
 
 def test_a_process_left_running_is_reported_without_waiting_for_it(tmp_path: Path) -> None:
-    """A 30 s sleeper the command leaves is named in the note at once: the run ends well
-    within 2 s of the command's end (the grace is a fraction of a second)."""
+    """A 120 s sleeper the command leaves is named in the note without being waited for:
+    the run ends well within 20 s of the command's end (the grace is a fraction of a
+    second; the rest is taskmeter's own start and exit, slow on a loaded machine)."""
     # The sleeper's output goes elsewhere: holding the captured pipes, it would hold
-    # up the capture for its 30 s.
-    script = "sleep 30 >/dev/null 2>&1 & echo $! $(date +%s.%N)"
+    # up the capture for its 120 s.
+    script = "sleep 120 >/dev/null 2>&1 & echo $! $(date +%s.%N)"
     result = taskmeter("run", "--", "sh", "-c", script, timeout=60)
     ended = time.time()
     sleeper, command_end = result.stdout.split()
     try:
         assert result.returncode == 0, result.stderr
         assert f"still running (pid {sleeper})" in result.stderr
-        assert ended - float(command_end) < 2.0
+        assert ended - float(command_end) < 20.0
     finally:
         os.kill(int(sleeper), signal.SIGKILL)
 

@@ -202,11 +202,14 @@ class Supervisor:
             self._waited.add(signal.SIGWINCH)
         self._queue: _SignalQueue | None = None if use_sigtimedwait else _SignalQueue()
         self._sigchld_was_ignored = False
+        self._children_before: set[int] = set()
+        """This process's children before the command started (not the command's)."""
 
     # ---------------------------------------------------------------- start
 
     def start(self) -> int:
         """Start the command and return its pid; raises :class:`SpawnError`."""
+        self._children_before = _children() or set()
         self._subreaper = _set_child_subreaper(True)
         if signal.getsignal(signal.SIGCHLD) is signal.SIG_IGN:
             # Ignored, the kernel would reap the command itself, and take its
@@ -299,7 +302,7 @@ class Supervisor:
             return
         deadline = time.monotonic() + grace_s
         self._reap()
-        while not self._no_children_left:
+        while not self._no_children_left and self._stragglers_left():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
@@ -310,6 +313,13 @@ class Supervisor:
             if signo is not None and signo != signal.SIGCHLD:
                 self._on_signal(signo, code)
             self._reap()
+
+    def _stragglers_left(self) -> bool:
+        """Whether a child of this process other than those it had before the command
+        (a program's own helpers, when taskmeter runs inside one) is still there, the
+        command's orphans among them; ``True`` where that cannot be told."""
+        children = _children()
+        return children is None or not children <= self._children_before
 
     def _next_signal(self, timeout: float) -> tuple[int | None, int | None]:
         """The next signal taken, waiting up to ``timeout`` seconds, and its sender's
@@ -535,6 +545,19 @@ def _our_group_has_terminal() -> bool:
         except (AttributeError, OSError, ValueError):
             continue
     return False
+
+
+def _children() -> set[int] | None:
+    """The pids of this process's children (Linux's ``/proc/self/task/*/children``, a
+    file per thread); ``None`` where the kernel does not list them."""
+    pids: set[int] = set()
+    try:
+        for thread in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{thread}/children", "rb") as listing:
+                pids.update(int(pid) for pid in listing.read().split())
+    except (OSError, ValueError):
+        return None
+    return pids
 
 
 def _set_child_subreaper(enable: bool) -> bool:
