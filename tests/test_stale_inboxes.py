@@ -242,3 +242,42 @@ def test_an_owner_that_cannot_be_inspected_is_not_gone(tmp_path: Path) -> None:
     (tmp_path / "7" / "stat").write_text(f"7 (a name) with) {fields}")
     assert not _stale_inboxes.owner_gone(Owner(7, 42, "0" * 12), proc=tmp_path)
     assert _stale_inboxes.owner_gone(Owner(7, 41, "0" * 12), proc=tmp_path)
+
+
+def _fake_proc(root: Path, *, self_pid: int, time_namespace: str | None) -> Path:
+    """A /proc with ``self`` linking to ``self_pid``, whose stat, boot id and namespaces
+    are given."""
+    proc = root / "proc"
+    entry = proc / str(self_pid)
+    (entry / "ns").mkdir(parents=True)
+    fields = " ".join(["S"] + ["0"] * 18 + ["4242"] + ["0"] * 10)
+    (entry / "stat").write_text(f"{self_pid} (python) {fields}")
+    os.symlink("pid:[4026531836]", entry / "ns" / "pid")
+    if time_namespace is not None:
+        os.symlink(time_namespace, entry / "ns" / "time")
+    (proc / "sys" / "kernel" / "random").mkdir(parents=True)
+    (proc / "sys" / "kernel" / "random" / "boot_id").write_text("b00t\n")
+    os.symlink(str(self_pid), proc / "self")
+    return proc
+
+
+def test_the_time_namespace_is_part_of_the_scope(tmp_path: Path) -> None:
+    """Start times read in another time namespace are shifted (a live owner would look
+    gone): processes of two time namespaces have two scopes, so neither sweeps the
+    other's inboxes."""
+    pid = os.getpid()
+    scopes = set()
+    for name, namespace in (("a", "time:[4026531834]"), ("b", "time:[4026532999]"), ("c", None)):
+        proc = _fake_proc(tmp_path / name, self_pid=pid, time_namespace=namespace)
+        owner = _stale_inboxes.own_owner(proc)
+        assert owner is not None and owner.start == 4242
+        scopes.add(owner.scope)
+    assert len(scopes) == 3
+
+
+def test_a_proc_of_another_pid_namespace_gives_no_owner(tmp_path: Path) -> None:
+    """Under ``unshare -p`` without its own /proc, /proc/self is the host's pid, not
+    os.getpid(): the entries of this namespace's pids cannot be read there, so the inbox
+    is named the old way (never swept) instead of being judged by another process's."""
+    proc = _fake_proc(tmp_path, self_pid=os.getpid() + 1, time_namespace=None)
+    assert _stale_inboxes.own_owner(proc) is None

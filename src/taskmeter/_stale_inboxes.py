@@ -9,13 +9,17 @@ inbox is named after its owner::
 
 ``start`` is the process's start time in clock ticks since boot (field 22 of
 ``/proc/<pid>/stat``) and ``scope`` a short digest of the kernel's boot id and
-the process's PID namespace.  When a process makes its top-level inbox, it
-first removes (once, at most :data:`MAX_REMOVED` of them) the inboxes that
-are this user's, of the same scope, and whose owner is gone: no process has
-that pid, or the one that has it started at another time (the pid was
-reused).  Everything else is left: another boot or PID namespace (a
-container sharing the directory, whose pids mean nothing here), a process
-that cannot be inspected, a name of another form (an earlier version's).
+the process's PID and time namespaces (start times read in another time
+namespace are shifted).  A process whose ``/proc`` is not of its own PID
+namespace names its inbox the old way, which no sweep removes.
+
+When a process makes its top-level inbox, it first removes (once, at most
+:data:`MAX_REMOVED` of them) the inboxes that are this user's, of the same
+scope, and whose owner is gone: no process has that pid, or the one that has
+it started at another time (the pid was reused). Everything else is left:
+another boot or PID namespace (a container sharing the directory, whose pids
+mean nothing here), a process that cannot be inspected, a name of another form
+(an earlier version's).
 
 A stale inbox is first renamed to a name of the sweeping process's own, so
 that of two processes sweeping at once one removes it, and one that dies
@@ -92,13 +96,28 @@ def _start_ticks(pid: int | str, proc: Path = PROC) -> tuple[str, int]:
 def own_owner(proc: Path = PROC) -> Owner | None:
     """This process as an inbox owner; ``None`` where that cannot be told (no ``/proc``)."""
     try:
+        if os.readlink(proc / "self") != str(os.getpid()):
+            # A /proc of another PID namespace (``unshare -p`` without its own
+            # /proc): its entries are not those of this namespace's pids.
+            return None
         _, start = _start_ticks("self", proc)
         boot_id = (proc / "sys" / "kernel" / "random" / "boot_id").read_text().strip()
         namespace = os.readlink(proc / "self" / "ns" / "pid")
+        # Start times in /proc are shifted by the reader's time namespace: two
+        # processes read the same ones only in the same one (absent before Linux 5.6,
+        # which has none).
+        time_namespace = _link_or_empty(proc / "self" / "ns" / "time")
     except (OSError, ValueError, IndexError):
         return None
-    digest = hashlib.sha256(f"{boot_id}\0{namespace}".encode()).hexdigest()
+    digest = hashlib.sha256(f"{boot_id}\0{namespace}\0{time_namespace}".encode()).hexdigest()
     return Owner(os.getpid(), start, digest[:_SCOPE_DIGITS])
+
+
+def _link_or_empty(path: Path) -> str:
+    try:
+        return os.readlink(path)
+    except FileNotFoundError:
+        return ""
 
 
 def owner_gone(owner: Owner, proc: Path = PROC) -> bool:
