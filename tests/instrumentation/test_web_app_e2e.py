@@ -182,8 +182,9 @@ def test_the_server_span_arrives_enriched_at_the_collector(run: Run) -> None:
     assert task.parent_span_id == server.span_id
     assert figures[attr.CPU_TIME] >= run.response["cpu_time"]
     # The handler is async: the server span's thread is the event loop, which did
-    # the burn, and also faulted the allocation in and served the request.
-    assert BURN_S <= figures[attr.CPU_THREAD] < BURN_S * 1.1 + 0.3
+    # the burn, and also faulted the allocation in and served the request (0.35 s
+    # more on a loaded 2-core machine; the process figure bounds it below too).
+    assert BURN_S <= figures[attr.CPU_THREAD] < BURN_S + 0.6
     assert figures[attr.CPU_THREAD] <= figures[attr.CPU_TIME] + 1e-3
     assert figures[attr.MEMORY_PEAK] >= run.response["peak_memory"]
     assert figures[attr.MACHINE] == "e2e-box"
