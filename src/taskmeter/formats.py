@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
+
+
+def finite(value: float | None) -> float | None:
+    """``value``, or ``None`` where it is not a finite number (a table shows ``-``, JSON
+    ``null``): files are read with ``mistyped=``, which makes such figures absent, but a
+    sum of two huge finite ones (a CPU total) can still overflow."""
+    if value is None or math.isfinite(value):
+        return value
+    return None
 
 
 def friendly_duration(elapsed: float | timedelta) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from .figures import ENERGY_DOMAINS
-from .formats import friendly_bytes, friendly_energy, friendly_seconds
+from .formats import finite, friendly_bytes, friendly_energy, friendly_seconds
 from .propagation import start_order
 from .task import Task, TotalCpu
 
@@ -200,12 +200,12 @@ def energy_total(task: Task, tree_domains: frozenset[str] = frozenset()) -> Ener
     machine without one) gives whole CPU totals.
     """
     if task.system_power is not None:
-        return EnergyTotal(_finite(task.system_power))
+        return EnergyTotal(finite(task.system_power))
     parts = [joules for joules in (task.cpu_power, task.gpu_power) if joules is not None]
     if not parts:
         return EnergyTotal(None)
     missing = tuple(d for d in ENERGY_DOMAINS if d in tree_domains - energy_domains(task))
-    return EnergyTotal(_finite(sum(parts)), missing)
+    return EnergyTotal(finite(sum(parts)), missing)
 
 
 def partial_energy_note(missing: Iterable[str]) -> str:
@@ -214,10 +214,6 @@ def partial_energy_note(missing: Iterable[str]) -> str:
     wanted = set(missing)
     names = " or ".join(_DOMAIN_NAMES[d] for d in ENERGY_DOMAINS if d in wanted)
     return f"{PARTIAL_ENERGY_MARK} partial energy: lacks the {names} energy other tasks have"
-
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
 
 
 def peak_memory_text(task: Task) -> str:

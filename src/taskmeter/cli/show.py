@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from ..formats import finite
 from ._common import (
     EXIT_BAD_FILE,
     EXIT_NO_MATCH,
@@ -150,17 +150,6 @@ def format_table_of(root: Task, rows: list[Selected], status_of: Callable[[Task]
     from ..render import tree_energy_domains
 
     return format_rows(rows, status_of, tree_energy_domains(root))
-
-
-def finite(value: float | None) -> float | None:
-    """``value``, or ``None`` where it is not a finite number (shown as ``-``, ``null`` in JSON).
-
-    ``show`` reads files with ``mistyped=``, which makes such figures absent; a
-    sum of two huge finite ones (a CPU total) can still overflow.
-    """
-    if value is None or math.isfinite(value):
-        return value
-    return None
 
 
 def json_document(file: str, tasks: Iterable[dict[str, Any]]) -> str:

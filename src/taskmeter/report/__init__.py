@@ -20,6 +20,7 @@ from importlib import resources
 from typing import Any
 
 from ..__about__ import __version__
+from ..formats import finite
 from ..render import (
     display_order,
     energy_total,
@@ -77,16 +78,10 @@ def _round(value: float | None, digits: int = 4) -> float | None:
     return round(value, max(digits - 1 - math.floor(math.log10(abs(value))), 0))
 
 
-def _exact(value: float | None) -> float | None:
-    """A figure the page writes out: whole, so it writes what ``taskmeter show`` does
-    (rounded once, as Python rounds), ``None`` where it is not a finite number."""
-    return value if value is not None and math.isfinite(value) else None
-
-
 def _energy_parts(task: Task) -> list[list[Any]]:
     """The energy by domain, for the details panel: ``[domain, joules, source]`` each."""
     return [
-        [domain, _exact(value), task.energy_sources.get(domain)]
+        [domain, finite(value), task.energy_sources.get(domain)]
         for domain, value in (
             ("cpu", task.cpu_power),
             ("gpu", task.gpu_power),
@@ -188,11 +183,13 @@ def report_data(
                 task.label,
                 status,
                 _round(start, 6),
-                _exact(task.duration),
-                _exact(task.cpu_time),
-                _exact(total_cpu(task)),
-                _exact(task.cpu_user_time),
-                _exact(task.cpu_system_time),
+                # Whole figures (not rounded here): the page writes what
+                # ``taskmeter show`` does, rounded once, as Python rounds.
+                finite(task.duration),
+                finite(task.cpu_time),
+                finite(total_cpu(task)),
+                finite(task.cpu_user_time),
+                finite(task.cpu_system_time),
                 task.peak_memory,
                 peak_memory_bound(task) if task.peak_memory is None else None,
                 task.peak_gpu_memory,

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from html import escape
 from itertools import islice
 
-from ..formats import friendly_bytes, friendly_seconds
+from ..formats import finite, friendly_bytes, friendly_seconds
 from ..render import (
     INDENT_LEVELS,
     display_walk,
@@ -22,10 +21,6 @@ NOSCRIPT_ROWS = 200
 """Tasks the plain table holds at most (the first ones, depth first)."""
 
 _HEADINGS = ("task", "status", "duration", "CPU", "peak memory", "GPU memory", "energy")
-
-
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
 
 
 def noscript_table(
@@ -60,8 +55,8 @@ def noscript_table(
         elif stopped is not None and stopped(task):
             status = "stopped"
         cells = (
-            friendly_seconds(_finite(task.duration)),
-            friendly_seconds(_finite(total_cpu(task))),
+            friendly_seconds(finite(task.duration)),
+            friendly_seconds(finite(total_cpu(task))),
             peak_memory_text(task),
             friendly_bytes(task.peak_gpu_memory),
             energy.text(),
