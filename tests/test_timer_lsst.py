@@ -450,3 +450,36 @@ def test_ours_and_lsst_s_calls_on_one_object_write_the_same_keys_and_types(kind:
             metadata, "run", clock
         )
     assert duration_from_time_method(metadata, "run", "Cpu") > 0
+
+
+def test_a_timed_classmethod_or_init_of_a_pipe_base_task_counts_no_error(
+    spans: SpanCapture,
+) -> None:
+    """On a real ``lsst.pipe.base.Task``: a timed classmethod is called on the class,
+    whose ``getFullName`` is an instance method, and a timed ``__init__`` runs before
+    the task has its name.  Neither is the object's failure: nothing is counted, the
+    classmethod's span has no task path and ``__init__``'s has the one it set up."""
+    import lsst.pex.config as pex_config
+    from lsst.pipe.base import Task as PipeTask
+
+    class Built(PipeTask):
+        ConfigClass = pex_config.Config
+        _DefaultName = "built"
+
+        @time_method
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+
+        @classmethod
+        @time_method
+        def build(cls) -> int:
+            return 1
+
+    assert Built.build() == 1
+    task = Built()
+    assert task.getFullName() == "built"
+    assert not error_counts
+    (build,) = [s for s in spans.spans if s.attributes.get(attr.TIMER_METHOD) == "build"]
+    assert attr.TIMER_TASK not in build.attributes
+    (init,) = [s for s in spans.spans if s.attributes.get(attr.TIMER_METHOD) == "__init__"]
+    assert init.attributes[attr.TIMER_TASK] == "built"

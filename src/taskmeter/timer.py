@@ -266,7 +266,13 @@ class _Site:
 
 
 def _task_path(obj: Any) -> str | None:
-    """The LSST task path of ``obj`` as ``getFullMetadata()`` spells it (``top:sub``)."""
+    """The LSST task path of ``obj`` as ``getFullMetadata()`` spells it (``top:sub``).
+
+    A class (the ``cls`` of a timed classmethod) has none: ``getFullName`` is an
+    instance method there, not a failure of the user's object.
+    """
+    if isinstance(obj, type):
+        return None
     try:
         get_full_name = getattr(obj, "getFullName", None)
         name = get_full_name() if callable(get_full_name) else None
@@ -336,6 +342,8 @@ class _TimedCall:
         if prefix is not None:
             self._record(prefix + "End", _END_NAMES)
         span = self.span
+        if prefix == "__init__" and error is None and self.obj is not None:
+            self._late_task_path()
         try:
             if error is not None and span.is_recording():
                 record_failure(span, error)
@@ -354,6 +362,20 @@ class _TimedCall:
             self.unrecorded = None
             _unrecorded.timer_ended(unrecorded)
 
+    def _late_task_path(self) -> None:
+        """The task path of an object a timed ``__init__`` has just set up."""
+        path = _task_path(self.obj)
+        if path is None:
+            return
+        text = valid_text(path)
+        try:
+            if self.span.is_recording():
+                self.span.set_attribute(attr.TIMER_TASK, text)
+        except Exception as exc:
+            swallowed("timer.span.start", exc)
+        if self.unrecorded is not None:
+            self.unrecorded[attr.TIMER_TASK] = text
+
     def _static_attributes(self) -> dict[str, Any]:
         # Names the program chose (a function's, an LSST task's, a label) may hold
         # undecodable bytes, which exporters refuse: valid_text writes them as \xNN.
@@ -364,9 +386,12 @@ class _TimedCall:
         if site.prefix is not None:
             attributes[attr.TIMER_METHOD] = valid_text(site.prefix)
             attributes[attr.TIMER_VERSION] = METADATA_VERSION
-            path = _task_path(self.obj) if self.obj is not None else None
-            if path is not None:
-                attributes[attr.TIMER_TASK] = valid_text(path)
+            # An object being built (a timed __init__) has no name yet: it is
+            # asked when the call ends (see _late_task_path).
+            if self.obj is not None and site.prefix != "__init__":
+                path = _task_path(self.obj)
+                if path is not None:
+                    attributes[attr.TIMER_TASK] = valid_text(path)
         label = _enclosing_task_label()
         if label is not None:
             attributes[attr.TASK_LABEL] = valid_text(label)
