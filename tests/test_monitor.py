@@ -393,3 +393,24 @@ def _assert_next_add_starts_it(monitor: Monitor) -> None:
     assert wait_until(lambda: len(calls) >= 2)
     monitor.remove(handle)
     monitor.stop()
+
+
+def test_a_refresh_running_as_the_task_finishes_never_outlives_the_final_save(
+    tmp_path: Path, fast_monitor: Monitor
+) -> None:
+    """Refreshes every millisecond while tasks of 300 subtasks finish: each file says
+    ``finished`` once the task has, and stays so (a refresh that had read the task
+    running used to replace the final file after it, in about a quarter of rounds)."""
+    fast_monitor.default_interval = 0.001
+    paths = []
+    for round_ in range(30):
+        path = tmp_path / f"t{round_}.json"
+        with Task(f"t{round_}", file=path):
+            for i in range(300):
+                with Task(f"c{i}"):
+                    pass
+            time.sleep(0.003 * (round_ % 5))
+        paths.append(path)
+    time.sleep(0.2)  # any refresh still running ends meanwhile
+    statuses = [json.loads(path.read_text())["status"] for path in paths]
+    assert statuses == ["finished"] * len(paths)

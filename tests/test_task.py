@@ -622,3 +622,64 @@ def test_active_task_in_executor_to_thread_and_copied_context() -> None:
             assert Task.current() is root and [t.label for t in root.subtasks] == ["in copy"]
 
     asyncio.run(main())
+
+
+def _finish_from_two_threads(label: str) -> Task:
+    task = Task(label)
+    task.start()
+    barrier = threading.Barrier(2)
+
+    def finish(status: str) -> None:
+        barrier.wait()
+        task.finish(status)
+
+    threads = [threading.Thread(target=finish, args=(s,)) for s in ("failed", "cancelled")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return task
+
+
+def test_two_threads_finishing_a_task_at_once_finish_it_once(
+    spans: SpanCapture, caplog: pytest.LogCaptureFixture
+) -> None:
+    """finish() from two threads at the same moment: one goes through, the other is
+    ignored with a warning; the task and its one span agree (both used to go through,
+    the second overwriting the first's status and figures after its span had ended)."""
+    rounds = 60
+    tasks = []
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # the threads take turns within a finish
+    try:
+        for round_ in range(rounds):
+            tasks.append(_finish_from_two_threads(f"raced {round_}"))
+    finally:
+        sys.setswitchinterval(previous)
+    ignored = [r for r in caplog.records if "finish() ignored" in r.getMessage()]
+    assert len(ignored) == rounds
+    exported = {span.name: span for span in spans.spans}
+    assert len(spans.spans) == rounds
+    for task in tasks:
+        span = exported[task.label]
+        assert span.attributes["taskmeter.task.status"] == task.status.value
+        assert span.attributes["taskmeter.duration"] == task.duration
+
+
+def test_an_interrupt_while_the_span_attributes_are_set_still_ends_the_span(
+    spans: SpanCapture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C landing as a finishing task builds its span's attributes: the task is
+    finished, the interrupt goes on, and the span ends and is exported (it was left open
+    for good)."""
+    real = task_module._task_span_attributes
+
+    def interrupted_once(task: Task, state: object) -> dict[str, object]:
+        monkeypatch.setattr(task_module, "_task_span_attributes", real)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt), Task("victim") as task:
+        monkeypatch.setattr(task_module, "_task_span_attributes", interrupted_once)
+    assert task.status is TaskStatus.FINISHED
+    assert Task.current() is None
+    assert [span.name for span in spans.spans] == ["victim"]

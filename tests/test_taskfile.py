@@ -483,3 +483,25 @@ def test_a_malformed_deep_file_is_a_task_file_error(
     for mistyped in (None, lambda _: None):
         with pytest.raises(TaskFileError, match=rf"bad.json is not a valid task file: ({message})"):
             load_task(path, mistyped=mistyped)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
+def test_an_interrupt_before_the_temporary_file_is_open_leaves_no_file_nor_descriptor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C as the temporary file's descriptor is made a file object: the temporary
+    file is removed and its descriptor closed (it stayed open for the process's life)."""
+    target = tmp_path / "task.json"
+    target.write_text("{}")
+
+    def interrupted(*args: object, **kwargs: object) -> object:
+        raise KeyboardInterrupt
+
+    before = len(os.listdir("/proc/self/fd"))
+    monkeypatch.setattr(os, "fdopen", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(target, '{"label": "x"}')
+    monkeypatch.undo()
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["task.json"]
+    assert target.read_text() == "{}"

@@ -238,6 +238,7 @@ class _State:
         "ctx_token",
         "explicit_parent",
         "finished",
+        "finishing",
         "id_text",
         "lock",
         "parent",
@@ -266,6 +267,8 @@ class _State:
         self.subtask_index: dict[UUID, int] | None = None
         self.started = False
         self.finished = False
+        # Claimed by the one finish() that goes through (under ``lock``).
+        self.finishing = False
         # str(task_id), once needed (see _id_text).
         self.id_text: str | None = None
         self.span: trace.Span = trace.INVALID_SPAN
@@ -702,14 +705,24 @@ class Task(BaseModel):
         state = self._tm or state_of(self)
         if not state.started:
             raise RuntimeError(f"{self} cannot finish: it was never started")
-        if state.finished:
-            if self.pid != _process.pid:
+        # One finish goes through: another thread's, at the same moment, finds the
+        # task claimed (its readings and span are the first one's to take and end).
+        with state.lock:
+            claimed = not (state.finished or state.finishing)
+            if claimed:
+                state.finishing = True
+        if not claimed:
+            if state.finished and self.pid != _process.pid:
                 # A copy of a task of the process this one was forked from: it
                 # is that process's to finish.  Leave it, as finishing would.
                 self._deactivate()
                 self._detach(state)
                 return
-            logger.warning("%s already %s; finish() ignored", self, self.status.value)
+            logger.warning(
+                "%s already %s; finish() ignored",
+                self,
+                self.status.value if state.finished else "finishing",
+            )
             return
         try:
             figures = Figures()
@@ -770,9 +783,17 @@ class Task(BaseModel):
                 span.end(end_time=wall_ns)
             except Exception as exc:  # a span processor's exception, let through by the SDK
                 swallowed("task.span.end", exc)
-            except BaseException as exc:  # an interrupt in a span processor
+            except BaseException as exc:  # an interrupt, here or in a span processor
                 if interrupted is None:
                     interrupted = exc
+                # Come before the end (as the attributes were set), it would leave
+                # the span open for good: it ends, with what it has.  One that
+                # came in a processor's on_end finds it ended already.
+                try:
+                    if span.is_recording():
+                        span.end(end_time=wall_ns)
+                except Exception as end_exc:
+                    swallowed("task.span.end", end_exc)
             token = state.ctx_token
             if type(token) is Token and _current_context() is state.context:
                 # _detach's common case, inline: the context it attached is current.
@@ -1204,15 +1225,33 @@ class Task(BaseModel):
         try:
             from .taskfile import dump_task, write_atomic
 
-            if read and state.started and not state.finished:
-                # Running: each running task is read as the tree is written.
-                text = dump_task(self, snapshot=True)
-            else:
-                with state.lock:
-                    text = dump_task(self)
-            write_atomic(path, text + "\n")
+            # One save of a file at a time, each reading the task as it writes: a
+            # refresh that read the task running can no longer replace the file
+            # its finish wrote after it.
+            with _file_lock(path):
+                if read and state.started and not state.finished:
+                    # Running: each running task is read as the tree is written.
+                    text = dump_task(self, snapshot=True)
+                else:
+                    with state.lock:
+                        text = dump_task(self)
+                write_atomic(path, text + "\n")
         except Exception as exc:
             swallowed("taskfile.save", exc)
+
+
+_file_locks: dict[str, threading.Lock] = {}
+_file_locks_lock = threading.Lock()
+
+
+def _file_lock(path: str | os.PathLike[str]) -> threading.Lock:
+    """The lock of the task file ``path`` (one per path, made on first use)."""
+    key = os.fspath(path)
+    lock = _file_locks.get(key)
+    if lock is None:
+        with _file_locks_lock:
+            lock = _file_locks.setdefault(key, threading.Lock())
+    return lock
 
 
 _revive_lock = threading.Lock()
@@ -1569,10 +1608,12 @@ def _disown(task: Task) -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _revive_lock, _thaw_lock, _fresh_state_lock
+    global _revive_lock, _thaw_lock, _fresh_state_lock, _file_locks, _file_locks_lock
     _revive_lock = threading.Lock()  # they may have been held at the fork
     _thaw_lock = threading.Lock()
     _fresh_state_lock = threading.Lock()
+    _file_locks = {}
+    _file_locks_lock = threading.Lock()
     try:
         stack = _active_stack.get()
         parent = _innermost_running(stack)

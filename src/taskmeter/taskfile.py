@@ -80,10 +80,15 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, durable: bool = Tru
         prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=directory
     )
     try:
-        # The permission bits only: a setuid, setgid or sticky bit is not carried over.
-        if existing is not None and existing.st_mode & 0o777 != _CREATED_MODE:
-            os.fchmod(fd, existing.st_mode & 0o777)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        try:
+            # The permission bits only: a setuid, setgid or sticky bit is not carried over.
+            if existing is not None and existing.st_mode & 0o777 != _CREATED_MODE:
+                os.fchmod(fd, existing.st_mode & 0o777)
+            handle = os.fdopen(fd, "w", encoding="utf-8")
+        except BaseException:  # the descriptor is no file object's to close yet
+            os.close(fd)
+            raise
+        with handle:
             handle.write(text)
             handle.flush()
             if durable:

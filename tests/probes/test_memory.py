@@ -143,3 +143,28 @@ def test_rusage_source_is_lifetime_peak_in_bytes() -> None:
     assert not source.resettable
     expected = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * maxrss_unit()
     assert source.high_water() == pytest.approx(expected, rel=0.01)
+
+
+def test_an_interrupted_init_leaves_nothing_for_del_to_trip_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Ctrl-C on the first line of LinuxRssHighWater.__init__: collecting the half-made
+    object reports nothing (its __del__ printed an AttributeError traceback)."""
+    import gc
+
+    from taskmeter.probes import memory
+
+    class InterruptedOs:
+        def __getattr__(self, name: str) -> object:
+            return getattr(os, name)
+
+        def getpid(self) -> int:
+            raise KeyboardInterrupt
+
+    unraisable: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    monkeypatch.setattr(memory, "os", InterruptedOs())
+    with pytest.raises(KeyboardInterrupt):
+        memory.LinuxRssHighWater()
+    gc.collect()
+    assert unraisable == []

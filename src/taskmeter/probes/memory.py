@@ -253,7 +253,12 @@ class LinuxRssHighWater(HighWaterSource):
     def _close_files(self, _close: Callable[[int], None] = os.close) -> None:
         # ``os.close`` bound here: called from __del__, possibly at interpreter
         # exit, when this module's globals may already be gone (None).
-        for fd in (self._status_fd, self._statm_fd, self._clear_fd):
+        # getattr: an __init__ interrupted (a Ctrl-C) before it set them all.
+        for fd in (
+            getattr(self, "_status_fd", None),
+            getattr(self, "_statm_fd", None),
+            getattr(self, "_clear_fd", None),
+        ):
             if fd is not None:
                 try:  # noqa: SIM105 - not contextlib.suppress: the module's globals may be gone
                     _close(fd)
