@@ -1368,24 +1368,34 @@ class TotalCpu:
         if known is not None:
             return known[1]
         pending = [task]
-        opened: set[int] = set()
+        # For each task open in the walk: the CPU of the workers among its subtasks
+        # that have none (most records: counted in one pass), and the others.
+        opened: dict[int, tuple[float, list[Task]]] = {}
         while pending:
             node = pending[-1]
             key = id(node)
             if key not in opened:
                 # First visit: the subtrees below go first.  A task already open
                 # below which it is found again (a cycle made by hand) adds nothing.
-                opened.add(key)
+                leaves = 0.0
+                inner: list[Task] = []
                 for child in node.subtasks:
-                    ckey = id(child)
-                    if child.subtasks and ckey not in below and ckey not in opened:
-                        pending.append(child)
+                    if child.subtasks:
+                        inner.append(child)
+                        ckey = id(child)
+                        if ckey not in below and ckey not in opened:
+                            pending.append(child)
+                    elif child.subprocess:
+                        cpu = child.cpu_time
+                        if cpu is not None:
+                            leaves += cpu
+                opened[key] = (leaves, inner)
                 continue
             pending.pop()
-            total = 0.0
-            for child in node.subtasks:
-                inner = below.get(id(child))
-                found = 0.0 if inner is None else inner[1]
+            total, inner = opened[key]
+            for child in inner:
+                done = below.get(id(child))
+                found = 0.0 if done is None else done[1]
                 if child.subprocess:
                     # A worker counts with its own workers; one whose CPU is unknown
                     # counts for nothing, its workers included (as total_cpu() is None).
