@@ -705,26 +705,28 @@ class Task(BaseModel):
         state = self._tm or state_of(self)
         if not state.started:
             raise RuntimeError(f"{self} cannot finish: it was never started")
-        # One finish goes through: another thread's, at the same moment, finds the
-        # task claimed (its readings and span are the first one's to take and end).
-        with state.lock:
-            claimed = not (state.finished or state.finishing)
-            if claimed:
-                state.finishing = True
-        if not claimed:
-            if state.finished and self.pid != _process.pid:
-                # A copy of a task of the process this one was forked from: it
-                # is that process's to finish.  Leave it, as finishing would.
-                self._deactivate()
-                self._detach(state)
-                return
-            logger.warning(
-                "%s already %s; finish() ignored",
-                self,
-                self.status.value if state.finished else "finishing",
-            )
-            return
+        claimed = False
         try:
+            # One finish goes through: another thread's, at the same moment, finds
+            # the task claimed (its readings and span are the first one's to take
+            # and end).  In the ``try``: an interrupt as the lock is taken, before
+            # any finish claimed the task, still finishes it (below).
+            with state.lock:
+                if not (state.finished or state.finishing):
+                    state.finishing = claimed = True
+            if not claimed:
+                if state.finished and self.pid != _process.pid:
+                    # A copy of a task of the process this one was forked from: it
+                    # is that process's to finish.  Leave it, as finishing would.
+                    self._deactivate()
+                    self._detach(state)
+                    return
+                logger.warning(
+                    "%s already %s; finish() ignored",
+                    self,
+                    self.status.value if state.finished else "finishing",
+                )
+                return
             figures = Figures()
             figures.duration_s = time.perf_counter() - state.perf_start
             interrupted: BaseException | None = None
@@ -822,7 +824,9 @@ class Task(BaseModel):
             # An interrupt (a second Ctrl-C) came at a step of its own, outside
             # the readings and the span's end, which take theirs in stride: the
             # task is finished and left all the same, and the interrupt goes on.
-            self._end_interrupted_finish(state, status)
+            # Not where another finish has the task (it ends it).
+            if claimed or not (state.finishing or state.finished):
+                self._end_interrupted_finish(state, status)
             raise
 
     def _end_interrupted_finish(self, state: _State, status: TaskStatus) -> None:
