@@ -653,7 +653,10 @@ def test_two_threads_finishing_a_task_at_once_finish_it_once(
     sys.setswitchinterval(1e-6)  # the threads take turns within a finish
     try:
         for round_ in range(rounds):
-            tasks.append(_finish_from_two_threads(f"raced {round_}"))
+            # Started in a context of its own: a task finished by other threads
+            # stays current where it started (until a task starts there).
+            context = contextvars.copy_context()
+            tasks.append(context.run(_finish_from_two_threads, f"raced {round_}"))
     finally:
         sys.setswitchinterval(previous)
     ignored = [r for r in caplog.records if "finish() ignored" in r.getMessage()]
