@@ -215,3 +215,13 @@ def test_energy_lacking_the_system_figure_others_have_is_partial() -> None:
         100.0, ("system",)
     )
     assert format_tree(root).endswith("lacks the system energy other tasks have")
+
+
+def test_format_tree_writes_a_figure_that_is_not_a_number_as_unknown() -> None:
+    """A record whose duration or CPU time is not a finite number (read from a file that
+    holds one) shows ``-``, as ``taskmeter show`` and the report do, not ``nanms``."""
+    record = Task.model_validate(
+        {"label": "odd", "status": "finished", "duration": float("nan"), "cpu_time": float("inf")}
+    )
+    row = format_tree(record).splitlines()[1].split()
+    assert row[:4] == ["odd", "finished", "-", "-"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from .figures import ENERGY_DOMAINS
@@ -262,14 +262,27 @@ def format_tree(task: Task, *, max_depth: int | None = None, max_rows: int | Non
             (
                 f"{indent(depth)}{table_label(sub.label)}",
                 sub.status.value,
-                friendly_seconds(sub.duration),
-                friendly_seconds(total_cpu(sub)),
-                peak_memory_text(sub),
-                friendly_bytes(sub.peak_gpu_memory),
-                energy.text(),
+                *figure_cells(sub, total_cpu, energy),
             )
         )
     return format_table(rows) + energy_footnote(energies)
+
+
+def figure_cells(
+    task: Task, total_cpu: Callable[[Task], float | None], energy: EnergyTotal
+) -> tuple[str, str, str, str, str]:
+    """The figures of ``task`` as every task table writes them (the terminal's, ``show``'s,
+    the report's plain table): duration, CPU time with worker processes (``total_cpu``,
+    a :class:`~taskmeter.task.TotalCpu` shared by the table's rows), peak memory, peak GPU
+    memory and ``energy`` (see :func:`energy_total`); ``-`` for a figure not measured, or
+    not a finite number."""
+    return (
+        friendly_seconds(finite(task.duration)),
+        friendly_seconds(finite(total_cpu(task))),
+        peak_memory_text(task),
+        friendly_bytes(task.peak_gpu_memory),
+        energy.text(),
+    )
 
 
 def energy_footnote(energies: Iterable[EnergyTotal]) -> str:

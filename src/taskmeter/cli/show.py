@@ -262,13 +262,12 @@ def format_rows(
     are those measured in the whole file (:func:`taskmeter.render.tree_energy_domains`):
     a task lacking one of them has its energy marked partial, explained under the table.
     """
-    from ..formats import friendly_bytes, friendly_seconds
     from ..render import (
         energy_footnote,
         energy_total,
+        figure_cells,
         format_table,
         indent,
-        peak_memory_text,
         table_label,
     )
     from ..task import TotalCpu
@@ -285,11 +284,7 @@ def format_rows(
             (
                 f"{indent(row.depth)}{marker}{table_label(task.label)}",
                 task.status.value if status_of is None else status_of(task),
-                friendly_seconds(finite(task.duration)),
-                friendly_seconds(finite(total_cpu(task))),
-                peak_memory_text(task),
-                friendly_bytes(task.peak_gpu_memory),
-                energy.text(),
+                *figure_cells(task, total_cpu, energy),
             )
         )
     return format_table(table) + energy_footnote(energies)

@@ -24,6 +24,7 @@ from ..formats import finite
 from ..render import (
     display_order,
     energy_total,
+    partial_energy_note,
     peak_memory_bound,
     terminal_text,
     tree_energy_domains,
@@ -136,9 +137,23 @@ def report_data(
     Start times are relative to the root's, or to the earliest of the tree where the root
     has none.  A row's ``energy`` is that of :func:`taskmeter.render.energy_total`; where
     it is partial (it lacks a domain other tasks of the tree have), ``partial_energy``
-    names the domains it lacks, by row.
+    names the domains it lacks, by row, and ``partial_energy_note`` is the line that
+    explains the mark (:func:`taskmeter.render.partial_energy_note`; ``None`` where no
+    figure is partial).
     """
-    domains = tree_energy_domains(root)
+    return _document(root, source, interrupted, stopped, tree_energy_domains(root), TotalCpu())
+
+
+def _document(
+    root: Task,
+    source: str | None,
+    interrupted: Callable[[Task], str | None] | None,
+    stopped: Callable[[Task], str | None] | None,
+    domains: frozenset[str],
+    total_cpu: TotalCpu,
+) -> dict[str, Any]:
+    """:func:`report_data`, with the tree's energy domains and a :class:`TotalCpu`
+    worked out by the caller, which may share them (see :func:`render_html`)."""
     origin = root.start_time
     if origin is None:  # a root never started (a container built by hand): its first task's
         origin = min(
@@ -153,7 +168,6 @@ def report_data(
     reasons: dict[int, str] = {}
     stoppages: dict[int, str] = {}
     partial: dict[int, list[str]] = {}
-    total_cpu = TotalCpu()
     stack: list[tuple[Task, int]] = [(root, -1)]
     while stack:
         task, parent = stack.pop()
@@ -223,6 +237,12 @@ def report_data(
         "extra": extra,
         "energy": energy,
         "partial_energy": partial,
+        # The line under the table, worded as ``taskmeter show`` words it.
+        "partial_energy_note": partial_energy_note(
+            {domain for missing in partial.values() for domain in missing}
+        )
+        if partial
+        else None,
         "interrupted": reasons,
         "stopped": stoppages,
     }
@@ -271,7 +291,11 @@ def render_html(
     passes :meth:`taskmeter.liveness.Liveness.interruption` and
     :meth:`~taskmeter.liveness.Liveness.stoppage`).
     """
-    document = report_data(root, source=source, interrupted=interrupted, stopped=stopped)
+    # One walk of the tree for its energy domains, and each task's total CPU worked out
+    # once, for the page's data and its plain table alike.
+    domains = tree_energy_domains(root)
+    total_cpu = TotalCpu()
+    document = _document(root, source, interrupted, stopped, domains, total_cpu)
     data = json.dumps(document, separators=(",", ":"), allow_nan=False)
     # Inside <script>, "</script>" or "<!--" in a label would end the element early.
     data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
@@ -291,7 +315,8 @@ def render_html(
             len(document["tasks"]),
             interrupted,
             stopped=stopped,
-            energy_domains=tree_energy_domains(root),
+            energy_domains=domains,
+            total_cpu=total_cpu,
         ),
     }
     # One pass, so a placeholder inside a label or the title is left as text.

@@ -6,13 +6,12 @@ from collections.abc import Callable
 from html import escape
 from itertools import islice
 
-from ..formats import finite, friendly_bytes, friendly_seconds
 from ..render import (
     INDENT_LEVELS,
     display_walk,
     energy_footnote,
     energy_total,
-    peak_memory_text,
+    figure_cells,
     terminal_text,
 )
 from ..task import Task, TotalCpu
@@ -31,12 +30,14 @@ def noscript_table(
     *,
     stopped: Callable[[Task], str | None] | None = None,
     energy_domains: frozenset[str] = frozenset(),
+    total_cpu: TotalCpu | None = None,
 ) -> str:
     """The first ``limit`` of the ``count`` tasks of ``root``'s tree as an HTML table, with
     the statuses and figures ``taskmeter show`` prints (every text escaped; ``interrupted``
     and ``stopped`` as for :func:`taskmeter.report.report_data`), its note on partial energy
     included (``energy_domains``: those of the whole tree, see
-    :func:`taskmeter.render.tree_energy_domains`)."""
+    :func:`taskmeter.render.tree_energy_domains`).  ``total_cpu``: a
+    :class:`~taskmeter.task.TotalCpu` the page's data used already (default: a new one)."""
     lines = [
         '<section class="plain" aria-label="tasks">',
         "<p>Without JavaScript the report shows its tasks as a table"
@@ -45,7 +46,8 @@ def noscript_table(
         "<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in _HEADINGS) + "</tr></thead><tbody>",
     ]
     energies = []
-    total_cpu = TotalCpu()
+    if total_cpu is None:
+        total_cpu = TotalCpu()
     for depth, task in islice(display_walk(root), limit):
         energy = energy_total(task, energy_domains)
         energies.append(energy)
@@ -54,13 +56,7 @@ def noscript_table(
             status = "interrupted"
         elif stopped is not None and stopped(task):
             status = "stopped"
-        cells = (
-            friendly_seconds(finite(task.duration)),
-            friendly_seconds(finite(total_cpu(task))),
-            peak_memory_text(task),
-            friendly_bytes(task.peak_gpu_memory),
-            energy.text(),
-        )
+        cells = figure_cells(task, total_cpu, energy)
         lines.append(
             f'<tr><td style="padding-left:{8 + min(depth, INDENT_LEVELS) * 14}px">'
             + (f"<small>{depth}</small> " if depth > INDENT_LEVELS else "")

@@ -72,13 +72,9 @@
   function missingText(t) {
     return PARTIAL[t].map(function (d) { return DOMAIN_NAMES[d] || fmtText(d); }).join(" or ");
   }
-  if (Object.keys(PARTIAL).length) {
-    var missingAll = {};
-    Object.keys(PARTIAL).forEach(function (t) { PARTIAL[t].forEach(function (d) { missingAll[d] = 1; }); });
+  if (D.partial_energy_note) {
     var note = document.getElementById("partial-note");
-    note.textContent = "* partial energy: lacks the " +
-      ["cpu", "gpu", "system"].filter(function (d) { return missingAll[d]; })
-        .map(function (d) { return DOMAIN_NAMES[d]; }).join(" or ") + " energy other tasks have";
+    note.textContent = D.partial_energy_note;
     note.hidden = false;
   }
 
