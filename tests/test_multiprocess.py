@@ -766,6 +766,48 @@ def test_a_running_task_handed_to_spawned_workers_with_its_roots_context_gets_th
     _check_handed_tasks(root, inner, burnt, caplog)
 
 
+@pytest.mark.parametrize("method", multiprocessing.get_all_start_methods())
+def test_a_running_task_handed_to_a_pool_made_before_any_task_gets_their_records(
+    method: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pool made before any task ran knows no task nor inbox: a running task handed to
+    its workers pickled, as Task(..., parent=task), carries its process's inbox, so their
+    records come back (they were dropped, without a word), under every start method."""
+    with (
+        multiprocessing.get_context(method).Pool(2) as pool,  # made first: it knows no task
+        Task("root") as root,
+        Task("inner") as inner,
+    ):
+        burnt = _burn_handed_tasks(inner, pool)
+    _check_handed_tasks(root, inner, burnt, caplog)
+
+
+def test_a_task_unpickled_on_another_host_or_in_its_own_process_is_not_a_delivery_address(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A running task's pickle carries its inbox only for processes of its host: one
+    read elsewhere (a cluster's worker), or in the task's own process, delivers nowhere
+    (its tasks stand under its id, as before)."""
+    import pickle
+
+    with Task("root") as root:
+        data = pickle.dumps(root)
+    assert propagation.handed_parents == {}
+    assert pickle.loads(data).task_id == root.task_id
+    assert propagation.handed_parents == {}  # its own process: the running task is here
+
+    monkeypatch.setattr(os, "getpid", lambda: root.pid + 1)  # as another process would
+    monkeypatch.setattr(propagation, "handed_parents", type(propagation.handed_parents)())
+    with monkeypatch.context() as other_host:
+        other_host.setattr("taskmeter._process.current_hostname", lambda: "elsewhere")
+        pickle.loads(data)
+    assert propagation.handed_parents == {}
+    pickle.loads(data)  # this host, another process: noted, with the inbox
+    inbox = _workers.current_inbox()
+    assert inbox is not None
+    assert propagation.handed_parents[root.task_id].subtask_dir == inbox.path
+
+
 @fork_only
 def test_records_of_a_handed_task_finished_before_they_came_go_to_its_running_ancestor(
     caplog: pytest.LogCaptureFixture, tmp_path: Path

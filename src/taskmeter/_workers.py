@@ -494,20 +494,25 @@ def expect_workers(task: Task) -> Inbox:
     return inbox
 
 
-def note_handed_over(task: Task) -> None:
+def note_handed_over(task: Task) -> str | None:
     """Note that ``task`` is being pickled, to be handed to a worker perhaps (as
-    ``Task(..., parent=task)`` there): if it runs here and this process has workers,
-    their records naming it are filed under it (see :meth:`Inbox.watch`).  Never
-    raises."""
-    inbox = _inbox
-    if inbox is None or inbox.closed or inbox.pid != os.getpid():
-        return  # no worker could deliver a record here
+    ``Task(..., parent=task)`` there): if it runs in this process, the records of
+    tasks naming it are filed under it (see :meth:`Inbox.watch`), and the inbox they
+    go to (made now, where this process has none yet) is returned, for the pickle to
+    carry: a worker started before the task (a pool made outside any task) knows no
+    inbox otherwise.  ``None`` where ``task`` does not run here.  Never raises."""
     try:
         state = getattr(task, "_tm", None)
-        if state is not None and state.started and not state.finished:
-            inbox.watch(task)
+        if state is None or not state.started or state.finished or task.pid != os.getpid():
+            return None
+        inbox = ensure_inbox()
+        if inbox.closed or inbox.pid != os.getpid():
+            return None  # this process is exiting: no record could be filed any more
+        inbox.watch(task)
+        return str(inbox.path)
     except Exception as exc:
         swallowed("workers.watch", exc)
+        return None
 
 
 def fork_without_task() -> Task | None:

@@ -30,6 +30,12 @@ parent task with ``flush_spans=True``, so that the worker's spans are
 exported before each record is delivered (a worker may be ended with
 ``os._exit`` or ``SIGTERM``, when no exit hook runs).  A ``multiprocessing``
 child that read its parent from the environment flushes too.
+
+A running task pickled in its process carries that process's inbox: a process of
+the same host that unpickles it notes it in :data:`handed_parents`, and a task
+given it as ``Task(..., parent=task)`` delivers its record there (whatever the
+worker was started with: a pool made before any task ran, say), as a worker's
+does (see :func:`note_handed`).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections import OrderedDict
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -60,8 +67,10 @@ __all__ = [
     "collect",
     "deliver",
     "format_traceparent",
+    "handed_parents",
     "inherit",
     "inherited",
+    "note_handed",
     "parse_traceparent",
     "refresh",
 ]
@@ -224,6 +233,35 @@ inherited: Inherited | None = Inherited.from_environment(os.environ)
 """The parent named by this process's environment, or ``None`` (read at import)."""
 
 
+HANDED_KEPT = 1024
+"""How many handed parents (see :data:`handed_parents`) a process remembers."""
+
+handed_parents: OrderedDict[UUID, Inherited] = OrderedDict()
+"""Tasks running in other processes of this host that reached this one pickled, by
+id, each with its process's inbox: a task given one as ``Task(..., parent=task)``
+delivers its record there (see :func:`note_handed`).  Empty in most processes, so
+the hooks in :class:`~taskmeter.task.Task` cost one global lookup."""
+
+
+def note_handed(task: Task, directory: str, hostname: str) -> None:
+    """Note that ``task``, running in another process, was unpickled here, carrying
+    the inbox of that process (``directory``, on ``hostname``): the tasks given it as
+    their parent deliver their records to it, as a worker's tasks do, whether or not
+    this process was started as a worker of it.  A copy unpickled on another host,
+    or in the task's own process, or whose inbox is gone, is not noted (it still
+    stands for the task's id)."""
+    from . import _process
+
+    if task.pid == os.getpid() or hostname != _process.current_hostname():
+        return
+    if not _writable_directory(directory):
+        return
+    handed_parents[task.task_id] = Inherited(task.task_id, Path(directory), flush_spans=True)
+    handed_parents.move_to_end(task.task_id)
+    while len(handed_parents) > HANDED_KEPT:
+        handed_parents.popitem(last=False)
+
+
 def refresh(environ: Mapping[str, str] | None = None) -> Inherited | None:
     """Read the environment variables again (after changing ``os.environ``, say)."""
     global inherited
@@ -286,6 +324,12 @@ def adopt(task: Task, context: Context | None) -> Context | None:
     already current in this process (then the task nests under it, as any
     task does).
     """
+    if handed_parents and task.subprocess:
+        handed = handed_parents.get(task.parent_id)  # type: ignore[arg-type]
+        if handed is not None:  # given a task of another process, its inbox known
+            if handed.subtask_dir is not None:
+                _note_start(handed.subtask_dir, task)
+            return context
     parent = inherited
     if parent is None or task.parent_id not in (None, parent.parent_id):
         return context
@@ -323,9 +367,12 @@ def deliver(task: Task) -> None:
     read its parent from the environment) the spans are exported first.  The
     record is written as ``<task id>.json`` into the parent's directory, which
     must exist (a parent that has gone is not re-created).  A failure is
-    counted and logged, never raised.
+    counted and logged, never raised.  A task given a parent that reached this process
+    pickled (:func:`note_handed`) delivers to that parent's process.
     """
-    parent = inherited
+    parent = handed_parents.get(task.parent_id) if handed_parents else None  # type: ignore[arg-type]
+    if parent is None:
+        parent = inherited
     if parent is None or not task.subprocess or task.parent_id is None:
         return
     if parent.flush_spans or _multiprocessing_child():

@@ -609,7 +609,9 @@ class Task(BaseModel):
 
             try:
                 context = self._span_parent_context() if state.explicit_parent else None
-                if parent is None and propagation.inherited is not None:
+                if parent is None and (
+                    propagation.inherited is not None or propagation.handed_parents
+                ):
                     context = propagation.adopt(self, context)
                 # The attributes are all set when the task ends, in one call: given
                 # here, they would go through the sampler and be copied twice more.
@@ -816,7 +818,9 @@ class Task(BaseModel):
             state.span = trace.INVALID_SPAN
             if state.save_file is not None:
                 self._save()
-            if state.parent is None and propagation.inherited is not None:
+            if state.parent is None and (
+                propagation.inherited is not None or propagation.handed_parents
+            ):
                 propagation.deliver(self)
             if interrupted is not None:
                 raise interrupted
@@ -1030,11 +1034,14 @@ class Task(BaseModel):
                 self._finish(_status_for(exc_value), exc_value)
             raise
 
-    def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # Rebuilt by validation, which does not run __init__: no re-parenting.
-        # A running task pickled for a worker may become its tasks' parent there.
-        _workers.note_handed_over(self)
-        return (type(self).model_validate, (self.model_dump(),))
+        # A running task pickled for a worker may become its tasks' parent there:
+        # it carries the inbox where their records are to go.
+        inbox = _workers.note_handed_over(self)
+        if inbox is None:
+            return (type(self).model_validate, (self.model_dump(),))
+        return (_handed_task, (type(self), self.model_dump(), inbox, _process.current_hostname()))
 
     def __str__(self) -> str:
         return f"<Task {self.task_id}: {self.label}>"
@@ -1410,6 +1417,17 @@ class TotalCpu:
                     total += found
             below[key] = (node, total)
         return below[id(task)][1]
+
+
+def _handed_task(cls: type[Task], data: dict[str, Any], inbox: str, hostname: str) -> Task:
+    """Unpickle a task that was running when pickled, in the process whose inbox is
+    ``inbox`` on ``hostname`` (see :func:`taskmeter.propagation.note_handed`)."""
+    task = cls.model_validate(data)
+    try:
+        propagation.note_handed(task, inbox, hostname)
+    except Exception as exc:
+        swallowed("task.unpickle", exc)
+    return task
 
 
 def _runs_elsewhere(task: Task) -> bool:
