@@ -549,10 +549,14 @@ def test_help_explains_exit_statuses() -> None:
 
 def test_environment_of_the_command_names_the_run(tmp_path: Path) -> None:
     """The command sees the run's task id, trace context and subtask directory."""
-    script = "import os; print(os.environ['TASKMETER_PARENT_TASK'], os.environ['TRACEPARENT'])"
+    script = (
+        "import os; e = os.environ; "
+        "print(e['TASKMETER_PARENT_TASK'], e['TRACEPARENT'], e['TASKMETER_SUBTASK_DIR'])"
+    )
     result, doc = run_command(tmp_path, [sys.executable, "-c", script])
     assert doc is not None
-    task_id, traceparent = result.stdout.split()
+    task_id, traceparent, subtask_dir = result.stdout.split()
     assert task_id == doc["task_id"]
     assert traceparent == f"00-{doc['trace_id']}-{doc['span_id']}-01"
-    assert not os.path.exists(doc.get("subtask_dir", "/nonexistent"))
+    assert os.path.isabs(subtask_dir)
+    assert not os.path.exists(subtask_dir), "the run's subtask directory is removed at its end"
