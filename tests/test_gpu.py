@@ -136,10 +136,45 @@ def test_gpu_energy_matches_the_nvml_counter_read_directly(torch: Any, nvml: Nvm
     direct = counters(nvml)
     before = direct()
     with Task("matmuls") as task:
-        busy_gpu(torch, 5.0)
+        busy_gpu(torch, 8.0)
     after = direct()
     assert task.energy_sources == {"gpu": "nvml-counter"}
     assert task.gpu_power == pytest.approx(after - before, rel=0.05)
+
+
+def test_short_tasks_share_the_counters_energy(torch: Any, nvml: Nvml) -> None:
+    """Tasks of 20 ms, shorter than the counter's steps (100 ms on an H100), each get
+    energy at a power near what the GPU can draw, none 0 J and none a whole step (a 1 ms
+    task got 18 J, 18 kW, from differencing the counter); the task around them is the
+    counter's advance."""
+    probe = NvmlEnergyProbe(nvml, method="counter")
+    if not probe.available:
+        pytest.skip(f"no energy counter: {probe.reason}")
+    taskmeter.set_probes([CpuTimeProbe(), probe])
+    direct = counters(nvml)
+    limit_w = (
+        sum(nvml.module.nvmlDeviceGetEnforcedPowerLimit(g.gpu_handle) for g in nvml.gpus()) / 1e3
+    )
+    before = direct()
+    with Task("steps") as outer:
+        busy_gpu(torch, 1.0)
+        shorts = []
+        x = torch.randn(4096, 4096, device="cuda")
+        for _ in range(200):
+            with Task("short") as short:
+                deadline = time.monotonic() + 0.02
+                while time.monotonic() < deadline:
+                    x = torch.tanh(x @ x)
+                    torch.cuda.synchronize()
+            shorts.append(short)
+        busy_gpu(torch, 1.0)
+    after = direct()
+    for short in shorts:
+        assert short.gpu_power is not None and short.duration is not None
+        assert 0 < short.gpu_power <= 2 * limit_w * short.duration
+    assert outer.gpu_power == pytest.approx(after - before, rel=0.05)
+    inside = sum(s.gpu_power or 0.0 for s in shorts)
+    assert inside <= outer.gpu_power
 
 
 def test_sampled_power_agrees_with_the_counter(torch: Any, nvml: Nvml) -> None:

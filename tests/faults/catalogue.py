@@ -452,14 +452,19 @@ def _nvml(gpus: list[FakeGpu], **kwargs: Any) -> Nvml:
     return Nvml(FakeNvml(gpus, **kwargs), environ={})
 
 
-@scenario("probe.nvml", "error", counted="probe.nvml-energy.read", check=no_energy_but_the_rest)
+@scenario("probe.nvml", "error", counted="probe.nvml-energy.sample", check=no_energy_but_the_rest)
 def _nvml_gpu_lost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Outcome:
     gpu = FakeGpu(gpu_uuid(0), processes={os.getpid(): 1 << 30})
     nvml = _nvml([gpu])
-    probes = [CpuTimeProbe(), PeakMemoryProbe(), NvmlEnergyProbe(nvml), GpuMemoryProbe(nvml)]
+    energy = NvmlEnergyProbe(nvml, counter_interval_s=0.01)
+    probes = [CpuTimeProbe(), PeakMemoryProbe(), energy, GpuMemoryProbe(nvml)]
 
     def during(task: Task) -> None:
         gpu.failing = True  # "GPU is lost" from every call from now on
+        seen = energy.sample_count
+        deadline = time.monotonic() + 10.0
+        while energy.sample_count < seen + 2 and time.monotonic() < deadline:
+            time.sleep(0.005)  # the monitor's reads fail
 
     return run_application(tmp_path, probes=probes, during=during)
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import taskmeter
 from taskmeter import Task, _log
 from taskmeter.probes import CpuTimeProbe, NvmlEnergyProbe, ProbeUnavailableError
-from taskmeter.probes.gpu_energy import PowerIntegral
+from taskmeter.probes.gpu_energy import CounterIntegral, PowerIntegral
 from taskmeter.probes.nvml import Nvml
 from taskmeter.testing import SpanCapture
 from tests.fakes import GPU_IS_LOST, LIBRARY_NOT_FOUND, FakeGpu, FakeNvml, gpu_uuid
@@ -40,41 +40,100 @@ def use(probe: NvmlEnergyProbe) -> NvmlEnergyProbe:
     return probe
 
 
+def counter_probe(nvml: Nvml, clock: Clock, interval_s: float = 1.0) -> NvmlEnergyProbe:
+    """An energy probe on the test's clock, its counters read every ``interval_s``."""
+    return use(NvmlEnergyProbe(nvml, clock=clock, counter_interval_s=interval_s))
+
+
+def run_steadily(
+    probe: NvmlEnergyProbe, clock: Clock, gpus: list[FakeGpu], seconds: int = 1
+) -> None:
+    """Each GPU uses its power for ``seconds``, its counter read by the probe every second."""
+    for _ in range(seconds):
+        for gpu in gpus:
+            assert gpu.power_mw is not None
+            gpu.use_energy(gpu.power_mw / 1000)
+        clock.now += 1.0
+        probe.sample()
+
+
 def test_counter_gpus_give_the_counters_advance(spans: SpanCapture) -> None:
-    gpus = [FakeGpu(gpu_uuid(0)), FakeGpu(gpu_uuid(1))]
-    _, nvml = nvml_over(gpus)
-    probe = use(NvmlEnergyProbe(nvml))
-    assert probe.source == "nvml-counter" and probe.sample_interval is None
+    """Under a steady load the counters are followed exactly; what they count before and
+    after the task is not the task's."""
+    gpus = [FakeGpu(gpu_uuid(0), power_mw=300_000), FakeGpu(gpu_uuid(1), power_mw=100_000)]
+    fake, nvml = nvml_over(gpus)
+    clock = Clock()
+    probe = counter_probe(nvml, clock)
+    assert probe.source == "nvml-counter" and probe.sample_interval == 1.0
     gpus[0].use_energy(500.0)  # before the task
     with Task("training") as task:
-        gpus[0].use_energy(812.345)
-        gpus[1].use_energy(100.0)
+        run_steadily(probe, clock, gpus, seconds=4)
     gpus[1].use_energy(40.0)  # after
-    assert task.gpu_power == pytest.approx(912.345, abs=1e-3)
+    assert task.gpu_power == pytest.approx(4 * 400.0, rel=1e-9)
     assert task.energy_sources == {"gpu": "nvml-counter"}
     attributes = spans.one("training").attributes or {}
-    assert attributes["taskmeter.energy.gpu"] == pytest.approx(912.345, abs=1e-3)
+    assert attributes["taskmeter.energy.gpu"] == pytest.approx(1600.0, rel=1e-9)
     assert attributes["taskmeter.energy.gpu.source"] == "nvml-counter"
+    assert fake.calls["energy"] == 2 * (1 + 1 + 4)  # detection, first sample, one a second
+
+
+def test_a_task_never_waits_for_an_energy_counter() -> None:
+    """Reading a counter can take milliseconds (3.9 ms on an H100): tasks begun while the
+    probe is sampling read the integral the samples keep, and NVML not at all."""
+    gpus = [FakeGpu(gpu_uuid(0))]
+    fake, nvml = nvml_over(gpus)
+    clock = Clock()
+    probe = counter_probe(nvml, clock)
+    with Task("outer"):
+        calls = dict(fake.calls)
+        for _ in range(100):
+            with Task("inner"):
+                clock.now += 0.001
+        run_steadily(probe, clock, gpus)
+        assert fake.calls["energy"] == calls["energy"] + 1  # the sample's, none of a task's
+        assert fake.calls.get("power", 0) == calls.get("power", 0)
+
+
+def test_a_task_shorter_than_a_counter_step_gets_its_share_of_the_power() -> None:
+    """The counter moves in steps (every 100 ms on an H100): differencing it at a short
+    task's ends gave 0 J, or a whole step.  Between reads the integral shares out the
+    counter's power: 30 ms at 400 W is 12 J, wherever the steps fall."""
+    gpu = FakeGpu(gpu_uuid(0), power_mw=400_000)
+    _, nvml = nvml_over([gpu])
+    clock = Clock()
+    probe = counter_probe(nvml, clock, interval_s=0.5)
+    figures = []
+    with Task("outer"):
+        for _ in range(8):  # 400 W, the counter stepping by 40 J every 0.1 s, read at 0.5 s
+            for _ in range(5):
+                with Task("short") as short:
+                    clock.now += 0.03
+                figures.append(short.gpu_power)
+                clock.now += 0.07
+                gpu.use_energy(40.0)
+            probe.sample()
+    assert figures == [pytest.approx(12.0, rel=1e-9)] * 40
 
 
 def test_only_visible_gpus_are_counted() -> None:
-    gpus = [FakeGpu(gpu_uuid(0)), FakeGpu(gpu_uuid(1)), FakeGpu(gpu_uuid(2))]
+    gpus = [FakeGpu(gpu_uuid(n), power_mw=10_000) for n in range(3)]
     _, nvml = nvml_over(gpus, visible=f"2,{gpu_uuid(0)}")
-    use(NvmlEnergyProbe(nvml))
+    clock = Clock()
+    probe = counter_probe(nvml, clock)
     with Task("two of three") as task:
-        for gpu in gpus:
-            gpu.use_energy(10.0)
-    assert task.gpu_power == pytest.approx(20.0, abs=1e-3)
+        run_steadily(probe, clock, gpus, seconds=2)
+    assert task.gpu_power == pytest.approx(40.0, rel=1e-9)
 
 
 def test_mig_devices_count_their_gpu_once() -> None:
     migs = [FakeGpu("MIG-aaaaaaaa-0000", gi=1), FakeGpu("MIG-bbbbbbbb-0000", gi=2)]
-    gpu = FakeGpu(gpu_uuid(0), migs=migs)
+    gpu = FakeGpu(gpu_uuid(0), migs=migs, power_mw=300_000)
     _, nvml = nvml_over([gpu], visible="MIG-aaaaaaaa-0000,MIG-bbbbbbbb-0000")
-    use(NvmlEnergyProbe(nvml))
+    clock = Clock()
+    probe = counter_probe(nvml, clock)
     with Task("on two slices") as task:
-        gpu.use_energy(300.0)
-    assert task.gpu_power == pytest.approx(300.0, abs=1e-3)
+        run_steadily(probe, clock, [gpu])
+    assert task.gpu_power == pytest.approx(300.0, rel=1e-9)
 
 
 def test_sampled_power_is_integrated_holding_each_sample_until_the_next() -> None:
@@ -133,17 +192,21 @@ def test_monitor_samples_power_only_while_a_task_is_open() -> None:
 
 
 def test_mixed_gpus_name_both_methods() -> None:
-    counter = FakeGpu(gpu_uuid(0))
+    """Power is sampled every 0.25 s, the counter read every second."""
+    counter = FakeGpu(gpu_uuid(0), power_mw=35_000)
     sampled = FakeGpu(gpu_uuid(1), energy_mj=None, power_mw=100_000)
-    _, nvml = nvml_over([counter, sampled])
+    fake, nvml = nvml_over([counter, sampled])
     clock = Clock()
-    probe = use(NvmlEnergyProbe(nvml, clock=clock))
+    probe = use(NvmlEnergyProbe(nvml, clock=clock, power_interval_s=0.25, counter_interval_s=1.0))
+    assert probe.sample_interval == 0.25
     with Task("mixed") as task:
-        counter.use_energy(70.0)
-        clock.now += 2.0
-        probe.sample()
-    assert task.gpu_power == pytest.approx(70.0 + 200.0, rel=1e-9)
+        for _ in range(8):
+            counter.use_energy(35.0 / 4)
+            clock.now += 0.25
+            probe.sample()
+    assert task.gpu_power == pytest.approx(2 * 35.0 + 2 * 100.0, rel=1e-9)
     assert task.energy_sources == {"gpu": "nvml-counter+sampled"}
+    assert fake.calls["energy"] == 2 + 1 + 2  # detection (of both), first sample, once a second
 
 
 def test_gpu_without_counter_or_power_means_no_figure_not_a_partial_sum() -> None:
@@ -172,21 +235,32 @@ def test_missing_library_is_quiet_and_explicit_use_is_an_error() -> None:
 def test_nvml_error_during_a_task_is_counted_and_other_figures_survive() -> None:
     gpu = FakeGpu(gpu_uuid(0))
     _, nvml = nvml_over([gpu])
-    use(NvmlEnergyProbe(nvml))
+    clock = Clock()
+    probe = counter_probe(nvml, clock)
     with Task("gpu lost") as task:
         gpu.failing = True
+        clock.now += 1.0
+        probe.sample()
     assert task.status.value == "finished"
     assert task.gpu_power is None and task.cpu_time is not None
-    assert _log.error_counts["probe.nvml-energy.read"] == 1
+    assert _log.error_counts["probe.nvml-energy.sample"] == 1
 
 
 def test_counter_going_backwards_gives_no_figure() -> None:
+    """A counter that restarts (the driver reloaded): the task open across it has no figure;
+    the next one is measured from the restarted counter."""
     gpu = FakeGpu(gpu_uuid(0))
     _, nvml = nvml_over([gpu])
-    use(NvmlEnergyProbe(nvml))
+    clock = Clock()
+    probe = counter_probe(nvml, clock)
     with Task("driver reloaded") as task:
         gpu.energy_mj = 5
+        clock.now += 1.0
+        probe.sample()
     assert task.gpu_power is None
+    with Task("after") as after:
+        run_steadily(probe, clock, [gpu], seconds=2)
+    assert after.gpu_power == pytest.approx(200.0, rel=1e-9)
 
 
 def test_power_integral_before_any_sample_is_unknown() -> None:
@@ -198,10 +272,94 @@ def test_power_integral_before_any_sample_is_unknown() -> None:
     assert integral.at(4.0) == pytest.approx(400.0)
 
 
-def test_power_interval_must_be_positive() -> None:
+@pytest.mark.parametrize("name", ["power_interval_s", "counter_interval_s"])
+@pytest.mark.parametrize("value", [0, -1.0, math.nan, math.inf, 1e9])
+def test_sampling_intervals_must_be_positive_and_finite(name: str, value: float) -> None:
     _, nvml = nvml_over([FakeGpu(gpu_uuid(0))])
-    with pytest.raises(ValueError, match="power_interval_s"):
-        NvmlEnergyProbe(nvml, power_interval_s=0)
+    with pytest.raises(ValueError, match=name):
+        NvmlEnergyProbe(nvml, **{name: value})
+
+
+def test_counter_integral_follows_a_step_in_power_within_one_interval() -> None:
+    """Idle at 100 W, then 500 W from a read on: the integral lags the counter by the
+    change in power times the interval at the next read, and has caught up at the one
+    after; it never decreases."""
+    integral = CounterIntegral(catch_up_s=1.0)
+    integral.add(0.0, 1000.0, power_w=100.0)
+    integral.add(1.0, 1100.0)
+    assert integral.at(1.0) == pytest.approx(100.0)
+    integral.add(2.0, 1600.0)  # 500 W from t=1 s
+    assert integral.at(2.0) == pytest.approx(200.0)  # 400 J behind
+    integral.add(3.0, 2100.0)
+    assert integral.at(3.0) == pytest.approx(1100.0)  # caught up: the counter's 1100 J
+    integral.add(4.0, 2600.0)
+    assert integral.at(4.0) == pytest.approx(1600.0)
+    assert integral.at(3.5) == pytest.approx(1350.0)
+
+
+def test_counter_integral_ahead_of_the_counter_waits_for_it() -> None:
+    """A first power reading too high (500 W, the counter shows 100 W): the integral is
+    ahead, and stays flat rather than going back until the counter catches up."""
+    integral = CounterIntegral(catch_up_s=1.0)
+    integral.add(0.0, 0.0, power_w=500.0)
+    integral.add(1.0, 100.0)  # 400 J ahead
+    assert integral.at(1.0) == pytest.approx(500.0)
+    assert integral.at(2.0) == pytest.approx(500.0)  # flat for the catch-up second
+    integral.add(2.0, 200.0)
+    integral.add(3.0, 300.0)
+    values = [integral.at(3.0 + k / 10) for k in range(40)]
+    assert all(b >= a for a, b in itertools.pairwise(values))  # type: ignore[operator]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(min_value=0.01, max_value=3.0),  # seconds to the next event
+            st.floats(min_value=0.0, max_value=700.0),  # the GPU's power until then
+            st.booleans(),  # whether the event is a counter read (else a task's read)
+        ),
+        min_size=2,
+        max_size=60,
+    ),
+    st.floats(min_value=0.0, max_value=700.0),
+)
+def test_counter_integral_never_decreases_and_stays_within_an_interval_of_the_counter(
+    events: list[tuple[float, float, bool]], first_power: float
+) -> None:
+    """Any load, counter reads at any intervals: the integral never decreases, reads
+    between reads add up, and at each counter read it is within the energy of about one
+    interval (at the highest power) of the counter's advance."""
+    interval = 1.0
+    integral = CounterIntegral(catch_up_s=interval)
+    counter = 0.0
+    integral.add(0.0, counter, power_w=first_power)
+    now, last = 0.0, 0.0
+    longest = interval
+    for step, watts, is_counter_read in events:
+        now += step
+        counter += watts * step
+        value = integral.at(now)
+        assert value is not None and value >= last - 1e-9
+        last = value
+        if is_counter_read:
+            longest = max(longest, now - (integral.time_s or 0.0))
+            integral.add(now, counter)
+            assert abs(integral.at(now) - counter) <= 2 * 700.0 * longest + 1e-6  # type: ignore[operator]
+
+
+@given(
+    st.floats(min_value=0.0, max_value=700.0),
+    st.lists(st.floats(min_value=0.01, max_value=3.0), min_size=1, max_size=30),
+)
+def test_counter_integral_is_exact_under_a_steady_load(watts: float, steps: list[float]) -> None:
+    integral = CounterIntegral(catch_up_s=0.5)
+    integral.add(0.0, 0.0, power_w=watts)
+    now = 0.0
+    for step in steps:
+        now += step
+        integral.add(now, watts * now)
+        assert integral.at(now) == pytest.approx(watts * now, rel=1e-9, abs=1e-9)
+        assert integral.at(now + 0.25) == pytest.approx(watts * (now + 0.25), rel=1e-9, abs=1e-9)
 
 
 def test_method_sampled_ignores_counters_and_counter_refuses_sampling() -> None:
@@ -230,10 +388,10 @@ def test_energy_read_after_nvml_shutdown_is_absent_and_nvml_stays_down(counter: 
     gpu = FakeGpu(gpu_uuid(0), energy_mj=1_000_000 if counter else None, power_mw=100_000)
     fake, nvml = nvml_over([gpu])
     clock = Clock()
-    probe = use(NvmlEnergyProbe(nvml, clock=clock))
+    probe = counter_probe(nvml, clock)
     with Task("finished before") as before:
         if counter:
-            gpu.use_energy(7.0)
+            gpu.use_energy(100.0)
         clock.now += 1.0
         probe.sample()
     with Task("open at exit") as task:
@@ -246,7 +404,7 @@ def test_energy_read_after_nvml_shutdown_is_absent_and_nvml_stays_down(counter: 
         probe.tick()  # the monitor, still running
         with Task("started after the shutdown") as late:
             clock.now += 1.0
-    assert before.gpu_power == pytest.approx(7.0 if counter else 100.0, abs=1e-3)
+    assert before.gpu_power == pytest.approx(100.0, rel=1e-9)
     assert task.gpu_power is None and late.gpu_power is None
     assert "gpu" not in task.energy_sources
     assert (fake.init_calls, fake.shutdown_calls) == (1, 1)
@@ -311,14 +469,14 @@ def test_one_lost_gpu_of_two_sampled_leaves_no_partial_sum() -> None:
 def test_a_gpu_lost_before_the_start_leaves_the_others_measured() -> None:
     """One of three GPUs lost before NVML started: the task's figure is the energy of the
     two this process can use, exactly."""
-    gpus = [FakeGpu(gpu_uuid(0)), FakeGpu(gpu_uuid(1)), FakeGpu(gpu_uuid(2))]
+    gpus = [FakeGpu(gpu_uuid(n), power_mw=mw) for n, mw in enumerate((10_000, 500_000, 32_500))]
     gpus[1].handle_error = GPU_IS_LOST
     _, nvml = nvml_over(gpus)
-    use(NvmlEnergyProbe(nvml))
+    clock = Clock()
+    probe = counter_probe(nvml, clock)
     with Task("two of three reachable") as task:
-        for joules, gpu in zip((10.0, 500.0, 32.5), gpus, strict=True):
-            gpu.use_energy(joules)
-    assert task.gpu_power == pytest.approx(42.5, abs=1e-3)
+        run_steadily(probe, clock, gpus, seconds=2)
+    assert task.gpu_power == pytest.approx(2 * 42.5, rel=1e-9)
 
 
 def test_sampled_short_task_across_a_power_drop_is_neither_zero_nor_lost() -> None:

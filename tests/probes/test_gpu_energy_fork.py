@@ -78,7 +78,17 @@ def in_child(body: Callable[[], object]) -> object:
 
 
 def counter_gpus() -> list[FakeGpu]:
-    return [FakeGpu(gpu_uuid(0)), FakeGpu(gpu_uuid(1))]
+    """Two GPUs with energy counters, at 10 W and 100 W."""
+    return [FakeGpu(gpu_uuid(0), power_mw=10_000), FakeGpu(gpu_uuid(1), power_mw=100_000)]
+
+
+def run_steadily(probe: NvmlEnergyProbe, clock: Clock, gpus: list[FakeGpu]) -> None:
+    """Each GPU uses its power for a second; then the probe reads the counters."""
+    for gpu in gpus:
+        assert gpu.power_mw is not None
+        gpu.use_energy(gpu.power_mw / 1000)
+    clock.now += 1.0
+    probe.sample()
 
 
 def sampled_gpus() -> list[FakeGpu]:
@@ -90,7 +100,12 @@ def sampled_gpus() -> list[FakeGpu]:
 
 def probe_over(gpus: list[FakeGpu], clock: Clock | None = None) -> NvmlEnergyProbe:
     """An energy probe over NVML reading this process's CUDA_VISIBLE_DEVICES, in use."""
-    probe = NvmlEnergyProbe(Nvml(FakeNvml(gpus)), clock=clock or Clock(), power_interval_s=3600.0)
+    probe = NvmlEnergyProbe(
+        Nvml(FakeNvml(gpus)),
+        clock=clock or Clock(),
+        power_interval_s=3600.0,
+        counter_interval_s=3600.0,
+    )
     taskmeter.set_probes([CpuTimeProbe(), probe])
     return probe
 
@@ -101,30 +116,31 @@ def figures(task: Task) -> list[object]:
 
 @pytest.mark.parametrize(
     ("parent", "child", "joules"),
-    [(None, "1", 100.0), ("0", "0,1", 101.0), ("0", "1", 100.0)],
+    [(None, "1", 200.0), ("0", "0,1", 220.0), ("0", "1", 200.0)],
     ids=["narrowed", "widened", "swapped-same-count"],
 )
 def test_a_worker_that_sets_its_gpus_gets_exactly_their_counter_energy(
     visible: Callable[[str | None], None], parent: str | None, child: str, joules: float
 ) -> None:
     """The child's first task measures the GPUs it made visible, found by UUID (a swap to
-    another GPU of the same count too), not positions detected in the parent."""
+    another GPU of the same count too), not positions detected in the parent: 2 s at
+    10 W and 100 W."""
     visible(parent)
     gpus = counter_gpus()
-    probe_over(gpus)
+    clock = Clock()
+    probe = probe_over(gpus, clock)
     with Task("parent") as task:
-        gpus[0].use_energy(1.0)
-        gpus[1].use_energy(2.0)
-    assert task.gpu_power == pytest.approx(3.0 if parent is None else 1.0, abs=1e-3)
+        run_steadily(probe, clock, gpus)
+    assert task.gpu_power == pytest.approx(110.0 if parent is None else 10.0, rel=1e-9)
 
     def worker() -> object:
         os.environ[VISIBLE] = child
         with Task("worker") as task:
-            gpus[0].use_energy(1.0)
-            gpus[1].use_energy(100.0)
+            run_steadily(probe, clock, gpus)
+            run_steadily(probe, clock, gpus)
         return figures(task)
 
-    assert in_child(worker) == [pytest.approx(joules, abs=1e-3), "nvml-counter", None]
+    assert in_child(worker) == [pytest.approx(joules, rel=1e-9), "nvml-counter", None]
 
 
 @pytest.mark.parametrize(
@@ -165,7 +181,8 @@ def gpu_energy_read_in_this_process(probe: NvmlEnergyProbe, state: object) -> li
 
 @pytest.mark.parametrize("sampled", [False, True], ids=["counter", "sampled"])
 @pytest.mark.parametrize(
-    ("parent", "child", "sampled_j"), [(None, "1", 500.0), ("0", "0,1", 700.0), ("0", "1", 500.0)]
+    ("parent", "child", "sampled_j", "counter_j"),
+    [(None, "1", 500.0, 200.0), ("0", "0,1", 700.0, 220.0), ("0", "1", 500.0, 200.0)],
 )
 def test_a_task_open_across_a_change_of_gpus_has_no_gpu_energy_not_a_partial_sum(
     visible: Callable[[str | None], None],
@@ -173,9 +190,11 @@ def test_a_task_open_across_a_change_of_gpus_has_no_gpu_energy_not_a_partial_sum
     parent: str | None,
     child: str,
     sampled_j: float,
+    counter_j: float,
 ) -> None:
     """A measurement begun in the parent and read in a child that changed its GPUs has no
-    GPU energy (counted, with a warning once); the child's next task is measured exactly."""
+    GPU energy (counted, with a warning once); the child's next task is measured exactly:
+    2 s at 100 W and 250 W sampled, or at 10 W and 100 W counted."""
     visible(parent)
     clock = Clock()
     gpus = sampled_gpus() if sampled else counter_gpus()
@@ -185,38 +204,43 @@ def test_a_task_open_across_a_change_of_gpus_has_no_gpu_energy_not_a_partial_sum
 
     def worker() -> object:
         os.environ[VISIBLE] = child
-        clock.now += 1.0
-        probe.sample()
-        if not sampled:
-            gpus[1].use_energy(100.0)
+        if sampled:
+            clock.now += 1.0
+            probe.sample()
+        else:
+            run_steadily(probe, clock, gpus)
         changed = gpu_energy_read_in_this_process(probe, state)
         with Task("next") as after:
-            clock.now += 2.0
-            probe.sample()
-            if not sampled:
-                gpus[1].use_energy(5.0)
+            if sampled:
+                clock.now += 2.0
+                probe.sample()
+            else:
+                run_steadily(probe, clock, gpus)
+                run_steadily(probe, clock, gpus)
         return [changed, after.gpu_power]
 
     changed, after = in_child(worker)  # type: ignore[misc]
     probe.end(state)
     assert changed == [None, None, 1]
-    assert after == pytest.approx(sampled_j if sampled else 5.0, rel=1e-9)
+    assert after == pytest.approx(sampled_j if sampled else counter_j, rel=1e-9)
 
 
 def test_a_task_open_across_a_fork_that_keeps_the_gpus_is_still_measured(
     visible: Callable[[str | None], None],
 ) -> None:
     """Only a change of GPUs drops the figure: a child that keeps its parent's GPUs reads
-    the parent's measurement as the counters' whole advance."""
+    the parent's measurement as the counters' advance: 2 s at 10 W and 100 W."""
     visible("0,1")
     gpus = counter_gpus()
-    probe = probe_over(gpus)
+    clock = Clock()
+    probe = probe_over(gpus, clock)
     state = probe.begin()
 
     def worker() -> object:
-        gpus[1].use_energy(42.0)
+        run_steadily(probe, clock, gpus)
+        run_steadily(probe, clock, gpus)
         return gpu_energy_read_in_this_process(probe, state)
 
     result = in_child(worker)
     probe.end(state)
-    assert result == [pytest.approx(42.0, abs=1e-3), "nvml-counter", None]
+    assert result == [pytest.approx(220.0, rel=1e-9), "nvml-counter", None]
