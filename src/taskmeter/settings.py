@@ -39,6 +39,12 @@ MAX_MACHINE_LABEL = 255
 """The longest machine label accepted (it is an attribute of every span)."""
 DEFAULT_SPOOL_MAX_BYTES = 256 * 1024 * 1024
 """Default bound of the export spool (256 MiB)."""
+LONGEST_EXPORT_WAIT_S = 3600.0
+"""The longest export timeout, batch delay or metric export interval accepted, in seconds
+(an hour): far under what a thread can wait (``threading.TIMEOUT_MAX``), past which a
+value made the export threads fail."""
+LARGEST_COUNT = 2**31 - 1
+"""The largest queue or batch size accepted (a larger one cannot be held in a C size)."""
 
 _SIZE_UNITS = {
     "": 1,
@@ -66,11 +72,29 @@ def _positive_float(text: str) -> float:
 
 
 def positive_int(text: str) -> int:
-    """A positive integer, for :func:`env_value` (``ValueError`` otherwise)."""
+    """A positive integer up to :data:`LARGEST_COUNT`, for :func:`env_value`
+    (``ValueError`` otherwise)."""
     value = int(text)
-    if value <= 0:
-        raise ValueError("must be a positive integer")
+    if not 0 < value <= LARGEST_COUNT:
+        raise ValueError(f"must be a positive integer up to {LARGEST_COUNT}")
     return value
+
+
+def export_wait_ms(text: str) -> float:
+    """Milliseconds of a timeout, delay or interval, more than 0 and up to
+    :data:`LONGEST_EXPORT_WAIT_S`, for :func:`env_value` (``ValueError`` otherwise)."""
+    value = float(text)
+    if not 0 < value <= LONGEST_EXPORT_WAIT_S * 1000:
+        raise ValueError(
+            f"must be a number of milliseconds more than 0 and up to "
+            f"{LONGEST_EXPORT_WAIT_S * 1000:.0f} (an hour)"
+        )
+    return value
+
+
+def export_wait_ms_int(text: str) -> int:
+    """:func:`export_wait_ms` as a whole number of milliseconds (at least 1)."""
+    return max(round(export_wait_ms(text)), 1)
 
 
 def _monitor_seconds(text: str) -> float:

@@ -141,6 +141,13 @@ def test_unreachable_endpoint_is_reported_quickly_and_keeps_the_status(tmp_path:
             },
             "OTEL_EXPORTER_OTLP_PROTOCOL",
         ),
+        (  # longer than a thread can wait: the export's join raised OverflowError
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+                "OTEL_EXPORTER_OTLP_TIMEOUT": "1e13",
+            },
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+        ),
     ],
 )
 def test_malformed_export_variable_is_a_usage_error_naming_it_before_running(

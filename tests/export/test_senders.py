@@ -179,6 +179,11 @@ def test_explicit_arguments_are_checked() -> None:
         HttpSender("spans", "http://127.0.0.1:1/v1/traces")
     with pytest.raises(ValueError, match="timeout_s"):
         HttpSender("traces", "http://127.0.0.1:1/v1/traces", timeout_s=0)
+    for too_long in (3600.5, 1e10, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match=r"timeout_s .* up to 3600"):
+            HttpSender("traces", "http://127.0.0.1:1/v1/traces", timeout_s=too_long)
+        with pytest.raises(ValueError, match=r"timeout_s .* up to 3600"):
+            GrpcSender("traces", "127.0.0.1:1", insecure=True, timeout_s=too_long)
 
 
 def test_bad_variables_fall_back_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:

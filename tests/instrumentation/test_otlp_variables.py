@@ -52,6 +52,12 @@ print(json.dumps({"ok": True}))
         ("OTEL_BSP_SCHEDULE_DELAY", "0", True),
         ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4096", True),
         ("OTEL_METRIC_EXPORT_INTERVAL", "0", True),
+        # Longer than a thread can wait (the export threads died), larger than a C size
+        # (the exporter was left out), or a gRPC deadline past any clock (sends failed).
+        ("OTEL_BSP_SCHEDULE_DELAY", "99999999999999", True),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "99999999999999999999", True),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "1e13", True),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "1e10", True),
     ],
 )
 def test_spans_and_metrics_reach_the_collector_whatever_the_otlp_variables(

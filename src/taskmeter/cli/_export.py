@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..propagation import TraceParent
+from ..settings import LONGEST_EXPORT_WAIT_S
 
 if TYPE_CHECKING:
     from ..task import Task
@@ -93,8 +94,11 @@ def export_config(
             timeout_s = float(text) / 1000.0  # the variables are in milliseconds
         except ValueError:
             raise ValueError(f"{name}={text!r} is not a number (of milliseconds)") from None
-        if not 0 < timeout_s < float("inf"):
-            raise ValueError(f"{name}={text!r} must be a positive number (of milliseconds)")
+        if not 0 < timeout_s <= LONGEST_EXPORT_WAIT_S:
+            raise ValueError(
+                f"{name}={text!r} must be a number of milliseconds more than 0 and up to "
+                f"{LONGEST_EXPORT_WAIT_S * 1000:.0f} (an hour)"
+            )
     if endpoint is None:
         from ..export.config import endpoint_variable_problem
 

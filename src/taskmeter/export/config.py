@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from .._log import config_warning
+from ..settings import LONGEST_EXPORT_WAIT_S
 from .senders import GrpcSender, HttpSender, Sender, redact_url, url_problem
 
 __all__ = ["PROTOCOLS", "endpoint_for", "endpoint_variable_problem", "sender_for"]
@@ -202,12 +203,14 @@ def _timeout(environ: Mapping[str, str], signal: str) -> float:
         seconds = float(value) / 1000.0
     except ValueError:
         seconds = -1.0
-    if not 0 < seconds < float("inf"):
+    if not 0 < seconds <= LONGEST_EXPORT_WAIT_S:
         config_warning(
             f"env.{name}",
-            "ignoring %s=%r: expected a positive number of milliseconds; using %g s",
+            "ignoring %s=%r: expected a number of milliseconds more than 0 and up to "
+            "%.0f (an hour); using %g s",
             name,
             value,
+            LONGEST_EXPORT_WAIT_S * 1000,
             DEFAULT_TIMEOUT_S,
         )
         return DEFAULT_TIMEOUT_S
@@ -273,7 +276,30 @@ def sender_for(
         if endpoint is not None:
             raise
         problem = endpoint_variable_problem(signal, env, protocol=chosen) or str(exc)
-    default = DEFAULT_GRPC_ENDPOINT if chosen == "grpc" else DEFAULT_HTTP_ENDPOINT
+    # Only the endpoint falls back: the other settings of the variables still apply.
+    return _sender(signal, chosen, _fall_back(signal, chosen, problem), env, settings)
+
+
+def fallback_endpoint(
+    signal: str, environ: Mapping[str, str] | None = None, *, protocol: str | None = None
+) -> str | None:
+    """The default endpoint of ``signal``, to use instead of an endpoint variable that
+    cannot be used (see :func:`endpoint_variable_problem`; reported once, as
+    :func:`sender_for` reports it); ``None`` when the variable is usable or unset.
+
+    For an exporter that reads the variables itself: the SDK's gRPC exporter
+    takes a port over 65535 modulo 65536, and connects to another one.
+    """
+    env = os.environ if environ is None else environ
+    chosen = _protocol(env, signal, protocol)
+    problem = endpoint_variable_problem(signal, env, protocol=chosen)
+    return None if problem is None else _fall_back(signal, chosen, problem)
+
+
+def _fall_back(signal: str, protocol: str, problem: str) -> str:
+    """The default endpoint for ``signal`` (with the signal's path for HTTP), after
+    reporting once why the variables' cannot be used."""
+    default = DEFAULT_GRPC_ENDPOINT if protocol == "grpc" else DEFAULT_HTTP_ENDPOINT
     config_warning(
         f"env.endpoint.{signal}",
         "the OTLP %s endpoint cannot be used (%s); using %s",
@@ -281,9 +307,7 @@ def sender_for(
         problem,
         default,
     )
-    # Only the endpoint falls back: the other settings of the variables still apply.
-    fallback = default if chosen == "grpc" else f"{DEFAULT_HTTP_ENDPOINT}/v1/{signal}"
-    return _sender(signal, chosen, fallback, env, settings)
+    return default if protocol == "grpc" else f"{DEFAULT_HTTP_ENDPOINT}/v1/{signal}"
 
 
 @dataclass(frozen=True)

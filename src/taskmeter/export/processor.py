@@ -36,7 +36,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from .._log import config_warning, swallowed
-from ..settings import env_value, positive_int
+from ..settings import env_value, export_wait_ms, positive_int
 
 __all__ = ["DurableSpanProcessor", "SpansDroppedError"]
 
@@ -47,13 +47,6 @@ DEFAULT_SCHEDULE_DELAY_S = 1.0
 _BSP_SCHEDULE_DELAY = "OTEL_BSP_SCHEDULE_DELAY"
 _BSP_MAX_QUEUE = "OTEL_BSP_MAX_QUEUE_SIZE"
 _BSP_MAX_BATCH = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"
-
-
-def _delay_ms(text: str) -> float:
-    value = float(text)
-    if not 0 < value < 3_600_000:
-        raise ValueError("must be a number of milliseconds between 0 and one hour")
-    return value
 
 
 class SpansDroppedError(Exception):
@@ -238,7 +231,7 @@ class DurableSpanProcessor(SpanProcessor):
         queue = env_value(_BSP_MAX_QUEUE, positive_int, DEFAULT_MAX_QUEUE_SIZE, environ)
         batch = env_value(_BSP_MAX_BATCH, positive_int, DEFAULT_MAX_BATCH_SIZE, environ)
         delay_ms = env_value(
-            _BSP_SCHEDULE_DELAY, _delay_ms, DEFAULT_SCHEDULE_DELAY_S * 1000, environ
+            _BSP_SCHEDULE_DELAY, export_wait_ms, DEFAULT_SCHEDULE_DELAY_S * 1000, environ
         )
         if batch > queue:
             config_warning(

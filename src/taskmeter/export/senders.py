@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ..__about__ import __version__
+from ..settings import LONGEST_EXPORT_WAIT_S
 
 __all__ = [
     "GRPC_METHODS",
@@ -189,8 +190,15 @@ def _check_signal(signal: str) -> None:
 
 
 def _check_timeout(timeout_s: float) -> float:
-    if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or not timeout_s > 0:
-        raise ValueError(f"timeout_s must be a positive number of seconds, not {timeout_s!r}")
+    if (
+        isinstance(timeout_s, bool)
+        or not isinstance(timeout_s, int | float)
+        or not 0 < timeout_s <= LONGEST_EXPORT_WAIT_S
+    ):
+        raise ValueError(
+            f"timeout_s must be a number of seconds more than 0 and up to "
+            f"{LONGEST_EXPORT_WAIT_S:g} (an hour), not {timeout_s!r}"
+        )
     return float(timeout_s)
 
 

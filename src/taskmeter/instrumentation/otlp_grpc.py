@@ -22,12 +22,12 @@ own durable exporters read milliseconds, as the specification says).
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._log import config_warning
+from ..settings import LONGEST_EXPORT_WAIT_S
 from ._hidden import hidden_from_environment
 from ._otlp_headers import checked_headers, headers_variables
 
@@ -35,6 +35,10 @@ __all__ = ["DEFAULT_TIMEOUT_S", "grpc_exporter_arguments", "make_grpc_exporter"]
 
 DEFAULT_TIMEOUT_S = 10.0
 """The SDK's default export timeout, in seconds."""
+_NOT_A_TIMEOUT = (
+    f"ignoring %s=%r: expected a number of seconds more than 0 and up to "
+    f"{LONGEST_EXPORT_WAIT_S:g} (an hour); using %g s"
+)
 
 
 def _is_number(text: str) -> bool:
@@ -50,7 +54,7 @@ def _seconds(text: str) -> float | None:
         value = float(text)
     except ValueError:
         return None
-    return value if value > 0 and math.isfinite(value) else None
+    return value if 0 < value <= LONGEST_EXPORT_WAIT_S else None
 
 
 def _timeout(signal: str, environ: Mapping[str, str]) -> float | None:
@@ -64,7 +68,7 @@ def _timeout(signal: str, environ: Mapping[str, str]) -> float | None:
             return seconds
         config_warning(
             f"env.{specific}",
-            "ignoring %s=%r: expected a positive number of seconds; using %g s",
+            _NOT_A_TIMEOUT,
             specific,
             text,
             DEFAULT_TIMEOUT_S,
@@ -77,7 +81,7 @@ def _timeout(signal: str, environ: Mapping[str, str]) -> float | None:
     if seconds is None:
         config_warning(
             f"env.{general}",
-            "ignoring %s=%r: expected a positive number of seconds; using %g s",
+            _NOT_A_TIMEOUT,
             general,
             text,
             DEFAULT_TIMEOUT_S,
@@ -115,12 +119,18 @@ def _compression(signal: str, environ: Mapping[str, str]) -> Any:
 
 def grpc_exporter_arguments(signal: str, environ: Mapping[str, str]) -> dict[str, Any]:
     """Keyword arguments for the SDK's OTLP/gRPC exporter of ``signal`` (``traces`` or
-    ``metrics``) that stand for its timeout and compression variables.
+    ``metrics``) that stand for its timeout and compression variables, and for an
+    endpoint variable that cannot be used (a port over 65535, say): the default.
 
     A variable that cannot be used is reported once, naming it and its value,
     and its default is passed.
     """
+    from ..export.config import fallback_endpoint
+
     arguments: dict[str, Any] = {}
+    endpoint = fallback_endpoint(signal, environ, protocol="grpc")
+    if endpoint is not None:
+        arguments["endpoint"] = endpoint
     timeout = _timeout(signal, environ)
     if timeout is not None:
         arguments["timeout"] = timeout
@@ -149,7 +159,7 @@ def make_grpc_exporter(factory: Callable[..., Any], signal: str, environ: Mappin
         if "timeout" not in arguments:
             config_warning(
                 f"env.{specific}",
-                "ignoring %s=%r: expected a positive number of seconds; using %g s",
+                _NOT_A_TIMEOUT,
                 specific,
                 process_value,
                 DEFAULT_TIMEOUT_S,

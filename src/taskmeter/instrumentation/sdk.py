@@ -307,22 +307,17 @@ def span_processor_for(
     )
 
 
-def _positive_ms(text: str) -> float:
-    value = float(text)
-    if not 0 < value < float("inf"):
-        raise ValueError("expected a positive number of milliseconds")
-    return value
-
-
 def reader_intervals(environ: Mapping[str, str] | None = None) -> tuple[float, float]:
     """``OTEL_METRIC_EXPORT_INTERVAL`` and ``_TIMEOUT`` (ms) for a periodic metric reader.
 
     The SDK's ``PeriodicExportingMetricReader`` raises on an interval of 0 or
-    less, which left the metric exporter out altogether; here such a value is
+    less, which left the metric exporter out altogether, and its export thread
+    dies on one too long to wait for; here such a value (over an hour) is
     reported once, naming the variable, and the SDK's default applies.
     """
-    interval_ms = settings.env_value("OTEL_METRIC_EXPORT_INTERVAL", _positive_ms, 60000.0, environ)
-    timeout_ms = settings.env_value("OTEL_METRIC_EXPORT_TIMEOUT", _positive_ms, 30000.0, environ)
+    wait_ms = settings.export_wait_ms
+    interval_ms = settings.env_value("OTEL_METRIC_EXPORT_INTERVAL", wait_ms, 60000.0, environ)
+    timeout_ms = settings.env_value("OTEL_METRIC_EXPORT_TIMEOUT", wait_ms, 30000.0, environ)
     return interval_ms, timeout_ms
 
 
@@ -330,8 +325,10 @@ def batch_arguments(environ: Mapping[str, str] | None = None) -> dict[str, int]:
     """The ``BatchSpanProcessor`` sizes the ``OTEL_BSP_*`` variables ask for, checked here.
 
     The SDK's ``BatchSpanProcessor`` reads them itself, but raises on values it
-    parses and cannot use (a delay of 0, a batch larger than the queue), which
-    left the exporter out altogether; here such a value is reported once,
+    parses and cannot use (a delay of 0, a batch larger than the queue, a queue
+    too large for a C size), which left the exporter out altogether, and its
+    export thread dies on a delay too long to wait for; here such a value (a
+    wait over an hour, a size over 2**31 - 1) is reported once,
     naming the variable: the SDK's default applies, and a batch larger than
     the queue is cut to the queue's size.
     """
@@ -339,10 +336,9 @@ def batch_arguments(environ: Mapping[str, str] | None = None) -> dict[str, int]:
     batch = settings.env_value(
         "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", settings.positive_int, 512, environ
     )
-    delay_ms = settings.env_value("OTEL_BSP_SCHEDULE_DELAY", settings.positive_int, 5000, environ)
-    timeout_ms = settings.env_value(
-        "OTEL_BSP_EXPORT_TIMEOUT", settings.positive_int, 30000, environ
-    )
+    wait_ms = settings.export_wait_ms_int
+    delay_ms = settings.env_value("OTEL_BSP_SCHEDULE_DELAY", wait_ms, 5000, environ)
+    timeout_ms = settings.env_value("OTEL_BSP_EXPORT_TIMEOUT", wait_ms, 30000, environ)
     if batch > queue:
         config_warning(
             "env.OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
@@ -404,12 +400,19 @@ def _made(signal: str, name: str, durable: _Durable) -> Any:
             # they cannot use (``none`` among them): read them here instead.
             made = make_grpc_exporter(factory, signal, durable.environ)
         elif name == _OTLP_BY_PROTOCOL["http/protobuf"]:
+            from ..export.config import fallback_endpoint
+
+            arguments: dict[str, Any] = {}
+            endpoint = fallback_endpoint(signal, durable.environ, protocol="http/protobuf")
+            if endpoint is not None:
+                arguments["endpoint"] = endpoint
             headers, hide = checked_headers(signal, durable.environ)
             if hide:
+                arguments["headers"] = headers
                 with hidden_from_environment(*headers_variables(signal)):
-                    made = factory(headers=headers)
+                    made = factory(**arguments)
             else:
-                made = factory()
+                made = factory(**arguments)
         elif name == "prometheus" and _prometheus_port_unusable():
             with hidden_from_environment(PROMETHEUS_PORT):
                 made = factory()
