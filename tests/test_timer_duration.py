@@ -198,14 +198,31 @@ def test_missing_key_is_a_key_error_of_that_key_as_in_lsst(metadata: Any) -> Non
             TypeError,
             "one timestamp has a UTC offset",
         ),
+        (
+            {"runStartCpuTime": -1e308, "runEndCpuTime": 1.7e308},
+            ValueError,
+            "runEndCpuTime - runStartCpuTime is not a finite number",
+        ),
+        ({"runStartCpuTime": 0, "runEndCpuTime": 10**5000}, ValueError, "not a finite number"),
+        ({"runStartCpuTime": 0.0, "runEndCpuTime": float("nan")}, ValueError, "not a finite"),
     ],
-    ids=["empty list", "string and number", "bool", "not ISO", "naive and aware"],
+    ids=[
+        "empty list",
+        "string and number",
+        "bool",
+        "not ISO",
+        "naive and aware",
+        "overflow",
+        "int past float",
+        "nan",
+    ],
 )
 def test_values_that_are_no_duration_are_errors_naming_the_key(
     metadata: dict[str, Any], error: type[Exception], message: str
 ) -> None:
-    """An empty list, a string beside a number, a bool, a non-ISO timestamp, or one timestamp
-    with an offset and one without: an error naming the key (lsst.utils fails obscurely)."""
+    """An empty list, a string beside a number, a bool, a non-ISO timestamp, one timestamp
+    with an offset and one without, or numbers whose difference is not finite: an error
+    naming the key (lsst.utils fails obscurely, or returns infinity)."""
     clock = "Utc" if "runStartUtc" in metadata else "Cpu"
     with pytest.raises(error, match=message):
         duration_from_time_method(metadata, "run", clock)

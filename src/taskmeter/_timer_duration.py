@@ -8,6 +8,7 @@ OpenTelemetry SDK nor the timers themselves: it only parses metadata.
 from __future__ import annotations
 
 import datetime
+import math
 import numbers
 from typing import Any
 
@@ -37,7 +38,8 @@ def duration_from_time_method(metadata: Any, method_name: str, clock: str = "Cpu
     Raises ``KeyError`` (its argument the key, as lsst.utils raises it) when
     a key is missing, ``ValueError`` for a clock not in :data:`CLOCKS`
     (matched ignoring case, where lsst.utils ignores case only for ``Utc``),
-    an empty list or a timestamp that is not ISO 8601, and ``TypeError`` for
+    an empty list, a timestamp that is not ISO 8601 or two numbers whose
+    difference is not finite (an infinity, NaN, or past a float's range), and ``TypeError`` for
     values that are neither two numbers nor two timestamps.
     """
     if metadata is None:
@@ -62,7 +64,7 @@ def duration_from_time_method(metadata: Any, method_name: str, clock: str = "Cpu
     if isinstance(start, str) and isinstance(end, str):
         return _seconds_between(start_key, start, end_key, end)
     if _is_number(start) and _is_number(end):
-        return float(end - start)
+        return _difference(start_key, start, end_key, end)
     raise TypeError(
         f"{start_key}={start!r} and {end_key}={end!r}: a duration needs two numbers "
         "(seconds) or two ISO 8601 timestamps"
@@ -85,6 +87,28 @@ def _last(metadata: Any, key: str) -> Any:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _difference(start_key: str, start: Any, end_key: str, end: Any) -> float:
+    """``end - start`` as a float; ``ValueError`` naming the keys unless it is finite."""
+    try:
+        seconds = float(end - start)
+    except OverflowError:  # integers past a float's range
+        seconds = math.inf
+    if not math.isfinite(seconds):
+        raise ValueError(
+            f"{end_key} - {start_key} is not a finite number ({_show(end)} - {_show(start)})"
+        )
+    return seconds
+
+
+def _show(number: Any, limit: int = 40) -> str:
+    """``repr(number)`` shortened; an int too long to print is said to be one."""
+    try:
+        text = repr(number)
+    except ValueError:  # past sys.get_int_max_str_digits()
+        return "an int too long to print"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _seconds_between(start_key: str, start: str, end_key: str, end: str) -> float:

@@ -152,6 +152,53 @@ def test_uncomputable_metric_has_its_own_exit_code(
     assert "cannot compute p.Cal" in err and "'broken'" in err
 
 
+def test_overflowing_metrics_fail_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A CPU time or a legacy-unit size that overflows fails that metric only, with
+    the failed-metric status: the wall time is still written."""
+    path = tmp_path / "overflow.json"
+    path.write_text(
+        json.dumps(
+            {
+                "isr": {
+                    "runStartCpuTime": [-1e308],
+                    "runEndCpuTime": [1.7e308],
+                    "runEndMaxResidentSetSize": [1e308],
+                    "runStartUtc": ["2020-01-01T00:00:00+00:00"],
+                    "runEndUtc": ["2020-01-01T00:00:02+00:00"],
+                }
+            }
+        )
+    )
+    status, out, err = run(
+        [str(path), "--timing", "isr.run", "a.wall", "--cpu-timing", "isr.run", "a.cpu",
+         "--memory", "isr.run", "a.mem", "--legacy-maxrss-unit", "1024"],
+        capsys,
+    )  # fmt: skip
+    assert status == EXIT_NOT_COMPUTED
+    assert [(m["metric"], m["value"]) for m in out] == [("a.wall", 2.0)]
+    assert "cannot compute a.cpu: isr.runEndCpuTime - isr.runStartCpuTime" in err
+    assert "cannot compute a.mem: isr.runEndMaxResidentSetSize" in err
+
+
+def test_unquoted_yaml_timestamps_are_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """YAML reads an unquoted timestamp as a datetime: measured as the time it is."""
+    path = tmp_path / "dt.yaml"
+    path.write_text(
+        "isr:\n  runStartUtc: [2020-01-01T00:00:00+00:00]\n"
+        "  runEndUtc: [2020-01-01T00:00:01.25+00:00]\n"
+    )
+    status, out, err = run([str(path), "--timing", "isr.run", "a.b"], capsys)
+    assert (status, err) == (EXIT_OK, "")
+    ((measured,),) = [out]
+    assert measured["value"] == 1.25
+    assert measured["extras"] == {
+        "start": "2020-01-01T00:00:00+00:00",
+        "end": "2020-01-01T00:00:01.250000+00:00",
+    }
+
+
 @pytest.mark.parametrize(
     ("content", "name", "message"),
     [

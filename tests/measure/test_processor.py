@@ -168,6 +168,43 @@ def test_bad_timer_values_are_counted_never_raised(
     assert len(logged) == 1
 
 
+def test_overflowing_span_values_are_counted_never_recorded(
+    metrics: Metrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A span whose CPU times or legacy-unit size overflow: each such metric is counted
+    and logged, nothing raises, and the span's wall time is still recorded."""
+    processor = MeasurementSpanProcessor(
+        [
+            TimingMetric(target="isr.run", package="ip_isr", metric="IsrTime"),
+            CpuTimingMetric(target="isr.run", package="ip_isr", metric="IsrCpuTime"),
+            MemoryMetric(target="isr.run", package="ip_isr", metric="IsrMemory",
+                         legacy_maxrss_unit=1024),
+        ],
+        meter_provider=metrics.provider,
+        log_interval=3600,
+    )  # fmt: skip
+    overflowing = {
+        attr.TIMER_METHOD: "run",
+        attr.TIMER_TASK: "isr",
+        attr.TIMER_ATTRIBUTES["StartUtc"]: "2026-01-01T00:00:00+00:00",
+        attr.TIMER_ATTRIBUTES["EndUtc"]: "2026-01-01T00:00:02+00:00",
+        attr.TIMER_ATTRIBUTES["StartCpuTime"]: -1e308,
+        attr.TIMER_ATTRIBUTES["EndCpuTime"]: 1.7e308,
+        attr.TIMER_ATTRIBUTES["EndMaxResidentSetSize"]: 1e308,
+    }
+    with capture_spans(processor) as captured, caplog.at_level(logging.WARNING, "taskmeter"):
+        captured.tracer.start_span("isr.run", attributes=overflowing).end()
+    points = metrics.points()
+    ((attributes, point, _),) = points[PROCESSOR_ERRORS]
+    assert attributes == {"error.type": "MetricComputationError"} and point.value == 2
+    ((_, wall, _),) = points["ip_isr.isrtime"]
+    assert (wall.count, wall.sum) == (1, 2.0)
+    for name in ("ip_isr.isrcputime", "ip_isr.isrmemory"):
+        assert name not in points or points[name][0][1].count == 0
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "not a finite number" in logged
+
+
 def test_failing_instrument_is_counted_never_raised(metrics: Metrics) -> None:
     """An exception inside the processor (here: a broken span) is absorbed and counted."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import sys
@@ -247,6 +248,54 @@ def test_unpaired_and_backwards_calls_are_errors() -> None:
         timing("run").measure(
             {"runStartUtc": "2026-01-01T00:00:00", "runEndUtc": "2026-01-01T00:00:01+00:00"}
         )
+
+
+def test_overflowing_differences_and_sizes_are_errors_naming_the_keys() -> None:
+    """A CPU-time difference or a legacy-unit size past a float's range is an error
+    naming the keys, not a Measurement of infinity (a ValueError)."""
+    with pytest.raises(
+        MetricComputationError,
+        match=r"isr\.runEndCpuTime - isr\.runStartCpuTime is not a finite number",
+    ):
+        cpu("isr.run").measure({"isr.runStartCpuTime": -1e308, "isr.runEndCpuTime": 1.7e308})
+    old = {"isr.runEndMaxResidentSetSize": [1e308]}
+    with pytest.raises(MetricComputationError, match=r"isr\.runEndMaxResidentSetSize .*1024"):
+        memory("isr.run", legacy_maxrss_unit=1024).measure(old)
+    with pytest.raises(MetricComputationError, match="not a finite number of bytes"):
+        memory("isr.run", legacy_maxrss_unit=10**400).measure({"isr.runEndMaxResidentSetSize": 1})
+    assert memory("isr.run", legacy_maxrss_unit=1024).measure({**old, "isr.__version__": 1}).value
+
+
+def test_timestamps_far_apart_give_a_finite_time() -> None:
+    """The earliest and latest ISO 8601 times, offsets pushing them further apart, are
+    still a finite number of seconds."""
+    metadata = {
+        "runStartUtc": "0001-01-01T00:00:00+23:59",
+        "runEndUtc": "9999-12-31T23:59:59-23:59",
+    }
+    assert math.isfinite(timing("run").measure(metadata).value)
+
+
+def test_datetime_values_are_read_as_the_times_they_are() -> None:
+    """YAML reads unquoted timestamps as datetimes: read like the ISO strings they were,
+    naive or aware, and the extras are ISO strings again."""
+    aware = yaml.safe_load(
+        "runStartUtc: [2020-01-01T00:00:00+00:00]\n"
+        "runEndUtc: [2020-01-01T01:00:01.5+01:00]\n"
+        "runStartCpuTime: [1.0]\nrunEndCpuTime: [2.0]\n"
+    )
+    assert isinstance(aware["runStartUtc"][0], datetime.datetime)
+    measured = timing("run").measure(aware)
+    assert measured.value == 1.5
+    assert measured.extras == {
+        "start": "2020-01-01T00:00:00+00:00",
+        "end": "2020-01-01T01:00:01.500000+01:00",
+    }
+    assert cpu("run").measure(aware).extras == measured.extras
+    naive = yaml.safe_load("runStartUtc: 2020-01-01 00:00:00\nrunEndUtc: 2020-01-01 00:00:03\n")
+    assert timing("run").measure(naive).value == 3.0
+    with pytest.raises(MetricComputationError, match="only one has a UTC offset"):
+        timing("run").measure({**naive, "runEndUtc": aware["runEndUtc"]})
 
 
 def test_old_metadata_without_version_is_in_the_platform_unit() -> None:

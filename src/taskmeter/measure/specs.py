@@ -224,7 +224,12 @@ timers' exact form by :mod:`taskmeter.measure.processor`."""
 
 
 def _timestamp(reading: Reading) -> datetime.datetime:
+    """The time a ``Utc`` key holds: an ISO 8601 string, as lsst.utils and the timers
+    write it, or a ``datetime`` (YAML reads an unquoted timestamp as one), taken as the
+    time it is; with no UTC offset, either is naive, as ``fromisoformat`` reads it."""
     value = reading.value
+    if isinstance(value, datetime.datetime):
+        return value
     if not isinstance(value, str):
         raise MetricComputationError(f"{reading.key} is {_show(value)}, not an ISO 8601 time")
     if not _COMPLETE_TIMESTAMP.fullmatch(value):
@@ -262,6 +267,22 @@ def _pair(
     return start, end
 
 
+def _difference(end_value: float, start_value: float, start: Reading, end: Reading) -> float:
+    """``end_value - start_value``, or the error naming both keys when it overflows."""
+    difference = end_value - start_value
+    if not math.isfinite(difference):
+        raise MetricComputationError(
+            f"{end.key} - {start.key} is not a finite number "
+            f"({_show(end.value)} - {_show(start.value)})"
+        )
+    return difference
+
+
+def _as_written(value: object) -> object:
+    """A timestamp extra as the metadata spells it: a ``datetime`` in ISO 8601."""
+    return value.isoformat() if isinstance(value, datetime.datetime) else value
+
+
 def _non_negative(spec: MetricSpec, value: float, start: Reading, end: Reading) -> float:
     if value < 0:
         raise MetricComputationError(
@@ -293,7 +314,7 @@ class TimingMetric(MetricSpec):
                 "cannot be compared: only one has a UTC offset"
             ) from exc
         _non_negative(self, seconds, start, end)
-        return seconds, {"start": start.value, "end": end.value}
+        return seconds, {"start": _as_written(start.value), "end": _as_written(end.value)}
 
 
 class CpuTimingMetric(MetricSpec):
@@ -308,15 +329,17 @@ class CpuTimingMetric(MetricSpec):
 
     def compute(self, get: Getter) -> tuple[float, dict[str, Any]]:
         start, end = _pair(self, get, "StartCpuTime", "EndCpuTime")
-        seconds = _non_negative(self, _number(end) - _number(start), start, end)
+        seconds = _difference(_number(end), _number(start), start, end)
+        _non_negative(self, seconds, start, end)
         extras: dict[str, Any] = {}
         for name, suffix in (("start", "StartUtc"), ("end", "EndUtc")):
             try:
                 reading = get(suffix)
             except MetricComputationError:
                 continue  # a cut timestamp: no extra, and the CPU time stands
-            if reading is not None and isinstance(reading.value, str) and reading.value:
-                extras[name] = reading.value
+            value = None if reading is None else _as_written(reading.value)
+            if isinstance(value, str) and value:
+                extras[name] = value
         return seconds, extras
 
 
@@ -387,7 +410,18 @@ class MemoryMetric(MetricSpec):
                     f"{version_reading.key} is {_show(raw)}, not a metadata version number"
                 )
             version = int(raw)
-        return (size if version >= 1 else size * self.legacy_maxrss_unit), {}
+        if version >= 1:
+            return size, {}
+        try:
+            size_bytes = size * self.legacy_maxrss_unit
+        except OverflowError:  # a unit too large for a float
+            size_bytes = math.inf
+        if not math.isfinite(size_bytes):
+            raise MetricComputationError(
+                f"{end.key} ({_show(end.value)}) times the legacy unit of "
+                f"{_show(self.legacy_maxrss_unit)} bytes is not a finite number of bytes"
+            )
+        return size_bytes, {}
 
     def to_dict(self) -> dict[str, Any]:
         entry = super().to_dict()
