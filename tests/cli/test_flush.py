@@ -218,3 +218,28 @@ def test_no_protocol_hint_for_other_ports(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "--otlp-protocol" not in result.stderr
+
+
+def test_a_directory_named_like_a_batch_is_not_a_batch(tmp_path: Path, otlp_sink: OtlpSink) -> None:
+    """A directory in the spool named like the oldest batch is left alone and named once
+    ("not a file: ..."): the batches are delivered, nothing is "left", and the status is 0
+    (it read as a damaged batch that blocked every flush with status 1)."""
+    spool = tmp_path / "spool"
+    ids = spool_spans(spool, 5)
+    stranger = spool / "01795361104874751902-7950-000004.traces.otlp"
+    stranger.mkdir()
+    listed = taskmeter("flush", "--list", str(spool))
+    assert listed.returncode == 1, listed.stderr
+    assert listed.stdout.startswith("traces: 1 batch(es), 5 span(s), ")
+    assert "damaged" not in listed.stdout
+    assert listed.stderr.count(f"taskmeter: not a file: {stranger}") == 1, listed.stderr
+    flushed = taskmeter("flush", str(spool), "--otlp-endpoint", otlp_sink.endpoint)
+    assert flushed.returncode == 0, flushed.stderr
+    assert "traces: delivered 1 batch(es) (5 span(s))" in flushed.stdout
+    assert "; 0 batch(es) left" in flushed.stdout
+    assert flushed.stderr.count(f"taskmeter: not a file: {stranger}") == 1, flushed.stderr
+    assert {span.span_id for span in otlp_sink.spans()} == ids
+    assert stranger.is_dir()
+    again = taskmeter("flush", str(spool), "--otlp-endpoint", otlp_sink.endpoint)
+    assert again.returncode == 0, again.stderr
+    assert stranger.is_dir()

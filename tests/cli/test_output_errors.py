@@ -143,3 +143,41 @@ def test_a_reader_that_goes_away_ends_the_output_quietly(tmp_path: Path, verb: l
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=60) == 0, stderr
     assert stderr == ""
+
+
+HELP_AND_VERSION = [
+    ["--version"],
+    ["--help"],
+    ["-h"],
+    ["run", "--help"],
+    ["show", "--help"],
+    ["report", "--help"],
+    ["measure", "--help"],
+    ["flush", "-h"],
+]
+
+
+@pytest.mark.parametrize("stdout", [FULL, None], ids=["full", "closed"])
+@pytest.mark.parametrize("options", HELP_AND_VERSION, ids=" ".join)
+def test_help_and_version_that_cannot_be_written_exit_4(
+    stdout: str | None, options: list[str]
+) -> None:
+    """``--help`` and ``--version`` on a full disk or a closed standard output say so in one
+    line and exit 4, as every other output: not 0, with the text lost (or sent to standard
+    error instead)."""
+    result = taskmeter_to(stdout, *options)
+    assert_one_clear_line(result)
+    assert result.returncode == 4
+
+
+def test_help_and_version_to_a_reader_still_exit_0(tmp_path: Path) -> None:
+    """Written where they can be, the help and the version are whole, and the status is 0."""
+    target = tmp_path / "out.txt"
+    version = taskmeter_to(str(target), "--version")
+    assert (version.returncode, version.stderr) == (0, "")
+    assert target.read_text().startswith("taskmeter ")
+    helped = taskmeter_to(str(target), "flush", "--help")
+    assert (helped.returncode, helped.stderr) == (0, "")
+    text = target.read_text()
+    assert text.startswith("usage: taskmeter flush") and text.endswith("\n")
+    assert "exit status:" in text

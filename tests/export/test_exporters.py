@@ -322,3 +322,28 @@ def test_a_forked_child_exports_its_own_spans(tmp_path: Path, otlp_sink: OtlpSin
     assert sum(name.startswith("child") for name in names) == 30
     assert {s.span_id for s in otlp_sink.spans() if s.name.startswith("parent")} == parent_ids
     assert len(names) == 40
+
+
+def test_the_replay_is_not_held_by_a_directory_named_like_a_batch(tmp_path: Path) -> None:
+    """A directory named like the oldest batch does not stop the replay: the batches after it
+    arrive, a flush reports nothing left at once (it waited out its timeout for the directory),
+    and the directory stays."""
+    spool = tmp_path / "spool"
+    down = DurableSpanExporter(spool, endpoint=f"http://127.0.0.1:{closed_port()}", replay=False)
+    provider = TracerProvider()
+    provider.add_span_processor(DurableSpanProcessor(down))
+    ids = make_spans(provider, 20)
+    provider.shutdown()
+    assert down.stats.spooled_items == 20
+    stranger = spool / "00000000000000000001-1-000000.traces.otlp"
+    stranger.mkdir()
+    with scripted_endpoint() as endpoint:
+        exporter = DurableSpanExporter(spool, endpoint=endpoint.url)
+        started = time.monotonic()
+        assert exporter.force_flush(5_000)
+        assert time.monotonic() - started < 4
+        exporter.shutdown()
+    assert set(span_ids([r.body for r in endpoint.requests])) == ids
+    assert exporter.stats.replayed_items == 20
+    assert stranger.is_dir()
+    assert exporter.spool is not None and exporter.spool.entries() == []

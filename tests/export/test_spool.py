@@ -223,3 +223,44 @@ def test_the_full_spool_error_counts_writes_and_the_stats_count_batches(tmp_path
     assert spool.stats.dropped_batches == 2
     assert spool.stats.dropped_items == {"traces": 2}
     assert _log.error_counts["export.spool.full"] == 1
+
+
+def test_an_entry_named_like_a_batch_that_is_not_a_file_is_left_alone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A directory, a symbolic link or a FIFO named like a batch is not one: not listed, not
+    counted in the spool's size, never removed (it is not the spool's), named once in a warning."""
+    spool = Spool(tmp_path)
+    assert spool.put("traces", b"abc", 1)
+    [batch] = spool.entries()
+    strangers = [
+        tmp_path / "00000000000000000001-1-000000.traces.otlp",
+        tmp_path / "00000000000000000002-1-000000.traces.otlp",
+        tmp_path / "00000000000000000003-1-000000.metrics.otlp",
+    ]
+    strangers[0].mkdir()
+    strangers[1].symlink_to(batch.path)
+    os.mkfifo(strangers[2])
+    with caplog.at_level("WARNING", logger="taskmeter"):
+        for _ in range(3):
+            assert spool.entries() == [batch]
+            assert spool.pending("metrics") == 0
+        assert spool.usage_bytes() == batch.size
+    for stranger in strangers:
+        assert os.path.lexists(stranger)
+        named = [r.getMessage() for r in caplog.records if str(stranger) in r.getMessage()]
+        assert len(named) == 1 and named[0].startswith("not a file: "), named
+
+
+def test_a_full_spool_evicts_batches_not_what_is_not_a_file(tmp_path: Path) -> None:
+    """Room made for a new batch is taken from batches only: an older directory named
+    like a batch stays, and the new batch is written."""
+    spool = Spool(tmp_path, max_bytes=HEADER_SIZE + 100)
+    stranger = tmp_path / "00000000000000000001-1-000000.traces.otlp"
+    stranger.mkdir()
+    assert spool.put("traces", b"x" * 100, 1)
+    assert spool.put("traces", b"y" * 100, 1)
+    [entry] = spool.entries()
+    with spool.claim(entry) as claimed:
+        assert claimed is not None and claimed.batch.payload == b"y" * 100
+    assert stranger.is_dir()

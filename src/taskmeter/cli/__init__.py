@@ -16,7 +16,7 @@ import logging
 import signal
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 VERBS: dict[str, str] = {
     "run": "run a command as a task and report what it cost",
@@ -33,12 +33,70 @@ ERROR_PREFIX = "taskmeter: error: "
 """How every error line of every verb begins (options included)."""
 
 
+def _print_and_exit(parser: argparse.ArgumentParser, text: str) -> NoReturn:
+    """Write ``text`` (a help or the version) on standard output and exit.
+
+    Status 0 once written, or once its reader went away (``taskmeter --help | head``);
+    status 4 after saying why it could not be written (a full disk, a closed
+    descriptor), as for every other output of taskmeter.
+    """
+    from ._common import EXIT_OK, EXIT_OUTPUT_FAILED, write_stdout
+
+    parser.exit(EXIT_OK if write_stdout(text) else EXIT_OUTPUT_FAILED)
+
+
+class _HelpAction(argparse.Action):
+    """``-h``/``--help``: the parser's help on standard output, through :func:`_print_and_exit`."""
+
+    def __init__(self, option_strings: Sequence[str], **kwargs: Any) -> None:
+        kwargs.update(nargs=0, dest=argparse.SUPPRESS, default=argparse.SUPPRESS)
+        super().__init__(option_strings, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> NoReturn:
+        _print_and_exit(parser, parser.format_help())
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: ``version`` on standard output, through :func:`_print_and_exit`."""
+
+    def __init__(self, option_strings: Sequence[str], version: str, **kwargs: Any) -> None:
+        kwargs.update(nargs=0, dest=argparse.SUPPRESS, default=argparse.SUPPRESS)
+        super().__init__(option_strings, **kwargs)
+        self.version = version
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> NoReturn:
+        _print_and_exit(parser, f"{self.version}\n")
+
+
 class Parser(argparse.ArgumentParser):
     """argparse's parser, its errors written as the verbs write theirs
-    (``taskmeter: error: ...``, after the usage), its verbs' parsers too."""
+    (``taskmeter: error: ...``, after the usage), its verbs' parsers too; its help
+    and version written as every other output (status 4 when they cannot be)."""
 
     verb_parsers: Mapping[str, argparse.ArgumentParser]
     """The parser of each verb (set by :func:`build_parser` on the top-level parser)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        # -h/--help is added here, once this parser's own actions are registered.
+        add_help = bool(kwargs.pop("add_help", True))
+        super().__init__(add_help=False, **kwargs)
+        self.register("action", "help", _HelpAction)
+        self.register("action", "version", _VersionAction)
+        self.add_help = add_help
+        if add_help:
+            self.add_argument("-h", "--help", action="help", help="show this help message and exit")
 
     def error(self, message: str) -> NoReturn:
         """Print the usage and ``taskmeter: error: message``; exit with status 2."""
@@ -54,7 +112,12 @@ def build_parser(only: str | None = None) -> Parser:
     )
     from ..__about__ import __version__
 
-    parser.add_argument("--version", action="version", version=f"taskmeter {__version__}")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"taskmeter {__version__}",
+        help="show program's version number and exit",
+    )
     subparsers = parser.add_subparsers(dest="verb", metavar="VERB")
     parser.verb_parsers = subparsers.choices
     for verb, summary in VERBS.items():

@@ -35,6 +35,7 @@ import errno
 import fcntl
 import itertools
 import os
+import stat
 import struct
 import threading
 import time
@@ -44,7 +45,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._log import logger, swallowed
+from .._log import logger, swallowed, warn_once
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -362,7 +363,10 @@ class Spool:
         """The batches waiting (of ``signal``, if given), oldest first.
 
         Temporary files of writes in progress are not listed.  A spool whose
-        directory does not exist is empty.
+        directory does not exist is empty.  An entry named like a batch that is
+        not a regular file (a directory, a symbolic link, a FIFO) is not one:
+        not listed, never removed (it is not the spool's), and named once in a
+        warning.
         """
         found: list[SpoolEntry] = []
         try:
@@ -383,6 +387,9 @@ class Spool:
                 try:
                     info = item.stat(follow_symlinks=False)
                 except OSError:
+                    continue
+                if not stat.S_ISREG(info.st_mode):
+                    _warn_not_a_file(Path(item.path))
                     continue
                 found.append(SpoolEntry(Path(item.path), kind, info.st_size))
         found.sort(key=lambda e: e.path.name)
@@ -483,7 +490,8 @@ class Spool:
                 if not item.name.startswith(_TEMP_PREFIX):
                     continue
                 with contextlib.suppress(OSError):
-                    if now - item.stat(follow_symlinks=False).st_mtime > _STALE_TEMP_S:
+                    info = item.stat(follow_symlinks=False)
+                    if stat.S_ISREG(info.st_mode) and now - info.st_mtime > _STALE_TEMP_S:
                         os.unlink(item.path)
 
 
@@ -498,6 +506,15 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _warn_not_a_file(path: Path) -> None:
+    """Say once in this process that ``path``, named like a batch, is not a file."""
+    warn_once(
+        f"export.spool.not-a-file:{path}",
+        "not a file: %s (named like a spool batch, left alone)",
+        path,
+    )
 
 
 def _same_file(fd: int, path: Path) -> bool:
