@@ -10,6 +10,7 @@ import importlib.machinery
 import itertools
 import json
 import os
+import re
 import select
 import signal
 import struct
@@ -145,29 +146,42 @@ def test_executable_script_without_a_shebang_runs_with_sh(tmp_path: Path) -> Non
     assert (result.returncode, result.stdout) == (4, f"ran {script} with x\n"), result.stderr
 
 
-def test_wait_all_passes_sigterm_on_to_the_daemon_it_waits_for(tmp_path: Path) -> None:
-    """With --wait-all, once the command has exited, a SIGTERM to taskmeter (a ``kill``,
-    ``timeout``) goes to the processes it still waits for, a daemon in its own session
-    included, so the run ends instead of ignoring it."""
+@pytest.mark.parametrize(
+    "signals",
+    [[signal.SIGTERM], [signal.SIGINT], [signal.SIGHUP], [signal.SIGINT, signal.SIGTERM]],
+    ids=["TERM", "INT", "HUP", "INT-then-TERM"],
+)
+def test_wait_all_passes_a_stop_on_to_the_daemon_it_waits_for_and_is_cancelled(
+    tmp_path: Path, signals: list[signal.Signals]
+) -> None:
+    """With --wait-all, once the command has exited, a SIGTERM, SIGINT or SIGHUP to
+    taskmeter (a ``kill``, ``timeout``) goes to the processes it still waits for, a daemon
+    in its own session included, so the run ends instead of ignoring it: cancelled, as a
+    stop of the command is, with the command's own exit status (a second signal changes
+    nothing)."""
     ready = tmp_path / "ready"
-    options = ["--wait-all", "-o", str(tmp_path / "run.json")]
+    options = ["--no-status", "--wait-all", "-o", str(tmp_path / "run.json")]
     process = subprocess.Popen(
         [sys.executable, "-m", "taskmeter", "run", *options, "--", *program("daemonize.py", ready)],
+        stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=clean_environment(),
+        # Signals ignored where the tests run (a background job's SIGINT) would stay so.
+        preexec_fn=_default_stop_signals,
     )
     daemon = 0
     try:
         wait_for(lambda: ready.exists(), "the daemon to start")
         command, daemon = (int(pid) for pid in ready.read_text().split())
         wait_for(lambda: not os.path.exists(f"/proc/{command}"), "the command to be reaped")
-        process.send_signal(signal.SIGTERM)
+        for sig in signals:
+            process.send_signal(sig)
         try:
             _, stderr = process.communicate(timeout=10)
         except subprocess.TimeoutExpired:
-            pytest.fail("taskmeter --wait-all went on waiting after SIGTERM")
+            pytest.fail("taskmeter --wait-all went on waiting after the signal")
     finally:
         if process.poll() is None:
             process.kill()
@@ -179,6 +193,33 @@ def test_wait_all_passes_sigterm_on_to_the_daemon_it_waits_for(tmp_path: Path) -
     assert not os.path.exists(f"/proc/{daemon}")
     doc = json.loads((tmp_path / "run.json").read_text())
     assert "left_running" not in doc
+    assert doc["status"] == "cancelled"
+    assert doc["exit_code"] == 0
+    first = signals[0].name
+    assert f"the processes it left running were then ended by {first}" in stderr, stderr
+
+
+def _default_stop_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def test_cores_busy_covers_a_process_that_ends_after_the_command(tmp_path: Path) -> None:
+    """A process the command leaves, which ends within the grace taskmeter gives it, is
+    counted, and the cores busy are averaged up to its end, which the summary names,
+    not over the command's shorter wall time."""
+    result, _ = run_command(tmp_path, ["sh", "-c", "sleep 0.15 & exit 0"], "--no-status")
+    assert result.returncode == 0, result.stderr
+    wall = float(re.search(r"wall time +([\d.]+) s", result.stderr)[1])  # type: ignore[index]
+    found = re.search(
+        r"CPU time, total +([\d.]+) s +([\d.]+) cores busy on average over ([\d.]+) s, "
+        r"until the last process counted ended",
+        result.stderr,
+    )
+    assert found is not None, result.stderr
+    cpu, busy, span = (float(value) for value in found.groups())
+    assert span >= wall + 0.05  # the sleep's end, past the shell's
+    assert busy == pytest.approx(cpu / span, abs=0.01)
 
 
 def test_environment_reaches_the_command_unchanged(tmp_path: Path) -> None:

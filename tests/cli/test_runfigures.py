@@ -51,3 +51,23 @@ def test_status_and_end(
     figures.stop_from_terminal = from_terminal
     assert figures.status == status
     assert figures.describe_end() == end
+
+
+@pytest.mark.parametrize("sig", [INT, TERM, signal.SIGHUP], ids=["INT", "TERM", "HUP"])
+def test_stop_of_what_the_command_left_cancels_the_run(sig: int) -> None:
+    """With --wait-all, a stop signal that went to the processes the command left, once
+    it had exited 0, cancels the run, and the end says so."""
+    figures = RunFigures(["cmd"], 1)
+    figures.left_stop_signal = sig
+    assert figures.status == "cancelled"
+    name = signal.Signals(sig).name
+    assert figures.describe_end() == (
+        f"exited with status 0; the processes it left running were then ended by {name}"
+    )
+
+
+def test_stop_passed_on_to_the_command_and_what_it_left_is_named_once() -> None:
+    figures = RunFigures(["cmd"], 1)
+    figures.stop_signal = figures.left_stop_signal = TERM
+    assert figures.status == "cancelled"
+    assert figures.describe_end() == "exited with status 0 after SIGTERM"

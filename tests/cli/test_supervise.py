@@ -459,3 +459,80 @@ def test_a_stop_signal_ends_the_grace_at_once(
     finally:
         os.kill(sleeper, signal.SIGKILL)
         os.waitpid(sleeper, 0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs the child subreaper")
+@pytest.mark.parametrize("use_sigtimedwait", MODES)
+@pytest.mark.parametrize(
+    "sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=["TERM", "INT", "HUP"]
+)
+def test_stop_signal_while_waiting_for_what_the_command_left_is_a_stop_request(
+    tmp_path: Path,
+    use_sigtimedwait: bool,
+    sig: signal.Signals,
+    restored_signals: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With ``wait_all``, a stop signal that comes once the command has exited goes to the
+    daemon it left and is recorded as the request to stop it."""
+    monkeypatch.setattr(_supervise, "_our_group_has_terminal", lambda: False)
+    ready = tmp_path / "ready"
+    supervisor = Supervisor(
+        program("daemonize.py", ready),
+        clean_environment(),
+        wait_all=True,
+        use_sigtimedwait=use_sigtimedwait,
+    )
+    supervisor.start()
+    main = threading.main_thread().ident or 0
+    sent: list[int] = []
+    deadline = time.monotonic() + 20
+
+    def tick() -> float:
+        if time.monotonic() > deadline:
+            _kill_daemon(ready)  # and fail below, rather than wait out its 20 s
+        elif not sent and supervisor._child_done and ready.exists():
+            sent.append(sig)
+            signal.pthread_kill(main, sig)
+        return 0.01
+
+    try:
+        outcome = supervisor.wait(tick, 0.01)
+    finally:
+        supervisor.close()
+        _kill_daemon(ready)
+    assert sent == [sig], "the daemon did not start"
+    assert outcome.exit_code == 0
+    assert outcome.stop_signal is None  # the command itself was not asked to stop
+    assert outcome.left_stop_signal == sig
+    assert supervisor.forwarded == [sig]
+
+
+def _kill_daemon(ready: Path) -> None:
+    """SIGKILL the daemon ``daemonize.py`` named in ``ready``, if it is still there."""
+    if ready.exists():
+        daemon = ready.read_text().split()[1]
+        if os.path.exists(f"/proc/{daemon}"):
+            os.kill(int(daemon), signal.SIGKILL)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs the child subreaper")
+@pytest.mark.parametrize("use_sigtimedwait", MODES)
+def test_the_last_reaping_ends_the_time_cpu_was_counted_over(
+    use_sigtimedwait: bool, restored_signals: None
+) -> None:
+    """A process reaped in the grace after the command ended is counted, and its reaping
+    is when the counted time ends, past the command's end."""
+    supervisor = Supervisor(
+        ["sh", "-c", "sleep 0.15 & exit 0"], clean_environment(), use_sigtimedwait=use_sigtimedwait
+    )
+    supervisor.start()
+    try:
+        outcome = supervisor.wait(lambda: 0.01, 0.01)
+        command_reaped = outcome.last_reaped_s
+        supervisor.wait_for_stragglers(10)
+    finally:
+        supervisor.close()
+    assert outcome.reaped == 2
+    assert command_reaped > 0
+    assert outcome.last_reaped_s - command_reaped >= 0.1

@@ -19,12 +19,14 @@ class RunFigures:
 
     __slots__ = (
         "argv",
+        "cpu_span_s",
         "cpu_system_s",
         "cpu_user_s",
         "duration_s",
         "exit_code",
         "finish_time",
         "left_running",
+        "left_stop_signal",
         "peak_process_rss_bound_bytes",
         "peak_process_rss_bytes",
         "peak_tree_rss_bytes",
@@ -44,6 +46,10 @@ class RunFigures:
         self.duration_s = 0.0
         self.cpu_user_s = 0.0
         self.cpu_system_s = 0.0
+        self.cpu_span_s = 0.0
+        """The seconds the CPU time was counted over: from the start until the last process
+        counted ended; longer than :attr:`duration_s` (the command's) where processes the
+        command left ended after it, within the grace taskmeter gives them."""
         self.peak_process_rss_bytes: int | None = None
         self.peak_process_rss_bound_bytes: int | None = None
         """When the peak is below what can be resolved: an upper bound of it."""
@@ -56,6 +62,9 @@ class RunFigures:
         as the command ended of its own copy, sent to the whole group), if any."""
         self.stop_from_terminal: int | None = None
         """One that the terminal sent to the command itself (Ctrl-C), if any."""
+        self.left_stop_signal: int | None = None
+        """With ``--wait-all``: a SIGINT, SIGTERM or SIGHUP that came once the command had
+        exited and went to the processes it left (passed on, or from the terminal)."""
         self.left_running: list[int] = []
         self.probe_figures: Figures | None = None
         """Figures of the other probes (GPU memory, energy), once read."""
@@ -68,10 +77,11 @@ class RunFigures:
         ended, with whatever status, after taskmeter passed one of them on (it was
         asked to stop, and a program that catches the signal to clean up still
         stopped on request); or it ended with a non-zero status after the terminal
-        sent it one (Ctrl-C).  An interactive program that takes Ctrl-C in its
-        stride (an editor, a shell) and exits 0 later is ``finished``.
+        sent it one (Ctrl-C); or, with ``--wait-all``, one of them went to the
+        processes it left, once it had exited.  An interactive program that takes
+        Ctrl-C in its stride (an editor, a shell) and exits 0 later is ``finished``.
         """
-        if self.stop_requested is not None:
+        if self.stop_requested is not None or self.left_stop_signal is not None:
             return "cancelled"
         if self.signal is not None:
             return "cancelled" if self.signal in CANCELLING_SIGNALS else "failed"
@@ -84,7 +94,9 @@ class RunFigures:
 
     def describe_end(self) -> str:
         """``"exited with status 3"``, ``"was killed by SIGKILL (exit status 137)"``;
-        ``" after SIGTERM"`` follows when the command was asked to stop."""
+        ``" after SIGTERM"`` follows when the command was asked to stop, and
+        ``"; the processes it left running were then ended by SIGTERM"`` when, with
+        ``--wait-all``, they were."""
         if self.signal is not None:
             text = f"was killed by {self.signal_name} (exit status {self.exit_code})"
         else:
@@ -92,6 +104,9 @@ class RunFigures:
         stop = self.stop_requested
         if stop is not None and stop != self.signal:
             text += f" after {_signal_name(stop)}"
+        left = self.left_stop_signal
+        if left is not None and left != stop:
+            text += f"; the processes it left running were then ended by {_signal_name(left)}"
         return text
 
     @property

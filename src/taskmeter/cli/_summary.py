@@ -36,6 +36,19 @@ def _seconds(value: float) -> str:
     return f"{value:.3f} s" if value < 10 else f"{value:.2f} s"
 
 
+def _cores_busy(cpu_s: float, figures: RunFigures) -> str:
+    """The CPU time over the time it was counted in: the wall time, or longer where
+    processes the command left ended after it (and were counted)."""
+    span_s = max(figures.cpu_span_s, figures.duration_s)
+    if span_s <= 0:
+        return ""
+    if span_s > figures.duration_s:
+        over = f"over {_seconds(span_s)}, until the last process counted ended"
+    else:
+        over = "over the wall time"
+    return f"{cpu_s / span_s:.2f} cores busy on average {over}"
+
+
 def summary_lines(
     figures: RunFigures,
     *,
@@ -50,10 +63,7 @@ def summary_lines(
     rows.append(("wall time", _seconds(figures.duration_s), ""))
     rows.append(("CPU time, user", _seconds(figures.cpu_user_s), "all processes of the command"))
     rows.append(("CPU time, system", _seconds(figures.cpu_system_s), ""))
-    cores = (
-        f"{cpu / figures.duration_s:.2f} cores busy on average" if figures.duration_s > 0 else ""
-    )
-    rows.append(("CPU time, total", _seconds(cpu), cores))
+    rows.append(("CPU time, total", _seconds(cpu), _cores_busy(cpu, figures)))
     if figures.peak_process_rss_bytes is None and figures.peak_process_rss_bound_bytes:
         rows.append(
             (

@@ -82,7 +82,9 @@ class Outcome:
     __slots__ = (
         "end_ns",
         "exit_code",
+        "last_reaped_s",
         "left_running",
+        "left_stop_signal",
         "max_rss_bytes",
         "reaped",
         "signal",
@@ -104,6 +106,13 @@ class Outcome:
         self.stop_from_terminal: int | None = None
         """The first such signal the terminal sent to the command and to taskmeter
         (Ctrl-C, a hang-up), which taskmeter did not pass on."""
+        self.left_stop_signal: int | None = None
+        """With ``wait_all``: the first SIGINT, SIGTERM or SIGHUP taskmeter got once the
+        command had ended, while it waited for the processes the command left, and passed
+        on to them (the terminal's reached them already): a request to stop them."""
+        self.last_reaped_s = 0.0
+        """When the last process counted was reaped (``time.perf_counter()``): the end of
+        the time its CPU time was counted over."""
         self.user_s = 0.0
         self.system_s = 0.0
         self.max_rss_bytes: int | None = None
@@ -350,6 +359,7 @@ class Supervisor:
             if pid == 0:
                 return
             outcome.reaped += 1
+            outcome.last_reaped_s = time.perf_counter()
             outcome.user_s += usage.ru_utime
             outcome.system_s += usage.ru_stime
             rss = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
@@ -371,7 +381,7 @@ class Supervisor:
             self.on_resize()
         if self._child_done:
             if self.wait_all:
-                self._pass_on_to_orphans(signo, code)
+                self._stop_orphans(signo, code)
             return
         stopping = signo in CANCELLING_SIGNALS
         if stopping:
@@ -382,7 +392,7 @@ class Supervisor:
                 # signal sent to the whole group (timeout, kill -INT -PGID).
                 self._note_stop(signo, code)
                 if self.wait_all:
-                    self._pass_on_to_orphans(signo, code)
+                    self._stop_orphans(signo, code)
                 return
         if self._from_terminal(signo, code):
             if stopping:
@@ -425,6 +435,13 @@ class Supervisor:
         if self._old_mask is None:
             return []
         return sorted(signal.sigpending() & CANCELLING_SIGNALS & self._waited)
+
+    def _stop_orphans(self, signo: int, code: int | None) -> None:
+        """With ``wait_all``, once the command ended: pass ``signo`` on to the processes it
+        left, and record the first stop signal among those as the request to stop them."""
+        self._pass_on_to_orphans(signo, code)
+        if signo in CANCELLING_SIGNALS and self.outcome.left_stop_signal is None:
+            self.outcome.left_stop_signal = signo
 
     def _pass_on_to_orphans(self, signo: int, code: int | None) -> None:
         """With ``wait_all``, once the command ended: pass ``signo`` on to the processes

@@ -134,7 +134,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--wait-all",
         action="store_true",
         help="also wait for processes the command leaves running in the background, and count "
-        "them (once the command has exited, the signals passed on go to them)",
+        "them (once the command has exited, the signals passed on go to them; a SIGINT, "
+        "SIGTERM or SIGHUP then cancels the run)",
     )
     export = parser.add_argument_group(
         "OpenTelemetry export",
@@ -273,7 +274,8 @@ class _Run:
                 self.preload.start()
             outcome = supervisor.wait(self._tick, FIRST_SAMPLE_S)
             self.figures.duration_s = time.perf_counter() - self.perf_start
-            # Counted in CPU time, not in the duration: the command's wall time.
+            # Counted in CPU time, not in the duration (the command's wall time): the
+            # span the CPU time is averaged over ends with the last process reaped.
             supervisor.wait_for_stragglers(STRAGGLER_GRACE_S)
         finally:
             supervisor.close()
@@ -287,6 +289,8 @@ class _Run:
         figures.signal = outcome.signal
         figures.stop_signal = outcome.stop_signal
         figures.stop_from_terminal = outcome.stop_from_terminal
+        figures.left_stop_signal = outcome.left_stop_signal
+        figures.cpu_span_s = max(figures.duration_s, outcome.last_reaped_s - self.perf_start)
         if not self.args.wait_all:
             figures.left_running = self.sampler.descendant_pids()
         published = (
