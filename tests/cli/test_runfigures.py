@@ -62,7 +62,7 @@ def test_stop_of_what_the_command_left_cancels_the_run(sig: int) -> None:
     assert figures.status == "cancelled"
     name = signal.Signals(sig).name
     assert figures.describe_end() == (
-        f"exited with status 0; the processes it left running were then ended by {name}"
+        f"exited with status 0; the processes it left running were sent {name}"
     )
 
 

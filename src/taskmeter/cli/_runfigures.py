@@ -95,7 +95,7 @@ class RunFigures:
     def describe_end(self) -> str:
         """``"exited with status 3"``, ``"was killed by SIGKILL (exit status 137)"``;
         ``" after SIGTERM"`` follows when the command was asked to stop, and
-        ``"; the processes it left running were then ended by SIGTERM"`` when, with
+        ``"; the processes it left running were sent SIGTERM"`` when, with
         ``--wait-all``, they were."""
         if self.signal is not None:
             text = f"was killed by {self.signal_name} (exit status {self.exit_code})"
@@ -106,7 +106,7 @@ class RunFigures:
             text += f" after {_signal_name(stop)}"
         left = self.left_stop_signal
         if left is not None and left != stop:
-            text += f"; the processes it left running were then ended by {_signal_name(left)}"
+            text += f"; the processes it left running were sent {_signal_name(left)}"
         return text
 
     @property
