@@ -52,6 +52,10 @@ class _HelpAction(argparse.Action):
         kwargs.update(nargs=0, dest=argparse.SUPPRESS, default=argparse.SUPPRESS)
         super().__init__(option_strings, **kwargs)
 
+    def text(self, parser: argparse.ArgumentParser) -> str:
+        """What the option writes."""
+        return parser.format_help()
+
     def __call__(
         self,
         parser: argparse.ArgumentParser,
@@ -59,25 +63,18 @@ class _HelpAction(argparse.Action):
         values: object,
         option_string: str | None = None,
     ) -> NoReturn:
-        _print_and_exit(parser, parser.format_help())
+        _print_and_exit(parser, self.text(parser))
 
 
-class _VersionAction(argparse.Action):
+class _VersionAction(_HelpAction):
     """``--version``: ``version`` on standard output, through :func:`_print_and_exit`."""
 
     def __init__(self, option_strings: Sequence[str], version: str, **kwargs: Any) -> None:
-        kwargs.update(nargs=0, dest=argparse.SUPPRESS, default=argparse.SUPPRESS)
         super().__init__(option_strings, **kwargs)
         self.version = version
 
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: object,
-        option_string: str | None = None,
-    ) -> NoReturn:
-        _print_and_exit(parser, f"{self.version}\n")
+    def text(self, parser: argparse.ArgumentParser) -> str:
+        return f"{self.version}\n"
 
 
 class Parser(argparse.ArgumentParser):
