@@ -505,3 +505,22 @@ def test_an_interrupt_before_the_temporary_file_is_open_leaves_no_file_nor_descr
     assert len(os.listdir("/proc/self/fd")) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["task.json"]
     assert target.read_text() == "{}"
+
+
+@pytest.mark.parametrize("letter", ["t", "é", "😀"])
+def test_a_file_name_as_long_as_the_file_system_allows_is_written(
+    tmp_path: Path, letter: str
+) -> None:
+    """The temporary file's name (the file's own, with a dot, the process id and random
+    letters) is shortened to fit: a name near the limit is still written, and written
+    again (its dead writer's temporary files recognized)."""
+    longest = os.pathconf(tmp_path, "PC_NAME_MAX")
+    room = longest - len(".json")
+    path = tmp_path / (letter * (room // len(letter.encode())) + ".json")
+    assert len(os.fsencode(path.name)) <= longest
+    save_task(Task("long name"), path)
+    assert load_task(path).label == "long name"
+    with Task("running", file=path):
+        assert load_task(path).status is TaskStatus.RUNNING
+    assert load_task(path).status is TaskStatus.FINISHED
+    assert list(tmp_path.iterdir()) == [path]

@@ -40,7 +40,8 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, durable: bool = Tru
     """Replace ``path`` with ``text`` so that no reader ever sees part of it.
 
     The text goes to a temporary file in the same directory (created readable
-    by the owner only, named ``.<name>.<pid>.<random>.tmp``; a file that
+    by the owner only, named ``.<name>.<pid>.<random>.tmp``, ``<name>`` shortened
+    where the file system's limit on a name needs it; a file that
     replaces an existing regular file takes that file's permission bits, so a
     report made readable with ``chmod a+r`` stays readable when written again),
     is flushed and,
@@ -77,7 +78,7 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, durable: bool = Tru
         raise NotADirectoryError(problem, os.strerror(problem), exc.filename) from exc
     _remove_dead_temporaries(directory)
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=directory
+        prefix=_temporary_prefix(directory, target.name), suffix=".tmp", dir=directory
     )
     try:
         try:
@@ -98,6 +99,28 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, durable: bool = Tru
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
         raise
+
+
+_TEMP_RANDOM = 8
+"""How many random characters ``mkstemp`` puts between a temporary file's prefix and suffix."""
+
+
+def _temporary_prefix(directory: Path, name: str) -> str:
+    """``.<name>.<pid>.``, the prefix of the temporary file for ``name`` in ``directory``,
+    with ``name`` shortened (by whole characters) so that the temporary file's name is
+    no longer than the file system allows: a name near that length is still written."""
+    pid = f".{os.getpid()}."
+    try:
+        longest = os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        longest = -1
+    if longest <= 0:  # not known there, or no limit: Linux's and macOS's
+        longest = 255
+    room = max(longest - len(f".{pid}") - _TEMP_RANDOM - len(".tmp"), 1)
+    name = name[:room]
+    while len(os.fsencode(name)) > room:
+        name = name[:-1]
+    return f".{name}{pid}"
 
 
 def _write_through(target: Path, existing: os.stat_result, text: str) -> bool:
