@@ -37,6 +37,26 @@ def test_a_link_to_a_directory_is_refused(tmp_path: Path) -> None:
         Task("dir", file=link)
 
 
+@pytest.mark.parametrize("ending", ["/", "/.", "/.."])
+@pytest.mark.parametrize("there", ["nothing", "a file"])
+def test_a_path_written_as_a_directory_is_refused(tmp_path: Path, ending: str, there: str) -> None:
+    """``runs/`` names a directory: refused whatever is there, rather than a file named
+    ``runs`` written (or one there replaced), for ``file=`` and ``save_to_file``."""
+    runs = tmp_path / "runs"
+    if there == "a file":
+        runs.write_text("kept")
+    given = f"{runs}{ending}"
+    with pytest.raises(ValueError, match="names a directory") as raised:
+        Task("dir", file=given)
+    assert repr(given) in str(raised.value)
+    with Task("late") as task, pytest.raises(ValueError, match=r"^path "):
+        task.save_to_file(given)
+    if there == "a file":
+        assert runs.read_text() == "kept"
+    else:
+        assert not runs.exists()
+
+
 def test_a_fifo_is_refused_and_left_in_place(tmp_path: Path) -> None:
     """A FIFO would be written through, not replaced: refused, the node untouched."""
     fifo = tmp_path / "task.json"

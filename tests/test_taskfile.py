@@ -524,3 +524,18 @@ def test_a_file_name_as_long_as_the_file_system_allows_is_written(
         assert load_task(path).status is TaskStatus.RUNNING
     assert load_task(path).status is TaskStatus.FINISHED
     assert list(tmp_path.iterdir()) == [path]
+
+
+@pytest.mark.parametrize("ending", ["/", "/."])
+def test_saving_to_a_path_written_as_a_directory_is_an_error(tmp_path: Path, ending: str) -> None:
+    """``save_task(task, "runs/")`` raises, as ``open("runs/", "w")`` does, rather than
+    writing a file named ``runs``; a file already named so is left as it is."""
+    runs = tmp_path / "runs"
+    with pytest.raises(IsADirectoryError):
+        save_task(Task("dir"), f"{runs}{ending}")
+    assert list(tmp_path.iterdir()) == []
+    runs.write_text("kept")
+    with pytest.raises(IsADirectoryError):
+        write_atomic(f"{runs}{ending}", "new")
+    assert runs.read_text() == "kept"
+    assert list(tmp_path.iterdir()) == [runs]

@@ -68,8 +68,10 @@ def task_file_path(file: str | os.PathLike[str], argument: str = "file") -> Path
 
     Raises:
         TypeError: ``file`` is not a string or path.
-        ValueError: ``file`` is empty or names an existing directory, FIFO, socket or
-            device; the message names the path (as given, argument ``argument``).
+        ValueError: ``file`` is empty, names an existing directory, FIFO, socket or
+            device, or names a directory as written (``runs/``, see
+            :func:`names_a_directory`); the message names the path (as given,
+            argument ``argument``).
     """
     if not isinstance(file, str | os.PathLike):
         kind = type(file).__name__
@@ -96,7 +98,22 @@ def task_file_path(file: str | os.PathLike[str], argument: str = "file") -> Path
             f"{argument} {name!r} exists and is {kind}, not a regular file: a task file "
             "is replaced by a new file, which it cannot be"
         )
+    if names_a_directory(name):  # not there yet (or not a directory): "runs/"
+        raise ValueError(
+            f"{argument} {name!r} names a directory (it ends with {name[-1]!r}): name a file "
+            "in it (a task file is replaced by a new file, which a directory cannot be)"
+        )
     return _absolute(name, argument)
+
+
+def names_a_directory(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` as written names a directory whatever is there: it ends with a
+    separator (``runs/``), ``.`` or ``..``.  ``Path`` drops a final separator and ``.``
+    (``Path("runs/")`` is ``runs``), which would write a file named ``runs``."""
+    name = os.fspath(path)
+    if isinstance(name, bytes):
+        name = os.fsdecode(name)
+    return os.path.basename(name) in ("", ".", "..") and name != ""
 
 
 def _absolute(name: str, argument: str) -> Path:

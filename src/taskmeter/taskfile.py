@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._files import read_bytes_bounded, write_to_descriptor_link
+from ._files import names_a_directory, read_bytes_bounded, write_to_descriptor_link
 from ._filetypes import describe, drop_bad_values, in_range
 
 if TYPE_CHECKING:
@@ -57,10 +57,15 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, durable: bool = Tru
     ``/dev/fd/N``, ``/proc/self/fd/N``), whatever it refers to: standard
     output sent to a file is written after what it holds, not replaced (see
     :func:`taskmeter._files.write_to_descriptor_link`).  A FIFO that no
-    process reads is an ``OSError`` at once rather than a wait.
+    process reads is an ``OSError`` at once rather than a wait.  A path ending
+    with a separator, ``.`` or ``..`` (``runs/``) names a directory:
+    ``IsADirectoryError``, whether or not one is there.
     """
     if write_to_descriptor_link(path, text):
         return
+    if names_a_directory(path):  # "runs/": Path would drop the separator and write "runs"
+        problem = errno.EISDIR
+        raise IsADirectoryError(problem, os.strerror(problem), os.fspath(path))
     target = Path(path)
     try:
         existing: os.stat_result | None = os.stat(target)
