@@ -59,7 +59,8 @@ another type: such a file does not hold a task."""
 
 WHOLE_NUMBER_FIELDS = frozenset(("peak_memory", "peak_gpu_memory", "pid"))
 """Numbers pydantic reads as integers: a finite one with a fraction (``1.5``) is refused
-(``2.0`` is read as 2), so it is of the wrong type too."""
+(``2.0`` is read as 2), so it is of the wrong type too; a whole one written with a
+fraction or an exponent (``2.0``, ``1e20``) is read as that integer."""
 
 SIGNED_FIELDS = ("start_time", "finish_time", "system_power", "cpu_power", "gpu_power")
 """Figures that must be finite but may be negative: LensKit's energy comes from a
@@ -166,7 +167,13 @@ def _drop_mistyped_fields(task: dict[str, Any]) -> list[_Problem]:
         if value is None and field not in _NOT_NULL:
             continue
         if _has_type(value, expected):
-            if field not in WHOLE_NUMBER_FIELDS or _has_type(value, _WHOLE_NUMBER):
+            if field not in WHOLE_NUMBER_FIELDS:
+                continue
+            if _has_type(value, _WHOLE_NUMBER):
+                if isinstance(value, float) and math.isfinite(value):
+                    # 1e20 is the number 100000000000000000000, which pydantic reads
+                    # as an integer only written so (as a float, up to 2**63).
+                    task[field] = int(value)
                 continue
             expected = _WHOLE_NUMBER  # a number with a fraction
         problems.append((field, field, value, expected))

@@ -160,6 +160,22 @@ def test_a_whole_number_field_with_a_fraction_is_absent_with_one_line(field: str
     assert f"{field} is 1.5, not a whole number: shown as absent" in message
 
 
+@pytest.mark.parametrize("field", ["peak_memory", "peak_gpu_memory", "pid"])
+def test_a_whole_number_beyond_64_bits_written_as_a_float_is_read(field: str) -> None:
+    """``1e20`` is a whole number (jq writes large integers so), which pydantic reads as
+    an integer only up to 2**63: read as the integer, without a warning; a negative one
+    is out of range like any other."""
+    messages: list[str] = []
+    text = '{"label": "r", "%s": 1e20, "duration": 1, "subtasks": [{"label": "s", "%s": -1e20}]}'
+    task = parse_task(text % (field, field), "big.json", mistyped=messages.append)
+    assert getattr(task, field) == 10**20 and task.duration == 1
+    if field == "pid":
+        assert messages == [] and task.subtasks[0].pid == -(10**20)
+    else:
+        (message,) = messages
+        assert f"subtasks.0.{field} is -100000000000000000000, not a finite number >= 0" in message
+
+
 def test_show_gives_a_fractional_peak_memory_as_absent(tmp_path: Path) -> None:
     """The reported case: ``show`` exited 3 for the whole file."""
     path = tmp_path / "pm.json"
@@ -168,6 +184,16 @@ def test_show_gives_a_fractional_peak_memory_as_absent(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("warning:") == 1
     assert "peak_memory is 1.5" in result.stderr
+
+
+def test_show_reads_a_peak_memory_written_with_an_exponent(tmp_path: Path) -> None:
+    """``"peak_memory": 1e20`` made ``show`` exit 3 for the whole file."""
+    path = tmp_path / "pm.json"
+    path.write_text('{"label":"r","peak_memory":1e20,"duration":1}')
+    result = taskmeter("show", "--json", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert json.loads(result.stdout)["tasks"][0]["peak_memory_bytes"] == 10**20
 
 
 def test_a_value_of_the_right_type_is_not_reported() -> None:
