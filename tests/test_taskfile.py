@@ -539,3 +539,20 @@ def test_saving_to_a_path_written_as_a_directory_is_an_error(tmp_path: Path, end
         write_atomic(f"{runs}{ending}", "new")
     assert runs.read_text() == "kept"
     assert list(tmp_path.iterdir()) == [runs]
+
+
+@pytest.mark.parametrize("depth", [150, 600])
+@pytest.mark.parametrize("mistyped", [None, print])
+def test_a_deep_file_with_a_number_of_too_many_digits_is_a_task_file_error(
+    tmp_path: Path, depth: int, mistyped: Callable[[str], None] | None
+) -> None:
+    """pydantic's parser stops at such a number in a shallow file; one read by the
+    standard parser (a tree deeper than pydantic reads) raised a plain ``ValueError``,
+    and ``taskmeter show`` ended with a traceback."""
+    digits = "1" + "0" * (sys.get_int_max_str_digits() + 10)
+    leaf = f'{{"label": "leaf", "x": {digits}}}'
+    text = '{"label": "a", "subtasks": [' * depth + leaf + "]}" * depth
+    path = tmp_path / "deep.json"
+    path.write_text(text)
+    with pytest.raises(TaskFileError, match=r"deep\.json is not a valid task file: a number"):
+        load_task(path, mistyped=mistyped)

@@ -8,6 +8,7 @@ import gc
 import json
 import os
 import stat
+import sys
 import tempfile
 import threading
 import time
@@ -481,7 +482,16 @@ def _parse_deep(
 
     try:
         with _collector_paused():
-            document = _load_json(data)
+            try:
+                document = _load_json(data)
+            except json.JSONDecodeError:
+                raise
+            except ValueError as exc:  # a whole number of more digits than Python converts
+                problem = str(exc)
+                if "integer string conversion" in problem:
+                    limit = sys.get_int_max_str_digits()
+                    problem = f"a number out of range (a whole number of more than {limit} digits)"
+                raise TaskFileError(f"{source} is not a valid task file: {problem}") from exc
             found = drop_bad_values(document) if mistyped is not None else []
         try:
             task = _validate_document(document)
