@@ -956,3 +956,28 @@ def test_a_worker_never_recreates_a_removed_inbox(tmp_path: Path) -> None:
         propagation.refresh({})
     assert _log.error_counts["propagation.deliver"] == 1
     assert not gone.exists()
+
+
+@fork_only
+def test_records_reach_a_parent_and_workers_that_change_directory_with_tmpdir_dot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``TMPDIR=.`` (a relative temporary directory), a worker and its parent that
+    change their working directory still meet at the inbox: every record comes back."""
+    import tempfile
+
+    start, elsewhere = tmp_path / "start", tmp_path / "elsewhere"
+    start.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(start)
+    monkeypatch.setattr(tempfile, "tempdir", ".")
+    fork = multiprocessing.get_context("fork")
+    with Task("moves") as parent:
+        with fork.Pool(2) as pool:
+            results = pool.starmap(mp_workers.burn_task_elsewhere, [(BURN_S, str(elsewhere))] * 2)
+        os.chdir(elsewhere)
+    check_records(parent, results, "burn")
+    check_cpu(parent, 2)
+    os.chdir(start)
+    _workers.close_inbox()
+    assert list(start.iterdir()) == []
