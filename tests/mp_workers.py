@@ -222,3 +222,9 @@ def record_exit_shutdown(path: str) -> None:
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(NotingProcessor())
     SdkSetup(tracer_provider, MeterProvider()).register_exit()
+
+
+def burn_task_elsewhere(seconds: float, directory: str) -> dict[str, Any]:
+    """:func:`burn_task` after changing this process's working directory to ``directory``."""
+    os.chdir(directory)
+    return burn_task(seconds)

@@ -956,3 +956,50 @@ def test_a_worker_never_recreates_a_removed_inbox(tmp_path: Path) -> None:
         propagation.refresh({})
     assert _log.error_counts["propagation.deliver"] == 1
     assert not gone.exists()
+
+
+@fork_only
+def test_records_reach_a_parent_and_workers_that_change_directory_with_tmpdir_dot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``TMPDIR=.`` (a relative temporary directory), a worker and its parent that
+    change their working directory still meet at the inbox: every record comes back."""
+    import tempfile
+
+    start, elsewhere = tmp_path / "start", tmp_path / "elsewhere"
+    start.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(start)
+    monkeypatch.setattr(tempfile, "tempdir", ".")
+    fork = multiprocessing.get_context("fork")
+    with Task("moves") as parent:
+        with fork.Pool(2) as pool:
+            results = pool.starmap(mp_workers.burn_task_elsewhere, [(BURN_S, str(elsewhere))] * 2)
+        os.chdir(elsewhere)
+    check_records(parent, results, "burn")
+    check_cpu(parent, 2)
+    os.chdir(start)
+    _workers.close_inbox()
+    assert list(start.iterdir()) == []
+
+
+@fork_only
+def test_an_inbox_removed_while_the_process_runs_is_made_again_for_later_workers() -> None:
+    """The inbox removed between two tasks (a cleaner of the temporary directory): the
+    second task's workers, and those of a pool made before it was removed, deliver."""
+    import shutil
+
+    fork = multiprocessing.get_context("fork")
+    with Task("first") as first, fork.Pool(1) as pool:
+        pool.apply(mp_workers.burn_task, (BURN_S,))
+        inbox = _workers.ensure_inbox()
+        assert inbox.collect() == 1
+        shutil.rmtree(inbox.path)
+        with Task("reused pool") as reused:
+            results = [pool.apply(with_parent(mp_workers.burn_task), (BURN_S,))]
+        check_records(reused, results, "burn")
+    assert len(first.subtasks) == 2
+    with Task("second") as second, fork.Pool(2) as pool:
+        results = pool.map(mp_workers.burn_task, [BURN_S] * 2)
+    check_records(second, results, "burn")
+    check_cpu(second, 2)

@@ -72,6 +72,34 @@ def test_child_environment_replaces_an_outer_parent(tmp_path: Path) -> None:
     assert propagation.ENV_TRACESTATE not in env
 
 
+def test_a_child_in_another_directory_delivers_to_a_relative_subtask_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A subtask directory named relative to the parent's working directory (``taskmeter
+    run`` with ``TMPDIR=tmp``) reaches a child that runs, or moves, elsewhere."""
+    import subprocess
+    import sys
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "run")
+    env = propagation.child_environment(
+        os.environ, parent_id=uuid4(), traceparent=None, subtask_dir="subtasks"
+    )
+    Path("subtasks").mkdir()
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(propagation.__file__).parents[1]), *sys.path])
+    child = subprocess.run(
+        [sys.executable, "-c", "from taskmeter import Task\nwith Task('child'): pass"],
+        cwd=tmp_path / "elsewhere",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert child.returncode == 0, child.stderr
+    assert [task.label for task in propagation.collect("subtasks")] == ["child"]
+
+
 @pytest.fixture
 def inherited(tmp_path: Path) -> Iterator[propagation.Inherited]:
     """This process behaves as a child of a run whose task id is random."""

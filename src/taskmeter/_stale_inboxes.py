@@ -137,9 +137,15 @@ def make_inbox_directory() -> Path:
     the module's docstring), after removing stale ones (once per process)."""
     me = own_owner()
     if me is None:
-        return Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
+        return _absolute(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
     remove_stale(me)
-    return Path(tempfile.mkdtemp(prefix=me.prefix()))
+    return _absolute(tempfile.mkdtemp(prefix=me.prefix()))
+
+
+def _absolute(path: str) -> Path:
+    """``path`` made absolute: Python before 3.12 gives a relative one for ``TMPDIR=.``,
+    which names another directory once this process, or a worker, changes its own."""
+    return Path(os.path.abspath(path))
 
 
 _swept_by: int | None = None

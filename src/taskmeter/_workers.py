@@ -428,6 +428,12 @@ def ensure_inbox() -> Inbox:
     global _inbox
     inbox = _inbox
     if inbox is not None:
+        if inbox.pid == os.getpid() and not inbox.closed:
+            # Removed while this process ran (a cleaner of the temporary directory,
+            # say), it would take no worker's record any more: made again, in place,
+            # for the workers that already know it too.
+            with contextlib.suppress(OSError):
+                os.mkdir(inbox.path, 0o700)
         return inbox
     with _inbox_lock:
         if _inbox is None:

@@ -292,11 +292,13 @@ def child_environment(
     """A copy of ``environ`` that makes a child's tasks subtasks of ``parent_id``.
 
     Variables of an outer parent are replaced, not kept: a child reports to
-    its nearest parent.
+    its nearest parent.  ``subtask_dir`` is given to the child as an absolute
+    path (the child may start in, or move to, another working directory).
     """
     env = dict(environ)
     env[ENV_PARENT_TASK] = str(parent_id)
-    _set_or_drop(env, ENV_SUBTASK_DIR, None if subtask_dir is None else os.fspath(subtask_dir))
+    directory = None if subtask_dir is None else os.path.abspath(subtask_dir)
+    _set_or_drop(env, ENV_SUBTASK_DIR, directory)
     _set_or_drop(
         env, ENV_TRACEPARENT, None if traceparent is None else format_traceparent(traceparent)
     )
