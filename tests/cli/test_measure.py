@@ -327,6 +327,27 @@ def test_output_that_is_the_metadata_file_is_refused(
     assert metadata_file.read_bytes() == before
 
 
+@pytest.mark.parametrize("exists", [False, True], ids=["missing", "a file there"])
+def test_output_written_as_a_directory_is_refused(
+    metadata_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], exists: bool
+) -> None:
+    """``-o out/``: refused as a directory, in one line, and no file named ``out``
+    written or replaced (``Path("out/")`` is ``out``)."""
+    target = tmp_path / "out"
+    if exists:
+        target.write_text("kept")
+    status, out, err = run(
+        [str(metadata_file), "--timing", "isr.run", "ip_isr.IsrTime", "-o", f"{target}/"],
+        capsys,
+    )
+    assert status == EXIT_USAGE
+    assert out is None
+    assert err == f"taskmeter: error: cannot write {target}/: Is a directory\n"
+    assert target.exists() == exists
+    if exists:
+        assert target.read_text() == "kept"
+
+
 # ---------------------------------------------------------------- "-": standard input
 
 YAML_METADATA = """\

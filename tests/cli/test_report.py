@@ -145,6 +145,22 @@ def test_a_directory_as_output_is_named_as_such(tmp_path: Path) -> None:
     assert list(reports.iterdir()) == []
 
 
+@pytest.mark.parametrize("ending", ["/", "/."])
+def test_an_output_written_as_a_directory_is_refused(tmp_path: Path, ending: str) -> None:
+    """``-o out/`` where nothing is: exit 4, and no file named ``out`` written (``Path``
+    drops the separator, which made the report a file named ``out``)."""
+    source = tmp_path / "t.json"
+    save_task(make_tree(1, 1, 1), source)
+    written = str(tmp_path / "out") + ending
+    result = taskmeter("report", str(source), "-o", written)
+    assert result.returncode == 4
+    assert result.stderr == (
+        f"taskmeter: error: cannot write the report {written}: it names a directory "
+        f"(it ends with {ending[-1]!r}); name a file in it\n"
+    )
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["t.json"]
+
+
 def test_output_through_a_link_to_standard_output_is_written_there(tmp_path: Path) -> None:
     """``-o`` naming a link to a pipe (as /dev/stdout is): the page goes down the pipe
     and the link stays; renaming over it would have put a file in its place."""

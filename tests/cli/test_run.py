@@ -274,6 +274,31 @@ def test_unwritable_task_file_stops_before_running(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("ending", ["/", "/.", "/.."])
+@pytest.mark.parametrize("exists", [False, True], ids=["missing", "a file there"])
+def test_a_task_file_path_written_as_a_directory_stops_before_running(
+    tmp_path: Path, ending: str, exists: bool
+) -> None:
+    """``-o out/`` names a directory: 125 before the command runs, and no file named
+    ``out`` made (or replaced), which ``Path("out/")``, that is ``out``, would give."""
+    marker = tmp_path / "ran"
+    target = tmp_path / "sub" / "out"
+    target.parent.mkdir()
+    if exists:
+        target.write_text("kept")
+    written = str(target) + ending
+    result = taskmeter("run", "-o", written, "--", "touch", str(marker))
+    assert result.returncode == 125, result.stderr
+    assert result.stderr == (
+        f"taskmeter: error: cannot write the task file {written}: it names a directory "
+        f"(it ends with {ending[-1]!r}); name a file in it\n"
+    )
+    assert not marker.exists()
+    assert [path.name for path in target.parent.iterdir()] == (["out"] if exists else [])
+    if exists:
+        assert target.read_text() == "kept"
+
+
 @pytest.mark.parametrize("endpoint", ["http://127.0.0.1:99999", "ftp://collector", "http://"])
 def test_malformed_otlp_endpoint_is_a_usage_error_before_running(
     tmp_path: Path, endpoint: str

@@ -165,8 +165,9 @@ def run(args: argparse.Namespace) -> int:
     if unit is not None and unit <= 0:
         error(f"--legacy-maxrss-unit must be a positive number of bytes, not {unit}")
         return EXIT_USAGE
-    output = None if args.output in (None, STDOUT) else Path(args.output)
-    if output is not None and _is_the_metadata_file(output, args.metadata):
+    # As written: Path("out/") would drop the separator that makes it a directory.
+    output = None if args.output in (None, STDOUT) else str(args.output)
+    if output is not None and _is_the_metadata_file(Path(output), args.metadata):
         itself = "itself (standard input)" if args.metadata == STDIN else "itself"
         error(
             f"-o {args.output} is the metadata file {itself}: the measurements would "
@@ -267,7 +268,7 @@ def _read_stdin_metadata() -> Metadata | None:
         return None
 
 
-def _write_output(path: Path, text: str) -> bool:
+def _write_output(path: str, text: str) -> bool:
     """Write ``text`` to the ``-o`` path, replacing a file atomically (an interrupt or a
     full disk leaves the old file, or none); ``False`` after saying why it could not be.
 

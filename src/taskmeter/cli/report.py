@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+from .._files import names_a_directory
 from .._text import valid_text
 from ._common import (
     EXIT_BAD_FILE,
@@ -92,6 +93,13 @@ def handle(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if output != STDOUT and os.path.isdir(output):
         error(f"cannot write the report {output}: it is a directory")
+        return EXIT_OUTPUT_FAILED
+    if args.output not in (None, STDOUT) and names_a_directory(args.output):
+        # Path("out/") is out: the report would become a file named out.
+        error(
+            f"cannot write the report {args.output}: it names a directory "
+            f"(it ends with {args.output[-1]!r}); name a file in it"
+        )
         return EXIT_OUTPUT_FAILED
     root = load_or_explain(args.file)
     if root is None:

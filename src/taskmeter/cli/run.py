@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import propagation
-from .._files import descriptor_link, not_a_regular_file
+from .._files import descriptor_link, names_a_directory, not_a_regular_file
 from .._text import valid_text
 from ._common import (
     EXIT_TASKMETER_FAILED,
@@ -103,9 +103,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         formatter_class=argparse.RawDescriptionHelpFormatter,
         usage="taskmeter run [options] -- COMMAND [ARG ...]",
     )
-    parser.add_argument(
-        "-o", "--output", metavar="FILE", type=Path, help="write the task file (JSON) here"
-    )
+    parser.add_argument("-o", "--output", metavar="FILE", help="write the task file (JSON) here")
     parser.add_argument(
         "-l",
         "--label",
@@ -210,7 +208,9 @@ class _Run:
             if args.label
             else (command_text(shown, 120) if self.record_command else program_name(shown))
         )
-        self.output: Path | None = args.output
+        # As written: Path("out/") would drop the separator that makes it a directory.
+        self.output_text: str | None = args.output
+        self.output: Path | None = None if args.output is None else Path(args.output)
         self.quiet: bool = args.quiet
         self.interval_s: float = args.interval
         self.task_id = _new_task_id()
@@ -236,8 +236,8 @@ class _Run:
         export = self._export_config()
         if isinstance(export, int):
             return export
-        if self.output is not None and (problem := _unwritable(self.output)):
-            error(f"cannot write the task file {self.output}: {problem}")
+        if self.output_text is not None and (problem := _unwritable(self.output_text)):
+            error(f"cannot write the task file {self.output_text}: {problem}")
             return EXIT_TASKMETER_FAILED
         parent = self._trace_parent()
         trace_id = parent.trace_id if parent else _random_id(128)
@@ -613,19 +613,24 @@ def _own_high_water() -> int | None:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit
 
 
-def _unwritable(path: Path) -> str | None:
-    """Why the task file cannot be written at ``path``, or ``None`` if it seems it can.
+def _unwritable(written: str) -> str | None:
+    """Why the task file cannot be written at ``written`` (the path as given), or
+    ``None`` if it seems it can.
 
     An existing path must be a regular file (or a link to one): the task file
     is replaced by a new file renamed over it, again and again while the
     command runs, which makes no sense for a directory, a FIFO, a device or a
-    socket.
+    socket; nor for a path written as a directory (``out/``), which would
+    otherwise become a file named ``out``.
     """
+    path = Path(written)
     if descriptor_link(path) is not None:
         return "it names a file descriptor (as /dev/stdout does), not a regular file"
     kind = not_a_regular_file(path)
     if kind is not None:
         return f"it is {kind}, not a regular file"
+    if names_a_directory(written):
+        return f"it names a directory (it ends with {written[-1]!r}); name a file in it"
     directory = path.parent
     while not directory.exists():
         if directory == directory.parent:
