@@ -641,6 +641,7 @@ OTHER_PROGRAMS: dict[str, str | None] = {
     "--epochs": "examples/train.py",
     "--verbose": "examples/energy.py",
     "--work-us": "bench/bench_export.py",
+    "--cache": "bench/bench_task_instructions.py",
     "--create": None,  # systemd-tmpfiles
     "--no-deps": None,  # pip wheel
     "--sdist": None,  # python -m build
