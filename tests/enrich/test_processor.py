@@ -462,6 +462,24 @@ def test_selection_comes_from_the_environment_and_a_bad_one_falls_back(
     assert "ignoring TASKMETER_ENRICH='roots,kind:client'" in caplog.text
 
 
+def test_an_enrich_variable_of_none_in_capitals_enriches_nothing(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """TASKMETER_ENRICH=NONE turns enrichment off, as ROOT or ALL are read in any case (it
+    was refused with a warning, and root,marked spans were enriched)."""
+    monkeypatch.setenv("TASKMETER_ENRICH", "NONE")
+    with caplog.at_level(logging.WARNING, logger="taskmeter"):
+        built = Pipeline(EnrichingSpanProcessor().selector)
+    try:
+        with built.tracer.start_as_current_span("request"):
+            pass
+        assert built.wrapper.selector.selects_nothing
+        assert not set(FIGURES) & set(built.one("request").attributes or {})
+        assert "TASKMETER_ENRICH" not in caplog.text
+    finally:
+        built.provider.shutdown()
+
+
 @pytest.mark.parametrize(("text", "reason"), [("none,root", "none beside"), (",", "empty")])
 def test_a_self_contradicting_enrich_variable_is_one_config_warning(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, text: str, reason: str
