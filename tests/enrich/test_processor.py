@@ -11,7 +11,13 @@ from collections.abc import Iterator
 
 import pytest
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import (
+    ConcurrentMultiSpanProcessor,
+    ReadableSpan,
+    SpanLimits,
+    SpanProcessor,
+    TracerProvider,
+)
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, Tracer
@@ -249,6 +255,24 @@ def test_thread_cpu_is_absent_when_the_ending_thread_reuses_the_starters_ident(
     assert attributes[attr.CPU_TIME] >= 0.1
 
 
+def test_thread_cpu_is_absent_when_the_provider_calls_processors_from_a_pool() -> None:
+    """The SDK's ConcurrentMultiSpanProcessor calls processors on its pool's threads: the
+    thread CPU there is the worker's (about 0 s), not that of the span's thread (it was
+    given as taskmeter.cpu.thread for a span that burnt 0.2 s)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(active_span_processor=ConcurrentMultiSpanProcessor(1))
+    provider.add_span_processor(EnrichingSpanProcessor(SimpleSpanProcessor(exporter), select="all"))
+    try:
+        with provider.get_tracer("app").start_as_current_span("pooled"):
+            burn_cpu(0.2)
+        ((span,),) = [exporter.get_finished_spans()]
+        attributes = span.attributes or {}
+        assert attr.CPU_THREAD not in attributes
+        assert attributes[attr.CPU_TIME] >= 0.2
+    finally:
+        provider.shutdown()
+
+
 def test_task_and_timer_spans_are_never_enriched_twice() -> None:
     """taskmeter's own spans already carry the figures; `all` still leaves them alone."""
     built = Pipeline("all")
@@ -460,6 +484,24 @@ def test_selection_comes_from_the_environment_and_a_bad_one_falls_back(
     monkeypatch.setenv("TASKMETER_ENRICH", "roots,kind:client")
     assert EnrichingSpanProcessor().selector.description == "root,marked"
     assert "ignoring TASKMETER_ENRICH='roots,kind:client'" in caplog.text
+
+
+def test_an_enrich_variable_of_none_in_capitals_enriches_nothing(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """TASKMETER_ENRICH=NONE turns enrichment off, as ROOT or ALL are read in any case (it
+    was refused with a warning, and root,marked spans were enriched)."""
+    monkeypatch.setenv("TASKMETER_ENRICH", "NONE")
+    with caplog.at_level(logging.WARNING, logger="taskmeter"):
+        built = Pipeline(EnrichingSpanProcessor().selector)
+    try:
+        with built.tracer.start_as_current_span("request"):
+            pass
+        assert built.wrapper.selector.selects_nothing
+        assert not set(FIGURES) & set(built.one("request").attributes or {})
+        assert "TASKMETER_ENRICH" not in caplog.text
+    finally:
+        built.provider.shutdown()
 
 
 @pytest.mark.parametrize(("text", "reason"), [("none,root", "none beside"), (",", "empty")])

@@ -58,10 +58,21 @@ def test_none_selects_nothing_and_selections_describe_themselves() -> None:
         selector = SpanSelector.parse(text)
         assert selector.selects_nothing
         assert not selector(span(parent=None))
+    assert not SpanSelector.parse("name:none").selects_nothing  # a pattern, not the keyword
     assert SpanSelector().selects_nothing
     assert SpanSelector.parse("name:a*,root,kind:SERVER").description == (
         "root,kind:server,name:a*"
     )
+
+
+@pytest.mark.parametrize("text", ["NONE", "None", " nOnE ", "none,NONE"])
+def test_none_is_read_in_any_case_as_the_other_keywords_are(text: str) -> None:
+    """NONE selects nothing, as ROOT selects roots (it used to be an unknown term, and
+    TASKMETER_ENRICH=NONE fell back to root,marked)."""
+    assert SpanSelector.parse("ROOT").description == "root"
+    selector = SpanSelector.parse(text)
+    assert selector.selects_nothing
+    assert not selector(span(parent=None))
 
 
 @pytest.mark.parametrize(
@@ -72,6 +83,8 @@ def test_none_selects_nothing_and_selections_describe_themselves() -> None:
         (" , ", "empty span selection"),
         ("none,root", "none beside other terms"),
         ("marked, none", "none beside other terms"),
+        ("NONE,root", "none beside other terms"),
+        ("root, None", "none beside other terms"),
     ],
 )
 def test_selections_that_contradict_themselves_are_value_errors(text: str, message: str) -> None:

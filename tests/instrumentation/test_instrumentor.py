@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -120,6 +123,27 @@ def test_exporter_names_and_protocols_are_read_whatever_their_case() -> None:
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
     }
     assert exporter_names("metrics", env) == ["otlp_proto_grpc"]
+
+
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_blank_exporter_and_protocol_variables_are_read_as_unset(
+    blank: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As the specification asks, an empty value is an unset one: OTEL_TRACES_EXPORTER of
+    spaces exported nothing at all, and a blank signal protocol hid the general one
+    (grpc, with a warning, instead of OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf)."""
+    assert exporter_names("traces", {"OTEL_TRACES_EXPORTER": blank}) == ["otlp_proto_grpc"]
+    assert exporter_names("metrics", {"OTEL_METRICS_EXPORTER": blank}) == ["otlp_proto_grpc"]
+    env = {
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": blank,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+    }
+    with caplog.at_level(logging.WARNING, logger="taskmeter"):
+        assert exporter_names("traces", env) == ["otlp_proto_http"]
+        assert exporter_names("traces", {"OTEL_EXPORTER_OTLP_PROTOCOL": blank}) == [
+            "otlp_proto_grpc"
+        ]
+    assert "PROTOCOL" not in caplog.text
 
 
 PROBE = """

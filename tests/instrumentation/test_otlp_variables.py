@@ -149,6 +149,59 @@ def test_grpc_arguments_follow_the_specification_values() -> None:
     assert grpc_exporter_arguments("metrics", env) == {"timeout": 10.0}
 
 
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_blank_grpc_timeout_and_compression_variables_are_read_as_unset(
+    blank: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An empty signal variable leaves the general one in force (it gave 10 s and no
+    compression, with a warning, instead of OTEL_EXPORTER_OTLP_TIMEOUT=7 and gzip); an
+    empty one alone is the default, quietly."""
+    env = {
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": blank,
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "7",
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION": blank,
+        "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip",
+    }
+    with caplog.at_level(logging.WARNING, logger="taskmeter"):
+        assert grpc_exporter_arguments("traces", env) == {
+            "timeout": 7.0,
+            "compression": grpc.Compression.Gzip,
+        }
+        env = {"OTEL_EXPORTER_OTLP_TIMEOUT": blank, "OTEL_EXPORTER_OTLP_COMPRESSION": blank}
+        assert grpc_exporter_arguments("traces", env) == {
+            "timeout": 10.0,
+            "compression": grpc.Compression.NoCompression,
+        }
+    assert "OTEL_EXPORTER_OTLP" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "variable", ["OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION"]
+)
+def test_the_sdk_s_grpc_exporter_is_made_beside_an_empty_signal_variable(
+    variable: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The SDK's exporter refuses an empty signal variable; taskmeter makes it with the
+    general variable's value, and says nothing."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "7")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+    monkeypatch.setenv(variable, "")
+    with caplog.at_level(logging.WARNING, logger="taskmeter"):
+        setup = build_from_environment()
+    try:
+        (processor,) = setup.tracer_provider._active_span_processor._span_processors
+        exporter = processor._batch_processor._exporter
+        assert isinstance(exporter, OTLPSpanExporter)
+        assert exporter._timeout == 7.0
+        assert exporter._compression == grpc.Compression.Gzip
+        assert variable not in caplog.text
+    finally:
+        setup.shutdown()
+
+
 def test_the_exporter_made_with_those_arguments_is_the_sdk_s(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

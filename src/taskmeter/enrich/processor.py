@@ -31,6 +31,7 @@ from __future__ import annotations
 import dis
 import inspect
 import os
+import sys
 import threading
 import time
 import types
@@ -80,6 +81,8 @@ the SDK reports them (or 1 % of the span's duration, if more): a span given
 explicit times further away (one recorded after the fact) is not enriched, as
 the readings would be of another interval."""
 _perf_counter = time.perf_counter
+_POOL_MODULE = "concurrent.futures.thread"
+"""The module of the code that calls a function submitted to a ``ThreadPoolExecutor``."""
 _this_thread = threading.local()
 """Holds a ``token`` object per thread: unlike ``threading.get_ident()``, which
 the next thread often reuses once one exits, a token belongs to one thread only."""
@@ -327,7 +330,9 @@ class EnrichingSpanProcessor(SpanProcessor):
     A selected span ends up with the attributes a task span carries, for the
     time it was open: ``taskmeter.duration``, ``taskmeter.cpu.time`` (with
     ``.user`` and ``.system``: the whole process), ``taskmeter.cpu.thread``
-    (the one thread that started and ended it; absent when those differ),
+    (the one thread that started and ended it; absent when those differ, or
+    when the provider calls its processors from a thread pool, as the SDK's
+    ``ConcurrentMultiSpanProcessor`` does),
     ``taskmeter.memory.peak``, ``taskmeter.gpu.memory.peak``,
     ``taskmeter.energy.*`` where a probe measures them, and
     ``taskmeter.machine`` when set.  The figures come from the same probes
@@ -459,7 +464,10 @@ class EnrichingSpanProcessor(SpanProcessor):
                 )
                 return
             span_id = span.context.span_id
-            self._open[span_id] = self._begin(span, span_id)
+            # Called by a thread pool's worker (the SDK's ConcurrentMultiSpanProcessor
+            # calls its processors so), this thread is not the one the span runs on.
+            pooled = sys._getframe(1).f_globals.get("__name__") == _POOL_MODULE
+            self._open[span_id] = self._begin(span, span_id, pooled)
         except Exception as exc:
             swallowed("enrich.start", exc)
 
@@ -558,14 +566,16 @@ class EnrichingSpanProcessor(SpanProcessor):
             "a selected span was garbage-collected without having ended: its readings are released",
         )
 
-    def _begin(self, span: Span, span_id: int) -> _Opened:
+    def _begin(self, span: Span, span_id: int, pooled: bool = False) -> _Opened:
         start_time_ns = span.start_time
         late_ns = abs(_time_ns() - start_time_ns) if start_time_ns is not None else 0
         probes = self._probes if self._probes is not None else active_probes()
         opened = _Opened(span, self._dropped.append)
         opened.span_id = span_id
         opened.probe_states = begin_probes(probes, self._reset_peak)
-        opened.thread = _thread_token()
+        # A pool's worker: a token no thread holds, so no thread CPU (that of
+        # the worker would stand for the span's).
+        opened.thread = object() if pooled else _thread_token()
         opened.thread_cpu_start = _thread_time()
         opened.perf_start = _perf_counter()
         opened.late_ns = late_ns

@@ -114,13 +114,15 @@ class SpanSelector:
                 f"empty span selection {text!r}: expected root, marked, all, none, "
                 "kind:<kind> or name:<pattern>, comma-separated"
             )
-        if "none" in terms and any(term != "none" for term in terms):
+        # Keywords in any case, as root, all and kind:<kind> are read.
+        nones = [term.lower() == "none" for term in terms]
+        if any(nones) and not all(nones):
             raise ValueError(
                 f"span selection {text!r} names none beside other terms: give none alone, "
                 "or only the spans to enrich"
             )
-        for term in terms:
-            if term == "none":
+        for term, is_none in zip(terms, nones, strict=True):
+            if is_none:
                 continue
             key, sep, value = term.partition(":")
             key = key.strip().lower()

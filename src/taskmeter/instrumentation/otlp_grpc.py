@@ -58,11 +58,14 @@ def _seconds(text: str) -> float | None:
 
 
 def _timeout(signal: str, environ: Mapping[str, str]) -> float | None:
-    """The timeout to pass (seconds), or ``None`` to let the exporter read the variables."""
+    """The timeout to pass (seconds), or ``None`` to let the exporter read the variables.
+
+    A variable that is empty or blank is read as unset (the exporter would
+    refuse it)."""
     specific = f"OTEL_EXPORTER_OTLP_{signal.upper()}_TIMEOUT"
     general = "OTEL_EXPORTER_OTLP_TIMEOUT"
     text = environ.get(specific)
-    if text is not None:
+    if text is not None and text.strip():
         seconds = _seconds(text)
         if seconds is not None:
             return seconds
@@ -77,6 +80,8 @@ def _timeout(signal: str, environ: Mapping[str, str]) -> float | None:
     text = environ.get(general)
     if text is None:
         return None
+    if not text.strip():
+        return DEFAULT_TIMEOUT_S
     seconds = _seconds(text)
     if seconds is None:
         config_warning(
@@ -91,7 +96,10 @@ def _timeout(signal: str, environ: Mapping[str, str]) -> float | None:
 
 
 def _compression(signal: str, environ: Mapping[str, str]) -> Any:
-    """The ``grpc.Compression`` to pass, or ``None`` when no variable is set."""
+    """The ``grpc.Compression`` to pass, or ``None`` when no variable is set.
+
+    A variable that is empty or blank is read as unset (the exporter would
+    refuse it)."""
     import grpc  # type: ignore[import-untyped]
 
     choices = {
@@ -100,9 +108,13 @@ def _compression(signal: str, environ: Mapping[str, str]) -> Any:
         "deflate": grpc.Compression.Deflate,
     }
     specific = f"OTEL_EXPORTER_OTLP_{signal.upper()}_COMPRESSION"
+    blank = False
     for name in (specific, "OTEL_EXPORTER_OTLP_COMPRESSION"):
         text = environ.get(name)
         if text is None:
+            continue
+        if not text.strip():
+            blank = True
             continue
         chosen = choices.get(text.strip().lower())
         if chosen is None:
@@ -114,7 +126,7 @@ def _compression(signal: str, environ: Mapping[str, str]) -> Any:
             )
             return grpc.Compression.NoCompression
         return chosen
-    return None
+    return grpc.Compression.NoCompression if blank else None
 
 
 def grpc_exporter_arguments(signal: str, environ: Mapping[str, str]) -> dict[str, Any]:
@@ -156,7 +168,7 @@ def make_grpc_exporter(factory: Callable[..., Any], signal: str, environ: Mappin
     hidden: list[str] = []
     process_value = os.environ.get(specific)
     if process_value is not None and not _is_number(process_value):
-        if "timeout" not in arguments:
+        if "timeout" not in arguments and process_value.strip():
             config_warning(
                 f"env.{specific}",
                 _NOT_A_TIMEOUT,
@@ -164,7 +176,7 @@ def make_grpc_exporter(factory: Callable[..., Any], signal: str, environ: Mappin
                 process_value,
                 DEFAULT_TIMEOUT_S,
             )
-            arguments["timeout"] = DEFAULT_TIMEOUT_S
+        arguments.setdefault("timeout", DEFAULT_TIMEOUT_S)
         hidden.append(specific)
     headers, hide_headers = checked_headers(signal, environ)
     if hide_headers:

@@ -234,24 +234,23 @@ def exporter_names(signal: str, environ: Mapping[str, str] | None = None) -> lis
     read without regard to case or surrounding spaces.  An unsupported OTLP
     protocol is reported once, naming its variable: ``http/json`` gives
     ``otlp_proto_http`` (the same endpoints take it), anything else
-    ``otlp_proto_grpc`` (the default).
+    ``otlp_proto_grpc`` (the default).  A variable that is empty or blank is
+    read as unset.
     """
     env = os.environ if environ is None else environ
     variable = TRACES_EXPORTER if signal == "traces" else METRICS_EXPORTER
-    text = (env.get(variable) or "otlp").strip()
+    text = (env.get(variable) or "").strip() or "otlp"
     names: list[str] = []
     for raw in text.split(","):
         name = raw.strip().lower()
         if not name or name == "none":
             continue
         if name == "otlp":
-            variable = (
-                _SIGNAL_PROTOCOL[signal] if env.get(_SIGNAL_PROTOCOL[signal]) else OTLP_PROTOCOL
-            )
-            text = env.get(variable) or "grpc"
-            protocol = (
-                text.strip().lower()
-            )  # as the exporter names: "HTTP/Protobuf" is http/protobuf
+            specific = _SIGNAL_PROTOCOL[signal]
+            variable = specific if (env.get(specific) or "").strip() else OTLP_PROTOCOL
+            text = env.get(variable) or ""
+            # As the exporter names: "HTTP/Protobuf" is http/protobuf.
+            protocol = text.strip().lower() or "grpc"
             mapped = _OTLP_BY_PROTOCOL.get(protocol)
             if mapped is None:
                 # http/json (no SDK exporter speaks it): the same endpoints take
