@@ -128,6 +128,40 @@ def test_reused_pid_is_not_taken_for_the_task() -> None:
     assert reason is not None and "started later" in reason
 
 
+def test_a_process_hidden_from_proc_is_not_taken_for_gone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With /proc mounted hidepid=2, another user's process is not listed there (psutil finds
+    no such process) but runs: its task is not interrupted.  One that is gone still is."""
+    started = time.time()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+
+    def not_in_proc(pid: int) -> psutil.Process:
+        raise psutil.NoSuchProcess(pid)
+
+    try:
+        monkeypatch.setattr(psutil, "Process", not_in_proc)
+        assert (
+            interruption(running_record(pid=live.pid, start_time=started), hostname="here") is None
+        )
+        gone = interruption(running_record(pid=dead.pid, start_time=started), hostname="here")
+        assert gone == f"process {dead.pid} is gone"
+
+        def not_permitted(pid: int, signo: int) -> None:
+            raise PermissionError(1, "Operation not permitted")  # another user's process
+
+        monkeypatch.setattr(os, "kill", not_permitted)
+        assert (
+            interruption(running_record(pid=live.pid, start_time=started), hostname="here") is None
+        )
+    finally:
+        monkeypatch.undo()
+        live.kill()
+        live.wait()
+
+
 def test_live_process_that_started_before_the_task_is_running() -> None:
     """Our own process, task started after it: still running."""
     task = running_record(pid=os.getpid(), start_time=time.time())

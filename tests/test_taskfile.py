@@ -526,6 +526,22 @@ def test_a_file_name_as_long_as_the_file_system_allows_is_written(
     assert list(tmp_path.iterdir()) == [path]
 
 
+def test_a_stale_temporary_file_naming_no_possible_process_does_not_stop_a_write(
+    tmp_path: Path,
+) -> None:
+    """A leftover ``.<name>.<pid>.<random>.tmp`` whose pid is too large to be a process id
+    is removed as a dead writer's; looking it up raised ``OverflowError``, and the first
+    write to the directory (the task file as its task started) failed."""
+    stale = tmp_path / ".task.json.99999999999999999999.abcdefgh.tmp"
+    stale.write_text("{")
+    old = os.stat(stale).st_mtime - 3600
+    os.utime(stale, (old, old))
+    path = tmp_path / "task.json"
+    write_atomic(path, "{}")
+    assert path.read_text() == "{}"
+    assert not stale.exists()
+
+
 @pytest.mark.parametrize("ending", ["/", "/."])
 def test_saving_to_a_path_written_as_a_directory_is_an_error(tmp_path: Path, ending: str) -> None:
     """``save_task(task, "runs/")`` raises, as ``open("runs/", "w")`` does, rather than

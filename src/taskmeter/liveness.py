@@ -23,6 +23,7 @@ tells the two apart:
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -161,12 +162,30 @@ def _process_facts(pid: int) -> _ProcessFacts | None:
         process = psutil.Process(pid)
         created = process.create_time()
         status = process.status()
+    except psutil.ZombieProcess:  # where a zombie's start time cannot be read (macOS)
+        return _ProcessFacts(exists=True, zombie=True)
     except psutil.NoSuchProcess:
-        return _ProcessFacts(exists=False)
+        # /proc mounted with hidepid=1 or 2 (shared and hardened systems) hides
+        # other users' processes: psutil finds none where one runs.
+        return None if _hidden(pid) else _ProcessFacts(exists=False)
     except (psutil.AccessDenied, OSError):
         return None
     stopped = status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
     return _ProcessFacts(True, created, status == psutil.STATUS_ZOMBIE, stopped)
+
+
+def _hidden(pid: int) -> bool:
+    """Whether process ``pid``, which psutil did not find, exists all the same: the
+    kernel answers a null signal to it (with ``EPERM`` for another user's process)."""
+    if os.name != "posix":
+        return False  # os.kill ends the process on Windows, whatever the signal
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        return True
+    except (OSError, OverflowError):
+        return False
+    return True
 
 
 def _process_gone(pid: int, facts: _ProcessFacts | None, start_time: float | None) -> str | None:
