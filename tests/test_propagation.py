@@ -152,6 +152,28 @@ def test_top_level_task_adopts_and_delivers(
     assert not (tmp_path / f"{nested.task_id}.json").exists()
 
 
+def test_tasks_without_an_sdk_do_not_take_the_runs_span_id(
+    inherited: propagation.Inherited, tmp_path: Path
+) -> None:
+    """A program with no tracer provider under ``taskmeter run`` records no span of its own:
+    its tasks are in the run's trace but carry no span id, rather than the run's span's."""
+    from opentelemetry import trace
+
+    from taskmeter import use_tracer_provider
+
+    use_tracer_provider(trace.NoOpTracerProvider())
+    try:
+        with Task("train") as task, Task("epoch") as nested:
+            pass
+    finally:
+        use_tracer_provider(None)
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert (task.trace_id, task.span_id) == (trace_id, None)
+    assert (nested.trace_id, nested.span_id) == (trace_id, None)
+    delivered = json.loads((tmp_path / f"{task.task_id}.json").read_text())
+    assert delivered["span_id"] is None and delivered["subtasks"][0]["span_id"] is None
+
+
 def test_task_with_explicit_parent_id_is_not_adopted(
     inherited: propagation.Inherited, tmp_path: Path
 ) -> None:

@@ -236,6 +236,29 @@ def test_without_sdk_tasks_still_measure() -> None:
     assert task.trace_id is None
 
 
+def test_without_sdk_a_task_inside_a_remote_span_does_not_take_its_span_id() -> None:
+    """The API's no-op tracer hands back the current span's context: the task is in that
+    trace, but that span is not the task's, so the task records no span id (a task file
+    would name another span as its own)."""
+    from opentelemetry.context import attach, detach
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    from taskmeter import use_tracer_provider
+
+    remote = SpanContext(0x4BF92F3577B34DA6A3CE929D0E0E4736, 0xF067AA0BA902B7, True, TraceFlags(1))
+    use_tracer_provider(trace.NoOpTracerProvider())
+    token = attach(trace.set_span_in_context(NonRecordingSpan(remote)))
+    try:
+        with Task("no sdk") as task, Task("nested") as nested:
+            pass
+    finally:
+        detach(token)
+        use_tracer_provider(None)
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert (task.trace_id, task.span_id) == (trace_id, None)
+    assert (nested.trace_id, nested.span_id) == (trace_id, None)
+
+
 class _RaisingProcessor(SpanProcessor):
     def __init__(self, where: str) -> None:
         self.where = where

@@ -606,6 +606,7 @@ class Task(BaseModel):
                 _load_fresh_store()
             wall_ns = time.time_ns()
             previous = _current_context()
+            context = None
 
             try:
                 context = self._span_parent_context() if state.explicit_parent else None
@@ -617,9 +618,11 @@ class Task(BaseModel):
                 # here, they would go through the sampler and be copied twice more.
                 # The current context is given, not left for the SDK to read again.
                 label = values["label"]
+                if context is None:
+                    context = previous
                 span = (state.tracer or get_tracer()).start_span(
                     label if label.isascii() else valid_text(label),
-                    context=previous if context is None else context,
+                    context=context,
                     start_time=wall_ns,
                 )
             except Exception as exc:
@@ -641,6 +644,13 @@ class Task(BaseModel):
             elif span_context.is_valid:
                 values["trace_id"] = f"{span_context.trace_id:032x}"
                 values["span_id"] = f"{span_context.span_id:016x}"
+            if (
+                type(span) is NonRecordingSpan
+                and span_context is trace.get_current_span(context).get_span_context()
+            ):
+                # The API's no-op tracer (no SDK) hands back the current span's context:
+                # the task is in that trace, but has no span, and so no span id, of its own.
+                values["span_id"] = None
             # The context is kept before it is attached, and the one it replaces
             # is at hand: an interrupt between the attach and the keeping of its
             # token is undone below.
