@@ -542,6 +542,37 @@ def test_a_stale_temporary_file_naming_no_possible_process_does_not_stop_a_write
     assert not stale.exists()
 
 
+@pytest.mark.parametrize("pid", ["\u00b2", "\u0663\u0664", "1\u00b2"])
+def test_a_stale_temporary_file_whose_pid_is_not_ascii_digits_is_left_alone(
+    tmp_path: Path, pid: str
+) -> None:
+    """``"²".isdigit()`` is true but ``int("²")`` raises ``ValueError``: such a file is
+    no writer's temporary file, and is left alone; the write goes through."""
+    stale = tmp_path / f".task.json.{pid}.abcdefgh.tmp"
+    stale.write_text("{")
+    old = os.stat(stale).st_mtime - 3600
+    os.utime(stale, (old, old))
+    path = tmp_path / "task.json"
+    write_atomic(path, "{}")
+    assert path.read_text() == "{}"
+    assert stale.exists()
+
+
+def test_a_name_of_ordinary_length_costs_no_look_up_of_the_name_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file system's limit on a name is asked only when a temporary file's name
+    is too long for it (a ``statfs`` on every save, otherwise)."""
+    asked: list[object] = []
+    real = os.pathconf
+    monkeypatch.setattr(os, "pathconf", lambda *args: asked.append(args) or real(*args))
+    write_atomic(tmp_path / "task.json", "{}")
+    assert asked == []
+    long_name = tmp_path / ("t" * 250 + ".json")
+    write_atomic(long_name, "{}")
+    assert long_name.read_text() == "{}" and len(asked) == 1
+
+
 @pytest.mark.parametrize("ending", ["/", "/."])
 def test_saving_to_a_path_written_as_a_directory_is_an_error(tmp_path: Path, ending: str) -> None:
     """``save_task(task, "runs/")`` raises, as ``open("runs/", "w")`` does, rather than

@@ -83,9 +83,17 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, durable: bool = Tru
         problem = errno.ENOTDIR
         raise NotADirectoryError(problem, os.strerror(problem), exc.filename) from exc
     _remove_dead_temporaries(directory)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=_temporary_prefix(directory, target.name), suffix=".tmp", dir=directory
-    )
+    try:
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=directory
+        )
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        # A name near the file system's limit: its temporary file's name is shortened.
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=_temporary_prefix(directory, target.name), suffix=".tmp", dir=directory
+        )
     try:
         try:
             # The permission bits only: a setuid, setgid or sticky bit is not carried over.
@@ -116,8 +124,9 @@ def _temporary_prefix(directory: Path, name: str) -> str:
     with ``name`` shortened (by whole characters) so that the temporary file's name is
     no longer than the file system allows: a name near that length is still written."""
     pid = f".{os.getpid()}."
+    pathconf = getattr(os, "pathconf", None)  # not on Windows
     try:
-        longest = os.pathconf(directory, "PC_NAME_MAX")
+        longest = -1 if pathconf is None else pathconf(directory, "PC_NAME_MAX")
     except (OSError, ValueError):
         longest = -1
     if longest <= 0:  # not known there, or no limit: Linux's and macOS's
@@ -164,9 +173,9 @@ def _remove_dead_temporaries(directory: Path) -> None:
         if not (name.startswith(".") and name.endswith(".tmp")):
             continue
         parts = name.rsplit(".", 3)  # [".<file name>", pid, random, "tmp"]
-        if len(parts) != 4 or not parts[1].isdigit():
-            continue
-        with contextlib.suppress(OSError):
+        if len(parts) != 4 or not (parts[1].isascii() and parts[1].isdigit()):
+            continue  # "²" is a digit to isdigit(), not to int()
+        with contextlib.suppress(OSError, ValueError):
             if now - entry.stat(follow_symlinks=False).st_mtime < _STALE_TEMP_S:
                 continue
             if _pid_alive(int(parts[1])):
@@ -175,8 +184,8 @@ def _remove_dead_temporaries(directory: Path) -> None:
 
 
 def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return True
+    if pid <= 0 or os.name != "posix":
+        return True  # (os.kill ends the process on Windows, whatever the signal)
     try:
         os.kill(pid, 0)
     except (ProcessLookupError, OverflowError):  # no such process; no process id at all
