@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import logging
 import os
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from opentelemetry.context import Context
@@ -269,6 +271,65 @@ def test_thread_cpu_is_absent_when_the_provider_calls_processors_from_a_pool() -
         attributes = span.attributes or {}
         assert attr.CPU_THREAD not in attributes
         assert attributes[attr.CPU_TIME] >= 0.2
+    finally:
+        provider.shutdown()
+
+
+class _Forwarding(SpanProcessor):
+    """A processor that hands each call on to another (as composite processors do)."""
+
+    def __init__(self, inner: SpanProcessor) -> None:
+        self.inner = inner
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        self.inner.on_start(span, parent_context=parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.inner.on_end(span)
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+def test_thread_cpu_is_absent_from_a_pool_behind_a_forwarding_processor() -> None:
+    """A processor between the pool and the enriching one does not hide the pool."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(active_span_processor=ConcurrentMultiSpanProcessor(1))
+    enriching = EnrichingSpanProcessor(SimpleSpanProcessor(exporter), select="all")
+    provider.add_span_processor(_Forwarding(_Forwarding(enriching)))
+    try:
+        with provider.get_tracer("app").start_as_current_span("pooled"):
+            burn_cpu(0.2)
+        ((span,),) = [exporter.get_finished_spans()]
+        attributes = span.attributes or {}
+        assert attr.CPU_THREAD not in attributes
+        assert attributes[attr.CPU_TIME] >= 0.2
+    finally:
+        provider.shutdown()
+
+
+def test_spans_a_thread_pool_runs_keep_their_thread_cpu() -> None:
+    """A span started and ended by a user's ThreadPoolExecutor task, under the SDK's
+    usual provider, is that worker thread's: its thread CPU is given."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(
+        _Forwarding(EnrichingSpanProcessor(SimpleSpanProcessor(exporter), select="all"))
+    )
+    tracer = provider.get_tracer("app")
+
+    def work() -> None:
+        with tracer.start_as_current_span("in a pool"):
+            burn_cpu(0.2)
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(work).result()
+        ((span,),) = [exporter.get_finished_spans()]
+        assert (span.attributes or {})[attr.CPU_THREAD] >= 0.15
     finally:
         provider.shutdown()
 

@@ -83,6 +83,30 @@ the readings would be of another interval."""
 _perf_counter = time.perf_counter
 _POOL_MODULE = "concurrent.futures.thread"
 """The module of the code that calls a function submitted to a ``ThreadPoolExecutor``."""
+_SDK_TRACE_MODULE = "opentelemetry.sdk.trace"
+"""The module of the SDK's span, whose ``start()`` calls the processors in its own thread."""
+_CALLERS_LOOKED_AT = 8
+"""How many callers of ``on_start`` are looked at for a thread pool's (processors
+that forward to others stand between)."""
+
+
+def _called_by_a_pool(frame: types.FrameType | None) -> bool:
+    """Whether ``frame`` (``on_start``'s caller) or one of its first callers is a
+    thread pool's worker running a submitted call (as the SDK's
+    ``ConcurrentMultiSpanProcessor`` makes its processors' calls), before the SDK's
+    span itself (which calls its processors in the thread that starts it)."""
+    for _ in range(_CALLERS_LOOKED_AT):
+        if frame is None:
+            return False
+        module = frame.f_globals.get("__name__")
+        if module == _POOL_MODULE:
+            return True
+        if module == _SDK_TRACE_MODULE and frame.f_code.co_name == "start":
+            return False
+        frame = frame.f_back
+    return False
+
+
 _this_thread = threading.local()
 """Holds a ``token`` object per thread: unlike ``threading.get_ident()``, which
 the next thread often reuses once one exits, a token belongs to one thread only."""
@@ -466,7 +490,7 @@ class EnrichingSpanProcessor(SpanProcessor):
             span_id = span.context.span_id
             # Called by a thread pool's worker (the SDK's ConcurrentMultiSpanProcessor
             # calls its processors so), this thread is not the one the span runs on.
-            pooled = sys._getframe(1).f_globals.get("__name__") == _POOL_MODULE
+            pooled = _called_by_a_pool(sys._getframe(1))
             self._open[span_id] = self._begin(span, span_id, pooled)
         except Exception as exc:
             swallowed("enrich.start", exc)
