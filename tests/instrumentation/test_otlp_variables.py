@@ -334,3 +334,40 @@ def test_the_sdk_set_up_puts_the_instrumentation_version_on_the_resource(
         assert setup.tracer_provider.resource.attributes["telemetry.auto.version"] == "0.66b2"
     finally:
         setup.shutdown()
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_blank_signal_variables_leave_the_general_ones_in_force_for_the_sdk_s_exporters(
+    protocol: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A blank OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (or _COMPRESSION, _CERTIFICATE) is
+    unset: the exporter sends to the general endpoint, compressed as the general
+    variable says; it was made with an endpoint of spaces (every export failed, the
+    spans were lost), and the certificate file named by spaces was looked for."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "https://127.0.0.1:4999")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+    for setting in ("ENDPOINT", "COMPRESSION", "CERTIFICATE", "CLIENT_KEY", "HEADERS"):
+        monkeypatch.setenv(f"OTEL_EXPORTER_OTLP_TRACES_{setting}", "  ")
+    with caplog.at_level(logging.WARNING):
+        setup = build_from_environment()
+    try:
+        (processor,) = setup.tracer_provider._active_span_processor._span_processors
+        exporter = processor._batch_processor._exporter
+        if protocol == "grpc":
+            assert isinstance(exporter, OTLPSpanExporter)
+            assert exporter._endpoint == "127.0.0.1:4999"
+            assert exporter._compression == grpc.Compression.Gzip
+        else:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+                OTLPSpanExporter as HttpSpanExporter,
+            )
+
+            assert isinstance(exporter, HttpSpanExporter)
+            assert exporter._endpoint == "https://127.0.0.1:4999/v1/traces"
+            assert exporter._compression.value == "gzip"
+        assert "FileNotFoundError" not in caplog.text and "  " not in caplog.text
+    finally:
+        setup.shutdown()

@@ -25,7 +25,39 @@ import threading
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 
-__all__ = ["hidden_from_environment"]
+__all__ = ["blank_otlp_variables", "hidden_from_environment"]
+
+_OTLP_SETTINGS = (
+    "ENDPOINT",
+    "PROTOCOL",
+    "TIMEOUT",
+    "COMPRESSION",
+    "HEADERS",
+    "INSECURE",
+    "CERTIFICATE",
+    "CLIENT_KEY",
+    "CLIENT_CERTIFICATE",
+)
+"""The settings of an OTLP exporter, each a general ``OTEL_EXPORTER_OTLP_<SETTING>``
+variable and one per signal, ``OTEL_EXPORTER_OTLP_<SIGNAL>_<SETTING>``."""
+
+
+def blank_otlp_variables(signal: str) -> list[str]:
+    """The OTLP exporter variables of ``signal`` (its own and the general ones) set to
+    an empty or blank value in ``os.environ``.  The OpenTelemetry specification reads
+    them as unset; the SDK's exporters use such a value as it is (an endpoint of
+    spaces, a certificate file named so), so they are hidden while one is made."""
+    names = []
+    for setting in _OTLP_SETTINGS:
+        for name in (
+            f"OTEL_EXPORTER_OTLP_{signal.upper()}_{setting}",
+            f"OTEL_EXPORTER_OTLP_{setting}",
+        ):
+            value = os.environ.get(name)
+            if value is not None and not value.strip():
+                names.append(name)
+    return names
+
 
 _hiding = threading.Lock()
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from .._log import config_warning
 from ..settings import LONGEST_EXPORT_WAIT_S
-from ._hidden import hidden_from_environment
+from ._hidden import blank_otlp_variables, hidden_from_environment
 from ._otlp_headers import checked_headers, headers_variables
 
 __all__ = ["DEFAULT_TIMEOUT_S", "grpc_exporter_arguments", "make_grpc_exporter"]
@@ -161,7 +161,8 @@ def make_grpc_exporter(factory: Callable[..., Any], signal: str, environ: Mappin
     ``os.environ`` while the exporter is made, which then takes the timeout
     passed instead of raising.  So are the headers variables when they hold
     entries that are not ``name=value`` (the exporter would log them,
-    credentials and all): the usable ones are passed.
+    credentials and all): the usable ones are passed; and every OTLP variable
+    that is empty or blank (read as unset: see :func:`blank_otlp_variables`).
     """
     arguments = grpc_exporter_arguments(signal, environ)
     specific = f"OTEL_EXPORTER_OTLP_{signal.upper()}_TIMEOUT"
@@ -182,5 +183,6 @@ def make_grpc_exporter(factory: Callable[..., Any], signal: str, environ: Mappin
     if hide_headers:
         arguments["headers"] = headers
         hidden.extend(headers_variables(signal))
+    hidden.extend(blank_otlp_variables(signal))
     with hidden_from_environment(*hidden):
         return factory(**arguments)

@@ -55,7 +55,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from .. import settings
 from .._log import config_warning, swallowed
-from ._hidden import hidden_from_environment
+from ._hidden import blank_otlp_variables, hidden_from_environment
 from ._otlp_headers import checked_headers, headers_variables
 from .otlp_grpc import make_grpc_exporter
 
@@ -405,12 +405,12 @@ def _made(signal: str, name: str, durable: _Durable) -> Any:
             endpoint = fallback_endpoint(signal, durable.environ, protocol="http/protobuf")
             if endpoint is not None:
                 arguments["endpoint"] = endpoint
+            hidden = blank_otlp_variables(signal)  # read as unset, as the spec asks
             headers, hide = checked_headers(signal, durable.environ)
             if hide:
                 arguments["headers"] = headers
-                with hidden_from_environment(*headers_variables(signal)):
-                    made = factory(**arguments)
-            else:
+                hidden.extend(headers_variables(signal))
+            with hidden_from_environment(*hidden):
                 made = factory(**arguments)
         elif name == "prometheus" and _prometheus_port_unusable():
             with hidden_from_environment(PROMETHEUS_PORT):
