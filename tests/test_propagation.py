@@ -100,6 +100,23 @@ def test_a_child_in_another_directory_delivers_to_a_relative_subtask_dir(
     assert [task.label for task in propagation.collect("subtasks")] == ["child"]
 
 
+def test_a_relative_subtask_dir_through_a_link_keeps_the_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``link/..`` is the parent of the link's target to the kernel, not the directory
+    that holds the link: the child is given the path with the link kept, so that it
+    names the directory the parent collects from."""
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "real" / "sub")
+    monkeypatch.chdir(tmp_path)
+    env = propagation.child_environment(
+        {}, parent_id=uuid4(), traceparent=None, subtask_dir="link/.."
+    )
+    given = env[propagation.ENV_SUBTASK_DIR]
+    assert os.path.isabs(given)
+    assert os.path.samefile(given, tmp_path / "real")
+
+
 @pytest.fixture
 def inherited(tmp_path: Path) -> Iterator[propagation.Inherited]:
     """This process behaves as a child of a run whose task id is random."""

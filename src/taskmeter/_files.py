@@ -116,6 +116,20 @@ def names_a_directory(path: str | os.PathLike[str]) -> bool:
     return os.path.basename(name) in ("", ".", "..") and name != ""
 
 
+def absolute(path: str | os.PathLike[str]) -> str:
+    """``path`` made absolute against the current directory, links and ``..`` kept as
+    they are (``os.path.abspath`` would drop ``link/..`` by its text, which names
+    another directory than the kernel finds); as it is when the current directory
+    was removed."""
+    name = os.fspath(path)
+    if os.path.isabs(name):
+        return name
+    try:
+        return os.path.join(os.getcwd(), name)
+    except OSError:
+        return name
+
+
 def _absolute(name: str, argument: str) -> Path:
     """``name`` made absolute against the current directory, now: a task saves to the
     same file however the directory changes while it runs.  Links and ``..`` are kept

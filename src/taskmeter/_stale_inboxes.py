@@ -39,6 +39,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._files import absolute
 from ._log import logger, swallowed
 
 PREFIX = "taskmeter-workers-"
@@ -145,7 +146,7 @@ def make_inbox_directory() -> Path:
 def _absolute(path: str) -> Path:
     """``path`` made absolute: Python before 3.12 gives a relative one for ``TMPDIR=.``,
     which names another directory once this process, or a worker, changes its own."""
-    return Path(os.path.abspath(path))
+    return Path(absolute(path))
 
 
 _swept_by: int | None = None

@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _journal, _stale_inboxes, propagation
+from ._files import absolute
 from ._forked_exporters import drop_inherited_connections
 from ._log import count_more, swallowed, warn_once
 from .monitor import MonitorHandle, get_monitor
@@ -459,7 +460,8 @@ def _make_inbox_directory() -> Path:
     parent_inbox = inherited.subtask_dir if inherited is not None else None
     if parent_inbox is not None:
         try:
-            return Path(tempfile.mkdtemp(prefix=f"{NESTED_PREFIX}{os.getpid()}-", dir=parent_inbox))
+            nested = tempfile.mkdtemp(prefix=f"{NESTED_PREFIX}{os.getpid()}-", dir=parent_inbox)
+            return Path(absolute(nested))
         except OSError:
             pass  # the parent's is gone, or not this user's
     return _stale_inboxes.make_inbox_directory()

@@ -48,6 +48,8 @@ from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._files import absolute
+
 if TYPE_CHECKING:
     from uuid import UUID
 
@@ -297,7 +299,7 @@ def child_environment(
     """
     env = dict(environ)
     env[ENV_PARENT_TASK] = str(parent_id)
-    directory = None if subtask_dir is None else os.path.abspath(subtask_dir)
+    directory = None if subtask_dir is None else absolute(subtask_dir)
     _set_or_drop(env, ENV_SUBTASK_DIR, directory)
     _set_or_drop(
         env, ENV_TRACEPARENT, None if traceparent is None else format_traceparent(traceparent)
