@@ -16,6 +16,7 @@ import math
 import operator
 import sys
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 _NUMBER = "a number"
@@ -172,8 +173,10 @@ def _drop_mistyped_fields(task: dict[str, Any]) -> list[_Problem]:
             if _has_type(value, _WHOLE_NUMBER):
                 if isinstance(value, float) and math.isfinite(value):
                     # 1e20 is the number 100000000000000000000, which pydantic reads
-                    # as an integer only written so (as a float, up to 2**63).
-                    task[field] = int(value)
+                    # as an integer only written so (as a float, up to 2**63).  The
+                    # float's shortest text is the number written (1e23, not the
+                    # float's 99999999999999991611392) when it has up to 15 significant digits.
+                    task[field] = int(Decimal(repr(value)))
                 continue
             expected = _WHOLE_NUMBER  # a number with a fraction
         problems.append((field, field, value, expected))

@@ -176,6 +176,19 @@ def test_a_whole_number_beyond_64_bits_written_as_a_float_is_read(field: str) ->
         assert f"subtasks.0.{field} is -100000000000000000000, not a finite number >= 0" in message
 
 
+@pytest.mark.parametrize(
+    ("written", "number"),
+    [("1e23", 10**23), ("1.5e25", 15 * 10**24), ("123456789012345e6", 123456789012345000000)],
+)
+def test_a_whole_number_written_with_an_exponent_is_the_number_written(
+    written: str, number: int
+) -> None:
+    """``1e23`` is 10**23, not the nearest float's 99999999999999991611392."""
+    text = '{"label": "r", "peak_memory": ' + written + "}"
+    task = parse_task(text, "big.json", mistyped=print)
+    assert task.peak_memory == number
+
+
 def test_show_gives_a_fractional_peak_memory_as_absent(tmp_path: Path) -> None:
     """The reported case: ``show`` exited 3 for the whole file."""
     path = tmp_path / "pm.json"
