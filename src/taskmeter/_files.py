@@ -100,8 +100,9 @@ def task_file_path(file: str | os.PathLike[str], argument: str = "file") -> Path
         )
     if names_a_directory(name):  # not there yet (or not a directory): "runs/"
         raise ValueError(
-            f"{argument} {name!r} names a directory (it ends with {name[-1]!r}): name a file "
-            "in it (a task file is replaced by a new file, which a directory cannot be)"
+            f"{argument} {name!r} names a directory (it ends with {directory_ending(name)!r}): "
+            "name a file in it (a task file is replaced by a new file, which a directory "
+            "cannot be)"
         )
     return _absolute(name, argument)
 
@@ -114,6 +115,16 @@ def names_a_directory(path: str | os.PathLike[str]) -> bool:
     if isinstance(name, bytes):
         name = os.fsdecode(name)
     return os.path.basename(name) in ("", ".", "..") and name != ""
+
+
+def directory_ending(path: str | os.PathLike[str]) -> str:
+    """How ``path``, which :func:`names_a_directory`, ends: ``/``, ``/.`` or ``/..``
+    (for a message)."""
+    name = os.fspath(path)
+    if isinstance(name, bytes):
+        name = os.fsdecode(name)
+    last = os.path.basename(name)
+    return f"{os.sep}{last}" if last else name[-1]
 
 
 def absolute(path: str | os.PathLike[str]) -> str:

@@ -156,7 +156,7 @@ def test_an_output_written_as_a_directory_is_refused(tmp_path: Path, ending: str
     assert result.returncode == 4
     assert result.stderr == (
         f"taskmeter: error: cannot write the report {written}: it names a directory "
-        f"(it ends with {ending[-1]!r}); name a file in it\n"
+        f"(it ends with {ending!r}); name a file in it\n"
     )
     assert sorted(path.name for path in tmp_path.iterdir()) == ["t.json"]
 

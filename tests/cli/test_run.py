@@ -291,7 +291,7 @@ def test_a_task_file_path_written_as_a_directory_stops_before_running(
     assert result.returncode == 125, result.stderr
     assert result.stderr == (
         f"taskmeter: error: cannot write the task file {written}: it names a directory "
-        f"(it ends with {ending[-1]!r}); name a file in it\n"
+        f"(it ends with {ending!r}); name a file in it\n"
     )
     assert not marker.exists()
     assert [path.name for path in target.parent.iterdir()] == (["out"] if exists else [])

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from .._files import names_a_directory
+from .._files import directory_ending, names_a_directory
 from .._text import valid_text
 from ._common import (
     EXIT_BAD_FILE,
@@ -98,7 +98,7 @@ def handle(args: argparse.Namespace) -> int:
         # Path("out/") is out: the report would become a file named out.
         error(
             f"cannot write the report {args.output}: it names a directory "
-            f"(it ends with {args.output[-1]!r}); name a file in it"
+            f"(it ends with {directory_ending(args.output)!r}); name a file in it"
         )
         return EXIT_OUTPUT_FAILED
     root = load_or_explain(args.file)

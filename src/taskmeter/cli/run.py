@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import propagation
-from .._files import descriptor_link, names_a_directory, not_a_regular_file
+from .._files import descriptor_link, directory_ending, names_a_directory, not_a_regular_file
 from .._text import valid_text
 from ._common import (
     EXIT_TASKMETER_FAILED,
@@ -630,7 +630,8 @@ def _unwritable(written: str) -> str | None:
     if kind is not None:
         return f"it is {kind}, not a regular file"
     if names_a_directory(written):
-        return f"it names a directory (it ends with {written[-1]!r}); name a file in it"
+        ending = directory_ending(written)
+        return f"it names a directory (it ends with {ending!r}); name a file in it"
     directory = path.parent
     while not directory.exists():
         if directory == directory.parent:
