@@ -642,6 +642,7 @@ OTHER_PROGRAMS: dict[str, str | None] = {
     "--verbose": "examples/energy.py",
     "--work-us": "bench/bench_export.py",
     "--cache": "bench/bench_task_instructions.py",
+    "--quick": "bench/bench_task.py",
     "--create": None,  # systemd-tmpfiles
     "--no-deps": None,  # pip wheel
     "--sdist": None,  # python -m build
