@@ -526,16 +526,21 @@ def test_a_file_name_as_long_as_the_file_system_allows_is_written(
     assert list(tmp_path.iterdir()) == [path]
 
 
+def _hours_old_temporary(path: Path) -> Path:
+    """A temporary file left an hour ago (older than any writer's)."""
+    path.write_text("{")
+    old = os.stat(path).st_mtime - 3600
+    os.utime(path, (old, old))
+    return path
+
+
 def test_a_stale_temporary_file_naming_no_possible_process_does_not_stop_a_write(
     tmp_path: Path,
 ) -> None:
     """A leftover ``.<name>.<pid>.<random>.tmp`` whose pid is too large to be a process id
     is removed as a dead writer's; looking it up raised ``OverflowError``, and the first
     write to the directory (the task file as its task started) failed."""
-    stale = tmp_path / ".task.json.99999999999999999999.abcdefgh.tmp"
-    stale.write_text("{")
-    old = os.stat(stale).st_mtime - 3600
-    os.utime(stale, (old, old))
+    stale = _hours_old_temporary(tmp_path / ".task.json.99999999999999999999.abcdefgh.tmp")
     path = tmp_path / "task.json"
     write_atomic(path, "{}")
     assert path.read_text() == "{}"
@@ -548,10 +553,7 @@ def test_a_stale_temporary_file_whose_pid_is_not_ascii_digits_is_left_alone(
 ) -> None:
     """``"²".isdigit()`` is true but ``int("²")`` raises ``ValueError``: such a file is
     no writer's temporary file, and is left alone; the write goes through."""
-    stale = tmp_path / f".task.json.{pid}.abcdefgh.tmp"
-    stale.write_text("{")
-    old = os.stat(stale).st_mtime - 3600
-    os.utime(stale, (old, old))
+    stale = _hours_old_temporary(tmp_path / f".task.json.{pid}.abcdefgh.tmp")
     path = tmp_path / "task.json"
     write_atomic(path, "{}")
     assert path.read_text() == "{}"
