@@ -115,6 +115,31 @@ def test_a_task_shorter_than_a_counter_step_gets_its_share_of_the_power() -> Non
     assert figures == [pytest.approx(12.0, rel=1e-9)] * 40
 
 
+@pytest.mark.parametrize(("busy_w", "idle_w"), [(300, 50), (50, 300)])
+def test_an_idle_spell_between_tasks_is_no_tasks_energy(busy_w: int, idle_w: int) -> None:
+    """With no task open the counters go unread (the sampler stops); what the GPU used
+    meanwhile, at another power than before, is no task's: the tasks after it get their
+    own energy, neither that spell's (at 300 W) nor nothing until the counter catches up
+    with the power held over the spell (at 50 W)."""
+    gpu = FakeGpu(gpu_uuid(0), power_mw=busy_w * 1000)
+    _, nvml = nvml_over([gpu])
+    clock = Clock()
+    probe = counter_probe(nvml, clock)
+    with Task("before") as before:
+        run_steadily(probe, clock, [gpu], seconds=4)
+    assert before.gpu_power == pytest.approx(4 * busy_w, rel=1e-9)
+    assert probe.release_if_idle() and not probe.sampling  # the monitor's next tick
+    gpu.power_mw = idle_w * 1000
+    gpu.use_energy(idle_w * 3600.0)  # an hour, used by another process
+    clock.now += 3600.0
+    figures = []
+    for _ in range(3):
+        with Task("after") as after:
+            run_steadily(probe, clock, [gpu], seconds=4)
+        figures.append(after.gpu_power)
+    assert figures == [pytest.approx(4 * idle_w, rel=1e-9)] * 3
+
+
 def test_only_visible_gpus_are_counted() -> None:
     gpus = [FakeGpu(gpu_uuid(n), power_mw=10_000) for n in range(3)]
     _, nvml = nvml_over(gpus, visible=f"2,{gpu_uuid(0)}")

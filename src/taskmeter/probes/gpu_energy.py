@@ -143,18 +143,28 @@ class CounterIntegral:
         """Times a read failed or the counter went backwards: the energy from the read
         before it to the next is unknown."""
 
-    def add(self, time_s: float, counter_j: float, power_w: float | None = None) -> None:
+    def add(
+        self, time_s: float, counter_j: float, power_w: float | None = None, *, resume: bool = False
+    ) -> None:
         """Record a counter read (joules) at ``time_s`` (monotonic seconds).
 
         ``power_w`` (the GPU's power now, where known) sets the rate after the
         first read, or the first after a gap, when there is no interval yet
-        to take the counter's power over.
+        to take the counter's power over.  ``resume``: the counter went unread
+        since the last read because no task was open; the integral follows it
+        again from here (as after a first read), continuing from its value
+        now, rather than making up within the next interval what the counter
+        advanced meanwhile (or holding still until the counter caught up).
         """
         if self.time_s is None:
             self._anchor(time_s, counter_j, power_w)
             return
         elapsed = time_s - self.time_s
         if elapsed <= 0:
+            return
+        if resume:
+            self.energy_j = self._value(elapsed)
+            self._anchor(time_s, counter_j, power_w)
             return
         advance = counter_j - self.counter_j
         if advance < 0:  # the driver reloaded: the counter restarted
@@ -211,6 +221,7 @@ class _GpuSet:
         "listed",
         "power_integrals",
         "reason",
+        "resume_counters",
         "sampled_gpus",
         "source",
         "uuids",
@@ -237,6 +248,9 @@ class _GpuSet:
             *self.power_integrals,
         ]
         self.counters_read_at: float | None = None
+        self.resume_counters = False
+        """Whether the counters went unread while no task was open (the next read resumes
+        following them)."""
         self.source: str | None = None
         if reason is None:
             if counter_gpus and sampled_gpus:
@@ -487,6 +501,12 @@ class NvmlEnergyProbe(SampledProbe):
             self._task_closed(state.token)
 
     def _sampling_started(self) -> None:
+        # No task was open since the sampler stopped: the counters' advance meanwhile is
+        # no task's, and the next read (now) takes them up again without making it up.
+        gpus = self._gpus
+        with self._lock:
+            gpus.resume_counters = True
+            gpus.counters_read_at = None
         self.sample()
 
     def _after_fork_in_child(self) -> None:
@@ -503,7 +523,9 @@ class NvmlEnergyProbe(SampledProbe):
         if not listed or module is None or not gpus.lists(listed):
             return
         counters: list[tuple[CounterIntegral, float, float | None] | None] = []
+        resume = False
         if gpus.counter_gpus and self._counters_due(gpus):
+            resume = gpus.resume_counters
             energy = module.nvmlDeviceGetTotalEnergyConsumption
             for integral, position in zip(gpus.counter_integrals, gpus.counter_gpus, strict=True):
                 handle = listed[position].gpu_handle
@@ -516,7 +538,11 @@ class NvmlEnergyProbe(SampledProbe):
                     counters.append(None)
                     continue
                 # The power now sets the rate until the next read, where there is no last one.
-                power_w = None if integral.time_s is not None else self._power_or_none(handle)
+                power_w = (
+                    None
+                    if integral.time_s is not None and not resume
+                    else self._power_or_none(handle)
+                )
                 counters.append((integral, counter_j, power_w))
         readings: list[float | None] = []
         power = module.nvmlDeviceGetPowerUsage
@@ -532,12 +558,13 @@ class NvmlEnergyProbe(SampledProbe):
             now = self._clock()
             if counters:
                 gpus.counters_read_at = now
+                gpus.resume_counters = False
             for slot, reading in enumerate(counters):
                 if reading is None:
                     gpus.counter_integrals[slot].interrupt()
                 else:
                     integral, counter_j, power_w = reading
-                    integral.add(now, counter_j, power_w)
+                    integral.add(now, counter_j, power_w, resume=resume)
             for power_integral, watts in zip(gpus.power_integrals, readings, strict=True):
                 if watts is None:
                     power_integral.interrupt()
