@@ -436,6 +436,33 @@ def test_two_zones_of_one_interface_with_the_same_name_are_both_counted(
     assert task.system_power == pytest.approx(7.0, abs=1e-6)
 
 
+def test_a_counter_going_backwards_in_a_reading_that_fails_is_not_forgotten(
+    powercap: FakePowercap,
+) -> None:
+    """package-0 goes backwards (its energy since the last read unknown) in the same
+    reading in which package-1 cannot be read: that reading fails, yet the task open
+    across it gets no figure, never the 45 J that leave out package-0's lost 40 J."""
+    p0 = powercap.zone("intel-rapl:0", "package-0", range_j=1000.0, energy_j=500.0)
+    p1 = powercap.zone("intel-rapl:1", "package-1", range_j=1000.0, energy_j=100.0)
+    probe = use(RaplProbe(powercap.root))
+    with Task("across") as across:
+        p0.advance(40.0)
+        p0.total_uj -= 230_000_000  # reset by the firmware: 310 J, below where it was read
+        p0.advance(0.0)
+        p1.consume_unreadable(5.0)
+        with pytest.raises(ValueError):
+            probe.sample()
+        p1.advance(0.0)  # readable again
+        p0.advance(20.0)
+        p1.advance(20.0)
+    with Task("after") as after:
+        p0.advance(3.0)
+        p1.advance(4.0)
+    assert across.cpu_power is None
+    assert after.cpu_power == pytest.approx(7.0, abs=1e-6)
+    assert probe.missed_wraps == 1
+
+
 def test_reads_that_fail_do_not_hide_a_gap_from_the_wrap_check(powercap: FakePowercap) -> None:
     """Samples that could not read the counters are no readings: if the counters went
     unread (here, failing) for longer than a wrap period, the wraps meanwhile are unknown

@@ -375,7 +375,13 @@ class RaplProbe(SampledProbe):
             last = self._last_read
             counters = self._counters
             jumps = sum(counter.jumps for counter in counters)
-            values = [counter.update() for counter in counters]
+            try:
+                values = [counter.update() for counter in counters]
+            finally:
+                # A counter that went backwards is counted even when a later one's read
+                # fails: its own reading has moved past the jump.
+                if sum(counter.jumps for counter in counters) != jumps:
+                    self.missed_wraps += 1
             self._last_read = now
             if last is not None and (
                 now - last > self.wrap_period_s
@@ -383,8 +389,6 @@ class RaplProbe(SampledProbe):
             ):
                 self.missed_wraps += 1
             self._last_suspended_s = suspended
-            if sum(counter.jumps for counter in counters) != jumps:
-                self.missed_wraps += 1
             return values, self.missed_wraps
 
     def begin(self, *, reset_peak: bool = True) -> _RaplState | None:
