@@ -99,7 +99,8 @@ class PrometheusProbe(Probe):
         self.endpoint = url.rstrip("/") + "/api/v1/query"
         self.queries = dict(queries)
         self.machine = machine
-        self.timeout_s = float(timeout_s)
+        # A lock or a socket waits at most TIMEOUT_MAX (292 years); a longer wait raises.
+        self.timeout_s = min(float(timeout_s), threading.TIMEOUT_MAX)
         self.min_duration_s = float(min_duration_s)
         self._initial_backoff_s = float(backoff_s)
         self._backoff_s = float(backoff_s)
