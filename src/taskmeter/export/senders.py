@@ -5,7 +5,8 @@ A sender does one attempt, bounded by its timeout, and classifies the answer:
 * :attr:`Outcome.DELIVERED`: the endpoint took the request (HTTP 2xx, gRPC OK);
   a partial success counts the items it refused (:attr:`SendResult.rejected_items`);
 * :attr:`Outcome.REJECTED`: the endpoint refused the *data* (HTTP 400 or 413,
-  gRPC ``INVALID_ARGUMENT``): sending it again cannot help;
+  gRPC ``INVALID_ARGUMENT``, or a request over the server's gRPC message size
+  limit): sending it again cannot help;
 * :attr:`Outcome.RETRY`: anything else (no connection, a timeout, 429, 5xx,
   an authentication or configuration problem): the request is kept and sent
   again later, so that fixing the endpoint loses nothing.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import threading
 import zlib
 from abc import ABC, abstractmethod
@@ -50,6 +52,9 @@ GRPC_METHODS = {
     "logs": "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
 }
 _REJECTED_HTTP = frozenset({400, 413})
+_TOO_LARGE = re.compile(r"message larger than max|message length too large", re.IGNORECASE)
+"""What gRPC servers say of a request over their message size limit (grpc-go and
+gRPC C core: RESOURCE_EXHAUSTED; tonic, in rotel: OUT_OF_RANGE)."""
 _MAX_DETAIL = 200
 
 
@@ -490,6 +495,11 @@ class GrpcSender(Sender):
         details = exc.details() if callable(getattr(exc, "details", None)) else ""
         detail = f"gRPC {name}" + (f": {self._scrub(str(details))}" if details else "")
         if code == grpc.StatusCode.INVALID_ARGUMENT:
+            return SendResult(Outcome.REJECTED, detail)
+        if code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.OUT_OF_RANGE) and (
+            _TOO_LARGE.search(str(details or ""))
+        ):
+            # A request over the message size limit (gRPC's HTTP 413): it never fits.
             return SendResult(Outcome.REJECTED, detail)
         return SendResult(Outcome.RETRY, detail, unreachable=code == grpc.StatusCode.UNAVAILABLE)
 
