@@ -494,3 +494,53 @@ def test_a_grpc_resource_exhausted_for_a_too_large_message_is_rejected() -> None
     assert too_large.outcome is Outcome.REJECTED, too_large.detail
     assert "RESOURCE_EXHAUSTED" in too_large.detail
     assert busy.outcome is Outcome.RETRY, busy.detail
+
+
+@pytest.mark.parametrize("part", ["status line", "body"])
+def test_an_answer_trickling_past_the_timeout_ends_the_attempt_at_the_timeout(
+    part: str,
+) -> None:
+    """An endpoint sending its answer a byte at a time (each within the timeout) is cut at
+    the timeout, as one that never answers is: the attempt does not hold an exit for long."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    stop = threading.Event()
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n"
+
+    def trickle() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            received = b""
+            while b"\r\n\r\n" not in received:
+                received += connection.recv(65536)
+            if part == "body":
+                connection.sendall(head)
+            for byte in head if part == "status line" else b"x" * 40:
+                if stop.wait(0.1):
+                    return
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    server = threading.Thread(target=trickle, daemon=True)
+    server.start()
+    port = listener.getsockname()[1]
+    sender = HttpSender("traces", f"http://127.0.0.1:{port}/v1/traces", timeout_s=0.5)
+    try:
+        started = time.monotonic()
+        result = sender.send(PAYLOAD)
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        sender.close()
+        server.join(5)
+        listener.close()
+    assert elapsed < 2.0
+    assert result.outcome is Outcome.RETRY
+    assert result.detail == "no answer within 0.5 s"
+    assert result.unreachable

@@ -20,9 +20,11 @@ knows.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import re
+import socket
 import threading
 import zlib
 from abc import ABC, abstractmethod
@@ -327,6 +329,7 @@ class HttpSender(Sender):
             import requests
 
             session = requests.Session()
+            _watch_connections(session)
             self._local.session = session
             self._local.pid = os.getpid()
         return session
@@ -340,6 +343,14 @@ class HttpSender(Sender):
 
     def send(self, payload: bytes, timeout_s: float | None = None) -> SendResult:
         timeout = self.timeout_s if timeout_s is None else max(timeout_s, 0.001)
+        # requests bounds each read, not the whole answer: an endpoint that
+        # trickles its answer would hold the attempt (and an exit) for ever.
+        watch = _Watch()
+        _attempt.watch = watch
+        timer = threading.Timer(timeout, watch.abort)
+        timer.daemon = True
+        with contextlib.suppress(RuntimeError):  # no more threads: each read is still bounded
+            timer.start()
         try:
             response = self._session().post(
                 self.url,
@@ -351,9 +362,17 @@ class HttpSender(Sender):
                 allow_redirects=False,
             )
         except Exception as exc:
+            if watch.finish():
+                return SendResult(
+                    Outcome.RETRY, f"no answer within {timeout:g} s", unreachable=True
+                )
             return SendResult(
                 Outcome.RETRY, self._describe(exc, timeout), unreachable=_unreachable(exc)
             )
+        finally:
+            timer.cancel()
+            _attempt.watch = None
+        watch.finish()
         try:
             status = response.status_code
             body = response.content if 200 <= status < 300 else b""
@@ -508,6 +527,62 @@ class GrpcSender(Sender):
             channel, self._channel, self._method = self._channel, None, None
         if channel is not None:
             channel.close()
+
+
+_attempt = threading.local()
+"""The :class:`_Watch` of the HTTP attempt this thread is making."""
+
+
+class _Watch:
+    """Ends an HTTP attempt at its deadline by shutting its connection's socket."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.connection: Any = None
+        self._done = False
+        self._aborted = False
+
+    def abort(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self._aborted = True
+            sock = getattr(self.connection, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def finish(self) -> bool:
+        """The attempt is over; whether the deadline ended it."""
+        with self._lock:
+            self._done = True
+            return self._aborted
+
+
+def _watch_connections(session: Any) -> None:
+    """Make ``session``'s connections known to the :class:`_Watch` of the attempt using them."""
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    def watched(base: Any) -> Any:
+        class Watched(base):  # type: ignore[misc]
+            def request(self, *args: Any, **kwargs: Any) -> Any:
+                watch = getattr(_attempt, "watch", None)
+                if watch is not None:
+                    watch.connection = self
+                return super().request(*args, **kwargs)
+
+        return Watched
+
+    class Pool(HTTPConnectionPool):
+        ConnectionCls = watched(HTTPConnection)
+
+    class TlsPool(HTTPSConnectionPool):
+        ConnectionCls = watched(HTTPSConnection)
+
+    for prefix in ("http://", "https://"):
+        manager = session.get_adapter(prefix).poolmanager
+        manager.pool_classes_by_scheme = {"http": Pool, "https": TlsPool}
 
 
 def _http_address(url: str) -> str:
