@@ -426,3 +426,121 @@ def test_a_malformed_endpoint_variable_keeps_the_other_settings(
     else:
         assert isinstance(sender, GrpcSender)
         assert sender._files == (certificate, client_certificate, client_key)
+
+
+def _oversized_request(name: str, size: int) -> bytes:
+    """A trace request of one span carrying ``size`` bytes (over gRPC's 4 MiB default)."""
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+    span = Span(trace_id=bytes(range(16)), span_id=bytes(range(8)), name=name, kind=1)
+    span.start_time_unix_nano = 1
+    span.end_time_unix_nano = 2
+    span.attributes.add(key="pad").value.string_value = "x" * size
+    request = ExportTraceServiceRequest(
+        resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[span])])]
+    )
+    return request.SerializeToString()
+
+
+def test_a_grpc_request_over_the_message_size_limit_is_rejected_not_retried(
+    rotel_collector: CollectorUnderTest, tmp_path: Path
+) -> None:
+    """The collector never takes a request over its gRPC message limit (rotel answers
+    OUT_OF_RANGE, gRPC C core and Go RESOURCE_EXHAUSTED): it is dropped like an HTTP
+    413, and the batches spooled after it are delivered instead of waiting for ever."""
+    from taskmeter.export import Delivery, Spool
+
+    spool = Spool(tmp_path / "spool")
+    assert spool.put("traces", _oversized_request("too large", 5 << 20), 1)
+    assert spool.put("traces", _oversized_request("small", 10), 1)
+    sender = sender_for("traces", {}, endpoint=rotel_collector.grpc_endpoint, protocol="grpc")
+    delivery = Delivery("traces", sender, spool, replay=False)
+    try:
+        assert delivery.flush(10.0)
+    finally:
+        sender.close()
+    assert delivery.stats.rejected_items == 1
+    assert delivery.stats.replayed_items == 1
+    assert spool.pending() == 0
+    from tests.collector import wait_until
+
+    assert wait_until(lambda: bool(rotel_collector.sink.spans("small")), 10)
+
+
+def test_a_grpc_resource_exhausted_for_a_too_large_message_is_rejected() -> None:
+    """gRPC's own size limit (RESOURCE_EXHAUSTED "larger than max") is the data's fault;
+    a RESOURCE_EXHAUSTED for anything else (a busy collector) is tried again."""
+    from concurrent import futures
+
+    import grpc  # type: ignore[import-untyped]
+
+    def export(request: bytes, context: grpc.ServicerContext) -> bytes:
+        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "busy, try later")
+
+    handler = grpc.method_handlers_generic_handler(
+        "opentelemetry.proto.collector.trace.v1.TraceService",
+        {"Export": grpc.unary_unary_rpc_method_handler(export)},
+    )
+    server = grpc.server(futures.ThreadPoolExecutor(2), handlers=[handler])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    sender = GrpcSender("traces", f"127.0.0.1:{port}", insecure=True, timeout_s=5.0)
+    try:
+        too_large = sender.send(_oversized_request("too large", 5 << 20))
+        busy = sender.send(PAYLOAD)
+    finally:
+        sender.close()
+        server.stop(0)
+    assert too_large.outcome is Outcome.REJECTED, too_large.detail
+    assert "RESOURCE_EXHAUSTED" in too_large.detail
+    assert busy.outcome is Outcome.RETRY, busy.detail
+
+
+@pytest.mark.parametrize("part", ["status line", "body"])
+def test_an_answer_trickling_past_the_timeout_ends_the_attempt_at_the_timeout(
+    part: str,
+) -> None:
+    """An endpoint sending its answer a byte at a time (each within the timeout) is cut at
+    the timeout, as one that never answers is: the attempt does not hold an exit for long."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    stop = threading.Event()
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n"
+
+    def trickle() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            received = b""
+            while b"\r\n\r\n" not in received:
+                received += connection.recv(65536)
+            if part == "body":
+                connection.sendall(head)
+            for byte in head if part == "status line" else b"x" * 40:
+                if stop.wait(0.1):
+                    return
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    server = threading.Thread(target=trickle, daemon=True)
+    server.start()
+    port = listener.getsockname()[1]
+    sender = HttpSender("traces", f"http://127.0.0.1:{port}/v1/traces", timeout_s=0.5)
+    try:
+        started = time.monotonic()
+        result = sender.send(PAYLOAD)
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        sender.close()
+        server.join(5)
+        listener.close()
+    assert elapsed < 2.0
+    assert result.outcome is Outcome.RETRY
+    assert result.detail == "no answer within 0.5 s"
+    assert result.unreachable

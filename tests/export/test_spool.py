@@ -146,6 +146,23 @@ def test_spool_under_a_file_is_a_counted_write_error(tmp_path: Path) -> None:
     assert spool.entries() == []
 
 
+def test_a_spool_directory_removed_while_in_use_is_made_again(tmp_path: Path) -> None:
+    """Removing the spool directory (a clean-up, a reset) loses no later batch."""
+    directory = tmp_path / "spool"
+    spool = Spool(directory)
+    assert spool.put("traces", b"first", 1)
+    for entry in directory.iterdir():
+        entry.unlink()
+    directory.rmdir()
+    assert spool.put("traces", b"second", 2)
+    assert spool.stats.write_errors == 0
+    assert directory.stat().st_mode & 0o777 == 0o700
+    [entry] = spool.entries()
+    with spool.claim(entry) as claimed:
+        assert claimed is not None
+        assert claimed.batch.payload == b"second"
+
+
 def test_stale_temporary_files_are_removed_and_fresh_ones_kept(tmp_path: Path) -> None:
     """A writer killed mid-write leaves a temporary file; the next spool removes it once old."""
     stale = tmp_path / ".tmp-99999-00000000000000000001-99999-000000.traces.otlp"

@@ -5,7 +5,8 @@ A sender does one attempt, bounded by its timeout, and classifies the answer:
 * :attr:`Outcome.DELIVERED`: the endpoint took the request (HTTP 2xx, gRPC OK);
   a partial success counts the items it refused (:attr:`SendResult.rejected_items`);
 * :attr:`Outcome.REJECTED`: the endpoint refused the *data* (HTTP 400 or 413,
-  gRPC ``INVALID_ARGUMENT``): sending it again cannot help;
+  gRPC ``INVALID_ARGUMENT``, or a request over the server's gRPC message size
+  limit): sending it again cannot help;
 * :attr:`Outcome.RETRY`: anything else (no connection, a timeout, 429, 5xx,
   an authentication or configuration problem): the request is kept and sent
   again later, so that fixing the endpoint loses nothing.
@@ -19,8 +20,11 @@ knows.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
+import re
+import socket
 import threading
 import zlib
 from abc import ABC, abstractmethod
@@ -50,6 +54,9 @@ GRPC_METHODS = {
     "logs": "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
 }
 _REJECTED_HTTP = frozenset({400, 413})
+_TOO_LARGE = re.compile(r"message larger than max|message length too large", re.IGNORECASE)
+"""What gRPC servers say of a request over their message size limit (grpc-go and
+gRPC C core: RESOURCE_EXHAUSTED; tonic, in rotel: OUT_OF_RANGE)."""
 _MAX_DETAIL = 200
 
 
@@ -322,6 +329,7 @@ class HttpSender(Sender):
             import requests
 
             session = requests.Session()
+            _watch_connections(session)
             self._local.session = session
             self._local.pid = os.getpid()
         return session
@@ -335,6 +343,14 @@ class HttpSender(Sender):
 
     def send(self, payload: bytes, timeout_s: float | None = None) -> SendResult:
         timeout = self.timeout_s if timeout_s is None else max(timeout_s, 0.001)
+        # requests bounds each read, not the whole answer: an endpoint that
+        # trickles its answer would hold the attempt (and an exit) for ever.
+        watch = _Watch()
+        _attempt.watch = watch
+        timer = threading.Timer(timeout, watch.abort)
+        timer.daemon = True
+        with contextlib.suppress(RuntimeError):  # no more threads: each read is still bounded
+            timer.start()
         try:
             response = self._session().post(
                 self.url,
@@ -346,9 +362,17 @@ class HttpSender(Sender):
                 allow_redirects=False,
             )
         except Exception as exc:
+            if watch.finish():
+                return SendResult(
+                    Outcome.RETRY, f"no answer within {timeout:g} s", unreachable=True
+                )
             return SendResult(
                 Outcome.RETRY, self._describe(exc, timeout), unreachable=_unreachable(exc)
             )
+        finally:
+            timer.cancel()
+            _attempt.watch = None
+        watch.finish()
         try:
             status = response.status_code
             body = response.content if 200 <= status < 300 else b""
@@ -491,6 +515,11 @@ class GrpcSender(Sender):
         detail = f"gRPC {name}" + (f": {self._scrub(str(details))}" if details else "")
         if code == grpc.StatusCode.INVALID_ARGUMENT:
             return SendResult(Outcome.REJECTED, detail)
+        if code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.OUT_OF_RANGE) and (
+            _TOO_LARGE.search(str(details or ""))
+        ):
+            # A request over the message size limit (gRPC's HTTP 413): it never fits.
+            return SendResult(Outcome.REJECTED, detail)
         return SendResult(Outcome.RETRY, detail, unreachable=code == grpc.StatusCode.UNAVAILABLE)
 
     def close(self) -> None:
@@ -498,6 +527,62 @@ class GrpcSender(Sender):
             channel, self._channel, self._method = self._channel, None, None
         if channel is not None:
             channel.close()
+
+
+_attempt = threading.local()
+"""The :class:`_Watch` of the HTTP attempt this thread is making."""
+
+
+class _Watch:
+    """Ends an HTTP attempt at its deadline by shutting its connection's socket."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.connection: Any = None
+        self._done = False
+        self._aborted = False
+
+    def abort(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self._aborted = True
+            sock = getattr(self.connection, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def finish(self) -> bool:
+        """The attempt is over; whether the deadline ended it."""
+        with self._lock:
+            self._done = True
+            return self._aborted
+
+
+def _watch_connections(session: Any) -> None:
+    """Make ``session``'s connections known to the :class:`_Watch` of the attempt using them."""
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    def watched(base: Any) -> Any:
+        class Watched(base):  # type: ignore[misc]
+            def request(self, *args: Any, **kwargs: Any) -> Any:
+                watch = getattr(_attempt, "watch", None)
+                if watch is not None:
+                    watch.connection = self
+                return super().request(*args, **kwargs)
+
+        return Watched
+
+    class Pool(HTTPConnectionPool):
+        ConnectionCls = watched(HTTPConnection)
+
+    class TlsPool(HTTPSConnectionPool):
+        ConnectionCls = watched(HTTPSConnection)
+
+    for prefix in ("http://", "https://"):
+        manager = session.get_adapter(prefix).poolmanager
+        manager.pool_classes_by_scheme = {"http": Pool, "https": TlsPool}
 
 
 def _http_address(url: str) -> str:

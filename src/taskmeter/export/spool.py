@@ -246,7 +246,13 @@ class Spool:
             try:
                 self._prepare()
                 self._make_room(size)
-                path = self._write(signal, data)
+                try:
+                    path = self._write(signal, data)
+                except FileNotFoundError:
+                    # The directory was removed since it was made here: make it again.
+                    self._ready = False
+                    self._prepare()
+                    path = self._write(signal, data)
             except OSError as exc:
                 self.stats.write_errors += 1
                 lost = self.stats.write_error_items
