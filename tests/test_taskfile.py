@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -221,6 +222,29 @@ def test_symlink_keeps_pointing_at_its_target_which_gets_the_text(tmp_path: Path
     assert link.is_symlink()
     assert target.read_text() == "new\n"
     assert sorted(p.name for p in target.parent.iterdir()) == ["task.json"]
+
+
+def test_a_link_to_a_file_not_made_yet_leads_to_where_it_is_made(tmp_path: Path) -> None:
+    """A dangling link is written through: its target is made, the link stays."""
+    target = tmp_path / "later" / "task.json"
+    target.parent.mkdir()
+    link = tmp_path / "task.json"
+    link.symlink_to(target)
+    write_atomic(link, "new\n")
+    assert link.is_symlink() and target.read_text() == "new\n"
+
+
+def test_a_loop_of_links_is_an_error_and_the_links_stay(tmp_path: Path) -> None:
+    """``a -> b -> a``: ``ELOOP`` naming the path, as ``open(a, "w")`` raises; the link
+    itself was replaced by a regular file."""
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.symlink_to(second)
+    second.symlink_to(first)
+    with pytest.raises(OSError) as raised:
+        write_atomic(first, "{}")
+    assert raised.value.errno == errno.ELOOP and raised.value.filename == str(first)
+    assert first.is_symlink() and second.is_symlink()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a.json", "b.json"]
 
 
 def test_fifo_is_written_through_not_replaced(tmp_path: Path) -> None:

@@ -75,7 +75,7 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, durable: bool = Tru
     if existing is not None and _write_through(target, existing, text):
         return
     if target.is_symlink():
-        target = Path(os.path.realpath(target))
+        target = Path(_link_target(target))
     directory = target.parent
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -112,6 +112,20 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, durable: bool = Tru
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
+        raise
+
+
+def _link_target(link: Path) -> str:
+    """The file a write through the symbolic link ``link`` replaces.  A loop of links
+    is an ``OSError`` (``ELOOP``), as ``open()`` gives, rather than the link itself
+    replaced by a file; a link to a file not made yet leads to where it will be."""
+    try:
+        return os.path.realpath(link, strict=True)
+    except FileNotFoundError:
+        return os.path.realpath(link)
+    except OSError as exc:
+        if exc.filename is None:  # realpath names no file: the link given is the one
+            raise OSError(exc.errno, exc.strerror, os.fspath(link)) from exc
         raise
 
 

@@ -299,6 +299,22 @@ def test_a_task_file_path_written_as_a_directory_stops_before_running(
         assert target.read_text() == "kept"
 
 
+def test_a_task_file_path_that_is_a_loop_of_links_stops_before_running(tmp_path: Path) -> None:
+    """``-o a`` where ``a -> b -> a``: 125 before the command runs, the links kept (the
+    link was replaced by the task file at the end)."""
+    marker = tmp_path / "ran"
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.symlink_to(second)
+    second.symlink_to(first)
+    result = taskmeter("run", "-o", str(first), "--", "touch", str(marker))
+    assert result.returncode == 125, result.stderr
+    assert result.stderr == (
+        f"taskmeter: error: cannot write the task file {first}: Too many levels of symbolic links\n"
+    )
+    assert not marker.exists()
+    assert first.is_symlink() and second.is_symlink()
+
+
 @pytest.mark.parametrize("endpoint", ["http://127.0.0.1:99999", "ftp://collector", "http://"])
 def test_malformed_otlp_endpoint_is_a_usage_error_before_running(
     tmp_path: Path, endpoint: str

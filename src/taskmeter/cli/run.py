@@ -629,6 +629,13 @@ def _unwritable(written: str) -> str | None:
     kind = not_a_regular_file(path)
     if kind is not None:
         return f"it is {kind}, not a regular file"
+    if path.is_symlink():
+        try:
+            os.path.realpath(path, strict=True)
+        except FileNotFoundError:  # a link to a file not made yet: made there
+            pass
+        except OSError as exc:  # a loop of links, say: it would be no file to write
+            return exc.strerror or str(exc)
     if names_a_directory(written):
         ending = directory_ending(written)
         return f"it names a directory (it ends with {ending!r}); name a file in it"
