@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 
@@ -182,42 +179,15 @@ def test_refused_connection_is_counted_not_raised() -> None:
     assert _log.error_counts["probe.prometheus.query"] == 1
 
 
-def test_a_timeout_longer_than_the_platform_can_wait_waits_as_long_as_it_can() -> None:
+def test_a_timeout_longer_than_the_platform_can_wait_waits_as_long_as_it_can(
+    prometheus: PrometheusServer,
+) -> None:
     """``timeout = 1e10`` (over 292 years) is past what a lock or a socket can wait on: the
     answer is still waited for, and taken, rather than every query failing."""
-    body = b'{"status": "success", "data": {"resultType": "scalar", "result": [1, "12.5"]}}'
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            time.sleep(0.1)
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return None
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        probe = PrometheusProbe(
-            f"http://127.0.0.1:{server.server_address[1]}",
-            {"system": SYSTEM_QUERY},
-            machine=MACHINE,
-            timeout_s=1e10,
-            min_duration_s=0.0,
-        )
-        taskmeter.set_probes([probe])
-        with Task("patient") as task:
-            pass
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-    assert task.system_power == 12.5
+    probe = make_probe(prometheus, timeout_s=1e10)
+    ended = time.time() - 2.0
+    energy = probe.query_energy(2.0, ended)
+    assert energy["system"] == pytest.approx(SYSTEM_W * 2.0, rel=0.05)
     assert not _log.error_counts
 
 
