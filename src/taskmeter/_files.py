@@ -111,20 +111,34 @@ def names_a_directory(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` as written names a directory whatever is there: it ends with a
     separator (``runs/``), ``.`` or ``..``.  ``Path`` drops a final separator and ``.``
     (``Path("runs/")`` is ``runs``), which would write a file named ``runs``."""
-    name = os.fspath(path)
-    if isinstance(name, bytes):
-        name = os.fsdecode(name)
-    return os.path.basename(name) in ("", ".", "..") and name != ""
+    return directory_ending(path) != ""
 
 
 def directory_ending(path: str | os.PathLike[str]) -> str:
-    """How ``path``, which :func:`names_a_directory`, ends: ``/``, ``/.`` or ``/..``
-    (for a message)."""
+    """How ``path`` ends where, as written, it names a directory (``/``, ``/.``, ``/..``,
+    or ``.`` and ``..`` alone, for a message); ``""`` where it does not."""
     name = os.fspath(path)
     if isinstance(name, bytes):
         name = os.fsdecode(name)
     last = os.path.basename(name)
-    return f"{os.sep}{last}" if last else name[-1]
+    if not name or last not in ("", ".", ".."):
+        return ""
+    return name[-(len(last) + 1) :]
+
+
+def link_target(link: str | os.PathLike[str]) -> str:
+    """The file a write through the symbolic link ``link`` replaces.  A loop of links
+    is an ``OSError`` (``ELOOP``) naming ``link``, as ``open()`` gives, rather than the
+    link itself replaced by a file; a link to a file not made yet leads to where it
+    will be."""
+    try:
+        return os.path.realpath(link, strict=True)
+    except FileNotFoundError:
+        return os.path.realpath(link)
+    except OSError as exc:
+        if exc.filename is None:  # realpath names no file: the link given is the one
+            raise OSError(exc.errno, exc.strerror, os.fspath(link)) from exc
+        raise
 
 
 def absolute(path: str | os.PathLike[str]) -> str:

@@ -16,7 +16,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._files import names_a_directory, read_bytes_bounded, write_to_descriptor_link
+from ._files import (
+    link_target,
+    names_a_directory,
+    read_bytes_bounded,
+    write_to_descriptor_link,
+)
 from ._filetypes import describe, drop_bad_values, in_range
 
 if TYPE_CHECKING:
@@ -75,7 +80,7 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, durable: bool = Tru
     if existing is not None and _write_through(target, existing, text):
         return
     if target.is_symlink():
-        target = Path(_link_target(target))
+        target = Path(link_target(target))
     directory = target.parent
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -112,20 +117,6 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, durable: bool = Tru
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
-        raise
-
-
-def _link_target(link: Path) -> str:
-    """The file a write through the symbolic link ``link`` replaces.  A loop of links
-    is an ``OSError`` (``ELOOP``), as ``open()`` gives, rather than the link itself
-    replaced by a file; a link to a file not made yet leads to where it will be."""
-    try:
-        return os.path.realpath(link, strict=True)
-    except FileNotFoundError:
-        return os.path.realpath(link)
-    except OSError as exc:
-        if exc.filename is None:  # realpath names no file: the link given is the one
-            raise OSError(exc.errno, exc.strerror, os.fspath(link)) from exc
         raise
 
 

@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import propagation
-from .._files import descriptor_link, directory_ending, names_a_directory, not_a_regular_file
+from .._files import (
+    descriptor_link,
+    directory_ending,
+    link_target,
+    names_a_directory,
+    not_a_regular_file,
+)
 from .._text import valid_text
 from ._common import (
     EXIT_TASKMETER_FAILED,
@@ -631,9 +637,7 @@ def _unwritable(written: str) -> str | None:
         return f"it is {kind}, not a regular file"
     if path.is_symlink():
         try:
-            os.path.realpath(path, strict=True)
-        except FileNotFoundError:  # a link to a file not made yet: made there
-            pass
+            link_target(path)
         except OSError as exc:  # a loop of links, say: it would be no file to write
             return exc.strerror or str(exc)
     if names_a_directory(written):

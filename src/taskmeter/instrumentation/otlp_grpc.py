@@ -168,8 +168,9 @@ def make_grpc_exporter(factory: Callable[..., Any], signal: str, environ: Mappin
     specific = f"OTEL_EXPORTER_OTLP_{signal.upper()}_TIMEOUT"
     hidden: list[str] = []
     process_value = os.environ.get(specific)
-    if process_value is not None and not _is_number(process_value):
-        if "timeout" not in arguments and process_value.strip():
+    # (A blank value is hidden below with the other blank variables.)
+    if process_value is not None and process_value.strip() and not _is_number(process_value):
+        if "timeout" not in arguments:
             config_warning(
                 f"env.{specific}",
                 _NOT_A_TIMEOUT,
@@ -177,7 +178,7 @@ def make_grpc_exporter(factory: Callable[..., Any], signal: str, environ: Mappin
                 process_value,
                 DEFAULT_TIMEOUT_S,
             )
-        arguments.setdefault("timeout", DEFAULT_TIMEOUT_S)
+            arguments["timeout"] = DEFAULT_TIMEOUT_S
         hidden.append(specific)
     headers, hide_headers = checked_headers(signal, environ)
     if hide_headers:
